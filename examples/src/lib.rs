@@ -1,0 +1,1 @@
+//! Runnable examples for the RocketMQ client workspace; see the `examples` targets.

@@ -1,0 +1,86 @@
+//! The one error type of this crate.
+
+use std::borrow::Cow;
+
+/// What went wrong while reading or writing RocketMQ wire data.
+///
+/// Every decoder in this crate returns this type; malformed input is always an
+/// error, never a panic.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// A header field the protocol requires was absent.
+    #[error("{header}: required field `{field}` is missing")]
+    MissingField {
+        /// The header type being decoded.
+        header: &'static str,
+        /// The extFields key that was absent.
+        field: &'static str,
+    },
+    /// A header field was present but could not be parsed.
+    #[error("{header}: field `{field}` has invalid value {value:?}: expected {expected}")]
+    InvalidField {
+        /// The header type being decoded.
+        header: &'static str,
+        /// The extFields key.
+        field: &'static str,
+        /// The text that was found.
+        value: String,
+        /// What was expected instead (e.g. "a 64-bit integer").
+        expected: &'static str,
+    },
+    /// A binary structure ended before all of its fields were read.
+    #[error("{what}: truncated, needed {needed} bytes but {available} remain")]
+    Truncated {
+        /// The structure being decoded.
+        what: &'static str,
+        /// Bytes needed to continue.
+        needed: usize,
+        /// Bytes left in the input.
+        available: usize,
+    },
+    /// A binary structure is well-formed in length but its content is invalid.
+    #[error("{what}: {reason}")]
+    Malformed {
+        /// The structure being decoded.
+        what: &'static str,
+        /// A description of the problem.
+        reason: Cow<'static, str>,
+    },
+    /// A message body uses a compression type this build cannot decompress.
+    #[error("unsupported compression type {0} (only zlib is supported)")]
+    UnsupportedCompression(u8),
+    /// A compressed body failed to decompress.
+    #[error("body decompression failed: {0}")]
+    Decompress(#[source] std::io::Error),
+    /// A JSON body could not be parsed or written.
+    #[error("{what}: invalid JSON: {source}")]
+    Json {
+        /// The body type being decoded.
+        what: &'static str,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A message id string is not a valid id.
+    #[error("invalid message id {id:?}: {reason}")]
+    InvalidMessageId {
+        /// The id as given.
+        id: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+}
+
+impl ModelError {
+    /// Shorthand for [`ModelError::Malformed`].
+    pub fn malformed(what: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        ModelError::Malformed {
+            what,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// `Result` with [`ModelError`].
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;

@@ -1,0 +1,216 @@
+//! Typed command headers (PROTOCOL.md §3), converted to and from the `extFields`
+//! string map that travels in every remoting command.
+//!
+//! Every header implements [`CommandHeader`]. Decoding goes through
+//! [`FieldReader`], which turns a missing required field or an unparsable number
+//! into a [`ModelError`] that names the header and the field.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+
+use crate::error::{ModelError, Result};
+
+/// The `extFields` map of a remoting command: every custom-header field as text.
+pub type ExtFields = HashMap<String, String>;
+
+/// A typed command header: a struct whose fields travel as `extFields` entries.
+pub trait CommandHeader: Sized {
+    /// The header's name in errors (usually the Java class name).
+    const NAME: &'static str;
+
+    /// Writes every present field into `fields`, keyed as on the wire.
+    fn write_fields(&self, fields: &mut FieldWriter<'_>);
+
+    /// Reads the header back from `fields`.
+    fn read_fields(fields: &FieldReader<'_>) -> Result<Self>;
+
+    /// Encodes the header into a fresh map.
+    fn to_ext_fields(&self) -> ExtFields {
+        let mut map = ExtFields::new();
+        self.write_fields(&mut FieldWriter::new(&mut map));
+        map
+    }
+
+    /// Adds the header's fields to an existing map (existing keys are replaced).
+    fn extend_ext_fields(&self, map: &mut ExtFields) {
+        self.write_fields(&mut FieldWriter::new(map));
+    }
+
+    /// Decodes the header from a map.
+    fn from_ext_fields(map: &ExtFields) -> Result<Self> {
+        Self::read_fields(&FieldReader::new(Self::NAME, map))
+    }
+}
+
+/// The empty header, for commands that carry no custom fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmptyHeader;
+
+impl CommandHeader for EmptyHeader {
+    const NAME: &'static str = "EmptyHeader";
+
+    fn write_fields(&self, _fields: &mut FieldWriter<'_>) {}
+
+    fn read_fields(_fields: &FieldReader<'_>) -> Result<Self> {
+        Ok(EmptyHeader)
+    }
+}
+
+/// Writes header fields as Java writes them: decimal numbers, `true`/`false`.
+#[derive(Debug)]
+pub struct FieldWriter<'a> {
+    map: &'a mut ExtFields,
+}
+
+impl<'a> FieldWriter<'a> {
+    /// Wraps a map.
+    pub fn new(map: &'a mut ExtFields) -> Self {
+        FieldWriter { map }
+    }
+
+    /// Writes a field.
+    pub fn put(&mut self, key: &str, value: impl Display) {
+        self.map.insert(key.to_owned(), value.to_string());
+    }
+
+    /// Writes a string field without formatting machinery.
+    pub fn put_str(&mut self, key: &str, value: &str) {
+        self.map.insert(key.to_owned(), value.to_owned());
+    }
+
+    /// Writes a field only when it is present (Java omits null fields).
+    pub fn put_opt<T: Display>(&mut self, key: &str, value: Option<T>) {
+        if let Some(value) = value {
+            self.put(key, value);
+        }
+    }
+}
+
+/// Reads header fields with Java's parsing rules and typed, named errors.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldReader<'a> {
+    header: &'static str,
+    map: &'a ExtFields,
+}
+
+impl<'a> FieldReader<'a> {
+    /// Wraps a map; `header` names the header type in errors.
+    pub fn new(header: &'static str, map: &'a ExtFields) -> Self {
+        FieldReader { header, map }
+    }
+
+    /// The raw text of a field, if present. Java turns empty values into null,
+    /// so an empty string reads as absent.
+    pub fn raw(&self, key: &str) -> Option<&'a str> {
+        self.map.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// A required string field.
+    pub fn string(&self, key: &'static str) -> Result<String> {
+        self.raw(key).map(str::to_owned).ok_or(ModelError::MissingField {
+            header: self.header,
+            field: key,
+        })
+    }
+
+    /// An optional string field.
+    pub fn opt_string(&self, key: &str) -> Option<String> {
+        self.raw(key).map(str::to_owned)
+    }
+
+    /// A required number.
+    pub fn number<T: FromStr + NumberKind>(&self, key: &'static str) -> Result<T> {
+        match self.opt_number(key)? {
+            Some(value) => Ok(value),
+            None => Err(ModelError::MissingField {
+                header: self.header,
+                field: key,
+            }),
+        }
+    }
+
+    /// An optional number: absent is `None`, unparsable is an error.
+    pub fn opt_number<T: FromStr + NumberKind>(&self, key: &'static str) -> Result<Option<T>> {
+        match self.raw(key) {
+            None => Ok(None),
+            Some(text) => text.trim().parse().map(Some).map_err(|_| ModelError::InvalidField {
+                header: self.header,
+                field: key,
+                value: text.to_owned(),
+                expected: T::EXPECTED,
+            }),
+        }
+    }
+
+    /// An optional boolean with Java's rule: "true" in any case is true, any other
+    /// text is false.
+    pub fn opt_bool(&self, key: &str) -> Option<bool> {
+        self.raw(key).map(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
+    /// A required boolean (Java's parsing rule).
+    pub fn bool(&self, key: &'static str) -> Result<bool> {
+        self.opt_bool(key).ok_or(ModelError::MissingField {
+            header: self.header,
+            field: key,
+        })
+    }
+}
+
+/// Names a number type in "invalid field" errors.
+pub trait NumberKind {
+    /// For example "a 32-bit integer".
+    const EXPECTED: &'static str;
+}
+
+impl NumberKind for i16 {
+    const EXPECTED: &'static str = "a 16-bit integer";
+}
+impl NumberKind for i32 {
+    const EXPECTED: &'static str = "a 32-bit integer";
+}
+impl NumberKind for i64 {
+    const EXPECTED: &'static str = "a 64-bit integer";
+}
+impl NumberKind for u32 {
+    const EXPECTED: &'static str = "an unsigned 32-bit integer";
+}
+impl NumberKind for u64 {
+    const EXPECTED: &'static str = "an unsigned 64-bit integer";
+}
+impl NumberKind for f64 {
+    const EXPECTED: &'static str = "a number";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> ExtFields {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn missing_and_invalid_fields_name_the_field() {
+        let m = map(&[("queueId", "x1")]);
+        let r = FieldReader::new("PullMessageRequestHeader", &m);
+        let err = r.number::<i32>("queueId").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "PullMessageRequestHeader: field `queueId` has invalid value \"x1\": expected a 32-bit integer"
+        );
+        let err = r.string("topic").unwrap_err();
+        assert_eq!(err.to_string(), "PullMessageRequestHeader: required field `topic` is missing");
+    }
+
+    #[test]
+    fn booleans_follow_java() {
+        let m = map(&[("a", "TRUE"), ("b", "yes"), ("c", "")]);
+        let r = FieldReader::new("H", &m);
+        assert_eq!(r.opt_bool("a"), Some(true));
+        assert_eq!(r.opt_bool("b"), Some(false));
+        assert_eq!(r.opt_bool("c"), None);
+        assert_eq!(r.opt_bool("d"), None);
+    }
+}
