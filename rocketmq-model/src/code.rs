@@ -254,9 +254,15 @@ mod tests {
     #[test]
     fn known_codes_have_names_and_numbers() {
         assert_eq!(RequestCode::SEND_MESSAGE_V2.0, 310);
-        assert_eq!(RequestCode::GET_ROUTEINFO_BY_TOPIC.name(), Some("GET_ROUTEINFO_BY_TOPIC"));
+        assert_eq!(
+            RequestCode::GET_ROUTEINFO_BY_TOPIC.name(),
+            Some("GET_ROUTEINFO_BY_TOPIC")
+        );
         assert_eq!(ResponseCode::PULL_OFFSET_MOVED.0, 21);
-        assert_eq!(format!("{:?}", ResponseCode::QUERY_NOT_FOUND), "QUERY_NOT_FOUND(22)");
+        assert_eq!(
+            format!("{:?}", ResponseCode::QUERY_NOT_FOUND),
+            "QUERY_NOT_FOUND(22)"
+        );
     }
 
     #[test]

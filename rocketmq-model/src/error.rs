@@ -70,6 +70,41 @@ pub enum ModelError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A topic name breaks the naming rules (PROTOCOL.md §1).
+    #[error("invalid topic {topic:?}: {reason}")]
+    InvalidTopic {
+        /// The topic as given.
+        topic: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A message property cannot be carried by the properties string (§6.1).
+    #[error("invalid message property {name:?}: {reason}")]
+    InvalidProperty {
+        /// The property's name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A delay level above 18 (§8.7; 0 means no delay).
+    #[error("delay level {0} is outside 1..=18")]
+    InvalidDelayLevel(u8),
+    /// Messages that Java's batch rules do not allow in one batch (§5.5).
+    #[error("invalid batch: message {index}: {reason}")]
+    InvalidBatch {
+        /// The position of the offending message in the batch.
+        index: usize,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A value is larger than the wire format or a configured limit allows.
+    #[error("{what} exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// What grew too large (e.g. "decompressed body").
+        what: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 impl ModelError {

@@ -63,7 +63,7 @@ mod tests {
 
     #[test]
     fn orders_like_java() {
-        let mut queues = vec![
+        let mut queues = [
             MessageQueue::new("t", "b", 0),
             MessageQueue::new("t", "a", 3),
             MessageQueue::new("s", "z", 9),

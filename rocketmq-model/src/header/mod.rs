@@ -11,6 +11,50 @@ use std::str::FromStr;
 
 use crate::error::{ModelError, Result};
 
+// `macros` must come first: the modules below use its macro.
+#[macro_use]
+mod macros;
+
+mod admin;
+mod client;
+mod consume;
+mod offset;
+mod pull;
+mod reply;
+#[cfg(test)]
+mod roundtrip_tests;
+mod route;
+mod send;
+mod transaction;
+mod value;
+
+pub use admin::{
+    CreateTopicRequestHeader, QueryMessageRequestHeader, QueryMessageResponseHeader,
+    ViewMessageRequestHeader,
+};
+pub use client::{
+    ConsumeMessageDirectlyResultRequestHeader, GetConsumerListByGroupRequestHeader,
+    GetConsumerRunningInfoRequestHeader, GetConsumerStatusRequestHeader,
+    NotifyConsumerIdsChangedRequestHeader, ResetOffsetRequestHeader, UnregisterClientRequestHeader,
+};
+pub use consume::ConsumerSendMsgBackRequestHeader;
+pub use offset::{
+    BoundaryType, GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,
+    GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader, GetMinOffsetRequestHeader,
+    GetMinOffsetResponseHeader, QueryConsumerOffsetRequestHeader,
+    QueryConsumerOffsetResponseHeader, SearchOffsetRequestHeader, SearchOffsetResponseHeader,
+    UpdateConsumerOffsetRequestHeader,
+};
+pub use pull::{PullMessageRequestHeader, PullMessageResponseHeader};
+pub use reply::ReplyMessageRequestHeader;
+pub use route::GetRouteInfoRequestHeader;
+pub use send::{
+    DEFAULT_REGION, SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+};
+pub use transaction::{
+    CheckTransactionStateRequestHeader, EndTransactionRequestHeader, TransactionResolution,
+};
+
 /// The `extFields` map of a remoting command: every custom-header field as text.
 pub type ExtFields = HashMap<String, String>;
 
@@ -103,15 +147,38 @@ impl<'a> FieldReader<'a> {
     /// The raw text of a field, if present. Java turns empty values into null,
     /// so an empty string reads as absent.
     pub fn raw(&self, key: &str) -> Option<&'a str> {
-        self.map.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.map
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The "required field is missing" error for `field` of this header.
+    pub fn missing(&self, field: &'static str) -> ModelError {
+        ModelError::MissingField {
+            header: self.header,
+            field,
+        }
+    }
+
+    /// The "field has an invalid value" error for `field` of this header.
+    pub fn invalid(&self, field: &'static str, value: &str, expected: &'static str) -> ModelError {
+        ModelError::InvalidField {
+            header: self.header,
+            field,
+            value: value.to_owned(),
+            expected,
+        }
     }
 
     /// A required string field.
     pub fn string(&self, key: &'static str) -> Result<String> {
-        self.raw(key).map(str::to_owned).ok_or(ModelError::MissingField {
-            header: self.header,
-            field: key,
-        })
+        self.raw(key)
+            .map(str::to_owned)
+            .ok_or(ModelError::MissingField {
+                header: self.header,
+                field: key,
+            })
     }
 
     /// An optional string field.
@@ -134,12 +201,16 @@ impl<'a> FieldReader<'a> {
     pub fn opt_number<T: FromStr + NumberKind>(&self, key: &'static str) -> Result<Option<T>> {
         match self.raw(key) {
             None => Ok(None),
-            Some(text) => text.trim().parse().map(Some).map_err(|_| ModelError::InvalidField {
-                header: self.header,
-                field: key,
-                value: text.to_owned(),
-                expected: T::EXPECTED,
-            }),
+            Some(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| ModelError::InvalidField {
+                    header: self.header,
+                    field: key,
+                    value: text.to_owned(),
+                    expected: T::EXPECTED,
+                }),
         }
     }
 
@@ -188,7 +259,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> ExtFields {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -201,7 +275,10 @@ mod tests {
             "PullMessageRequestHeader: field `queueId` has invalid value \"x1\": expected a 32-bit integer"
         );
         let err = r.string("topic").unwrap_err();
-        assert_eq!(err.to_string(), "PullMessageRequestHeader: required field `topic` is missing");
+        assert_eq!(
+            err.to_string(),
+            "PullMessageRequestHeader: required field `topic` is missing"
+        );
     }
 
     #[test]

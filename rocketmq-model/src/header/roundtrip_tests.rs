@@ -1,0 +1,85 @@
+//! Every header survives a round trip through `extFields`.
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn round_trips<H>(header: &H) -> std::result::Result<(), TestCaseError>
+where
+    H: CommandHeader + PartialEq + std::fmt::Debug,
+{
+    let fields = header.to_ext_fields();
+    let back = H::from_ext_fields(&fields).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(&back, header);
+    Ok(())
+}
+
+macro_rules! round_trip_tests {
+    ($($test:ident: $ty:ty,)*) => {
+        proptest! {
+            $(
+                #[test]
+                fn $test(header in any::<$ty>()) {
+                    round_trips(&header)?;
+                }
+            )*
+        }
+    };
+}
+
+round_trip_tests! {
+    get_route_info: GetRouteInfoRequestHeader,
+    send_v1: SendMessageRequestHeader,
+    send_v2: SendMessageRequestHeaderV2,
+    send_response: SendMessageResponseHeader,
+    pull_request: PullMessageRequestHeader,
+    pull_response: PullMessageResponseHeader,
+    query_consumer_offset: QueryConsumerOffsetRequestHeader,
+    query_consumer_offset_response: QueryConsumerOffsetResponseHeader,
+    update_consumer_offset: UpdateConsumerOffsetRequestHeader,
+    get_max_offset: GetMaxOffsetRequestHeader,
+    get_max_offset_response: GetMaxOffsetResponseHeader,
+    get_min_offset: GetMinOffsetRequestHeader,
+    get_min_offset_response: GetMinOffsetResponseHeader,
+    search_offset: SearchOffsetRequestHeader,
+    search_offset_response: SearchOffsetResponseHeader,
+    earliest_msg_storetime: GetEarliestMsgStoretimeRequestHeader,
+    earliest_msg_storetime_response: GetEarliestMsgStoretimeResponseHeader,
+    unregister_client: UnregisterClientRequestHeader,
+    consumer_list_by_group: GetConsumerListByGroupRequestHeader,
+    notify_consumer_ids_changed: NotifyConsumerIdsChangedRequestHeader,
+    reset_offset: ResetOffsetRequestHeader,
+    consumer_status: GetConsumerStatusRequestHeader,
+    consumer_running_info: GetConsumerRunningInfoRequestHeader,
+    consume_message_directly: ConsumeMessageDirectlyResultRequestHeader,
+    send_msg_back: ConsumerSendMsgBackRequestHeader,
+    end_transaction: EndTransactionRequestHeader,
+    check_transaction_state: CheckTransactionStateRequestHeader,
+    view_message: ViewMessageRequestHeader,
+    query_message: QueryMessageRequestHeader,
+    query_message_response: QueryMessageResponseHeader,
+    create_topic: CreateTopicRequestHeader,
+    reply_message: ReplyMessageRequestHeader,
+}
+
+proptest! {
+    /// Both send key sets carry the same header.
+    #[test]
+    fn send_v1_and_v2_agree(header in any::<SendMessageRequestHeader>()) {
+        let v2 = SendMessageRequestHeaderV2::from(header.clone());
+        let back = SendMessageRequestHeaderV2::from_ext_fields(&v2.to_ext_fields()).unwrap();
+        prop_assert_eq!(SendMessageRequestHeader::from(back), header.clone());
+        prop_assert_eq!(header.to_ext_fields().len(), v2.to_ext_fields().len());
+    }
+
+    /// Decoding arbitrary maps never panics.
+    #[test]
+    fn decoding_arbitrary_fields_never_panics(
+        fields in prop::collection::hash_map("[a-zA-Z_]{1,12}", "\\PC{0,12}", 0..12),
+    ) {
+        let _ = PullMessageRequestHeader::from_ext_fields(&fields);
+        let _ = SendMessageRequestHeaderV2::from_ext_fields(&fields);
+        let _ = EndTransactionRequestHeader::from_ext_fields(&fields);
+        let _ = SearchOffsetRequestHeader::from_ext_fields(&fields);
+    }
+}

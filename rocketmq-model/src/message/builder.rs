@@ -1,0 +1,249 @@
+//! [`MessageBuilder`]: a validated way to make a [`Message`].
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::{MAX_DELAY_LEVEL, Message, Properties, property};
+use crate::error::{ModelError, Result};
+
+/// The longest user topic, in characters (`TopicValidator.TOPIC_MAX_LENGTH`).
+pub const TOPIC_MAX_LEN: usize = 127;
+
+/// Checks a user topic against Java's `TopicValidator`: non-empty, at most 127
+/// characters, only `%`, `|`, ASCII letters, digits, `_` and `-`.
+pub fn validate_topic(topic: &str) -> Result<()> {
+    let reason = if topic.is_empty() {
+        "empty"
+    } else if topic.len() > TOPIC_MAX_LEN {
+        "longer than 127 characters"
+    } else if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+    {
+        "only %, |, ASCII letters, digits, _ and - are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(ModelError::InvalidTopic {
+        topic: topic.to_owned(),
+        reason,
+    })
+}
+
+/// Builds a [`Message`]; see [`Message::builder`].
+///
+/// Setters never fail; the first invalid value is remembered and
+/// [`build`](Self::build) returns it as the error.
+#[derive(Debug)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct MessageBuilder {
+    message: Message,
+    keys: Vec<String>,
+    error: Option<ModelError>,
+}
+
+impl MessageBuilder {
+    pub(super) fn new(topic: impl Into<String>) -> Self {
+        MessageBuilder {
+            message: Message::new(topic, Bytes::new()),
+            keys: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// The body (not compressed here; the producer decides that).
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.message.body = body.into();
+        self
+    }
+
+    /// The user flag.
+    pub fn flag(mut self, flag: i32) -> Self {
+        self.message.flag = flag;
+        self
+    }
+
+    /// The tag (TAGS).
+    pub fn tags(self, tags: impl Into<String>) -> Self {
+        self.property(property::TAGS, tags)
+    }
+
+    /// Adds one business key (KEYS). A key must be non-empty and contain no
+    /// space, because KEYS is space-separated.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        if key.is_empty() || key.contains(property::KEY_SEPARATOR) {
+            self.fail(ModelError::InvalidProperty {
+                name: property::KEYS.to_owned(),
+                reason: "a key must be non-empty and contain no space",
+            });
+        } else {
+            self.keys.push(key);
+        }
+        self
+    }
+
+    /// Adds several business keys; see [`key`](Self::key).
+    pub fn keys<K: Into<String>>(self, keys: impl IntoIterator<Item = K>) -> Self {
+        keys.into_iter().fold(self, |builder, key| builder.key(key))
+    }
+
+    /// Sets any property. Name and value must be non-empty and free of 0x01
+    /// and 0x02 (see [`Properties::insert`]).
+    pub fn property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        if let Err(e) = self.message.properties.insert(name, value) {
+            self.fail(e);
+        }
+        self
+    }
+
+    /// The delay level (DELAY), 1..=18 (1 s .. 2 h with the broker's default
+    /// table, §8.7); 0 means no delay and removes the property.
+    pub fn delay_level(mut self, level: u8) -> Self {
+        match level {
+            0 => {
+                self.message.properties.remove(property::DELAY);
+                self
+            }
+            1..=MAX_DELAY_LEVEL => self.property(property::DELAY, level.to_string()),
+            _ => {
+                self.fail(ModelError::InvalidDelayLevel(level));
+                self
+            }
+        }
+    }
+
+    /// Delivers at `time` with the 5.x timer (TIMER_DELIVER_MS, epoch ms).
+    pub fn deliver_at(mut self, time: SystemTime) -> Self {
+        match time.duration_since(UNIX_EPOCH) {
+            Ok(since) => self.property(property::TIMER_DELIVER_MS, since.as_millis().to_string()),
+            Err(_) => {
+                self.fail(ModelError::InvalidProperty {
+                    name: property::TIMER_DELIVER_MS.to_owned(),
+                    reason: "the delivery time is before the Unix epoch",
+                });
+                self
+            }
+        }
+    }
+
+    /// The sharding key (`__SHARDINGKEY`), used by ordered sends.
+    pub fn sharding_key(self, key: impl Into<String>) -> Self {
+        self.property(property::SHARDING_KEY, key)
+    }
+
+    /// WAIT_STORE_MSG_OK (WAIT); the broker's default when absent is true.
+    pub fn wait_store_ok(self, wait: bool) -> Self {
+        self.property(property::WAIT, if wait { "true" } else { "false" })
+    }
+
+    /// Replaces every property at once (already validated by [`Properties`]).
+    pub fn properties(mut self, properties: Properties) -> Self {
+        self.message.properties = properties;
+        self
+    }
+
+    /// The message, or the first invalid value met: [`ModelError::InvalidTopic`],
+    /// [`ModelError::InvalidProperty`] or [`ModelError::InvalidDelayLevel`].
+    pub fn build(self) -> Result<Message> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        validate_topic(&self.message.topic)?;
+        let mut message = self.message;
+        if !self.keys.is_empty() {
+            message
+                .properties
+                .insert(property::KEYS, self.keys.join(property::KEY_SEPARATOR))?;
+        }
+        Ok(message)
+    }
+
+    fn fail(&mut self, error: ModelError) {
+        self.error.get_or_insert(error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn builds_every_property() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let msg = Message::builder("Topic_1-%|x")
+            .body(&b"payload"[..])
+            .flag(7)
+            .tags("TagA")
+            .key("k1")
+            .keys(vec!["k2".to_owned(), "k3".to_owned()])
+            .property("custom", "v")
+            .delay_level(18)
+            .deliver_at(at)
+            .sharding_key("user-1")
+            .wait_store_ok(false)
+            .build()
+            .unwrap();
+        assert_eq!(msg.topic(), "Topic_1-%|x");
+        assert_eq!(&msg.body()[..], b"payload");
+        assert_eq!(msg.flag, 7);
+        assert_eq!(msg.tags(), Some("TagA"));
+        assert_eq!(msg.property(property::KEYS), Some("k1 k2 k3"));
+        assert_eq!(msg.property("custom"), Some("v"));
+        assert_eq!(msg.delay_level(), Some(18));
+        assert_eq!(
+            msg.property(property::TIMER_DELIVER_MS),
+            Some("1700000000123")
+        );
+        assert_eq!(msg.deliver_at(), Some(at));
+        assert_eq!(msg.property(property::SHARDING_KEY), Some("user-1"));
+        assert_eq!(msg.property(property::WAIT), Some("false"));
+        assert!(!msg.wait_store_ok());
+    }
+
+    #[test]
+    fn delay_level_zero_clears() {
+        let msg = Message::builder("t")
+            .delay_level(3)
+            .delay_level(0)
+            .build()
+            .unwrap();
+        assert_eq!(msg.property(property::DELAY), None);
+    }
+
+    #[test]
+    fn topic_rules() {
+        assert!(validate_topic(&"a".repeat(127)).is_ok());
+        for bad in ["", "a b", "tópico", "a/b", &"a".repeat(128)] {
+            let err = Message::builder(bad).build().unwrap_err();
+            assert!(
+                matches!(err, ModelError::InvalidTopic { .. }),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn first_error_is_reported() {
+        let err = Message::builder("t")
+            .delay_level(19)
+            .tags("")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ModelError::InvalidDelayLevel(19)), "{err}");
+        let err = Message::builder("t").key("a b").build().unwrap_err();
+        assert!(matches!(err, ModelError::InvalidProperty { .. }), "{err}");
+        let err = Message::builder("t")
+            .property("k", "v\u{2}")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ModelError::InvalidProperty { .. }), "{err}");
+        let err = Message::builder("t")
+            .deliver_at(UNIX_EPOCH - Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, ModelError::InvalidProperty { .. }), "{err}");
+    }
+}

@@ -1,0 +1,259 @@
+//! The properties string (PROTOCOL.md §6.1): `name 0x01 value 0x02`, repeated.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map;
+
+use bytes::BufMut;
+
+use crate::error::{ModelError, Result};
+
+/// Separates a property's name from its value.
+pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
+/// Ends every property, including the last.
+pub const PROPERTY_SEPARATOR: char = '\u{2}';
+
+/// A message's properties: a map from name to value, kept sorted so that the
+/// encoded string is deterministic.
+///
+/// Every name and value that goes in through [`insert`](Self::insert) is
+/// checked: it must be non-empty and free of the two separator characters
+/// (0x01, 0x02), so the encoded string can never be corrupted. Empty values are
+/// refused too, because a receiver drops them while parsing (Java's rule). The
+/// map's contents are therefore always encodable; only the encoded length
+/// (at most [`MAX_ENCODED_LEN`](Self::MAX_ENCODED_LEN) in a record) is checked
+/// later, by the encoders.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Properties(BTreeMap<String, String>);
+
+impl Properties {
+    /// The longest encoded properties string a record can carry (its length is
+    /// an int16 on the wire).
+    pub const MAX_ENCODED_LEN: usize = i16::MAX as usize;
+
+    /// No properties.
+    pub fn new() -> Self {
+        Properties(BTreeMap::new())
+    }
+
+    /// Parses a properties string with Java's rules: a segment (up to a 0x02 or
+    /// the end) counts only if it has a non-empty name, a 0x01, and a non-empty
+    /// value; anything else is ignored. A later duplicate name wins.
+    pub fn parse(text: &str) -> Self {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// Parses the properties bytes of a record. Invalid UTF-8 is replaced with
+    /// U+FFFD, as Java's `new String(bytes, UTF_8)` does; parsing never fails.
+    pub fn parse_bytes(bytes: &[u8]) -> Self {
+        let mut map = BTreeMap::new();
+        for segment in bytes.split(|&b| b == PROPERTY_SEPARATOR as u8) {
+            let Some(sep) = segment
+                .iter()
+                .position(|&b| b == NAME_VALUE_SEPARATOR as u8)
+            else {
+                continue;
+            };
+            if sep == 0 || sep + 1 >= segment.len() {
+                continue;
+            }
+            map.insert(lossy(&segment[..sep]), lossy(&segment[sep + 1..]));
+        }
+        Properties(map)
+    }
+
+    /// The value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Whether `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// Sets `name` to `value`, returning the previous value.
+    ///
+    /// Fails with [`ModelError::InvalidProperty`] if either is empty or
+    /// contains 0x01 or 0x02; the map is then unchanged.
+    pub fn insert(
+        &mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Option<String>> {
+        let (name, value) = (name.into(), value.into());
+        check_text(&name, &name, "name")?;
+        check_text(&name, &value, "value")?;
+        Ok(self.0.insert(name, value))
+    }
+
+    /// Removes `name`, returning its value.
+    pub fn remove(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
+    }
+
+    /// The number of properties.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no properties.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The properties as `(name, value)` pairs, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The length in bytes of [`encode`](Self::encode)'s output.
+    pub fn encoded_len(&self) -> usize {
+        self.0.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
+    }
+
+    /// Encodes the properties string (`name 0x01 value 0x02` per entry).
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(self.encoded_len());
+        for (name, value) in &self.0 {
+            out.push_str(name);
+            out.push(NAME_VALUE_SEPARATOR);
+            out.push_str(value);
+            out.push(PROPERTY_SEPARATOR);
+        }
+        out
+    }
+
+    /// Writes the encoded properties string into `out`, without a length prefix.
+    pub fn encode_into(&self, out: &mut impl BufMut) {
+        for (name, value) in &self.0 {
+            out.put_slice(name.as_bytes());
+            out.put_u8(NAME_VALUE_SEPARATOR as u8);
+            out.put_slice(value.as_bytes());
+            out.put_u8(PROPERTY_SEPARATOR as u8);
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Properties {
+    type Item = (&'a String, &'a String);
+    type IntoIter = btree_map::Iter<'a, String, String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+fn check_text(name: &str, text: &str, part: &'static str) -> Result<()> {
+    let reason = if text.is_empty() {
+        if part == "name" {
+            "the name is empty"
+        } else {
+            "the value is empty (a receiver would drop it)"
+        }
+    } else if text.contains([NAME_VALUE_SEPARATOR, PROPERTY_SEPARATOR]) {
+        if part == "name" {
+            "the name contains a separator character (0x01 or 0x02)"
+        } else {
+            "the value contains a separator character (0x01 or 0x02)"
+        }
+    } else {
+        return Ok(());
+    };
+    Err(ModelError::InvalidProperty {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn props(pairs: &[(&str, &str)]) -> Properties {
+        let mut p = Properties::new();
+        for (k, v) in pairs {
+            p.insert(*k, *v).unwrap();
+        }
+        p
+    }
+
+    #[test]
+    fn encodes_sorted_with_trailing_separator() {
+        let p = props(&[("TAGS", "a"), ("KEYS", "k1 k2")]);
+        assert_eq!(p.encode(), "KEYS\u{1}k1 k2\u{2}TAGS\u{1}a\u{2}");
+        assert_eq!(p.encoded_len(), p.encode().len());
+        let mut buf = Vec::new();
+        p.encode_into(&mut buf);
+        assert_eq!(buf, p.encode().as_bytes());
+        assert_eq!(Properties::new().encode(), "");
+    }
+
+    #[test]
+    fn parses_like_java() {
+        // Short segments, missing separators, empty names and empty values are skipped;
+        // the last entry may lack its 0x02; the value keeps any further 0x01.
+        let p = Properties::parse(
+            "a\u{1}\u{2}\u{1}b\u{2}xy\u{2}k\u{1}v\u{2}\u{2}n\u{1}x\u{1}y\u{2}last\u{1}1",
+        );
+        let got: Vec<(&str, &str)> = p.iter().collect();
+        assert_eq!(got, [("k", "v"), ("last", "1"), ("n", "x\u{1}y")]);
+    }
+
+    #[test]
+    fn later_duplicate_wins() {
+        let p = Properties::parse("k\u{1}1\u{2}k\u{1}2\u{2}");
+        assert_eq!(p.get("k"), Some("2"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        let p = Properties::parse_bytes(b"k\x01\xff\x02");
+        assert_eq!(p.get("k"), Some("\u{FFFD}"));
+    }
+
+    #[test]
+    fn rejects_separators_and_empty_parts() {
+        let mut p = Properties::new();
+        for (k, v) in [
+            ("a\u{1}", "v"),
+            ("a\u{2}", "v"),
+            ("k", "v\u{2}"),
+            ("k", "v\u{1}"),
+            ("", "v"),
+            ("k", ""),
+        ] {
+            let err = p.insert(k, v).unwrap_err();
+            assert!(matches!(err, ModelError::InvalidProperty { .. }), "{err}");
+        }
+        assert!(p.is_empty());
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        "[^\u{1}\u{2}]{1,12}"
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(map in proptest::collection::btree_map(text(), text(), 0..12)) {
+            let mut p = Properties::new();
+            for (k, v) in &map {
+                p.insert(k.clone(), v.clone()).unwrap();
+            }
+            let encoded = p.encode();
+            prop_assert_eq!(Properties::parse(&encoded), p.clone());
+            prop_assert_eq!(Properties::parse_bytes(encoded.as_bytes()), p);
+        }
+
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let p = Properties::parse_bytes(&bytes);
+            // Whatever was parsed re-encodes to something that parses to the same map.
+            prop_assert_eq!(Properties::parse(&p.encode()), p);
+        }
+    }
+}

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Start or stop a real RocketMQ cluster on loopback: one nameserver and one broker
+# (a second with BROKERS=2), from the rocketmq-namesrv and rocketmq-broker crates (an
+# independent Rust implementation of the Java servers). Installs them when missing.
+#
+#   scripts/real-cluster.sh start    # prints ROCKETMQ_NAMESRV_ADDR=127.0.0.1:9876
+#   scripts/real-cluster.sh stop
+#   scripts/real-cluster.sh status
+#
+# Environment: RMQ_CLUSTER_DIR (state, logs, store; default /tmp/rocketmq-real-cluster),
+# BROKERS (1 or 2), NAMESRV_PORT (9876), BROKER_PORT (10911; the second broker uses +10).
+set -euo pipefail
+
+VERSION=1.0.0
+DIR=${RMQ_CLUSTER_DIR:-/tmp/rocketmq-real-cluster}
+BROKERS=${BROKERS:-1}
+NAMESRV_PORT=${NAMESRV_PORT:-9876}
+BROKER_PORT=${BROKER_PORT:-10911}
+BIN=${CARGO_HOME:-$HOME/.cargo}/bin
+NAMESRV_ADDR=127.0.0.1:$NAMESRV_PORT
+
+install_servers() {
+    if [[ -x $BIN/rocketmq-namesrv-rust && -x $BIN/rocketmq-broker-rust ]]; then
+        return
+    fi
+    echo "installing rocketmq-namesrv and rocketmq-broker $VERSION (takes a while the first time)" >&2
+    # One target dir for both so their shared dependencies build once.
+    CARGO_TARGET_DIR=${RMQ_INSTALL_TARGET_DIR:-$DIR-build} \
+        cargo install --locked "rocketmq-namesrv@$VERSION" "rocketmq-broker@$VERSION" >&2
+}
+
+# Asks the nameserver for the route of a topic with a hand-built JSON frame;
+# succeeds when it answers SUCCESS (code 0).
+route_exists() {
+    local topic=$1 header len
+    header="{\"code\":105,\"extFields\":{\"acceptStandardJsonOnly\":\"true\",\"topic\":\"$topic\"},\"flag\":0,\"language\":\"RUST\",\"opaque\":1,\"serializeTypeCurrentRPC\":\"JSON\",\"version\":479}"
+    len=${#header}
+    { exec 3<>"/dev/tcp/127.0.0.1/$NAMESRV_PORT"; } 2>/dev/null || return 1
+    printf "$(printf '\\x%02x' $(((len + 4) >> 24 & 255)) $(((len + 4) >> 16 & 255)) $(((len + 4) >> 8 & 255)) $(((len + 4) & 255)) 0 $((len >> 16 & 255)) $((len >> 8 & 255)) $((len & 255)))" >&3
+    printf '%s' "$header" >&3
+    local answer
+    answer=$(timeout 1 cat <&3 | head -c 4096 | tr -d "\000-\010" || true)
+    exec 3<&- 3>&-
+    [[ $answer == *'"code":0'* ]]
+}
+
+write_broker_config() {
+    local name=$1 port=$2 store=$3
+    cat >"$DIR/$name.toml" <<TOML
+[broker]
+listenPort = $port
+brokerIp1 = "127.0.0.1"
+storePathRootDir = "$store"
+namesrvAddr = "$NAMESRV_ADDR"
+autoCreateTopicEnable = true
+autoCreateSubscriptionGroup = true
+
+[broker.brokerIdentity]
+brokerName = "$name"
+brokerClusterName = "DefaultCluster"
+brokerId = 0
+
+[broker.brokerServerConfig]
+bindAddress = "127.0.0.1"
+
+[store]
+storePathRootDir = "$store"
+haListenAddress = "127.0.0.1"
+haListenPort = $((port + 1))
+mappedFileSizeCommitLog = 67108864
+timerWheelEnable = true
+TOML
+}
+
+start() {
+    if [[ -f $DIR/namesrv.pid ]] && kill -0 "$(cat "$DIR/namesrv.pid")" 2>/dev/null; then
+        echo "already running; ROCKETMQ_NAMESRV_ADDR=$NAMESRV_ADDR"
+        return
+    fi
+    install_servers
+    rm -rf "$DIR"
+    mkdir -p "$DIR/home"
+    "$BIN/rocketmq-namesrv-rust" --listenPort "$NAMESRV_PORT" --bindAddress 127.0.0.1 \
+        --rocketmqHome "$DIR/home" --kvConfigPath "$DIR/home/kvConfig.json" \
+        >"$DIR/namesrv.log" 2>&1 &
+    echo $! >"$DIR/namesrv.pid"
+    local names=(broker-a broker-b) i
+    for ((i = 0; i < BROKERS; i++)); do
+        local name=${names[$i]} port=$((BROKER_PORT + 10 * i))
+        write_broker_config "$name" "$port" "$DIR/store-$name"
+        ROCKETMQ_HOME="$DIR/home" "$BIN/rocketmq-broker-rust" -c "$DIR/$name.toml" -n "$NAMESRV_ADDR" \
+            >"$DIR/$name.log" 2>&1 &
+        echo $! >"$DIR/$name.pid"
+    done
+    local deadline=$((SECONDS + 60))
+    until route_exists TBW102; do
+        if ((SECONDS > deadline)); then
+            echo "the cluster did not come up within 60 s; logs in $DIR" >&2
+            stop
+            exit 1
+        fi
+        sleep 0.5
+    done
+    echo "ROCKETMQ_NAMESRV_ADDR=$NAMESRV_ADDR"
+}
+
+stop() {
+    local pidfile pid
+    for pidfile in "$DIR"/*.pid; do
+        [[ -f $pidfile ]] || continue
+        pid=$(cat "$pidfile")
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        rm -f "$pidfile"
+    done
+    rm -rf "$DIR"/store-*
+}
+
+status() {
+    local pidfile running=0
+    for pidfile in "$DIR"/*.pid; do
+        [[ -f $pidfile ]] || continue
+        if kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+            echo "$(basename "$pidfile" .pid): running (pid $(cat "$pidfile"))"
+            running=1
+        fi
+    done
+    ((running)) || { echo "not running"; return 1; }
+}
+
+case ${1:-} in
+start) start ;;
+stop) stop ;;
+status) status ;;
+*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
