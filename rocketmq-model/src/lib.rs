@@ -17,15 +17,11 @@ pub use error::{ModelError, Result};
 pub use header::{CommandHeader, ExtFields};
 pub use queue::MessageQueue;
 
-// --- re-exports: message (owned by the message module's author) ---
 pub use message::{
     CompressionType, DecodeOptions, Message, MessageBuilder, MessageExt, OffsetMessageId,
     Properties, TransactionType, UniqueIdGenerator, decode_batch, decode_records, encode_batch,
     encode_record, property,
 };
-// --- end message ---
 
-// --- re-exports: header, body, route (owned by their author) ---
 pub use body::{ConsumerRunningInfo, HeartbeatData, JsonBody, SubscriptionData, java_string_hash};
 pub use route::{BrokerData, ClusterInfo, PublishQueues, PullAddr, QueueData, TopicRouteData};
-// --- end header, body, route ---

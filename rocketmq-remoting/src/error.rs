@@ -97,16 +97,17 @@ impl RemotingError {
         }
     }
 
-    /// Whether the connection that produced this error is unusable and should be
-    /// dropped from any cache.
+    /// Whether the connection is unusable: it could not be dialled or it closed.
+    ///
+    /// A frame that is too large or malformed on *receipt* closes the connection,
+    /// and the calls on it fail with [`ConnectionClosed`](Self::ConnectionClosed);
+    /// the same errors on *encode* concern one request only, so they do not count.
     pub fn is_connection_error(&self) -> bool {
         matches!(
             self,
             RemotingError::Connect { .. }
                 | RemotingError::ConnectTimeout { .. }
                 | RemotingError::ConnectionClosed { .. }
-                | RemotingError::FrameTooLarge { .. }
-                | RemotingError::MalformedFrame(_)
         )
     }
 

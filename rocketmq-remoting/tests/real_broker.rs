@@ -30,8 +30,10 @@ fn namesrv_addrs() -> Option<Vec<String>> {
 }
 
 fn now_millis() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    i64::try_from(since.as_millis()).unwrap()
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since.as_millis()).expect("milliseconds fit in i64")
 }
 
 #[tokio::test]
@@ -78,7 +80,7 @@ async fn round_trip(serialize_type: SerializeType) {
         .keys(["order-1", "order-2"])
         .property(property::UNIQ_KEY, uniq_key.as_str())
         .build()
-        .unwrap();
+        .expect("a valid message");
     let header = SendMessageRequestHeader {
         producer_group: "rust-remoting-interop".into(),
         topic: topic.clone(),

@@ -1,0 +1,29 @@
+//! Feeds arbitrary bytes to every JSON body decoder, including the tolerant
+//! readers of fastjson's non-standard maps: errors are fine, panics are not.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rocketmq_model::body::{
+    ConsumeMessageDirectlyResult, ConsumerListBody, ConsumerRunningInfo, GetConsumerStatusBody,
+    HeartbeatData, JsonBody, LockBatchRequestBody, LockBatchResponseBody, ResetOffsetBody,
+};
+use rocketmq_model::route::{ClusterInfo, TopicRouteData};
+
+fn decode_reencode<B: JsonBody>(data: &[u8]) {
+    if let Ok(body) = B::decode(data) {
+        let _ = body.encode();
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    decode_reencode::<TopicRouteData>(data);
+    decode_reencode::<ClusterInfo>(data);
+    decode_reencode::<HeartbeatData>(data);
+    decode_reencode::<ConsumerRunningInfo>(data);
+    decode_reencode::<ResetOffsetBody>(data);
+    decode_reencode::<GetConsumerStatusBody>(data);
+    decode_reencode::<LockBatchRequestBody>(data);
+    decode_reencode::<LockBatchResponseBody>(data);
+    decode_reencode::<ConsumeMessageDirectlyResult>(data);
+    decode_reencode::<ConsumerListBody>(data);
+});

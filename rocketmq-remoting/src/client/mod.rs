@@ -1,0 +1,354 @@
+//! [`RemotingClient`]: one multiplexed connection per address, dialed on
+//! demand, with request timeouts, an optional [`RpcHook`] and handling of
+//! requests the peers send (PROTOCOL.md §2.6).
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tower::Service;
+
+use crate::call::{self, Call};
+use crate::command::{RemotingCommand, SerializeType};
+use crate::connection::{Connection, ConnectionConfig, InboundFactory, InboundService};
+use crate::error::{RemotingError, Result};
+use crate::hook::RpcHook;
+use crate::transport::{TcpTransport, Transport};
+
+mod backoff;
+mod cache;
+mod name_server;
+
+pub use backoff::Backoff;
+pub use cache::Generation;
+pub use name_server::NameServerService;
+
+use cache::{ConnectionCache, Dialer};
+
+/// Java's defaults for the connect and request timeouts.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A client of remoting peers (brokers, nameservers): cheap to clone, clones
+/// share the connections. Many concurrent calls share one connection per
+/// address.
+#[derive(Clone)]
+pub struct RemotingClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cache: ConnectionCache,
+    request_timeout: Duration,
+    serialize_type: SerializeType,
+    hook: Option<Arc<dyn RpcHook>>,
+}
+
+impl fmt::Debug for RemotingClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemotingClient")
+            .field("request_timeout", &self.inner.request_timeout)
+            .field("serialize_type", &self.inner.serialize_type)
+            .field("hook", &self.inner.hook.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemotingClient {
+    /// A client with the defaults: TCP, 3 s connect and request timeouts, JSON
+    /// headers, Java's frame and pending limits, no inbound handler, no hook.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder starting from the defaults.
+    pub fn builder() -> RemotingClientBuilder {
+        RemotingClientBuilder::default()
+    }
+
+    /// The timeout of [`invoke_oneway`](Self::invoke_oneway) and of
+    /// [`service`](Self::service) calls.
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
+    /// Sends `cmd` to `addr` and waits for the response, at most `timeout`
+    /// (dialing included). The client sets the header serialization and runs
+    /// the hook; the connection assigns the opaque. A oneway `cmd` resolves
+    /// with a synthetic SUCCESS once written.
+    pub async fn invoke(
+        &self,
+        addr: &str,
+        cmd: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<RemotingCommand> {
+        let call = self.invoke_without_timeout(addr, cmd);
+        tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(RemotingError::Timeout {
+                    addr: addr.to_owned(),
+                    after: timeout,
+                })
+            })
+    }
+
+    async fn invoke_without_timeout(
+        &self,
+        addr: &str,
+        mut cmd: RemotingCommand,
+    ) -> Result<RemotingCommand> {
+        let (conn, generation) = self.inner.cache.get(addr).await?;
+        cmd.serialize_type = self.inner.serialize_type;
+        if let Some(hook) = &self.inner.hook {
+            hook.before_request(addr, &mut cmd);
+        }
+        let oneway = cmd.is_oneway();
+        match conn.send(cmd).await {
+            Ok(mut response) => {
+                if let (Some(hook), false) = (&self.inner.hook, oneway) {
+                    hook.after_response(addr, &mut response);
+                }
+                Ok(response)
+            }
+            Err(error) => {
+                if let RemotingError::ConnectionClosed { reason, .. } = &error {
+                    self.inner.cache.invalidate(addr, generation, reason).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends `cmd` to `addr` as a oneway request; done once written (bounded by
+    /// the default request timeout).
+    pub async fn invoke_oneway(&self, addr: &str, mut cmd: RemotingCommand) -> Result<()> {
+        cmd.set_oneway();
+        self.invoke(addr, cmd, self.inner.request_timeout)
+            .await
+            .map(drop)
+    }
+
+    /// Runs a typed [`Call`] against `addr` within `timeout`.
+    pub async fn invoke_call<C: Call>(
+        &self,
+        addr: &str,
+        call: C,
+        timeout: Duration,
+    ) -> Result<C::Response> {
+        let mut svc = self.service(addr).with_timeout(timeout);
+        call::execute_at(&mut svc, addr, call).await
+    }
+
+    /// A `tower::Service` sending to `addr` with the default request timeout
+    /// and the hook applied.
+    pub fn service(&self, addr: &str) -> AddressService {
+        AddressService {
+            client: self.clone(),
+            addr: addr.into(),
+            timeout: self.inner.request_timeout,
+        }
+    }
+
+    /// A `tower::Service` sending to the first reachable of `addrs`, with
+    /// failover (see [`NameServerService`]).
+    pub fn name_server_service(&self, addrs: Vec<String>) -> NameServerService {
+        NameServerService::new(self.clone(), addrs)
+    }
+
+    /// The open connection to `addr` (dialing when needed) and its generation,
+    /// for [`invalidate`](Self::invalidate).
+    pub async fn connection(&self, addr: &str) -> Result<(Connection, Generation)> {
+        self.inner.cache.get(addr).await
+    }
+
+    /// Closes and forgets the connection to `addr` if it is still the one of
+    /// `generation`; the next call re-dials. Returns whether it was: an
+    /// invalidation naming an older generation is a no-op.
+    pub async fn invalidate(&self, addr: &str, generation: Generation) -> bool {
+        self.inner
+            .cache
+            .invalidate(addr, generation, "invalidated")
+            .await
+    }
+
+    /// Closes every connection and waits for their tasks to end; later calls
+    /// fail with [`RemotingError::ConnectionClosed`].
+    pub async fn shutdown(&self) {
+        self.inner.cache.shutdown().await;
+    }
+}
+
+impl Default for RemotingClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The client's `tower::Service` for one address: timeout and hook applied.
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AddressService {
+    client: RemotingClient,
+    addr: Arc<str>,
+    timeout: Duration,
+}
+
+impl AddressService {
+    /// The same service with another request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The address it sends to.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+impl Service<RemotingCommand> for AddressService {
+    type Response = RemotingCommand;
+    type Error = RemotingError;
+    type Future = BoxFuture<'static, Result<RemotingCommand>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, cmd: RemotingCommand) -> Self::Future {
+        let this = self.clone();
+        async move { this.client.invoke(&this.addr, cmd, this.timeout).await }.boxed()
+    }
+}
+
+/// Builds a [`RemotingClient`]; every setting has Java's default.
+pub struct RemotingClientBuilder {
+    transport: Arc<dyn Transport>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    serialize_type: SerializeType,
+    connection: ConnectionConfig,
+    backoff: Backoff,
+    inbound: Option<InboundFactory>,
+    hook: Option<Arc<dyn RpcHook>>,
+}
+
+impl Default for RemotingClientBuilder {
+    fn default() -> Self {
+        RemotingClientBuilder {
+            transport: Arc::new(TcpTransport::new()),
+            connect_timeout: DEFAULT_TIMEOUT,
+            request_timeout: DEFAULT_TIMEOUT,
+            serialize_type: SerializeType::Json,
+            connection: ConnectionConfig::default(),
+            backoff: Backoff::default(),
+            inbound: None,
+            hook: None,
+        }
+    }
+}
+
+impl fmt::Debug for RemotingClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemotingClientBuilder")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("serialize_type", &self.serialize_type)
+            .field("connection", &self.connection)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemotingClientBuilder {
+    /// How to dial (default: TCP).
+    pub fn transport(mut self, transport: impl Transport) -> Self {
+        self.transport = Arc::new(transport);
+        self
+    }
+
+    /// How to dial, shared with others.
+    pub fn shared_transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// How long a dial may take (default 3 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The default request timeout (default 3 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The header serialization of outgoing requests (default JSON).
+    pub fn serialize_type(mut self, serialize_type: SerializeType) -> Self {
+        self.serialize_type = serialize_type;
+        self
+    }
+
+    /// The largest frame sent or accepted, length word included (default 16 MiB).
+    pub fn max_frame_len(mut self, bytes: usize) -> Self {
+        self.connection.max_frame_len = bytes;
+        self
+    }
+
+    /// The most calls waiting for responses on one connection (default 65535).
+    pub fn max_pending(mut self, calls: usize) -> Self {
+        self.connection.max_pending = calls;
+        self
+    }
+
+    /// Every connection setting at once.
+    pub fn connection_config(mut self, config: ConnectionConfig) -> Self {
+        self.connection = config;
+        self
+    }
+
+    /// The delays between dials to an address that keeps failing.
+    pub fn reconnect_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Handles requests peers send, with a handler made per connection.
+    pub fn inbound(
+        mut self,
+        factory: impl Fn(&Connection) -> InboundService + Send + Sync + 'static,
+    ) -> Self {
+        self.inbound = Some(Arc::new(factory));
+        self
+    }
+
+    /// Runs `hook` on every outgoing request (e.g. [`AclHook`](crate::hook::AclHook)).
+    pub fn rpc_hook(mut self, hook: impl RpcHook) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// The client. Nothing is dialed until the first call.
+    pub fn build(self) -> RemotingClient {
+        let dialer = Dialer {
+            transport: self.transport,
+            connect_timeout: self.connect_timeout,
+            connection: self.connection,
+            inbound: self.inbound,
+            backoff: self.backoff,
+        };
+        RemotingClient {
+            inner: Arc::new(Inner {
+                cache: ConnectionCache::new(dialer),
+                request_timeout: self.request_timeout,
+                serialize_type: self.serialize_type,
+                hook: self.hook,
+            }),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The reader task: splits incoming frames on the response flag (PROTOCOL.md
+//! §2.6). Responses complete pending calls; requests from the peer go to the
+//! inbound handler, whose answers are queued for the writer.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use rocketmq_model::ResponseCode;
+use tokio::io::ReadHalf;
+use tokio_util::codec::FramedRead;
+use tower::ServiceExt;
+
+use super::writer::Outbound;
+use super::{InboundService, Shared};
+use crate::codec::RemotingCodec;
+use crate::command::{FLAG_RESPONSE, RemotingCommand};
+use crate::transport::BoxedIo;
+
+/// Why the reader stopped when the peer hung up.
+pub(crate) const PEER_CLOSED: &str = "peer closed the connection";
+
+type Frames = FramedRead<ReadHalf<BoxedIo>, RemotingCodec>;
+type Handling = BoxFuture<'static, Option<RemotingCommand>>;
+
+/// Reads frames until the connection ends, then closes it (failing every
+/// pending call).
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    frames: Frames,
+    handler: Option<InboundService>,
+    max_in_flight: usize,
+) {
+    let cancel = shared.cancel.clone();
+    let reason = tokio::select! {
+        biased;
+        () = cancel.cancelled() => super::CLOSED_LOCALLY.to_owned(),
+        reason = read_loop(&shared, frames, handler, max_in_flight) => reason,
+    };
+    tracing::debug!(peer = %shared.peer, %reason, "connection closed");
+    shared.shut_down(&reason);
+}
+
+/// Returns why reading stopped.
+async fn read_loop(
+    shared: &Shared,
+    mut frames: Frames,
+    handler: Option<InboundService>,
+    max_in_flight: usize,
+) -> String {
+    let mut handling: FuturesUnordered<Handling> = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            Some(reply) = handling.next(), if !handling.is_empty() => {
+                if let Some(reply) = reply {
+                    if shared.outbound.send(Outbound::Reply(reply)).await.is_err() {
+                        return super::CLOSED_LOCALLY.to_owned();
+                    }
+                }
+            }
+            frame = frames.next(), if handling.len() < max_in_flight => match frame {
+                None => return PEER_CLOSED.to_owned(),
+                Some(Err(error)) => return error.to_string(),
+                Some(Ok(cmd)) if cmd.is_response() => complete(shared, cmd),
+                Some(Ok(cmd)) => handling.push(handle(shared, handler.as_ref(), cmd)),
+            },
+        }
+    }
+}
+
+fn complete(shared: &Shared, response: RemotingCommand) {
+    if let Some(stray) = shared.pending.complete(response) {
+        tracing::debug!(
+            peer = %shared.peer,
+            opaque = stray.opaque,
+            code = %stray.response_code(),
+            "response without a waiting call dropped"
+        );
+    }
+}
+
+/// Runs the handler for one request from the peer; resolves to the reply to
+/// write, or `None` for a oneway request.
+fn handle(shared: &Shared, handler: Option<&InboundService>, request: RemotingCommand) -> Handling {
+    let opaque = request.opaque;
+    let oneway = request.is_oneway();
+    let code = request.code;
+    tracing::debug!(peer = %shared.peer, opaque, code, oneway, "request from peer");
+    let Some(handler) = handler.cloned() else {
+        let reply = (!oneway).then(|| not_supported(code, opaque));
+        return futures::future::ready(reply).boxed();
+    };
+    let peer = Arc::clone(&shared.peer);
+    async move {
+        let reply = match handler.oneshot(request).await {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::warn!(%peer, opaque, code, %error, "inbound handler failed");
+                RemotingCommand::response(ResponseCode::SYSTEM_ERROR, opaque)
+                    .with_remark(error.to_string())
+            }
+        };
+        (!oneway).then(|| as_reply_to(reply, opaque))
+    }
+    .boxed()
+}
+
+/// What Java answers a request code nobody handles.
+pub(crate) fn not_supported(code: i32, opaque: i32) -> RemotingCommand {
+    RemotingCommand::response(ResponseCode::REQUEST_CODE_NOT_SUPPORTED, opaque)
+        .with_remark(format!(" request type {code} not supported"))
+}
+
+/// Stamps a handler's answer as the response to the request with `opaque`.
+fn as_reply_to(mut reply: RemotingCommand, opaque: i32) -> RemotingCommand {
+    reply.opaque = opaque;
+    reply.flag |= FLAG_RESPONSE;
+    reply
+}

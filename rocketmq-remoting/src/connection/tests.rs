@@ -1,0 +1,336 @@
+//! Connection tests over `tokio::io::duplex` with a scripted fake peer that
+//! reads and writes frames through the codec, under paused time.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use rocketmq_model::{RequestCode, ResponseCode};
+use tokio::io::{AsyncWriteExt, DuplexStream};
+use tokio::time::Instant;
+use tokio_util::codec::Framed;
+
+use super::*;
+use crate::command::{FLAG_ONEWAY, FLAG_RESPONSE};
+
+/// The other end of a connection, driven by the test.
+struct FakePeer {
+    frames: Framed<DuplexStream, RemotingCodec>,
+}
+
+impl FakePeer {
+    async fn recv(&mut self) -> RemotingCommand {
+        self.frames.next().await.unwrap().unwrap()
+    }
+
+    async fn send(&mut self, cmd: RemotingCommand) {
+        self.frames.send(cmd).await.unwrap();
+    }
+
+    async fn write_raw(&mut self, bytes: &[u8]) {
+        self.frames.get_mut().write_all(bytes).await.unwrap();
+    }
+
+    /// Whether the connection's side of the stream is gone (EOF). Fails
+    /// instead of hanging: paused time jumps to the deadline once idle.
+    async fn sees_eof(&mut self) -> bool {
+        let next = tokio::time::timeout(Duration::from_secs(60), self.frames.next());
+        next.await.expect("no EOF").is_none()
+    }
+}
+
+fn pair(config: &ConnectionConfig) -> (Connection, FakePeer) {
+    pair_with(config, None)
+}
+
+fn pair_with(config: &ConnectionConfig, handler: Option<InboundService>) -> (Connection, FakePeer) {
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let conn = match handler {
+        Some(handler) => Connection::with_inbound(Box::new(ours), "peer:1", config, |_| handler),
+        None => Connection::new(Box::new(ours), "peer:1", config),
+    };
+    let peer = FakePeer {
+        frames: Framed::new(theirs, RemotingCodec::default()),
+    };
+    (conn, peer)
+}
+
+fn request(code: RequestCode) -> RemotingCommand {
+    RemotingCommand::request(code)
+}
+
+fn reply(to: &RemotingCommand, remark: &str) -> RemotingCommand {
+    RemotingCommand::response(ResponseCode::SUCCESS, to.opaque).with_remark(remark)
+}
+
+fn is_closed_error(err: &RemotingError) -> bool {
+    matches!(err, RemotingError::ConnectionClosed { .. })
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_calls_answered_out_of_order() {
+    let (conn, mut peer) = pair(&ConnectionConfig::default());
+    let calls: Vec<_> = (0..3)
+        .map(|i| {
+            let mut cmd = request(RequestCode::SEND_MESSAGE);
+            cmd.ext_fields.insert("i".into(), i.to_string());
+            tokio::spawn(conn.send(cmd))
+        })
+        .collect();
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        received.push(peer.recv().await);
+    }
+    for req in received.iter().rev() {
+        let remark = format!("answer {}", req.ext_fields["i"]);
+        peer.send(reply(req, &remark)).await;
+    }
+    for (i, call) in calls.into_iter().enumerate() {
+        let response = call.await.unwrap().unwrap();
+        assert_eq!(response.remark.unwrap(), format!("answer {i}"));
+    }
+    assert_eq!(conn.pending_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hang_up_fails_every_pending_call_at_once() {
+    let (conn, mut peer) = pair(&ConnectionConfig::default());
+    let calls: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(conn.send(request(RequestCode::HEART_BEAT))))
+        .collect();
+    for _ in 0..3 {
+        peer.recv().await;
+    }
+    let start = Instant::now();
+    drop(peer);
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        assert!(is_closed_error(&err), "{err}");
+    }
+    assert_eq!(Instant::now(), start, "no timer may have elapsed");
+    assert!(conn.is_closed());
+    let later = conn
+        .send(request(RequestCode::HEART_BEAT))
+        .await
+        .unwrap_err();
+    assert!(is_closed_error(&later), "{later}");
+    assert!(later.to_string().contains("peer closed"), "{later}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_removes_the_pending_entry() {
+    let (conn, mut peer) = pair(&ConnectionConfig::default());
+    let call = tokio::time::timeout(
+        Duration::from_secs(3),
+        conn.send(request(RequestCode::HEART_BEAT)),
+    );
+    let (result, req) = tokio::join!(call, peer.recv());
+    assert!(result.is_err(), "the call must time out");
+    assert_eq!(conn.pending_count(), 0);
+    // The late answer is dropped; the connection stays usable.
+    peer.send(reply(&req, "late")).await;
+    let next = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    let req = peer.recv().await;
+    peer.send(reply(&req, "fresh")).await;
+    assert_eq!(next.await.unwrap().unwrap().remark.unwrap(), "fresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_call_future_removes_its_entry() {
+    let (conn, mut peer) = pair(&ConnectionConfig::default());
+    let mut call = conn.send(request(RequestCode::HEART_BEAT));
+    assert!(futures::poll!(&mut call).is_pending());
+    assert_eq!(conn.pending_count(), 1);
+    let req = peer.recv().await;
+    drop(call);
+    assert_eq!(conn.pending_count(), 0);
+    peer.send(reply(&req, "nobody listens")).await;
+    assert!(!conn.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_limit_is_enforced() {
+    let config = ConnectionConfig {
+        max_pending: 2,
+        ..ConnectionConfig::default()
+    };
+    let (conn, mut peer) = pair(&config);
+    let first = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    let _second = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    let req = peer.recv().await;
+    peer.recv().await;
+    let err = conn
+        .send(request(RequestCode::HEART_BEAT))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RemotingError::TooManyPending { limit: 2, .. }),
+        "{err}"
+    );
+    peer.send(reply(&req, "ok")).await;
+    first.await.unwrap().unwrap();
+    assert_eq!(conn.pending_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn oversized_announced_frame_fails_pending_calls_and_closes() {
+    let (conn, mut peer) = pair(&ConnectionConfig::default());
+    let call = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    peer.recv().await;
+    // A length word announcing a 2 GiB frame.
+    peer.write_raw(&[0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]).await;
+    let err = call.await.unwrap().unwrap_err();
+    assert!(is_closed_error(&err), "{err}");
+    assert!(err.to_string().contains("exceeds the limit"), "{err}");
+    assert!(conn.is_closed());
+    assert!(peer.sees_eof().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn peer_request_gets_a_reply_with_its_opaque() {
+    let handler = InboundService::new(tower::service_fn(|req: RemotingCommand| async move {
+        Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0)
+            .with_remark(format!("handled {}", req.code)))
+    }));
+    let (_conn, mut peer) = pair_with(&ConnectionConfig::default(), Some(handler));
+    let mut req = request(RequestCode::GET_CONSUMER_RUNNING_INFO);
+    req.opaque = 77;
+    peer.send(req).await;
+    let answer = peer.recv().await;
+    assert_eq!(answer.opaque, 77);
+    assert_eq!(answer.flag, FLAG_RESPONSE);
+    assert_eq!(answer.remark.unwrap(), "handled 307");
+}
+
+#[tokio::test(start_paused = true)]
+async fn oneway_peer_request_gets_no_reply() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let handler = InboundService::new(tower::service_fn(move |req: RemotingCommand| {
+        record.lock().unwrap().push(req.opaque);
+        async move { Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0)) }
+    }));
+    let (_conn, mut peer) = pair_with(&ConnectionConfig::default(), Some(handler));
+    let mut notify = request(RequestCode::NOTIFY_CONSUMER_IDS_CHANGED);
+    notify.opaque = 5;
+    notify.flag = FLAG_ONEWAY;
+    peer.send(notify).await;
+    let mut two_way = request(RequestCode::GET_CONSUMER_RUNNING_INFO);
+    two_way.opaque = 6;
+    peer.send(two_way).await;
+    // The only frame written back answers the two-way request.
+    assert_eq!(peer.recv().await.opaque, 6);
+    assert_eq!(*seen.lock().unwrap(), [5, 6]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_handler_requests_are_not_supported() {
+    let (_conn, mut peer) = pair(&ConnectionConfig::default());
+    let mut req = request(RequestCode::CONSUME_MESSAGE_DIRECTLY);
+    req.opaque = 9;
+    peer.send(req).await;
+    let answer = peer.recv().await;
+    assert_eq!(answer.opaque, 9);
+    assert!(answer.is_response());
+    assert_eq!(
+        answer.response_code(),
+        ResponseCode::REQUEST_CODE_NOT_SUPPORTED
+    );
+    assert_eq!(answer.remark.unwrap(), " request type 309 not supported");
+}
+
+#[tokio::test(start_paused = true)]
+async fn handler_error_is_answered_with_system_error() {
+    let handler = InboundService::new(tower::service_fn(|_req: RemotingCommand| async move {
+        Err::<RemotingCommand, _>(RemotingError::NoAddress("boom".into()))
+    }));
+    let (_conn, mut peer) = pair_with(&ConnectionConfig::default(), Some(handler));
+    let mut req = request(RequestCode::GET_CONSUMER_RUNNING_INFO);
+    req.opaque = 3;
+    peer.send(req).await;
+    let answer = peer.recv().await;
+    assert_eq!(
+        (answer.opaque, answer.response_code()),
+        (3, ResponseCode::SYSTEM_ERROR)
+    );
+    assert!(answer.remark.unwrap().contains("boom"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn peer_request_interleaved_before_a_response() {
+    let notified = Arc::new(Mutex::new(0));
+    let count = Arc::clone(&notified);
+    let handler = InboundService::new(tower::service_fn(move |_req: RemotingCommand| {
+        *count.lock().unwrap() += 1;
+        async move { Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0)) }
+    }));
+    let (conn, mut peer) = pair_with(&ConnectionConfig::default(), Some(handler));
+    let heartbeat = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    let req = peer.recv().await;
+    let mut notify = request(RequestCode::NOTIFY_CONSUMER_IDS_CHANGED);
+    notify.opaque = req.opaque; // the broker's own counter may collide
+    notify.flag = FLAG_ONEWAY;
+    peer.send(notify).await;
+    peer.send(reply(&req, "heartbeat ok")).await;
+    assert_eq!(
+        heartbeat.await.unwrap().unwrap().remark.unwrap(),
+        "heartbeat ok"
+    );
+    assert_eq!(*notified.lock().unwrap(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn oneway_send_resolves_once_written() {
+    let (conn, mut peer) = pair(&ConnectionConfig::default());
+    let mut cmd = request(RequestCode::UNREGISTER_CLIENT);
+    cmd.set_oneway();
+    let response = conn.send(cmd).await.unwrap();
+    assert_eq!(response.response_code(), ResponseCode::SUCCESS);
+    let sent = peer.recv().await;
+    assert!(sent.is_oneway());
+    assert_eq!(sent.opaque, response.opaque);
+    assert_eq!(conn.pending_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unsendable_request_fails_alone() {
+    let config = ConnectionConfig {
+        max_frame_len: 1024,
+        ..ConnectionConfig::default()
+    };
+    let (conn, mut peer) = pair(&config);
+    let huge = request(RequestCode::SEND_MESSAGE).with_body(vec![0u8; 4096]);
+    let err = conn.send(huge).await.unwrap_err();
+    assert!(matches!(err, RemotingError::FrameTooLarge { .. }), "{err}");
+    assert_eq!(conn.pending_count(), 0);
+    let next = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    let req = peer.recv().await;
+    assert_eq!(req.code, RequestCode::HEART_BEAT.0);
+    peer.send(reply(&req, "ok")).await;
+    next.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_fails_calls_and_ends_the_tasks() {
+    let (conn, mut peer) = pair(&ConnectionConfig::default());
+    let call = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    peer.recv().await;
+    conn.close();
+    let err = call.await.unwrap().unwrap_err();
+    assert!(is_closed_error(&err), "{err}");
+    tokio::time::timeout(Duration::from_secs(60), conn.closed())
+        .await
+        .unwrap();
+    assert!(peer.sees_eof().await);
+    assert_eq!(conn.close_reason().as_deref(), Some(CLOSED_LOCALLY));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_handle_closes_the_connection() {
+    let (conn, mut peer) = pair(&ConnectionConfig::default());
+    let weak = conn.downgrade();
+    assert!(weak.upgrade().is_some());
+    drop(conn);
+    assert!(peer.sees_eof().await);
+    assert!(weak.upgrade().is_none());
+}

@@ -1,0 +1,103 @@
+//! The writer task: the only owner of the sink, so a frame is written whole or
+//! not at all, whatever happens to the caller that queued it.
+
+use std::sync::Arc;
+
+use futures::SinkExt;
+use tokio::io::WriteHalf;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::FramedWrite;
+
+use super::Shared;
+use crate::codec::RemotingCodec;
+use crate::command::RemotingCommand;
+use crate::error::{RemotingError, Result};
+use crate::transport::BoxedIo;
+
+/// Frames written before a flush when callers queue faster than the socket drains.
+const MAX_BATCH: usize = 64;
+
+/// A frame queued for writing.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A two-way request; an encode error fails its pending call.
+    Request(RemotingCommand),
+    /// A oneway request; `written` learns when it was flushed (or why not).
+    Oneway {
+        /// The request.
+        cmd: RemotingCommand,
+        /// Told once the frame is flushed.
+        written: oneshot::Sender<Result<()>>,
+    },
+    /// A reply to a request from the peer.
+    Reply(RemotingCommand),
+}
+
+type Sink = FramedWrite<WriteHalf<BoxedIo>, RemotingCodec>;
+
+/// Writes queued frames until the connection closes; on an I/O error it closes
+/// the connection.
+pub(crate) async fn run(shared: Arc<Shared>, sink: Sink, mut queue: mpsc::Receiver<Outbound>) {
+    let cancel = shared.cancel.clone();
+    let result = tokio::select! {
+        biased;
+        () = cancel.cancelled() => Ok(()),
+        result = write_loop(&shared, sink, &mut queue) => result,
+    };
+    if let Err(error) = result {
+        tracing::debug!(peer = %shared.peer, %error, "connection write failed");
+        shared.shut_down(&format!("write failed: {error}"));
+    }
+}
+
+async fn write_loop(
+    shared: &Shared,
+    mut sink: Sink,
+    queue: &mut mpsc::Receiver<Outbound>,
+) -> Result<()> {
+    let mut written = Vec::new();
+    while let Some(first) = queue.recv().await {
+        feed(shared, &mut sink, first, &mut written).await?;
+        for _ in 1..MAX_BATCH {
+            let Ok(next) = queue.try_recv() else { break };
+            feed(shared, &mut sink, next, &mut written).await?;
+        }
+        sink.flush().await?;
+        for ack in written.drain(..) {
+            let _ = ack.send(Ok(()));
+        }
+    }
+    Ok(())
+}
+
+/// Encodes one frame into the sink's buffer. An encode error concerns that
+/// frame only (nothing was buffered); an I/O error is fatal.
+async fn feed(
+    shared: &Shared,
+    sink: &mut Sink,
+    outbound: Outbound,
+    written: &mut Vec<oneshot::Sender<Result<()>>>,
+) -> Result<()> {
+    let (cmd, ack) = match outbound {
+        Outbound::Request(cmd) | Outbound::Reply(cmd) => (cmd, None),
+        Outbound::Oneway { cmd, written } => (cmd, Some(written)),
+    };
+    let opaque = cmd.opaque;
+    let is_request = !cmd.is_response() && ack.is_none();
+    match sink.feed(cmd).await {
+        Ok(()) => {
+            written.extend(ack);
+            Ok(())
+        }
+        Err(RemotingError::Io(error)) => Err(RemotingError::Io(error)),
+        Err(error) => {
+            tracing::warn!(peer = %shared.peer, opaque, %error, "frame not sent");
+            if let Some(ack) = ack {
+                let _ = ack.send(Err(error));
+            } else if is_request {
+                shared.pending.fail(opaque, error);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! `RemotingClient` against `Server` over the memory transport (paused time)
+//! and over loopback TCP.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rocketmq_model::{RequestCode, ResponseCode};
+use rocketmq_remoting::call::Call;
+use rocketmq_remoting::client::{Backoff, RemotingClient};
+use rocketmq_remoting::connection::{Connection, ConnectionConfig, InboundService};
+use rocketmq_remoting::hook::{AclHook, Credentials};
+use rocketmq_remoting::server::Server;
+use rocketmq_remoting::transport::{BoxedIo, MemoryNetwork, TcpListener, Transport};
+use rocketmq_remoting::{RemotingCommand, RemotingError, SerializeType};
+use tokio::time::Instant;
+
+const BROKER: &str = "broker-a:10911";
+
+/// Answers every request with SUCCESS and a remark naming its code and the
+/// value of its `who` field.
+fn echo_handler(_conn: &Connection) -> InboundService {
+    InboundService::new(tower::service_fn(|req: RemotingCommand| async move {
+        let who = req.ext_fields.get("who").cloned().unwrap_or_default();
+        Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0)
+            .with_remark(format!("{} {who}", req.code)))
+    }))
+}
+
+fn memory_server(net: &MemoryNetwork, addr: &str) -> Server {
+    Server::spawn(
+        net.bind(addr).unwrap(),
+        ConnectionConfig::default(),
+        echo_handler,
+    )
+}
+
+fn memory_client(net: &MemoryNetwork) -> RemotingClient {
+    RemotingClient::builder().transport(net.clone()).build()
+}
+
+fn heartbeat(who: &str) -> RemotingCommand {
+    let mut cmd = RemotingCommand::request(RequestCode::HEART_BEAT);
+    cmd.ext_fields.insert("who".into(), who.into());
+    cmd
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Awaits `fut`, failing the test instead of hanging (paused time advances
+/// to the deadline as soon as everything is idle).
+async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), fut)
+        .await
+        .expect("awaited condition never came")
+}
+
+/// A transport that records the dials it passes on, each after `delay`.
+#[derive(Clone, Default)]
+struct Recording {
+    net: MemoryNetwork,
+    dialed: Arc<Mutex<Vec<String>>>,
+    delay: Duration,
+}
+
+impl Transport for Recording {
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, std::io::Result<BoxedIo>> {
+        self.dialed.lock().unwrap().push(addr.to_owned());
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.net.connect(addr).await
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_calls_share_one_connection_over_memory() {
+    let net = MemoryNetwork::new();
+    let server = memory_server(&net, BROKER);
+    // A slow dial, so that every caller arrives while it is under way.
+    let recording = Recording {
+        net: net.clone(),
+        delay: Duration::from_millis(100),
+        ..Recording::default()
+    };
+    let client = RemotingClient::builder()
+        .transport(recording.clone())
+        .build();
+    let calls = (0..10).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .invoke(BROKER, heartbeat(&i.to_string()), SECOND)
+                .await
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.unwrap().remark.unwrap(), format!("34 {i}"));
+    }
+    assert_eq!(*recording.dialed.lock().unwrap(), [BROKER]);
+    assert_eq!(server.connections().len(), 1);
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_and_client_over_tcp() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = Server::spawn(listener, ConnectionConfig::default(), echo_handler);
+    let addr = server.local_addr().to_owned();
+    let client = RemotingClient::new();
+    let answer = client
+        .invoke(&addr, heartbeat("tcp"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(answer.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(answer.remark.unwrap(), "34 tcp");
+    client.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_reconnects_after_the_server_drops_the_connection() {
+    let net = MemoryNetwork::new();
+    let server = memory_server(&net, BROKER);
+    let client = memory_client(&net);
+    client
+        .invoke(BROKER, heartbeat("first"), SECOND)
+        .await
+        .unwrap();
+    let (first, first_generation) = client.connection(BROKER).await.unwrap();
+    let server_side = server.connections();
+    assert_eq!(server_side.len(), 1);
+    for conn in server_side {
+        conn.close();
+    }
+    within(first.closed()).await;
+    let answer = client
+        .invoke(BROKER, heartbeat("again"), SECOND)
+        .await
+        .unwrap();
+    assert_eq!(answer.remark.unwrap(), "34 again");
+    let (second, second_generation) = client.connection(BROKER).await.unwrap();
+    assert!(!second.is_closed());
+    assert!(second_generation > first_generation);
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_invalidation_is_a_no_op() {
+    let net = MemoryNetwork::new();
+    let _server = memory_server(&net, BROKER);
+    let client = memory_client(&net);
+    let (first, old) = client.connection(BROKER).await.unwrap();
+    assert!(client.invalidate(BROKER, old).await);
+    assert!(first.is_closed());
+    let (second, new) = client.connection(BROKER).await.unwrap();
+    assert_ne!(old, new);
+    assert!(!client.invalidate(BROKER, old).await, "stale generation");
+    assert!(!second.is_closed());
+    let (again, same) = client.connection(BROKER).await.unwrap();
+    assert_eq!(same, new);
+    assert!(!again.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn name_server_failover_to_the_second_address() {
+    let net = MemoryNetwork::new();
+    let _second = memory_server(&net, "ns-2:9876");
+    let recording = Recording {
+        net: net.clone(),
+        ..Recording::default()
+    };
+    let client = RemotingClient::builder()
+        .transport(recording.clone())
+        .build();
+    let name_servers = client
+        .name_server_service(vec!["ns-1:9876".into(), "ns-2:9876".into()])
+        .starting_at(0);
+    let answer = name_servers.invoke(heartbeat("ns")).await.unwrap();
+    assert_eq!(answer.remark.unwrap(), "34 ns");
+    assert_eq!(name_servers.current_addr().as_deref(), Some("ns-2:9876"));
+    // The next call goes straight to the address that answered.
+    name_servers.invoke(heartbeat("ns")).await.unwrap();
+    assert_eq!(
+        *recording.dialed.lock().unwrap(),
+        ["ns-1:9876", "ns-2:9876"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn name_server_without_any_reachable_address_fails_with_the_last_error() {
+    let client = memory_client(&MemoryNetwork::new());
+    let err = client
+        .name_server_service(vec!["ns-1:9876".into(), "ns-2:9876".into()])
+        .invoke(heartbeat("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RemotingError::Connect { addr, .. } if addr.starts_with("ns-")),
+        "{err}"
+    );
+    let err = client
+        .name_server_service(Vec::new())
+        .invoke(heartbeat("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RemotingError::NoAddress(_)), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_dial_delays_the_next_one() {
+    let net = MemoryNetwork::new();
+    let client = RemotingClient::builder()
+        .transport(net.clone())
+        .reconnect_backoff(Backoff {
+            initial: Duration::from_millis(400),
+            max: Duration::from_secs(10),
+        })
+        .build();
+    let err = client
+        .invoke(BROKER, heartbeat("x"), SECOND)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RemotingError::Connect { .. }), "{err}");
+    let _server = memory_server(&net, BROKER);
+    let start = Instant::now();
+    client.invoke(BROKER, heartbeat("x"), SECOND).await.unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited <= Duration::from_millis(400),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn invoke_times_out_and_leaves_nothing_pending() {
+    let net = MemoryNetwork::new();
+    let _server = Server::spawn(
+        net.bind(BROKER).unwrap(),
+        ConnectionConfig::default(),
+        |_| {
+            InboundService::new(tower::service_fn(|_req: RemotingCommand| {
+                futures::future::pending::<Result<RemotingCommand, RemotingError>>()
+            }))
+        },
+    );
+    let client = memory_client(&net);
+    let start = Instant::now();
+    let err = client
+        .invoke(BROKER, heartbeat("x"), SECOND)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RemotingError::Timeout { after, .. } if after == SECOND),
+        "{err}"
+    );
+    assert_eq!(start.elapsed(), SECOND);
+    let (conn, _) = client.connection(BROKER).await.unwrap();
+    assert_eq!(conn.pending_count(), 0);
+    assert!(!conn.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_sends_requests_to_its_client() {
+    let net = MemoryNetwork::new();
+    let server = memory_server(&net, BROKER);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    let client = RemotingClient::builder()
+        .transport(net.clone())
+        .inbound(move |conn: &Connection| {
+            let peer = conn.peer_addr().to_owned();
+            let record = Arc::clone(&record);
+            InboundService::new(tower::service_fn(move |req: RemotingCommand| {
+                record.lock().unwrap().push((peer.clone(), req.code));
+                async move {
+                    Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0).with_remark("running"))
+                }
+            }))
+        })
+        .build();
+    client.invoke(BROKER, heartbeat("c"), SECOND).await.unwrap();
+    let to_client = server.connections().pop().unwrap();
+
+    let mut notify = RemotingCommand::request(RequestCode::NOTIFY_CONSUMER_IDS_CHANGED);
+    notify.set_oneway();
+    to_client.send(notify).await.unwrap();
+    let running = RemotingCommand::request(RequestCode::GET_CONSUMER_RUNNING_INFO);
+    let answer = to_client.send(running).await.unwrap();
+    assert!(answer.is_response());
+    assert_eq!(answer.remark.unwrap(), "running");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(BROKER.to_owned(), 40), (BROKER.to_owned(), 307)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn acl_hook_signs_what_the_server_receives() {
+    let net = MemoryNetwork::new();
+    let _server = Server::spawn(
+        net.bind(BROKER).unwrap(),
+        ConnectionConfig::default(),
+        |_| {
+            InboundService::new(tower::service_fn(|req: RemotingCommand| async move {
+                let signature = req.ext_fields.get("Signature").cloned().unwrap_or_default();
+                Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0).with_remark(signature))
+            }))
+        },
+    );
+    let client = RemotingClient::builder()
+        .transport(net.clone())
+        .rpc_hook(AclHook::new(Credentials::new("ak", "sk")))
+        .build();
+    let mut cmd = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC);
+    cmd.ext_fields.insert("topic".into(), "T".into());
+    let answer = client.invoke(BROKER, cmd, SECOND).await.unwrap();
+    // HmacSHA1("sk", "ak" + "T"), computed with Python (see hook::acl tests).
+    assert_eq!(answer.remark.unwrap(), "vX6jW2Q9g11lvMjNC+gReuZ8fTQ=");
+}
+
+#[tokio::test(start_paused = true)]
+async fn oneway_through_the_client_reaches_the_server() {
+    let net = MemoryNetwork::new();
+    let received = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&received);
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let _server = Server::spawn(
+        net.bind(BROKER).unwrap(),
+        ConnectionConfig::default(),
+        move |_| {
+            let count = Arc::clone(&count);
+            let seen_tx = seen_tx.clone();
+            InboundService::new(tower::service_fn(move |req: RemotingCommand| {
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = seen_tx.send(req.is_oneway());
+                async move { Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0)) }
+            }))
+        },
+    );
+    let client = memory_client(&net);
+    client.invoke_oneway(BROKER, heartbeat("o")).await.unwrap();
+    assert_eq!(within(seen_rx.recv()).await, Some(true));
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdowns_close_connections_on_both_sides() {
+    let net = MemoryNetwork::new();
+    let server = memory_server(&net, BROKER);
+    let client = memory_client(&net);
+    client.invoke(BROKER, heartbeat("x"), SECOND).await.unwrap();
+    let server_side = server.connections().pop().unwrap();
+    client.shutdown().await;
+    within(server_side.closed()).await;
+    let err = client
+        .invoke(BROKER, heartbeat("x"), SECOND)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RemotingError::ConnectionClosed { .. }),
+        "{err}"
+    );
+
+    let other = memory_client(&net);
+    let (conn, _) = other.connection(BROKER).await.unwrap();
+    server.shutdown().await;
+    within(conn.closed()).await;
+    assert!(!net.is_bound(BROKER));
+    let err = other
+        .invoke(BROKER, heartbeat("x"), SECOND)
+        .await
+        .unwrap_err();
+    assert!(err.is_connection_error(), "{err}");
+}
+
+/// A typed call for `invoke_call`.
+struct Ping(&'static str);
+
+impl Call for Ping {
+    type Response = String;
+
+    fn into_command(self) -> rocketmq_remoting::Result<RemotingCommand> {
+        Ok(heartbeat(self.0))
+    }
+
+    fn parse_response(response: RemotingCommand) -> rocketmq_remoting::Result<String> {
+        Ok(response.remark.unwrap_or_default())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn typed_calls_through_the_client() {
+    let net = MemoryNetwork::new();
+    let _server = memory_server(&net, BROKER);
+    let client = memory_client(&net);
+    let answer = client
+        .invoke_call(BROKER, Ping("typed"), SECOND)
+        .await
+        .unwrap();
+    assert_eq!(answer, "34 typed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_callers_share_one_failed_dial() {
+    // A slow dial, so that every caller arrives while it is under way.
+    let recording = Recording {
+        delay: Duration::from_millis(100),
+        ..Recording::default()
+    };
+    let client = RemotingClient::builder()
+        .transport(recording.clone())
+        .build();
+    let calls = (0..5).map(|_| client.invoke(BROKER, heartbeat("x"), SECOND));
+    for result in futures::future::join_all(calls).await {
+        let err = result.unwrap_err();
+        assert!(matches!(err, RemotingError::Connect { .. }), "{err}");
+    }
+    assert_eq!(recording.dialed.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_sends_headers_in_its_serialize_type() {
+    let net = MemoryNetwork::new();
+    let _server = Server::spawn(
+        net.bind(BROKER).unwrap(),
+        ConnectionConfig::default(),
+        |_| {
+            InboundService::new(tower::service_fn(|req: RemotingCommand| async move {
+                let remark = req.serialize_type.name().to_owned();
+                Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0).with_remark(remark))
+            }))
+        },
+    );
+    let client = RemotingClient::builder()
+        .transport(net.clone())
+        .serialize_type(SerializeType::RocketMq)
+        .build();
+    let answer = client.invoke(BROKER, heartbeat("x"), SECOND).await.unwrap();
+    assert_eq!(answer.remark.unwrap(), "ROCKETMQ");
+}
