@@ -1,8 +1,29 @@
-//! Everything a RocketMQ client *decides*, behind traits so that it can be swapped
-//! and tested without a network.
-//!
-//! This crate will hold: the rebalance strategies (`AllocateStrategy`), the offset
-//! stores (`OffsetStore`: remote broker, local file, memory), `ProcessQueue`, route
-//! tables with queue selection and latency fault avoidance, the rebalance, pull and
-//! consume scheduling, and the typed broker and nameserver API over any
-//! `tower::Service<RemotingCommand>`. It is not written yet; see `ARCHITECTURE.md`.
+//! Everything a RocketMQ client *decides*, behind traits so that it can be
+//! swapped and tested without a network: rebalance strategies, offset stores,
+//! process queues, route tables with queue selection and latency fault
+//! avoidance, and the typed broker and nameserver API over any
+//! `tower::Service<RemotingCommand>`.
+
+pub mod consumer_options;
+pub mod error;
+
+pub use consumer_options::ConsumerOptions;
+pub use error::{KernelError, Result};
+
+pub mod allocate;
+pub mod offset;
+pub mod process_queue;
+
+pub use allocate::AllocateStrategy;
+pub use offset::{OffsetStore, ReadOffsetType};
+pub use process_queue::ProcessQueue;
+
+pub mod api;
+pub mod fault;
+pub mod route;
+pub mod select;
+
+pub use api::{BrokerApi, CallMode, NameServerApi, RemotingBrokerApi};
+pub use fault::{FaultConfig, FaultStrategy};
+pub use route::{PublishInfo, RouteTable, Routes};
+pub use select::QueueSelector;

@@ -1,0 +1,471 @@
+//! [`RemotingBrokerApi`]: the broker and nameserver API over remoting
+//! commands, with a timeout per kind of call and a debug span per call.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rocketmq_model::body::{LockBatchRequestBody, UnlockBatchRequestBody};
+use rocketmq_model::header::{
+    BoundaryType, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
+    GetConsumerListByGroupRequestHeader, GetEarliestMsgStoretimeRequestHeader,
+    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, PullMessageRequestHeader,
+    QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader, SearchOffsetRequestHeader,
+    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+};
+use rocketmq_model::message::sysflag;
+use rocketmq_model::{
+    ClusterInfo, HeartbeatData, MessageExt, MessageQueue, ResponseCode, TopicRouteData,
+    decode_records,
+};
+use rocketmq_remoting::call::{Call, Oneway, execute_at};
+use rocketmq_remoting::calls::{
+    ConsumerSendMsgBack, CreateTopic, EndTransaction, GetClusterInfo, GetConsumerList,
+    GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset, GetRouteInfo, Heartbeat, LockBatchMq,
+    PullMessage, PullResponse, QueryConsumerOffset, QueryMessage, SearchOffset, SendBatch,
+    SendMessage, SendResponse, UnlockBatchMq, Unregister, UpdateConsumerOffset, ViewMessage,
+};
+use rocketmq_remoting::{RemotingClient, RemotingError};
+use tracing::{Instrument, Span};
+
+use super::connector::{Connector, PeerService, RemotingConnector};
+use super::{BrokerApi, CallMode, NameServerApi, QueryMessageResult};
+use crate::error::{KernelError, Result};
+
+/// How long each kind of call may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiTimeouts {
+    /// Every call not listed below (Java's `mqClientApiTimeout`, 3 s).
+    pub call: Duration,
+    /// Sends (Java's `sendMsgTimeout`, 3 s).
+    pub send: Duration,
+    /// Pulls (Java's push consumer waits 30 s). A long-polling pull waits at
+    /// least its suspend time plus [`call`](Self::call), so the broker's
+    /// "nothing new" answer always arrives before the timeout (§8.6).
+    pub pull: Duration,
+}
+
+impl Default for ApiTimeouts {
+    fn default() -> Self {
+        ApiTimeouts {
+            call: Duration::from_secs(3),
+            send: Duration::from_secs(3),
+            pull: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ApiTimeouts {
+    /// The timeout of the pull `header` describes: [`pull`](Self::pull), but
+    /// never less than the suspend time plus [`call`](Self::call) when the
+    /// broker may hold the request.
+    pub fn pull_timeout(&self, header: &PullMessageRequestHeader) -> Duration {
+        if header.sys_flag & sysflag::pull::SUSPEND == 0 {
+            return self.pull;
+        }
+        let suspend =
+            Duration::from_millis(u64::try_from(header.suspend_timeout_millis).unwrap_or(0));
+        self.pull.max(suspend.saturating_add(self.call))
+    }
+}
+
+/// [`BrokerApi`] and [`NameServerApi`] over remoting commands.
+///
+/// Cheap to clone; clones share the connector.
+///
+/// ```no_run
+/// use rocketmq_kernel::api::{NameServerApi, RemotingBrokerApi};
+/// use rocketmq_remoting::RemotingClient;
+///
+/// # async fn run() -> rocketmq_kernel::Result<()> {
+/// let api = RemotingBrokerApi::new(RemotingClient::new(), vec!["127.0.0.1:9876".into()]);
+/// let route = api.topic_route("orders").await?;
+/// println!("{} brokers", route.broker_datas.len());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RemotingBrokerApi {
+    connector: Arc<dyn Connector>,
+    timeouts: ApiTimeouts,
+}
+
+impl fmt::Debug for RemotingBrokerApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemotingBrokerApi")
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemotingBrokerApi {
+    /// Brokers through `client`; nameservers `name_servers` ("host:port"),
+    /// with failover.
+    pub fn new(client: RemotingClient, name_servers: Vec<String>) -> Self {
+        Self::with_connector(RemotingConnector::new(client, name_servers))
+    }
+
+    /// Requests travel through `connector` (e.g. a
+    /// [`ServiceConnector`](super::ServiceConnector) over any service).
+    pub fn with_connector(connector: impl Connector) -> Self {
+        RemotingBrokerApi {
+            connector: Arc::new(connector),
+            timeouts: ApiTimeouts::default(),
+        }
+    }
+
+    /// The same API with other timeouts.
+    pub fn with_timeouts(mut self, timeouts: ApiTimeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The timeouts in use.
+    pub fn timeouts(&self) -> ApiTimeouts {
+        self.timeouts
+    }
+
+    /// Runs `call` against the broker at `addr` within `timeout`.
+    async fn broker_call<C>(
+        &self,
+        addr: &str,
+        call: C,
+        timeout: Duration,
+        span: Span,
+    ) -> Result<C::Response>
+    where
+        C: Call + Send,
+        C::Response: Send,
+    {
+        let svc = self.connector.broker(addr, timeout);
+        run(svc, addr, call, timeout).instrument(span).await
+    }
+
+    /// [`broker_call`](Self::broker_call) with the default call timeout.
+    async fn call<C>(&self, addr: &str, call: C, span: Span) -> Result<C::Response>
+    where
+        C: Call + Send,
+        C::Response: Send,
+    {
+        self.broker_call(addr, call, self.timeouts.call, span).await
+    }
+
+    /// Runs `call` against the nameservers.
+    async fn name_server_call<C>(&self, call: C, span: Span) -> Result<C::Response>
+    where
+        C: Call + Send,
+        C::Response: Send,
+    {
+        let timeout = self.timeouts.call;
+        let svc = self.connector.name_server(timeout);
+        run(svc, "", call, timeout).instrument(span).await
+    }
+}
+
+/// Executes `call` over `svc` within `timeout`; a call that takes longer is a
+/// [`RemotingError::Timeout`].
+async fn run<C>(mut svc: PeerService, addr: &str, call: C, timeout: Duration) -> Result<C::Response>
+where
+    C: Call + Send,
+    C::Response: Send,
+{
+    let result = match tokio::time::timeout(timeout, execute_at(&mut svc, addr, call)).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(RemotingError::Timeout {
+            addr: addr.to_owned(),
+            after: timeout,
+        }),
+    };
+    if let Err(error) = &result {
+        tracing::debug!(%error, "call failed");
+    }
+    result.map_err(KernelError::from)
+}
+
+/// The debug span of a broker call.
+fn span(request: &'static str, addr: &str, topic: Option<&str>, queue_id: Option<i32>) -> Span {
+    let span = tracing::debug_span!(
+        "broker_call",
+        request,
+        addr,
+        topic = tracing::field::Empty,
+        queue_id = tracing::field::Empty,
+    );
+    if let Some(topic) = topic {
+        span.record("topic", topic);
+    }
+    if let Some(queue_id) = queue_id {
+        span.record("queue_id", queue_id);
+    }
+    span
+}
+
+fn queue_span(request: &'static str, addr: &str, mq: &MessageQueue) -> Span {
+    span(request, addr, Some(&mq.topic), Some(mq.queue_id))
+}
+
+fn millis_since_epoch(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    })
+}
+
+fn time_from_millis(millis: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+}
+
+#[async_trait]
+impl BrokerApi for RemotingBrokerApi {
+    async fn send_message(&self, addr: &str, request: SendMessage) -> Result<SendResponse> {
+        let h = &request.header;
+        let span = span("send_message", addr, Some(&h.topic), Some(h.queue_id));
+        let timeout = self.timeouts.send;
+        self.broker_call(addr, request, timeout, span).await
+    }
+
+    async fn send_batch(&self, addr: &str, request: SendBatch) -> Result<SendResponse> {
+        let h = &request.header;
+        let span = span("send_batch", addr, Some(&h.topic), Some(h.queue_id));
+        let timeout = self.timeouts.send;
+        self.broker_call(addr, request, timeout, span).await
+    }
+
+    async fn pull_message(
+        &self,
+        addr: &str,
+        header: PullMessageRequestHeader,
+    ) -> Result<PullResponse> {
+        let span = span(
+            "pull_message",
+            addr,
+            Some(&header.topic),
+            Some(header.queue_id),
+        );
+        let timeout = self.timeouts.pull_timeout(&header);
+        self.broker_call(addr, PullMessage(header), timeout, span)
+            .await
+    }
+
+    async fn query_consumer_offset(
+        &self,
+        addr: &str,
+        header: QueryConsumerOffsetRequestHeader,
+    ) -> Result<Option<i64>> {
+        let span = span(
+            "query_consumer_offset",
+            addr,
+            Some(&header.topic),
+            Some(header.queue_id),
+        );
+        self.call(addr, QueryConsumerOffset(header), span).await
+    }
+
+    async fn update_consumer_offset(
+        &self,
+        addr: &str,
+        header: UpdateConsumerOffsetRequestHeader,
+        mode: CallMode,
+    ) -> Result<()> {
+        let span = span(
+            "update_consumer_offset",
+            addr,
+            Some(&header.topic),
+            Some(header.queue_id),
+        );
+        let call = UpdateConsumerOffset(header);
+        match mode {
+            CallMode::Sync => self.call(addr, call, span).await,
+            CallMode::Oneway => self.call(addr, Oneway(call), span).await,
+        }
+    }
+
+    async fn heartbeat(&self, addr: &str, data: HeartbeatData) -> Result<i32> {
+        self.call(addr, Heartbeat(data), span("heartbeat", addr, None, None))
+            .await
+    }
+
+    async fn unregister_client(
+        &self,
+        addr: &str,
+        header: UnregisterClientRequestHeader,
+    ) -> Result<()> {
+        self.call(
+            addr,
+            Unregister(header),
+            span("unregister_client", addr, None, None),
+        )
+        .await
+    }
+
+    async fn consumer_list(&self, addr: &str, group: &str) -> Result<Vec<String>> {
+        let header = GetConsumerListByGroupRequestHeader {
+            consumer_group: group.to_owned(),
+            broker_name: None,
+        };
+        let span = span("consumer_list", addr, None, None);
+        self.call(addr, GetConsumerList(header), span).await
+    }
+
+    async fn send_back(&self, addr: &str, header: ConsumerSendMsgBackRequestHeader) -> Result<()> {
+        let span = span("send_back", addr, header.origin_topic.as_deref(), None);
+        self.call(addr, ConsumerSendMsgBack(header), span).await
+    }
+
+    async fn end_transaction(&self, addr: &str, request: EndTransaction) -> Result<()> {
+        let span = span(
+            "end_transaction",
+            addr,
+            request.header.topic.as_deref(),
+            None,
+        );
+        self.call(addr, request, span).await
+    }
+
+    async fn lock_batch(
+        &self,
+        addr: &str,
+        body: LockBatchRequestBody,
+    ) -> Result<BTreeSet<MessageQueue>> {
+        let topic = body.mq_set.first().map(|mq| mq.topic.clone());
+        let span = span("lock_batch", addr, topic.as_deref(), None);
+        self.call(addr, LockBatchMq(body), span).await
+    }
+
+    async fn unlock_batch(
+        &self,
+        addr: &str,
+        body: UnlockBatchRequestBody,
+        mode: CallMode,
+    ) -> Result<()> {
+        let topic = body.mq_set.first().map(|mq| mq.topic.clone());
+        let span = span("unlock_batch", addr, topic.as_deref(), None);
+        let call = UnlockBatchMq(body);
+        match mode {
+            CallMode::Sync => self.call(addr, call, span).await,
+            CallMode::Oneway => self.call(addr, Oneway(call), span).await,
+        }
+    }
+
+    async fn max_offset(&self, addr: &str, mq: &MessageQueue) -> Result<i64> {
+        let header = GetMaxOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            committed: true,
+            broker_name: Some(mq.broker_name.clone()),
+        };
+        self.call(
+            addr,
+            GetMaxOffset(header),
+            queue_span("max_offset", addr, mq),
+        )
+        .await
+    }
+
+    async fn min_offset(&self, addr: &str, mq: &MessageQueue) -> Result<i64> {
+        let header = GetMinOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            broker_name: Some(mq.broker_name.clone()),
+        };
+        self.call(
+            addr,
+            GetMinOffset(header),
+            queue_span("min_offset", addr, mq),
+        )
+        .await
+    }
+
+    async fn search_offset(
+        &self,
+        addr: &str,
+        mq: &MessageQueue,
+        time: SystemTime,
+        boundary: BoundaryType,
+    ) -> Result<i64> {
+        let header = SearchOffsetRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            timestamp: millis_since_epoch(time),
+            boundary_type: Some(boundary),
+            broker_name: Some(mq.broker_name.clone()),
+        };
+        self.call(
+            addr,
+            SearchOffset(header),
+            queue_span("search_offset", addr, mq),
+        )
+        .await
+    }
+
+    async fn earliest_store_time(&self, addr: &str, mq: &MessageQueue) -> Result<SystemTime> {
+        let header = GetEarliestMsgStoretimeRequestHeader {
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            broker_name: Some(mq.broker_name.clone()),
+        };
+        let span = queue_span("earliest_store_time", addr, mq);
+        let millis = self
+            .call(addr, GetEarliestMsgStoreTime(header), span)
+            .await?;
+        Ok(time_from_millis(millis))
+    }
+
+    async fn view_message(
+        &self,
+        addr: &str,
+        topic: Option<&str>,
+        commit_log_offset: i64,
+    ) -> Result<MessageExt> {
+        let header = ViewMessageRequestHeader {
+            topic: topic.map(str::to_owned),
+            offset: commit_log_offset,
+        };
+        let span = span("view_message", addr, topic, None);
+        let mut body = self.call(addr, ViewMessage(header), span).await?;
+        Ok(rocketmq_model::message::decode_record(&mut body)?)
+    }
+
+    async fn query_message(
+        &self,
+        addr: &str,
+        header: QueryMessageRequestHeader,
+    ) -> Result<QueryMessageResult> {
+        let span = span("query_message", addr, Some(&header.topic), None);
+        let Some(found) = self.call(addr, QueryMessage(header), span).await? else {
+            return Ok(QueryMessageResult::default());
+        };
+        Ok(QueryMessageResult {
+            index_last_update: Some(time_from_millis(found.header.index_last_update_timestamp)),
+            messages: decode_records(found.body)?,
+        })
+    }
+
+    async fn create_topic(&self, addr: &str, header: CreateTopicRequestHeader) -> Result<()> {
+        let span = span("create_topic", addr, Some(&header.topic), None);
+        self.call(addr, CreateTopic(header), span).await
+    }
+}
+
+#[async_trait]
+impl NameServerApi for RemotingBrokerApi {
+    async fn topic_route(&self, topic: &str) -> Result<TopicRouteData> {
+        let span = tracing::debug_span!("name_server_call", request = "topic_route", topic);
+        match self.name_server_call(GetRouteInfo::new(topic), span).await {
+            Err(KernelError::Remoting(error))
+                if error.response_code() == Some(ResponseCode::TOPIC_NOT_EXIST) =>
+            {
+                Err(KernelError::NoRoute {
+                    topic: topic.to_owned(),
+                })
+            }
+            other => other,
+        }
+    }
+
+    async fn cluster_info(&self) -> Result<ClusterInfo> {
+        let span = tracing::debug_span!("name_server_call", request = "cluster_info");
+        self.name_server_call(GetClusterInfo, span).await
+    }
+}
