@@ -27,3 +27,17 @@ pub use api::{BrokerApi, CallMode, NameServerApi, RemotingBrokerApi};
 pub use fault::{FaultConfig, FaultStrategy};
 pub use route::{PublishInfo, RouteTable, Routes};
 pub use select::QueueSelector;
+
+pub mod pull;
+pub mod rebalance;
+
+pub use rebalance::{ConsumerParts, Rebalancer};
+
+pub mod consume;
+pub mod expire;
+
+pub use consume::{
+    ConcurrentListener, ConcurrentService, ConsumeEnv, ConsumeRequest, ConsumeService,
+    OrderlyListener, OrderlyService,
+};
+pub use expire::ExpiryCleaner;

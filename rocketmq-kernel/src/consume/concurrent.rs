@@ -1,0 +1,372 @@
+//! [`ConcurrentService`]: consumes batches in parallel on a bounded pool of
+//! workers (Java's `ConsumeMessageConcurrentlyService`).
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use rocketmq_model::body::MessageModel;
+use rocketmq_model::{MessageExt, MessageQueue};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::listener::{ConcurrentContext, ConcurrentListener, ConcurrentResult};
+use super::retry::DelayedQueue;
+use super::send_back::{SendBack, for_listener};
+use super::{ConsumeEnv, ConsumeRequest, ConsumeService, ShutdownReport};
+use crate::ProcessQueue;
+
+/// How long a message whose send-back failed waits before it is consumed
+/// again locally (Java's `submitConsumeRequestLater`).
+pub const LOCAL_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// Batches the submit queue holds per worker before [`ConsumeService::submit`]
+/// waits.
+const QUEUED_BATCHES_PER_WORKER: usize = 2;
+
+/// One listener call's worth of messages of one queue.
+#[derive(Debug)]
+struct Batch {
+    mq: MessageQueue,
+    pq: Arc<ProcessQueue>,
+    msgs: Vec<Arc<MessageExt>>,
+}
+
+/// Consumes messages concurrently: `consume_thread_max` workers take
+/// batches of up to `consume_message_batch_max_size` messages from a bounded
+/// queue and call the [`ConcurrentListener`].
+///
+/// After each call, in clustering mode, the messages the listener did not
+/// acknowledge are sent back to the broker (or, failing that, to the retry
+/// topic); a message that could be neither stays in its process queue and is
+/// consumed again here after [`LOCAL_RETRY_DELAY`]. Acknowledged and sent
+/// back messages leave the process queue and the offset store gets the
+/// offset that is then safe to commit, so the committed offset never passes
+/// a message that is neither. In broadcasting mode failed messages are only
+/// logged (as Java does). A dropped queue's messages are neither consumed nor
+/// committed.
+pub struct ConcurrentService {
+    shared: Arc<Shared>,
+    tasks: TaskTracker,
+    /// Stop accepting; workers finish what is queued.
+    closing: CancellationToken,
+    /// Stop now; in-flight listener calls are abandoned.
+    stopped: CancellationToken,
+}
+
+struct Shared {
+    env: ConsumeEnv,
+    send_back: SendBack,
+    retry_topic: String,
+    listener: Arc<dyn ConcurrentListener>,
+    tx: mpsc::Sender<Batch>,
+    /// Shared by the workers; whoever holds it waits for the next batch.
+    rx: tokio::sync::Mutex<mpsc::Receiver<Batch>>,
+    retries: DelayedQueue<Batch>,
+    in_flight_batches: AtomicUsize,
+    in_flight_messages: AtomicUsize,
+}
+
+impl fmt::Debug for ConcurrentService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConcurrentService")
+            .field("env", &self.shared.env)
+            .field("closing", &self.closing.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConcurrentService {
+    /// Starts the workers and the local-retry task (on the current tokio
+    /// runtime).
+    pub fn start(env: ConsumeEnv, listener: Arc<dyn ConcurrentListener>) -> Self {
+        let workers = env.options.consume_thread_max.max(1);
+        let (tx, rx) = mpsc::channel(workers * QUEUED_BATCHES_PER_WORKER);
+        let shared = Arc::new(Shared {
+            send_back: env.send_back(),
+            retry_topic: env.options.retry_topic(),
+            env,
+            listener,
+            tx,
+            rx: tokio::sync::Mutex::new(rx),
+            retries: DelayedQueue::new(),
+            in_flight_batches: AtomicUsize::new(0),
+            in_flight_messages: AtomicUsize::new(0),
+        });
+        let service = ConcurrentService {
+            shared,
+            tasks: TaskTracker::new(),
+            closing: CancellationToken::new(),
+            stopped: CancellationToken::new(),
+        };
+        for _ in 0..workers {
+            let shared = Arc::clone(&service.shared);
+            let (closing, stopped) = (service.closing.clone(), service.stopped.clone());
+            service
+                .tasks
+                .spawn(async move { shared.work(closing, stopped).await });
+        }
+        let shared = Arc::clone(&service.shared);
+        let closing = service.closing.clone();
+        service
+            .tasks
+            .spawn(async move { shared.resubmit_retries(closing).await });
+        service
+    }
+
+    /// Stops accepting batches, lets the workers finish the queued and
+    /// in-flight ones for up to `timeout`, then abandons the rest and
+    /// reports it. Pending local retries are abandoned at once. Their
+    /// messages stay uncommitted in their process queues.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        self.closing.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            self.stopped.cancel();
+            self.tasks.wait().await;
+        }
+        let shared = &self.shared;
+        let mut report = ShutdownReport {
+            batches_left: shared.in_flight_batches.swap(0, Ordering::AcqRel),
+            messages_left: shared.in_flight_messages.swap(0, Ordering::AcqRel),
+        };
+        let queued = {
+            let mut rx = shared.rx.lock().await;
+            std::iter::from_fn(|| rx.try_recv().ok()).collect::<Vec<_>>()
+        };
+        for batch in queued.iter().chain(&shared.retries.drain()) {
+            report.batches_left += 1;
+            report.messages_left += batch.msgs.len();
+        }
+        report
+    }
+}
+
+impl Drop for ConcurrentService {
+    fn drop(&mut self) {
+        self.closing.cancel();
+        self.stopped.cancel();
+    }
+}
+
+#[async_trait]
+impl ConsumeService for ConcurrentService {
+    async fn submit(&self, request: ConsumeRequest) {
+        let size = self
+            .shared
+            .env
+            .options
+            .consume_message_batch_max_size
+            .max(1);
+        for chunk in request.msgs.chunks(size) {
+            let batch = Batch {
+                mq: request.mq.clone(),
+                pq: Arc::clone(&request.pq),
+                msgs: chunk.to_vec(),
+            };
+            tokio::select! {
+                biased;
+                () = self.closing.cancelled() => return,
+                sent = self.shared.tx.send(batch) => if sent.is_err() { return },
+            }
+        }
+    }
+
+    fn is_orderly(&self) -> bool {
+        false
+    }
+}
+
+impl Shared {
+    async fn work(&self, closing: CancellationToken, stopped: CancellationToken) {
+        while let Some(batch) = self.next_batch(&closing, &stopped).await {
+            let messages = batch.msgs.len();
+            self.in_flight_batches.fetch_add(1, Ordering::AcqRel);
+            self.in_flight_messages
+                .fetch_add(messages, Ordering::AcqRel);
+            tokio::select! {
+                biased;
+                // Abandoned: the counts stay for the shutdown report.
+                () = stopped.cancelled() => return,
+                () = self.consume(batch) => {}
+            }
+            self.in_flight_batches.fetch_sub(1, Ordering::AcqRel);
+            self.in_flight_messages
+                .fetch_sub(messages, Ordering::AcqRel);
+        }
+    }
+
+    /// The next batch; once closing, only what is already queued.
+    async fn next_batch(
+        &self,
+        closing: &CancellationToken,
+        stopped: &CancellationToken,
+    ) -> Option<Batch> {
+        if stopped.is_cancelled() {
+            return None;
+        }
+        let mut rx = tokio::select! {
+            biased;
+            () = stopped.cancelled() => return None,
+            rx = self.rx.lock() => rx,
+        };
+        tokio::select! {
+            biased;
+            () = stopped.cancelled() => None,
+            batch = rx.recv() => batch,
+            () = closing.cancelled() => rx.try_recv().ok(),
+        }
+    }
+
+    /// Puts due local retries back into the submit queue until closing.
+    async fn resubmit_retries(&self, closing: CancellationToken) {
+        loop {
+            let batch = tokio::select! {
+                () = closing.cancelled() => return,
+                batch = self.retries.next_due() => batch,
+            };
+            if batch.pq.is_dropped() {
+                continue;
+            }
+            tokio::select! {
+                biased;
+                // Kept for the shutdown report.
+                () = closing.cancelled() => {
+                    self.retries.push(Instant::now(), batch);
+                    return;
+                }
+                permit = self.tx.reserve() => match permit {
+                    Ok(permit) => permit.send(batch),
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+
+    async fn consume(&self, batch: Batch) {
+        let Batch { mq, pq, msgs } = batch;
+        if pq.is_dropped() {
+            tracing::debug!(%mq, "queue dropped; not consuming its batch");
+            return;
+        }
+        let offsets: Vec<i64> = msgs.iter().map(|msg| msg.queue_offset).collect();
+        pq.mark_consume_started(&offsets, Instant::now());
+        let wall_now = SystemTime::now();
+        let views: Vec<MessageExt> = msgs
+            .iter()
+            .map(|msg| for_listener(msg, &self.retry_topic, wall_now))
+            .collect();
+        let mut ctx = ConcurrentContext::new(mq.clone());
+        let started = Instant::now();
+        let result = AssertUnwindSafe(self.listener.consume(&views, &mut ctx))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                tracing::error!(%mq, "the listener panicked; retrying the batch later");
+                ConcurrentResult::RetryLater
+            });
+        let elapsed = started.elapsed();
+        if pq.is_dropped() {
+            tracing::debug!(%mq, "queue dropped while consuming; result ignored");
+            return;
+        }
+        let acked = acked_count(result, ctx.ack_index, views.len());
+        let failed_count = views.len() - acked;
+        self.env
+            .stats
+            .record(&mq.topic, elapsed, acked, failed_count);
+        let failed = self.return_failed(&mq, &pq, &views[acked..], &ctx).await;
+        let done: Vec<i64> = offsets
+            .into_iter()
+            .filter(|offset| !failed.iter().any(|msg| msg.queue_offset == *offset))
+            .collect();
+        let commit = pq.remove(&done, Instant::now());
+        self.env.commit(&mq, &pq, commit);
+        if !failed.is_empty() {
+            let retry = Batch {
+                mq,
+                pq,
+                msgs: failed,
+            };
+            self.retries.push(Instant::now() + LOCAL_RETRY_DELAY, retry);
+        }
+    }
+
+    /// Sends back (clustering) or logs (broadcasting) the messages the
+    /// listener did not acknowledge; returns those that could not be sent
+    /// back, with their reconsume count raised, for a local retry.
+    async fn return_failed(
+        &self,
+        mq: &MessageQueue,
+        pq: &ProcessQueue,
+        failed: &[MessageExt],
+        ctx: &ConcurrentContext,
+    ) -> Vec<Arc<MessageExt>> {
+        let options = &self.env.options;
+        if options.message_model == MessageModel::Broadcasting {
+            for msg in failed {
+                tracing::warn!(%mq, offset = msg.queue_offset, msg_id = %msg.msg_id(),
+                    "broadcasting: consumption failed; dropping the message");
+            }
+            return Vec::new();
+        }
+        let max = options.concurrent_max_reconsume_times();
+        let mut kept = Vec::new();
+        for msg in failed {
+            // Expired and cleaned meanwhile: already sent back.
+            if !pq.contains(msg.queue_offset) {
+                continue;
+            }
+            let sent = self
+                .send_back
+                .send_back(msg, mq, ctx.delay_level_when_next_consume, max)
+                .await;
+            if let Err(err) = sent {
+                tracing::warn!(%mq, offset = msg.queue_offset, error = %err,
+                    "could not return the message to the broker; retrying it locally");
+                let mut retry = msg.clone();
+                retry.reconsume_times += 1;
+                kept.push(Arc::new(retry));
+            }
+        }
+        kept
+    }
+}
+
+/// How many messages of a batch of `len` the listener acknowledged (Java's
+/// `processConsumeResult`): success acknowledges up to and including
+/// `ack_index`, retry-later none.
+fn acked_count(result: ConcurrentResult, ack_index: i32, len: usize) -> usize {
+    match result {
+        ConcurrentResult::RetryLater => 0,
+        ConcurrentResult::Success => {
+            let last = i64::from(ack_index).clamp(-1, len as i64 - 1);
+            usize::try_from(last + 1).unwrap_or(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_index_is_clamped_as_java_does() {
+        use ConcurrentResult::{RetryLater, Success};
+        assert_eq!(acked_count(Success, i32::MAX, 3), 3);
+        assert_eq!(acked_count(Success, 0, 3), 1);
+        assert_eq!(acked_count(Success, -1, 3), 0);
+        assert_eq!(acked_count(Success, -7, 3), 0);
+        assert_eq!(acked_count(RetryLater, i32::MAX, 3), 0);
+        assert_eq!(acked_count(Success, 5, 0), 0);
+    }
+}

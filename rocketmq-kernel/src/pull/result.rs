@@ -1,0 +1,67 @@
+//! What a FOUND pull answer holds, post-processed as Java's
+//! `PullAPIWrapper#processPullResult` does.
+
+use rocketmq_model::header::PullMessageResponseHeader;
+use rocketmq_model::{MessageExt, MessageQueue, SubscriptionData, decode_records, property};
+use rocketmq_remoting::calls::PullResponse;
+
+use crate::error::Result;
+
+/// The messages of a FOUND pull answer of `mq`, as a consumer must see
+/// them (PROTOCOL.md §3.4, Java's `processPullResult`):
+///
+/// - decoded from the body, inner batches expanded;
+/// - re-filtered by tag *string* when the subscription names tags (the
+///   broker filters by tag hash code only, so a colliding tag gets through);
+///   a message without a tag is dropped then;
+/// - MIN_OFFSET and MAX_OFFSET set from the answer's header;
+/// - for a transactional half message (TRAN_MSG true), the transaction id
+///   (`__transactionId__`) set from UNIQ_KEY;
+/// - the queue id set from `mq` and, for a static topic, the answer's
+///   `offsetDelta` added to each queue offset.
+///
+/// The result may be empty when everything was filtered out; the next pull
+/// still starts at the answer's `next_begin_offset`. A body that cannot be
+/// decoded is an error.
+pub fn found_messages(
+    mq: &MessageQueue,
+    response: &PullResponse,
+    subscription: &SubscriptionData,
+) -> Result<Vec<MessageExt>> {
+    let mut msgs = decode_records(response.body.clone())?;
+    if !subscription.tags_set.is_empty() && !subscription.class_filter_mode {
+        msgs.retain(|msg| {
+            msg.tags()
+                .is_some_and(|tag| subscription.tags_set.contains(tag))
+        });
+    }
+    for msg in &mut msgs {
+        annotate(msg, mq, &response.header)?;
+    }
+    Ok(msgs)
+}
+
+fn annotate(
+    msg: &mut MessageExt,
+    mq: &MessageQueue,
+    header: &PullMessageResponseHeader,
+) -> Result<()> {
+    let transaction_id = msg
+        .message
+        .is_transaction_prepared()
+        .then(|| msg.message.uniq_key().map(str::to_owned))
+        .flatten();
+    if let Some(uniq) = transaction_id {
+        msg.message
+            .properties
+            .insert(property::TRANSACTION_ID, uniq)?;
+    }
+    let properties = &mut msg.message.properties;
+    properties.insert(property::MIN_OFFSET, header.min_offset.to_string())?;
+    properties.insert(property::MAX_OFFSET, header.max_offset.to_string())?;
+    msg.queue_id = mq.queue_id;
+    if let Some(delta) = header.offset_delta {
+        msg.queue_offset += delta;
+    }
+    Ok(())
+}

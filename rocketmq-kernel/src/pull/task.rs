@@ -1,0 +1,362 @@
+//! The pull task of one queue (Java's `DefaultMQPushConsumerImpl#pullMessage`
+//! and its callback, as one loop).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocketmq_model::body::MessageModel;
+use rocketmq_model::{MessageExt, MessageQueue, PullAddr, ResponseCode, SubscriptionData};
+use rocketmq_remoting::calls::{PullResponse, PullStatus};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::flow::{self, Limits};
+use super::request::{self, PullAt};
+use super::result::found_messages;
+use crate::consume::ConsumeRequest;
+use crate::consumer_options::RETRY_TOPIC_PREFIX;
+use crate::error::{KernelError, Result};
+use crate::offset::ReadOffsetType;
+use crate::process_queue::ProcessQueue;
+use crate::rebalance::assignment::PullHandle;
+use crate::rebalance::shared::Shared;
+use crate::rebalance::start_offset;
+
+/// After OFFSET_ILLEGAL, how long the dropped queue waits before its
+/// offset is corrected and it is handed back to the rebalance (Java 4.x).
+pub const OFFSET_FIX_DELAY: Duration = Duration::from_secs(10);
+
+/// The wait after the broker answered FLOW_CONTROL (Java's
+/// `PULL_TIME_DELAY_MILLS_WHEN_BROKER_FLOW_CONTROL`).
+const BROKER_FLOW_CONTROL_DELAY: Duration = Duration::from_millis(20);
+
+/// Flow control is logged at warn level once per this many occurrences.
+const FLOW_CONTROL_LOG_EVERY: u64 = 1000;
+
+/// Starts the pull task of `mq` at `offset`, owned by the returned handle.
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    mq: MessageQueue,
+    pq: Arc<ProcessQueue>,
+    offset: i64,
+) -> PullHandle {
+    let cancel = shared.cancel.child_token();
+    let span = tracing::debug_span!(
+        "pull",
+        group = %shared.options.group,
+        topic = %mq.topic,
+        queue_id = mq.queue_id,
+        broker = %mq.broker_name,
+        addr = tracing::field::Empty,
+    );
+    let task = PullTask {
+        shared: Arc::clone(shared),
+        mq,
+        pq,
+        next_offset: offset,
+        previously_locked: false,
+        flow_controlled: 0,
+        cancel: cancel.clone(),
+    };
+    let handle = shared.pull_tasks.spawn(task.run().instrument(span));
+    PullHandle::new(cancel, handle)
+}
+
+/// What the loop does after a step.
+enum Next {
+    Now,
+    After(Duration),
+    Stop,
+}
+
+struct PullTask {
+    shared: Arc<Shared>,
+    mq: MessageQueue,
+    pq: Arc<ProcessQueue>,
+    next_offset: i64,
+    /// Orderly: whether the offset was re-read after the lock was first seen.
+    previously_locked: bool,
+    flow_controlled: u64,
+    cancel: CancellationToken,
+}
+
+impl PullTask {
+    async fn run(mut self) {
+        tracing::debug!(offset = self.next_offset, "pull task started");
+        while !self.cancel.is_cancelled() && !self.pq.is_dropped() {
+            match self.step().await {
+                Next::Now => {}
+                Next::After(delay) => {
+                    tokio::select! {
+                        () = self.cancel.cancelled() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Next::Stop => break,
+            }
+        }
+        tracing::debug!(offset = self.next_offset, "pull task stopped");
+    }
+
+    fn exception_delay(&self) -> Next {
+        Next::After(self.shared.options.pull_time_delay_when_exception)
+    }
+
+    async fn step(&mut self) -> Next {
+        self.pq.record_pull(Instant::now());
+        if *self.shared.paused.borrow() {
+            return self.wait_resumed().await;
+        }
+        if let Some(next) = self.flow_control() {
+            return next;
+        }
+        if self.shared.locks_queues() {
+            if let Some(next) = self.check_lock().await {
+                return next;
+            }
+        }
+        let Some(subscription) = self.shared.subscription(&self.mq.topic) else {
+            tracing::warn!("no subscription for the queue's topic");
+            return self.exception_delay();
+        };
+        let addr = match self.pull_addr().await {
+            Ok(addr) => addr,
+            Err(err) => {
+                tracing::warn!(error = %err, "no broker to pull from");
+                return self.exception_delay();
+            }
+        };
+        tracing::Span::current().record("addr", addr.addr.as_str());
+        let header = request::header(
+            &self.shared.options,
+            &self.mq,
+            &subscription,
+            PullAt {
+                offset: self.next_offset,
+                commit: self.commit_offset().await,
+                from_slave: addr.slave,
+            },
+        );
+        tracing::trace!(
+            offset = self.next_offset,
+            sys_flag = header.sys_flag,
+            "pulling"
+        );
+        let broker = Arc::clone(&self.shared.broker);
+        let response = tokio::select! {
+            () = self.cancel.cancelled() => return Next::Stop,
+            response = broker.pull_message(&addr.addr, header) => response,
+        };
+        match response {
+            Ok(response) => self.on_response(response, &subscription).await,
+            Err(err) => self.on_error(&err),
+        }
+    }
+
+    async fn wait_resumed(&self) -> Next {
+        let mut paused = self.shared.paused.subscribe();
+        tokio::select! {
+            () = self.cancel.cancelled() => Next::Stop,
+            _ = paused.wait_for(|paused| !*paused) => Next::Now,
+        }
+    }
+
+    fn flow_control(&mut self) -> Option<Next> {
+        let topic_queues = self.shared.assignment.count_for_topic(&self.mq.topic);
+        let limits = Limits::new(
+            &self.shared.options,
+            topic_queues,
+            self.shared.consume.is_orderly(),
+        );
+        let reason = flow::check(&self.pq, &limits)?;
+        if self.flow_controlled % FLOW_CONTROL_LOG_EVERY == 0 {
+            tracing::warn!(
+                ?reason,
+                times = self.flow_controlled + 1,
+                "flow control: pull paused"
+            );
+        } else {
+            tracing::trace!(?reason, "flow control: pull paused");
+        }
+        self.flow_controlled += 1;
+        Some(Next::After(
+            self.shared.options.pull_time_delay_when_flow_control,
+        ))
+    }
+
+    /// Orderly, clustering: pull only while the queue holds its lock; the
+    /// first time it does, re-read the start offset from the store (the
+    /// previous owner may have persisted since), as Java does.
+    async fn check_lock(&mut self) -> Option<Next> {
+        if !self.pq.is_locked() {
+            tracing::debug!("queue not locked; pull later");
+            return Some(self.exception_delay());
+        }
+        if self.previously_locked {
+            return None;
+        }
+        let shared = &self.shared;
+        match start_offset(
+            &self.mq,
+            &shared.options,
+            shared.store.as_ref(),
+            shared.broker.as_ref(),
+            &shared.routes,
+        )
+        .await
+        {
+            Ok(offset) => {
+                tracing::debug!(
+                    from = self.next_offset,
+                    to = offset,
+                    "first locked pull: offset fixed"
+                );
+                self.next_offset = offset;
+                self.previously_locked = true;
+                None
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "first locked pull: no start offset");
+                Some(self.exception_delay())
+            }
+        }
+    }
+
+    /// Where to pull from: the broker the last answer suggested, refreshing
+    /// the topic's route once when the broker is unknown.
+    async fn pull_addr(&self) -> Result<PullAddr> {
+        let table = self.shared.routes.table();
+        match table.pull_addr(&self.mq) {
+            Err(KernelError::NoBrokerAddress { .. }) => {
+                self.shared.routes.refresh(&self.mq.topic).await?;
+                table.pull_addr(&self.mq)
+            }
+            found => found,
+        }
+    }
+
+    /// Clustering: the in-memory offset to commit with the pull.
+    async fn commit_offset(&self) -> Option<i64> {
+        if self.shared.options.message_model != MessageModel::Clustering {
+            return None;
+        }
+        let store = &self.shared.store;
+        store
+            .read(&self.mq, ReadOffsetType::Memory)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn on_response(
+        &mut self,
+        response: PullResponse,
+        subscription: &SubscriptionData,
+    ) -> Next {
+        let header = &response.header;
+        self.shared
+            .routes
+            .table()
+            .record_pull_suggestion(&self.mq, header.suggest_which_broker_id);
+        let next_begin = header.next_begin_offset;
+        match response.status {
+            PullStatus::Found => self.on_found(&response, subscription).await,
+            PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => {
+                tracing::trace!(status = ?response.status, next_begin, "nothing to consume");
+                self.next_offset = next_begin;
+                if self.pq.is_empty() {
+                    // Java's correctTagsOffset: nothing in flight, so the
+                    // filtered-out or absent messages count as consumed.
+                    self.shared.store.update(&self.mq, next_begin, true);
+                }
+                Next::Now
+            }
+            PullStatus::OffsetMoved => self.on_offset_illegal(next_begin).await,
+        }
+    }
+
+    async fn on_found(&mut self, response: &PullResponse, subscription: &SubscriptionData) -> Next {
+        let msgs = match found_messages(&self.mq, response, subscription) {
+            Ok(msgs) => msgs,
+            Err(err) => {
+                tracing::error!(offset = self.next_offset, error = %err, "undecodable pull answer");
+                return self.exception_delay();
+            }
+        };
+        let requested = self.next_offset;
+        self.next_offset = response.header.next_begin_offset;
+        if self.next_offset < requested || msgs.first().is_some_and(|m| m.queue_offset < requested)
+        {
+            tracing::warn!(
+                requested,
+                next_begin = self.next_offset,
+                "pull answer went backwards"
+            );
+        }
+        tracing::debug!(found = msgs.len(), next_begin = self.next_offset, "pulled");
+        if !msgs.is_empty() {
+            let msgs: Vec<Arc<MessageExt>> = msgs.into_iter().map(Arc::new).collect();
+            let dispatch = self.pq.put(&msgs);
+            let request = ConsumeRequest {
+                mq: self.mq.clone(),
+                pq: Arc::clone(&self.pq),
+                msgs,
+                dispatch,
+            };
+            let consume = Arc::clone(&self.shared.consume);
+            tokio::select! {
+                () = self.cancel.cancelled() => return Next::Stop,
+                () = consume.submit(request) => {}
+            }
+        }
+        match self.shared.options.pull_interval {
+            Duration::ZERO => Next::Now,
+            interval => Next::After(interval),
+        }
+    }
+
+    /// OFFSET_ILLEGAL: the queue is dropped at once; after
+    /// [`OFFSET_FIX_DELAY`] its offset is set (forced) to where the broker
+    /// says to continue and persisted, and a rebalance removes the queue and
+    /// adds it again from there.
+    async fn on_offset_illegal(&mut self, next_begin: i64) -> Next {
+        tracing::warn!(
+            offset = self.next_offset,
+            next_begin,
+            "offset illegal; the queue is dropped"
+        );
+        self.next_offset = next_begin;
+        self.pq.mark_dropped();
+        tokio::select! {
+            () = self.cancel.cancelled() => return Next::Stop,
+            () = tokio::time::sleep(OFFSET_FIX_DELAY) => {}
+        }
+        self.shared.store.update(&self.mq, next_begin, false);
+        if let Err(err) = self.shared.store.persist(&self.mq).await {
+            tracing::warn!(error = %err, "persisting the corrected offset failed");
+        }
+        tracing::warn!(offset = next_begin, "offset corrected");
+        self.shared.trigger.request();
+        Next::Stop
+    }
+
+    fn on_error(&self, err: &KernelError) -> Next {
+        let code = match err {
+            KernelError::Remoting(remoting) => remoting.response_code(),
+            _ => None,
+        };
+        if self.mq.topic.starts_with(RETRY_TOPIC_PREFIX) {
+            tracing::debug!(error = %err, "pull failed");
+        } else if code == Some(ResponseCode::SUBSCRIPTION_NOT_LATEST) {
+            tracing::warn!("pull refused: the broker's subscription is not the latest");
+        } else {
+            tracing::warn!(error = %err, "pull failed");
+        }
+        if code == Some(ResponseCode::FLOW_CONTROL) {
+            Next::After(BROKER_FLOW_CONTROL_DELAY)
+        } else {
+            self.exception_delay()
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! One rebalance round: per subscribed topic, gather the queues and the
+//! group's client ids, allocate, and apply the difference to the
+//! assignment (Java's `RebalanceImpl#doRebalance`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use rocketmq_model::MessageQueue;
+use rocketmq_model::body::MessageModel;
+use tokio::time::Instant;
+
+use super::assignment::Owned;
+use super::lock;
+use super::shared::Shared;
+use super::start_offset::start_offset;
+use crate::api::CallMode;
+use crate::consumer_options::RETRY_TOPIC_PREFIX;
+use crate::error::{KernelError, Result};
+use crate::process_queue::ProcessQueue;
+
+/// How long removing a dropped orderly queue waits for its consume lock
+/// (a batch in progress) before trying again in the next round.
+const CONSUME_LOCK_WAIT: Duration = Duration::from_millis(500);
+
+/// A dropped orderly queue whose lock was not renewed for this long is
+/// unlocked without waiting for its consume lock (Java's
+/// `rocketmq.client.unlockDelayTimeMills`).
+const UNLOCK_DELAY: Duration = Duration::from_secs(20);
+
+/// What a round found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RoundOutcome {
+    /// False when a queue was not added because its broker lock was refused:
+    /// the next round should come soon (Java rebalances again after 500 ms).
+    pub(crate) all_locked: bool,
+}
+
+/// Runs one round over every subscribed topic. The caller holds the
+/// rebalance lock.
+pub(crate) async fn run(shared: &Arc<Shared>) -> RoundOutcome {
+    let mut changed = false;
+    let mut all_locked = true;
+    let topics = shared.topics();
+    for topic in &topics {
+        match allocation(shared, topic).await {
+            Ok(allocated) => {
+                let (topic_changed, topic_locked) = apply(shared, topic, &allocated).await;
+                changed |= topic_changed;
+                all_locked &= topic_locked;
+            }
+            Err(err) if topic.starts_with(RETRY_TOPIC_PREFIX) => {
+                tracing::debug!(group = %shared.options.group, %topic, error = %err, "rebalance skipped the topic");
+            }
+            Err(err) => {
+                tracing::warn!(group = %shared.options.group, %topic, error = %err, "rebalance skipped the topic");
+            }
+        }
+    }
+    let subscribed: BTreeSet<String> = topics.into_iter().collect();
+    for mq in shared.assignment.outside(&subscribed) {
+        changed |= remove_queue(shared, &mq).await;
+    }
+    if changed {
+        shared.assignment_changed();
+    }
+    RoundOutcome { all_locked }
+}
+
+/// The queues of `topic` this client should own: all of them when
+/// broadcasting, its share by the allocation strategy when clustering.
+async fn allocation(shared: &Shared, topic: &str) -> Result<BTreeSet<MessageQueue>> {
+    let queues = subscribe_queues(shared, topic).await?;
+    if shared.options.message_model == MessageModel::Broadcasting {
+        return Ok(queues.iter().cloned().collect());
+    }
+    let client_ids = consumer_ids(shared, topic).await?;
+    let own = shared.strategy.allocate(
+        &shared.options.group,
+        &shared.client_id,
+        &queues,
+        &client_ids,
+    );
+    tracing::debug!(
+        group = %shared.options.group,
+        %topic,
+        strategy = shared.strategy.name(),
+        queues = queues.len(),
+        clients = client_ids.len(),
+        allocated = own.len(),
+        "allocated"
+    );
+    Ok(own.into_iter().collect())
+}
+
+/// The readable queues of `topic` (§8.4), fetching its route when unknown.
+async fn subscribe_queues(shared: &Shared, topic: &str) -> Result<Arc<[MessageQueue]>> {
+    if let Some(queues) = shared.routes.table().subscribe_queues(topic) {
+        return Ok(queues);
+    }
+    shared.routes.route(topic).await?;
+    shared
+        .routes
+        .table()
+        .subscribe_queues(topic)
+        .ok_or_else(|| KernelError::NoRoute {
+            topic: topic.to_owned(),
+        })
+}
+
+/// The client ids of the group, asked of a broker serving `topic` (Java's
+/// `findConsumerIdList`: a random broker of the route, its master when it
+/// has one).
+async fn consumer_ids(shared: &Shared, topic: &str) -> Result<Vec<String>> {
+    let route = shared.routes.route(topic).await?;
+    let no_route = || KernelError::NoRoute {
+        topic: topic.to_owned(),
+    };
+    if route.broker_datas.is_empty() {
+        return Err(no_route());
+    }
+    let broker = &route.broker_datas[rand::rng().random_range(0..route.broker_datas.len())];
+    let addr = broker
+        .master_addr()
+        .or_else(|| broker.broker_addrs.values().next().map(String::as_str))
+        .ok_or_else(no_route)?;
+    shared
+        .broker
+        .consumer_list(addr, &shared.options.group)
+        .await
+}
+
+/// Applies the allocation of `topic`: removes what is no longer (or no
+/// longer properly) owned, adds what is new. Returns (changed, all locked).
+async fn apply(
+    shared: &Arc<Shared>,
+    topic: &str,
+    allocated: &BTreeSet<MessageQueue>,
+) -> (bool, bool) {
+    let mut changed = false;
+    for mq in shared.assignment.to_remove(topic, allocated) {
+        changed |= remove_queue(shared, &mq).await;
+    }
+    let mut all_locked = true;
+    for mq in allocated {
+        if shared.assignment.contains(mq) {
+            continue;
+        }
+        match add_queue(shared, mq).await {
+            Added::Yes => changed = true,
+            Added::LockRefused => all_locked = false,
+            Added::Failed => {}
+        }
+    }
+    (changed, all_locked)
+}
+
+/// Drops `mq`: marks its process queue dropped, stops its pull task, then
+/// persists and forgets its offset (orderly: under its consume lock, then
+/// unlocks it on the broker). Returns whether it left the table; a dropped
+/// orderly queue whose batch is still being consumed stays, to be removed
+/// in a later round.
+pub(crate) async fn remove_queue(shared: &Shared, mq: &MessageQueue) -> bool {
+    let Some(owned) = shared.assignment.take(mq) else {
+        return false;
+    };
+    owned.pq.mark_dropped();
+    if let Some(pull) = owned.pull {
+        pull.stop().await;
+    }
+    if shared.locks_queues() {
+        if !release_locked(shared, mq, &owned.pq).await {
+            shared.assignment.insert(
+                mq.clone(),
+                Owned {
+                    pq: owned.pq,
+                    pull: None,
+                },
+            );
+            return false;
+        }
+    } else {
+        persist_and_forget(shared, mq).await;
+    }
+    tracing::info!(group = %shared.options.group, %mq, "queue removed");
+    true
+}
+
+/// Writes the offset of a dropped queue to the store, then removes it from
+/// the store's memory so that nothing commits it afterwards.
+async fn persist_and_forget(shared: &Shared, mq: &MessageQueue) {
+    if let Err(err) = shared.store.persist(mq).await {
+        tracing::warn!(group = %shared.options.group, %mq, error = %err, "persisting a removed queue's offset failed");
+    }
+    shared.store.remove(mq);
+}
+
+/// Orderly: waits briefly for the queue's consume lock (no batch in
+/// progress), persists and forgets the offset and unlocks the queue on the
+/// broker (oneway). False when a batch is still being consumed (Java's
+/// `tryRemoveOrderMessageQueue`).
+async fn release_locked(shared: &Shared, mq: &MessageQueue, pq: &ProcessQueue) -> bool {
+    let force = Instant::now().saturating_duration_since(pq.last_lock_time()) > UNLOCK_DELAY;
+    let _consuming = if force {
+        None
+    } else {
+        match tokio::time::timeout(CONSUME_LOCK_WAIT, pq.consume_lock().lock()).await {
+            Ok(guard) => Some(guard),
+            Err(_) => {
+                let tries = pq.record_unlock_attempt();
+                tracing::info!(group = %shared.options.group, %mq, tries, "queue busy consuming; unlock later");
+                return false;
+            }
+        }
+    };
+    persist_and_forget(shared, mq).await;
+    pq.lock_lost();
+    lock::unlock(
+        shared,
+        &mq.broker_name,
+        BTreeSet::from([mq.clone()]),
+        CallMode::Oneway,
+    )
+    .await;
+    true
+}
+
+/// What adding a queue did.
+enum Added {
+    Yes,
+    /// Orderly: the broker refused the lock; try again soon.
+    LockRefused,
+    /// The start offset could not be computed; try again next round.
+    Failed,
+}
+
+/// Adds `mq`: locks it first (orderly), computes its start offset (after
+/// removing any dirty offset from memory, as Java does), creates its process
+/// queue and starts its pull task.
+async fn add_queue(shared: &Arc<Shared>, mq: &MessageQueue) -> Added {
+    let group = &shared.options.group;
+    if shared.locks_queues() && !lock::lock_one(shared, mq).await {
+        tracing::warn!(%group, %mq, "queue not added: lock refused");
+        return Added::LockRefused;
+    }
+    shared.store.remove(mq);
+    let offset = match start_offset(
+        mq,
+        &shared.options,
+        shared.store.as_ref(),
+        shared.broker.as_ref(),
+        &shared.routes,
+    )
+    .await
+    {
+        Ok(offset) => offset,
+        Err(err) => {
+            tracing::warn!(%group, %mq, error = %err, "queue not added: no start offset");
+            return Added::Failed;
+        }
+    };
+    let now = Instant::now();
+    let pq = Arc::new(ProcessQueue::new(now));
+    // Java marks every new process queue locked (orderly broadcasting
+    // consumers never lock on the broker).
+    pq.lock_granted(now);
+    let pull = crate::pull::spawn(shared, mq.clone(), Arc::clone(&pq), offset);
+    shared.assignment.insert(
+        mq.clone(),
+        Owned {
+            pq,
+            pull: Some(pull),
+        },
+    );
+    tracing::info!(%group, %mq, offset, "queue added");
+    Added::Yes
+}
