@@ -1,5 +1,17 @@
-//! An in-memory fake RocketMQ nameserver and broker with fault injection, reachable
-//! through `rocketmq-remoting`'s in-memory transport or on loopback TCP.
-//!
-//! This crate will hold `TestCluster` and the `rocketmq-testkit` binary. It is not
-//! written yet; see `ARCHITECTURE.md`.
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+
+mod broker;
+mod cluster;
+mod faults;
+mod handle;
+mod inspect;
+mod namesrv;
+mod reply;
+
+pub use broker::topics::TopicConfig;
+pub use cluster::{MEMORY_NAMESRV_ADDR, TestCluster, TestClusterBuilder};
+pub use error::{Result, TestkitError};
+pub use handle::Broker;
+pub use inspect::{ClientInfo, ConsumerGroupInfo, ProducerGroupInfo, RegisteredGroups};

@@ -1,0 +1,128 @@
+//! Serves a fake RocketMQ cluster on loopback for any client, ours or another
+//! language's: `rocketmq-testkit --listen 127.0.0.1:9876 --brokers 2`.
+//!
+//! Prints one line per server on stdout (`namesrv <addr>`, then
+//! `broker <name> <addr>` per broker), then `ready`, and runs until Ctrl-C
+//! (SIGINT) or SIGTERM, when it stops every server and exits with status 0.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use rocketmq_testkit::{TestCluster, TestkitError};
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rocketmq-testkit",
+    version,
+    about = "A fake RocketMQ nameserver and brokers on loopback"
+)]
+struct Options {
+    /// The nameserver's address; port 0 picks a free port. Brokers listen on
+    /// free ports of the same host.
+    #[arg(long, default_value = "127.0.0.1:9876")]
+    listen: String,
+    /// How many brokers (named broker-a, broker-b, ...).
+    #[arg(long, default_value_t = 1)]
+    brokers: usize,
+    /// The cluster name the brokers register under.
+    #[arg(long, default_value = "DefaultCluster")]
+    cluster: String,
+    /// Read and write queues of each topic.
+    #[arg(long, default_value_t = 4)]
+    queues: i32,
+    /// A topic to create up front on every broker (repeatable).
+    #[arg(long = "topic")]
+    topics: Vec<String>,
+    /// Refuse sends to unknown topics instead of creating them through TBW102.
+    #[arg(long)]
+    no_auto_create: bool,
+    /// Serve SQL92 subscriptions (Java's `enablePropertyFilter`).
+    #[arg(long)]
+    property_filter: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let options = Options::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rocketmq-testkit: cannot start a runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rocketmq-testkit: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(options: Options) -> Result<(), TestkitError> {
+    let mut builder = TestCluster::builder()
+        .brokers(options.brokers)
+        .cluster_name(options.cluster)
+        .queues(options.queues, options.queues)
+        .auto_create_topics(!options.no_auto_create)
+        .property_filter(options.property_filter)
+        .listen(options.listen);
+    for topic in options.topics {
+        builder = builder.topic(topic);
+    }
+    let cluster = builder.start_tcp().await?;
+    announce(&cluster);
+    shutdown_signal().await;
+    eprintln!("rocketmq-testkit: stopping");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+/// Prints the addresses, one server a line, then `ready`.
+fn announce(cluster: &TestCluster) {
+    let mut out = std::io::stdout().lock();
+    let mut lines = vec![format!("namesrv {}", cluster.namesrv_addr())];
+    for broker in cluster.brokers() {
+        lines.push(format!("broker {} {}", broker.name(), broker.addr()));
+    }
+    lines.push("ready".to_owned());
+    for line in lines {
+        // A closed stdout must not stop the servers.
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = out.flush();
+}
+
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,125 @@
+//! Consumer offsets committed per group, topic and queue (Java's
+//! `ConsumerOffsetManager`), which survive broker restarts, and the offset
+//! requests of `ConsumerManageProcessor` and `AdminBrokerProcessor`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rocketmq_model::ResponseCode;
+use rocketmq_model::header::{
+    BoundaryType, GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,
+    GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader, GetMinOffsetRequestHeader,
+    GetMinOffsetResponseHeader, QueryConsumerOffsetRequestHeader,
+    QueryConsumerOffsetResponseHeader, SearchOffsetRequestHeader, SearchOffsetResponseHeader,
+    UpdateConsumerOffsetRequestHeader,
+};
+use rocketmq_remoting::RemotingCommand;
+
+use super::ConnCtx;
+use crate::reply::{self, header};
+
+/// Committed offsets.
+#[derive(Debug, Default)]
+pub(crate) struct Offsets {
+    table: Mutex<HashMap<(String, String), BTreeMap<i32, i64>>>,
+}
+
+impl Offsets {
+    fn table(&self) -> MutexGuard<'_, HashMap<(String, String), BTreeMap<i32, i64>>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores `offset` for the group's queue.
+    pub(crate) fn commit(&self, group: &str, topic: &str, queue_id: i32, offset: i64) {
+        self.table()
+            .entry((group.to_owned(), topic.to_owned()))
+            .or_default()
+            .insert(queue_id, offset);
+    }
+
+    /// The group's committed offset of a queue.
+    pub(crate) fn get(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
+        self.table()
+            .get(&(group.to_owned(), topic.to_owned()))?
+            .get(&queue_id)
+            .copied()
+    }
+}
+
+/// QUERY_CONSUMER_OFFSET (Java 5.x): the committed offset; without one,
+/// QUERY_NOT_FOUND when `setZeroIfNotFound` is false, else 0 while the
+/// queue's first message is still held in memory (always here: nothing is
+/// ever deleted), else QUERY_NOT_FOUND (an empty queue).
+pub(crate) fn query(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
+    let header = header!(request, QueryConsumerOffsetRequestHeader);
+    let core = &ctx.core;
+    if let Some(offset) = core
+        .offsets
+        .get(&header.consumer_group, &header.topic, header.queue_id)
+    {
+        return reply::ok_with(&QueryConsumerOffsetResponseHeader { offset });
+    }
+    if header.set_zero_if_not_found == Some(false) {
+        return reply::error(
+            ResponseCode::QUERY_NOT_FOUND,
+            "Not found, do not set to zero, maybe this group boot first",
+        );
+    }
+    let store = &core.store;
+    let first_in_memory = store.min_offset(&header.topic, header.queue_id) <= 0
+        && store.max_offset(&header.topic, header.queue_id) > 0;
+    if first_in_memory {
+        return reply::ok_with(&QueryConsumerOffsetResponseHeader { offset: 0 });
+    }
+    reply::error(
+        ResponseCode::QUERY_NOT_FOUND,
+        "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
+    )
+}
+
+/// UPDATE_CONSUMER_OFFSET.
+pub(crate) fn update(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
+    let header = header!(request, UpdateConsumerOffsetRequestHeader);
+    ctx.core.offsets.commit(
+        &header.consumer_group,
+        &header.topic,
+        header.queue_id,
+        header.commit_offset,
+    );
+    reply::ok()
+}
+
+/// GET_MAX_OFFSET.
+pub(crate) fn max(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
+    let header = header!(request, GetMaxOffsetRequestHeader);
+    let offset = ctx.core.store.max_offset(&header.topic, header.queue_id);
+    reply::ok_with(&GetMaxOffsetResponseHeader { offset })
+}
+
+/// GET_MIN_OFFSET.
+pub(crate) fn min(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
+    let header = header!(request, GetMinOffsetRequestHeader);
+    let offset = ctx.core.store.min_offset(&header.topic, header.queue_id);
+    reply::ok_with(&GetMinOffsetResponseHeader { offset })
+}
+
+/// SEARCH_OFFSET_BY_TIMESTAMP.
+pub(crate) fn search(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
+    let header = header!(request, SearchOffsetRequestHeader);
+    let upper = header.boundary_type == Some(BoundaryType::Upper);
+    let offset =
+        ctx.core
+            .store
+            .search_offset(&header.topic, header.queue_id, header.timestamp, upper);
+    reply::ok_with(&SearchOffsetResponseHeader { offset })
+}
+
+/// GET_EARLIEST_MSG_STORETIME.
+pub(crate) fn earliest(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
+    let header = header!(request, GetEarliestMsgStoretimeRequestHeader);
+    let timestamp = ctx
+        .core
+        .store
+        .earliest_store_time(&header.topic, header.queue_id);
+    reply::ok_with(&GetEarliestMsgStoretimeResponseHeader { timestamp })
+}

@@ -1,0 +1,276 @@
+//! PULL_MESSAGE (11) and LITE_PULL_MESSAGE (361), with long polling and tag
+//! filtering (Java's `PullMessageProcessor` and `PullRequestHoldService`).
+//!
+//! A pull that finds nothing new (PULL_NOT_FOUND) with the SUSPEND flag is
+//! held up to `suspendTimeoutMillis`, waiting on its queue's arrival channel;
+//! an arrival that matches its filter wakes it at once, and the check every
+//! 5 s wakes it when anything arrived (filtered out or not); then it is
+//! answered as a fresh pull that may not suspend again.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rocketmq_model::body::ExpressionType;
+use rocketmq_model::header::{PullMessageRequestHeader, PullMessageResponseHeader};
+use rocketmq_model::message::sysflag::pull as pull_flags;
+use rocketmq_model::route::perm;
+use rocketmq_model::{ResponseCode, SubscriptionData};
+use rocketmq_remoting::RemotingCommand;
+use tokio::time::Instant;
+
+use super::sql92::Sql92;
+use super::store::{ReadLimits, ReadResult, ReadStatus, StoredMessage};
+use super::{BrokerCore, ConnCtx};
+use crate::reply::{self, Rejection, header};
+
+/// Java's `maxTransferCountOnMessageInMemory`.
+const MAX_TRANSFER_COUNT: usize = 32;
+/// Java's `maxTransferBytesOnMessageInMemory`.
+const MAX_TRANSFER_BYTES: usize = 256 * 1024;
+
+/// How often held pulls are checked for any new message, matching or not
+/// (Java's `PullRequestHoldService` with long polling).
+const HOLD_CHECK: Duration = Duration::from_secs(5);
+
+/// Java's FAQ link, appended to some remarks.
+pub(crate) const FAQ: &str = "See http://rocketmq.apache.org/docs/faq/ for further details.";
+
+/// Which messages a pull wants, by the tag hash codes the consume queue
+/// keeps.
+#[derive(Debug, Clone)]
+enum Filter {
+    All,
+    Tags(BTreeSet<i32>),
+    Sql(Sql92),
+}
+
+impl Filter {
+    fn matches(&self, message: &StoredMessage) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Tags(codes) => {
+                i32::try_from(message.tags_code).is_ok_and(|code| codes.contains(&code))
+            }
+            Filter::Sql(sql) => sql.matches(&message.ext.message.properties),
+        }
+    }
+}
+
+/// Answers a pull, holding it when it may suspend and nothing is there yet.
+pub(crate) async fn handle(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
+    let header = header!(request, PullMessageRequestHeader);
+    let core = &ctx.core;
+    if let Err(rejection) = check_queue(core, &header) {
+        return rejection.into_response();
+    }
+    let filter = match filter_for(core, &header) {
+        Ok(filter) => filter,
+        Err(rejection) => return rejection.into_response(),
+    };
+    if header.sys_flag & pull_flags::COMMIT_OFFSET != 0 {
+        core.offsets.commit(
+            &header.consumer_group,
+            &header.topic,
+            header.queue_id,
+            header.commit_offset,
+        );
+    }
+    let mut arrivals = core.store.arrivals(&header.topic, header.queue_id);
+    let first = read(core, &header, &filter);
+    let may_suspend = header.sys_flag & pull_flags::SUSPEND != 0;
+    if !may_suspend || response_code(&first, &header) != ResponseCode::PULL_NOT_FOUND {
+        return respond(first, &header);
+    }
+    hold(core, &header, &filter, &mut arrivals).await;
+    respond(read(core, &header, &filter), &header)
+}
+
+/// Holds a pull until a matching message arrives, the periodic check finds
+/// any new message, or the suspend timeout passes.
+async fn hold(
+    core: &BrokerCore,
+    header: &PullMessageRequestHeader,
+    filter: &Filter,
+    arrivals: &mut tokio::sync::watch::Receiver<i64>,
+) {
+    let suspend = Duration::from_millis(u64::try_from(header.suspend_timeout_millis).unwrap_or(0));
+    let deadline = Instant::now() + suspend;
+    let mut checks = tokio::time::interval_at(Instant::now() + HOLD_CHECK, HOLD_CHECK);
+    let (topic, queue_id, offset) = (&header.topic, header.queue_id, header.queue_offset);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return,
+            changed = arrivals.changed() => {
+                let matched = core.store.has_match_from(topic, queue_id, offset, |m| filter.matches(m));
+                if changed.is_err() || matched {
+                    return;
+                }
+            }
+            _ = checks.tick() => {
+                if core.store.max_offset(topic, queue_id) > offset {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The topic must exist, be readable, and have the queue.
+fn check_queue(core: &BrokerCore, header: &PullMessageRequestHeader) -> Result<(), Rejection> {
+    let Some(config) = core.topics.get(&header.topic) else {
+        return Err(reply::reject(
+            ResponseCode::TOPIC_NOT_EXIST,
+            format!(
+                "topic[{}] not exist, apply first please! {FAQ}",
+                header.topic
+            ),
+        ));
+    };
+    if !perm::is_readable(config.perm) {
+        return Err(reply::reject(
+            ResponseCode::NO_PERMISSION,
+            format!("the topic[{}] pulling message is forbidden", header.topic),
+        ));
+    }
+    if header.queue_id < 0 || header.queue_id >= config.read_queue_nums {
+        return Err(reply::reject(
+            ResponseCode::SYSTEM_ERROR,
+            format!(
+                "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}] consumer:[{}]",
+                header.queue_id, header.topic, config.read_queue_nums, header.consumer_group
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The subscription from the request (SUBSCRIPTION flag) or from the group's
+/// heartbeat, as a filter. SQL92 is refused as by a broker without
+/// `enablePropertyFilter`.
+fn filter_for(core: &BrokerCore, header: &PullMessageRequestHeader) -> Result<Filter, Rejection> {
+    let from_request = header.sys_flag & pull_flags::SUBSCRIPTION != 0;
+    let subscription = if from_request {
+        self::from_request(header)?
+    } else {
+        from_heartbeat(core, header)?
+    };
+    if subscription.expression_type == ExpressionType::Tag {
+        return Ok(if subscription.is_sub_all() {
+            Filter::All
+        } else {
+            Filter::Tags(subscription.code_set)
+        });
+    }
+    if !core.settings.property_filter {
+        return Err(reply::reject(
+            ResponseCode::SYSTEM_ERROR,
+            format!(
+                "The broker does not support consumer to filter message by {}",
+                subscription.expression_type.as_str()
+            ),
+        ));
+    }
+    match Sql92::parse(&subscription.sub_string) {
+        Ok(sql) => Ok(Filter::Sql(sql)),
+        Err(_) if from_request => Err(reply::reject(
+            ResponseCode::SUBSCRIPTION_PARSE_FAILED,
+            "parse the consumer's subscription failed",
+        )),
+        Err(_) => Err(reply::reject(
+            ResponseCode::FILTER_DATA_NOT_EXIST,
+            "The broker's consumer filter data is not exist!Your expression may be wrong!",
+        )),
+    }
+}
+
+fn from_request(header: &PullMessageRequestHeader) -> Result<SubscriptionData, Rejection> {
+    let kind = match header.expression_type.as_deref() {
+        None | Some("") | Some("TAG") => ExpressionType::Tag,
+        Some(_) => ExpressionType::Sql92,
+    };
+    let expression = header.subscription.as_deref().unwrap_or_default();
+    SubscriptionData::from_expression(header.topic.clone(), expression, kind).map_err(|_| {
+        reply::reject(
+            ResponseCode::SUBSCRIPTION_PARSE_FAILED,
+            "parse the consumer's subscription failed",
+        )
+    })
+}
+
+fn from_heartbeat(
+    core: &BrokerCore,
+    header: &PullMessageRequestHeader,
+) -> Result<SubscriptionData, Rejection> {
+    let Some(group) = core.groups.consumer_group(&header.consumer_group) else {
+        return Err(reply::reject(
+            ResponseCode::SUBSCRIPTION_NOT_EXIST,
+            format!("the consumer's group info not exist {FAQ}"),
+        ));
+    };
+    let Some(subscription) = group.subscriptions.get(&header.topic) else {
+        return Err(reply::reject(
+            ResponseCode::SUBSCRIPTION_NOT_EXIST,
+            format!("the consumer's subscription not exist {FAQ}"),
+        ));
+    };
+    if subscription.sub_version < header.sub_version {
+        return Err(reply::reject(
+            ResponseCode::SUBSCRIPTION_NOT_LATEST,
+            "the consumer's subscription not latest",
+        ));
+    }
+    Ok(subscription.clone())
+}
+
+fn read(core: &BrokerCore, header: &PullMessageRequestHeader, filter: &Filter) -> ReadResult {
+    let limits = ReadLimits {
+        max_count: usize::try_from(header.max_msg_nums)
+            .unwrap_or(0)
+            .clamp(1, MAX_TRANSFER_COUNT),
+        max_bytes: MAX_TRANSFER_BYTES,
+    };
+    core.store.read(
+        &header.topic,
+        header.queue_id,
+        header.queue_offset,
+        limits,
+        |m| filter.matches(m),
+    )
+}
+
+/// Java's mapping of a store read to a pull response code (on a master).
+fn response_code(result: &ReadResult, header: &PullMessageRequestHeader) -> ResponseCode {
+    match result.status {
+        ReadStatus::Found => ResponseCode::SUCCESS,
+        ReadStatus::NoMatchedMessage => ResponseCode::PULL_RETRY_IMMEDIATELY,
+        ReadStatus::NoMessageInQueue if header.queue_offset != 0 => ResponseCode::PULL_OFFSET_MOVED,
+        ReadStatus::NoMessageInQueue | ReadStatus::OffsetOverflowOne => {
+            ResponseCode::PULL_NOT_FOUND
+        }
+        ReadStatus::OffsetOverflowBadly | ReadStatus::OffsetTooSmall => {
+            ResponseCode::PULL_OFFSET_MOVED
+        }
+    }
+}
+
+fn respond(result: ReadResult, header: &PullMessageRequestHeader) -> RemotingCommand {
+    let code = response_code(&result, header);
+    let response_header = PullMessageResponseHeader {
+        suggest_which_broker_id: 0,
+        next_begin_offset: result.next_begin_offset,
+        min_offset: result.min_offset,
+        max_offset: result.max_offset,
+        offset_delta: None,
+        topic_sys_flag: Some(0),
+        group_sys_flag: Some(0),
+        forbidden_type: None,
+    };
+    let mut body = BytesMut::new();
+    for message in &result.messages {
+        body.extend_from_slice(&message.record);
+    }
+    RemotingCommand::response(code, 0)
+        .with_header(&response_header)
+        .with_body(body.freeze())
+}

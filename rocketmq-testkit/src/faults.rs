@@ -1,0 +1,124 @@
+//! Fault injection, modelled on librdkafka's mock cluster: answer a request
+//! code with a chosen response code N times, delay the responses to a code.
+//!
+//! A [`Faults`] set belongs to one server (the nameserver or a broker) or to
+//! the whole cluster; a server consults its own set, then the cluster's.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rocketmq_model::{RequestCode, ResponseCode};
+use rocketmq_remoting::RemotingCommand;
+
+/// Injected failures and delays, keyed by request code.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    failures: HashMap<i32, VecDeque<ResponseCode>>,
+    delays: HashMap<i32, Duration>,
+}
+
+impl Faults {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Answers the next `times` requests with `code` by `response`.
+    pub(crate) fn fail_requests(&self, code: RequestCode, response: ResponseCode, times: usize) {
+        let mut inner = self.inner();
+        let queue = inner.failures.entry(code.0).or_default();
+        queue.extend(std::iter::repeat_n(response, times));
+    }
+
+    /// Delays every response to `code` by `delay` (zero removes the delay).
+    pub(crate) fn delay_responses(&self, code: RequestCode, delay: Duration) {
+        let mut inner = self.inner();
+        if delay.is_zero() {
+            inner.delays.remove(&code.0);
+        } else {
+            inner.delays.insert(code.0, delay);
+        }
+    }
+
+    /// Removes every injected failure and delay.
+    pub(crate) fn clear(&self) {
+        let mut inner = self.inner();
+        inner.failures.clear();
+        inner.delays.clear();
+    }
+
+    /// The injected answer for the next request with `code`, consuming it.
+    pub(crate) fn take_failure(&self, code: i32) -> Option<ResponseCode> {
+        let mut inner = self.inner();
+        let queue = inner.failures.get_mut(&code)?;
+        let failure = queue.pop_front();
+        if queue.is_empty() {
+            inner.failures.remove(&code);
+        }
+        failure
+    }
+
+    /// The delay of responses to `code`.
+    pub(crate) fn delay(&self, code: i32) -> Option<Duration> {
+        self.inner().delays.get(&code).copied()
+    }
+}
+
+/// The fault sets a server consults, most specific first.
+#[derive(Debug, Clone)]
+pub(crate) struct FaultChain(pub(crate) Vec<std::sync::Arc<Faults>>);
+
+impl FaultChain {
+    /// The injected answer for a request with `code`, if any set has one left.
+    pub(crate) fn take_failure(&self, code: i32) -> Option<ResponseCode> {
+        self.0.iter().find_map(|faults| faults.take_failure(code))
+    }
+
+    /// The delay of responses to `code`: the first set's that has one.
+    pub(crate) fn delay(&self, code: i32) -> Option<Duration> {
+        self.0.iter().find_map(|faults| faults.delay(code))
+    }
+}
+
+/// Runs `handle` unless a failure is injected for `code`, then holds the
+/// response for the injected delay, if any.
+pub(crate) async fn serve_with_faults(
+    chain: &FaultChain,
+    code: i32,
+    handle: impl Future<Output = RemotingCommand>,
+) -> RemotingCommand {
+    let response = match chain.take_failure(code) {
+        Some(injected) => crate::reply::error(injected, "injected by rocketmq-testkit"),
+        None => handle.await,
+    };
+    if let Some(delay) = chain.delay(code) {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_consumed_in_order_and_delays_kept() {
+        let faults = Faults::default();
+        faults.fail_requests(RequestCode::SEND_MESSAGE_V2, ResponseCode::SYSTEM_BUSY, 2);
+        faults.fail_requests(RequestCode::SEND_MESSAGE_V2, ResponseCode::SYSTEM_ERROR, 1);
+        let code = RequestCode::SEND_MESSAGE_V2.0;
+        assert_eq!(faults.take_failure(code), Some(ResponseCode::SYSTEM_BUSY));
+        assert_eq!(faults.take_failure(code), Some(ResponseCode::SYSTEM_BUSY));
+        assert_eq!(faults.take_failure(code), Some(ResponseCode::SYSTEM_ERROR));
+        assert_eq!(faults.take_failure(code), None);
+        faults.delay_responses(RequestCode::PULL_MESSAGE, Duration::from_secs(1));
+        assert_eq!(faults.delay(11), Some(Duration::from_secs(1)));
+        faults.delay_responses(RequestCode::PULL_MESSAGE, Duration::ZERO);
+        assert_eq!(faults.delay(11), None);
+    }
+}

@@ -1,0 +1,431 @@
+//! [`Broker`]: one fake broker of a [`TestCluster`](crate::TestCluster), with
+//! its inspection hooks, admin calls toward its clients, and faults.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocketmq_model::body::ConsumeMessageDirectlyResult;
+use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue, RequestCode, ResponseCode};
+use rocketmq_remoting::connection::ConnectionConfig;
+use rocketmq_remoting::{MemoryNetwork, Server, TcpListener};
+use tokio::sync::Mutex;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+use crate::broker::topics::TopicConfig;
+use crate::broker::{self, BrokerCore, BrokerSettings, admin, delay, transaction};
+use crate::error::{Result, TestkitError};
+use crate::faults::{FaultChain, Faults};
+use crate::inspect::{ClientInfo, ConsumerGroupInfo, ProducerGroupInfo, RegisteredGroups};
+use crate::namesrv::NameServerState;
+
+/// How servers are reached: an in-memory network, or loopback TCP.
+#[derive(Debug, Clone)]
+pub(crate) enum Network {
+    Memory(MemoryNetwork),
+    Tcp,
+}
+
+/// The connection limits of every server: many long polls may be held on
+/// one connection at once.
+pub(crate) fn server_config() -> ConnectionConfig {
+    ConnectionConfig {
+        max_inbound_in_flight: 4096,
+        ..ConnectionConfig::default()
+    }
+}
+
+/// A running broker: its servers and background tasks. Dropping it (with
+/// the cluster) stops the servers and the tasks.
+#[derive(Debug)]
+struct Running {
+    servers: Vec<Server>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    _stop_on_drop: DropGuard,
+}
+
+/// One fake broker (a master; there are no slaves).
+///
+/// Its stored messages, topics, committed offsets, delayed and half messages
+/// survive [`stop`](Self::stop) and [`restart`](Self::restart), as a real
+/// broker's disk does; its connections, registered clients and queue locks
+/// do not.
+#[derive(Debug)]
+pub struct Broker {
+    core: Arc<BrokerCore>,
+    network: Network,
+    /// The memory address of the store host, so that an offset message id's
+    /// address reaches this broker too.
+    alias: Option<String>,
+    faults: Arc<Faults>,
+    running: Mutex<Option<Running>>,
+}
+
+/// The store host of broker `index` when its address is not an IP: a
+/// loopback address of its own, with the address's port.
+fn memory_store_host(addr: &str, index: usize) -> SocketAddr {
+    let port = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(10911);
+    let last = u8::try_from(index % 254 + 1).unwrap_or(1);
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), port)
+}
+
+impl Broker {
+    /// Binds `listen`, builds the broker and starts it.
+    pub(crate) async fn launch(
+        settings: BrokerSettings,
+        index: usize,
+        network: Network,
+        listen: &str,
+        namesrv: Arc<NameServerState>,
+        cluster_faults: Arc<Faults>,
+    ) -> Result<Broker> {
+        let faults = Arc::new(Faults::default());
+        let chain = FaultChain(vec![Arc::clone(&faults), cluster_faults]);
+        let (addr, store_host, alias, listener) = match &network {
+            Network::Memory(_) => {
+                let host = memory_store_host(listen, index);
+                (listen.to_owned(), host, Some(host.to_string()), None)
+            }
+            Network::Tcp => {
+                let listener =
+                    TcpListener::bind(listen)
+                        .await
+                        .map_err(|source| TestkitError::Bind {
+                            addr: listen.to_owned(),
+                            source,
+                        })?;
+                let addr = rocketmq_remoting::transport::Listener::local_addr(&listener);
+                let host = addr
+                    .parse()
+                    .map_err(|_| TestkitError::InvalidSetting(format!("address {addr}")))?;
+                (addr, host, None, Some(listener))
+            }
+        };
+        let core = Arc::new(BrokerCore::new(settings, addr, store_host, namesrv, chain));
+        let broker = Broker {
+            core,
+            network,
+            alias,
+            faults,
+            running: Mutex::new(None),
+        };
+        broker.start(listener).await?;
+        Ok(broker)
+    }
+
+    /// The broker name.
+    pub fn name(&self) -> &str {
+        self.core.name()
+    }
+
+    /// The address clients dial (what the nameserver hands out).
+    pub fn addr(&self) -> &str {
+        &self.core.addr
+    }
+
+    /// The address in this broker's offset message ids.
+    pub fn store_host(&self) -> SocketAddr {
+        self.core.store.store_host()
+    }
+
+    /// Whether the broker is running.
+    pub async fn is_running(&self) -> bool {
+        self.running.lock().await.is_some()
+    }
+
+    async fn start(&self, tcp: Option<TcpListener>) -> Result<()> {
+        let mut running = self.running.lock().await;
+        if running.is_some() {
+            return Err(TestkitError::BrokerRunning(self.name().to_owned()));
+        }
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let mut servers = Vec::new();
+        match &self.network {
+            Network::Memory(net) => {
+                for addr in std::iter::once(&self.core.addr).chain(self.alias.as_ref()) {
+                    let listener = net.bind(addr).map_err(|source| TestkitError::Bind {
+                        addr: addr.clone(),
+                        source,
+                    })?;
+                    servers.push(self.spawn_server(listener, &tasks, &cancel));
+                }
+            }
+            Network::Tcp => {
+                let listener = match tcp {
+                    Some(listener) => listener,
+                    None => TcpListener::bind(&self.core.addr).await.map_err(|source| {
+                        TestkitError::Bind {
+                            addr: self.core.addr.clone(),
+                            source,
+                        }
+                    })?,
+                };
+                servers.push(self.spawn_server(listener, &tasks, &cancel));
+            }
+        }
+        tasks.spawn(delay::run_scheduler(Arc::clone(&self.core), cancel.clone()));
+        tasks.spawn(transaction::run_checker(
+            Arc::clone(&self.core),
+            cancel.clone(),
+        ));
+        self.core.register_all();
+        *running = Some(Running {
+            servers,
+            _stop_on_drop: cancel.clone().drop_guard(),
+            cancel,
+            tasks,
+        });
+        Ok(())
+    }
+
+    fn spawn_server(
+        &self,
+        listener: impl rocketmq_remoting::transport::Listener,
+        tasks: &TaskTracker,
+        cancel: &CancellationToken,
+    ) -> Server {
+        let core = Arc::clone(&self.core);
+        let (tasks, cancel) = (tasks.clone(), cancel.clone());
+        Server::spawn(listener, server_config(), move |conn| {
+            broker::accept(&core, &tasks, &cancel, conn)
+        })
+    }
+
+    /// Stops the broker as a crash would: its address refuses connections,
+    /// every connection closes, held pulls and timers stop. The nameserver
+    /// keeps its route (until [`TestCluster::forget_broker`](crate::TestCluster::forget_broker)).
+    /// Stopping a stopped broker does nothing.
+    pub async fn stop(&self) {
+        let Some(running) = self.running.lock().await.take() else {
+            return;
+        };
+        running.cancel.cancel();
+        for server in running.servers {
+            server.shutdown().await;
+        }
+        running.tasks.close();
+        running.tasks.wait().await;
+        self.core.groups.clear();
+        self.core.locks.clear();
+    }
+
+    /// Stops the broker if it runs, then starts it again on the same address
+    /// with its stored messages, offsets and topics; it registers with the
+    /// nameserver again.
+    pub async fn restart(&self) -> Result<()> {
+        self.stop().await;
+        self.start(None).await
+    }
+
+    // --- inspection ---
+
+    /// The messages stored in a queue, in offset order, as a pull would
+    /// decode them (bodies as stored, possibly compressed).
+    pub fn messages(&self, topic: &str, queue_id: i32) -> Vec<MessageExt> {
+        self.core
+            .store
+            .messages(topic, queue_id)
+            .iter()
+            .map(|stored| stored.ext.clone())
+            .collect()
+    }
+
+    /// The next offset to be written in a queue.
+    pub fn max_offset(&self, topic: &str, queue_id: i32) -> i64 {
+        self.core.store.max_offset(topic, queue_id)
+    }
+
+    /// The offset a consumer group committed for a queue of this broker.
+    pub fn committed_offset(&self, group: &str, mq: &MessageQueue) -> Option<i64> {
+        self.core.offsets.get(group, &mq.topic, mq.queue_id)
+    }
+
+    /// A topic's configuration on this broker.
+    pub fn topic(&self, topic: &str) -> Option<TopicConfig> {
+        self.core.topics.get(topic)
+    }
+
+    /// Creates or updates a topic and registers it with the nameserver.
+    pub fn create_topic(&self, topic: &str, config: TopicConfig) {
+        self.core.create_topic(topic, config);
+    }
+
+    /// Delayed messages not yet delivered.
+    pub fn scheduled_count(&self) -> usize {
+        self.core.schedule.len()
+    }
+
+    /// Transactional half messages neither committed nor rolled back.
+    pub fn pending_transactions(&self) -> usize {
+        self.core.half.len()
+    }
+
+    /// The client holding the lock of a queue for `group`, if the lease is
+    /// live.
+    pub fn lock_holder(&self, group: &str, mq: &MessageQueue) -> Option<String> {
+        self.core.locks.holder(group, mq)
+    }
+
+    /// The clients that registered groups by heartbeat, by client id.
+    pub fn clients(&self) -> Vec<ClientInfo> {
+        let groups = &self.core.groups;
+        let producers = groups
+            .producer_groups()
+            .into_iter()
+            .flat_map(|(group, members)| {
+                members.into_iter().map(move |m| (m, group.clone(), true))
+            });
+        let consumers = groups
+            .consumer_groups()
+            .into_iter()
+            .flat_map(|(group, info)| {
+                info.members
+                    .into_values()
+                    .map(move |m| (m, group.clone(), false))
+            });
+        let mut clients: BTreeMap<String, ClientInfo> = BTreeMap::new();
+        for (member, group, producer) in producers.chain(consumers) {
+            let info = clients
+                .entry(member.client_id.clone())
+                .or_insert_with(|| ClientInfo {
+                    client_id: member.client_id.clone(),
+                    language: member.language,
+                    version: member.version,
+                    producer_groups: Vec::new(),
+                    consumer_groups: Vec::new(),
+                });
+            if producer {
+                info.producer_groups.push(group);
+            } else {
+                info.consumer_groups.push(group);
+            }
+        }
+        clients.into_values().collect()
+    }
+
+    /// The producer and consumer groups registered on this broker.
+    pub fn groups(&self) -> RegisteredGroups {
+        let groups = &self.core.groups;
+        let producers = groups
+            .producer_groups()
+            .into_iter()
+            .map(|(group, members)| ProducerGroupInfo {
+                group,
+                client_ids: members.into_iter().map(|m| m.client_id).collect(),
+            })
+            .collect();
+        let consumers = groups
+            .consumer_groups()
+            .into_iter()
+            .map(|(group, info)| ConsumerGroupInfo {
+                group,
+                consume_type: info.consume_type,
+                message_model: info.message_model,
+                consume_from_where: info.consume_from_where,
+                client_ids: info.client_ids(),
+                subscriptions: info.subscriptions.into_values().collect(),
+            })
+            .collect();
+        RegisteredGroups {
+            producers,
+            consumers,
+        }
+    }
+
+    // --- admin calls toward clients ---
+
+    /// Asks a consumer for its running info (GET_CONSUMER_RUNNING_INFO).
+    pub async fn consumer_running_info(
+        &self,
+        group: &str,
+        client_id: &str,
+        jstack: bool,
+    ) -> Result<ConsumerRunningInfo> {
+        admin::consumer_running_info(&self.core, group, client_id, jstack).await
+    }
+
+    /// Asks every consumer of a group for its offsets of `topic`
+    /// (GET_CONSUMER_STATUS_FROM_CLIENT), by client id.
+    pub async fn consumer_status(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<BTreeMap<String, BTreeMap<MessageQueue, i64>>> {
+        admin::consumer_status(&self.core, group, topic).await
+    }
+
+    /// Pushes RESET_CONSUMER_CLIENT_OFFSET to every consumer of a group:
+    /// each queue of `topic` goes to its offset at `timestamp_ms` (-1: the
+    /// max offset) when `force` or when that is behind the committed offset.
+    /// Answers the offsets pushed.
+    pub async fn reset_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        timestamp_ms: i64,
+        force: bool,
+    ) -> Result<BTreeMap<MessageQueue, i64>> {
+        admin::reset_offset(&self.core, group, topic, timestamp_ms, force).await
+    }
+
+    /// Asks a consumer to consume the message with offset message id
+    /// `msg_id` now (CONSUME_MESSAGE_DIRECTLY).
+    pub async fn consume_message_directly(
+        &self,
+        group: &str,
+        client_id: &str,
+        msg_id: &str,
+    ) -> Result<ConsumeMessageDirectlyResult> {
+        admin::consume_message_directly(&self.core, group, client_id, msg_id).await
+    }
+
+    // --- faults ---
+
+    /// Answers the next `times` requests with `code` to this broker with
+    /// `response` instead of handling them.
+    pub fn fail_requests(&self, code: RequestCode, response: ResponseCode, times: usize) {
+        self.faults.fail_requests(code, response, times);
+    }
+
+    /// Holds every response to `code` from this broker for `delay` (zero
+    /// removes the delay).
+    pub fn delay_responses(&self, code: RequestCode, delay: Duration) {
+        self.faults.delay_responses(code, delay);
+    }
+
+    /// Removes this broker's injected failures and delays.
+    pub fn clear_faults(&self) {
+        self.faults.clear();
+    }
+
+    /// Closes every connection to this broker; clients must reconnect.
+    pub async fn drop_connections(&self) {
+        let running = self.running.lock().await;
+        for server in running.iter().flat_map(|r| &r.servers) {
+            for conn in server.connections() {
+                conn.close();
+            }
+        }
+    }
+
+    /// Closes the connections of the client with `client_id` (those it
+    /// registered groups on); answers how many were closed.
+    pub fn drop_client_connections(&self, client_id: &str) -> usize {
+        let mut closed = 0;
+        for weak in self.core.groups.connections_of(client_id) {
+            if let Some(conn) = weak.upgrade() {
+                conn.close();
+                closed += 1;
+            }
+        }
+        closed
+    }
+}
