@@ -1,0 +1,160 @@
+//! The bench program: throughput, latency and client CPU time per message, like
+//! the Java distribution's benchmark producer and consumer.
+//!
+//! ```sh
+//! cargo run --release -p rocketmq-examples --example bench -- raw --messages 100000 --size 256 --concurrency 8
+//! ```
+//!
+//! Without `--namesrv` it starts an embedded testkit cluster on loopback. Every
+//! run ends with a summary and one JSON line carrying the same figures.
+
+mod raw;
+mod report;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rocketmq_remoting::SerializeType;
+use rocketmq_remoting::calls::GetRouteInfo;
+use rocketmq_remoting::client::RemotingClient;
+use rocketmq_testkit::TestCluster;
+use std::time::Duration;
+
+type BoxError = Box<dyn std::error::Error>;
+
+#[derive(Parser)]
+#[command(about = "RocketMQ client benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pre-encoded SEND_MESSAGE_V2 frames with N in flight: the floor to compare with.
+    Raw(SendArgs),
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// Nameserver address list ("a:9876;b:9876"); an embedded testkit cluster when absent.
+    #[arg(long)]
+    namesrv: Option<String>,
+    /// Topic to use.
+    #[arg(long, default_value = "BenchTopic")]
+    topic: String,
+    /// Header serialization.
+    #[arg(long, value_enum, default_value_t = Serialization::Json)]
+    serialization: Serialization,
+}
+
+#[derive(clap::Args)]
+struct SendArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Messages to send.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 256)]
+    size: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Serialization {
+    Json,
+    Rocketmq,
+}
+
+impl From<Serialization> for SerializeType {
+    fn from(value: Serialization) -> Self {
+        match value {
+            Serialization::Json => SerializeType::Json,
+            Serialization::Rocketmq => SerializeType::RocketMq,
+        }
+    }
+}
+
+/// The cluster a run talks to: given, or embedded (kept alive for the run).
+struct Cluster {
+    namesrv: String,
+    _embedded: Option<TestCluster>,
+}
+
+impl Cluster {
+    async fn open(target: &Target) -> Result<Self, BoxError> {
+        if let Some(namesrv) = &target.namesrv {
+            return Ok(Cluster {
+                namesrv: namesrv.clone(),
+                _embedded: None,
+            });
+        }
+        let cluster = TestCluster::builder()
+            .brokers(1)
+            .topic(target.topic.as_str())
+            .start_tcp()
+            .await?;
+        eprintln!(
+            "embedded testkit cluster: nameserver {}",
+            cluster.namesrv_addr()
+        );
+        Ok(Cluster {
+            namesrv: cluster.namesrv_addr().to_owned(),
+            _embedded: Some(cluster),
+        })
+    }
+
+    /// The master address of the first broker serving `topic` (or TBW102).
+    async fn broker_addr(&self, topic: &str) -> Result<String, BoxError> {
+        let client = RemotingClient::builder().build();
+        let addr = self
+            .namesrv
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let timeout = Duration::from_secs(3);
+        let route = match client
+            .invoke_call(&addr, GetRouteInfo::new(topic), timeout)
+            .await
+        {
+            Ok(route) => route,
+            Err(_) => {
+                client
+                    .invoke_call(&addr, GetRouteInfo::new("TBW102"), timeout)
+                    .await?
+            }
+        };
+        client.shutdown().await;
+        route
+            .broker_datas
+            .iter()
+            .find_map(|b| b.master_addr().map(str::to_owned))
+            .ok_or_else(|| format!("no broker serves {topic}").into())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Raw(args) => {
+            let cluster = Cluster::open(&args.target).await?;
+            let plan = raw::RawPlan {
+                broker_addr: cluster.broker_addr(&args.target.topic).await?,
+                topic: args.target.topic.clone(),
+                messages: args.messages,
+                size: args.size,
+                concurrency: args.concurrency,
+                serialize_type: args.target.serialization.into(),
+            };
+            raw::run(plan).await?.print();
+        }
+    }
+    Ok(())
+}
