@@ -47,3 +47,5 @@ pub use server::Server;
 pub use transport::{
     BoxedIo, Listener, MemoryListener, MemoryNetwork, TcpListener, TcpTransport, Transport,
 };
+#[cfg(feature = "tls")]
+pub use transport::{TlsListener, TlsTransport};

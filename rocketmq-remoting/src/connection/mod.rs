@@ -64,7 +64,8 @@ pub struct ConnectionConfig {
     pub max_pending: usize,
     /// Frames queued for the writer before callers wait.
     pub write_queue: usize,
-    /// Peer requests handled at once before the reader stops reading.
+    /// Peer requests handled at once; more are answered SYSTEM_BUSY at once (a
+    /// server holding long-poll pulls needs room for one per polled queue).
     pub max_inbound_in_flight: usize,
 }
 

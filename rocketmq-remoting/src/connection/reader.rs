@@ -59,10 +59,20 @@ async fn read_loop(
                     }
                 }
             }
-            frame = frames.next(), if handling.len() < max_in_flight => match frame {
+            // Reading never stops for busy handlers, so a hang-up is always seen
+            // and responses keep completing calls; a request over the limit is
+            // refused at once, as Java refuses what its executor rejects.
+            frame = frames.next() => match frame {
                 None => return PEER_CLOSED.to_owned(),
                 Some(Err(error)) => return error.to_string(),
                 Some(Ok(cmd)) if cmd.is_response() => complete(shared, cmd),
+                Some(Ok(cmd)) if handling.len() >= max_in_flight => {
+                    if let Some(reply) = system_busy(shared, cmd) {
+                        if shared.outbound.send(Outbound::Reply(reply)).await.is_err() {
+                            return super::CLOSED_LOCALLY.to_owned();
+                        }
+                    }
+                }
                 Some(Ok(cmd)) => handling.push(handle(shared, handler.as_ref(), cmd)),
             },
         }
@@ -104,6 +114,21 @@ fn handle(shared: &Shared, handler: Option<&InboundService>, request: RemotingCo
         (!oneway).then(|| as_reply_to(reply, opaque))
     }
     .boxed()
+}
+
+/// The answer to a request that arrives while `max_inbound_in_flight` requests
+/// are already being handled (none for a oneway request).
+fn system_busy(shared: &Shared, request: RemotingCommand) -> Option<RemotingCommand> {
+    tracing::warn!(
+        peer = %shared.peer,
+        opaque = request.opaque,
+        code = request.code,
+        "too many requests from the peer in progress; refused"
+    );
+    (!request.is_oneway()).then(|| {
+        RemotingCommand::response(ResponseCode::SYSTEM_BUSY, request.opaque)
+            .with_remark("[REJECTREQUEST]system busy, too many requests in progress")
+    })
 }
 
 /// What Java answers a request code nobody handles.

@@ -334,3 +334,37 @@ async fn dropping_the_last_handle_closes_the_connection() {
     assert!(peer.sees_eof().await);
     assert!(weak.upgrade().is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn busy_handlers_refuse_new_requests_and_a_hang_up_is_still_seen() {
+    // Handlers that never finish: the connection is saturated at two.
+    let handler = InboundService::new(tower::service_fn(|_req: RemotingCommand| {
+        futures::future::pending::<Result<RemotingCommand>>()
+    }));
+    let config = ConnectionConfig {
+        max_inbound_in_flight: 2,
+        ..ConnectionConfig::default()
+    };
+    let (conn, mut peer) = pair_with(&config, Some(handler));
+    for opaque in 1..=3 {
+        let mut req = request(RequestCode::GET_CONSUMER_RUNNING_INFO);
+        req.opaque = opaque;
+        peer.send(req).await;
+    }
+    // The third is refused at once; the first two are still being handled.
+    let refused = peer.recv().await;
+    assert_eq!(refused.opaque, 3);
+    assert_eq!(refused.response_code(), ResponseCode::SYSTEM_BUSY);
+    assert!(refused.remark.unwrap().starts_with("[REJECTREQUEST]"));
+    // Responses to our own calls are still read while the handlers are busy.
+    let call = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    let sent = peer.recv().await;
+    peer.send(reply(&sent, "ok")).await;
+    assert_eq!(call.await.unwrap().unwrap().remark.as_deref(), Some("ok"));
+    // And a hang-up closes the connection although two handlers never return.
+    drop(peer);
+    tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .expect("the connection closes on hang-up");
+    assert!(conn.is_closed());
+}

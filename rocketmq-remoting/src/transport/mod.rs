@@ -12,9 +12,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub mod memory;
 pub mod tcp;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use memory::{MemoryListener, MemoryNetwork};
 pub use tcp::{TcpListener, TcpTransport};
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfigError, TlsListener, TlsTransport, TlsTransportBuilder};
 
 /// A bidirectional byte stream a connection can run over.
 ///
