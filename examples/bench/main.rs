@@ -8,6 +8,7 @@
 //! Without `--namesrv` it starts an embedded testkit cluster on loopback. Every
 //! run ends with a summary and one JSON line carrying the same figures.
 
+mod produce;
 mod raw;
 mod report;
 
@@ -31,6 +32,20 @@ struct Cli {
 enum Command {
     /// Pre-encoded SEND_MESSAGE_V2 frames with N in flight: the floor to compare with.
     Raw(SendArgs),
+    /// The client's producer: sync, async, oneway or batch sends.
+    Produce(ProduceArgs),
+}
+
+#[derive(clap::Args)]
+struct ProduceArgs {
+    #[command(flatten)]
+    send: SendArgs,
+    /// How messages are sent.
+    #[arg(long, value_enum, default_value_t = produce::Mode::Sync)]
+    mode: produce::Mode,
+    /// Messages per batch in batch mode.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
 }
 
 #[derive(clap::Args)]
@@ -154,6 +169,21 @@ async fn main() -> Result<(), BoxError> {
                 serialize_type: args.target.serialization.into(),
             };
             raw::run(plan).await?.print();
+        }
+        Command::Produce(args) => {
+            let send = &args.send;
+            let cluster = Cluster::open(&send.target).await?;
+            let plan = produce::ProducePlan {
+                namesrv: cluster.namesrv.clone(),
+                topic: send.target.topic.clone(),
+                messages: send.messages,
+                size: send.size,
+                concurrency: send.concurrency,
+                mode: args.mode,
+                batch_size: args.batch_size,
+                serialize_type: send.target.serialization.into(),
+            };
+            produce::run(plan).await?.print();
         }
     }
     Ok(())

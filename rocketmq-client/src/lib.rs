@@ -1,6 +1,23 @@
-//! The public face of the RocketMQ client workspace.
-//!
-//! This crate will hold `ClientInstance`, `Producer`, `TransactionProducer`,
-//! `PushConsumer` and `PullConsumer`, their builders and listener traits. It is not
-//! written yet; until it is, use `rocketmq-remoting`'s typed calls directly (see the
-//! `quickstart` example). See `ARCHITECTURE.md` for the plan.
+//! The public face of the RocketMQ client workspace: `ClientInstance`,
+//! `Producer`, `TransactionProducer`, `PushConsumer` and `PullConsumer`, their
+//! builders and listener traits.
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod instance;
+pub mod metrics;
+pub mod producer;
+
+pub use admin::{Admin, KeyQuery};
+pub use config::ClientConfig;
+pub use error::{ClientError, Result};
+pub use instance::{ClientInstance, ConsumerHandle, InstanceLease, ProducerHandle};
+pub use producer::{
+    LocalTransactionState, Producer, ProducerBuilder, ProducerOptions, SendHook, SendResult,
+    SendStatus, TransactionListener, TransactionProducer,
+};
+
+pub mod consumer;
+
+pub use consumer::{MessageSelector, PullConsumer, PushConsumer};

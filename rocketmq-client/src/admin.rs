@@ -1,0 +1,222 @@
+//! [`Admin`]: the basic admin calls (create a topic, offsets, message lookup)
+//! through a client instance's connections.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rocketmq_kernel::BrokerApi;
+use rocketmq_kernel::api::NameServerApi;
+use rocketmq_model::header::{BoundaryType, CreateTopicRequestHeader, QueryMessageRequestHeader};
+use rocketmq_model::route::MASTER_ID;
+use rocketmq_model::{MessageExt, MessageQueue, OffsetMessageId};
+
+use crate::error::{ClientError, Result};
+use crate::instance::ClientInstance;
+
+/// How far back [`Admin::query_message_by_uniq_key`] looks (Java: 3 days).
+const UNIQ_KEY_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
+/// Most messages asked of each broker by a unique-key lookup (Java: 32).
+const UNIQ_KEY_MAX_NUM: i32 = 32;
+
+/// Admin calls; get one from [`ClientInstance::admin`] (or a producer's
+/// `admin()`). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    instance: ClientInstance,
+}
+
+/// A lookup by key: which topic, which key, how many and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyQuery {
+    /// The topic.
+    pub topic: String,
+    /// A business key (KEYS entry) or, with `unique_key`, a UNIQ_KEY.
+    pub key: String,
+    /// Most messages asked of each broker.
+    pub max_num: i32,
+    /// Start of the store-time window.
+    pub begin: SystemTime,
+    /// End of the store-time window.
+    pub end: SystemTime,
+    /// Whether `key` is a UNIQ_KEY rather than a KEYS entry.
+    pub unique_key: bool,
+}
+
+impl KeyQuery {
+    /// Messages of `topic` with KEYS entry `key`, any store time, at most 64
+    /// per broker (the `mqadmin queryMsgByKey` default).
+    pub fn by_key(topic: impl Into<String>, key: impl Into<String>) -> Self {
+        KeyQuery {
+            topic: topic.into(),
+            key: key.into(),
+            max_num: 64,
+            begin: UNIX_EPOCH,
+            end: far_future(),
+            unique_key: false,
+        }
+    }
+}
+
+fn far_future() -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(i64::MAX.unsigned_abs())
+}
+
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Admin {
+    pub(crate) fn new(instance: ClientInstance) -> Self {
+        Admin { instance }
+    }
+
+    /// Creates (or updates) a topic on the broker at `broker_addr`
+    /// (UPDATE_AND_CREATE_TOPIC).
+    pub async fn create_topic(
+        &self,
+        broker_addr: &str,
+        header: CreateTopicRequestHeader,
+    ) -> Result<()> {
+        self.instance
+            .broker_api()
+            .create_topic(broker_addr, header)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates (or updates) a topic on every master of `cluster`; answers the
+    /// addresses it was created on.
+    pub async fn create_topic_in_cluster(
+        &self,
+        cluster: &str,
+        header: CreateTopicRequestHeader,
+    ) -> Result<Vec<String>> {
+        let info = self.instance.broker_api().cluster_info().await?;
+        let names = info
+            .cluster_addr_table
+            .get(cluster)
+            .ok_or_else(|| ClientError::Config(format!("unknown cluster {cluster}")))?;
+        let mut created = Vec::new();
+        for name in names {
+            let Some(addr) = info
+                .broker_addr_table
+                .get(name)
+                .and_then(|b| b.broker_addrs.get(&MASTER_ID))
+            else {
+                continue;
+            };
+            self.create_topic(addr, header.clone()).await?;
+            created.push(addr.clone());
+        }
+        Ok(created)
+    }
+
+    /// The master address of `mq`'s broker, from the topic's route.
+    async fn master_of(&self, mq: &MessageQueue) -> Result<String> {
+        let routes = self.instance.routes();
+        if let Ok(addr) = routes.table().master_addr(&mq.broker_name) {
+            return Ok(addr);
+        }
+        routes.refresh(&mq.topic).await?;
+        Ok(routes.table().master_addr(&mq.broker_name)?)
+    }
+
+    /// The next offset to be written in `mq` (GET_MAX_OFFSET).
+    pub async fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        let addr = self.master_of(mq).await?;
+        Ok(self.instance.broker_api().max_offset(&addr, mq).await?)
+    }
+
+    /// The lowest offset still stored in `mq` (GET_MIN_OFFSET).
+    pub async fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        let addr = self.master_of(mq).await?;
+        Ok(self.instance.broker_api().min_offset(&addr, mq).await?)
+    }
+
+    /// The offset of the first message of `mq` stored at or after `time`
+    /// (SEARCH_OFFSET_BY_TIMESTAMP, lower boundary).
+    pub async fn search_offset(&self, mq: &MessageQueue, time: SystemTime) -> Result<i64> {
+        let addr = self.master_of(mq).await?;
+        let api = self.instance.broker_api();
+        Ok(api
+            .search_offset(&addr, mq, time, BoundaryType::Lower)
+            .await?)
+    }
+
+    /// The message with offset message id `offset_msg_id` (VIEW_MESSAGE_BY_ID
+    /// to the store host the id names).
+    pub async fn view_message(&self, offset_msg_id: &str) -> Result<MessageExt> {
+        let id = OffsetMessageId::parse(offset_msg_id)?;
+        let addr = id.store_host.to_string();
+        let api = self.instance.broker_api();
+        Ok(api.view_message(&addr, None, id.commit_log_offset).await?)
+    }
+
+    /// Messages matching `query`, merged from every broker of the topic; the
+    /// broker index is hash-based, so only messages whose KEYS (or UNIQ_KEY)
+    /// really hold the key are kept (PROTOCOL.md §3.11).
+    pub async fn query_message(&self, query: &KeyQuery) -> Result<Vec<MessageExt>> {
+        let route = self.instance.routes().route(&query.topic).await?;
+        let header = QueryMessageRequestHeader {
+            topic: query.topic.clone(),
+            key: query.key.clone(),
+            max_num: query.max_num,
+            begin_timestamp: millis(query.begin),
+            end_timestamp: millis(query.end),
+            unique_key_query: query.unique_key,
+            broker_name: None,
+        };
+        let addrs: HashSet<&str> = route
+            .broker_datas
+            .iter()
+            .filter_map(|b| {
+                b.master_addr()
+                    .or_else(|| b.broker_addrs.values().next().map(String::as_str))
+            })
+            .collect();
+        let api = self.instance.broker_api();
+        let answers = futures::future::join_all(addrs.into_iter().map(|addr| {
+            let header = header.clone();
+            async move { (addr, api.query_message(addr, header).await) }
+        }))
+        .await;
+        let mut found = Vec::new();
+        for (addr, answer) in answers {
+            match answer {
+                Ok(result) => found.extend(result.messages),
+                Err(error) => tracing::warn!(%addr, %error, "query message failed"),
+            }
+        }
+        found.retain(|msg| matches_key(msg, query));
+        found.sort_by_key(|msg| msg.store_timestamp);
+        Ok(found)
+    }
+
+    /// The message of `topic` with UNIQ_KEY `uniq_key` (the first found when
+    /// the broker stored it more than once).
+    pub async fn query_message_by_uniq_key(
+        &self,
+        topic: &str,
+        uniq_key: &str,
+    ) -> Result<Option<MessageExt>> {
+        let now = SystemTime::now();
+        let query = KeyQuery {
+            topic: topic.to_owned(),
+            key: uniq_key.to_owned(),
+            max_num: UNIQ_KEY_MAX_NUM,
+            begin: now.checked_sub(UNIQ_KEY_WINDOW).unwrap_or(UNIX_EPOCH),
+            end: far_future(),
+            unique_key: true,
+        };
+        Ok(self.query_message(&query).await?.into_iter().next())
+    }
+}
+
+fn matches_key(msg: &MessageExt, query: &KeyQuery) -> bool {
+    if query.unique_key {
+        msg.message.uniq_key() == Some(query.key.as_str())
+    } else {
+        msg.message.keys().any(|key| key == query.key)
+    }
+}

@@ -1,0 +1,226 @@
+//! [`ClientConfig`]: the settings every client of one process shares
+//! through its [`ClientInstance`](crate::ClientInstance), with the defaults of
+//! Java's `ClientConfig` (option names in snake_case).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rocketmq_remoting::{Credentials, SerializeType, Transport};
+
+/// The instance name that stands for "make one up" (Java's default).
+pub const DEFAULT_INSTANCE_NAME: &str = "DEFAULT";
+
+/// Settings of a client instance: where the nameservers are, who the client
+/// is, and how often its background tasks run.
+///
+/// ```
+/// use std::time::Duration;
+/// use rocketmq_client::ClientConfig;
+///
+/// let mut config = ClientConfig::new(["127.0.0.1:9876"]);
+/// config.instance_name = "orders".into();
+/// config.unit_name = Some("u1".into());
+/// config.client_ip = Some("10.0.0.5".parse().unwrap());
+/// assert_eq!(config.client_id(), "10.0.0.5@orders@u1");
+/// assert_eq!(config.request_timeout, Duration::from_secs(3));
+/// ```
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// Nameserver addresses ("host:port"); Java's `namesrvAddr` split on `;`.
+    pub namesrv_addrs: Vec<String>,
+    /// The instance name; [`DEFAULT_INSTANCE_NAME`] is replaced by
+    /// `<pid>#<nanos>` when a client starts, as Java does.
+    pub instance_name: String,
+    /// The client's address in its id; `None` picks the first non-loopback
+    /// IPv4 address of the host (else 127.0.0.1).
+    pub client_ip: Option<IpAddr>,
+    /// The unit name, appended to the client id when set.
+    pub unit_name: Option<String>,
+    /// Header serialization of outgoing requests (Java default JSON).
+    pub serialize_type: SerializeType,
+    /// Timeout of calls other than sends and pulls (Java's
+    /// `mqClientApiTimeout`, 3 s).
+    pub request_timeout: Duration,
+    /// How often routes are refreshed from the nameservers (30 s).
+    pub poll_name_server_interval: Duration,
+    /// How often heartbeats are sent to every broker (30 s).
+    pub heartbeat_broker_interval: Duration,
+    /// How often consumers persist their offsets (5 s).
+    pub persist_consumer_offset_interval: Duration,
+    /// How often consumers rebalance (Java's `rocketmq.client.rebalance.waitInterval`, 20 s).
+    pub rebalance_interval: Duration,
+    /// How often consumers clean expired messages (Java's
+    /// `consumeTimeout`, 15 min).
+    pub expired_clean_interval: Duration,
+    /// ACL credentials; every request is signed when set.
+    pub credentials: Option<Credentials>,
+    /// How to reach peers; `None` is TCP. Tests use the testkit's in-memory
+    /// network.
+    pub transport: Option<Arc<dyn Transport>>,
+}
+
+impl ClientConfig {
+    /// The defaults with these nameservers.
+    pub fn new<S: Into<String>>(namesrv_addrs: impl IntoIterator<Item = S>) -> Self {
+        ClientConfig {
+            namesrv_addrs: namesrv_addrs.into_iter().map(Into::into).collect(),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// The client id (PROTOCOL.md §8.2): `ip@instance`, plus `@unit` when a
+    /// unit name is set.
+    pub fn client_id(&self) -> String {
+        let ip = self.client_ip.unwrap_or_else(local_ip);
+        let mut id = format!("{ip}@{}", self.instance_name);
+        if let Some(unit) = self.unit_name.as_deref().filter(|u| !u.is_empty()) {
+            id.push('@');
+            id.push_str(unit);
+        }
+        id
+    }
+
+    /// Replaces the default instance name with `<pid>#<nanos>` (Java's
+    /// `changeInstanceNameToPID`); any other name is kept.
+    pub fn resolve_instance_name(&mut self) {
+        if self.instance_name == DEFAULT_INSTANCE_NAME {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            self.instance_name = format!("{}#{nanos}", std::process::id());
+        }
+    }
+
+    /// The nameserver list as Java writes it in running info ("a;b").
+    pub fn namesrv_addr_string(&self) -> String {
+        self.namesrv_addrs.join(";")
+    }
+
+    /// The IP address in the client id.
+    pub fn effective_client_ip(&self) -> IpAddr {
+        self.client_ip.unwrap_or_else(local_ip)
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            namesrv_addrs: Vec::new(),
+            instance_name: DEFAULT_INSTANCE_NAME.to_owned(),
+            client_ip: None,
+            unit_name: None,
+            serialize_type: SerializeType::Json,
+            request_timeout: Duration::from_secs(3),
+            poll_name_server_interval: Duration::from_secs(30),
+            heartbeat_broker_interval: Duration::from_secs(30),
+            persist_consumer_offset_interval: Duration::from_secs(5),
+            rebalance_interval: Duration::from_secs(20),
+            expired_clean_interval: Duration::from_secs(15 * 60),
+            credentials: None,
+            transport: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("namesrv_addrs", &self.namesrv_addrs)
+            .field("instance_name", &self.instance_name)
+            .field("client_ip", &self.client_ip)
+            .field("unit_name", &self.unit_name)
+            .field("serialize_type", &self.serialize_type)
+            .field("request_timeout", &self.request_timeout)
+            .field("poll_name_server_interval", &self.poll_name_server_interval)
+            .field("heartbeat_broker_interval", &self.heartbeat_broker_interval)
+            .field(
+                "persist_consumer_offset_interval",
+                &self.persist_consumer_offset_interval,
+            )
+            .field("rebalance_interval", &self.rebalance_interval)
+            .field("expired_clean_interval", &self.expired_clean_interval)
+            .field("credentials", &self.credentials.is_some())
+            .field("transport", &self.transport.is_some())
+            .finish()
+    }
+}
+
+/// The host's first non-loopback IPv4 address, found by asking the OS which
+/// source address a datagram to a public address would leave from (nothing
+/// is sent); 127.0.0.1 when there is none.
+fn local_ip() -> IpAddr {
+    let probe = || -> std::io::Result<IpAddr> {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+        Ok(socket.local_addr()?.ip())
+    };
+    match probe() {
+        Ok(ip @ IpAddr::V4(v4)) if !v4.is_loopback() && !v4.is_unspecified() => ip,
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_defaults() {
+        let config = ClientConfig::default();
+        assert_eq!(config.instance_name, "DEFAULT");
+        assert_eq!(config.serialize_type, SerializeType::Json);
+        assert_eq!(config.poll_name_server_interval, Duration::from_secs(30));
+        assert_eq!(config.heartbeat_broker_interval, Duration::from_secs(30));
+        assert_eq!(
+            config.persist_consumer_offset_interval,
+            Duration::from_secs(5)
+        );
+        assert!(config.credentials.is_none() && config.transport.is_none());
+    }
+
+    #[test]
+    fn client_id_is_ip_at_instance_and_unit() {
+        let mut config = ClientConfig::new(["ns:9876"]);
+        config.client_ip = Some("10.1.2.3".parse().unwrap());
+        config.instance_name = "i".into();
+        assert_eq!(config.client_id(), "10.1.2.3@i");
+        config.unit_name = Some(String::new());
+        assert_eq!(config.client_id(), "10.1.2.3@i");
+        config.unit_name = Some("u".into());
+        assert_eq!(config.client_id(), "10.1.2.3@i@u");
+    }
+
+    #[test]
+    fn default_instance_name_becomes_pid_and_nanos() {
+        let mut config = ClientConfig::default();
+        config.resolve_instance_name();
+        let (pid, nanos) = config.instance_name.split_once('#').unwrap();
+        assert_eq!(pid, std::process::id().to_string());
+        assert!(nanos.parse::<u128>().is_ok());
+        let mut named = ClientConfig {
+            instance_name: "mine".into(),
+            ..ClientConfig::default()
+        };
+        named.resolve_instance_name();
+        assert_eq!(named.instance_name, "mine");
+    }
+
+    #[test]
+    fn auto_ip_is_never_loopback_unless_nothing_else() {
+        match local_ip() {
+            IpAddr::V4(v4) => assert!(!v4.is_unspecified()),
+            IpAddr::V6(_) => panic!("an IPv4 address is expected"),
+        }
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let config = ClientConfig {
+            credentials: Some(Credentials::new("ak", "very-secret")),
+            ..ClientConfig::default()
+        };
+        assert!(!format!("{config:?}").contains("very-secret"));
+    }
+}

@@ -1,0 +1,296 @@
+//! Wrappers that measure what passes through them: the broker API given to
+//! the kernel (pull latency and found messages, the broker's max offset per
+//! queue) and the user's listener (consume latency and results, messages
+//! sent to the dead-letter queue).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use rocketmq_kernel::Result;
+use rocketmq_kernel::api::{BrokerApi, CallMode, QueryMessageResult};
+use rocketmq_model::body::{LockBatchRequestBody, UnlockBatchRequestBody};
+use rocketmq_model::header::{
+    BoundaryType, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
+    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader,
+    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+};
+use rocketmq_model::{HeartbeatData, MessageExt, MessageQueue};
+use rocketmq_remoting::calls::{
+    EndTransaction, PullResponse, PullStatus, SendBatch, SendMessage, SendResponse,
+};
+use tokio::time::Instant;
+
+use super::listener::{
+    ConcurrentContext, ConcurrentListener, ConcurrentResult, OrderlyContext, OrderlyListener,
+    OrderlyResult,
+};
+use super::stats::{self, PullStats};
+
+/// A [`BrokerApi`] that records every pull in [`PullStats`] and the pull
+/// latency metric, and passes every call on.
+pub(crate) struct MeteredBrokerApi {
+    inner: Arc<dyn BrokerApi>,
+    group: String,
+    stats: Arc<PullStats>,
+}
+
+impl MeteredBrokerApi {
+    pub(crate) fn new(inner: Arc<dyn BrokerApi>, group: String, stats: Arc<PullStats>) -> Self {
+        MeteredBrokerApi {
+            inner,
+            group,
+            stats,
+        }
+    }
+}
+
+/// How many messages a FOUND answer holds, counted without decoding them:
+/// each record starts with its total size (PROTOCOL.md §5.1).
+fn count_records(response: &PullResponse) -> u64 {
+    if response.status != PullStatus::Found {
+        return 0;
+    }
+    let body = &response.body;
+    let mut count = 0;
+    let mut at = 0usize;
+    while let Some(size) = body.get(at..at + 4) {
+        let size = i32::from_be_bytes([size[0], size[1], size[2], size[3]]);
+        let Ok(size) = usize::try_from(size) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        count += 1;
+        at += size;
+    }
+    count
+}
+
+#[async_trait]
+impl BrokerApi for MeteredBrokerApi {
+    async fn send_message(&self, addr: &str, request: SendMessage) -> Result<SendResponse> {
+        self.inner.send_message(addr, request).await
+    }
+
+    async fn send_batch(&self, addr: &str, request: SendBatch) -> Result<SendResponse> {
+        self.inner.send_batch(addr, request).await
+    }
+
+    async fn pull_message(
+        &self,
+        addr: &str,
+        header: PullMessageRequestHeader,
+    ) -> Result<PullResponse> {
+        let mq = MessageQueue::new(
+            header.topic.clone(),
+            header.broker_name.clone().unwrap_or_default(),
+            header.queue_id,
+        );
+        let started = Instant::now();
+        let response = self.inner.pull_message(addr, header).await;
+        let elapsed = started.elapsed();
+        stats::record_pull(&self.group, &mq.topic, elapsed);
+        if let Ok(response) = &response {
+            let found = count_records(response);
+            self.stats
+                .record(&mq, elapsed, found, response.header.max_offset);
+        }
+        response
+    }
+
+    async fn query_consumer_offset(
+        &self,
+        addr: &str,
+        header: QueryConsumerOffsetRequestHeader,
+    ) -> Result<Option<i64>> {
+        self.inner.query_consumer_offset(addr, header).await
+    }
+
+    async fn update_consumer_offset(
+        &self,
+        addr: &str,
+        header: UpdateConsumerOffsetRequestHeader,
+        mode: CallMode,
+    ) -> Result<()> {
+        self.inner.update_consumer_offset(addr, header, mode).await
+    }
+
+    async fn heartbeat(&self, addr: &str, data: HeartbeatData) -> Result<i32> {
+        self.inner.heartbeat(addr, data).await
+    }
+
+    async fn unregister_client(
+        &self,
+        addr: &str,
+        header: UnregisterClientRequestHeader,
+    ) -> Result<()> {
+        self.inner.unregister_client(addr, header).await
+    }
+
+    async fn consumer_list(&self, addr: &str, group: &str) -> Result<Vec<String>> {
+        self.inner.consumer_list(addr, group).await
+    }
+
+    async fn send_back(&self, addr: &str, header: ConsumerSendMsgBackRequestHeader) -> Result<()> {
+        self.inner.send_back(addr, header).await
+    }
+
+    async fn end_transaction(&self, addr: &str, request: EndTransaction) -> Result<()> {
+        self.inner.end_transaction(addr, request).await
+    }
+
+    async fn lock_batch(
+        &self,
+        addr: &str,
+        body: LockBatchRequestBody,
+    ) -> Result<BTreeSet<MessageQueue>> {
+        self.inner.lock_batch(addr, body).await
+    }
+
+    async fn unlock_batch(
+        &self,
+        addr: &str,
+        body: UnlockBatchRequestBody,
+        mode: CallMode,
+    ) -> Result<()> {
+        self.inner.unlock_batch(addr, body, mode).await
+    }
+
+    async fn max_offset(&self, addr: &str, mq: &MessageQueue) -> Result<i64> {
+        self.inner.max_offset(addr, mq).await
+    }
+
+    async fn min_offset(&self, addr: &str, mq: &MessageQueue) -> Result<i64> {
+        self.inner.min_offset(addr, mq).await
+    }
+
+    async fn search_offset(
+        &self,
+        addr: &str,
+        mq: &MessageQueue,
+        time: SystemTime,
+        boundary: BoundaryType,
+    ) -> Result<i64> {
+        self.inner.search_offset(addr, mq, time, boundary).await
+    }
+
+    async fn earliest_store_time(&self, addr: &str, mq: &MessageQueue) -> Result<SystemTime> {
+        self.inner.earliest_store_time(addr, mq).await
+    }
+
+    async fn view_message(
+        &self,
+        addr: &str,
+        topic: Option<&str>,
+        commit_log_offset: i64,
+    ) -> Result<MessageExt> {
+        self.inner
+            .view_message(addr, topic, commit_log_offset)
+            .await
+    }
+
+    async fn query_message(
+        &self,
+        addr: &str,
+        header: QueryMessageRequestHeader,
+    ) -> Result<QueryMessageResult> {
+        self.inner.query_message(addr, header).await
+    }
+
+    async fn create_topic(&self, addr: &str, header: CreateTopicRequestHeader) -> Result<()> {
+        self.inner.create_topic(addr, header).await
+    }
+}
+
+/// The user's concurrent listener, measured.
+pub(crate) struct MeteredConcurrent {
+    pub(crate) inner: Arc<dyn ConcurrentListener>,
+    pub(crate) group: String,
+    /// Clustering only: failed messages at this reconsume count go to the
+    /// DLQ (`None` when failures are dropped, broadcasting).
+    pub(crate) max_reconsume_times: Option<i32>,
+}
+
+#[async_trait]
+impl ConcurrentListener for MeteredConcurrent {
+    async fn consume(&self, msgs: &[MessageExt], ctx: &mut ConcurrentContext) -> ConcurrentResult {
+        let started = Instant::now();
+        let result = self.inner.consume(msgs, ctx).await;
+        let acked = match result {
+            ConcurrentResult::RetryLater => 0,
+            ConcurrentResult::Success => {
+                let last = i64::from(ctx.ack_index).clamp(-1, msgs.len() as i64 - 1);
+                usize::try_from(last + 1).unwrap_or(0)
+            }
+        };
+        stats::record_consume(&self.group, msgs, acked, started.elapsed());
+        if let Some(max) = self.max_reconsume_times {
+            let to_dlq = ctx.delay_level_when_next_consume < 0;
+            for msg in msgs[acked..]
+                .iter()
+                .filter(|m| to_dlq || m.reconsume_times >= max)
+            {
+                stats::record_dlq(&self.group, msg);
+            }
+        }
+        result
+    }
+}
+
+/// The user's orderly listener, measured.
+pub(crate) struct MeteredOrderly {
+    pub(crate) inner: Arc<dyn OrderlyListener>,
+    pub(crate) group: String,
+    /// Messages suspended at this reconsume count go to the DLQ.
+    pub(crate) max_reconsume_times: i32,
+}
+
+#[async_trait]
+impl OrderlyListener for MeteredOrderly {
+    async fn consume(&self, msgs: &[MessageExt], ctx: &mut OrderlyContext) -> OrderlyResult {
+        let started = Instant::now();
+        let result = self.inner.consume(msgs, ctx).await;
+        let elapsed = started.elapsed();
+        match result {
+            OrderlyResult::Success => stats::record_consume(&self.group, msgs, msgs.len(), elapsed),
+            OrderlyResult::SuspendCurrentQueue => {
+                stats::record_consume(&self.group, msgs, 0, elapsed);
+                let max = self.max_reconsume_times;
+                for msg in msgs.iter().filter(|m| m.reconsume_times >= max) {
+                    stats::record_dlq(&self.group, msg);
+                }
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use rocketmq_model::Message;
+    use rocketmq_model::header::PullMessageResponseHeader;
+    use rocketmq_model::message::encode_record;
+
+    use super::*;
+
+    #[test]
+    fn counts_records_by_their_size_prefix() {
+        let mut body = BytesMut::new();
+        for text in ["a", "bb", "ccc"] {
+            let msg = MessageExt::from(Message::new("T", text));
+            encode_record(&msg, &mut body).unwrap();
+        }
+        let mut response = PullResponse {
+            status: PullStatus::Found,
+            header: PullMessageResponseHeader::default(),
+            body: body.freeze(),
+        };
+        assert_eq!(count_records(&response), 3);
+        response.status = PullStatus::NoNewMsg;
+        assert_eq!(count_records(&response), 0);
+    }
+}

@@ -1,0 +1,29 @@
+//! Consumers: [`PushConsumer`] (messages are pulled for you and handed to a
+//! listener) and [`PullConsumer`] (you poll, or read a stream), with their
+//! builders, [`MessageSelector`] and the listener traits.
+//!
+//! Both are built on the kernel's rebalance, pull, consume and offset
+//! machinery and register with the shared
+//! [`ClientInstance`](crate::ClientInstance) of their client id, which
+//! sends their heartbeats, persists their offsets every 5 s and routes the
+//! brokers' requests about their group to them.
+
+pub mod listener;
+mod metered;
+mod pull;
+mod push;
+mod report;
+mod selector;
+mod stats;
+
+pub use listener::{
+    ConcurrentContext, ConcurrentListener, ConcurrentResult, IntoConcurrentReply, IntoOrderlyReply,
+    OrderlyContext, OrderlyListener, OrderlyResult,
+};
+pub use pull::{DEFAULT_POLL_TIMEOUT, PullConsumer, PullConsumerBuilder};
+pub use push::{DEFAULT_DRAIN_TIMEOUT, PushConsumer, PushConsumerBuilder};
+pub use report::ShutdownReport;
+pub use rocketmq_kernel::allocate::AllocateStrategy;
+pub use rocketmq_kernel::offset::OffsetStore;
+pub use rocketmq_model::body::{ConsumeFromWhere, MessageModel};
+pub use selector::MessageSelector;

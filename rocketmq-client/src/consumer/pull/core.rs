@@ -1,0 +1,319 @@
+//! [`PullCore`]: the state of a running pull consumer, shared by its public
+//! handle, its fetch tasks and its client instance (as a
+//! [`ConsumerHandle`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use rocketmq_kernel::allocate::AllocateStrategy;
+use rocketmq_kernel::api::BrokerApi;
+use rocketmq_kernel::offset::OffsetStore;
+use rocketmq_kernel::{ConsumerOptions, Routes};
+use rocketmq_model::body::property_keys::{PROP_CONSUME_TYPE, PROP_CONSUMER_START_TIMESTAMP};
+use rocketmq_model::body::{
+    ConsumeMessageDirectlyResult, ConsumeType, ConsumerData, MessageModel, ProcessQueueInfo,
+};
+use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue, SubscriptionData};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::queues::{Fetched, QueueEntry, Queues};
+use super::{fetch, rebalance};
+use crate::instance::{ClientInstance, ConsumerHandle};
+
+/// How the consumer gets its queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Rebalanced among the group's members.
+    Subscribe,
+    /// Chosen by the user.
+    Assign,
+}
+
+/// Everything a running pull consumer works with.
+pub(crate) struct PullCore {
+    /// Itself, for the instance's calls that start fetch tasks.
+    pub(crate) me: Weak<PullCore>,
+    pub(crate) options: ConsumerOptions,
+    pub(crate) client_id: String,
+    pub(crate) instance: ClientInstance,
+    pub(crate) api: Arc<dyn BrokerApi>,
+    pub(crate) routes: Routes,
+    pub(crate) store: Arc<dyn OffsetStore>,
+    pub(crate) strategy: Arc<dyn AllocateStrategy>,
+    pub(crate) mode: Mode,
+    pub(crate) auto_commit: bool,
+    pub(crate) subscriptions: RwLock<BTreeMap<String, SubscriptionData>>,
+    pub(crate) queues: Queues,
+    pub(crate) buffer: mpsc::Sender<Fetched>,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) cancel: CancellationToken,
+    /// One change of the queue set at a time.
+    pub(crate) reassigning: tokio::sync::Mutex<()>,
+    pub(crate) started_at: SystemTime,
+}
+
+impl PullCore {
+    pub(crate) fn group(&self) -> &str {
+        &self.options.group
+    }
+
+    pub(crate) fn subscription(&self, topic: &str) -> Option<SubscriptionData> {
+        self.subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+            .cloned()
+    }
+
+    pub(crate) fn subscription_list(&self) -> Vec<SubscriptionData> {
+        self.subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn add_subscription(&self, subscription: SubscriptionData) {
+        self.subscriptions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(subscription.topic.clone(), subscription);
+    }
+
+    /// The queues read now.
+    pub(crate) fn assigned(&self) -> BTreeSet<MessageQueue> {
+        self.queues.lock().keys().cloned().collect()
+    }
+
+    /// Makes the queue set `wanted`: new queues start fetching, released
+    /// ones stop and (auto commit) commit what was handed out, then their
+    /// offsets are persisted and forgotten.
+    pub(crate) async fn reassign(self: &Arc<Self>, wanted: BTreeSet<MessageQueue>) {
+        let current = self.assigned();
+        for mq in current.difference(&wanted) {
+            self.release(mq).await;
+        }
+        for mq in wanted.difference(&current) {
+            self.add(mq.clone());
+        }
+    }
+
+    fn add(self: &Arc<Self>, mq: MessageQueue) {
+        let cancel = self.cancel.child_token();
+        let mut entry = QueueEntry::new(cancel.clone());
+        let generation = entry.generation.subscribe();
+        let span = tracing::debug_span!(
+            "lite_pull",
+            group = %self.options.group,
+            topic = %mq.topic,
+            queue_id = mq.queue_id,
+            broker = %mq.broker_name,
+        );
+        let task = fetch::run(Arc::clone(self), mq.clone(), generation, cancel).instrument(span);
+        // The entry goes in first so that the task finds it.
+        let mut queues = self.queues.lock();
+        entry.task = Some(self.tasks.spawn(task));
+        queues.insert(mq.clone(), entry);
+        tracing::info!(group = self.group(), %mq, "queue added");
+    }
+
+    async fn release(&self, mq: &MessageQueue) {
+        let Some(mut entry) = self.queues.lock().remove(mq) else {
+            return;
+        };
+        entry.cancel.cancel();
+        if let Some(task) = entry.task.take() {
+            let _ = task.await;
+        }
+        if self.auto_commit {
+            if let Some(offset) = entry.consumed {
+                self.store.update(mq, offset, true);
+            }
+        }
+        if let Err(err) = self.store.persist(mq).await {
+            tracing::warn!(group = self.group(), %mq, error = %err, "persisting a released queue's offset failed");
+        }
+        self.store.remove(mq);
+        tracing::info!(group = self.group(), %mq, "queue released");
+    }
+
+    /// Writes the offsets handed out by `poll` to the store's memory (they
+    /// are persisted every 5 s, or by `commit_sync`).
+    pub(crate) fn commit(&self) {
+        for (mq, offset) in self.queues.consumed() {
+            self.store.update(&mq, offset, true);
+        }
+    }
+
+    /// Moves `mq` to `offset`: buffered messages are dropped, the next
+    /// poll starts there and the offset is committed (forced).
+    pub(crate) fn seek(&self, mq: &MessageQueue, offset: i64) -> bool {
+        let found = self.queues.with(mq, |entry| {
+            entry.restart_at(Some(offset));
+            entry.consumed = Some(offset);
+        });
+        if found.is_some() {
+            self.store.update(mq, offset, false);
+            tracing::info!(group = self.group(), %mq, offset, "seek");
+        }
+        found.is_some()
+    }
+
+    /// Pauses or resumes `mq`; pausing drops what is buffered (it is
+    /// pulled again after the resume).
+    pub(crate) fn set_paused(&self, mq: &MessageQueue, paused: bool) {
+        self.queues.with(mq, |entry| {
+            if entry.paused == paused {
+                return;
+            }
+            entry.paused = paused;
+            let from = if paused {
+                entry.consumed
+            } else {
+                entry.next_pull
+            };
+            entry.restart_at(from);
+        });
+    }
+
+    /// Messages pulled and not handed out.
+    pub(crate) fn buffered(&self) -> usize {
+        self.queues.lock().values().map(|e| e.buffered).sum()
+    }
+
+    /// Stops every fetch task and waits for them.
+    pub(crate) async fn stop_fetching(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    fn queue_info(&self) -> BTreeMap<MessageQueue, ProcessQueueInfo> {
+        let committed = self.store.snapshot();
+        self.queues
+            .lock()
+            .iter()
+            .map(|(mq, entry)| {
+                let info = ProcessQueueInfo {
+                    cached_msg_count: i32::try_from(entry.buffered).unwrap_or(i32::MAX),
+                    cached_msg_size_in_mib: i32::try_from(entry.buffered_bytes / (1024 * 1024))
+                        .unwrap_or(i32::MAX),
+                    commit_offset: committed.get(mq).copied().unwrap_or(-1),
+                    ..ProcessQueueInfo::default()
+                };
+                (mq.clone(), info)
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ConsumerHandle for PullCore {
+    fn group(&self) -> &str {
+        &self.options.group
+    }
+
+    fn heartbeat_data(&self) -> ConsumerData {
+        ConsumerData {
+            consume_from_where: self.options.consume_from_where,
+            consume_type: ConsumeType::ConsumeActively,
+            group_name: self.options.group.clone(),
+            message_model: self.options.message_model,
+            subscription_data_set: self.subscription_list(),
+            unit_mode: false,
+        }
+    }
+
+    fn subscribed_topics(&self) -> Vec<String> {
+        self.subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    async fn rebalance(&self) {
+        if let Some(me) = self.me.upgrade() {
+            rebalance::run(&me).await;
+        }
+    }
+
+    async fn persist_offsets(&self) {
+        if self.auto_commit {
+            self.commit();
+        }
+        match self.store.persist_all().await {
+            Ok(()) => tracing::debug!(group = self.group(), "offsets persisted"),
+            Err(err) => {
+                tracing::warn!(group = self.group(), error = %err, "persisting offsets failed")
+            }
+        }
+    }
+
+    async fn clean_expired(&self) {}
+
+    async fn reset_offset(&self, topic: &str, offsets: HashMap<MessageQueue, i64>) {
+        for (mq, offset) in offsets.iter().filter(|(mq, _)| mq.topic == topic) {
+            if self.seek(mq, *offset) {
+                if let Err(err) = self.store.persist(mq).await {
+                    tracing::warn!(%mq, error = %err, "persisting a reset offset failed");
+                }
+            }
+        }
+    }
+
+    fn running_info(&self) -> ConsumerRunningInfo {
+        let mut properties = BTreeMap::new();
+        properties.insert("consumerGroup".to_owned(), self.group().to_owned());
+        let model = match self.options.message_model {
+            MessageModel::Clustering => "CLUSTERING",
+            MessageModel::Broadcasting => "BROADCASTING",
+        };
+        properties.insert("messageModel".to_owned(), model.to_owned());
+        properties.insert("autoCommit".to_owned(), self.auto_commit.to_string());
+        properties.insert(
+            PROP_CONSUME_TYPE.to_owned(),
+            ConsumeType::ConsumeActively.as_str().to_owned(),
+        );
+        let started = self
+            .started_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        properties.insert(
+            PROP_CONSUMER_START_TIMESTAMP.to_owned(),
+            started.to_string(),
+        );
+        ConsumerRunningInfo {
+            properties,
+            subscription_set: self.subscription_list(),
+            mq_table: self.queue_info(),
+            ..ConsumerRunningInfo::default()
+        }
+    }
+
+    fn consumer_status(&self, topic: &str) -> HashMap<MessageQueue, i64> {
+        self.store
+            .snapshot()
+            .into_iter()
+            .filter(|(mq, _)| mq.topic == topic)
+            .collect()
+    }
+
+    async fn consume_directly(
+        &self,
+        _msg: MessageExt,
+        _broker_name: Option<String>,
+    ) -> ConsumeMessageDirectlyResult {
+        ConsumeMessageDirectlyResult {
+            remark: Some("a pull consumer has no listener to consume directly".to_owned()),
+            ..ConsumeMessageDirectlyResult::default()
+        }
+    }
+}

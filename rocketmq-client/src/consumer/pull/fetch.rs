@@ -1,0 +1,279 @@
+//! The fetch task of one queue of a pull consumer: long-polling pulls
+//! (LITE_PULL_MESSAGE with SUSPEND, SUBSCRIPTION and LITE_PULL, PROTOCOL.md
+//! §8.6) into the consumer's bounded buffer, pausing while the queue is
+//! paused or buffers too much.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocketmq_kernel::pull::found_messages;
+use rocketmq_kernel::rebalance::start_offset;
+use rocketmq_kernel::{ConsumerOptions, KernelError};
+use rocketmq_model::header::PullMessageRequestHeader;
+use rocketmq_model::message::sysflag::pull;
+use rocketmq_model::{MessageQueue, PullAddr, SubscriptionData};
+use rocketmq_remoting::calls::{PullResponse, PullStatus};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::core::PullCore;
+use super::queues::Fetched;
+
+/// How often a paused queue checks whether it was resumed (a resume also
+/// wakes it at once).
+const PAUSED_RECHECK: Duration = Duration::from_secs(1);
+
+/// What the task does next.
+enum Plan {
+    Stop,
+    Wait(Duration),
+    FindStart { generation: u64 },
+    Pull { offset: i64, generation: u64 },
+}
+
+/// Runs until `cancel` or until the queue leaves the table.
+pub(crate) async fn run(
+    core: Arc<PullCore>,
+    mq: MessageQueue,
+    mut generation: watch::Receiver<u64>,
+    cancel: CancellationToken,
+) {
+    tracing::debug!(%mq, "fetch task started");
+    while !cancel.is_cancelled() {
+        generation.mark_unchanged();
+        let wait = match plan(&core, &mq) {
+            Plan::Stop => break,
+            Plan::Wait(delay) => delay,
+            Plan::FindStart { generation } => {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    wait = find_start(&core, &mq, generation) => wait,
+                }
+            }
+            Plan::Pull {
+                offset,
+                generation: at,
+            } => {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    _ = generation.changed() => Duration::ZERO,
+                    wait = pull_once(&core, &mq, offset, at, &cancel) => wait,
+                }
+            }
+        };
+        if !wait.is_zero() {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = generation.changed() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+    tracing::debug!(%mq, "fetch task stopped");
+}
+
+fn plan(core: &PullCore, mq: &MessageQueue) -> Plan {
+    let options = &core.options;
+    core.queues
+        .with(mq, |entry| {
+            if entry.paused {
+                return Plan::Wait(PAUSED_RECHECK);
+            }
+            if entry.buffered > options.pull_threshold_for_queue
+                || entry.buffered_bytes > options.pull_threshold_size_for_queue
+            {
+                return Plan::Wait(options.pull_time_delay_when_flow_control);
+            }
+            let generation = entry.generation();
+            match entry.next_pull {
+                None => Plan::FindStart { generation },
+                Some(offset) => Plan::Pull { offset, generation },
+            }
+        })
+        .unwrap_or(Plan::Stop)
+}
+
+/// Computes where a new queue starts (the committed offset, else by
+/// `consume_from_where`).
+async fn find_start(core: &PullCore, mq: &MessageQueue, generation: u64) -> Duration {
+    let found = start_offset(
+        mq,
+        &core.options,
+        core.store.as_ref(),
+        core.api.as_ref(),
+        &core.routes,
+    )
+    .await;
+    match found {
+        Ok(offset) => {
+            core.queues.with(mq, |entry| {
+                if entry.generation() == generation && entry.next_pull.is_none() {
+                    tracing::debug!(%mq, offset, "queue starts");
+                    entry.next_pull = Some(offset);
+                }
+            });
+            Duration::ZERO
+        }
+        Err(err) => {
+            tracing::warn!(%mq, error = %err, "no start offset yet");
+            core.options.pull_time_delay_when_exception
+        }
+    }
+}
+
+/// The lite pull header: SUSPEND, SUBSCRIPTION and LITE_PULL, no commit.
+fn header(
+    options: &ConsumerOptions,
+    mq: &MessageQueue,
+    sub: &SubscriptionData,
+    offset: i64,
+) -> PullMessageRequestHeader {
+    PullMessageRequestHeader {
+        consumer_group: options.group.clone(),
+        topic: mq.topic.clone(),
+        queue_id: mq.queue_id,
+        queue_offset: offset,
+        max_msg_nums: options.pull_batch_size,
+        sys_flag: pull::SUSPEND | pull::SUBSCRIPTION | pull::LITE_PULL,
+        commit_offset: 0,
+        suspend_timeout_millis: i64::try_from(options.broker_suspend_max_time.as_millis())
+            .unwrap_or(i64::MAX),
+        subscription: Some(sub.sub_string.clone()),
+        sub_version: sub.sub_version,
+        expression_type: Some(sub.expression_type.as_str().to_owned()),
+        max_msg_bytes: Some(options.pull_batch_size_in_bytes),
+        request_source: None,
+        proxy_forward_client_id: None,
+        broker_name: Some(mq.broker_name.clone()),
+    }
+}
+
+async fn pull_addr(core: &PullCore, mq: &MessageQueue) -> rocketmq_kernel::Result<PullAddr> {
+    match core.routes.table().pull_addr(mq) {
+        Err(KernelError::NoBrokerAddress { .. }) | Err(KernelError::NoRoute { .. }) => {
+            core.routes.refresh(&mq.topic).await?;
+            core.routes.table().pull_addr(mq)
+        }
+        found => found,
+    }
+}
+
+/// One pull of `mq` at `offset`; returns how long to wait before the next.
+async fn pull_once(
+    core: &PullCore,
+    mq: &MessageQueue,
+    offset: i64,
+    generation: u64,
+    cancel: &CancellationToken,
+) -> Duration {
+    let delay = core.options.pull_time_delay_when_exception;
+    let Some(sub) = core.subscription(&mq.topic) else {
+        tracing::warn!(%mq, "no subscription for the queue's topic");
+        return delay;
+    };
+    let addr = match pull_addr(core, mq).await {
+        Ok(addr) => addr,
+        Err(err) => {
+            tracing::warn!(%mq, error = %err, "no broker to pull from");
+            return delay;
+        }
+    };
+    let response = core
+        .api
+        .pull_message(&addr.addr, header(&core.options, mq, &sub, offset))
+        .await;
+    match response {
+        Ok(response) => on_response(core, mq, &sub, generation, response, cancel).await,
+        Err(err) => {
+            tracing::warn!(%mq, addr = %addr.addr, error = %err, "pull failed");
+            delay
+        }
+    }
+}
+
+async fn on_response(
+    core: &PullCore,
+    mq: &MessageQueue,
+    sub: &SubscriptionData,
+    generation: u64,
+    response: PullResponse,
+    cancel: &CancellationToken,
+) -> Duration {
+    let header = &response.header;
+    core.routes
+        .table()
+        .record_pull_suggestion(mq, header.suggest_which_broker_id);
+    let next = header.next_begin_offset;
+    let msgs = match response.status {
+        PullStatus::Found => match found_messages(mq, &response, sub) {
+            Ok(msgs) => msgs,
+            Err(err) => {
+                tracing::error!(%mq, error = %err, "undecodable pull answer");
+                return core.options.pull_time_delay_when_exception;
+            }
+        },
+        PullStatus::OffsetMoved => {
+            tracing::warn!(%mq, next, "offset illegal; continuing where the broker says");
+            Vec::new()
+        }
+        PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => Vec::new(),
+    };
+    let bytes: u64 = msgs.iter().map(|m| m.body().len() as u64).sum();
+    let count = msgs.len();
+    let current = core.queues.with(mq, |entry| {
+        if entry.generation() != generation {
+            return false;
+        }
+        entry.next_pull = Some(next);
+        entry.buffered += count;
+        entry.buffered_bytes += bytes;
+        if entry.buffered == 0 {
+            // Nothing waits to be handed out: everything before `next`
+            // was handed out or filtered away.
+            entry.consumed = Some(entry.consumed.map_or(next, |c| c.max(next)));
+        }
+        true
+    });
+    if current != Some(true) || msgs.is_empty() {
+        return Duration::ZERO;
+    }
+    let batch = Fetched {
+        mq: mq.clone(),
+        generation,
+        msgs,
+        next,
+        bytes,
+    };
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        _ = core.buffer.send(batch) => {}
+    }
+    Duration::ZERO
+}
+
+#[cfg(test)]
+mod tests {
+    use rocketmq_model::body::ExpressionType;
+
+    use super::*;
+
+    #[test]
+    fn lite_pulls_long_poll_with_the_subscription_and_never_commit() {
+        let mut options = ConsumerOptions::new("lg");
+        options.broker_suspend_max_time = Duration::from_secs(20);
+        options.pull_batch_size = 10;
+        let sub = SubscriptionData::from_expression("T", "A || B", ExpressionType::Tag).unwrap();
+        let mq = MessageQueue::new("T", "broker-a", 2);
+        let header = header(&options, &mq, &sub, 42);
+        assert_eq!(
+            header.sys_flag,
+            pull::SUSPEND | pull::SUBSCRIPTION | pull::LITE_PULL
+        );
+        assert_eq!(header.suspend_timeout_millis, 20_000);
+        assert_eq!((header.queue_offset, header.commit_offset), (42, 0));
+        assert_eq!(header.max_msg_nums, 10);
+        assert_eq!(header.subscription.as_deref(), Some("A || B"));
+        assert_eq!(header.expression_type.as_deref(), Some("TAG"));
+        assert_eq!(header.broker_name.as_deref(), Some("broker-a"));
+    }
+}

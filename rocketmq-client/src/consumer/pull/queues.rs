@@ -1,0 +1,155 @@
+//! The queues a pull consumer reads, with where each is read from, what
+//! was handed out by `poll`, and what is buffered.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rocketmq_model::{MessageExt, MessageQueue};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A batch a fetch task pulled, waiting for `poll`.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    pub(crate) mq: MessageQueue,
+    /// The queue's generation when it was pulled; a seek or pause since
+    /// makes it stale.
+    pub(crate) generation: u64,
+    pub(crate) msgs: Vec<MessageExt>,
+    /// Where the pull that found them said to continue: everything before
+    /// it was either in the batch or filtered out.
+    pub(crate) next: i64,
+    pub(crate) bytes: u64,
+}
+
+/// One queue read by this consumer.
+#[derive(Debug)]
+pub(crate) struct QueueEntry {
+    /// Bumped (and sent to the fetch task) by a seek, pause or resume:
+    /// buffered batches of older generations are dropped.
+    pub(crate) generation: watch::Sender<u64>,
+    /// The next offset to pull; `None` until the start offset is known.
+    pub(crate) next_pull: Option<i64>,
+    /// The offset after the last message handed out by `poll` (what a
+    /// commit stores).
+    pub(crate) consumed: Option<i64>,
+    pub(crate) paused: bool,
+    /// Messages and body bytes pulled and not yet handed out.
+    pub(crate) buffered: usize,
+    pub(crate) buffered_bytes: u64,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) task: Option<JoinHandle<()>>,
+}
+
+impl QueueEntry {
+    pub(crate) fn new(cancel: CancellationToken) -> Self {
+        QueueEntry {
+            generation: watch::Sender::new(0),
+            next_pull: None,
+            consumed: None,
+            paused: false,
+            buffered: 0,
+            buffered_bytes: 0,
+            cancel,
+            task: None,
+        }
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
+    /// Drops what is buffered and continues at `next_pull`.
+    pub(crate) fn restart_at(&mut self, next_pull: Option<i64>) {
+        self.next_pull = next_pull;
+        self.buffered = 0;
+        self.buffered_bytes = 0;
+        self.generation.send_modify(|generation| *generation += 1);
+    }
+}
+
+/// Queue → entry; the lock is never held across an `.await`.
+#[derive(Debug, Default)]
+pub(crate) struct Queues {
+    entries: Mutex<BTreeMap<MessageQueue, QueueEntry>>,
+}
+
+impl Queues {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, BTreeMap<MessageQueue, QueueEntry>> {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the entry of `mq`, if any.
+    pub(crate) fn with<T>(
+        &self,
+        mq: &MessageQueue,
+        f: impl FnOnce(&mut QueueEntry) -> T,
+    ) -> Option<T> {
+        self.lock().get_mut(mq).map(f)
+    }
+
+    /// Takes a fetched batch for `poll`: its messages when it is current,
+    /// `None` when stale (the queue was released, sought or paused since).
+    pub(crate) fn accept(&self, batch: Fetched) -> Option<Vec<MessageExt>> {
+        let mut entries = self.lock();
+        let entry = entries.get_mut(&batch.mq)?;
+        if entry.generation() != batch.generation || entry.paused {
+            return None;
+        }
+        entry.buffered = entry.buffered.saturating_sub(batch.msgs.len());
+        entry.buffered_bytes = entry.buffered_bytes.saturating_sub(batch.bytes);
+        entry.consumed = Some(batch.next);
+        Some(batch.msgs)
+    }
+
+    /// The offsets handed out, per queue.
+    pub(crate) fn consumed(&self) -> BTreeMap<MessageQueue, i64> {
+        self.lock()
+            .iter()
+            .filter_map(|(mq, entry)| entry.consumed.map(|offset| (mq.clone(), offset)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rocketmq_model::Message;
+
+    use super::*;
+
+    fn batch(mq: &MessageQueue, generation: u64, next: i64) -> Fetched {
+        Fetched {
+            mq: mq.clone(),
+            generation,
+            msgs: vec![MessageExt::from(Message::new("T", "x"))],
+            next,
+            bytes: 1,
+        }
+    }
+
+    #[test]
+    fn stale_batches_are_dropped_and_current_ones_move_the_consumed_offset() {
+        let queues = Queues::default();
+        let mq = MessageQueue::new("T", "b", 0);
+        queues
+            .lock()
+            .insert(mq.clone(), QueueEntry::new(CancellationToken::new()));
+        queues.with(&mq, |e| {
+            e.buffered = 2;
+            e.buffered_bytes = 2;
+        });
+        assert!(queues.accept(batch(&mq, 0, 5)).is_some());
+        assert_eq!(queues.consumed()[&mq], 5);
+        queues.with(&mq, |e| e.restart_at(Some(2)));
+        assert!(
+            queues.accept(batch(&mq, 0, 9)).is_none(),
+            "older generation"
+        );
+        assert_eq!(queues.consumed()[&mq], 5);
+        queues.with(&mq, |e| e.paused = true);
+        assert!(queues.accept(batch(&mq, 1, 9)).is_none(), "paused");
+        let other = MessageQueue::new("T", "b", 1);
+        assert!(queues.accept(batch(&other, 0, 1)).is_none(), "not assigned");
+    }
+}

@@ -1,0 +1,459 @@
+//! [`PushConsumerBuilder`]: every setting of a push consumer, with Java's
+//! defaults and option names in snake_case.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rocketmq_kernel::allocate::{AllocateStrategy, Averagely};
+use rocketmq_kernel::api::{BrokerApi, BrokerOffsetRemote};
+use rocketmq_kernel::consume::{ConsumeEnv, ConsumeStats};
+use rocketmq_kernel::offset::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
+use rocketmq_kernel::{
+    ConcurrentService, ConsumeService, ConsumerOptions, ConsumerParts, OrderlyService, Rebalancer,
+    Routes,
+};
+use rocketmq_model::body::{ConsumeFromWhere, MessageModel, SUB_ALL};
+use rocketmq_model::{MessageExt, SubscriptionData};
+use tokio::time::Instant;
+
+use super::PushConsumer;
+use super::core::{PushCore, Service, sends_back};
+use crate::config::ClientConfig;
+use crate::consumer::listener::{
+    ConcurrentContext, ConcurrentFn, ConcurrentListener, IntoConcurrentReply, IntoOrderlyReply,
+    Listener, OrderlyContext, OrderlyFn, OrderlyListener,
+};
+use crate::consumer::metered::{MeteredBrokerApi, MeteredConcurrent, MeteredOrderly};
+use crate::consumer::selector::MessageSelector;
+use crate::consumer::stats::{PullStats, StatusTable};
+use crate::error::{ClientError, Result};
+use crate::instance::{ClientInstance, InstanceLease};
+
+/// How long [`PushConsumer::shutdown`] waits for in-flight consumption by
+/// default.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Builds a [`PushConsumer`]; see [`PushConsumer::builder`].
+pub struct PushConsumerBuilder {
+    config: ClientConfig,
+    options: ConsumerOptions,
+    subscriptions: Vec<(String, MessageSelector)>,
+    listener: Option<Listener>,
+    strategy: Arc<dyn AllocateStrategy>,
+    store: Option<Arc<dyn OffsetStore>>,
+    offset_store_dir: Option<PathBuf>,
+    drain_timeout: Duration,
+}
+
+impl fmt::Debug for PushConsumerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PushConsumerBuilder")
+            .field("config", &self.config)
+            .field("options", &self.options)
+            .field("subscriptions", &self.subscriptions)
+            .field("listener", &self.listener)
+            .field("strategy", &self.strategy.name())
+            .field("drain_timeout", &self.drain_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PushConsumerBuilder {
+    pub(super) fn new(group: String, config: ClientConfig) -> Self {
+        PushConsumerBuilder {
+            config,
+            options: ConsumerOptions::new(group),
+            subscriptions: Vec::new(),
+            listener: None,
+            strategy: Arc::new(Averagely),
+            store: None,
+            offset_store_dir: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        }
+    }
+
+    /// Subscribes to `topic` with a tag expression (`"*"`, `"A || B"`) or a
+    /// [`MessageSelector`]; a second call for the same topic replaces the
+    /// first.
+    pub fn subscribe(
+        mut self,
+        topic: impl Into<String>,
+        selector: impl Into<MessageSelector>,
+    ) -> Self {
+        let topic = topic.into();
+        self.subscriptions.retain(|(t, _)| *t != topic);
+        self.subscriptions.push((topic, selector.into()));
+        self
+    }
+
+    /// Consumes concurrently with an async closure
+    /// `|msgs, ctx| async move { ... }` (see [`crate::consumer::listener`]).
+    pub fn consume_concurrently<F, Fut, R>(self, f: F) -> Self
+    where
+        F: Fn(Vec<MessageExt>, ConcurrentContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoConcurrentReply + 'static,
+    {
+        self.concurrent_listener(ConcurrentFn(f))
+    }
+
+    /// Consumes orderly (per queue, one batch at a time) with an async
+    /// closure `|msgs, ctx| async move { ... }`.
+    pub fn consume_orderly<F, Fut, R>(self, f: F) -> Self
+    where
+        F: Fn(Vec<MessageExt>, OrderlyContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoOrderlyReply + 'static,
+    {
+        self.orderly_listener(OrderlyFn(f))
+    }
+
+    /// Consumes concurrently with a [`ConcurrentListener`].
+    pub fn concurrent_listener(mut self, listener: impl ConcurrentListener + 'static) -> Self {
+        self.listener = Some(Listener::Concurrent(Arc::new(listener)));
+        self
+    }
+
+    /// Consumes orderly with an [`OrderlyListener`].
+    pub fn orderly_listener(mut self, listener: impl OrderlyListener + 'static) -> Self {
+        self.listener = Some(Listener::Orderly(Arc::new(listener)));
+        self
+    }
+
+    /// Clustering (members share the queues; default) or broadcasting
+    /// (every member gets every message).
+    pub fn message_model(mut self, model: MessageModel) -> Self {
+        self.options.message_model = model;
+        self
+    }
+
+    /// Where a queue without a committed offset starts (default the last
+    /// offset).
+    pub fn consume_from_where(mut self, from: ConsumeFromWhere) -> Self {
+        self.options.consume_from_where = from;
+        self
+    }
+
+    /// Start from this point in time (sets `consume_from_where` to
+    /// timestamp; default half an hour before start).
+    pub fn consume_timestamp(mut self, at: SystemTime) -> Self {
+        self.options.consume_from_where = ConsumeFromWhere::Timestamp;
+        self.options.consume_timestamp = at;
+        self
+    }
+
+    /// How queues are shared among the group's members (default
+    /// averagely; every member must use the same).
+    pub fn allocate_strategy(mut self, strategy: Arc<dyn AllocateStrategy>) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Where offsets are kept (default: the brokers when clustering, a
+    /// local file when broadcasting).
+    pub fn offset_store(mut self, store: Arc<dyn OffsetStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The directory of the broadcasting default offset store (default
+    /// `$HOME/.rocketmq_offsets`, Java's); files go to
+    /// `<dir>/<client id>/<group>/offsets.json`.
+    pub fn offset_store_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.offset_store_dir = Some(dir.into());
+        self
+    }
+
+    /// How long shutdown waits for in-flight consumption (default 10 s).
+    pub fn shutdown_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Messages per pull (32).
+    pub fn pull_batch_size(mut self, n: i32) -> Self {
+        self.options.pull_batch_size = n;
+        self
+    }
+
+    /// Bytes per pull (256 KiB).
+    pub fn pull_batch_size_in_bytes(mut self, n: i32) -> Self {
+        self.options.pull_batch_size_in_bytes = n;
+        self
+    }
+
+    /// Cached messages per queue before pulling pauses (1000).
+    pub fn pull_threshold_for_queue(mut self, n: usize) -> Self {
+        self.options.pull_threshold_for_queue = n;
+        self
+    }
+
+    /// Cached body bytes per queue before pulling pauses (100 MiB).
+    pub fn pull_threshold_size_for_queue(mut self, bytes: u64) -> Self {
+        self.options.pull_threshold_size_for_queue = bytes;
+        self
+    }
+
+    /// Cached messages per topic, spread over its queues (off).
+    pub fn pull_threshold_for_topic(mut self, n: usize) -> Self {
+        self.options.pull_threshold_for_topic = Some(n);
+        self
+    }
+
+    /// Cached body bytes per topic, spread over its queues (off).
+    pub fn pull_threshold_size_for_topic(mut self, bytes: u64) -> Self {
+        self.options.pull_threshold_size_for_topic = Some(bytes);
+        self
+    }
+
+    /// Concurrent: largest span of cached offsets per queue (2000).
+    pub fn consume_concurrently_max_span(mut self, span: i64) -> Self {
+        self.options.consume_concurrently_max_span = span;
+        self
+    }
+
+    /// Pause between pulls of a queue (zero).
+    pub fn pull_interval(mut self, interval: Duration) -> Self {
+        self.options.pull_interval = interval;
+        self
+    }
+
+    /// Wait after flow control (50 ms).
+    pub fn pull_time_delay_when_flow_control(mut self, delay: Duration) -> Self {
+        self.options.pull_time_delay_when_flow_control = delay;
+        self
+    }
+
+    /// Wait after a failed pull (3 s).
+    pub fn pull_time_delay_when_exception(mut self, delay: Duration) -> Self {
+        self.options.pull_time_delay_when_exception = delay;
+        self
+    }
+
+    /// How long the broker holds a pull with nothing new (15 s).
+    pub fn broker_suspend_max_time(mut self, time: Duration) -> Self {
+        self.options.broker_suspend_max_time = time;
+        self
+    }
+
+    /// Messages per listener call (1).
+    pub fn consume_message_batch_max_size(mut self, n: usize) -> Self {
+        self.options.consume_message_batch_max_size = n;
+        self
+    }
+
+    /// Listener calls at once (20).
+    pub fn consume_thread_max(mut self, n: usize) -> Self {
+        self.options.consume_thread_max = n;
+        self
+    }
+
+    /// Retries before the dead-letter queue (default: 16 concurrent,
+    /// unbounded orderly).
+    pub fn max_reconsume_times(mut self, n: i32) -> Self {
+        self.options.max_reconsume_times = Some(n);
+        self
+    }
+
+    /// Orderly: pause of a queue after a failed batch (1 s).
+    pub fn suspend_current_queue_time(mut self, time: Duration) -> Self {
+        self.options.suspend_current_queue_time = time;
+        self
+    }
+
+    /// A message consumed longer than this is sent back (15 min).
+    pub fn consume_timeout(mut self, timeout: Duration) -> Self {
+        self.options.consume_timeout = timeout;
+        self
+    }
+
+    /// Send the subscription with every pull (false).
+    pub fn post_subscription_when_pull(mut self, post: bool) -> Self {
+        self.options.post_subscription_when_pull = post;
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.options.group.trim().is_empty() {
+            return Err(ClientError::Config("the consumer group is empty".into()));
+        }
+        if self.subscriptions.is_empty() {
+            return Err(ClientError::Config(
+                "a push consumer needs a subscription".into(),
+            ));
+        }
+        if self.listener.is_none() {
+            return Err(ClientError::Config(
+                "a push consumer needs a listener".into(),
+            ));
+        }
+        if self.options.pull_batch_size < 1 || self.options.consume_message_batch_max_size < 1 {
+            return Err(ClientError::Config("batch sizes must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The subscriptions, plus `%RETRY%<group>` when clustering.
+    fn subscription_table(&self) -> Result<BTreeMap<String, SubscriptionData>> {
+        let mut table = BTreeMap::new();
+        for (topic, selector) in &self.subscriptions {
+            table.insert(topic.clone(), selector.subscription(topic)?);
+        }
+        if sends_back(self.options.message_model) {
+            let retry = self.options.retry_topic();
+            let sub = MessageSelector::tag(SUB_ALL).subscription(&retry)?;
+            table.insert(retry, sub);
+        }
+        Ok(table)
+    }
+
+    /// Starts the consumer: joins (or creates) the client instance,
+    /// registers the group, sends a heartbeat and starts rebalancing; the
+    /// returned consumer is running.
+    pub async fn build(self) -> Result<PushConsumer> {
+        self.check()?;
+        let subscriptions = self.subscription_table()?;
+        let lease = ClientInstance::acquire(self.config.clone())?;
+        match self.start(&lease, subscriptions).await {
+            Ok(core) => Ok(PushConsumer::new(core, lease, self.drain_timeout)),
+            Err(err) => {
+                lease.release().await;
+                Err(err)
+            }
+        }
+    }
+
+    fn default_store(
+        &self,
+        instance: &ClientInstance,
+        api: Arc<dyn BrokerApi>,
+    ) -> Result<Arc<dyn OffsetStore>> {
+        let group = &self.options.group;
+        if sends_back(self.options.message_model) {
+            let remote = BrokerOffsetRemote::new(api, instance.routes().clone());
+            return Ok(Arc::new(
+                RemoteOffsetStore::new(group.clone(), Arc::new(remote)).oneway(false),
+            ));
+        }
+        let dir = self
+            .offset_store_dir
+            .clone()
+            .or_else(LocalFileOffsetStore::default_base_dir)
+            .ok_or_else(|| {
+                ClientError::Config("no offset store directory (HOME is not set)".into())
+            })?;
+        Ok(Arc::new(LocalFileOffsetStore::new(
+            dir,
+            instance.client_id(),
+            group,
+        )))
+    }
+
+    async fn start(
+        &self,
+        lease: &InstanceLease,
+        subscriptions: BTreeMap<String, SubscriptionData>,
+    ) -> Result<Arc<PushCore>> {
+        let instance = lease.instance();
+        let group = self.options.group.clone();
+        let pull_stats = Arc::new(PullStats::default());
+        let raw_api: Arc<dyn BrokerApi> = instance.broker_api().clone();
+        let api: Arc<dyn BrokerApi> = Arc::new(MeteredBrokerApi::new(
+            raw_api,
+            group.clone(),
+            Arc::clone(&pull_stats),
+        ));
+        let store = match &self.store {
+            Some(store) => Arc::clone(store),
+            None => self.default_store(&instance, Arc::clone(&api))?,
+        };
+        store.load().await?;
+        let options = Arc::new(self.options.clone());
+        let consume_stats = Arc::new(ConsumeStats::new());
+        let routes: Routes = instance.routes().clone();
+        let env = ConsumeEnv {
+            options: Arc::clone(&options),
+            client_id: instance.client_id().to_owned(),
+            api: Arc::clone(&api),
+            routes: routes.clone(),
+            offsets: Arc::clone(&store),
+            stats: Arc::clone(&consume_stats),
+        };
+        let listener = self
+            .listener
+            .clone()
+            .ok_or_else(|| ClientError::Config("no listener".into()))?;
+        let (service, consume) = start_service(&env, &listener);
+        let core = Arc::new(PushCore {
+            options: Arc::clone(&options),
+            client_id: instance.client_id().to_owned(),
+            instance: instance.clone(),
+            subscriptions: RwLock::new(subscriptions.clone()),
+            listener,
+            service,
+            env,
+            api: Arc::clone(&api),
+            routes: routes.clone(),
+            store: Arc::clone(&store),
+            consume_stats,
+            pull_stats,
+            status: StatusTable::new(Instant::now()),
+            rebalancer: OnceLock::new(),
+            started_at: SystemTime::now(),
+            resetting: tokio::sync::Mutex::new(()),
+        });
+        for topic in subscriptions.keys() {
+            if let Err(err) = routes.refresh(topic).await {
+                tracing::warn!(%group, %topic, error = %err, "no route for a subscribed topic yet");
+            }
+        }
+        instance.register_consumer(Arc::clone(&core) as Arc<dyn crate::instance::ConsumerHandle>)?;
+        instance.send_heartbeat().await;
+        let parts = ConsumerParts {
+            broker: api,
+            routes,
+            store,
+            consume,
+        };
+        let mut rebalancer = Rebalancer::builder(instance.client_id(), (*options).clone(), parts)
+            .strategy(Arc::clone(&self.strategy))
+            .interval(self.config.rebalance_interval);
+        for subscription in subscriptions.into_values() {
+            rebalancer = rebalancer.subscribe(subscription);
+        }
+        // Only this function sets it, once.
+        let _ = core.rebalancer.set(rebalancer.start());
+        tracing::info!(%group, client_id = %core.client_id, orderly = core.listener.is_orderly(), "push consumer started");
+        Ok(core)
+    }
+}
+
+/// Starts the consume service of `listener`, measured.
+fn start_service(env: &ConsumeEnv, listener: &Listener) -> (Service, Arc<dyn ConsumeService>) {
+    let group = env.options.group.clone();
+    match listener {
+        Listener::Concurrent(inner) => {
+            let metered = MeteredConcurrent {
+                inner: Arc::clone(inner),
+                group,
+                max_reconsume_times: sends_back(env.options.message_model)
+                    .then(|| env.options.concurrent_max_reconsume_times()),
+            };
+            let service = Arc::new(ConcurrentService::start(env.clone(), Arc::new(metered)));
+            (Service::Concurrent(Arc::clone(&service)), service)
+        }
+        Listener::Orderly(inner) => {
+            let metered = MeteredOrderly {
+                inner: Arc::clone(inner),
+                group,
+                max_reconsume_times: env.options.orderly_max_reconsume_times(),
+            };
+            let service = Arc::new(OrderlyService::new(env.clone(), Arc::new(metered)));
+            (Service::Orderly(Arc::clone(&service)), service)
+        }
+    }
+}

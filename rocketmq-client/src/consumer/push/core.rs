@@ -1,0 +1,335 @@
+//! [`PushCore`]: the state of a running push consumer, shared by its public
+//! handle and its client instance (as a [`ConsumerHandle`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use rocketmq_kernel::api::BrokerApi;
+use rocketmq_kernel::consume::{
+    ConcurrentContext, ConcurrentResult, ConsumeEnv, ConsumeStats, OrderlyContext, OrderlyResult,
+    ShutdownReport as ConsumeShutdown, restore_retry_topic,
+};
+use rocketmq_kernel::offset::{OffsetStore, ReadOffsetType};
+use rocketmq_kernel::{ConcurrentService, ConsumerOptions, OrderlyService, Rebalancer, Routes};
+use rocketmq_model::body::{
+    ConsumeMessageDirectlyResult, ConsumeResult, ConsumeType, ConsumerData, MessageModel,
+};
+use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue, SubscriptionData};
+use tokio::time::Instant;
+
+use crate::consumer::listener::Listener;
+use crate::consumer::stats::{self, PullStats, StatusTable};
+use crate::error::Result;
+use crate::instance::{ClientInstance, ConsumerHandle};
+
+/// The consume service in use, kept typed for its shutdown.
+pub(crate) enum Service {
+    Concurrent(Arc<ConcurrentService>),
+    Orderly(Arc<OrderlyService>),
+}
+
+impl Service {
+    pub(crate) async fn shutdown(&self, timeout: Duration) -> ConsumeShutdown {
+        match self {
+            Service::Concurrent(service) => service.shutdown(timeout).await,
+            Service::Orderly(service) => service.shutdown(timeout).await,
+        }
+    }
+}
+
+/// Everything a running push consumer works with.
+pub(crate) struct PushCore {
+    pub(crate) options: Arc<ConsumerOptions>,
+    pub(crate) client_id: String,
+    pub(crate) instance: ClientInstance,
+    /// The user's subscriptions plus, clustering, `%RETRY%<group>`.
+    pub(crate) subscriptions: RwLock<BTreeMap<String, SubscriptionData>>,
+    /// The user's listener, unmeasured (for direct consumption).
+    pub(crate) listener: Listener,
+    pub(crate) service: Service,
+    pub(crate) env: ConsumeEnv,
+    pub(crate) api: Arc<dyn BrokerApi>,
+    pub(crate) routes: Routes,
+    pub(crate) store: Arc<dyn OffsetStore>,
+    pub(crate) consume_stats: Arc<ConsumeStats>,
+    pub(crate) pull_stats: Arc<PullStats>,
+    pub(crate) status: StatusTable,
+    pub(crate) rebalancer: OnceLock<Rebalancer>,
+    pub(crate) started_at: SystemTime,
+    /// One offset reset at a time.
+    pub(crate) resetting: tokio::sync::Mutex<()>,
+}
+
+impl PushCore {
+    pub(crate) fn group(&self) -> &str {
+        &self.options.group
+    }
+
+    pub(crate) fn rebalancer(&self) -> Option<&Rebalancer> {
+        self.rebalancer.get()
+    }
+
+    pub(crate) fn subscription_list(&self) -> Vec<SubscriptionData> {
+        self.subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn subscription(&self, topic: &str) -> Option<SubscriptionData> {
+        self.subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+            .cloned()
+    }
+
+    pub(crate) fn set_subscription(&self, subscription: SubscriptionData) {
+        if let Some(rebalancer) = self.rebalancer() {
+            rebalancer.subscribe(subscription.clone());
+        }
+        self.subscriptions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(subscription.topic.clone(), subscription);
+    }
+
+    pub(crate) fn remove_subscription(&self, topic: &str) {
+        if let Some(rebalancer) = self.rebalancer() {
+            rebalancer.unsubscribe(topic);
+        }
+        self.subscriptions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(topic);
+    }
+
+    /// The master address of `mq`'s broker, refreshing its topic's route
+    /// once when the broker is unknown.
+    pub(crate) async fn master_addr(&self, mq: &MessageQueue) -> Result<String> {
+        if let Ok(addr) = self.routes.table().master_addr(&mq.broker_name) {
+            return Ok(addr);
+        }
+        self.routes.refresh(&mq.topic).await?;
+        Ok(self.routes.table().master_addr(&mq.broker_name)?)
+    }
+
+    /// Broker max offset minus committed offset of every owned queue that
+    /// has a committed offset.
+    pub(crate) async fn lag(&self) -> Result<BTreeMap<MessageQueue, i64>> {
+        let Some(rebalancer) = self.rebalancer() else {
+            return Ok(BTreeMap::new());
+        };
+        let mut lags = BTreeMap::new();
+        for mq in rebalancer.assigned() {
+            let committed = self
+                .store
+                .read(&mq, ReadOffsetType::MemoryThenStore)
+                .await?;
+            let Some(committed) = committed else {
+                continue;
+            };
+            let addr = self.master_addr(&mq).await?;
+            let max = self.api.max_offset(&addr, &mq).await?;
+            let lag = (max - committed).max(0);
+            stats::set_lag(self.group(), &mq, lag);
+            lags.insert(mq, lag);
+        }
+        Ok(lags)
+    }
+
+    /// Updates the per-queue gauges: cached messages and bytes, and the lag
+    /// as the last pull answers reported the broker's max offset.
+    fn update_gauges(&self) {
+        let Some(rebalancer) = self.rebalancer() else {
+            return;
+        };
+        let committed = self.store.snapshot();
+        for (mq, pq) in rebalancer.process_queues() {
+            stats::set_cached(self.group(), &mq, pq.cached_count(), pq.cached_bytes());
+            if let (Some(max), Some(offset)) = (self.pull_stats.max_offset(&mq), committed.get(&mq))
+            {
+                stats::set_lag(self.group(), &mq, (max - offset).max(0));
+            }
+        }
+    }
+
+    /// RESET_CONSUMER_CLIENT_OFFSET for the owned queues of `topic`: the
+    /// topic's queues are dropped (pull tasks stopped, offsets persisted
+    /// and forgotten), the new offsets forced into the store and persisted,
+    /// then the topic is subscribed again and a rebalance adds its queues
+    /// back from the new offsets.
+    async fn reset(&self, topic: &str, offsets: HashMap<MessageQueue, i64>) {
+        let _one_at_a_time = self.resetting.lock().await;
+        let (Some(rebalancer), Some(subscription)) = (self.rebalancer(), self.subscription(topic))
+        else {
+            tracing::warn!(group = self.group(), %topic, "offset reset for a topic not subscribed");
+            return;
+        };
+        let owned: Vec<(MessageQueue, i64)> = rebalancer
+            .assigned()
+            .into_iter()
+            .filter_map(|mq| offsets.get(&mq).map(|offset| (mq, *offset)))
+            .collect();
+        if owned.is_empty() {
+            tracing::info!(group = self.group(), %topic, "offset reset names no queue of this client");
+            return;
+        }
+        rebalancer.unsubscribe(topic);
+        rebalancer.rebalance().await;
+        for (mq, offset) in &owned {
+            self.force_offset(mq, *offset).await;
+        }
+        rebalancer.subscribe(subscription);
+        rebalancer.rebalance().await;
+        tracing::info!(group = self.group(), %topic, queues = owned.len(), "offsets reset");
+    }
+
+    /// Writes `offset` for the removed queue `mq` through the store: read
+    /// back (which adds the queue again), forced, persisted, removed.
+    async fn force_offset(&self, mq: &MessageQueue, offset: i64) {
+        let store = &self.store;
+        if let Err(err) = store.read(mq, ReadOffsetType::Store).await {
+            tracing::debug!(%mq, error = %err, "reading the offset before a reset failed");
+        }
+        store.update(mq, offset, false);
+        if let Err(err) = store.persist(mq).await {
+            tracing::warn!(group = self.group(), %mq, offset, error = %err, "persisting a reset offset failed");
+        }
+        store.remove(mq);
+        tracing::info!(group = self.group(), %mq, offset, "offset reset");
+    }
+
+    /// CONSUME_MESSAGE_DIRECTLY: the user's listener on one message.
+    pub(crate) async fn consume_one(
+        &self,
+        mut msg: MessageExt,
+        broker_name: Option<String>,
+    ) -> ConsumeMessageDirectlyResult {
+        restore_retry_topic(&mut msg, &self.options.retry_topic());
+        let mq = MessageQueue::new(msg.topic(), broker_name.unwrap_or_default(), msg.queue_id);
+        let msgs = std::slice::from_ref(&msg);
+        let started = Instant::now();
+        let mut result = ConsumeMessageDirectlyResult::default();
+        let outcome = match &self.listener {
+            Listener::Concurrent(listener) => {
+                let mut ctx = ConcurrentContext::new(mq);
+                AssertUnwindSafe(listener.consume(msgs, &mut ctx))
+                    .catch_unwind()
+                    .await
+                    .map(|r| match r {
+                        ConcurrentResult::Success => ConsumeResult::Success,
+                        ConcurrentResult::RetryLater => ConsumeResult::Later,
+                    })
+            }
+            Listener::Orderly(listener) => {
+                result.order = true;
+                let mut ctx = OrderlyContext::new(mq);
+                let outcome = AssertUnwindSafe(listener.consume(msgs, &mut ctx))
+                    .catch_unwind()
+                    .await;
+                result.auto_commit = ctx.auto_commit;
+                outcome.map(|r| match r {
+                    OrderlyResult::Success => ConsumeResult::Success,
+                    OrderlyResult::SuspendCurrentQueue => ConsumeResult::Later,
+                })
+            }
+        };
+        result.consume_result = Some(outcome.unwrap_or_else(|_| {
+            result.remark = Some("the listener panicked".to_owned());
+            ConsumeResult::ThrowException
+        }));
+        result.spent_time_mills = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        result
+    }
+}
+
+#[async_trait]
+impl ConsumerHandle for PushCore {
+    fn group(&self) -> &str {
+        &self.options.group
+    }
+
+    fn heartbeat_data(&self) -> ConsumerData {
+        ConsumerData {
+            consume_from_where: self.options.consume_from_where,
+            consume_type: ConsumeType::ConsumePassively,
+            group_name: self.options.group.clone(),
+            message_model: self.options.message_model,
+            subscription_data_set: self.subscription_list(),
+            unit_mode: false,
+        }
+    }
+
+    fn subscribed_topics(&self) -> Vec<String> {
+        self.subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    async fn rebalance(&self) {
+        if let Some(rebalancer) = self.rebalancer() {
+            rebalancer.trigger();
+        }
+    }
+
+    async fn persist_offsets(&self) {
+        self.update_gauges();
+        match self.store.persist_all().await {
+            Ok(()) => tracing::debug!(group = self.group(), "offsets persisted"),
+            Err(err) => {
+                tracing::warn!(group = self.group(), error = %err, "persisting offsets failed")
+            }
+        }
+    }
+
+    async fn clean_expired(&self) {
+        let (Service::Concurrent(_), Some(rebalancer)) = (&self.service, self.rebalancer()) else {
+            return;
+        };
+        let queues = rebalancer.process_queues();
+        let removed =
+            rocketmq_kernel::expire::clean_expired(&self.env, queues, Instant::now()).await;
+        if removed > 0 {
+            tracing::info!(group = self.group(), removed, "expired messages sent back");
+        }
+    }
+
+    async fn reset_offset(&self, topic: &str, offsets: HashMap<MessageQueue, i64>) {
+        self.reset(topic, offsets).await;
+    }
+
+    fn running_info(&self) -> ConsumerRunningInfo {
+        super::running_info::build(self)
+    }
+
+    fn consumer_status(&self, topic: &str) -> HashMap<MessageQueue, i64> {
+        self.store
+            .snapshot()
+            .into_iter()
+            .filter(|(mq, _)| mq.topic == topic)
+            .collect()
+    }
+
+    async fn consume_directly(
+        &self,
+        msg: MessageExt,
+        broker_name: Option<String>,
+    ) -> ConsumeMessageDirectlyResult {
+        self.consume_one(msg, broker_name).await
+    }
+}
+
+/// Whether `model` sends failed messages back (clustering) or drops them.
+pub(crate) fn sends_back(model: MessageModel) -> bool {
+    model == MessageModel::Clustering
+}

@@ -1,0 +1,217 @@
+//! [`PushConsumer`]: messages are pulled for you (long polling) from the
+//! queues the group's rebalance gives this client, and handed to your
+//! listener; offsets advance past what the listener acknowledged.
+
+mod builder;
+mod core;
+mod running_info;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocketmq_model::{ConsumerRunningInfo, MessageQueue};
+
+pub use self::builder::{DEFAULT_DRAIN_TIMEOUT, PushConsumerBuilder};
+use self::core::PushCore;
+use super::report::ShutdownReport;
+use super::selector::MessageSelector;
+use crate::config::ClientConfig;
+use crate::error::{ClientError, Result};
+use crate::instance::{ConsumerHandle, InstanceLease};
+
+/// A push consumer (Java's `DefaultMQPushConsumer`), running from
+/// [`build`](PushConsumerBuilder::build) until
+/// [`shutdown`](Self::shutdown).
+///
+/// ```no_run
+/// use rocketmq_client::ClientConfig;
+/// use rocketmq_client::consumer::{ConcurrentResult, PushConsumer};
+///
+/// # async fn run() -> rocketmq_client::Result<()> {
+/// let consumer = PushConsumer::builder("my-group", ClientConfig::new(["127.0.0.1:9876"]))
+///     .subscribe("orders", "created || paid")
+///     .consume_concurrently(|msgs, _ctx| async move {
+///         for msg in &msgs {
+///             println!("{} {:?}", msg.msg_id(), msg.body());
+///         }
+///         ConcurrentResult::Success
+///     })
+///     .build()
+///     .await?;
+/// // ... later:
+/// let report = consumer.shutdown().await;
+/// println!("committed {:?}", report.offsets_committed);
+/// # Ok(())
+/// # }
+/// ```
+pub struct PushConsumer {
+    core: Arc<PushCore>,
+    lease: Option<InstanceLease>,
+    drain_timeout: Duration,
+}
+
+impl fmt::Debug for PushConsumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PushConsumer")
+            .field("group", &self.core.group())
+            .field("client_id", &self.core.client_id)
+            .field("orderly", &self.core.listener.is_orderly())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PushConsumer {
+    /// A builder for a consumer of `group` with the client settings
+    /// `config`.
+    pub fn builder(group: impl Into<String>, config: ClientConfig) -> PushConsumerBuilder {
+        PushConsumerBuilder::new(group.into(), config)
+    }
+
+    fn new(core: Arc<PushCore>, lease: InstanceLease, drain_timeout: Duration) -> Self {
+        PushConsumer {
+            core,
+            lease: Some(lease),
+            drain_timeout,
+        }
+    }
+
+    /// The consumer group.
+    pub fn group(&self) -> &str {
+        self.core.group()
+    }
+
+    /// This client's id in the group.
+    pub fn client_id(&self) -> &str {
+        &self.core.client_id
+    }
+
+    /// Subscribes to another topic (or replaces a topic's selector) while
+    /// running; the broker learns it from the next heartbeat, sent now.
+    pub async fn subscribe(
+        &self,
+        topic: impl Into<String>,
+        selector: impl Into<MessageSelector>,
+    ) -> Result<()> {
+        let topic = topic.into();
+        let subscription = selector.into().subscription(&topic)?;
+        if let Err(err) = self.core.routes.refresh(&topic).await {
+            tracing::warn!(group = self.group(), %topic, error = %err, "no route for the topic yet");
+        }
+        self.core.set_subscription(subscription);
+        self.core.instance.send_heartbeat().await;
+        self.rebalance().await;
+        Ok(())
+    }
+
+    /// Stops consuming `topic`: its queues are released in the next round.
+    pub async fn unsubscribe(&self, topic: &str) {
+        self.core.remove_subscription(topic);
+        self.core.instance.send_heartbeat().await;
+        self.rebalance().await;
+    }
+
+    /// Stops pulling (what was pulled is still consumed) until
+    /// [`resume`](Self::resume).
+    pub fn suspend(&self) {
+        if let Some(rebalancer) = self.core.rebalancer() {
+            rebalancer.suspend();
+        }
+    }
+
+    /// Resumes pulling after [`suspend`](Self::suspend) and rebalances.
+    pub fn resume(&self) {
+        if let Some(rebalancer) = self.core.rebalancer() {
+            rebalancer.resume();
+        }
+    }
+
+    /// Whether the consumer is suspended.
+    pub fn is_suspended(&self) -> bool {
+        self.core.rebalancer().is_some_and(|r| r.is_suspended())
+    }
+
+    /// Runs a rebalance round now and waits for it.
+    pub async fn rebalance(&self) {
+        if let Some(rebalancer) = self.core.rebalancer() {
+            rebalancer.rebalance().await;
+        }
+    }
+
+    /// The queues this client consumes now.
+    pub fn assigned(&self) -> BTreeSet<MessageQueue> {
+        self.core
+            .rebalancer()
+            .map(|r| r.assigned())
+            .unwrap_or_default()
+    }
+
+    /// The in-memory committed offsets (the next message to consume, per
+    /// queue).
+    pub fn committed_offsets(&self) -> BTreeMap<MessageQueue, i64> {
+        self.core.store.snapshot()
+    }
+
+    /// Per owned queue with a committed offset: the broker's max offset
+    /// minus the committed offset (asked of each queue's broker now). Also
+    /// sets the lag gauge.
+    pub async fn lag(&self) -> Result<BTreeMap<MessageQueue, i64>> {
+        self.core.lag().await
+    }
+
+    /// What GET_CONSUMER_RUNNING_INFO reports about this consumer: settings,
+    /// subscriptions, the process-queue table and the status table.
+    pub fn running_info(&self) -> ConsumerRunningInfo {
+        self.core.running_info()
+    }
+
+    /// Persists the committed offsets now.
+    pub async fn persist_offsets(&self) -> Result<()> {
+        Ok(self.core.store.persist_all().await?)
+    }
+
+    /// Stops the consumer, in this order: stops pulling and rebalancing;
+    /// waits for in-flight consumption up to the drain timeout; persists
+    /// the offsets (and, orderly, unlocks the queues on the brokers);
+    /// unregisters the group from every broker; releases the client
+    /// instance (closing its connections when this was its last user).
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
+        let core = Arc::clone(&self.core);
+        let group = core.group().to_owned();
+        if let Some(rebalancer) = core.rebalancer() {
+            rebalancer.stop_pulling().await;
+        }
+        let drained = core.service.shutdown(self.drain_timeout).await;
+        report.batches_left = drained.batches_left;
+        report.messages_left = drained.messages_left;
+        report.offsets_committed = core.store.snapshot();
+        if let Err(err) = core.store.persist_all().await {
+            report.errors.push(ClientError::from(err));
+        }
+        if let Some(rebalancer) = core.rebalancer() {
+            rebalancer.shutdown().await;
+        }
+        core.instance.unregister_consumer(&group);
+        let timeout = core.instance.config().request_timeout;
+        core.instance
+            .unregister_client(None, Some(&group), timeout)
+            .await;
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
+        }
+        tracing::info!(%group, messages_left = report.messages_left, "push consumer shut down");
+        report
+    }
+}
+
+impl Drop for PushConsumer {
+    fn drop(&mut self) {
+        if self.lease.is_some() {
+            // Not shut down: stop taking part; the rebalancer and the
+            // consume service stop when the core goes.
+            self.core.instance.unregister_consumer(self.core.group());
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! [`ShutdownReport`]: what a consumer's shutdown did.
+
+use std::collections::BTreeMap;
+
+use rocketmq_model::MessageQueue;
+
+use crate::error::ClientError;
+
+/// What [`PushConsumer::shutdown`](super::PushConsumer::shutdown) (or
+/// [`PullConsumer::shutdown`](super::PullConsumer::shutdown)) did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// The offsets persisted at shutdown, per queue (the next message to
+    /// consume).
+    pub offsets_committed: BTreeMap<MessageQueue, i64>,
+    /// Messages pulled but not consumed (in flight when the drain timeout
+    /// ran out, waiting for a retry, or still cached); they are consumed
+    /// again by the queue's next owner.
+    pub messages_left: usize,
+    /// Listener batches abandoned at the drain timeout or never started.
+    pub batches_left: usize,
+    /// What went wrong (the shutdown went on regardless).
+    pub errors: Vec<ClientError>,
+}
+
+impl ShutdownReport {
+    /// Whether everything pulled was consumed and nothing failed.
+    pub fn is_clean(&self) -> bool {
+        self.messages_left == 0 && self.batches_left == 0 && self.errors.is_empty()
+    }
+}

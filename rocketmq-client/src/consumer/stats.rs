@@ -1,0 +1,251 @@
+//! Consumer figures: pull counters per topic, the broker's max offset per
+//! queue as the last pull answer reported it, the rates of
+//! GET_CONSUMER_RUNNING_INFO's status table, and the consumer-side metrics
+//! (through the [`metrics`] facade, names in [`crate::metrics`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rocketmq_kernel::consume::{ConsumeStats, TopicConsumeStats};
+use rocketmq_model::body::ConsumeStatus;
+use rocketmq_model::{MessageExt, MessageQueue};
+use tokio::time::Instant;
+
+use crate::metrics as names;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Cumulative pull counters of one topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct TopicPullStats {
+    /// Pull answers received (any status).
+    pub(crate) pulls: u64,
+    /// Messages found.
+    pub(crate) messages: u64,
+    /// Time spent in pulls, summed.
+    pub(crate) pull_time: Duration,
+}
+
+/// Pull counters per topic and the latest broker max offset per queue.
+#[derive(Debug, Default)]
+pub(crate) struct PullStats {
+    topics: Mutex<HashMap<String, TopicPullStats>>,
+    max_offsets: Mutex<BTreeMap<MessageQueue, i64>>,
+}
+
+impl PullStats {
+    /// Records one pull answer of `mq`.
+    pub(crate) fn record(&self, mq: &MessageQueue, elapsed: Duration, found: u64, max: i64) {
+        {
+            let mut topics = lock(&self.topics);
+            let stats = topics.entry(mq.topic.clone()).or_default();
+            stats.pulls += 1;
+            stats.messages += found;
+            stats.pull_time += elapsed;
+        }
+        lock(&self.max_offsets).insert(mq.clone(), max);
+    }
+
+    /// The counters of every topic pulled from.
+    pub(crate) fn snapshot(&self) -> HashMap<String, TopicPullStats> {
+        lock(&self.topics).clone()
+    }
+
+    /// The broker's max offset of `mq` in the last pull answer.
+    pub(crate) fn max_offset(&self, mq: &MessageQueue) -> Option<i64> {
+        lock(&self.max_offsets).get(mq).copied()
+    }
+}
+
+/// One sample of every counter, to derive rates from two of them.
+#[derive(Debug, Clone)]
+struct Sample {
+    at: Instant,
+    consume: BTreeMap<String, TopicConsumeStats>,
+    pull: HashMap<String, TopicPullStats>,
+}
+
+/// Derives the status table's rates from the counters: per second since the
+/// previous report (or since the consumer started).
+#[derive(Debug)]
+pub(crate) struct StatusTable {
+    previous: Mutex<Sample>,
+}
+
+impl StatusTable {
+    pub(crate) fn new(now: Instant) -> Self {
+        StatusTable {
+            previous: Mutex::new(Sample {
+                at: now,
+                consume: BTreeMap::new(),
+                pull: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The status of every topic, rates over the time since the last call.
+    pub(crate) fn report(
+        &self,
+        consume: &ConsumeStats,
+        pull: &PullStats,
+        topics: &[String],
+        now: Instant,
+    ) -> BTreeMap<String, ConsumeStatus> {
+        let current = Sample {
+            at: now,
+            consume: consume.snapshot(),
+            pull: pull.snapshot(),
+        };
+        let previous = std::mem::replace(&mut *lock(&self.previous), current.clone());
+        let seconds = now.saturating_duration_since(previous.at).as_secs_f64();
+        let rate = |delta: u64| {
+            if seconds > 0.0 {
+                delta as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        topics
+            .iter()
+            .map(|topic| {
+                let c = current.consume.get(topic).copied().unwrap_or_default();
+                let c0 = previous.consume.get(topic).copied().unwrap_or_default();
+                let p = current.pull.get(topic).copied().unwrap_or_default();
+                let p0 = previous.pull.get(topic).copied().unwrap_or_default();
+                let status = ConsumeStatus {
+                    consume_failed_msgs: i64::try_from(c.failed).unwrap_or(i64::MAX),
+                    consume_failed_tps: rate(c.failed.saturating_sub(c0.failed)),
+                    consume_ok_tps: rate(c.ok.saturating_sub(c0.ok)),
+                    consume_rt: millis(c.mean_consume_time()),
+                    pull_rt: mean_millis(p.pull_time, p.pulls),
+                    pull_tps: rate(p.messages.saturating_sub(p0.messages)),
+                };
+                (topic.clone(), status)
+            })
+            .collect()
+    }
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn mean_millis(total: Duration, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        millis(total) / count as f64
+    }
+}
+
+fn queue_labels(group: &str, mq: &MessageQueue) -> [(&'static str, String); 3] {
+    [
+        ("group", group.to_owned()),
+        ("topic", mq.topic.clone()),
+        ("queue_id", mq.queue_id.to_string()),
+    ]
+}
+
+/// Records one listener call: its latency (labelled with the first
+/// message's topic) and, per message topic, the first `acked` messages as
+/// consumed and the rest as failed. Messages redelivered from the retry
+/// topic carry their original topic.
+pub(crate) fn record_consume(group: &str, msgs: &[MessageExt], acked: usize, latency: Duration) {
+    let Some(first) = msgs.first() else {
+        return;
+    };
+    let labels = [
+        ("group", group.to_owned()),
+        ("topic", first.topic().to_owned()),
+        (
+            "result",
+            names::result_label(acked == msgs.len()).to_owned(),
+        ),
+    ];
+    metrics::histogram!(names::CONSUME_LATENCY_SECONDS, &labels).record(latency.as_secs_f64());
+    let mut counts: BTreeMap<(&str, bool), u64> = BTreeMap::new();
+    for (i, msg) in msgs.iter().enumerate() {
+        *counts.entry((msg.topic(), i < acked)).or_default() += 1;
+    }
+    for ((topic, ok), count) in counts {
+        let labels = [
+            ("group", group.to_owned()),
+            ("topic", topic.to_owned()),
+            ("result", names::result_label(ok).to_owned()),
+        ];
+        metrics::counter!(names::CONSUME_TOTAL, &labels).increment(count);
+    }
+}
+
+/// Records the round trip of one pull.
+pub(crate) fn record_pull(group: &str, topic: &str, latency: Duration) {
+    let labels = [("group", group.to_owned()), ("topic", topic.to_owned())];
+    metrics::histogram!(names::PULL_LATENCY_SECONDS, &labels).record(latency.as_secs_f64());
+}
+
+/// Records a message that goes to the dead-letter queue.
+pub(crate) fn record_dlq(group: &str, msg: &MessageExt) {
+    let labels = [
+        ("group", group.to_owned()),
+        ("topic", msg.topic().to_owned()),
+    ];
+    metrics::counter!(names::DLQ_TOTAL, &labels).increment(1);
+}
+
+/// Sets the cached-messages and cached-bytes gauges of a queue.
+pub(crate) fn set_cached(group: &str, mq: &MessageQueue, count: usize, bytes: u64) {
+    let labels = queue_labels(group, mq);
+    metrics::gauge!(names::CACHED_MESSAGES, &labels).set(count as f64);
+    metrics::gauge!(names::CACHED_BYTES, &labels).set(bytes as f64);
+}
+
+/// Sets the lag gauge of a queue.
+pub(crate) fn set_lag(group: &str, mq: &MessageQueue, lag: i64) {
+    metrics::gauge!(names::CONSUMER_LAG, &queue_labels(group, mq)).set(lag as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_per_second_since_the_last_report() {
+        let start = Instant::now();
+        let table = StatusTable::new(start);
+        let consume = ConsumeStats::new();
+        let pull = PullStats::default();
+        let mq = MessageQueue::new("T", "b", 0);
+        consume.record("T", Duration::from_millis(4), 10, 2);
+        pull.record(&mq, Duration::from_millis(6), 12, 100);
+        pull.record(&mq, Duration::from_millis(2), 0, 100);
+        let topics = vec!["T".to_owned(), "U".to_owned()];
+        let report = table.report(&consume, &pull, &topics, start + Duration::from_secs(2));
+        let t = &report["T"];
+        assert_eq!(t.consume_ok_tps, 5.0);
+        assert_eq!(t.consume_failed_tps, 1.0);
+        assert_eq!(t.consume_failed_msgs, 2);
+        assert_eq!(t.pull_tps, 6.0);
+        assert_eq!(t.pull_rt, 4.0);
+        assert_eq!(t.consume_rt, 4.0);
+        assert_eq!(report["U"], ConsumeStatus::default());
+        assert_eq!(pull.max_offset(&mq), Some(100));
+        let again = table.report(&consume, &pull, &topics, start + Duration::from_secs(3));
+        assert_eq!(again["T"].consume_ok_tps, 0.0, "nothing new since");
+        assert_eq!(again["T"].consume_failed_msgs, 2, "cumulative");
+    }
+
+    #[test]
+    fn recording_without_an_exporter_is_harmless() {
+        let mq = MessageQueue::new("T", "b", 0);
+        let msgs = [MessageExt::from(rocketmq_model::Message::new("T", "a"))];
+        record_consume("g", &msgs, 1, Duration::from_millis(1));
+        record_consume("g", &[], 0, Duration::from_millis(1));
+        record_pull("g", "T", Duration::from_millis(1));
+        record_dlq("g", &msgs[0]);
+        set_cached("g", &mq, 1, 2);
+        set_lag("g", &mq, 3);
+    }
+}

@@ -1,0 +1,142 @@
+//! [`ClientError`]: the one error type of this crate.
+
+use std::time::Duration;
+
+use rocketmq_kernel::KernelError;
+use rocketmq_model::ModelError;
+use rocketmq_remoting::RemotingError;
+
+/// What went wrong in a producer, a consumer or the client instance.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// A decision of the kernel failed (route lookup, offsets, ...).
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// A call to a broker or nameserver failed.
+    #[error(transparent)]
+    Remoting(#[from] RemotingError),
+    /// A message, header or body could not be built, encoded or decoded.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A message (or an encoded batch) is larger than the producer's
+    /// `max_message_size`; nothing was sent.
+    #[error("message of {size} bytes exceeds the maximum message size of {limit} bytes")]
+    MessageTooLarge {
+        /// The body size (the encoded size for a batch).
+        size: usize,
+        /// The configured maximum.
+        limit: usize,
+    },
+    /// The message is not acceptable (empty body, bad topic, a batch mixing
+    /// topics, ...); nothing was sent.
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
+    /// The topic has no route and could not be created through `TBW102`.
+    #[error("no route for topic {topic}")]
+    NoRoute {
+        /// The topic.
+        topic: String,
+    },
+    /// The queue selector chose no queue (or an index out of range).
+    #[error("the queue selector chose no queue of topic {topic}")]
+    NoQueueSelected {
+        /// The topic.
+        topic: String,
+    },
+    /// A send (with its retries) did not complete within its timeout.
+    #[error("send to topic {topic} timed out after {after:?} ({attempts} attempts)")]
+    SendTimeout {
+        /// The topic.
+        topic: String,
+        /// The send timeout.
+        after: Duration,
+        /// Attempts made before the budget ran out.
+        attempts: u32,
+    },
+    /// A request (request-reply) got no reply in time; the request itself
+    /// was stored.
+    #[error("no reply to the request {correlation_id} within {after:?}")]
+    RequestTimeout {
+        /// The request's CORRELATION_ID.
+        correlation_id: String,
+        /// The request timeout.
+        after: Duration,
+    },
+    /// A group name is already used by another producer or consumer of the
+    /// same client instance.
+    #[error("group {group} is already registered with client {client_id}")]
+    GroupAlreadyRegistered {
+        /// The group.
+        group: String,
+        /// The client id of the instance.
+        client_id: String,
+    },
+    /// A configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The producer, consumer or instance was shut down.
+    #[error("{0} is shut down")]
+    Shutdown(&'static str),
+}
+
+impl ClientError {
+    /// Whether trying again (possibly on another broker, or later) may
+    /// succeed: connection failures, timeouts, busy or unavailable brokers,
+    /// missing routes.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Kernel(err) => err.is_retriable(),
+            ClientError::Remoting(err) => err.is_retriable(),
+            ClientError::NoRoute { .. } | ClientError::SendTimeout { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// `Result` with [`ClientError`].
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use rocketmq_model::ResponseCode;
+
+    use super::*;
+
+    fn response(code: ResponseCode) -> ClientError {
+        ClientError::Remoting(RemotingError::Response {
+            addr: "b:10911".into(),
+            code,
+            remark: String::new(),
+        })
+    }
+
+    #[test]
+    fn busy_brokers_and_missing_routes_are_retriable() {
+        assert!(response(ResponseCode::SYSTEM_BUSY).is_retriable());
+        assert!(ClientError::Kernel(KernelError::NoRoute { topic: "t".into() }).is_retriable());
+        assert!(
+            ClientError::Kernel(KernelError::Remoting(RemotingError::Timeout {
+                addr: "b".into(),
+                after: Duration::from_secs(1),
+            }))
+            .is_retriable()
+        );
+    }
+
+    #[test]
+    fn refusals_and_local_errors_are_not() {
+        assert!(!response(ResponseCode::MESSAGE_ILLEGAL).is_retriable());
+        assert!(!ClientError::MessageTooLarge { size: 5, limit: 4 }.is_retriable());
+        assert!(!ClientError::Shutdown("producer").is_retriable());
+        let text = ClientError::MessageTooLarge {
+            size: 5_000_000,
+            limit: 4_194_304,
+        }
+        .to_string();
+        assert!(
+            text.contains("5000000") && text.contains("4194304"),
+            "{text}"
+        );
+    }
+}

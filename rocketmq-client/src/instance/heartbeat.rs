@@ -1,0 +1,85 @@
+//! Heartbeats (PROTOCOL.md §3.6): the instance's producer and consumer groups,
+//! sent to every broker of every known route — masters only when the client
+//! has no consumers, so producer-only clients are registered too.
+
+use rocketmq_kernel::BrokerApi;
+use rocketmq_model::HeartbeatData;
+use rocketmq_model::body::ProducerData;
+use rocketmq_model::route::MASTER_ID;
+
+use super::{CLIENT_INNER_PRODUCER_GROUP, ClientInstance, lock};
+
+/// The heartbeat body, or `None` when the client has no group to report.
+pub(super) fn heartbeat_data(instance: &ClientInstance) -> Option<HeartbeatData> {
+    let producers = instance.producer_groups();
+    let consumers = instance.consumers();
+    if producers.is_empty() && consumers.is_empty() {
+        return None;
+    }
+    let mut producer_data_set = vec![ProducerData {
+        group_name: CLIENT_INNER_PRODUCER_GROUP.to_owned(),
+    }];
+    producer_data_set.extend(
+        producers
+            .into_iter()
+            .filter(|g| g != CLIENT_INNER_PRODUCER_GROUP)
+            .map(|group_name| ProducerData { group_name }),
+    );
+    Some(HeartbeatData {
+        client_id: instance.client_id().to_owned(),
+        consumer_data_set: consumers.iter().map(|c| c.heartbeat_data()).collect(),
+        heartbeat_fingerprint: 0,
+        producer_data_set,
+        without_sub: false,
+    })
+}
+
+/// Every broker address (masters and slaves) in the route table.
+pub(super) fn all_addrs(instance: &ClientInstance) -> Vec<String> {
+    broker_addrs(instance, false)
+}
+
+/// Every broker address of the route table (masters only when asked).
+fn broker_addrs(instance: &ClientInstance, masters_only: bool) -> Vec<String> {
+    let mut addrs: Vec<String> = instance
+        .routes()
+        .table()
+        .brokers()
+        .into_iter()
+        .flat_map(|broker| broker.broker_addrs.into_iter())
+        .filter(|(id, _)| !masters_only || *id == MASTER_ID)
+        .map(|(_, addr)| addr)
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
+}
+
+/// Sends the heartbeat to every broker at once; failures are logged.
+pub(super) async fn send_to_all(instance: &ClientInstance) {
+    let Some(data) = heartbeat_data(instance) else {
+        tracing::debug!("no group to report; heartbeat skipped");
+        return;
+    };
+    let masters_only = data.consumer_data_set.is_empty();
+    let addrs = broker_addrs(instance, masters_only);
+    let sends = addrs.iter().map(|addr| send(instance, addr, data.clone()));
+    futures::future::join_all(sends).await;
+}
+
+/// Sends the heartbeat to one broker.
+pub(super) async fn send_to(instance: &ClientInstance, addr: &str) {
+    if let Some(data) = heartbeat_data(instance) {
+        send(instance, addr, data).await;
+    }
+}
+
+async fn send(instance: &ClientInstance, addr: &str, data: HeartbeatData) {
+    match instance.broker_api().heartbeat(addr, data).await {
+        Ok(version) => {
+            lock(&instance.inner().heartbeated).insert(addr.to_owned());
+            tracing::debug!(%addr, broker_version = version, "heartbeat sent");
+        }
+        Err(error) => tracing::warn!(%addr, %error, "heartbeat failed"),
+    }
+}

@@ -1,0 +1,228 @@
+//! [`ProducerBuilder`] and [`ProducerOptions`]: the producer's settings with
+//! the defaults of Java's `DefaultMQProducer`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocketmq_model::message::compression::DEFAULT_LEVEL;
+use rocketmq_model::route::DEFAULT_TOPIC_QUEUE_NUMS;
+use rocketmq_remoting::{Credentials, Transport};
+
+use super::{Producer, SendHook};
+use crate::config::ClientConfig;
+use crate::error::Result;
+
+/// Java's default producer group.
+pub const DEFAULT_PRODUCER_GROUP: &str = "DEFAULT_PRODUCER";
+
+/// Settings of a producer (Java `DefaultMQProducer` names in snake_case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerOptions {
+    /// The producer group (`DEFAULT_PRODUCER`).
+    pub producer_group: String,
+    /// The budget of one send, retries included (3 s).
+    pub send_msg_timeout: Duration,
+    /// Extra attempts of a synchronous send on another broker after a
+    /// retriable failure (2).
+    pub retry_times_when_send_failed: u32,
+    /// Extra attempts of an asynchronous send (2).
+    pub retry_times_when_send_async_failed: u32,
+    /// Bodies of at least this many bytes are compressed (4096).
+    pub compress_msg_body_over_howmuch: usize,
+    /// The zlib level of compressed bodies (5).
+    pub compress_level: u32,
+    /// The largest body (or encoded batch) accepted, in bytes (4 MiB).
+    pub max_message_size: usize,
+    /// Queue count of topics auto-created through `TBW102` (4).
+    pub default_topic_queue_nums: i32,
+    /// Latency fault avoidance: isolate slow and failing brokers (false).
+    pub send_latency_fault_enable: bool,
+    /// Retry on another broker when a synchronous send was stored with a
+    /// status other than SEND_OK (false).
+    pub retry_another_broker_when_not_store_ok: bool,
+    /// Asynchronous sends in flight at once; more wait for a slot (Java's
+    /// `backPressureForAsyncSendNum`, 10000).
+    pub max_in_flight_async_sends: usize,
+}
+
+impl Default for ProducerOptions {
+    fn default() -> Self {
+        ProducerOptions {
+            producer_group: DEFAULT_PRODUCER_GROUP.to_owned(),
+            send_msg_timeout: Duration::from_secs(3),
+            retry_times_when_send_failed: 2,
+            retry_times_when_send_async_failed: 2,
+            compress_msg_body_over_howmuch: 4096,
+            compress_level: DEFAULT_LEVEL,
+            max_message_size: 4 * 1024 * 1024,
+            default_topic_queue_nums: DEFAULT_TOPIC_QUEUE_NUMS,
+            send_latency_fault_enable: false,
+            retry_another_broker_when_not_store_ok: false,
+            max_in_flight_async_sends: 10_000,
+        }
+    }
+}
+
+/// Builds a started [`Producer`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use rocketmq_client::Producer;
+/// use rocketmq_model::Message;
+///
+/// # async fn run() -> rocketmq_client::Result<()> {
+/// let producer = Producer::builder()
+///     .namesrv_addr("127.0.0.1:9876")
+///     .producer_group("orders-producer")
+///     .send_msg_timeout(Duration::from_secs(5))
+///     .build()
+///     .await?;
+/// let msg = Message::builder("orders").body("created").tags("new").build()?;
+/// let result = producer.send(msg).await?;
+/// println!("stored as {}", result.msg_id);
+/// producer.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Default)]
+pub struct ProducerBuilder {
+    pub(crate) options: ProducerOptions,
+    pub(crate) config: ClientConfig,
+    pub(crate) hooks: Vec<Arc<dyn SendHook>>,
+}
+
+impl fmt::Debug for ProducerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProducerBuilder")
+            .field("options", &self.options)
+            .field("config", &self.config)
+            .field("hooks", &self.hooks.len())
+            .finish()
+    }
+}
+
+impl ProducerBuilder {
+    /// Adds a nameserver address ("host:port"; several may be given, or a
+    /// Java-style "a;b" list).
+    pub fn namesrv_addr(mut self, addr: impl AsRef<str>) -> Self {
+        let addrs = addr
+            .as_ref()
+            .split(';')
+            .map(str::trim)
+            .filter(|a| !a.is_empty());
+        self.config.namesrv_addrs.extend(addrs.map(str::to_owned));
+        self
+    }
+
+    /// Every client setting at once (nameservers, instance name, intervals,
+    /// transport, ...).
+    pub fn client_config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The instance name in the client id; producers with the same client id
+    /// share one client instance.
+    pub fn instance_name(mut self, name: impl Into<String>) -> Self {
+        self.config.instance_name = name.into();
+        self
+    }
+
+    /// How to reach brokers and nameservers (e.g. the testkit's in-memory
+    /// network); TCP by default.
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.config.transport = Some(transport);
+        self
+    }
+
+    /// Signs every request with ACL credentials.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.config.credentials = Some(credentials);
+        self
+    }
+
+    /// Every producer setting at once.
+    pub fn options(mut self, options: ProducerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The producer group.
+    pub fn producer_group(mut self, group: impl Into<String>) -> Self {
+        self.options.producer_group = group.into();
+        self
+    }
+
+    /// The budget of one send, retries included.
+    pub fn send_msg_timeout(mut self, timeout: Duration) -> Self {
+        self.options.send_msg_timeout = timeout;
+        self
+    }
+
+    /// Extra attempts of a synchronous send.
+    pub fn retry_times_when_send_failed(mut self, times: u32) -> Self {
+        self.options.retry_times_when_send_failed = times;
+        self
+    }
+
+    /// Extra attempts of an asynchronous send.
+    pub fn retry_times_when_send_async_failed(mut self, times: u32) -> Self {
+        self.options.retry_times_when_send_async_failed = times;
+        self
+    }
+
+    /// Bodies of at least this many bytes are compressed.
+    pub fn compress_msg_body_over_howmuch(mut self, bytes: usize) -> Self {
+        self.options.compress_msg_body_over_howmuch = bytes;
+        self
+    }
+
+    /// The zlib level (0–9) of compressed bodies.
+    pub fn compress_level(mut self, level: u32) -> Self {
+        self.options.compress_level = level;
+        self
+    }
+
+    /// The largest body accepted, in bytes.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.options.max_message_size = bytes;
+        self
+    }
+
+    /// Queue count of topics auto-created through `TBW102`.
+    pub fn default_topic_queue_nums(mut self, nums: i32) -> Self {
+        self.options.default_topic_queue_nums = nums;
+        self
+    }
+
+    /// Turns latency fault avoidance on or off.
+    pub fn send_latency_fault_enable(mut self, enable: bool) -> Self {
+        self.options.send_latency_fault_enable = enable;
+        self
+    }
+
+    /// Retry on another broker when a message was stored without SEND_OK.
+    pub fn retry_another_broker_when_not_store_ok(mut self, retry: bool) -> Self {
+        self.options.retry_another_broker_when_not_store_ok = retry;
+        self
+    }
+
+    /// Asynchronous sends in flight at once.
+    pub fn max_in_flight_async_sends(mut self, sends: usize) -> Self {
+        self.options.max_in_flight_async_sends = sends;
+        self
+    }
+
+    /// Adds a hook called around every send attempt.
+    pub fn send_hook(mut self, hook: impl SendHook) -> Self {
+        self.hooks.push(Arc::new(hook));
+        self
+    }
+
+    /// Starts the producer: joins (or starts) the client instance of its
+    /// client id, registers its group and sends a first heartbeat.
+    pub async fn build(self) -> Result<Producer> {
+        Producer::start(self).await
+    }
+}

@@ -1,0 +1,66 @@
+//! [`SendHook`]: code that sees every send attempt (tracing, auditing,
+//! metrics of one's own).
+
+use rocketmq_model::{Message, MessageQueue};
+
+use super::SendResult;
+use crate::error::ClientError;
+
+/// One send attempt, as a hook sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct SendContext<'a> {
+    /// The producer group.
+    pub producer_group: &'a str,
+    /// The broker the attempt goes to.
+    pub broker_addr: &'a str,
+    /// The chosen queue.
+    pub message_queue: &'a MessageQueue,
+    /// The message as the application gave it (the first one of a batch),
+    /// with its UNIQ_KEY.
+    pub message: &'a Message,
+    /// 0 for the first attempt, then 1, 2, ... for retries.
+    pub attempt: u32,
+}
+
+/// Called before and after every send attempt. Both methods do nothing by
+/// default; they run on the sending task, so they should be quick.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use rocketmq_client::producer::{SendContext, SendHook, SendResult};
+/// use rocketmq_client::ClientError;
+///
+/// #[derive(Default)]
+/// struct CountFailures(AtomicUsize);
+///
+/// impl SendHook for CountFailures {
+///     fn after_send(&self, _ctx: &SendContext<'_>, result: Result<&SendResult, &ClientError>) {
+///         if result.is_err() {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+/// ```
+pub trait SendHook: Send + Sync + 'static {
+    /// Before the request is sent.
+    fn before_send(&self, ctx: &SendContext<'_>) {
+        let _ = ctx;
+    }
+
+    /// After the broker answered (or the attempt failed).
+    fn after_send(&self, ctx: &SendContext<'_>, result: Result<&SendResult, &ClientError>) {
+        let _ = (ctx, result);
+    }
+}
+
+/// A shared hook, so the application keeps a handle on it (e.g. to read
+/// what it counted).
+impl<H: SendHook> SendHook for std::sync::Arc<H> {
+    fn before_send(&self, ctx: &SendContext<'_>) {
+        (**self).before_send(ctx);
+    }
+
+    fn after_send(&self, ctx: &SendContext<'_>, result: Result<&SendResult, &ClientError>) {
+        (**self).after_send(ctx, result);
+    }
+}

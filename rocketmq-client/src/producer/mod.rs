@@ -1,0 +1,278 @@
+//! Producers: [`Producer`] (sync, async, oneway, batch, ordered sends) and
+//! [`TransactionProducer`], their builder, results and hooks.
+
+mod builder;
+mod hook;
+mod request;
+mod result;
+mod send;
+mod transaction;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use rocketmq_kernel::QueueSelector;
+use rocketmq_kernel::select::SelectByShardingKey;
+use rocketmq_model::{Message, MessageQueue};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+pub use builder::{DEFAULT_PRODUCER_GROUP, ProducerBuilder, ProducerOptions};
+pub use hook::{SendContext, SendHook};
+pub use result::{SendResult, SendStatus};
+pub use transaction::{
+    LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
+};
+
+use send::{Route, Sender};
+
+use crate::admin::Admin;
+use crate::error::{ClientError, Result};
+use crate::instance::{ClientInstance, InstanceLease, ProducerHandle};
+
+/// Sends messages. Built started by [`Producer::builder`]; every send takes
+/// `&self`, so one producer serves many tasks (share it in an `Arc`).
+/// Call [`shutdown`](Self::shutdown) when done: it waits for asynchronous
+/// sends, unregisters the group from the brokers and releases the client
+/// instance.
+pub struct Producer {
+    sender: Arc<Sender>,
+    lease: Option<InstanceLease>,
+    async_slots: Arc<Semaphore>,
+    async_sends: TaskTracker,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("options", &self.sender.options)
+            .field("client_id", &self.sender.instance.client_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The producer as its client instance sees it.
+struct PlainProducer {
+    group: String,
+}
+
+#[async_trait]
+impl ProducerHandle for PlainProducer {
+    fn group(&self) -> &str {
+        &self.group
+    }
+}
+
+impl Producer {
+    /// A builder with Java's `DefaultMQProducer` defaults.
+    pub fn builder() -> ProducerBuilder {
+        ProducerBuilder::default()
+    }
+
+    async fn start(builder: ProducerBuilder) -> Result<Producer> {
+        let ProducerBuilder {
+            options,
+            config,
+            hooks,
+        } = builder;
+        validate_options(&options)?;
+        let group = options.producer_group.clone();
+        let make_handle =
+            move |_: &Arc<Sender>| -> Arc<dyn ProducerHandle> { Arc::new(PlainProducer { group }) };
+        let (lease, sender) = register(options, config, hooks, make_handle, false).await?;
+        let slots = sender.options.max_in_flight_async_sends.max(1);
+        Ok(Producer {
+            sender,
+            lease: Some(lease),
+            async_slots: Arc::new(Semaphore::new(slots)),
+            async_sends: TaskTracker::new(),
+        })
+    }
+
+    /// The producer's settings.
+    pub fn options(&self) -> &ProducerOptions {
+        &self.sender.options
+    }
+
+    /// The client instance the producer uses.
+    pub fn instance(&self) -> &ClientInstance {
+        &self.sender.instance
+    }
+
+    /// Admin calls through the producer's connections.
+    pub fn admin(&self) -> Admin {
+        self.sender.instance.admin()
+    }
+
+    /// Sends `msg` and waits for the broker: a queue chosen round robin
+    /// (avoiding isolated brokers when fault avoidance is on), retried up to
+    /// `retry_times_when_send_failed` times on another broker after a
+    /// retriable failure, all within `send_msg_timeout`. A message with a
+    /// sharding key goes to the queue of its key instead, once.
+    pub async fn send(&self, msg: Message) -> Result<SendResult> {
+        let out = self.sender.prepare(msg)?;
+        if out.message.sharding_key().is_some() {
+            return self
+                .sender
+                .send(&out, Route::Selector(&SelectByShardingKey))
+                .await;
+        }
+        let retries = self.sender.options.retry_times_when_send_failed;
+        self.sender.send(&out, Route::Balanced { retries }).await
+    }
+
+    /// Starts sending `msg` and returns a handle resolving to the result.
+    /// Waits only while `max_in_flight_async_sends` sends are in flight
+    /// (back-pressure; it never fails for lack of room). The send runs
+    /// whether or not the handle is awaited, with
+    /// `retry_times_when_send_async_failed` retries.
+    pub async fn send_async(&self, msg: Message) -> Result<SendHandle> {
+        let out = self.sender.prepare(msg)?;
+        let permit = self
+            .async_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ClientError::Shutdown("producer"))?;
+        let sender = self.sender.clone();
+        let retries = sender.options.retry_times_when_send_async_failed;
+        let task = self.async_sends.spawn(async move {
+            let _permit = permit;
+            sender.send(&out, Route::Balanced { retries }).await
+        });
+        Ok(SendHandle { task })
+    }
+
+    /// Sends `msg` without waiting for the broker's answer: done once
+    /// written. No retry.
+    pub async fn send_oneway(&self, msg: Message) -> Result<()> {
+        let out = self.sender.prepare(msg)?;
+        self.sender.send_oneway(&out).await
+    }
+
+    /// Sends several messages of one topic as one SEND_BATCH_MESSAGE (Java's
+    /// rules: same topic and WAIT, no delay, no retry topic); every message
+    /// gets its UNIQ_KEY; batches are not compressed.
+    pub async fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult> {
+        let out = self.sender.prepare_batch(msgs)?;
+        let retries = self.sender.options.retry_times_when_send_failed;
+        self.sender.send(&out, Route::Balanced { retries }).await
+    }
+
+    /// Sends `msg` to `mq`, once.
+    pub async fn send_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<SendResult> {
+        if msg.topic != mq.topic {
+            return Err(ClientError::InvalidMessage(format!(
+                "message topic {} differs from queue topic {}",
+                msg.topic, mq.topic
+            )));
+        }
+        let out = self.sender.prepare(msg)?;
+        self.sender.send(&out, Route::Queue(mq)).await
+    }
+
+    /// Sends `msg` to the queue `selector` chooses among the topic's publish
+    /// queues, once (no retry on another queue, which would break order).
+    /// Java's `arg` is whatever the selector captures, e.g.
+    /// `SelectByKey(order_id)`.
+    pub async fn send_with_selector(
+        &self,
+        msg: Message,
+        selector: &dyn QueueSelector,
+    ) -> Result<SendResult> {
+        let out = self.sender.prepare(msg)?;
+        self.sender.send(&out, Route::Selector(selector)).await
+    }
+
+    /// Stops the producer: waits for asynchronous sends in flight, forgets
+    /// the group locally, sends UNREGISTER_CLIENT for it to every broker,
+    /// then releases the client instance (the last user shuts it down).
+    pub async fn shutdown(mut self) {
+        self.async_sends.close();
+        self.async_sends.wait().await;
+        if let Some(lease) = self.lease.take() {
+            unregister(&self.sender, lease).await;
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        if self.lease.is_some() {
+            self.sender
+                .instance
+                .unregister_producer(self.sender.group());
+        }
+    }
+}
+
+/// The outcome of [`Producer::send_async`]: a future of the send's result.
+/// Dropping it does not cancel the send.
+#[derive(Debug)]
+pub struct SendHandle {
+    task: JoinHandle<Result<SendResult>>,
+}
+
+impl Future for SendHandle {
+    type Output = Result<SendResult>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.task)
+            .poll(cx)
+            .map(|joined| joined.unwrap_or(Err(ClientError::Shutdown("asynchronous send"))))
+    }
+}
+
+fn validate_options(options: &ProducerOptions) -> Result<()> {
+    if options.producer_group.is_empty() {
+        return Err(ClientError::Config("the producer group is empty".into()));
+    }
+    if options.max_message_size == 0 {
+        return Err(ClientError::Config(
+            "max_message_size must be above zero".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Joins the client instance, registers `handle` and sends a first
+/// heartbeat; undoes the lease when registration fails.
+async fn register<H>(
+    options: ProducerOptions,
+    config: crate::config::ClientConfig,
+    hooks: Vec<Arc<dyn SendHook>>,
+    make_handle: H,
+    heartbeat_first: bool,
+) -> Result<(InstanceLease, Arc<Sender>)>
+where
+    H: FnOnce(&Arc<Sender>) -> Arc<dyn ProducerHandle>,
+{
+    let lease = ClientInstance::acquire(config)?;
+    let sender = Arc::new(Sender::new(
+        options,
+        lease.instance(),
+        hooks,
+        heartbeat_first,
+    ));
+    if let Err(error) = lease.register_producer(make_handle(&sender)) {
+        lease.release().await;
+        return Err(error);
+    }
+    lease.send_heartbeat().await;
+    Ok((lease, sender))
+}
+
+/// Forgets the group, unregisters it from every broker and releases the
+/// instance.
+async fn unregister(sender: &Sender, lease: InstanceLease) {
+    let group = sender.group();
+    lease.unregister_producer(group);
+    lease
+        .unregister_client(Some(group), None, sender.options.send_msg_timeout)
+        .await;
+    lease.release().await;
+}

@@ -1,0 +1,55 @@
+//! [`SendResult`]: what a successful send reports.
+
+use rocketmq_model::MessageQueue;
+use rocketmq_remoting::calls::SendResponse;
+
+pub use rocketmq_remoting::calls::SendStatus;
+
+/// The broker's answer to a stored message (Java's `SendResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendResult {
+    /// How durably the message was stored. Anything but
+    /// [`SendStatus::SendOk`] still means stored, with degraded durability.
+    pub status: SendStatus,
+    /// The client's unique id of the message (UNIQ_KEY); for a batch, the
+    /// ids of its messages joined by commas.
+    pub msg_id: String,
+    /// The broker's offset message id (store host and commit-log offset);
+    /// comma-joined for a batch.
+    pub offset_msg_id: String,
+    /// The queue the message was stored in.
+    pub message_queue: MessageQueue,
+    /// The logical offset in that queue (of the first message of a batch).
+    pub queue_offset: i64,
+    /// The transaction id of a half message.
+    pub transaction_id: Option<String>,
+    /// The broker's region ("DefaultRegion" when it reports none).
+    pub region_id: String,
+    /// Whether the broker has message tracing on.
+    pub trace_on: bool,
+}
+
+impl SendResult {
+    pub(crate) fn from_response(
+        response: SendResponse,
+        msg_id: String,
+        topic: &str,
+        broker_name: &str,
+    ) -> Self {
+        SendResult {
+            status: response.status,
+            msg_id,
+            offset_msg_id: response.header.msg_id,
+            message_queue: MessageQueue::new(topic, broker_name, response.header.queue_id),
+            queue_offset: response.header.queue_offset,
+            transaction_id: response.header.transaction_id,
+            region_id: response.region,
+            trace_on: response.trace_on,
+        }
+    }
+
+    /// Whether the message was stored as configured (SEND_OK).
+    pub fn is_ok(&self) -> bool {
+        self.status == SendStatus::SendOk
+    }
+}

@@ -1,0 +1,497 @@
+//! The send path shared by [`Producer`](super::Producer) and
+//! [`TransactionProducer`](super::TransactionProducer): validation, UNIQ_KEY,
+//! compression, queue choice with fault avoidance, retries on another broker
+//! within the send-timeout budget, hooks and metrics.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use rocketmq_kernel::fault::FaultConfig;
+use rocketmq_kernel::route::PublishInfo;
+use rocketmq_kernel::select::select_queue;
+use rocketmq_kernel::{BrokerApi, FaultStrategy, KernelError, QueueSelector};
+use rocketmq_model::header::SendMessageRequestHeader;
+use rocketmq_model::message::compression::{self, CompressionType};
+use rocketmq_model::message::{property, sysflag, validate_topic};
+use rocketmq_model::route::AUTO_CREATE_TOPIC;
+use rocketmq_model::{Message, MessageQueue, encode_batch};
+use rocketmq_remoting::Oneway;
+use rocketmq_remoting::calls::{SendBatch, SendMessage, SendResponse};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::builder::ProducerOptions;
+use super::hook::{SendContext, SendHook};
+use super::result::{SendResult, SendStatus};
+use crate::error::{ClientError, Result};
+use crate::instance::ClientInstance;
+use crate::metrics;
+
+const RETRY_TOPIC_PREFIX: &str = "%RETRY%";
+
+/// System topics no client may send to (Java's `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
+const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
+    "SCHEDULE_TOPIC_XXXX",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+];
+
+/// A message (or batch) ready for the wire.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    /// The message as given, with its UNIQ_KEY (the first of a batch).
+    pub(crate) message: Message,
+    pub(crate) body: Bytes,
+    pub(crate) sys_flag: i32,
+    pub(crate) properties: String,
+    /// UNIQ_KEY, or the comma-joined ids of a batch.
+    pub(crate) msg_id: String,
+    pub(crate) batch: bool,
+    reconsume_times: Option<i32>,
+    max_reconsume_times: Option<i32>,
+}
+
+impl Outgoing {
+    pub(crate) fn topic(&self) -> &str {
+        &self.message.topic
+    }
+}
+
+/// How a send chooses its queue.
+pub(crate) enum Route<'a> {
+    /// Round robin with fault avoidance, retried on another broker.
+    Balanced { retries: u32 },
+    /// Exactly this queue, once.
+    Queue(&'a MessageQueue),
+    /// The selector's choice among the publish queues, once.
+    Selector(&'a dyn QueueSelector),
+}
+
+/// The producer's sending machinery.
+pub(crate) struct Sender {
+    pub(crate) options: ProducerOptions,
+    pub(crate) instance: ClientInstance,
+    fault: FaultStrategy,
+    hooks: Vec<Arc<dyn SendHook>>,
+    /// Send a heartbeat to a broker before the first message to it
+    /// (transaction producers, whose check-backs need the group registered).
+    heartbeat_first: bool,
+}
+
+impl Sender {
+    pub(crate) fn new(
+        options: ProducerOptions,
+        instance: ClientInstance,
+        hooks: Vec<Arc<dyn SendHook>>,
+        heartbeat_first: bool,
+    ) -> Self {
+        let fault = FaultStrategy::new(FaultConfig::java_5x(options.send_latency_fault_enable));
+        Sender {
+            options,
+            instance,
+            fault,
+            hooks,
+            heartbeat_first,
+        }
+    }
+
+    pub(crate) fn group(&self) -> &str {
+        &self.options.producer_group
+    }
+
+    /// Validates `msg` and makes it ready: UNIQ_KEY, compression, retry
+    /// fields. Fails before any request when it is too large.
+    pub(crate) fn prepare(&self, mut msg: Message) -> Result<Outgoing> {
+        self.check_message(&msg)?;
+        let msg_id = self.assign_uniq_key(&mut msg)?;
+        let (reconsume_times, max_reconsume_times) = take_retry_fields(&mut msg);
+        let (body, mut sys_flag) = wire_body(&msg.body, &self.options)?;
+        if msg.is_transaction_prepared() {
+            sys_flag = sysflag::with_transaction_type(sys_flag, sysflag::TransactionType::Prepared);
+        }
+        Ok(Outgoing {
+            properties: msg.properties.encode(),
+            message: msg,
+            body,
+            sys_flag,
+            msg_id,
+            batch: false,
+            reconsume_times,
+            max_reconsume_times,
+        })
+    }
+
+    /// Validates a batch (Java's rules), gives every message its UNIQ_KEY and
+    /// encodes it; batches are never compressed.
+    pub(crate) fn prepare_batch(&self, mut msgs: Vec<Message>) -> Result<Outgoing> {
+        let mut ids = Vec::with_capacity(msgs.len());
+        for msg in &mut msgs {
+            self.check_message(msg)?;
+            ids.push(self.assign_uniq_key(msg)?);
+        }
+        let body = encode_batch(&msgs)?;
+        if body.len() > self.options.max_message_size {
+            return Err(ClientError::MessageTooLarge {
+                size: body.len(),
+                limit: self.options.max_message_size,
+            });
+        }
+        let first = msgs.swap_remove(0);
+        let mut properties = rocketmq_model::Properties::new();
+        properties.insert(property::WAIT, first.wait_store_ok().to_string())?;
+        Ok(Outgoing {
+            properties: properties.encode(),
+            message: first,
+            body,
+            sys_flag: 0,
+            msg_id: ids.join(","),
+            batch: true,
+            reconsume_times: None,
+            max_reconsume_times: None,
+        })
+    }
+
+    fn check_message(&self, msg: &Message) -> Result<()> {
+        validate_topic(&msg.topic).map_err(|e| ClientError::InvalidMessage(e.to_string()))?;
+        if NOT_ALLOWED_SEND_TOPICS.contains(&msg.topic.as_str()) {
+            return Err(ClientError::InvalidMessage(format!(
+                "sending message to topic {} is forbidden",
+                msg.topic
+            )));
+        }
+        if msg.body.is_empty() {
+            return Err(ClientError::InvalidMessage(
+                "the message body is empty".into(),
+            ));
+        }
+        if msg.body.len() > self.options.max_message_size {
+            return Err(ClientError::MessageTooLarge {
+                size: msg.body.len(),
+                limit: self.options.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn assign_uniq_key(&self, msg: &mut Message) -> Result<String> {
+        if let Some(id) = msg.uniq_key() {
+            return Ok(id.to_owned());
+        }
+        let id = self.instance.unique_ids().next_id();
+        msg.properties.insert(property::UNIQ_KEY, id.clone())?;
+        Ok(id)
+    }
+
+    /// Sends `out` as `route` says, within the send timeout.
+    pub(crate) async fn send(&self, out: &Outgoing, route: Route<'_>) -> Result<SendResult> {
+        let started = Instant::now();
+        let span = tracing::debug_span!("send", topic = out.topic(), msg_id = %out.msg_id);
+        let result = self.send_routed(out, route, started).instrument(span).await;
+        metrics::record_send(out.topic(), result.is_ok(), started.elapsed());
+        result
+    }
+
+    async fn send_routed(
+        &self,
+        out: &Outgoing,
+        route: Route<'_>,
+        started: Instant,
+    ) -> Result<SendResult> {
+        let deadline = started + self.options.send_msg_timeout;
+        match route {
+            Route::Balanced { retries } => self.send_balanced(out, retries, deadline).await,
+            Route::Queue(mq) => {
+                self.publish_info(out.topic(), deadline).await?;
+                self.attempt(out, mq, 0, deadline).await
+            }
+            Route::Selector(selector) => {
+                let info = self.publish_info(out.topic(), deadline).await?;
+                let mq = select_queue(selector, info.queues(), &out.message)
+                    .ok_or_else(|| ClientError::NoQueueSelected {
+                        topic: out.topic().to_owned(),
+                    })?
+                    .clone();
+                self.attempt(out, &mq, 0, deadline).await
+            }
+        }
+    }
+
+    /// Up to `1 + retries` attempts, each on another broker than the last
+    /// failed one, all before `deadline`.
+    async fn send_balanced(
+        &self,
+        out: &Outgoing,
+        retries: u32,
+        deadline: Instant,
+    ) -> Result<SendResult> {
+        let mut last_failed: Option<String> = None;
+        let mut last_error = None;
+        for attempt in 0..=retries {
+            if attempt > 0 {
+                metrics::record_send_retry(out.topic());
+            }
+            let info = match self.publish_info(out.topic(), deadline).await {
+                Ok(info) => info,
+                Err(error) if error.is_retriable() && Instant::now() < deadline => {
+                    last_error = Some(error);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            let Some(mq) = self.fault.select_queue(&info, last_failed.as_deref()) else {
+                return Err(no_route(out.topic()));
+            };
+            match self.attempt(out, &mq, attempt, deadline).await {
+                Ok(result)
+                    if result.status != SendStatus::SendOk
+                        && self.options.retry_another_broker_when_not_store_ok
+                        && attempt < retries =>
+                {
+                    tracing::info!(broker = %mq.broker_name, status = ?result.status, "stored without SEND_OK; retrying");
+                    last_failed = Some(mq.broker_name.clone());
+                }
+                Ok(result) => return Ok(result),
+                Err(error @ ClientError::SendTimeout { .. }) => return Err(error),
+                Err(error) if error.is_retriable() => {
+                    tracing::info!(broker = %mq.broker_name, queue_id = mq.queue_id, %error, attempt, "send failed; retrying");
+                    last_failed = Some(mq.broker_name.clone());
+                    last_error = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| self.timeout(out, retries + 1)))
+    }
+
+    fn timeout(&self, out: &Outgoing, attempts: u32) -> ClientError {
+        ClientError::SendTimeout {
+            topic: out.topic().to_owned(),
+            after: self.options.send_msg_timeout,
+            attempts,
+        }
+    }
+
+    async fn publish_info(&self, topic: &str, deadline: Instant) -> Result<Arc<PublishInfo>> {
+        let routes = self.instance.routes();
+        let lookup = routes.publish_info_or_template(topic, self.options.default_topic_queue_nums);
+        match tokio::time::timeout_at(deadline, lookup).await {
+            Ok(Ok(info)) => Ok(info),
+            Ok(Err(KernelError::NoRoute { .. })) => Err(no_route(topic)),
+            Ok(Err(error)) => Err(error.into()),
+            Err(_) => Err(ClientError::SendTimeout {
+                topic: topic.to_owned(),
+                after: self.options.send_msg_timeout,
+                attempts: 0,
+            }),
+        }
+    }
+
+    /// One attempt to `mq`'s master, bounded by `deadline`; reports the
+    /// outcome to the fault strategy and the hooks.
+    async fn attempt(
+        &self,
+        out: &Outgoing,
+        mq: &MessageQueue,
+        attempt: u32,
+        deadline: Instant,
+    ) -> Result<SendResult> {
+        let addr = self.master_addr(mq)?;
+        let ctx = SendContext {
+            producer_group: self.group(),
+            broker_addr: &addr,
+            message_queue: mq,
+            message: &out.message,
+            attempt,
+        };
+        for hook in &self.hooks {
+            hook.before_send(&ctx);
+        }
+        let began = Instant::now();
+        let call = async {
+            if self.heartbeat_first {
+                self.instance.ensure_heartbeat(&addr).await;
+            }
+            self.call(out, mq, &addr).await
+        };
+        let result = match tokio::time::timeout_at(deadline, call).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timeout(out, attempt + 1)),
+        };
+        let latency = began.elapsed();
+        match &result {
+            Ok(_) => self.fault.record_latency(&mq.broker_name, latency),
+            Err(_) => self.fault.record_failure(&mq.broker_name, latency),
+        }
+        for hook in &self.hooks {
+            hook.after_send(&ctx, result.as_ref());
+        }
+        tracing::debug!(addr = %addr, queue_id = mq.queue_id, ok = result.is_ok(), ?latency, "send attempt");
+        result
+    }
+
+    fn master_addr(&self, mq: &MessageQueue) -> Result<String> {
+        Ok(self
+            .instance
+            .routes()
+            .table()
+            .master_addr(&mq.broker_name)?)
+    }
+
+    async fn call(&self, out: &Outgoing, mq: &MessageQueue, addr: &str) -> Result<SendResult> {
+        let header = self.header(out, mq);
+        let api = self.instance.broker_api();
+        let response: SendResponse = if out.batch {
+            let request = SendBatch {
+                header,
+                body: out.body.clone(),
+            };
+            api.send_batch(addr, request).await?
+        } else {
+            api.send_message(addr, SendMessage::new(header, out.body.clone()))
+                .await?
+        };
+        Ok(SendResult::from_response(
+            response,
+            out.msg_id.clone(),
+            out.topic(),
+            &mq.broker_name,
+        ))
+    }
+
+    /// Sends `out` once without waiting for the broker (oneway).
+    pub(crate) async fn send_oneway(&self, out: &Outgoing) -> Result<()> {
+        let deadline = Instant::now() + self.options.send_msg_timeout;
+        let info = self.publish_info(out.topic(), deadline).await?;
+        let mq = self
+            .fault
+            .select_queue(&info, None)
+            .ok_or_else(|| no_route(out.topic()))?;
+        let addr = self.master_addr(&mq)?;
+        let call = Oneway(SendMessage::new(self.header(out, &mq), out.body.clone()));
+        let remoting = self.instance.remoting();
+        remoting
+            .invoke_call(&addr, call, self.options.send_msg_timeout)
+            .await?;
+        tracing::debug!(addr = %addr, topic = out.topic(), queue_id = mq.queue_id, "oneway send");
+        Ok(())
+    }
+
+    /// The send header of `out` to `mq`.
+    pub(crate) fn header(&self, out: &Outgoing, mq: &MessageQueue) -> SendMessageRequestHeader {
+        SendMessageRequestHeader {
+            producer_group: self.group().to_owned(),
+            topic: out.topic().to_owned(),
+            default_topic: AUTO_CREATE_TOPIC.to_owned(),
+            default_topic_queue_nums: self.options.default_topic_queue_nums,
+            queue_id: mq.queue_id,
+            sys_flag: out.sys_flag,
+            born_timestamp: now_millis(),
+            flag: out.message.flag,
+            properties: Some(out.properties.clone()),
+            reconsume_times: Some(out.reconsume_times.unwrap_or(0)),
+            unit_mode: Some(false),
+            max_reconsume_times: out.max_reconsume_times,
+            batch: Some(out.batch),
+            broker_name: Some(mq.broker_name.clone()),
+        }
+    }
+}
+
+fn no_route(topic: &str) -> ClientError {
+    ClientError::NoRoute {
+        topic: topic.to_owned(),
+    }
+}
+
+/// For a `%RETRY%` topic, the reconsume count and maximum travel in the
+/// header and leave the properties (as Java sends them).
+fn take_retry_fields(msg: &mut Message) -> (Option<i32>, Option<i32>) {
+    if !msg.topic.starts_with(RETRY_TOPIC_PREFIX) {
+        return (None, None);
+    }
+    let mut take = |name: &str| {
+        msg.properties
+            .remove(name)
+            .and_then(|v: String| v.trim().parse::<i32>().ok())
+    };
+    (
+        take(property::RECONSUME_TIME),
+        take(property::MAX_RECONSUME_TIMES),
+    )
+}
+
+/// The body as sent and its compression bits: zlib at the configured level
+/// for bodies of at least `compress_msg_body_over_howmuch` bytes.
+fn wire_body(body: &Bytes, options: &ProducerOptions) -> Result<(Bytes, i32)> {
+    if body.len() < options.compress_msg_body_over_howmuch {
+        return Ok((body.clone(), 0));
+    }
+    let compressed = compression::compress(body, CompressionType::Zlib, options.compress_level)?;
+    Ok((
+        compressed,
+        sysflag::with_compression(0, CompressionType::Zlib),
+    ))
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn bodies_over_the_threshold_are_compressed_and_restorable(
+            body in proptest::collection::vec(any::<u8>(), 0..2048),
+            threshold in 1usize..2048,
+        ) {
+            let options = ProducerOptions {
+                compress_msg_body_over_howmuch: threshold,
+                ..ProducerOptions::default()
+            };
+            let body = Bytes::from(body);
+            let (wire, flag) = wire_body(&body, &options).unwrap();
+            let compressed = sysflag::compression_type(flag).unwrap();
+            prop_assert_eq!(compressed.is_some(), body.len() >= threshold);
+            let restored = match compressed {
+                Some(kind) => compression::decompress(&wire, kind, 1 << 20).unwrap(),
+                None => wire,
+            };
+            prop_assert_eq!(restored, body);
+        }
+    }
+
+    #[test]
+    fn retry_fields_move_from_properties_to_the_header() {
+        let mut retry = Message::new("%RETRY%cg", "b");
+        retry
+            .properties
+            .insert(property::RECONSUME_TIME, "2")
+            .unwrap();
+        retry
+            .properties
+            .insert(property::MAX_RECONSUME_TIMES, "16")
+            .unwrap();
+        assert_eq!(take_retry_fields(&mut retry), (Some(2), Some(16)));
+        assert!(retry.property(property::RECONSUME_TIME).is_none());
+        assert!(retry.property(property::MAX_RECONSUME_TIMES).is_none());
+
+        let mut plain = Message::new("T", "b");
+        plain
+            .properties
+            .insert(property::RECONSUME_TIME, "2")
+            .unwrap();
+        assert_eq!(take_retry_fields(&mut plain), (None, None));
+        assert_eq!(plain.property(property::RECONSUME_TIME), Some("2"));
+    }
+}

@@ -1,0 +1,127 @@
+//! Admin calls against the testkit: topics, offsets, message lookup.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, SystemTime};
+
+use rocketmq_client::{ClientConfig, KeyQuery, Producer};
+use rocketmq_model::header::CreateTopicRequestHeader;
+use rocketmq_model::{Message, MessageQueue};
+use rocketmq_testkit::TestCluster;
+
+fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
+    let mut config = ClientConfig::new(cluster.namesrv_addrs());
+    config.instance_name = instance.into();
+    config.client_ip = Some("10.9.8.7".parse().unwrap());
+    config.transport = Some(cluster.transport());
+    config
+}
+
+async fn producer(cluster: &TestCluster, instance: &str) -> Producer {
+    Producer::builder()
+        .client_config(config(cluster, instance))
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn topics_are_created_on_a_broker_and_on_a_cluster() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .auto_create_topics(false)
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster, "admin_topics").await;
+    let admin = producer.admin();
+    let addr = cluster.broker(1).addr().to_owned();
+    admin
+        .create_topic(&addr, CreateTopicRequestHeader::new("ONE", 3))
+        .await
+        .unwrap();
+    assert_eq!(cluster.broker(1).topic("ONE").unwrap().write_queue_nums, 3);
+    assert!(cluster.broker(0).topic("ONE").is_none());
+
+    let created = admin
+        .create_topic_in_cluster("DefaultCluster", CreateTopicRequestHeader::new("ALL", 2))
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 2);
+    for broker in cluster.brokers() {
+        assert_eq!(broker.topic("ALL").unwrap().read_queue_nums, 2);
+    }
+    assert!(
+        admin
+            .create_topic_in_cluster("NoSuchCluster", CreateTopicRequestHeader::new("X", 1))
+            .await
+            .is_err()
+    );
+    let sent = producer
+        .send(Message::builder("ALL").body("x").build().unwrap())
+        .await
+        .unwrap();
+    assert!(sent.is_ok());
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn offsets_and_lookups() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster, "admin_lookups").await;
+    let mq = MessageQueue::new("T", "broker-a", 1);
+    let before = SystemTime::now();
+    let mut results = Vec::new();
+    for i in 0..3 {
+        let msg = Message::builder("T")
+            .body(format!("m{i}"))
+            .keys([format!("order-{i}"), "shared".to_owned()])
+            .build()
+            .unwrap();
+        results.push(producer.send_to_queue(msg, &mq).await.unwrap());
+    }
+    let admin = producer.admin();
+    assert_eq!(admin.max_offset(&mq).await.unwrap(), 3);
+    assert_eq!(admin.min_offset(&mq).await.unwrap(), 0);
+    let past = before.checked_sub(Duration::from_secs(3600)).unwrap();
+    assert_eq!(admin.search_offset(&mq, past).await.unwrap(), 0);
+
+    let viewed = admin.view_message(&results[1].offset_msg_id).await.unwrap();
+    assert_eq!(&viewed.message.body[..], b"m1");
+    assert_eq!(viewed.queue_offset, 1);
+
+    let by_key = admin
+        .query_message(&KeyQuery::by_key("T", "order-2"))
+        .await
+        .unwrap();
+    assert_eq!(by_key.len(), 1);
+    assert_eq!(&by_key[0].message.body[..], b"m2");
+    let shared = admin
+        .query_message(&KeyQuery::by_key("T", "shared"))
+        .await
+        .unwrap();
+    assert_eq!(shared.len(), 3);
+    let none = admin
+        .query_message(&KeyQuery::by_key("T", "order"))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "a key must match exactly");
+
+    let by_uniq = admin
+        .query_message_by_uniq_key("T", &results[0].msg_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&by_uniq.message.body[..], b"m0");
+    assert!(
+        admin
+            .query_message_by_uniq_key("T", "0A0000000000000000000000000000FF")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

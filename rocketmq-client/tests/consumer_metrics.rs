@@ -1,0 +1,199 @@
+//! A push consumer's metrics through the `metrics` facade: consume counts by
+//! result, consume and pull latency, dead-lettered messages, cached
+//! messages and lag per queue. The only test of this binary, so that it may
+//! install the global recorder.
+
+#![allow(clippy::unwrap_used)]
+
+mod consumer_support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use consumer_support::{Seen, config, msg, producer, unique, wait_assigned, wait_until};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use rocketmq_client::PushConsumer;
+use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult};
+use rocketmq_model::MessageExt;
+use rocketmq_testkit::TestCluster;
+
+/// Counters, gauges (as f64 bits) and histogram sample counts by
+/// `name{label=value,...}`.
+#[derive(Default)]
+struct Recorded {
+    counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    gauges: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    histograms: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+}
+
+struct Handle(Arc<AtomicU64>);
+
+impl metrics::CounterFn for Handle {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::Relaxed);
+    }
+    fn absolute(&self, value: u64) {
+        self.0.fetch_max(value, Ordering::Relaxed);
+    }
+}
+
+impl metrics::GaugeFn for Handle {
+    fn increment(&self, value: f64) {
+        self.set(f64::from_bits(self.0.load(Ordering::Relaxed)) + value);
+    }
+    fn decrement(&self, value: f64) {
+        self.increment(-value);
+    }
+    fn set(&self, value: f64) {
+        self.0.store(value.to_bits(), Ordering::Relaxed);
+    }
+}
+
+impl metrics::HistogramFn for Handle {
+    fn record(&self, _value: f64) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn name(key: &Key) -> String {
+    let mut labels: Vec<String> = key
+        .labels()
+        .map(|l| format!("{}={}", l.key(), l.value()))
+        .collect();
+    labels.sort();
+    format!("{}{{{}}}", key.name(), labels.join(","))
+}
+
+fn slot(map: &Mutex<BTreeMap<String, Arc<AtomicU64>>>, key: &Key) -> Arc<AtomicU64> {
+    Arc::clone(map.lock().unwrap().entry(name(key)).or_default())
+}
+
+#[derive(Clone, Default)]
+struct TestRecorder(Arc<Recorded>);
+
+impl Recorder for TestRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        Counter::from_arc(Arc::new(Handle(slot(&self.0.counters, key))))
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::from_arc(Arc::new(Handle(slot(&self.0.gauges, key))))
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::from_arc(Arc::new(Handle(slot(&self.0.histograms, key))))
+    }
+}
+
+impl TestRecorder {
+    fn counter(&self, key: &str) -> u64 {
+        self.0
+            .counters
+            .lock()
+            .unwrap()
+            .get(key)
+            .map_or(0, |v| v.load(Ordering::Relaxed))
+    }
+
+    fn gauge(&self, key: &str) -> Option<f64> {
+        self.0
+            .gauges
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|v| f64::from_bits(v.load(Ordering::Relaxed)))
+    }
+
+    fn samples(&self, key: &str) -> u64 {
+        self.0
+            .histograms
+            .lock()
+            .unwrap()
+            .get(key)
+            .map_or(0, |v| v.load(Ordering::Relaxed))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn consume_pull_dlq_cache_and_lag_are_measured() {
+    let recorder = TestRecorder::default();
+    metrics::set_global_recorder(recorder.clone()).unwrap();
+    let cluster = TestCluster::builder()
+        .topic("T")
+        .retry_max_times("cg", 1)
+        .build()
+        .await
+        .unwrap();
+    let seen = Seen::default();
+    let seen_in = seen.clone();
+    let consumer = PushConsumer::builder("cg", config(&cluster, &unique("metrics")))
+        .subscribe("T", "*")
+        .max_reconsume_times(1)
+        .consume_concurrently(move |msgs: Vec<MessageExt>, _ctx: ConcurrentContext| {
+            let seen = seen_in.clone();
+            async move {
+                seen.push(&msgs);
+                if msgs.iter().any(|m| m.body().as_ref() == b"bad") {
+                    ConcurrentResult::RetryLater
+                } else {
+                    ConcurrentResult::Success
+                }
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    wait_assigned(&consumer, 4).await;
+    let producer = producer(&cluster).await;
+    for i in 0..5 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    producer.send(msg("T", "bad", "x")).await.unwrap();
+    let broker = cluster.broker(0);
+    wait_until("a dead letter", Duration::from_secs(300), || {
+        !broker.messages("%DLQ%cg", 0).is_empty()
+    })
+    .await;
+    assert_eq!(seen.len(), 7, "5 good, the bad one and its retry");
+    assert_eq!(
+        recorder.counter("rocketmq_client_consume_total{group=cg,result=ok,topic=T}"),
+        5
+    );
+    assert_eq!(
+        recorder.counter("rocketmq_client_consume_total{group=cg,result=failed,topic=T}"),
+        2
+    );
+    assert_eq!(
+        recorder.counter("rocketmq_client_dlq_total{group=cg,topic=T}"),
+        1
+    );
+    assert!(
+        recorder.samples("rocketmq_client_consume_latency_seconds{group=cg,result=ok,topic=T}")
+            >= 5
+    );
+    assert!(recorder.samples("rocketmq_client_pull_latency_seconds{group=cg,topic=T}") >= 5);
+
+    // The 5 s offset persistence updates the per-queue gauges.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let cached = recorder.gauge("rocketmq_client_cached_messages{group=cg,queue_id=0,topic=T}");
+    assert_eq!(cached, Some(0.0));
+    let lag = consumer.lag().await.unwrap();
+    for (mq, lag) in &lag {
+        let key = format!(
+            "rocketmq_client_consumer_lag{{group=cg,queue_id={},topic={}}}",
+            mq.queue_id, mq.topic
+        );
+        assert_eq!(recorder.gauge(&key), Some(*lag as f64), "{key}");
+    }
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

@@ -1,0 +1,139 @@
+//! The instance's background tasks on paused time: heartbeats, rebalance,
+//! offset persistence, expiry cleaning and route refresh, all stopped by the
+//! last release.
+
+#![allow(clippy::unwrap_used)]
+
+mod instance_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use instance_support::{FakeConsumer, config, eventually};
+use rocketmq_client::ClientInstance;
+use rocketmq_testkit::{TestCluster, TopicConfig};
+
+#[tokio::test(start_paused = true)]
+async fn periodic_tasks_call_the_consumer_on_their_intervals() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let mut config = config(&cluster, "periodic");
+    config.expired_clean_interval = Duration::from_secs(60);
+    let lease = ClientInstance::acquire(config).unwrap();
+    let consumer = Arc::new(FakeConsumer::new("cg", "T"));
+    lease.register_consumer(consumer.clone()).unwrap();
+    // On registration and on the first route of its topic.
+    eventually(|| FakeConsumer::count(&consumer.rebalances) == 2).await;
+
+    tokio::time::sleep(Duration::from_millis(20_500)).await;
+    assert_eq!(FakeConsumer::count(&consumer.persists), 4, "every 5 s");
+    assert_eq!(
+        FakeConsumer::count(&consumer.rebalances),
+        3,
+        "then every 20 s"
+    );
+    assert_eq!(FakeConsumer::count(&consumer.cleans), 0);
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert_eq!(FakeConsumer::count(&consumer.cleans), 1);
+    // Timers at 40 s and 60 s, and the broker's notification when the 30 s
+    // heartbeat registered the group.
+    assert_eq!(FakeConsumer::count(&consumer.rebalances), 6);
+
+    let persists = FakeConsumer::count(&consumer.persists);
+    let handle = lease.instance();
+    lease.release().await;
+    assert!(handle.is_shut_down());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        FakeConsumer::count(&consumer.persists),
+        persists,
+        "tasks stopped"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_consumer_is_heartbeated_to_every_broker_on_the_heartbeat_interval() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let lease = ClientInstance::acquire(config(&cluster, "consumer_heartbeat")).unwrap();
+    lease
+        .register_consumer(Arc::new(FakeConsumer::new("cg", "T")))
+        .unwrap();
+    // The route refresh asked for by the registration fills the table; the
+    // next heartbeat (30 s) reaches both brokers.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    for broker in cluster.brokers() {
+        let clients = broker.clients();
+        let me = clients
+            .iter()
+            .find(|c| c.client_id == lease.client_id())
+            .unwrap_or_else(|| panic!("{} got no heartbeat", broker.name()));
+        assert_eq!(me.consumer_groups, ["cg"]);
+        assert!(
+            me.producer_groups
+                .contains(&"CLIENT_INNER_PRODUCER".to_owned())
+        );
+    }
+    lease.release().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_route_rebalances_its_consumers() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let mut config = config(&cluster, "route_change");
+    config.rebalance_interval = Duration::from_secs(3600);
+    let lease = ClientInstance::acquire(config).unwrap();
+    let consumer = Arc::new(FakeConsumer::new("cg", "T"));
+    let other = Arc::new(FakeConsumer::new("other", "U"));
+    lease.register_consumer(consumer.clone()).unwrap();
+    lease.register_consumer(other.clone()).unwrap();
+    eventually(|| lease.routes().table().route("T").is_some()).await;
+    // Joining the group makes the broker notify (and the client rebalance).
+    lease.send_heartbeat().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (before, other_before) = (
+        FakeConsumer::count(&consumer.rebalances),
+        FakeConsumer::count(&other.rebalances),
+    );
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert_eq!(
+        FakeConsumer::count(&consumer.rebalances),
+        before,
+        "route unchanged"
+    );
+
+    cluster.create_topic("T", TopicConfig::new(8, 8));
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(
+        lease.routes().table().subscribe_queues("T").unwrap().len(),
+        8
+    );
+    assert_eq!(FakeConsumer::count(&consumer.rebalances), before + 1);
+    assert_eq!(FakeConsumer::count(&other.rebalances), other_before);
+    lease.release().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_registers_once_per_instance() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let lease = ClientInstance::acquire(config(&cluster, "register_once")).unwrap();
+    lease
+        .register_consumer(Arc::new(FakeConsumer::new("cg", "T")))
+        .unwrap();
+    let error = lease
+        .register_consumer(Arc::new(FakeConsumer::new("cg", "T")))
+        .unwrap_err();
+    assert!(error.to_string().contains("already registered"), "{error}");
+    lease.unregister_consumer("cg");
+    lease
+        .register_consumer(Arc::new(FakeConsumer::new("cg", "T")))
+        .unwrap();
+    lease.release().await;
+    cluster.shutdown().await;
+}

@@ -1,0 +1,161 @@
+//! Producers and their client instance: heartbeats for producer-only clients,
+//! unregistration at shutdown, shared instances, re-creation.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use rocketmq_client::{ClientConfig, ClientError, Producer};
+use rocketmq_model::Message;
+use rocketmq_testkit::{Broker, TestCluster};
+
+fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
+    let mut config = ClientConfig::new(cluster.namesrv_addrs());
+    config.instance_name = instance.into();
+    config.client_ip = Some("10.9.8.7".parse().unwrap());
+    config.transport = Some(cluster.transport());
+    config
+}
+
+async fn producer(cluster: &TestCluster, instance: &str, group: &str) -> Producer {
+    Producer::builder()
+        .client_config(config(cluster, instance))
+        .producer_group(group)
+        .build()
+        .await
+        .unwrap()
+}
+
+fn producer_clients(broker: &Broker, group: &str) -> Vec<String> {
+    broker
+        .groups()
+        .producers
+        .into_iter()
+        .find(|g| g.group == group)
+        .map(|g| g.client_ids)
+        .unwrap_or_default()
+}
+
+fn msg(body: &str) -> Message {
+    Message::builder("T").body(body.to_owned()).build().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_producer_only_client_heartbeats_every_broker_and_unregisters() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster, "producer_only", "pg").await;
+    let client_id = producer.instance().client_id().to_owned();
+    producer.send(msg("route")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    for broker in cluster.brokers() {
+        assert_eq!(
+            producer_clients(broker, "pg"),
+            [client_id.as_str()],
+            "{}",
+            broker.name()
+        );
+        assert_eq!(
+            producer_clients(broker, "CLIENT_INNER_PRODUCER"),
+            [client_id.as_str()]
+        );
+        let clients = broker.clients();
+        assert!(
+            clients
+                .iter()
+                .any(|c| c.client_id == client_id && c.consumer_groups.is_empty())
+        );
+    }
+    let instance = producer.instance().clone();
+    producer.shutdown().await;
+    assert!(instance.is_shut_down());
+    for broker in cluster.brokers() {
+        assert!(
+            producer_clients(broker, "pg").is_empty(),
+            "{}",
+            broker.name()
+        );
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn producers_sharing_an_instance_shut_down_independently() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let first = producer(&cluster, "shared", "pg-1").await;
+    let second = producer(&cluster, "shared", "pg-2").await;
+    assert_eq!(first.instance().client_id(), second.instance().client_id());
+    first.send(msg("a")).await.unwrap();
+    second.send(msg("b")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let broker = cluster.broker(0);
+    assert_eq!(producer_clients(broker, "pg-1").len(), 1);
+
+    let instance = first.instance().clone();
+    first.shutdown().await;
+    assert!(
+        !instance.is_shut_down(),
+        "the second producer still uses it"
+    );
+    assert!(
+        producer_clients(broker, "pg-1").is_empty(),
+        "pg-1 unregistered"
+    );
+    assert_eq!(producer_clients(broker, "pg-2").len(), 1, "pg-2 kept");
+    second.send(msg("c")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert!(
+        producer_clients(broker, "pg-1").is_empty(),
+        "heartbeats no longer name pg-1"
+    );
+
+    second.shutdown().await;
+    assert!(instance.is_shut_down());
+
+    let again = producer(&cluster, "shared", "pg-1").await;
+    assert!(!again.instance().is_shut_down());
+    again.send(msg("d")).await.unwrap();
+    again.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_group_per_instance() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let first = producer(&cluster, "same_group", "pg").await;
+    let error = Producer::builder()
+        .client_config(config(&cluster, "same_group"))
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ClientError::GroupAlreadyRegistered { .. }),
+        "{error}"
+    );
+    first.send(msg("still fine")).await.unwrap();
+    first.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_producer_frees_its_group() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let keeper = producer(&cluster, "dropped", "keeper").await;
+    drop(producer(&cluster, "dropped", "pg").await);
+    let again = producer(&cluster, "dropped", "pg").await;
+    again.send(msg("x")).await.unwrap();
+    again.shutdown().await;
+    keeper.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn building_without_a_nameserver_fails() {
+    let error = Producer::builder().build().await.unwrap_err();
+    assert!(matches!(error, ClientError::Config(_)), "{error}");
+}

@@ -1,0 +1,595 @@
+//! Producer sends against the testkit: what is stored is what was sent.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rocketmq_client::producer::{SendContext, SendHook, SendResult, SendStatus};
+use rocketmq_client::{ClientConfig, ClientError, Producer};
+use rocketmq_kernel::select::SelectByKey;
+use rocketmq_model::message::{compression, property, sysflag};
+use rocketmq_model::{Message, MessageExt, MessageQueue, OffsetMessageId};
+use rocketmq_testkit::TestCluster;
+
+fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
+    let mut config = ClientConfig::new(cluster.namesrv_addrs());
+    config.instance_name = instance.into();
+    config.client_ip = Some("10.9.8.7".parse().unwrap());
+    config.transport = Some(cluster.transport());
+    config
+}
+
+async fn producer(cluster: &TestCluster, instance: &str) -> Producer {
+    Producer::builder()
+        .client_config(config(cluster, instance))
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Every message stored for `topic` on every broker.
+fn stored(cluster: &TestCluster, topic: &str) -> Vec<MessageExt> {
+    let mut all = Vec::new();
+    for broker in cluster.brokers() {
+        for queue_id in 0..8 {
+            all.extend(broker.messages(topic, queue_id));
+        }
+    }
+    all
+}
+
+fn stored_one(cluster: &TestCluster, result: &SendResult) -> MessageExt {
+    let broker = cluster
+        .broker_named(&result.message_queue.broker_name)
+        .unwrap();
+    let queue = broker.messages(&result.message_queue.topic, result.message_queue.queue_id);
+    let offset = usize::try_from(result.queue_offset).unwrap();
+    queue[offset].clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sync_send_is_stored_as_sent() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster, "sync_send").await;
+    let msg = Message::builder("T")
+        .body("hello")
+        .tags("TagA")
+        .keys(["k1", "k2"])
+        .property("custom", "v")
+        .build()
+        .unwrap();
+    let result = producer.send(msg).await.unwrap();
+    assert_eq!(result.status, SendStatus::SendOk);
+    assert_eq!(result.message_queue.topic, "T");
+    let got = stored_one(&cluster, &result);
+    assert_eq!(&got.message.body[..], b"hello");
+    assert_eq!(got.message.tags(), Some("TagA"));
+    assert_eq!(got.message.keys().collect::<Vec<_>>(), ["k1", "k2"]);
+    assert_eq!(got.message.property("custom"), Some("v"));
+    assert_eq!(got.message.uniq_key(), Some(result.msg_id.as_str()));
+    assert_eq!(got.sys_flag & sysflag::COMPRESSED_FLAG, 0);
+    let offset_id = OffsetMessageId::parse(&result.offset_msg_id).unwrap();
+    assert_eq!(offset_id.commit_log_offset, got.commit_log_offset);
+    assert_eq!(result.region_id, "DefaultRegion");
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn bodies_of_4_kib_and_more_are_zlib_compressed() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster, "compression").await;
+    let big = "x".repeat(4096);
+    let result = producer
+        .send(Message::builder("T").body(big.clone()).build().unwrap())
+        .await
+        .unwrap();
+    let got = stored_one(&cluster, &result);
+    assert_ne!(
+        got.sys_flag & sysflag::COMPRESSED_FLAG,
+        0,
+        "compressed flag"
+    );
+    let body = compression::decompress(
+        &got.message.body,
+        compression::CompressionType::Zlib,
+        1 << 20,
+    )
+    .unwrap();
+    assert_eq!(body, big.as_bytes());
+
+    let small = producer
+        .send(
+            Message::builder("T")
+                .body("x".repeat(4095))
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let got = stored_one(&cluster, &small);
+    assert_eq!(got.sys_flag & sysflag::COMPRESSED_FLAG, 0);
+    assert_eq!(got.message.body.len(), 4095);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn async_sends_at_high_load_all_succeed() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "async_load"))
+        .producer_group("pg")
+        .max_in_flight_async_sends(8)
+        .build()
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..500 {
+        let msg = Message::builder("T").body(format!("m{i}")).build().unwrap();
+        handles.push(producer.send_async(msg).await.unwrap());
+    }
+    let mut ids = HashSet::new();
+    for handle in handles {
+        let result = handle.await.unwrap();
+        assert!(ids.insert(result.msg_id));
+    }
+    assert_eq!(stored(&cluster, "T").len(), 500);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_oneway_send_is_stored() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster, "oneway").await;
+    let msg = Message::builder("T")
+        .body("fire")
+        .tags("F")
+        .build()
+        .unwrap();
+    producer.send_oneway(msg).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while stored(&cluster, "T").is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let got = stored(&cluster, "T").remove(0);
+    assert_eq!(got.message.tags(), Some("F"));
+    assert!(got.message.uniq_key().is_some());
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_is_stored_with_a_uniq_key_per_message() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster, "batch").await;
+    let msgs: Vec<Message> = (0..3)
+        .map(|i| {
+            Message::builder("T")
+                .body("y".repeat(5000))
+                .tags(format!("t{i}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let result = producer.send_batch(msgs).await.unwrap();
+    let ids: Vec<&str> = result.msg_id.split(',').collect();
+    assert_eq!(ids.len(), 3);
+    let queue = cluster
+        .broker(0)
+        .messages("T", result.message_queue.queue_id);
+    assert_eq!(queue.len(), 3);
+    for (i, got) in queue.iter().enumerate() {
+        assert_eq!(got.message.uniq_key(), Some(ids[i]));
+        assert_eq!(got.message.tags(), Some(format!("t{i}").as_str()));
+        assert_eq!(
+            got.sys_flag & sysflag::COMPRESSED_FLAG,
+            0,
+            "batches are not compressed"
+        );
+        assert_eq!(got.message.body.len(), 5000);
+    }
+    let mixed = vec![
+        Message::builder("T").body("a").build().unwrap(),
+        Message::builder("U").body("b").build().unwrap(),
+    ];
+    assert!(matches!(
+        producer.send_batch(mixed).await,
+        Err(ClientError::Model(_))
+    ));
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_topic_is_created_through_tbw102() {
+    let cluster = TestCluster::builder().build().await.unwrap();
+    let producer = producer(&cluster, "auto_create").await;
+    assert!(cluster.broker(0).topic("NEW").is_none());
+    let result = producer
+        .send(Message::builder("NEW").body("first").build().unwrap())
+        .await
+        .unwrap();
+    let config = cluster.broker(0).topic("NEW").unwrap();
+    assert_eq!(config.write_queue_nums, 4);
+    assert_eq!(stored_one(&cluster, &result).message.topic, "NEW");
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+/// Counts send attempts and remembers their brokers and outcomes.
+#[derive(Default)]
+struct Attempts {
+    before: AtomicUsize,
+    brokers: std::sync::Mutex<Vec<String>>,
+    outcomes: std::sync::Mutex<Vec<(String, u32, bool)>>,
+}
+
+impl SendHook for Attempts {
+    fn before_send(&self, ctx: &SendContext<'_>) {
+        self.before.fetch_add(1, Ordering::SeqCst);
+        self.brokers
+            .lock()
+            .unwrap()
+            .push(ctx.message_queue.broker_name.clone());
+    }
+
+    fn after_send(&self, ctx: &SendContext<'_>, result: Result<&SendResult, &ClientError>) {
+        self.outcomes.lock().unwrap().push((
+            ctx.broker_addr.to_owned(),
+            ctx.attempt,
+            result.is_ok(),
+        ));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_broker_is_retried_on_the_other_one() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let attempts = Arc::new(Attempts::default());
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "busy_retry"))
+        .producer_group("pg")
+        .send_hook(attempts.clone())
+        .build()
+        .await
+        .unwrap();
+    cluster.broker_named("broker-a").unwrap().fail_requests(
+        rocketmq_model::RequestCode::SEND_MESSAGE_V2,
+        rocketmq_model::ResponseCode::SYSTEM_BUSY,
+        1000,
+    );
+    for i in 0..6 {
+        let msg = Message::builder("T").body(format!("m{i}")).build().unwrap();
+        let result = producer.send(msg).await.unwrap();
+        assert_eq!(result.message_queue.broker_name, "broker-b");
+    }
+    let brokers = attempts.brokers.lock().unwrap().clone();
+    assert!(brokers.len() > 6, "some sends were retried: {brokers:?}");
+    for pair in brokers.windows(2) {
+        if pair[0] == "broker-a" {
+            assert_eq!(pair[1], "broker-b", "a retry avoids the failed broker");
+        }
+    }
+    assert_eq!(stored(&cluster, "T").len(), 6);
+    let outcomes = attempts.outcomes.lock().unwrap().clone();
+    assert_eq!(
+        outcomes.len(),
+        brokers.len(),
+        "after_send follows every attempt"
+    );
+    let addr_a = cluster.broker_named("broker-a").unwrap().addr().to_owned();
+    for (addr, attempt, ok) in outcomes {
+        assert_eq!(ok, addr != addr_a, "{addr} attempt {attempt}");
+        if addr == addr_a {
+            assert_eq!(attempt, 0, "a retry never returns to the busy broker");
+        }
+    }
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_stay_within_the_send_timeout() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster, "timeout_budget").await;
+    producer
+        .send(Message::builder("T").body("warm").build().unwrap())
+        .await
+        .unwrap();
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::SEND_MESSAGE_V2,
+        Duration::from_secs(5),
+    );
+    let started = tokio::time::Instant::now();
+    let error = producer
+        .send(Message::builder("T").body("slow").build().unwrap())
+        .await
+        .unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(
+        elapsed,
+        Duration::from_secs(3),
+        "the whole budget, not more"
+    );
+    assert!(matches!(error, ClientError::SendTimeout { .. }), "{error}");
+    assert!(error.is_retriable());
+    cluster.clear_faults();
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_broker_busy_gives_up_after_three_attempts() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let attempts = Arc::new(Attempts::default());
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "all_busy"))
+        .producer_group("pg")
+        .send_hook(attempts.clone())
+        .build()
+        .await
+        .unwrap();
+    cluster.fail_requests(
+        rocketmq_model::RequestCode::SEND_MESSAGE_V2,
+        rocketmq_model::ResponseCode::SYSTEM_BUSY,
+        1000,
+    );
+    let error = producer
+        .send(Message::builder("T").body("busy").build().unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        attempts.before.load(Ordering::SeqCst),
+        3,
+        "1 + retry_times_when_send_failed"
+    );
+    assert!(error.is_retriable(), "{error}");
+    assert!(
+        error.to_string().contains("SYSTEM_BUSY") || error.to_string().contains("(2)"),
+        "{error}"
+    );
+    cluster.clear_faults();
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_over_4_mib_fails_before_any_request() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let attempts = Arc::new(Attempts::default());
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "too_large"))
+        .producer_group("pg")
+        .send_hook(attempts.clone())
+        .build()
+        .await
+        .unwrap();
+    let body = vec![b'z'; 4 * 1024 * 1024 + 1];
+    let error = producer
+        .send(Message::builder("T").body(body).build().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ClientError::MessageTooLarge {
+                size: 4_194_305,
+                limit: 4_194_304
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("exceeds the maximum message size")
+    );
+    assert_eq!(attempts.before.load(Ordering::SeqCst), 0);
+    assert!(stored(&cluster, "T").is_empty());
+    let forbidden = producer
+        .send(Message::new("SCHEDULE_TOPIC_XXXX", "x"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(forbidden, ClientError::InvalidMessage(_)),
+        "{forbidden}"
+    );
+    let empty = producer.send(Message::new("T", "")).await.unwrap_err();
+    assert!(matches!(empty, ClientError::InvalidMessage(_)), "{empty}");
+    assert_eq!(attempts.before.load(Ordering::SeqCst), 0);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn queue_choice_by_queue_selector_and_sharding_key() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster, "selectors").await;
+    let mq = MessageQueue::new("T", "broker-a", 3);
+    let to_queue = producer
+        .send_to_queue(Message::builder("T").body("q").build().unwrap(), &mq)
+        .await
+        .unwrap();
+    assert_eq!(to_queue.message_queue, mq);
+
+    let by_key = |key: &str| SelectByKey(key.to_owned());
+    let first = producer
+        .send_with_selector(
+            Message::builder("T").body("a").build().unwrap(),
+            &by_key("order-7"),
+        )
+        .await
+        .unwrap();
+    let second = producer
+        .send_with_selector(
+            Message::builder("T").body("b").build().unwrap(),
+            &by_key("order-7"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.message_queue, second.message_queue);
+
+    let sharded = |body: &str| {
+        Message::builder("T")
+            .body(body.to_owned())
+            .sharding_key("user-1")
+            .build()
+            .unwrap()
+    };
+    let s1 = producer.send(sharded("1")).await.unwrap();
+    let s2 = producer.send(sharded("2")).await.unwrap();
+    let s3 = producer.send(sharded("3")).await.unwrap();
+    assert_eq!(s1.message_queue, s2.message_queue);
+    assert_eq!(s2.message_queue, s3.message_queue);
+    assert_eq!(s3.queue_offset, s2.queue_offset + 1);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn delayed_messages_are_scheduled_by_the_broker() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster, "delay").await;
+    let msg = Message::builder("T")
+        .body("later")
+        .delay_level(3)
+        .build()
+        .unwrap();
+    let result = producer.send(msg).await.unwrap();
+    assert_eq!(result.status, SendStatus::SendOk);
+    assert_eq!(cluster.broker(0).scheduled_count(), 1);
+    assert!(
+        stored(&cluster, "T").is_empty(),
+        "not visible before its delay"
+    );
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let delivered = stored(&cluster, "T");
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        delivered[0].message.uniq_key(),
+        Some(result.msg_id.as_str())
+    );
+    assert_eq!(
+        delivered[0].message.property(property::REAL_TOPIC),
+        Some("T")
+    );
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn sends_move_off_a_stopped_broker_and_come_back_when_it_returns() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let attempts = Arc::new(Attempts::default());
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "failover"))
+        .producer_group("pg")
+        .send_latency_fault_enable(true)
+        .send_hook(attempts.clone())
+        .build()
+        .await
+        .unwrap();
+    producer
+        .send(Message::builder("T").body("warm").build().unwrap())
+        .await
+        .unwrap();
+    let broker_a = cluster.broker_named("broker-a").unwrap();
+    broker_a.stop().await;
+    attempts.brokers.lock().unwrap().clear();
+    for i in 0..20 {
+        let msg = Message::builder("T").body(format!("m{i}")).build().unwrap();
+        let result = producer.send(msg).await.unwrap();
+        assert_eq!(result.message_queue.broker_name, "broker-b");
+    }
+    let tried_a = attempts
+        .brokers
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|b| *b == "broker-a")
+        .count();
+    assert!(
+        tried_a <= 1,
+        "an isolated broker is avoided ({tried_a} attempts)"
+    );
+
+    broker_a.restart().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(700)).await;
+    let mut brokers = HashSet::new();
+    for i in 0..20 {
+        let msg = Message::builder("T").body(format!("n{i}")).build().unwrap();
+        brokers.insert(producer.send(msg).await.unwrap().message_queue.broker_name);
+    }
+    assert!(brokers.contains("broker-a"), "traffic returns: {brokers:?}");
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_names_its_reply_target_and_times_out_without_a_reply() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster, "request_reply").await;
+    let started = tokio::time::Instant::now();
+    let error = producer
+        .request(
+            Message::builder("T").body("ping").build().unwrap(),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ClientError::RequestTimeout { .. }),
+        "{error}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    let request = stored(&cluster, "T").remove(0);
+    let props = &request.message;
+    assert!(props.property(property::CORRELATION_ID).is_some());
+    assert_eq!(
+        props.property(property::REPLY_TO_CLIENT),
+        Some(producer.instance().client_id())
+    );
+    assert_eq!(props.property(property::TTL), Some("2000"));
+    assert_eq!(props.property(property::CLUSTER), Some("DefaultCluster"));
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -1,0 +1,347 @@
+//! The pull consumer end to end: subscribe and poll, the stream, auto and
+//! manual commits, seeks, pause and resume, assigned queues.
+
+#![allow(clippy::unwrap_used)]
+
+mod consumer_support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use consumer_support::{config, msg, producer, unique};
+use futures::StreamExt;
+use rocketmq_client::PullConsumer;
+use rocketmq_client::consumer::ConsumeFromWhere;
+use rocketmq_model::body::ConsumeType;
+use rocketmq_model::{MessageExt, MessageQueue};
+use rocketmq_testkit::TestCluster;
+
+fn body(m: &MessageExt) -> String {
+    String::from_utf8_lossy(m.body()).into_owned()
+}
+
+/// Polls until `n` messages came (or panics after a minute of tokio time).
+async fn poll_n(consumer: &PullConsumer, n: usize) -> Vec<MessageExt> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n}",
+            got.len()
+        );
+        got.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
+    }
+    got
+}
+
+fn q(id: i32) -> MessageQueue {
+    MessageQueue::new("T", "broker-a", id)
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribe_poll_and_commit() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    for i in 0..20 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("poll")))
+        .subscribe("T", "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(consumer.assignment().len(), 4);
+    let group = cluster
+        .broker(0)
+        .groups()
+        .consumers
+        .into_iter()
+        .find(|g| g.group == "lg")
+        .unwrap();
+    assert_eq!(group.consume_type, ConsumeType::ConsumeActively);
+    let got = poll_n(&consumer, 20).await;
+    let mut bodies: Vec<String> = got.iter().map(body).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 20);
+    assert!(
+        consumer
+            .poll(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    consumer.commit_sync().await.unwrap();
+    let stored: i64 = (0..4)
+        .map(|i| cluster.broker(0).committed_offset("lg", &q(i)).unwrap())
+        .sum();
+    assert_eq!(stored, 20);
+    let report = consumer.shutdown().await;
+    assert_eq!(report.offsets_committed.values().sum::<i64>(), 20);
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_stream_yields_every_message() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("stream")))
+        .subscribe("T", "TagA")
+        .poll_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let tag = if i % 2 == 0 { "TagA" } else { "TagB" };
+        producer
+            .send(msg("T", &format!("m{i}"), tag))
+            .await
+            .unwrap();
+    }
+    let got: Vec<MessageExt> = consumer
+        .stream()
+        .take(5)
+        .map(|m| m.unwrap())
+        .collect()
+        .await;
+    assert!(got.iter().all(|m| m.tags() == Some("TagA")));
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn uncommitted_messages_come_again_and_committed_ones_do_not() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    for i in 0..8 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let instance = unique("manual");
+    let build = |auto: bool| {
+        PullConsumer::builder("lg", config(&cluster, &instance))
+            .subscribe("T", "*")
+            .consume_from_where(ConsumeFromWhere::FirstOffset)
+            .auto_commit(auto)
+            .build()
+    };
+    let consumer = build(false).await.unwrap();
+    assert_eq!(poll_n(&consumer, 8).await.len(), 8);
+    consumer.shutdown().await;
+    // Nothing was committed: everything comes again.
+    let consumer = build(false).await.unwrap();
+    assert_eq!(poll_n(&consumer, 8).await.len(), 8);
+    consumer.commit();
+    consumer.shutdown().await;
+    // Committed: nothing comes again.
+    let consumer = build(true).await.unwrap();
+    assert!(
+        consumer
+            .poll(Duration::from_secs(3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    producer.send(msg("T", "new", "x")).await.unwrap();
+    let got = poll_n(&consumer, 1).await;
+    assert_eq!(body(&got[0]), "new");
+    // Auto commit: the next poll commits what was handed out.
+    assert!(
+        consumer
+            .poll(Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let report = consumer.shutdown().await;
+    assert_eq!(report.offsets_committed.values().sum::<i64>(), 9);
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn assigned_queues_seek_and_pause() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    for queue in 0..2 {
+        for i in 0..10 {
+            producer
+                .send_to_queue(msg("T", &format!("{queue}-{i}"), "x"), &q(queue))
+                .await
+                .unwrap();
+        }
+    }
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("assign")))
+        .assign([q(0), q(1)])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    let got = poll_n(&consumer, 20).await;
+    let mut per_queue: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for m in &got {
+        per_queue
+            .entry(m.queue_id)
+            .or_default()
+            .push(m.queue_offset);
+    }
+    let all: Vec<i64> = (0..10).collect();
+    assert_eq!(per_queue[&0], all);
+    assert_eq!(per_queue[&1], all);
+
+    consumer.seek(&q(0), 7).unwrap();
+    let again = poll_n(&consumer, 3).await;
+    assert_eq!(
+        again.iter().map(|m| m.queue_offset).collect::<Vec<_>>(),
+        [7, 8, 9]
+    );
+    consumer.seek_to_begin(&q(1)).await.unwrap();
+    assert_eq!(poll_n(&consumer, 10).await[0].queue_offset, 0);
+    consumer.seek_to_end(&q(1)).await.unwrap();
+    assert!(
+        consumer
+            .poll(Duration::from_secs(2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    consumer
+        .seek_by_timestamp(&q(0), std::time::UNIX_EPOCH)
+        .await
+        .unwrap();
+    assert_eq!(poll_n(&consumer, 10).await.len(), 10);
+    assert!(consumer.seek(&q(3), 0).is_err(), "not assigned");
+
+    consumer.pause([&q(0)]);
+    producer
+        .send_to_queue(msg("T", "paused", "x"), &q(0))
+        .await
+        .unwrap();
+    producer
+        .send_to_queue(msg("T", "running", "x"), &q(1))
+        .await
+        .unwrap();
+    let got = poll_n(&consumer, 1).await;
+    assert_eq!(body(&got[0]), "running");
+    assert!(
+        consumer
+            .poll(Duration::from_secs(3))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    consumer.resume([&q(0)]);
+    let got = poll_n(&consumer, 1).await;
+    assert_eq!(body(&got[0]), "paused");
+
+    consumer.assign([q(2)]).await.unwrap();
+    assert_eq!(
+        consumer.assignment().into_iter().collect::<Vec<_>>(),
+        [q(2)]
+    );
+    producer
+        .send_to_queue(msg("T", "q2", "x"), &q(2))
+        .await
+        .unwrap();
+    let got = poll_n(&consumer, 1).await;
+    assert_eq!(body(&got[0]), "q2");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribing_members_share_the_queues() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let build = |name: String| {
+        PullConsumer::builder("lg", config(&cluster, &name))
+            .subscribe("T", "*")
+            .consume_from_where(ConsumeFromWhere::FirstOffset)
+            .build()
+    };
+    let first = build(unique("share")).await.unwrap();
+    assert_eq!(first.assignment().len(), 4);
+    let second = build(unique("share")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while first.assignment().len() != 2 || second.assignment().len() != 2 {
+        assert!(tokio::time::Instant::now() < deadline, "no split");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(first.assignment().is_disjoint(&second.assignment()));
+    for i in 0..12 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let mut bodies = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while bodies.len() < 12 {
+        assert!(tokio::time::Instant::now() < deadline, "only {bodies:?}");
+        for consumer in [&first, &second] {
+            bodies.extend(
+                consumer
+                    .poll(Duration::from_millis(200))
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(body),
+            );
+        }
+    }
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 12, "each message once");
+    first.shutdown().await;
+    second.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broker_offset_reset_moves_the_pull_consumer() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    for i in 0..8 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("reset")))
+        .subscribe("T", "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(poll_n(&consumer, 8).await.len(), 8);
+    consumer.commit_sync().await.unwrap();
+    let pushed = cluster
+        .broker(0)
+        .reset_offset("lg", "T", 0, true)
+        .await
+        .unwrap();
+    assert_eq!(pushed.len(), 4);
+    let again = poll_n(&consumer, 8).await;
+    let mut bodies: Vec<String> = again.iter().map(body).collect();
+    bodies.sort();
+    assert_eq!(bodies, (0..8).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    let info = cluster
+        .broker(0)
+        .consumer_running_info("lg", consumer.client_id(), false)
+        .await
+        .unwrap();
+    assert_eq!(info.mq_table.len(), 4);
+    assert_eq!(
+        info.properties.get("PROP_CONSUME_TYPE").map(String::as_str),
+        Some("CONSUME_ACTIVELY")
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

@@ -1,0 +1,261 @@
+//! The broker's requests about a push consumer, end to end:
+//! RESET_CONSUMER_CLIENT_OFFSET, GET_CONSUMER_RUNNING_INFO,
+//! GET_CONSUMER_STATUS_FROM_CLIENT, CONSUME_MESSAGE_DIRECTLY; and lag,
+//! suspend and resume.
+
+#![allow(clippy::unwrap_used)]
+
+mod consumer_support;
+
+use std::time::Duration;
+
+use consumer_support::{Seen, msg, owned, producer, recording, unique, wait_assigned, wait_until};
+use rocketmq_client::consumer::ConsumeFromWhere;
+use rocketmq_model::MessageQueue;
+use rocketmq_model::body::ConsumeResult;
+use rocketmq_testkit::TestCluster;
+
+#[tokio::test(start_paused = true)]
+async fn reset_consumer_client_offset_takes_effect() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let consumer = recording(&cluster, &unique("reset"), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    for i in 0..12 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    wait_until("12 messages", Duration::from_secs(60), || seen.len() == 12).await;
+    let pushed = cluster
+        .broker(0)
+        .reset_offset("cg", "T", 0, true)
+        .await
+        .unwrap();
+    assert_eq!(pushed.len(), 4);
+    assert!(pushed.values().all(|offset| *offset == 0), "{pushed:?}");
+    wait_until("everything again", Duration::from_secs(60), || {
+        seen.len() == 24
+    })
+    .await;
+    assert!(seen.counts().values().all(|n| *n == 2));
+    wait_assigned(&consumer, 4).await;
+    let report = consumer.shutdown().await;
+    let committed: i64 = report
+        .offsets_committed
+        .iter()
+        .filter(|(mq, _)| mq.topic == "T")
+        .map(|(_, offset)| offset)
+        .sum();
+    assert_eq!(committed, 12, "{report:?}");
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn running_info_status_and_direct_consumption_answer_with_real_figures() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let consumer = recording(&cluster, &unique("info"), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    let mut last = None;
+    for i in 0..8 {
+        last = Some(
+            producer
+                .send(msg("T", &format!("m{i}"), "x"))
+                .await
+                .unwrap(),
+        );
+    }
+    wait_until("8 messages", Duration::from_secs(60), || seen.len() == 8).await;
+    wait_until("offsets committed", Duration::from_secs(60), || {
+        consumer
+            .committed_offsets()
+            .iter()
+            .filter(|(mq, _)| mq.topic == "T")
+            .map(|(_, o)| o)
+            .sum::<i64>()
+            == 8
+    })
+    .await;
+    let broker = cluster.broker(0);
+    let client_id = consumer.client_id().to_owned();
+    // Rates are per second of tokio time, which a paused clock may not
+    // have advanced yet.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let info = broker
+        .consumer_running_info("cg", &client_id, false)
+        .await
+        .unwrap();
+    let topics: Vec<&str> = info
+        .subscription_set
+        .iter()
+        .map(|s| s.topic.as_str())
+        .collect();
+    assert!(
+        topics.contains(&"T") && topics.contains(&"%RETRY%cg"),
+        "{topics:?}"
+    );
+    let committed = consumer.committed_offsets();
+    let queues: Vec<&MessageQueue> = info.mq_table.keys().filter(|mq| mq.topic == "T").collect();
+    assert_eq!(queues.len(), 4, "{:?}", info.mq_table);
+    for mq in queues {
+        let pq = &info.mq_table[mq];
+        assert_eq!(pq.commit_offset, committed[mq], "{mq}");
+        assert_eq!(pq.cached_msg_count, 0);
+        assert!(!pq.dropped);
+        assert!(pq.last_pull_timestamp > 0);
+    }
+    assert_eq!(
+        info.properties.get("PROP_CONSUME_TYPE").map(String::as_str),
+        Some("CONSUME_PASSIVELY")
+    );
+    assert_eq!(
+        info.properties
+            .get("PROP_CONSUMEORDERLY")
+            .map(String::as_str),
+        Some("false")
+    );
+    let status = &info.status_table["T"];
+    assert!(status.consume_ok_tps > 0.0, "{status:?}");
+    assert_eq!(status.consume_failed_msgs, 0);
+
+    let offsets = broker.consumer_status("cg", "T").await.unwrap();
+    assert_eq!(offsets[&client_id].values().sum::<i64>(), 8);
+
+    let sent = last.unwrap();
+    let direct = broker
+        .consume_message_directly("cg", &client_id, &sent.offset_msg_id)
+        .await
+        .unwrap();
+    assert_eq!(direct.consume_result, Some(ConsumeResult::Success));
+    assert!(!direct.order);
+    assert_eq!(seen.len(), 9, "the listener ran once more");
+    assert_eq!(seen.bodies()[8], "m7");
+
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn lag_grows_while_suspended_and_drains_after_resume() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let consumer = recording(&cluster, &unique("lag"), "cg", "T", &seen)
+        .build()
+        .await
+        .unwrap();
+    wait_assigned(&consumer, 4).await;
+    producer.send(msg("T", "warm-up", "x")).await.unwrap();
+    wait_until("warm-up", Duration::from_secs(60), || seen.len() == 1).await;
+    consumer.suspend();
+    assert!(consumer.is_suspended());
+    // Pulls in flight may still deliver; wait for their long polls to end.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let before = seen.len();
+    for i in 0..6 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(seen.len(), before, "nothing pulled while suspended");
+    let lag = consumer.lag().await.unwrap();
+    let owned_queues = owned(&consumer);
+    let total: i64 = lag
+        .iter()
+        .filter(|(mq, _)| owned_queues.contains(mq))
+        .map(|(_, l)| l)
+        .sum();
+    assert_eq!(total, 7 - before as i64, "{lag:?}");
+    consumer.resume();
+    wait_until("drained", Duration::from_secs(60), || seen.len() == 7).await;
+    wait_for_zero_lag(&consumer).await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+async fn wait_for_zero_lag(consumer: &rocketmq_client::PushConsumer) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let lag = consumer.lag().await.unwrap();
+        if lag.values().all(|l| *l == 0) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "lag stays {lag:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_orderly_consumer_reports_its_locks_and_consumes_directly() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let seen_in = seen.clone();
+    let consumer = rocketmq_client::PushConsumer::builder(
+        "cg",
+        consumer_support::config(&cluster, &unique("orderly-info")),
+    )
+    .subscribe("T", "*")
+    .consume_orderly(
+        move |msgs: Vec<rocketmq_model::MessageExt>,
+              ctx: rocketmq_client::consumer::OrderlyContext| {
+            let seen = seen_in.clone();
+            async move {
+                seen.push(&msgs);
+                let result = if msgs[0].body().as_ref() == b"later" {
+                    rocketmq_client::consumer::OrderlyResult::SuspendCurrentQueue
+                } else {
+                    rocketmq_client::consumer::OrderlyResult::Success
+                };
+                let mut ctx = ctx;
+                ctx.auto_commit = false;
+                (result, ctx)
+            }
+        },
+    )
+    .build()
+    .await
+    .unwrap();
+    wait_assigned(&consumer, 4).await;
+    let sent = producer.send(msg("T", "later", "x")).await.unwrap();
+    wait_until("consumed", Duration::from_secs(60), || !seen.is_empty()).await;
+    let broker = cluster.broker(0);
+    let client_id = consumer.client_id().to_owned();
+    let info = broker
+        .consumer_running_info("cg", &client_id, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        info.properties
+            .get("PROP_CONSUMEORDERLY")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        info.mq_table
+            .iter()
+            .filter(|(mq, _)| mq.topic == "T")
+            .all(|(_, pq)| pq.locked)
+    );
+    let direct = broker
+        .consume_message_directly("cg", &client_id, &sent.offset_msg_id)
+        .await
+        .unwrap();
+    assert_eq!(direct.consume_result, Some(ConsumeResult::Later));
+    assert!(direct.order);
+    assert!(!direct.auto_commit);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

@@ -1,0 +1,235 @@
+//! Push consumers coming and going: members joining and leaving under
+//! load, a clean shutdown and restart, a broker restart mid-stream.
+
+#![allow(clippy::unwrap_used)]
+
+mod consumer_support;
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use consumer_support::{Seen, msg, owned, producer, recording, unique, wait_assigned, wait_until};
+use rocketmq_client::consumer::ConsumeFromWhere;
+use rocketmq_model::MessageQueue;
+use rocketmq_testkit::{TestCluster, TopicConfig};
+
+#[tokio::test(start_paused = true)]
+async fn members_joining_and_leaving_under_load_lose_nothing_and_settle_apart() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic_with("T", TopicConfig::new(4, 4))
+        .build()
+        .await
+        .unwrap();
+    let seen = Seen::default();
+    let producer = producer(&cluster).await;
+    let first = recording(&cluster, &unique("m1"), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    wait_assigned(&first, 8).await;
+    let mut sent = HashSet::new();
+    let mut members = vec![first];
+    for round in 0..6 {
+        for i in 0..20 {
+            let body = format!("r{round}-{i}");
+            producer.send(msg("T", &body, "x")).await.unwrap();
+            sent.insert(body);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        match round {
+            0 | 1 | 3 => {
+                let member = recording(&cluster, &unique("m"), "cg", "T", &seen)
+                    .consume_from_where(ConsumeFromWhere::FirstOffset)
+                    .build()
+                    .await
+                    .unwrap();
+                members.push(member);
+            }
+            _ => {
+                let leaving = members.remove(0);
+                leaving.shutdown().await;
+            }
+        }
+    }
+    wait_until(
+        "every acknowledged send consumed",
+        Duration::from_secs(300),
+        || {
+            let got: HashSet<String> = seen.bodies().into_iter().collect();
+            sent.is_subset(&got)
+        },
+    )
+    .await;
+    // Let the rebalance settle, then no queue is owned twice and all are owned.
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    for member in &members {
+        member.rebalance().await;
+    }
+    let mut all: Vec<MessageQueue> = members.iter().flat_map(owned).collect();
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), total, "a queue owned by two members");
+    assert_eq!(total, 8, "every queue owned");
+    for member in members {
+        member.shutdown().await;
+    }
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clean_shutdown_and_restart_consume_nothing_twice() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let instance = unique("restart");
+    let consumer = recording(&cluster, &instance, "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    for i in 0..20 {
+        producer
+            .send(msg("T", &format!("a{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    wait_until("20 messages", Duration::from_secs(60), || seen.len() == 20).await;
+    let report = consumer.shutdown().await;
+    assert!(report.is_clean(), "{report:?}");
+    let broker = cluster.broker(0);
+    let stored: i64 = (0..4)
+        .map(|q| {
+            broker
+                .committed_offset("cg", &MessageQueue::new("T", "broker-a", q))
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(stored, 20, "offsets persisted on the broker at shutdown");
+    assert!(
+        broker
+            .groups()
+            .consumers
+            .iter()
+            .all(|g| g.group != "cg" || g.client_ids.is_empty())
+    );
+    for i in 0..20 {
+        producer
+            .send(msg("T", &format!("b{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let consumer = recording(&cluster, &instance, "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    wait_until("40 messages", Duration::from_secs(60), || seen.len() >= 40).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let counts = seen.counts();
+    assert_eq!(counts.len(), 40);
+    assert!(counts.values().all(|n| *n == 1), "duplicates: {counts:?}");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broker_restart_mid_stream_loses_nothing() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let consumer = recording(&cluster, &unique("bounce"), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    let mut sent = BTreeSet::new();
+    for i in 0..10 {
+        let body = format!("before-{i}");
+        producer.send(msg("T", &body, "x")).await.unwrap();
+        sent.insert(body);
+    }
+    wait_until("some consumed", Duration::from_secs(60), || seen.len() >= 5).await;
+    let broker = cluster.broker(0);
+    broker.stop().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    broker.restart().await.unwrap();
+    for i in 0..10 {
+        let body = format!("after-{i}");
+        let mut tries = 0;
+        while producer.send(msg("T", &body, "x")).await.is_err() {
+            tries += 1;
+            assert!(tries < 20, "the broker never came back");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        sent.insert(body);
+    }
+    wait_until("everything consumed", Duration::from_secs(300), || {
+        let got: BTreeSet<String> = seen.bodies().into_iter().collect();
+        sent.is_subset(&got)
+    })
+    .await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_in_flight_consumption_up_to_the_drain_timeout() {
+    let cluster = TestCluster::builder()
+        .topic_with("T", TopicConfig::new(1, 1))
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster).await;
+    producer.send(msg("T", "quick", "x")).await.unwrap();
+    producer.send(msg("T", "stuck", "x")).await.unwrap();
+    let seen = Seen::default();
+    let seen_in = seen.clone();
+    let consumer = rocketmq_client::PushConsumer::builder(
+        "cg",
+        consumer_support::config(&cluster, &unique("drain")),
+    )
+    .subscribe("T", "*")
+    .consume_from_where(ConsumeFromWhere::FirstOffset)
+    .shutdown_drain_timeout(Duration::from_secs(2))
+    .consume_concurrently(
+        move |msgs: Vec<rocketmq_model::MessageExt>,
+              _ctx: rocketmq_client::consumer::ConcurrentContext| {
+            let seen = seen_in.clone();
+            async move {
+                seen.push(&msgs);
+                if msgs[0].body().as_ref() == b"stuck" {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+                rocketmq_client::consumer::ConcurrentResult::Success
+            }
+        },
+    )
+    .build()
+    .await
+    .unwrap();
+    wait_until("both started", Duration::from_secs(60), || seen.len() == 2).await;
+    let started = tokio::time::Instant::now();
+    let report = consumer.shutdown().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "waited the drain timeout: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(60),
+        "did not wait for the listener: {took:?}"
+    );
+    assert_eq!(report.batches_left, 1, "{report:?}");
+    assert_eq!(report.messages_left, 1, "{report:?}");
+    let mq = MessageQueue::new("T", "broker-a", 0);
+    assert_eq!(
+        report.offsets_committed.get(&mq),
+        Some(&1),
+        "not past the stuck message"
+    );
+    assert_eq!(cluster.broker(0).committed_offset("cg", &mq), Some(1));
+    producer.shutdown().await;
+}
