@@ -8,6 +8,7 @@
 //! Without `--namesrv` it starts an embedded testkit cluster on loopback. Every
 //! run ends with a summary and one JSON line carrying the same figures.
 
+mod consume;
 mod produce;
 mod raw;
 mod report;
@@ -34,6 +35,23 @@ enum Command {
     Raw(SendArgs),
     /// The client's producer: sync, async, oneway or batch sends.
     Produce(ProduceArgs),
+    /// A push consumer draining a topic filled beforehand.
+    Consume(ConsumeArgs),
+}
+
+#[derive(clap::Args)]
+struct ConsumeArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Consumer group (a fresh one per run by default).
+    #[arg(long)]
+    group: Option<String>,
+    /// Messages to fill the topic with, then consume.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 256)]
+    size: usize,
 }
 
 #[derive(clap::Args)]
@@ -184,6 +202,20 @@ async fn main() -> Result<(), BoxError> {
                 serialize_type: send.target.serialization.into(),
             };
             produce::run(plan).await?.print();
+        }
+        Command::Consume(args) => {
+            let cluster = Cluster::open(&args.target).await?;
+            let plan = consume::ConsumePlan {
+                namesrv: cluster.namesrv.clone(),
+                topic: args.target.topic.clone(),
+                group: args
+                    .group
+                    .unwrap_or_else(|| format!("bench_consumer_{}", std::process::id())),
+                messages: args.messages,
+                size: args.size,
+                serialize_type: args.target.serialization.into(),
+            };
+            consume::run(plan).await?.print();
         }
     }
     Ok(())
