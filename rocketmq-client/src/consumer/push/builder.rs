@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use rocketmq_kernel::allocate::{AllocateStrategy, Averagely};
 use rocketmq_kernel::api::{BrokerApi, BrokerOffsetRemote};
 use rocketmq_kernel::consume::{ConsumeEnv, ConsumeStats};
+use rocketmq_kernel::consumer_options::RETRY_TOPIC_PREFIX;
 use rocketmq_kernel::offset::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
 use rocketmq_kernel::{
     ConcurrentService, ConsumeService, ConsumerOptions, ConsumerParts, OrderlyService, Rebalancer,
@@ -408,7 +409,13 @@ impl PushConsumerBuilder {
         });
         for topic in subscriptions.keys() {
             if let Err(err) = routes.refresh(topic).await {
-                tracing::warn!(%group, %topic, error = %err, "no route for a subscribed topic yet");
+                // A new group's retry topic exists only after its first
+                // heartbeat: Java stays quiet about those too.
+                if topic.starts_with(RETRY_TOPIC_PREFIX) {
+                    tracing::debug!(%group, %topic, error = %err, "no route for the retry topic yet");
+                } else {
+                    tracing::warn!(%group, %topic, error = %err, "no route for a subscribed topic yet");
+                }
             }
         }
         instance.register_consumer(Arc::clone(&core) as Arc<dyn crate::instance::ConsumerHandle>)?;

@@ -1,0 +1,84 @@
+//! What every example's `main` does around its work: logging, waiting for
+//! a condition with a deadline, and turning the outcome into an exit code.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The error type of the examples: anything, with its message.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How often [`wait_until`] checks its condition.
+const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `warn`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // A second call (e.g. from a test) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Waits until `condition` holds, checking every 20 ms; answers whether it
+/// held before `limit` passed.
+pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
+    }
+}
+
+/// Prints the outcome of example `name` and maps it to the process exit
+/// code: success, or failure with the error on stderr.
+pub fn exit_code(name: &str, outcome: Result<(), BoxError>) -> ExitCode {
+    match outcome {
+        Ok(()) => {
+            println!("{name}: OK");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{name}: FAILED: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_until_sees_a_condition_come_true() {
+        let start = Instant::now();
+        let held = wait_until(Duration::from_secs(5), || {
+            start.elapsed() >= Duration::from_secs(1)
+        })
+        .await;
+        assert!(held);
+        assert!(start.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wait_until_gives_up_at_the_limit() {
+        let start = Instant::now();
+        assert!(!wait_until(Duration::from_secs(3), || false).await);
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_secs(3) && waited < Duration::from_secs(4));
+    }
+
+    #[test]
+    fn exit_codes_follow_the_outcome() {
+        assert_eq!(exit_code("t", Ok(())), ExitCode::SUCCESS);
+        assert_eq!(exit_code("t", Err("broken".into())), ExitCode::FAILURE);
+    }
+}
