@@ -58,9 +58,22 @@ async fn write_loop(
     let mut written = Vec::new();
     while let Some(first) = queue.recv().await {
         feed(shared, &mut sink, first, &mut written).await?;
-        for _ in 1..MAX_BATCH {
-            let Ok(next) = queue.try_recv() else { break };
-            feed(shared, &mut sink, next, &mut written).await?;
+        let mut batched = 1;
+        let mut yielded = false;
+        while batched < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => {
+                    feed(shared, &mut sink, next, &mut written).await?;
+                    batched += 1;
+                }
+                // Let callers that are about to send join this write: one
+                // syscall for several frames costs far less than one each.
+                Err(mpsc::error::TryRecvError::Empty) if !yielded => {
+                    yielded = true;
+                    tokio::task::yield_now().await;
+                }
+                Err(_) => break,
+            }
         }
         sink.flush().await?;
         for ack in written.drain(..) {
