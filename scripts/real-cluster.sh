@@ -4,11 +4,15 @@
 # independent Rust implementation of the Java servers). Installs them when missing.
 #
 #   scripts/real-cluster.sh start    # prints ROCKETMQ_NAMESRV_ADDR=127.0.0.1:9876
+#   ACL=1 scripts/real-cluster.sh start   # also prints ROCKETMQ_ACL_NAMESRV_ADDR=127.0.0.1:9877
 #   scripts/real-cluster.sh stop
 #   scripts/real-cluster.sh status
 #
 # Environment: RMQ_CLUSTER_DIR (state, logs, store; default /tmp/rocketmq-real-cluster),
-# BROKERS (1 or 2), NAMESRV_PORT (9876), BROKER_PORT (10911; the second broker uses +10).
+# BROKERS (1 or 2), NAMESRV_PORT (9876), BROKER_PORT (10911; the second broker uses +10),
+# ACL (1: also start a separate nameserver on NAMESRV_PORT+1 with one broker,
+# broker-acl on BROKER_PORT+20, that enforces authentication; user interop,
+# secret interop-secret).
 set -euo pipefail
 
 VERSION=1.0.0
@@ -16,8 +20,11 @@ DIR=${RMQ_CLUSTER_DIR:-/tmp/rocketmq-real-cluster}
 BROKERS=${BROKERS:-1}
 NAMESRV_PORT=${NAMESRV_PORT:-9876}
 BROKER_PORT=${BROKER_PORT:-10911}
+ACL=${ACL:-0}
 BIN=${CARGO_HOME:-$HOME/.cargo}/bin
 NAMESRV_ADDR=127.0.0.1:$NAMESRV_PORT
+ACL_NAMESRV_PORT=$((NAMESRV_PORT + 1))
+ACL_NAMESRV_ADDR=127.0.0.1:$ACL_NAMESRV_PORT
 
 install_servers() {
     if [[ -x $BIN/rocketmq-namesrv-rust && -x $BIN/rocketmq-broker-rust ]]; then
@@ -32,10 +39,10 @@ install_servers() {
 # Asks the nameserver for the route of a topic with a hand-built JSON frame;
 # succeeds when it answers SUCCESS (code 0).
 route_exists() {
-    local topic=$1 header len
+    local topic=$1 port=${2:-$NAMESRV_PORT} header len
     header="{\"code\":105,\"extFields\":{\"acceptStandardJsonOnly\":\"true\",\"topic\":\"$topic\"},\"flag\":0,\"language\":\"RUST\",\"opaque\":1,\"serializeTypeCurrentRPC\":\"JSON\",\"version\":479}"
     len=${#header}
-    { exec 3<>"/dev/tcp/127.0.0.1/$NAMESRV_PORT"; } 2>/dev/null || return 1
+    { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
     printf "$(printf '\\x%02x' $(((len + 4) >> 24 & 255)) $(((len + 4) >> 16 & 255)) $(((len + 4) >> 8 & 255)) $(((len + 4) & 255)) 0 $((len >> 16 & 255)) $((len >> 8 & 255)) $((len & 255)))" >&3
     printf '%s' "$header" >&3
     local answer
@@ -45,15 +52,24 @@ route_exists() {
 }
 
 write_broker_config() {
-    local name=$1 port=$2 store=$3
+    local name=$1 port=$2 store=$3 namesrv=${4:-$NAMESRV_ADDR} auth=${5:-}
     cat >"$DIR/$name.toml" <<TOML
 [broker]
 listenPort = $port
 brokerIp1 = "127.0.0.1"
 storePathRootDir = "$store"
-namesrvAddr = "$NAMESRV_ADDR"
+namesrvAddr = "$namesrv"
+$auth
 autoCreateTopicEnable = true
 autoCreateSubscriptionGroup = true
+# SQL92 subscriptions (Java's enablePropertyFilter, off by default).
+enablePropertyFilter = true
+# Check half messages back every second, after 5 s without an outcome (Java:
+# 30 s and 6 s), so the interop suite can test check-back in seconds. The
+# timeout stays above transactionOpBatchInterval (3 s): a half message is not
+# checked before the record of its commit or rollback is written.
+transactionCheckInterval = 1000
+transactionTimeout = 5000
 
 [broker.brokerIdentity]
 brokerName = "$name"
@@ -75,6 +91,9 @@ TOML
 start() {
     if [[ -f $DIR/namesrv.pid ]] && kill -0 "$(cat "$DIR/namesrv.pid")" 2>/dev/null; then
         echo "already running; ROCKETMQ_NAMESRV_ADDR=$NAMESRV_ADDR"
+        if [[ -f $DIR/acl-namesrv.pid ]] && kill -0 "$(cat "$DIR/acl-namesrv.pid")" 2>/dev/null; then
+            echo "ROCKETMQ_ACL_NAMESRV_ADDR=$ACL_NAMESRV_ADDR"
+        fi
         return
     fi
     install_servers
@@ -92,8 +111,36 @@ start() {
             >"$DIR/$name.log" 2>&1 &
         echo $! >"$DIR/$name.pid"
     done
-    local deadline=$((SECONDS + 60))
-    until route_exists TBW102; do
+    ((ACL)) && start_acl_pair
+    wait_for_route "$NAMESRV_PORT"
+    echo "ROCKETMQ_NAMESRV_ADDR=$NAMESRV_ADDR"
+    if ((ACL)); then
+        wait_for_route "$ACL_NAMESRV_PORT"
+        echo "ROCKETMQ_ACL_NAMESRV_ADDR=$ACL_NAMESRV_ADDR"
+    fi
+}
+
+# A nameserver of its own and one broker that enforces authentication (a
+# separate cluster, so the plain one stays open to unsigned clients).
+start_acl_pair() {
+    "$BIN/rocketmq-namesrv-rust" --listenPort "$ACL_NAMESRV_PORT" --bindAddress 127.0.0.1 \
+        --rocketmqHome "$DIR/home" --kvConfigPath "$DIR/home/kvConfig-acl.json" \
+        >"$DIR/acl-namesrv.log" 2>&1 &
+    echo $! >"$DIR/acl-namesrv.pid"
+    local auth
+    auth=$(printf '%s\n' 'authenticationEnabled = true' \
+        'initAuthenticationUser = "interop:interop-secret"' \
+        "authConfigPath = \"$DIR/home/auth-acl\"")
+    write_broker_config broker-acl $((BROKER_PORT + 20)) "$DIR/store-broker-acl" "$ACL_NAMESRV_ADDR" "$auth"
+    ROCKETMQ_HOME="$DIR/home" "$BIN/rocketmq-broker-rust" -c "$DIR/broker-acl.toml" -n "$ACL_NAMESRV_ADDR" \
+        >"$DIR/broker-acl.log" 2>&1 &
+    echo $! >"$DIR/broker-acl.pid"
+}
+
+# Waits until the nameserver on `port` serves TBW102 (a broker registered).
+wait_for_route() {
+    local port=$1 deadline=$((SECONDS + 60))
+    until route_exists TBW102 "$port"; do
         if ((SECONDS > deadline)); then
             echo "the cluster did not come up within 60 s; logs in $DIR" >&2
             stop
@@ -101,7 +148,6 @@ start() {
         fi
         sleep 0.5
     done
-    echo "ROCKETMQ_NAMESRV_ADDR=$NAMESRV_ADDR"
 }
 
 stop() {

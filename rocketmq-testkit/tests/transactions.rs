@@ -98,6 +98,13 @@ async fn a_committed_half_message_becomes_visible_in_its_queue() {
             .commit_log_offset
     );
     assert_eq!(committed.message.uniq_key(), Some("TX-order"));
+    assert_eq!(
+        committed
+            .message
+            .property(property::TRANSACTION_CHECK_TIMES),
+        None,
+        "never checked"
+    );
     assert_eq!(broker.pending_transactions(), 0);
 }
 
@@ -178,6 +185,15 @@ async fn an_unresolved_half_message_is_checked_back_then_committed() {
         }
     })
     .await;
+    // As on a Java broker (and rocketmq-broker 1.0): the committed message
+    // keeps the check count of the half message it was made from.
+    let committed = cluster.broker(0).messages("T", 2).remove(0);
+    assert_eq!(
+        committed
+            .message
+            .property(property::TRANSACTION_CHECK_TIMES),
+        Some("1")
+    );
 }
 
 #[tokio::test(start_paused = true)]

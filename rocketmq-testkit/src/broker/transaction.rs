@@ -117,7 +117,20 @@ pub(crate) fn end(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     if !commit {
         return reply::ok();
     }
-    match core.put_message(committed(&stored)) {
+    let mut message = committed(&stored);
+    if half.checks > 0 {
+        // Java stores the half message again, with its check count, before
+        // each check; the committed message is made from that copy.
+        let checks = half.checks.to_string();
+        let counted = message
+            .message
+            .properties
+            .insert(property::TRANSACTION_CHECK_TIMES, checks);
+        if let Err(error) = counted {
+            return reply::error(ResponseCode::SYSTEM_ERROR, error.to_string());
+        }
+    }
+    match core.put_message(message) {
         Ok(_) => reply::ok(),
         Err(error) => reply::error(ResponseCode::SYSTEM_ERROR, error.to_string()),
     }

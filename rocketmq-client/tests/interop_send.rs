@@ -1,0 +1,279 @@
+//! Interop against a real broker: every way of sending (sync, async,
+//! oneway, batch, to a queue, compressed bodies) and consuming what was sent
+//! with a push consumer, in both header serializations.
+//!
+//! Skipped unless `ROCKETMQ_NAMESRV_ADDR` is set (`scripts/real-cluster.sh start`).
+
+#![allow(clippy::unwrap_used)]
+
+mod interop_support;
+
+use std::collections::BTreeSet;
+
+use interop_support::{
+    Seen, config, config_with, create_topic, msg, namesrv, producer, producer_with, queues,
+    recording, secs, unique, wait_assigned, wait_until,
+};
+use rocketmq_client::{ClientConfig, SendStatus};
+use rocketmq_model::Message;
+use rocketmq_model::message::{property, sysflag};
+use rocketmq_remoting::SerializeType;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_send_round_trip_json_headers() {
+    let Some(ns) = namesrv("sync_send_round_trip_json_headers") else {
+        return;
+    };
+    round_trip(config_with(&ns, SerializeType::Json)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_send_round_trip_rocketmq_binary_headers() {
+    let Some(ns) = namesrv("sync_send_round_trip_rocketmq_binary_headers") else {
+        return;
+    };
+    round_trip(config_with(&ns, SerializeType::RocketMq)).await;
+}
+
+/// Sends messages with tags, keys and a user property through clients of
+/// `config`'s serialization and checks what a consumer of the same
+/// serialization gets, field by field.
+async fn round_trip(config: ClientConfig) {
+    let producer = producer_with(config.clone()).await;
+    let topic = unique("it_send");
+    create_topic(&producer, &topic, 4).await;
+    let seen = Seen::default();
+    let mut consumer_config = config;
+    consumer_config.instance_name = unique("inst");
+    let consumer = recording(consumer_config, &unique("cg"), &topic, &seen)
+        .build()
+        .await
+        .unwrap();
+    wait_assigned(&consumer, 4).await;
+
+    let mut sent = Vec::new();
+    for i in 0..8 {
+        let message = Message::builder(topic.as_str())
+            .body(format!("m{i}"))
+            .tags("TagA")
+            .keys([format!("k{i}"), "shared".to_owned()])
+            .property("color", "blue")
+            .build()
+            .unwrap();
+        let result = producer.send(message).await.unwrap();
+        assert_eq!(result.status, SendStatus::SendOk);
+        assert_eq!(result.message_queue.topic, topic);
+        sent.push(result);
+    }
+    let used: BTreeSet<i32> = sent.iter().map(|r| r.message_queue.queue_id).collect();
+    assert_eq!(used.len(), 4, "round robin over the 4 queues: {used:?}");
+
+    wait_until("8 messages consumed", secs(30), || seen.len() >= 8).await;
+    for got in seen.all() {
+        let body = String::from_utf8_lossy(got.body()).into_owned();
+        let i: usize = body[1..].parse().unwrap();
+        let result = &sent[i];
+        assert_eq!(got.topic(), topic);
+        assert_eq!(got.tags(), Some("TagA"));
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            [format!("k{i}").as_str(), "shared"]
+        );
+        assert_eq!(got.property("color"), Some("blue"));
+        assert_eq!(
+            got.msg_id(),
+            result.msg_id,
+            "the UNIQ_KEY is the message id"
+        );
+        assert_eq!(got.offset_msg_id(), result.offset_msg_id);
+        assert_eq!(got.queue_id, result.message_queue.queue_id);
+        assert_eq!(got.queue_offset, result.queue_offset);
+        assert_eq!(got.reconsume_times, 0);
+    }
+    assert_eq!(seen.distinct(), 8, "{:?}", seen.counts());
+    let report = consumer.shutdown().await;
+    assert!(report.is_clean(), "{report:?}");
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_sends_in_flight_all_arrive_once() {
+    let Some(ns) = namesrv("async_sends_in_flight_all_arrive_once") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_async");
+    create_topic(&producer, &topic, 4).await;
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let handle = producer
+            .send_async(msg(&topic, &format!("a{i}"), "x"))
+            .await
+            .unwrap();
+        handles.push(handle);
+    }
+    let mut offsets = BTreeSet::new();
+    for handle in handles {
+        let result = handle.await.unwrap();
+        assert_eq!(result.status, SendStatus::SendOk);
+        assert!(offsets.insert((result.message_queue.queue_id, result.queue_offset)));
+    }
+    let seen = Seen::default();
+    let consumer = recording(config(&ns), &unique("cg"), &topic, &seen)
+        .build()
+        .await
+        .unwrap();
+    wait_until("200 messages consumed", secs(60), || seen.len() >= 200).await;
+    assert_eq!(seen.distinct(), 200);
+    assert!(seen.counts().values().all(|&n| n == 1), "no duplicates");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oneway_sends_are_stored() {
+    let Some(ns) = namesrv("oneway_sends_are_stored") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_oneway");
+    create_topic(&producer, &topic, 2).await;
+    for i in 0..20 {
+        producer
+            .send_oneway(msg(&topic, &format!("o{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let seen = Seen::default();
+    let consumer = recording(config(&ns), &unique("cg"), &topic, &seen)
+        .build()
+        .await
+        .unwrap();
+    wait_until("20 oneway messages consumed", secs(30), || seen.len() >= 20).await;
+    assert_eq!(seen.distinct(), 20);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_stored_as_consecutive_messages() {
+    let Some(ns) = namesrv("a_batch_is_stored_as_consecutive_messages") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_batch");
+    create_topic(&producer, &topic, 1).await;
+    let batch: Vec<Message> = (0..10)
+        .map(|i| {
+            Message::builder(topic.as_str())
+                .body(format!("b{i}"))
+                .tags("batch")
+                .key(format!("key-{i}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let result = producer.send_batch(batch).await.unwrap();
+    assert_eq!(result.status, SendStatus::SendOk);
+    let ids: Vec<&str> = result.msg_id.split(',').collect();
+    assert_eq!(ids.len(), 10, "one UNIQ_KEY per message: {}", result.msg_id);
+
+    let seen = Seen::default();
+    let consumer = recording(config(&ns), &unique("cg"), &topic, &seen)
+        .build()
+        .await
+        .unwrap();
+    wait_until("the batch consumed", secs(30), || seen.len() >= 10).await;
+    let mut got = seen.all();
+    got.sort_by_key(|m| m.queue_offset);
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(String::from_utf8_lossy(m.body()), format!("b{i}"));
+        assert_eq!(m.queue_offset, result.queue_offset + i as i64);
+        assert_eq!(m.tags(), Some("batch"));
+        assert_eq!(m.keys().collect::<Vec<_>>(), [format!("key-{i}")]);
+        assert_eq!(m.msg_id(), ids[i], "each message keeps its own UNIQ_KEY");
+    }
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_bodies_come_back_whole() {
+    let Some(ns) = namesrv("compressed_bodies_come_back_whole") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_zip");
+    create_topic(&producer, &topic, 1).await;
+    // Over the 4 KiB threshold: sent zlib-compressed with the compressed bit.
+    let big: String = (0..2_000).map(|i| format!("{i:05}|")).collect();
+    let small = "tiny".to_owned();
+    for body in [&big, &small] {
+        let message = Message::builder(topic.as_str())
+            .body(body.clone())
+            .build()
+            .unwrap();
+        producer.send(message).await.unwrap();
+    }
+    let seen = Seen::default();
+    let consumer = recording(config(&ns), &unique("cg"), &topic, &seen)
+        .build()
+        .await
+        .unwrap();
+    wait_until("both consumed", secs(30), || seen.len() >= 2).await;
+    let got = seen.all();
+    let large = got.iter().find(|m| m.body().len() > 4096).unwrap();
+    assert_eq!(
+        large.body().as_ref(),
+        big.as_bytes(),
+        "decompressed as sent"
+    );
+    assert!(
+        large.store_size < 4096,
+        "stored compressed ({} bytes)",
+        large.store_size
+    );
+    assert_eq!(sysflag::compression_type(large.sys_flag).unwrap(), None);
+    let tiny = got.iter().find(|m| m.body().len() < 100).unwrap();
+    assert_eq!(tiny.body().as_ref(), small.as_bytes());
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_to_chosen_queues_land_there_in_order() {
+    let Some(ns) = namesrv("sends_to_chosen_queues_land_there_in_order") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_queue");
+    create_topic(&producer, &topic, 4).await;
+    let mqs = queues(&producer, &topic).await;
+    assert_eq!(mqs.len(), 4);
+    for mq in &mqs {
+        let mut last = -1;
+        for i in 0..5 {
+            let body = format!("q{}-{i}", mq.queue_id);
+            let result = producer
+                .send_to_queue(msg(&topic, &body, "x"), mq)
+                .await
+                .unwrap();
+            assert_eq!(&result.message_queue, mq);
+            assert!(result.queue_offset > last, "offsets grow within a queue");
+            last = result.queue_offset;
+        }
+    }
+    // A sharding key always picks the same queue.
+    let mut chosen = BTreeSet::new();
+    for i in 0..6 {
+        let message = Message::builder(topic.as_str())
+            .body(format!("s{i}"))
+            .sharding_key("order-42")
+            .build()
+            .unwrap();
+        assert!(message.property(property::SHARDING_KEY).is_some());
+        chosen.insert(producer.send(message).await.unwrap().message_queue);
+    }
+    assert_eq!(chosen.len(), 1, "{chosen:?}");
+    producer.shutdown().await;
+}
