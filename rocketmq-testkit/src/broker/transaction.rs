@@ -136,9 +136,11 @@ pub(crate) fn end(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     }
 }
 
-/// The committed message (Java 5.x `endMessageTransaction`): real topic and
-/// queue, TRAN_MSG, REAL_TOPIC and REAL_QID cleared, COMMIT transaction type,
-/// the half message's offset as prepared offset.
+/// The committed message (Java's `endMessageTransaction`): real topic and
+/// queue, REAL_TOPIC and REAL_QID cleared, COMMIT transaction type, the half
+/// message's offset as prepared offset. TRAN_MSG stays: Java copies every
+/// property and clears only the two REAL_* ones, which is why its consumer
+/// sets the transaction id from UNIQ_KEY when TRAN_MSG is true.
 fn committed(half: &StoredMessage) -> NewMessage {
     let ext = &half.ext;
     let mut message = ext.message.clone();
@@ -150,7 +152,7 @@ fn committed(half: &StoredMessage) -> NewMessage {
         .property(property::REAL_TOPIC)
         .unwrap_or_default()
         .to_owned();
-    for name in [property::TRAN_MSG, property::REAL_TOPIC, property::REAL_QID] {
+    for name in [property::REAL_TOPIC, property::REAL_QID] {
         message.properties.remove(name);
     }
     NewMessage {

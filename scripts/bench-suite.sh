@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the bench program's modes against a testkit cluster in a separate process
+# on loopback (so the client's CPU time is its own), and prints one JSON line per
+# run. Figures go into BENCHMARKS.md.
+#
+#   scripts/bench-suite.sh [MESSAGES] [SIZE]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MESSAGES=${1:-100000}
+SIZE=${2:-256}
+PORT=${BENCH_NAMESRV_PORT:-19876}
+
+cargo build --release --quiet -p rocketmq-testkit --bin rocketmq-testkit
+cargo build --release --quiet -p rocketmq-examples --example bench
+./target/release/rocketmq-testkit --listen "127.0.0.1:$PORT" --brokers 1 --topic BenchTopic >/dev/null 2>&1 &
+testkit=$!
+trap 'kill -INT $testkit 2>/dev/null; wait $testkit 2>/dev/null || true' EXIT
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+
+bench() { ./target/release/examples/bench "$@" --namesrv "127.0.0.1:$PORT" | tail -n 1; }
+bench raw --messages "$MESSAGES" --size "$SIZE" --concurrency 8
+for mode in sync async oneway batch; do
+    bench produce --mode "$mode" --messages "$MESSAGES" --size "$SIZE" --concurrency 8
+done
+bench consume --topic "BenchConsume$$" --messages "$MESSAGES" --size "$SIZE"
