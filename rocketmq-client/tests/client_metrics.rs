@@ -1,7 +1,8 @@
-//! A push consumer's metrics through the `metrics` facade: consume counts by
-//! result, consume and pull latency, dead-lettered messages, cached
-//! messages and lag per queue. The only test of this binary, so that it may
-//! install the global recorder.
+//! The client's metrics through the `metrics` facade: a producer's send
+//! counts, latency and retries, and a push consumer's consume counts by
+//! result, consume and pull latency, dead-lettered messages, cached messages
+//! and lag per queue. The only test of this binary, so that it may install
+//! the global recorder.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,7 +17,7 @@ use consumer_support::{Seen, config, msg, producer, unique, wait_assigned, wait_
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use rocketmq_client::PushConsumer;
 use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult};
-use rocketmq_model::MessageExt;
+use rocketmq_model::{MessageExt, RequestCode, ResponseCode};
 use rocketmq_testkit::TestCluster;
 
 /// Counters, gauges (as f64 bits) and histogram sample counts by
@@ -151,6 +152,8 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
         .unwrap();
     wait_assigned(&consumer, 4).await;
     let producer = producer(&cluster).await;
+    // One busy answer: the first send is tried a second time.
+    cluster.fail_requests(RequestCode::SEND_MESSAGE_V2, ResponseCode::SYSTEM_BUSY, 1);
     for i in 0..5 {
         producer
             .send(msg("T", &format!("m{i}"), "x"))
@@ -164,6 +167,22 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
     })
     .await;
     assert_eq!(seen.len(), 7, "5 good, the bad one and its retry");
+    assert_eq!(
+        recorder.counter("rocketmq_client_send_total{result=ok,topic=T}"),
+        6
+    );
+    assert_eq!(
+        recorder.counter("rocketmq_client_send_total{result=failed,topic=T}"),
+        0
+    );
+    assert_eq!(
+        recorder.counter("rocketmq_client_send_retries_total{topic=T}"),
+        1
+    );
+    assert_eq!(
+        recorder.samples("rocketmq_client_send_latency_seconds{result=ok,topic=T}"),
+        6
+    );
     assert_eq!(
         recorder.counter("rocketmq_client_consume_total{group=cg,result=ok,topic=T}"),
         5
