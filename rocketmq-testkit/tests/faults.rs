@@ -12,7 +12,7 @@ use rocketmq_model::header::{QueryConsumerOffsetRequestHeader, UpdateConsumerOff
 use rocketmq_model::{MessageQueue, RequestCode, ResponseCode};
 use rocketmq_remoting::RemotingError;
 use rocketmq_remoting::calls::{
-    PullStatus, QueryConsumerOffset, SendMessage, UpdateConsumerOffset,
+    PullMessage, PullStatus, QueryConsumerOffset, SendMessage, UpdateConsumerOffset,
 };
 use rocketmq_testkit::TestCluster;
 use tokio::time::Instant;
@@ -220,9 +220,17 @@ async fn a_restart_keeps_messages_and_offsets_but_not_connections() {
         broker.groups().consumers.is_empty(),
         "registrations are gone"
     );
-    let pulled = client
-        .pull(ADDR, pull_header("g", "T", 0, 0, false, Some("*")))
-        .await;
+    let pulled = within(async {
+        loop {
+            // The client may fail fast until its reconnect backoff ends.
+            let pull = PullMessage(pull_header("g", "T", 0, 0, false, Some("*")));
+            if let Ok(pulled) = client.call(ADDR, pull).await {
+                return pulled;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     assert_eq!(pulled.status, PullStatus::Found);
     assert_eq!(bodies(&records(&pulled)), ["kept"]);
     let query = QueryConsumerOffset(QueryConsumerOffsetRequestHeader {

@@ -1,5 +1,8 @@
 //! Reconnect backoff: a growing delay with jitter between dials to an address
-//! that keeps failing.
+//! that keeps failing. While an address backs off, calls to it fail at once
+//! with the last dial's error (so a producer moves to another broker instead
+//! of spending its send budget waiting); the ceiling is kept short so that a
+//! broker that comes back is dialled again within a second.
 
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ impl Default for Backoff {
     fn default() -> Self {
         Backoff {
             initial: Duration::from_millis(100),
-            max: Duration::from_secs(5),
+            max: Duration::from_secs(1),
         }
     }
 }
@@ -49,7 +52,7 @@ mod tests {
         assert_eq!(backoff.ceiling(1), Duration::from_millis(100));
         assert_eq!(backoff.ceiling(2), Duration::from_millis(200));
         assert_eq!(backoff.ceiling(4), Duration::from_millis(800));
-        assert_eq!(backoff.ceiling(40), Duration::from_secs(5));
+        assert_eq!(backoff.ceiling(40), Duration::from_secs(1));
         for failures in 1..10 {
             let delay = backoff.delay(failures);
             let ceiling = backoff.ceiling(failures);

@@ -115,8 +115,11 @@ impl ConnectionCache {
                 return Err(failure.to_error(addr));
             }
         }
-        if let Some(at) = state.retry_at {
-            tokio::time::sleep_until(at).await;
+        if let (Some(at), Some(failure)) = (state.retry_at, &state.last_failure) {
+            if Instant::now() < at {
+                // Backing off: fail fast with the last dial's error.
+                return Err(failure.to_error(addr));
+            }
         }
         let result = self.dial(addr).await;
         slot.dials.fetch_add(1, Ordering::Release);
