@@ -34,9 +34,12 @@ async fn periodic_tasks_call_the_consumer_on_their_intervals() {
     assert_eq!(FakeConsumer::count(&consumer.cleans), 0);
     tokio::time::sleep(Duration::from_secs(40)).await;
     assert_eq!(FakeConsumer::count(&consumer.cleans), 1);
-    // Timers at 40 s and 60 s, and the broker's notification when the 30 s
-    // heartbeat registered the group.
-    assert_eq!(FakeConsumer::count(&consumer.rebalances), 6);
+    // Timers at 40 s and 60 s, the broker's notification when the 30 s
+    // heartbeat registered the group, and the rebalance that follows the
+    // heartbeat sent when the first connection to the broker opened; the last
+    // two are requested at the same moment and may coalesce into one.
+    let rebalances = FakeConsumer::count(&consumer.rebalances);
+    assert!((6..=7).contains(&rebalances), "{rebalances} rebalances");
 
     let persists = FakeConsumer::count(&consumer.persists);
     let handle = lease.instance();

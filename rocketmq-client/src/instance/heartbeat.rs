@@ -67,6 +67,34 @@ pub(super) async fn send_to_all(instance: &ClientInstance) {
     futures::future::join_all(sends).await;
 }
 
+/// A new connection to `addr` opened. A broker that restarted has forgotten
+/// this client's groups (its pulls would get SUBSCRIPTION_NOT_EXIST until the
+/// next 30 s heartbeat), so, as Java 5.x does on a channel connect, a known
+/// broker gets a heartbeat at once and the consumers rebalance. Runs on the
+/// instance's own task, so the connection's setup is not held up.
+pub(super) fn on_new_connection(instance: &ClientInstance, addr: &str) {
+    lock(&instance.inner().heartbeated).remove(addr);
+    if !broker_addrs(instance, false)
+        .iter()
+        .any(|known| known == addr)
+    {
+        return; // a nameserver, or a broker no route names yet
+    }
+    let tasks = instance.task_tracker().clone();
+    let cancel = instance.cancellation_token().clone();
+    let instance = instance.clone();
+    let addr = addr.to_owned();
+    tasks.spawn(async move {
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = send_to(&instance, &addr) => {
+                tracing::debug!(%addr, "heartbeat after a new connection; rebalancing");
+                instance.request_rebalance(None);
+            }
+        }
+    });
+}
+
 /// Sends the heartbeat to one broker.
 pub(super) async fn send_to(instance: &ClientInstance, addr: &str) {
     if let Some(data) = heartbeat_data(instance) {

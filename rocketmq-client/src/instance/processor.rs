@@ -31,6 +31,9 @@ pub(super) fn factory(
     weak: Weak<Inner>,
 ) -> impl Fn(&Connection) -> InboundService + Send + Sync + 'static {
     move |conn: &Connection| {
+        if let Some(inner) = weak.upgrade() {
+            super::heartbeat::on_new_connection(&ClientInstance { inner }, conn.peer_addr());
+        }
         let weak = weak.clone();
         let peer: Arc<str> = Arc::from(conn.peer_addr());
         BoxCloneSyncService::new(tower::service_fn(move |cmd: RemotingCommand| {
