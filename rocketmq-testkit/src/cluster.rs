@@ -6,14 +6,17 @@ use std::time::Duration;
 
 use rocketmq_model::{RequestCode, ResponseCode};
 use rocketmq_remoting::transport::Listener;
-use rocketmq_remoting::{MemoryNetwork, Server, TcpListener, TcpTransport, Transport};
+use rocketmq_remoting::transport::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rocketmq_remoting::{MemoryNetwork, Server, TcpTransport, Transport};
 
+use crate::acl::Acl;
 use crate::broker::topics::TopicConfig;
 use crate::broker::{BrokerSettings, TransactionSettings};
 use crate::error::{Result, TestkitError};
 use crate::faults::{FaultChain, Faults};
 use crate::handle::{Broker, Network, server_config};
 use crate::namesrv::{self, NameServerState};
+use crate::tls::{SocketListener, TlsIdentity, TlsServing};
 
 /// The nameserver address in memory mode.
 pub const MEMORY_NAMESRV_ADDR: &str = "namesrv:9876";
@@ -76,6 +79,7 @@ impl TestCluster {
         match &self.network {
             Network::Memory(net) => Arc::new(net.clone()),
             Network::Tcp => Arc::new(TcpTransport::new()),
+            Network::Tls(tls) => Arc::new(tls.client.clone()),
         }
     }
 
@@ -83,7 +87,7 @@ impl TestCluster {
     pub fn memory_network(&self) -> Option<&MemoryNetwork> {
         match &self.network {
             Network::Memory(net) => Some(net),
-            Network::Tcp => None,
+            Network::Tcp | Network::Tls(_) => None,
         }
     }
 
@@ -174,6 +178,9 @@ pub struct TestClusterBuilder {
     retry_max_times: HashMap<String, i32>,
     transactions: TransactionSettings,
     listen: String,
+    tls: Option<TlsIdentity>,
+    acl: Acl,
+    namesrv_acl: bool,
 }
 
 impl Default for TestClusterBuilder {
@@ -188,6 +195,9 @@ impl Default for TestClusterBuilder {
             retry_max_times: HashMap::new(),
             transactions: TransactionSettings::default(),
             listen: "127.0.0.1:0".to_owned(),
+            tls: None,
+            acl: Acl::default(),
+            namesrv_acl: true,
         }
     }
 }
@@ -286,7 +296,44 @@ impl TestClusterBuilder {
         self
     }
 
-    fn settings(&self, name: &str) -> BrokerSettings {
+    /// For [`start_tcp`](Self::start_tcp): every server speaks TLS, presenting
+    /// `cert_chain` (leaf first) and `private_key`; clients must dial with a
+    /// [`TlsTransport`](rocketmq_remoting::TlsTransport) that trusts the
+    /// chain. [`TestCluster::transport`] then trusts the last certificate of
+    /// the chain (its root end, or the certificate itself when it is
+    /// self-signed), so end the chain with its CA; a
+    /// [`TestCertificates`](crate::TestCertificates) chain does. Off by
+    /// default; [`build`](Self::build) refuses it (memory mode has no TLS).
+    pub fn tls(
+        mut self,
+        cert_chain: Vec<CertificateDer<'static>>,
+        private_key: PrivateKeyDer<'static>,
+    ) -> Self {
+        self.tls = Some(TlsIdentity {
+            chain: cert_chain,
+            key: Arc::new(private_key),
+        });
+        self
+    }
+
+    /// Turns on ACL and adds a user (call it again for more users): every
+    /// broker and the nameserver answer a request NO_PERMISSION unless it
+    /// carries a known `AccessKey` and the `Signature` that user's secret
+    /// makes (PROTOCOL.md §9), as a broker with authentication on does. Off
+    /// by default.
+    pub fn acl(mut self, access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        self.acl.add_user(access_key.into(), secret_key.into());
+        self
+    }
+
+    /// Whether the nameserver checks signatures too when ACL is on (default
+    /// `true`; a Java nameserver does not, so `false` is the Java setup).
+    pub fn namesrv_acl(mut self, enabled: bool) -> Self {
+        self.namesrv_acl = enabled;
+        self
+    }
+
+    fn settings(&self, name: &str, acl: &Arc<Acl>) -> BrokerSettings {
         let (read, write) = self.queues;
         BrokerSettings {
             name: name.to_owned(),
@@ -306,6 +353,7 @@ impl TestClusterBuilder {
                 .collect(),
             retry_max_times: self.retry_max_times.clone(),
             transactions: self.transactions,
+            acl: Arc::clone(acl),
         }
     }
 
@@ -328,6 +376,11 @@ impl TestClusterBuilder {
     /// [`MEMORY_NAMESRV_ADDR`], brokers at `<name>:10911`.
     pub async fn build(self) -> Result<TestCluster> {
         self.check()?;
+        if self.tls.is_some() {
+            return Err(TestkitError::InvalidSetting(
+                "TLS is served by start_tcp only".into(),
+            ));
+        }
         let net = MemoryNetwork::new();
         let listener = net
             .bind(MEMORY_NAMESRV_ADDR)
@@ -344,16 +397,15 @@ impl TestClusterBuilder {
     }
 
     /// Starts the cluster on loopback TCP: the nameserver on the
-    /// [`listen`](Self::listen) address, brokers on free ports of its host.
+    /// [`listen`](Self::listen) address, brokers on free ports of its host;
+    /// over TLS when [`tls`](Self::tls) was given.
     pub async fn start_tcp(self) -> Result<TestCluster> {
         self.check()?;
-        let listener =
-            TcpListener::bind(&self.listen)
-                .await
-                .map_err(|source| TestkitError::Bind {
-                    addr: self.listen.clone(),
-                    source,
-                })?;
+        let network = match &self.tls {
+            Some(identity) => Network::Tls(TlsServing::new(identity)?),
+            None => Network::Tcp,
+        };
+        let listener = SocketListener::bind(&self.listen, network.tls()).await?;
         let host = listener
             .local_addr()
             .rsplit_once(':')
@@ -363,7 +415,7 @@ impl TestClusterBuilder {
             .iter()
             .map(|_| format!("{host}:0"))
             .collect();
-        self.start(Network::Tcp, listener, addrs).await
+        self.start(network, listener, addrs).await
     }
 
     async fn start(
@@ -378,12 +430,18 @@ impl TestClusterBuilder {
         let namesrv_addr = listener.local_addr();
         let chain = FaultChain(vec![Arc::clone(&namesrv_faults), Arc::clone(&faults)]);
         let state = Arc::clone(&namesrv);
+        let acl = Arc::new(self.acl.clone());
+        let namesrv_acl = if self.namesrv_acl {
+            Arc::clone(&acl)
+        } else {
+            Arc::new(Acl::default())
+        };
         let server = Server::spawn(listener, server_config(), move |_conn| {
-            namesrv::inbound(Arc::clone(&state), chain.clone())
+            namesrv::inbound(Arc::clone(&state), chain.clone(), Arc::clone(&namesrv_acl))
         });
         let mut brokers = Vec::new();
         for (index, (name, addr)) in self.broker_names.iter().zip(&broker_addrs).enumerate() {
-            let settings = self.settings(name);
+            let settings = self.settings(name, &acl);
             let broker = Broker::launch(
                 settings,
                 index,

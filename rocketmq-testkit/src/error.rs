@@ -4,6 +4,7 @@ use std::io;
 
 use rocketmq_model::ModelError;
 use rocketmq_remoting::RemotingError;
+use rocketmq_remoting::transport::TlsConfigError;
 
 /// What can go wrong starting a cluster or acting on it.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,13 @@ pub enum TestkitError {
     /// The builder was given an invalid setting.
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
+    /// A TLS configuration was refused (a key that does not match its
+    /// certificate, a certificate that does not parse, ...).
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+    /// Test certificates could not be generated.
+    #[error("cannot generate certificates: {0}")]
+    Certificate(String),
     /// A call to a client failed.
     #[error(transparent)]
     Remoting(#[from] RemotingError),

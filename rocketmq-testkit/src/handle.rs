@@ -9,7 +9,7 @@ use std::time::Duration;
 use rocketmq_model::body::ConsumeMessageDirectlyResult;
 use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue, RequestCode, ResponseCode};
 use rocketmq_remoting::connection::ConnectionConfig;
-use rocketmq_remoting::{MemoryNetwork, Server, TcpListener};
+use rocketmq_remoting::{MemoryNetwork, Server};
 use tokio::sync::Mutex;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
@@ -20,12 +20,25 @@ use crate::error::{Result, TestkitError};
 use crate::faults::{FaultChain, Faults};
 use crate::inspect::{ClientInfo, ConsumerGroupInfo, ProducerGroupInfo, RegisteredGroups};
 use crate::namesrv::NameServerState;
+use crate::tls::{SocketListener, TlsServing};
 
-/// How servers are reached: an in-memory network, or loopback TCP.
+/// How servers are reached: an in-memory network, loopback TCP, or TLS over
+/// loopback TCP.
 #[derive(Debug, Clone)]
 pub(crate) enum Network {
     Memory(MemoryNetwork),
     Tcp,
+    Tls(TlsServing),
+}
+
+impl Network {
+    /// The TLS settings of a TLS network.
+    pub(crate) fn tls(&self) -> Option<&TlsServing> {
+        match self {
+            Network::Tls(tls) => Some(tls),
+            Network::Memory(_) | Network::Tcp => None,
+        }
+    }
 }
 
 /// The connection limits of every server: many long polls may be held on
@@ -93,14 +106,8 @@ impl Broker {
                 let host = memory_store_host(listen, index);
                 (listen.to_owned(), host, Some(host.to_string()), None)
             }
-            Network::Tcp => {
-                let listener =
-                    TcpListener::bind(listen)
-                        .await
-                        .map_err(|source| TestkitError::Bind {
-                            addr: listen.to_owned(),
-                            source,
-                        })?;
+            Network::Tcp | Network::Tls(_) => {
+                let listener = SocketListener::bind(listen, network.tls()).await?;
                 let addr = rocketmq_remoting::transport::Listener::local_addr(&listener);
                 let host = addr
                     .parse()
@@ -140,7 +147,7 @@ impl Broker {
         self.running.lock().await.is_some()
     }
 
-    async fn start(&self, tcp: Option<TcpListener>) -> Result<()> {
+    async fn start(&self, socket: Option<SocketListener>) -> Result<()> {
         let mut running = self.running.lock().await;
         if running.is_some() {
             return Err(TestkitError::BrokerRunning(self.name().to_owned()));
@@ -158,15 +165,10 @@ impl Broker {
                     servers.push(self.spawn_server(listener, &tasks, &cancel));
                 }
             }
-            Network::Tcp => {
-                let listener = match tcp {
+            Network::Tcp | Network::Tls(_) => {
+                let listener = match socket {
                     Some(listener) => listener,
-                    None => TcpListener::bind(&self.core.addr).await.map_err(|source| {
-                        TestkitError::Bind {
-                            addr: self.core.addr.clone(),
-                            source,
-                        }
-                    })?,
+                    None => SocketListener::bind(&self.core.addr, self.network.tls()).await?,
                 };
                 servers.push(self.spawn_server(listener, &tasks, &cancel));
             }

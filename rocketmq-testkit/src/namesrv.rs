@@ -12,6 +12,7 @@ use rocketmq_model::{
 use rocketmq_remoting::connection::InboundService;
 use rocketmq_remoting::{RemotingCommand, RemotingError};
 
+use crate::acl::Acl;
 use crate::faults::{FaultChain, serve_with_faults};
 use crate::reply::{self, header};
 
@@ -127,12 +128,21 @@ fn encoded(body: rocketmq_model::Result<Vec<u8>>) -> RemotingCommand {
     }
 }
 
-/// The per-connection handler of the nameserver.
-pub(crate) fn inbound(state: Arc<NameServerState>, faults: FaultChain) -> InboundService {
+/// The per-connection handler of the nameserver: requests that do not
+/// authenticate (when ACL is on) are refused before anything else.
+pub(crate) fn inbound(
+    state: Arc<NameServerState>,
+    faults: FaultChain,
+    acl: Arc<Acl>,
+) -> InboundService {
     InboundService::new(tower::service_fn(move |request: RemotingCommand| {
         let state = Arc::clone(&state);
         let faults = faults.clone();
+        let refusal = acl.refusal(&request);
         async move {
+            if let Some(refusal) = refusal {
+                return Ok(refusal);
+            }
             let response =
                 serve_with_faults(&faults, request.code, async { state.handle(&request) }).await;
             Ok::<_, RemotingError>(response)

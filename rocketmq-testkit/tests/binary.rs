@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use rocketmq_model::header::{PullMessageRequestHeader, SendMessageRequestHeader};
 use rocketmq_model::message::sysflag::pull;
-use rocketmq_model::{Message, decode_records};
-use rocketmq_remoting::RemotingClient;
+use rocketmq_model::{Message, ResponseCode, decode_records};
 use rocketmq_remoting::calls::{GetRouteInfo, PullMessage, PullStatus, SendMessage};
+use rocketmq_remoting::{AclHook, Credentials, RemotingClient, RemotingError};
+use rocketmq_testkit::TestCertificates;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -128,4 +129,80 @@ async fn the_binary_serves_a_send_and_a_pull_from_another_process() {
     assert!(signalled.success());
     let status = tokio::task::block_in_place(|| wait_for_exit(&mut server.0));
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// A directory of its own under the system temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("rmq-testkit-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str, contents: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_tls_and_checks_signatures() {
+    let certs = TestCertificates::generate().unwrap();
+    let dir = TempDir::new();
+    let cert = dir.file("chain.pem", &certs.chain_pem());
+    let key = dir.file("key.pem", &certs.key_pem());
+    let child = Command::new(env!("CARGO_BIN_EXE_rocketmq-testkit"))
+        .args(["--listen", "127.0.0.1:0", "--topic", "T"])
+        .args([
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--acl",
+            "app:app-secret",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    let (namesrv, _) = tokio::task::block_in_place(|| addresses(&mut server.0));
+
+    let signed = RemotingClient::builder()
+        .transport(certs.client_transport().unwrap())
+        .rpc_hook(AclHook::new(Credentials::new("app", "app-secret")))
+        .build();
+    let route = signed
+        .invoke_call(&namesrv, GetRouteInfo::new("T"), TIMEOUT)
+        .await
+        .unwrap();
+    assert!(route.master_addr("broker-a").is_some());
+    let unsigned = RemotingClient::builder()
+        .transport(certs.client_transport().unwrap())
+        .build();
+    let refused = unsigned
+        .invoke_call(&namesrv, GetRouteInfo::new("T"), TIMEOUT)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            RemotingError::Response {
+                code: ResponseCode::NO_PERMISSION,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    signed.shutdown().await;
+    unsigned.shutdown().await;
 }

@@ -1,6 +1,9 @@
 //! Serves a fake RocketMQ cluster on loopback for any client, ours or another
 //! language's: `rocketmq-testkit --listen 127.0.0.1:9876 --brokers 2`.
 //!
+//! `--tls-cert chain.pem --tls-key key.pem` serves TLS; `--acl ak:sk`
+//! (repeatable) checks ACL signatures.
+//!
 //! Prints one line per server on stdout (`namesrv <addr>`, then
 //! `broker <name> <addr>` per broker), then `ready`, and runs until Ctrl-C
 //! (SIGINT) or SIGTERM, when it stops every server and exits with status 0.
@@ -8,8 +11,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
 use clap::Parser;
-use rocketmq_testkit::{TestCluster, TestkitError};
+use rocketmq_remoting::transport::tls::{certificates_from_pem_file, private_key_from_pem_file};
+use rocketmq_testkit::{TestCluster, TestClusterBuilder, TestkitError};
 
 /// Command-line options.
 #[derive(Debug, Parser)]
@@ -41,6 +47,17 @@ struct Options {
     /// Serve SQL92 subscriptions (Java's `enablePropertyFilter`).
     #[arg(long)]
     property_filter: bool,
+    /// Serve TLS with this PEM certificate chain (leaf first); needs
+    /// `--tls-key`.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert` (unencrypted).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Check ACL signatures, accepting this user as `ACCESS_KEY:SECRET_KEY`
+    /// (repeatable). The secret shows in the process list: test secrets only.
+    #[arg(long = "acl", value_name = "ACCESS_KEY:SECRET_KEY")]
+    acl_users: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -79,12 +96,41 @@ async fn serve(options: Options) -> Result<(), TestkitError> {
     for topic in options.topics {
         builder = builder.topic(topic);
     }
+    let builder = secure(
+        builder,
+        options.tls_cert,
+        options.tls_key,
+        &options.acl_users,
+    )?;
     let cluster = builder.start_tcp().await?;
     announce(&cluster);
     shutdown_signal().await;
     eprintln!("rocketmq-testkit: stopping");
     cluster.shutdown().await;
     Ok(())
+}
+
+/// Adds TLS (when both files are given) and the ACL users to `builder`.
+fn secure(
+    mut builder: TestClusterBuilder,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    acl_users: &[String],
+) -> Result<TestClusterBuilder, TestkitError> {
+    if let (Some(cert), Some(key)) = (cert, key) {
+        let chain = certificates_from_pem_file(cert)?;
+        builder = builder.tls(chain, private_key_from_pem_file(key)?);
+    }
+    for user in acl_users {
+        let (access_key, secret_key) = user
+            .split_once(':')
+            .filter(|(ak, _)| !ak.is_empty())
+            .ok_or_else(|| {
+                TestkitError::InvalidSetting("--acl takes ACCESS_KEY:SECRET_KEY".into())
+            })?;
+        builder = builder.acl(access_key, secret_key);
+    }
+    Ok(builder)
 }
 
 /// Prints the addresses, one server a line, then `ready`.

@@ -16,6 +16,7 @@ use rocketmq_remoting::{Connection, RemotingCommand, RemotingError, WeakConnecti
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::acl::Acl;
 use crate::faults::{FaultChain, serve_with_faults};
 use crate::namesrv::NameServerState;
 use crate::reply;
@@ -77,6 +78,8 @@ pub(crate) struct BrokerSettings {
     pub(crate) topics: Vec<(String, TopicConfig)>,
     pub(crate) retry_max_times: HashMap<String, i32>,
     pub(crate) transactions: TransactionSettings,
+    /// The users requests must authenticate as (none: ACL off).
+    pub(crate) acl: Arc<Acl>,
 }
 
 /// A broker's state, which outlives its runs (as its disk would).
@@ -255,6 +258,9 @@ pub(crate) fn accept(
     InboundService::new(tower::service_fn(move |request: RemotingCommand| {
         let ctx = Arc::clone(&ctx);
         async move {
+            if let Some(refusal) = ctx.core.settings.acl.refusal(&request) {
+                return Ok(refusal);
+            }
             let faults = ctx.core.faults.clone();
             let response = serve_with_faults(&faults, request.code, dispatch(&ctx, request)).await;
             Ok::<_, RemotingError>(response)
