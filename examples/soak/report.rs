@@ -1,0 +1,108 @@
+//! The soak's summary: a readable account, then one JSON line with the
+//! same figures.
+
+use serde_json::{Value, json};
+
+use crate::scenario::{Outcome, Plan};
+
+/// Prints the summary and the JSON line to stdout.
+pub(crate) fn print(plan: &Plan, target: &str, outcome: &Outcome) {
+    let v = &outcome.verdict;
+    let d = &v.duplicates;
+    let send_secs = outcome.send_time.as_secs_f64().max(f64::EPSILON);
+    println!(
+        "soak against {target}: {} messages, {} producers, {} consumers, {} broker restarts",
+        plan.messages, plan.producers, plan.consumers, plan.restarts
+    );
+    println!(
+        "  sends acknowledged   {:>9}  ({} failed; {:.0} msg/s)",
+        v.acked,
+        v.send_failures,
+        v.acked as f64 / send_secs
+    );
+    println!(
+        "  consumed (distinct)  {:>9}  ({} deliveries)",
+        v.consumed, v.deliveries
+    );
+    println!("  LOST                 {:>9}  {:?}", v.lost, v.lost_sample);
+    println!(
+        "  duplicates           {:>9}  ({} redelivered, {} stored twice, {} unexplained)",
+        d.total, d.redelivered, d.stored_twice, d.unexplained
+    );
+    for (broker, n) in &d.by_broker {
+        println!("    {n:>7} from the queues of {broker}");
+    }
+    for (fault, n) in &d.near_fault {
+        println!("    {n:>7} after {fault}");
+    }
+    println!("  consumed, send failed {:>8}", v.consumed_unacked);
+    println!(
+        "  clean-restart redeliveries {:>3}",
+        outcome.restart_redeliveries
+    );
+    println!(
+        "  peak VmRSS {} KiB, VmHWM {} KiB",
+        outcome.peak_rss_kib, outcome.hwm_kib
+    );
+    println!("  tasks alive after shutdown {}", outcome.tasks_alive);
+    println!(
+        "  run time {:.1}s (sending {:.1}s)",
+        outcome.run_time.as_secs_f64(),
+        send_secs
+    );
+    println!("  faults:");
+    for fault in &outcome.faults {
+        println!("    {:>8.2}s {}", fault.at.as_secs_f64(), fault.what);
+    }
+    for what in outcome
+        .hangs
+        .iter()
+        .chain(&outcome.unclean_shutdowns)
+        .chain(&outcome.notes)
+    {
+        println!("  note: {what}");
+    }
+    if outcome.timed_out {
+        println!("  TIMED OUT before everything was consumed");
+    }
+    println!("  {}", if outcome.passed() { "PASS" } else { "FAIL" });
+    println!("{}", json_line(plan, target, outcome));
+}
+
+/// The figures as one JSON object.
+pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
+    let v = &outcome.verdict;
+    let d = &v.duplicates;
+    json!({
+        "soak": target,
+        "messages": plan.messages,
+        "producers": plan.producers,
+        "consumers": plan.consumers,
+        "restarts": plan.restarts,
+        "acked": v.acked,
+        "send_failures": v.send_failures,
+        "consumed": v.consumed,
+        "deliveries": v.deliveries,
+        "lost": v.lost,
+        "duplicates": d.total,
+        "duplicates_redelivered": d.redelivered,
+        "duplicates_stored_twice": d.stored_twice,
+        "duplicates_unexplained": d.unexplained,
+        "duplicates_near_fault": d.near_fault,
+        "duplicates_by_broker": d.by_broker,
+        "consumed_unacked": v.consumed_unacked,
+        "restart_redeliveries": outcome.restart_redeliveries,
+        "unclean_shutdowns": outcome.unclean_shutdowns.len(),
+        "hangs": outcome.hangs.len(),
+        "peak_rss_kib": outcome.peak_rss_kib,
+        "vm_hwm_kib": outcome.hwm_kib,
+        "tasks_alive_after_shutdown": outcome.tasks_alive,
+        "send_seconds": outcome.send_time.as_secs_f64(),
+        "run_seconds": outcome.run_time.as_secs_f64(),
+        "timed_out": outcome.timed_out,
+        "faults": outcome.faults.iter()
+            .map(|f| json!({"at": f.at.as_secs_f64(), "what": f.what}))
+            .collect::<Vec<_>>(),
+        "passed": outcome.passed(),
+    })
+}

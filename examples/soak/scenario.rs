@@ -1,0 +1,527 @@
+//! The soak itself: producers send while consumers join and leave and a
+//! broker is stopped and restarted, at points spread over the sends; then
+//! every acknowledged message must have been consumed, a cleanly restarted
+//! consumer must consume nothing twice, and no task may outlive shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, ConsumeFromWhere};
+use rocketmq_client::{ClientConfig, Producer, PushConsumer};
+use rocketmq_model::{Message, MessageExt};
+use rocketmq_testkit::TestCluster;
+use tokio::runtime::Handle;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ledger::{FaultEvent, Ledger, Verdict};
+use crate::memory::{MemorySampler, status_kib};
+
+/// The shortest time a stopped broker stays down.
+const MIN_DOWNTIME: Duration = Duration::from_secs(3);
+/// The longest: it restarts then even when its share of the sends is not
+/// done (sends slow down while it is down).
+const MAX_DOWNTIME: Duration = Duration::from_secs(10);
+/// How long deliveries must pause before the run counts as settled.
+const QUIET: Duration = Duration::from_secs(2);
+/// How long a consumer or producer shutdown may take before it is a hang.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
+/// How long tasks may take to end after everything was shut down.
+const TASK_GRACE: Duration = Duration::from_secs(5);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Nameserver addresses.
+    pub(crate) namesrv: Vec<String>,
+    /// The topic (created up front, or auto-created by the first send).
+    pub(crate) topic: String,
+    /// The consumer group.
+    pub(crate) group: String,
+    /// Messages in the main phase.
+    pub(crate) messages: u64,
+    /// Producers sending them.
+    pub(crate) producers: usize,
+    /// Sends in flight per producer.
+    pub(crate) concurrency: usize,
+    /// Body size in bytes.
+    pub(crate) size: usize,
+    /// Push consumers taking part (one at the start, the others join).
+    pub(crate) consumers: usize,
+    /// Broker stop/restart cycles (0 without a broker to stop).
+    pub(crate) restarts: usize,
+    /// Messages of the clean-restart check.
+    pub(crate) restart_check: u64,
+    /// The bound on the whole run.
+    pub(crate) time_limit: Duration,
+}
+
+/// A broker of an embedded cluster that the soak may stop and restart; the
+/// cluster runs on its own runtime so that the client's runtime holds
+/// nothing but the client's tasks.
+pub(crate) struct BrokerFaults {
+    /// The embedded cluster.
+    pub(crate) cluster: Arc<TestCluster>,
+    /// The runtime the cluster runs on.
+    pub(crate) runtime: Handle,
+    /// Which broker to stop.
+    pub(crate) index: usize,
+}
+
+impl BrokerFaults {
+    fn name(&self) -> String {
+        self.cluster.broker(self.index).name().to_owned()
+    }
+
+    async fn stop(&self) {
+        let (cluster, index) = (Arc::clone(&self.cluster), self.index);
+        let stopped = self
+            .runtime
+            .spawn(async move { cluster.broker(index).stop().await });
+        if let Err(err) = stopped.await {
+            tracing::error!(error = %err, "stopping the broker failed");
+        }
+    }
+
+    async fn restart(&self) -> Result<(), String> {
+        let (cluster, index) = (Arc::clone(&self.cluster), self.index);
+        let restarted = self
+            .runtime
+            .spawn(async move { cluster.broker(index).restart().await });
+        match restarted.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
+/// What a run found.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Lost, consumed, duplicates.
+    pub(crate) verdict: Verdict,
+    /// Faults and membership changes, in order.
+    pub(crate) faults: Vec<FaultEvent>,
+    /// Redeliveries, to the cleanly restarted consumer, of messages
+    /// consumed before its restart: must be 0.
+    pub(crate) restart_redeliveries: u64,
+    /// Consumer shutdowns that left messages or errors behind.
+    pub(crate) unclean_shutdowns: Vec<String>,
+    /// Peak `VmRSS` sampled during the run, KiB.
+    pub(crate) peak_rss_kib: u64,
+    /// `VmHWM` at the end, KiB.
+    pub(crate) hwm_kib: u64,
+    /// Tasks alive on the client runtime after everything shut down.
+    pub(crate) tasks_alive: usize,
+    /// Time spent sending the main phase.
+    pub(crate) send_time: Duration,
+    /// The whole run.
+    pub(crate) run_time: Duration,
+    /// Whether the time limit ran out (something hung or was lost).
+    pub(crate) timed_out: bool,
+    /// Shutdowns that did not end within their limit.
+    pub(crate) hangs: Vec<String>,
+    /// What the run could not do.
+    pub(crate) notes: Vec<String>,
+}
+
+impl Outcome {
+    /// Whether the run passed: nothing lost, nothing redelivered to the
+    /// restarted consumer, no task left, nothing hung.
+    pub(crate) fn passed(&self) -> bool {
+        self.verdict.lost == 0
+            && self.restart_redeliveries == 0
+            && self.tasks_alive == 0
+            && !self.timed_out
+            && self.hangs.is_empty()
+    }
+}
+
+/// One step of the fault plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Join(usize),
+    Leave(usize),
+    StopBroker,
+    RestartBroker,
+}
+
+/// The steps, in order: the other consumers join; then each broker cycle,
+/// with consumer 0 leaving after the first and coming back after the
+/// second; then the last consumer leaves.
+fn schedule(consumers: usize, restarts: usize) -> Vec<Step> {
+    let mut steps: Vec<Step> = (1..consumers).map(Step::Join).collect();
+    let mut churn = vec![Step::Leave(0), Step::Join(0)].into_iter();
+    for _ in 0..restarts {
+        steps.extend([Step::StopBroker, Step::RestartBroker]);
+        steps.extend(churn.next());
+    }
+    steps.extend(churn);
+    if consumers > 1 {
+        steps.push(Step::Leave(consumers - 1));
+    }
+    steps
+}
+
+/// The state the run shares with its producers and consumers.
+struct Run {
+    plan: Plan,
+    ledger: Arc<Ledger>,
+    /// Main-phase sends finished (acknowledged or failed).
+    progress: AtomicU64,
+    /// Cancelled when the time limit runs out.
+    deadline: CancellationToken,
+    started: Instant,
+    outcome: std::sync::Mutex<Outcome>,
+}
+
+impl Run {
+    fn note_hang(&self, what: String) {
+        tracing::error!(%what, "shutdown hung");
+        if let Ok(mut outcome) = self.outcome.lock() {
+            outcome.hangs.push(what);
+        }
+    }
+
+    fn note_unclean(&self, what: String) {
+        if let Ok(mut outcome) = self.outcome.lock() {
+            outcome.unclean_shutdowns.push(what);
+        }
+    }
+
+    fn time_left(&self) -> Duration {
+        self.plan.time_limit.saturating_sub(self.started.elapsed())
+    }
+
+    fn config(&self, name: &str) -> ClientConfig {
+        let mut config = ClientConfig::new(self.plan.namesrv.clone());
+        config.instance_name = format!("soak{}-{name}", std::process::id());
+        config
+    }
+
+    fn message(&self, n: u64) -> Result<Message, rocketmq_model::ModelError> {
+        let mut body = format!("soak-{n:010}-");
+        let pad = self.plan.size.saturating_sub(body.len());
+        body.extend(std::iter::repeat_n('x', pad));
+        Message::builder(&self.plan.topic)
+            .body(body)
+            .tags("soak")
+            .build()
+    }
+
+    async fn send(&self, producer: &Producer, n: u64) {
+        let msg = match self.message(n) {
+            Ok(msg) => msg,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot build a message");
+                self.ledger.send_failed();
+                return;
+            }
+        };
+        match producer.send(msg).await {
+            Ok(result) => self.ledger.acked(result.msg_id),
+            Err(err) => {
+                tracing::warn!(n, error = %err, "send failed");
+                self.ledger.send_failed();
+            }
+        }
+    }
+
+    async fn start_consumer(&self, index: usize) -> rocketmq_client::Result<PushConsumer> {
+        let name = format!("c{index}");
+        let ledger = Arc::clone(&self.ledger);
+        let listener_name = name.clone();
+        PushConsumer::builder(self.plan.group.clone(), self.config(&name))
+            .subscribe(self.plan.topic.clone(), "*")
+            .consume_from_where(ConsumeFromWhere::FirstOffset)
+            .consume_concurrently(move |msgs: Vec<MessageExt>, _ctx: ConcurrentContext| {
+                let ledger = Arc::clone(&ledger);
+                let name = listener_name.clone();
+                async move {
+                    ledger.delivered(&name, &msgs);
+                    ConcurrentResult::Success
+                }
+            })
+            .build()
+            .await
+    }
+
+    async fn stop_consumer(&self, index: usize, consumer: PushConsumer) {
+        match tokio::time::timeout(SHUTDOWN_LIMIT, consumer.shutdown()).await {
+            Ok(report) if report.is_clean() => {}
+            Ok(report) => self.note_unclean(format!("c{index}: {report:?}")),
+            Err(_) => self.note_hang(format!("shutdown of consumer c{index}")),
+        }
+    }
+
+    /// Waits until `done` holds or the time limit runs out; answers `done`.
+    async fn wait_for(&self, mut done: impl FnMut() -> bool) -> bool {
+        while !done() {
+            if self.deadline.is_cancelled() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Waits until no delivery happened for [`QUIET`] (or the time limit).
+    async fn settle(&self) {
+        let mut last = self.ledger.delivery_count();
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < QUIET && !self.deadline.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = self.ledger.delivery_count();
+            if now != last {
+                last = now;
+                quiet_since = Instant::now();
+            }
+        }
+    }
+}
+
+/// Runs the soak on the current runtime (which should hold nothing else)
+/// and answers what it found.
+pub(crate) async fn run(plan: Plan, faults: Option<BrokerFaults>) -> Outcome {
+    let sampler = MemorySampler::start();
+    let run = Arc::new(Run {
+        ledger: Arc::new(Ledger::new()),
+        progress: AtomicU64::new(0),
+        deadline: CancellationToken::new(),
+        started: Instant::now(),
+        outcome: std::sync::Mutex::new(Outcome::default()),
+        plan,
+    });
+    let watchdog = {
+        let run = Arc::clone(&run);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(run.time_left()) => run.deadline.cancel(),
+                () = run.deadline.cancelled() => {}
+            }
+        })
+    };
+    if let Err(err) = phases(&run, faults.as_ref()).await {
+        tracing::error!(error = %err, "the soak could not run");
+        if let Ok(mut outcome) = run.outcome.lock() {
+            outcome.notes.push(format!("aborted: {err}"));
+        }
+    }
+    let timed_out = run.deadline.is_cancelled();
+    run.deadline.cancel();
+    if let Err(err) = watchdog.await {
+        tracing::warn!(error = %err, "the watchdog failed");
+    }
+    let peak_rss_kib = sampler.stop().await;
+    let tasks_alive = tasks_after_shutdown().await;
+    let mut outcome = run
+        .outcome
+        .lock()
+        .map(|mut o| std::mem::take(&mut *o))
+        .unwrap_or_default();
+    outcome.verdict = run.ledger.verdict();
+    outcome.faults = run.ledger.faults();
+    outcome.timed_out = timed_out;
+    outcome.peak_rss_kib = peak_rss_kib;
+    outcome.hwm_kib = status_kib("VmHWM");
+    outcome.tasks_alive = tasks_alive;
+    outcome.run_time = run.started.elapsed();
+    if faults.is_none() && run.plan.restarts > 0 {
+        outcome
+            .notes
+            .push("broker stop/restart skipped: no embedded cluster to stop (real cluster)".into());
+    }
+    outcome
+}
+
+/// Tasks alive on the current runtime, after giving ending tasks a moment.
+async fn tasks_after_shutdown() -> usize {
+    let metrics = Handle::current().metrics();
+    let until = Instant::now() + TASK_GRACE;
+    while metrics.num_alive_tasks() > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    metrics.num_alive_tasks()
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The main phase, the clean-restart check and the shutdown of every client.
+async fn phases(run: &Arc<Run>, faults: Option<&BrokerFaults>) -> Result<(), BoxError> {
+    let mut producers = Vec::new();
+    for i in 0..run.plan.producers.max(1) {
+        let producer = Producer::builder()
+            .client_config(run.config(&format!("p{i}")))
+            .producer_group(format!("{}-producers", run.plan.group))
+            .build()
+            .await?;
+        producers.push(Arc::new(producer));
+    }
+    // The first send creates the topic on a real cluster (auto-creation),
+    // so that consumers find its route when they start.
+    run.send(&producers[0], u64::MAX).await;
+    let mut members: Vec<Option<PushConsumer>> = (0..run.plan.consumers).map(|_| None).collect();
+    if let Some(first) = members.first_mut() {
+        run.ledger.fault("join c0");
+        *first = Some(run.start_consumer(0).await?);
+    }
+    let send_start = Instant::now();
+    let mut sending = JoinSet::new();
+    for (index, producer) in producers.iter().enumerate() {
+        sending.spawn(produce(Arc::clone(run), Arc::clone(producer), index));
+    }
+    drive(run, faults, &mut members).await;
+    while let Some(joined) = sending.join_next().await {
+        if let Err(err) = joined {
+            tracing::error!(error = %err, "a producer task failed");
+        }
+    }
+    let send_time = send_start.elapsed();
+    if let Ok(mut outcome) = run.outcome.lock() {
+        outcome.send_time = send_time;
+    }
+    run.wait_for(|| run.ledger.missing() == 0).await;
+    run.settle().await;
+    for (index, member) in members.iter_mut().enumerate() {
+        if let Some(consumer) = member.take() {
+            run.ledger.fault(format!("leave c{index}"));
+            run.stop_consumer(index, consumer).await;
+        }
+    }
+    restart_check(run, &producers[0]).await?;
+    for producer in producers {
+        match Arc::try_unwrap(producer) {
+            Ok(producer) => {
+                if tokio::time::timeout(SHUTDOWN_LIMIT, producer.shutdown())
+                    .await
+                    .is_err()
+                {
+                    run.note_hang("shutdown of a producer".into());
+                }
+            }
+            Err(_) => run.note_hang("a producer is still shared".into()),
+        }
+    }
+    Ok(())
+}
+
+/// Sends this producer's share of the main phase: messages `index`,
+/// `index + producers`, ..., `concurrency` at a time, until done or the
+/// time limit.
+async fn produce(run: Arc<Run>, producer: Arc<Producer>, index: usize) {
+    let step = run.plan.producers.max(1);
+    let numbers = (index as u64..run.plan.messages).step_by(step);
+    futures::stream::iter(numbers)
+        .take_until(run.deadline.clone().cancelled_owned())
+        .for_each_concurrent(run.plan.concurrency.max(1), |n| {
+            let (run, producer) = (&run, &producer);
+            async move {
+                run.send(producer, n).await;
+                run.progress.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .await;
+}
+
+/// Runs the fault plan, each step when its share of the sends is done.
+async fn drive(run: &Run, faults: Option<&BrokerFaults>, members: &mut [Option<PushConsumer>]) {
+    let restarts = if faults.is_some() {
+        run.plan.restarts
+    } else {
+        0
+    };
+    let steps = schedule(run.plan.consumers, restarts);
+    let total = u64::try_from(steps.len()).unwrap_or(u64::MAX) + 1;
+    let mut stopped_at = Instant::now();
+    for (i, step) in steps.into_iter().enumerate() {
+        let threshold = run.plan.messages * (u64::try_from(i).unwrap_or(0) + 1) / total;
+        let restarting = step == Step::RestartBroker;
+        run.wait_for(|| {
+            run.progress.load(Ordering::Relaxed) >= threshold
+                || (restarting && stopped_at.elapsed() >= MAX_DOWNTIME)
+        })
+        .await;
+        match (step, faults) {
+            (Step::Join(c), _) => {
+                run.ledger.fault(format!("join c{c}"));
+                match run.start_consumer(c).await {
+                    Ok(consumer) => members[c] = Some(consumer),
+                    Err(err) => tracing::error!(consumer = c, error = %err, "cannot start"),
+                }
+            }
+            (Step::Leave(c), _) => {
+                if let Some(consumer) = members[c].take() {
+                    run.ledger.fault(format!("leave c{c}"));
+                    run.stop_consumer(c, consumer).await;
+                }
+            }
+            (Step::StopBroker, Some(faults)) => {
+                run.ledger.fault(format!("stop {}", faults.name()));
+                faults.stop().await;
+                stopped_at = Instant::now();
+            }
+            (Step::RestartBroker, Some(faults)) => {
+                tokio::time::sleep_until(stopped_at + MIN_DOWNTIME).await;
+                run.ledger.fault(format!("restart {}", faults.name()));
+                if let Err(err) = faults.restart().await {
+                    tracing::error!(error = %err, "the broker did not restart");
+                }
+            }
+            (Step::StopBroker | Step::RestartBroker, None) => {}
+        }
+    }
+}
+
+/// A consumer shut down cleanly and started again consumes nothing twice:
+/// with every consumer down, sends a few more messages, starts consumer 0
+/// again, and counts redeliveries of what was consumed before.
+async fn restart_check(run: &Run, producer: &Producer) -> Result<(), BoxError> {
+    if run.plan.restart_check == 0 || run.plan.consumers == 0 {
+        return Ok(());
+    }
+    let mark = run.ledger.elapsed();
+    let first = run.plan.messages;
+    for n in first..first + run.plan.restart_check {
+        run.send(producer, n).await;
+    }
+    run.ledger.fault("restart c0 (clean-restart check)");
+    let consumer = run.start_consumer(0).await?;
+    run.wait_for(|| run.ledger.missing() == 0).await;
+    run.settle().await;
+    let redeliveries = run.ledger.redelivered_after(mark);
+    if let Ok(mut outcome) = run.outcome.lock() {
+        outcome.restart_redeliveries = redeliveries;
+    }
+    run.ledger.fault("leave c0");
+    run.stop_consumer(0, consumer).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_plan_joins_cycles_and_churns() {
+        use Step::*;
+        assert_eq!(
+            schedule(3, 2),
+            vec![
+                Join(1),
+                Join(2),
+                StopBroker,
+                RestartBroker,
+                Leave(0),
+                StopBroker,
+                RestartBroker,
+                Join(0),
+                Leave(2),
+            ]
+        );
+        assert_eq!(schedule(1, 0), vec![Leave(0), Join(0)]);
+    }
+}
