@@ -84,6 +84,11 @@ storePathRootDir = "$store"
 haListenAddress = "127.0.0.1"
 haListenPort = $((port + 1))
 mappedFileSizeCommitLog = 67108864
+# Build machines run with fuller disks than brokers: by default (75 % / 90 %)
+# the broker stops accepting writes on a disk that cargo's target dirs filled.
+diskMaxUsedSpaceRatio = 95
+diskSpaceCleanForciblyRatio = 97
+diskSpaceWarningLevelRatio = 98
 timerWheelEnable = true
 TOML
 }
