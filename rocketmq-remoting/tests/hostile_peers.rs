@@ -413,7 +413,10 @@ async fn secrets_stay_out_of_debug_output_and_traces() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    // Global, not thread-local: with a per-thread default, a callsite first
+    // reached by another test's thread can be cached as disabled and the event
+    // missed. The only test of this binary that installs a subscriber.
+    tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
     let server = Server::spawn(
         net.bind(BROKER).unwrap(),
         ConnectionConfig::default(),
@@ -436,7 +439,6 @@ async fn secrets_stay_out_of_debug_output_and_traces() {
     assert_eq!(answer.response_code(), ResponseCode::SUCCESS, "signed");
     client.shutdown().await;
     server.shutdown().await;
-    drop(guard);
 
     let traced = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(

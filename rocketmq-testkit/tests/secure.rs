@@ -347,7 +347,10 @@ async fn the_secret_never_appears_in_logs_or_debug_output() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let guard = tracing::subscriber::set_default(subscriber);
+    // Global, not thread-local: with a per-thread default, a callsite first
+    // reached by another test's thread can be cached as disabled and the event
+    // missed. The only test of this binary that installs a subscriber.
+    tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
 
     let builder = TestCluster::builder()
         .topic("T")
@@ -369,7 +372,6 @@ async fn the_secret_never_appears_in_logs_or_debug_output() {
     good.shutdown().await;
     bad.shutdown().await;
     cluster.shutdown().await;
-    drop(guard);
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
