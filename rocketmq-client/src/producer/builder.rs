@@ -28,7 +28,8 @@ pub struct ProducerOptions {
     pub retry_times_when_send_failed: u32,
     /// Extra attempts of an asynchronous send (2).
     pub retry_times_when_send_async_failed: u32,
-    /// Bodies of at least this many bytes are compressed (4096).
+    /// Bodies of at least this many bytes are compressed (4096), and sent
+    /// compressed when that makes them smaller.
     pub compress_msg_body_over_howmuch: usize,
     /// The zlib level of compressed bodies (5).
     pub compress_level: u32,
@@ -172,7 +173,8 @@ impl ProducerBuilder {
         self
     }
 
-    /// Bodies of at least this many bytes are compressed.
+    /// Bodies of at least this many bytes are compressed (and sent compressed
+    /// when that makes them smaller).
     pub fn compress_msg_body_over_howmuch(mut self, bytes: usize) -> Self {
         self.options.compress_msg_body_over_howmuch = bytes;
         self

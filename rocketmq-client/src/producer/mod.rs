@@ -7,6 +7,7 @@ mod request;
 mod result;
 mod send;
 mod transaction;
+mod wire_body;
 
 use std::future::Future;
 use std::pin::Pin;

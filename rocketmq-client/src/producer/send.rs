@@ -12,7 +12,6 @@ use rocketmq_kernel::route::PublishInfo;
 use rocketmq_kernel::select::select_queue;
 use rocketmq_kernel::{BrokerApi, FaultStrategy, KernelError, QueueSelector};
 use rocketmq_model::header::SendMessageRequestHeader;
-use rocketmq_model::message::compression::{self, CompressionType};
 use rocketmq_model::message::{property, sysflag, validate_topic};
 use rocketmq_model::route::AUTO_CREATE_TOPIC;
 use rocketmq_model::{Message, MessageQueue, encode_batch};
@@ -24,6 +23,7 @@ use tracing::Instrument;
 use super::builder::ProducerOptions;
 use super::hook::{SendContext, SendHook};
 use super::result::{SendResult, SendStatus};
+use super::wire_body::wire_body;
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
 use crate::metrics;
@@ -424,19 +424,6 @@ fn take_retry_fields(msg: &mut Message) -> (Option<i32>, Option<i32>) {
     )
 }
 
-/// The body as sent and its compression bits: zlib at the configured level
-/// for bodies of at least `compress_msg_body_over_howmuch` bytes.
-fn wire_body(body: &Bytes, options: &ProducerOptions) -> Result<(Bytes, i32)> {
-    if body.len() < options.compress_msg_body_over_howmuch {
-        return Ok((body.clone(), 0));
-    }
-    let compressed = compression::compress(body, CompressionType::Zlib, options.compress_level)?;
-    Ok((
-        compressed,
-        sysflag::with_compression(0, CompressionType::Zlib),
-    ))
-}
-
 fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -445,31 +432,7 @@ fn now_millis() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
-
-    proptest! {
-        #[test]
-        fn bodies_over_the_threshold_are_compressed_and_restorable(
-            body in proptest::collection::vec(any::<u8>(), 0..2048),
-            threshold in 1usize..2048,
-        ) {
-            let options = ProducerOptions {
-                compress_msg_body_over_howmuch: threshold,
-                ..ProducerOptions::default()
-            };
-            let body = Bytes::from(body);
-            let (wire, flag) = wire_body(&body, &options).unwrap();
-            let compressed = sysflag::compression_type(flag).unwrap();
-            prop_assert_eq!(compressed.is_some(), body.len() >= threshold);
-            let restored = match compressed {
-                Some(kind) => compression::decompress(&wire, kind, 1 << 20).unwrap(),
-                None => wire,
-            };
-            prop_assert_eq!(restored, body);
-        }
-    }
 
     #[test]
     fn retry_fields_move_from_properties_to_the_header() {
