@@ -23,7 +23,8 @@ pub(crate) struct ConsumePlan {
     pub(crate) topic: String,
     pub(crate) group: String,
     pub(crate) messages: u64,
-    pub(crate) size: usize,
+    /// The body of every message.
+    pub(crate) body: Bytes,
     pub(crate) serialize_type: SerializeType,
 }
 
@@ -89,7 +90,7 @@ pub(crate) async fn run(plan: ConsumePlan) -> Result<Report, Box<dyn std::error:
         label: format!("consume ({})", plan.serialize_type.name()).to_lowercase(),
         messages: consumed.load(Ordering::Relaxed),
         failures: 0,
-        size: plan.size,
+        size: plan.body.len(),
         concurrency: 0,
         elapsed,
         latency,
@@ -105,11 +106,13 @@ async fn fill(plan: &ConsumePlan) -> Result<(), Box<dyn std::error::Error>> {
         .build()
         .await?;
     let message = Message::builder(plan.topic.as_str())
-        .body(Bytes::from(vec![b'x'; plan.size]))
+        .body(plan.body.clone())
         .build()?;
+    // Batches of up to 64 messages, and under the 4 MiB message limit.
+    let per_batch = u64::try_from((3 << 20) / plan.body.len().max(1))?.clamp(1, 64);
     let mut left = plan.messages;
     while left > 0 {
-        let n = left.min(64);
+        let n = left.min(per_batch);
         producer
             .send_batch(vec![message.clone(); usize::try_from(n)?])
             .await?;

@@ -25,6 +25,10 @@ type BoxError = Box<dyn std::error::Error>;
 #[derive(Parser)]
 #[command(about = "RocketMQ client benchmarks")]
 struct Cli {
+    /// Worker threads of the tokio runtime (default: one per core). With 1 the
+    /// figures leave out the cost of waking a second worker thread.
+    #[arg(long, global = true)]
+    workers: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +56,10 @@ struct ConsumeArgs {
     /// Body size in bytes.
     #[arg(long, default_value_t = 256)]
     size: usize,
+    /// Fill bodies with pseudo-random bytes, which zlib cannot shrink (the
+    /// default, a repeated letter, compresses to almost nothing at 4 KiB and up).
+    #[arg(long)]
+    random_body: bool,
 }
 
 #[derive(clap::Args)]
@@ -92,6 +100,10 @@ struct SendArgs {
     /// Requests in flight.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Fill bodies with pseudo-random bytes, which zlib cannot shrink (the
+    /// default, a repeated letter, compresses to almost nothing at 4 KiB and up).
+    #[arg(long)]
+    random_body: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -168,25 +180,55 @@ impl Cluster {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+/// A message body of `size` bytes: one repeated letter, or pseudo-random bytes
+/// (xorshift) when `random`.
+fn body(size: usize, random: bool) -> bytes::Bytes {
+    if !random {
+        return bytes::Bytes::from(vec![b'x'; size]);
+    }
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut body = Vec::with_capacity(size + 8);
+    while body.len() < size {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        body.extend_from_slice(&state.to_le_bytes());
+    }
+    body.truncate(size);
+    body.into()
+}
+
+fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let workers = cli
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?
+        .block_on(run(cli.command, workers))
+}
+
+async fn run(command: Command, workers: usize) -> Result<(), BoxError> {
+    match command {
         Command::Raw(args) => {
             let cluster = Cluster::open(&args.target).await?;
             let plan = raw::RawPlan {
                 broker_addr: cluster.broker_addr(&args.target.topic).await?,
                 topic: args.target.topic.clone(),
                 messages: args.messages,
-                size: args.size,
+                body: body(args.size, args.random_body),
                 concurrency: args.concurrency,
                 serialize_type: args.target.serialization.into(),
             };
-            raw::run(plan).await?.print();
+            raw::run(plan).await?.print(workers);
         }
         Command::Produce(args) => {
             let send = &args.send;
@@ -195,13 +237,13 @@ async fn main() -> Result<(), BoxError> {
                 namesrv: cluster.namesrv.clone(),
                 topic: send.target.topic.clone(),
                 messages: send.messages,
-                size: send.size,
+                body: body(send.size, send.random_body),
                 concurrency: send.concurrency,
                 mode: args.mode,
                 batch_size: args.batch_size,
                 serialize_type: send.target.serialization.into(),
             };
-            produce::run(plan).await?.print();
+            produce::run(plan).await?.print(workers);
         }
         Command::Consume(args) => {
             let cluster = Cluster::open(&args.target).await?;
@@ -212,10 +254,10 @@ async fn main() -> Result<(), BoxError> {
                     .group
                     .unwrap_or_else(|| format!("bench_consumer_{}", std::process::id())),
                 messages: args.messages,
-                size: args.size,
+                body: body(args.size, args.random_body),
                 serialize_type: args.target.serialization.into(),
             };
-            consume::run(plan).await?.print();
+            consume::run(plan).await?.print(workers);
         }
     }
     Ok(())

@@ -32,7 +32,8 @@ pub(crate) struct ProducePlan {
     pub(crate) namesrv: String,
     pub(crate) topic: String,
     pub(crate) messages: u64,
-    pub(crate) size: usize,
+    /// The body of every message.
+    pub(crate) body: Bytes,
     pub(crate) concurrency: usize,
     pub(crate) mode: Mode,
     pub(crate) batch_size: usize,
@@ -67,7 +68,7 @@ pub(crate) async fn run(plan: ProducePlan) -> Result<Report, Box<dyn std::error:
         .build()
         .await?;
     let producer = Arc::new(producer);
-    let body = Bytes::from(vec![b'x'; plan.size]);
+    let body = plan.body.clone();
     let message = Message::builder(plan.topic.as_str()).body(body).build()?;
     // Warm up: route lookup, connection, topic creation.
     producer.send(message.clone()).await?;
@@ -108,7 +109,7 @@ pub(crate) async fn run(plan: ProducePlan) -> Result<Report, Box<dyn std::error:
         label: format!("produce {:?} ({})", plan.mode, plan.serialize_type.name()).to_lowercase(),
         messages: tally.ok.load(Ordering::Relaxed),
         failures: tally.failed.load(Ordering::Relaxed),
-        size: plan.size,
+        size: plan.body.len(),
         concurrency: plan.concurrency,
         elapsed,
         latency,

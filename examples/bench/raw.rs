@@ -31,8 +31,8 @@ pub(crate) struct RawPlan {
     pub(crate) topic: String,
     /// Messages to send.
     pub(crate) messages: u64,
-    /// Body size.
-    pub(crate) size: usize,
+    /// The body of every message.
+    pub(crate) body: Bytes,
     /// Requests in flight.
     pub(crate) concurrency: usize,
     /// Header serialization.
@@ -70,7 +70,7 @@ pub(crate) async fn run(plan: RawPlan) -> Result<Report, Box<dyn std::error::Err
         label: format!("raw send ({})", plan.serialize_type.name()),
         messages: ok,
         failures: failed,
-        size: plan.size,
+        size: plan.body.len(),
         concurrency: plan.concurrency,
         elapsed: started.elapsed(),
         latency,
@@ -109,7 +109,7 @@ async fn read_answers(
 }
 
 fn encode_frames(plan: &RawPlan) -> Result<Vec<Bytes>, Box<dyn std::error::Error>> {
-    let body = Bytes::from(vec![b'x'; plan.size]);
+    let body = plan.body.clone();
     let born = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
     let count = usize::try_from(plan.messages)?.clamp(1, DISTINCT_FRAMES);
     let mut frames = Vec::with_capacity(count);

@@ -60,11 +60,18 @@ impl Report {
         self.cpu.as_secs_f64() * 1e6 / self.messages as f64
     }
 
-    /// Prints the human summary, then the JSON line.
-    pub(crate) fn print(&self) {
+    /// Prints the human summary, then the JSON line; `workers` is the number of
+    /// runtime worker threads the run had.
+    pub(crate) fn print(&self, workers: usize) {
         println!(
-            "{}: {} messages of {} B ({} failed) in {:.2?} with {} in flight",
-            self.label, self.messages, self.size, self.failures, self.elapsed, self.concurrency
+            "{}: {} messages of {} B ({} failed) in {:.2?} with {} in flight, {} worker threads",
+            self.label,
+            self.messages,
+            self.size,
+            self.failures,
+            self.elapsed,
+            self.concurrency,
+            workers
         );
         println!(
             "  throughput {:.0} msg/s; latency p50 {} us, p99 {} us, max {} us; client CPU {:.2} us/msg",
@@ -80,6 +87,7 @@ impl Report {
             "failures": self.failures,
             "size": self.size,
             "concurrency": self.concurrency,
+            "workers": workers,
             "elapsed_s": self.elapsed.as_secs_f64(),
             "throughput_per_s": self.throughput(),
             "latency_us": {

@@ -168,10 +168,8 @@ async fn query_message_decodes_found_messages() {
             RemotingCommand::response(ResponseCode::SUCCESS, 0).with_body(body.freeze());
         response
             .ext_fields
-            .insert("indexLastUpdateTimestamp".into(), "1000".into());
-        response
-            .ext_fields
-            .insert("indexLastUpdatePhyoffset".into(), "20".into());
+            .insert("indexLastUpdateTimestamp", "1000");
+        response.ext_fields.insert("indexLastUpdatePhyoffset", "20");
         response
     });
     let found = peer
@@ -206,7 +204,7 @@ async fn send_batch_and_create_topic() {
         if req.request_code() == RequestCode::SEND_BATCH_MESSAGE {
             let mut response = RemotingCommand::response(ResponseCode::SUCCESS, 0);
             for (key, value) in [("msgId", "A,B"), ("queueId", "1"), ("queueOffset", "9")] {
-                response.ext_fields.insert(key.into(), value.into());
+                response.ext_fields.insert(key, value);
             }
             response
         } else {

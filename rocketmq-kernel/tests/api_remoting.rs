@@ -36,7 +36,7 @@ fn ok() -> RemotingCommand {
 
 fn with_fields(mut cmd: RemotingCommand, fields: &[(&str, &str)]) -> RemotingCommand {
     for (key, value) in fields {
-        cmd.ext_fields.insert((*key).into(), (*value).into());
+        cmd.ext_fields.insert(*key, *value);
     }
     cmd
 }
@@ -55,7 +55,7 @@ fn stored_record() -> bytes::Bytes {
 
 /// The canned answer of the fake broker and nameserver to `req`.
 async fn answer(req: RemotingCommand) -> RemotingCommand {
-    let field = |key: &str| req.ext_fields.get(key).cloned().unwrap_or_default();
+    let field = |key: &str| req.ext_fields.get(key).unwrap_or_default().to_owned();
     match req.request_code() {
         RequestCode::GET_ROUTEINFO_BY_TOPIC if field("topic") == "T" => ok().with_body(ROUTE),
         RequestCode::GET_ROUTEINFO_BY_TOPIC => {

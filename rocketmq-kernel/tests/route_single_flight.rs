@@ -23,7 +23,7 @@ fn nameserver(asked: Asked) -> Routes {
         let asked = Arc::clone(&asked);
         async move {
             assert_eq!(req.request_code(), RequestCode::GET_ROUTEINFO_BY_TOPIC);
-            let topic = req.ext_fields["topic"].clone();
+            let topic = req.ext_fields["topic"].to_string();
             *asked.lock().unwrap().entry(topic.clone()).or_default() += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
             let response = if topic == "T" {

@@ -24,7 +24,7 @@ const BROKER: &str = "broker-a:10911";
 /// value of its `who` field.
 fn echo_handler(_conn: &Connection) -> InboundService {
     InboundService::new(tower::service_fn(|req: RemotingCommand| async move {
-        let who = req.ext_fields.get("who").cloned().unwrap_or_default();
+        let who = req.ext_fields.get("who").unwrap_or_default().to_owned();
         Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0)
             .with_remark(format!("{} {who}", req.code)))
     }))
@@ -44,7 +44,7 @@ fn memory_client(net: &MemoryNetwork) -> RemotingClient {
 
 fn heartbeat(who: &str) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(RequestCode::HEART_BEAT);
-    cmd.ext_fields.insert("who".into(), who.into());
+    cmd.ext_fields.insert("who", who);
     cmd
 }
 
@@ -310,7 +310,11 @@ async fn acl_hook_signs_what_the_server_receives() {
         ConnectionConfig::default(),
         |_| {
             InboundService::new(tower::service_fn(|req: RemotingCommand| async move {
-                let signature = req.ext_fields.get("Signature").cloned().unwrap_or_default();
+                let signature = req
+                    .ext_fields
+                    .get("Signature")
+                    .unwrap_or_default()
+                    .to_owned();
                 Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0).with_remark(signature))
             }))
         },
@@ -320,7 +324,7 @@ async fn acl_hook_signs_what_the_server_receives() {
         .rpc_hook(AclHook::new(Credentials::new("ak", "sk")))
         .build();
     let mut cmd = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC);
-    cmd.ext_fields.insert("topic".into(), "T".into());
+    cmd.ext_fields.insert("topic", "T");
     let answer = client.invoke(BROKER, cmd, SECOND).await.unwrap();
     // HmacSHA1("sk", "ak" + "T"), computed with Python (see hook::acl tests).
     assert_eq!(answer.remark.unwrap(), "vX6jW2Q9g11lvMjNC+gReuZ8fTQ=");

@@ -62,7 +62,7 @@ async fn tasks_settle_to(baseline: usize) {
 
 fn heartbeat(who: &str) -> RemotingCommand {
     let mut cmd = RemotingCommand::request(RequestCode::HEART_BEAT);
-    cmd.ext_fields.insert("who".into(), who.into());
+    cmd.ext_fields.insert("who", who);
     cmd
 }
 

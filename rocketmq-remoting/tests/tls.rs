@@ -140,7 +140,7 @@ impl Drop for TempFile {
 /// Answers every request with SUCCESS and a remark naming its code and `who`.
 fn echo_handler(_conn: &Connection) -> InboundService {
     InboundService::new(tower::service_fn(|req: RemotingCommand| async move {
-        let who = req.ext_fields.get("who").cloned().unwrap_or_default();
+        let who = req.ext_fields.get("who").unwrap_or_default().to_owned();
         Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0)
             .with_remark(format!("{} {who}", req.code)))
     }))
@@ -154,7 +154,7 @@ impl Call for Ping {
 
     fn into_command(self) -> rocketmq_remoting::Result<RemotingCommand> {
         let mut cmd = RemotingCommand::request(RequestCode::HEART_BEAT);
-        cmd.ext_fields.insert("who".into(), self.0.into());
+        cmd.ext_fields.insert("who", self.0);
         Ok(cmd)
     }
 

@@ -74,7 +74,7 @@ impl Acl {
         let refusal = self.check(request).err()?;
         tracing::debug!(
             code = request.code,
-            access_key = request.ext_fields.get(ACCESS_KEY).map(String::as_str),
+            access_key = request.ext_fields.get(ACCESS_KEY),
             reason = refusal.reason(),
             "request refused: authentication failed"
         );
@@ -125,9 +125,8 @@ mod tests {
 
     fn request() -> RemotingCommand {
         let mut cmd = RemotingCommand::request(RequestCode::QUERY_MESSAGE).with_body("b");
-        cmd.ext_fields.insert("topic".into(), "T".into());
-        cmd.ext_fields
-            .insert(UNIQUE_KEY_QUERY.into(), "true".into());
+        cmd.ext_fields.insert("topic", "T");
+        cmd.ext_fields.insert(UNIQUE_KEY_QUERY, "true");
         cmd
     }
 

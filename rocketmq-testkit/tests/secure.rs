@@ -256,11 +256,11 @@ async fn a_field_or_body_changed_after_signing_is_refused() {
     assert_eq!(intact.response_code(), ResponseCode::SUCCESS);
 
     let mut field = signed(send_command("field"));
-    field.ext_fields.insert("queueId".into(), "1".into());
+    field.ext_fields.insert("queueId", "1");
     assert_refused(&raw.invoke(&broker, field, TIMEOUT).await.unwrap());
 
     let mut added = signed(send_command("added"));
-    added.ext_fields.insert("extra".into(), "x".into());
+    added.ext_fields.insert("extra", "x");
     assert_refused(&raw.invoke(&broker, added, TIMEOUT).await.unwrap());
 
     let mut body = signed(send_command("body"));

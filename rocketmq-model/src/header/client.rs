@@ -134,7 +134,7 @@ mod tests {
             .collect();
         let err = ResetOffsetRequestHeader::from_ext_fields(&fields).unwrap_err();
         assert!(err.to_string().contains("`isForce`"), "{err}");
-        fields.insert("isForce".into(), "true".into());
+        fields.insert("isForce", "true");
         let header = ResetOffsetRequestHeader::from_ext_fields(&fields).unwrap();
         assert_eq!(header.queue_id, -1);
         assert!(header.is_force);

@@ -5,8 +5,9 @@
 //! [`FieldReader`], which turns a missing required field or an unparsable number
 //! into a [`ModelError`] that names the header and the field.
 
-use std::collections::HashMap;
 use std::fmt::Display;
+
+use compact_str::ToCompactString;
 use std::str::FromStr;
 
 use crate::error::{ModelError, Result};
@@ -18,6 +19,7 @@ mod macros;
 mod admin;
 mod client;
 mod consume;
+mod ext_fields;
 mod offset;
 mod pull;
 mod reply;
@@ -55,8 +57,7 @@ pub use transaction::{
     CheckTransactionStateRequestHeader, EndTransactionRequestHeader, TransactionResolution,
 };
 
-/// The `extFields` map of a remoting command: every custom-header field as text.
-pub type ExtFields = HashMap<String, String>;
+pub use ext_fields::{CompactString, ExtFields, Iter as ExtFieldsIter};
 
 /// A typed command header: a struct whose fields travel as `extFields` entries.
 pub trait CommandHeader: Sized {
@@ -71,7 +72,7 @@ pub trait CommandHeader: Sized {
 
     /// Encodes the header into a fresh map.
     fn to_ext_fields(&self) -> ExtFields {
-        let mut map = ExtFields::new();
+        let mut map = ExtFields::with_capacity(16);
         self.write_fields(&mut FieldWriter::new(&mut map));
         map
     }
@@ -113,14 +114,15 @@ impl<'a> FieldWriter<'a> {
         FieldWriter { map }
     }
 
-    /// Writes a field.
+    /// Writes a field. Numbers and short text are formatted in place, without
+    /// an allocation.
     pub fn put(&mut self, key: &str, value: impl Display) {
-        self.map.insert(key.to_owned(), value.to_string());
+        self.map.insert(key, value.to_compact_string());
     }
 
     /// Writes a string field without formatting machinery.
     pub fn put_str(&mut self, key: &str, value: &str) {
-        self.map.insert(key.to_owned(), value.to_owned());
+        self.map.insert(key, value);
     }
 
     /// Writes a field only when it is present (Java omits null fields).
@@ -147,10 +149,7 @@ impl<'a> FieldReader<'a> {
     /// The raw text of a field, if present. Java turns empty values into null,
     /// so an empty string reads as absent.
     pub fn raw(&self, key: &str) -> Option<&'a str> {
-        self.map
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.map.get(key).filter(|v| !v.is_empty())
     }
 
     /// The "required field is missing" error for `field` of this header.
@@ -259,10 +258,7 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> ExtFields {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().copied().collect()
     }
 
     #[test]

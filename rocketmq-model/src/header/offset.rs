@@ -201,7 +201,7 @@ mod tests {
             ..Default::default()
         };
         let fields = header.to_ext_fields();
-        assert_eq!(fields.get("committed").map(String::as_str), Some("true"));
+        assert_eq!(fields.get("committed"), Some("true"));
         let mut fields: ExtFields = fields;
         fields.remove("committed");
         assert!(
@@ -220,10 +220,10 @@ mod tests {
             ("Lower", BoundaryType::Lower),
             ("other", BoundaryType::Lower),
         ] {
-            fields.insert("topic".into(), "T".into());
-            fields.insert("queueId".into(), "0".into());
-            fields.insert("timestamp".into(), "1".into());
-            fields.insert("boundaryType".into(), text.into());
+            fields.insert("topic", "T");
+            fields.insert("queueId", "0");
+            fields.insert("timestamp", "1");
+            fields.insert("boundaryType", text);
             let header = SearchOffsetRequestHeader::from_ext_fields(&fields).unwrap();
             assert_eq!(header.boundary_type, Some(expected), "{text}");
         }

@@ -77,7 +77,7 @@ mod tests {
             ..Default::default()
         };
         let fields = header.to_ext_fields();
-        let mut keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = fields.keys().collect();
         keys.sort_unstable();
         assert_eq!(
             keys,
@@ -119,7 +119,7 @@ mod tests {
         assert_eq!(header.offset_delta, None);
         assert_eq!(header.topic_sys_flag, Some(0));
         let mut fields = fields;
-        fields.insert("maxOffset".into(), "12x".into());
+        fields.insert("maxOffset", "12x");
         let err = PullMessageResponseHeader::from_ext_fields(&fields).unwrap_err();
         assert!(err.to_string().contains("`maxOffset`"), "{err}");
     }

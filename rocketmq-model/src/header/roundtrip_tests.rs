@@ -77,6 +77,7 @@ proptest! {
     fn decoding_arbitrary_fields_never_panics(
         fields in prop::collection::hash_map("[a-zA-Z_]{1,12}", "\\PC{0,12}", 0..12),
     ) {
+        let fields: ExtFields = fields.into_iter().collect();
         let _ = PullMessageRequestHeader::from_ext_fields(&fields);
         let _ = SendMessageRequestHeaderV2::from_ext_fields(&fields);
         let _ = EndTransactionRequestHeader::from_ext_fields(&fields);

@@ -310,7 +310,7 @@ mod tests {
         assert_eq!(v1["bname"], "broker-a");
         assert!(!v1.contains_key("reconsumeTimes"));
         let v2 = SendMessageRequestHeaderV2(sample()).to_ext_fields();
-        let mut keys: Vec<&str> = v2.keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = v2.keys().collect();
         keys.sort_unstable();
         assert_eq!(
             keys,
@@ -341,8 +341,8 @@ mod tests {
         assert_eq!(header.region(), DEFAULT_REGION);
         assert!(header.trace_enabled());
         let mut fields = fields;
-        fields.insert("MSG_REGION".into(), "r1".into());
-        fields.insert("TRACE_ON".into(), "false".into());
+        fields.insert("MSG_REGION", "r1");
+        fields.insert("TRACE_ON", "false");
         let header = SendMessageResponseHeader::from_ext_fields(&fields).unwrap();
         assert_eq!(header.region(), "r1");
         assert!(!header.trace_enabled());

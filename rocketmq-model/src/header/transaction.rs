@@ -139,7 +139,7 @@ mod tests {
         let mut fields = header.to_ext_fields();
         assert_eq!(fields["commitOrRollback"], "12");
         assert_eq!(fields["fromTransactionCheck"], "false");
-        fields.insert("commitOrRollback".into(), "4".into());
+        fields.insert("commitOrRollback", "4");
         let err = EndTransactionRequestHeader::from_ext_fields(&fields).unwrap_err();
         assert!(
             matches!(

@@ -56,11 +56,7 @@ mod test_support {
 
     /// The request's extFields, sorted by key.
     pub(crate) fn sent_fields(cmd: &RemotingCommand) -> Vec<(&str, &str)> {
-        let mut fields: Vec<_> = cmd
-            .ext_fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let mut fields: Vec<_> = cmd.ext_fields.iter().collect();
         fields.sort_unstable();
         fields
     }

@@ -152,6 +152,10 @@ impl<'de> Deserialize<'de> for ExtFieldsIn {
 
 struct ExtFieldsVisitor;
 
+/// Room made up front for a header's fields: enough for any header the
+/// protocol defines, so reading one never grows the table.
+const EXPECTED_FIELDS: usize = 16;
+
 impl<'de> Visitor<'de> for ExtFieldsVisitor {
     type Value = ExtFieldsIn;
 
@@ -164,10 +168,13 @@ impl<'de> Visitor<'de> for ExtFieldsVisitor {
         mut map: A,
     ) -> std::result::Result<ExtFieldsIn, A::Error> {
         // No size hint: the entry count is not trusted input for an allocation.
-        let mut fields = ExtFields::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if let Some(value) = map.next_value::<ExtValue>()?.0 {
-                fields.insert(key, value.into_owned());
+        let mut fields = ExtFields::with_capacity(EXPECTED_FIELDS);
+        // Keys and values are borrowed from the frame when they have no escapes,
+        // and short ones are stored inline: most fields cost no allocation.
+        while let Some(ExtValue(key)) = map.next_key::<ExtValue<'de>>()? {
+            let value = map.next_value::<ExtValue<'de>>()?.0;
+            if let (Some(key), Some(value)) = (key, value) {
+                fields.insert(key, value);
             }
         }
         Ok(ExtFieldsIn(fields))
@@ -247,7 +254,7 @@ mod tests {
         let mut cmd = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC);
         cmd.language = LanguageCode::JAVA;
         cmd.opaque = 1;
-        cmd.ext_fields.insert("topic".into(), "T".into());
+        cmd.ext_fields.insert("topic", "T");
         let mut dst = BytesMut::new();
         write_header(&cmd, &mut dst).unwrap();
         assert_eq!(
@@ -259,7 +266,7 @@ mod tests {
     #[test]
     fn writes_remark_and_control_characters_escaped() {
         let mut cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE).with_remark("r\"");
-        cmd.ext_fields.insert("p".into(), "a\u{1}b\u{2}".into());
+        cmd.ext_fields.insert("p", "a\u{1}b\u{2}");
         let mut dst = BytesMut::new();
         write_header(&cmd, &mut dst).unwrap();
         let text = std::str::from_utf8(&dst).unwrap();

@@ -18,7 +18,7 @@ fn route_request(language: LanguageCode, serialize_type: SerializeType) -> Remot
         .with_serialize_type(serialize_type);
     cmd.language = language;
     cmd.opaque = 1;
-    cmd.ext_fields.insert("topic".into(), "T".into());
+    cmd.ext_fields.insert("topic", "T");
     cmd
 }
 
@@ -174,7 +174,7 @@ fn codec_refuses_oversized_outgoing_frames_and_writes_nothing() {
 #[test]
 fn oversized_binary_key_is_refused_without_partial_output() {
     let mut cmd = route_request(LanguageCode::RUST, SerializeType::RocketMq);
-    cmd.ext_fields.insert("k".repeat(40_000), "v".into());
+    cmd.ext_fields.insert("k".repeat(40_000), "v");
     let mut dst = BytesMut::new();
     assert!(matches!(
         encode(&cmd, &mut dst),
@@ -211,6 +211,7 @@ fn text() -> impl Strategy<Value = String> {
 
 fn ext_fields() -> impl Strategy<Value = ExtFields> {
     proptest::collection::hash_map(text(), text(), 0..8)
+        .prop_map(|fields| fields.into_iter().collect())
 }
 
 prop_compose! {

@@ -73,7 +73,7 @@ async fn concurrent_calls_answered_out_of_order() {
     let calls: Vec<_> = (0..3)
         .map(|i| {
             let mut cmd = request(RequestCode::SEND_MESSAGE);
-            cmd.ext_fields.insert("i".into(), i.to_string());
+            cmd.ext_fields.insert("i", i.to_string());
             tokio::spawn(conn.send(cmd))
         })
         .collect();

@@ -92,9 +92,9 @@ impl AclHook {
     /// Adds `AccessKey`, `SecurityToken` (when set) and `Signature` to `cmd`.
     pub fn sign(&self, cmd: &mut RemotingCommand) {
         let fields = &mut cmd.ext_fields;
-        fields.insert(ACCESS_KEY.to_owned(), self.credentials.access_key.clone());
+        fields.insert(ACCESS_KEY, self.credentials.access_key.as_str());
         if let Some(token) = &self.credentials.security_token {
-            fields.insert(SECURITY_TOKEN.to_owned(), token.clone());
+            fields.insert(SECURITY_TOKEN, token.as_str());
         }
         fields.remove(SIGNATURE);
         let skip: &[&str] = if self.exclude_unique_key_query {
@@ -103,7 +103,7 @@ impl AclHook {
             &[]
         };
         let signature = signature(&self.credentials.secret_key, fields, &cmd.body, skip);
-        cmd.ext_fields.insert(SIGNATURE.to_owned(), signature);
+        cmd.ext_fields.insert(SIGNATURE, signature);
     }
 }
 
@@ -117,18 +117,16 @@ impl RpcHook for AclHook {
 /// with `secret_key` over the values of `fields` in key order (excluding
 /// `Signature` and the `skip` keys), followed by `body`.
 pub fn signature(secret_key: &str, fields: &ExtFields, body: &[u8], skip: &[&str]) -> String {
-    let mut keys: Vec<&String> = fields
-        .keys()
-        .filter(|k| k.as_str() != SIGNATURE && !skip.contains(&k.as_str()))
+    let mut signed: Vec<(&str, &str)> = fields
+        .iter()
+        .filter(|(k, _)| *k != SIGNATURE && !skip.contains(k))
         .collect();
-    keys.sort_unstable();
+    signed.sort_unstable_by_key(|(k, _)| *k);
     // HMAC accepts keys of any length; this cannot fail.
     let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret_key.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    for key in keys {
-        if let Some(value) = fields.get(key) {
-            mac.update(value.as_bytes());
-        }
+    for (_, value) in signed {
+        mac.update(value.as_bytes());
     }
     mac.update(body);
     STANDARD.encode(mac.finalize().into_bytes())
@@ -147,7 +145,7 @@ mod tests {
             ("queueId", "3"),
             ("producerGroup", "pg"),
         ] {
-            cmd.ext_fields.insert(k.into(), v.into());
+            cmd.ext_fields.insert(k, v);
         }
         cmd
     }
@@ -173,7 +171,7 @@ mod tests {
     fn signature_without_token_or_body() {
         let hook = AclHook::new(Credentials::new("ak", "sk"));
         let mut cmd = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC);
-        cmd.ext_fields.insert("topic".into(), "T".into());
+        cmd.ext_fields.insert("topic", "T");
         hook.sign(&mut cmd);
         assert_eq!(cmd.ext_fields["Signature"], "vX6jW2Q9g11lvMjNC+gReuZ8fTQ=");
         assert!(!cmd.ext_fields.contains_key("SecurityToken"));
@@ -183,8 +181,8 @@ mod tests {
     fn resigning_ignores_the_old_signature() {
         let hook = AclHook::new(Credentials::new("ak", "sk"));
         let mut cmd = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC);
-        cmd.ext_fields.insert("topic".into(), "T".into());
-        cmd.ext_fields.insert("Signature".into(), "stale".into());
+        cmd.ext_fields.insert("topic", "T");
+        cmd.ext_fields.insert("Signature", "stale");
         hook.sign(&mut cmd);
         assert_eq!(cmd.ext_fields["Signature"], "vX6jW2Q9g11lvMjNC+gReuZ8fTQ=");
     }
@@ -192,10 +190,8 @@ mod tests {
     #[test]
     fn unique_key_query_can_be_left_out_of_the_content() {
         let mut with_key = RemotingCommand::request(RequestCode::GET_ROUTEINFO_BY_TOPIC);
-        with_key.ext_fields.insert("topic".into(), "T".into());
-        with_key
-            .ext_fields
-            .insert(UNIQUE_KEY_QUERY.into(), "true".into());
+        with_key.ext_fields.insert("topic", "T");
+        with_key.ext_fields.insert(UNIQUE_KEY_QUERY, "true");
         AclHook::new(Credentials::new("ak", "sk"))
             .exclude_unique_key_query(true)
             .sign(&mut with_key);
@@ -228,7 +224,7 @@ mod tests {
             for (k, v) in fields.iter().rev() {
                 backward.insert(k.clone(), v.clone());
             }
-            backward.insert(SIGNATURE.to_owned(), "ignored".to_owned());
+            backward.insert(SIGNATURE, "ignored");
             let a = signature("sk", &forward, &body, &[]);
             proptest::prop_assert_eq!(&a, &signature("sk", &backward, &body, &[]));
             let mut longer = body.clone();

@@ -130,7 +130,7 @@ mod tests {
 
     impl RpcHook for Recorder {
         fn before_request(&self, addr: &str, cmd: &mut RemotingCommand) {
-            cmd.ext_fields.insert("hooked".into(), addr.into());
+            cmd.ext_fields.insert("hooked", addr);
             self.seen.lock().unwrap().push(format!("before {addr}"));
         }
 
@@ -144,10 +144,7 @@ mod tests {
     async fn hook_sees_request_and_response() {
         let hook = Arc::new(Recorder::default());
         let echo = tower::service_fn(|req: RemotingCommand| async move {
-            assert_eq!(
-                req.ext_fields.get("hooked").map(String::as_str),
-                Some("b:1")
-            );
+            assert_eq!(req.ext_fields.get("hooked"), Some("b:1"));
             Ok::<_, std::convert::Infallible>(RemotingCommand::response(
                 ResponseCode::SUCCESS,
                 req.opaque,
