@@ -3,12 +3,14 @@
 # on loopback (so the client's CPU time is its own), and prints one JSON line per
 # run. Figures go into BENCHMARKS.md.
 #
-#   scripts/bench-suite.sh [MESSAGES] [SIZE]
+#   scripts/bench-suite.sh [MESSAGES] [SIZE]     # WORKERS=N passes --workers N
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MESSAGES=${1:-100000}
 SIZE=${2:-256}
 PORT=${BENCH_NAMESRV_PORT:-19876}
+WORKERS_ARG=()
+[ -n "${WORKERS:-}" ] && WORKERS_ARG=(--workers "$WORKERS")
 
 cargo build --release --quiet -p rocketmq-testkit --bin rocketmq-testkit
 cargo build --release --quiet -p rocketmq-examples --example bench
@@ -17,7 +19,7 @@ testkit=$!
 trap 'kill -INT $testkit 2>/dev/null; wait $testkit 2>/dev/null || true' EXIT
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
 
-bench() { ./target/release/examples/bench "$@" --namesrv "127.0.0.1:$PORT" | tail -n 1; }
+bench() { ./target/release/examples/bench "$@" "${WORKERS_ARG[@]}" --namesrv "127.0.0.1:$PORT" | tail -n 1; }
 bench raw --messages "$MESSAGES" --size "$SIZE" --concurrency 8
 for mode in sync async oneway batch; do
     bench produce --mode "$mode" --messages "$MESSAGES" --size "$SIZE" --concurrency 8

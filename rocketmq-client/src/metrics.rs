@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use metrics::Label;
+
 /// Histogram: time from the first attempt of a send to its outcome, in
 /// seconds (labels `topic`, `result`).
 pub const SEND_LATENCY_SECONDS: &str = "rocketmq_client_send_latency_seconds";
@@ -42,12 +44,14 @@ pub fn result_label(ok: bool) -> &'static str {
 
 /// Records the outcome of one send (all its attempts) to `topic`.
 pub fn record_send(topic: &str, ok: bool, latency: Duration) {
-    let labels = [
-        ("topic", topic.to_owned()),
-        ("result", result_label(ok).to_owned()),
-    ];
-    metrics::histogram!(SEND_LATENCY_SECONDS, &labels).record(latency.as_secs_f64());
-    metrics::counter!(SEND_TOTAL, &labels).increment(1);
+    let labels = || {
+        vec![
+            Label::new("topic", topic.to_owned()),
+            Label::from_static_parts("result", result_label(ok)),
+        ]
+    };
+    metrics::histogram!(SEND_LATENCY_SECONDS, labels()).record(latency.as_secs_f64());
+    metrics::counter!(SEND_TOTAL, labels()).increment(1);
 }
 
 /// Records that a send to `topic` is tried again.

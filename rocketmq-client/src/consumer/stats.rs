@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use metrics::Label;
 use rocketmq_kernel::consume::{ConsumeStats, TopicConsumeStats};
 use rocketmq_model::body::ConsumeStatus;
 use rocketmq_model::{MessageExt, MessageQueue};
@@ -157,26 +158,36 @@ pub(crate) fn record_consume(group: &str, msgs: &[MessageExt], acked: usize, lat
     let Some(first) = msgs.first() else {
         return;
     };
-    let labels = [
-        ("group", group.to_owned()),
-        ("topic", first.topic().to_owned()),
-        (
-            "result",
-            names::result_label(acked == msgs.len()).to_owned(),
-        ),
-    ];
-    metrics::histogram!(names::CONSUME_LATENCY_SECONDS, &labels).record(latency.as_secs_f64());
-    let mut counts: BTreeMap<(&str, bool), u64> = BTreeMap::new();
+    let labels = |topic: &str, ok: bool| {
+        vec![
+            Label::new("group", group.to_owned()),
+            Label::new("topic", topic.to_owned()),
+            Label::from_static_parts("result", names::result_label(ok)),
+        ]
+    };
+    metrics::histogram!(
+        names::CONSUME_LATENCY_SECONDS,
+        labels(first.topic(), acked == msgs.len())
+    )
+    .record(latency.as_secs_f64());
+    let count = |topic: &str, ok: bool, n: usize| {
+        if n > 0 {
+            metrics::counter!(names::CONSUME_TOTAL, labels(topic, ok)).increment(n as u64);
+        }
+    };
+    // The common case: one topic (batches come from one queue; only a retry
+    // queue mixes the original topics of its messages).
+    if msgs.iter().all(|msg| msg.topic() == first.topic()) {
+        count(first.topic(), true, acked);
+        count(first.topic(), false, msgs.len() - acked);
+        return;
+    }
+    let mut counts: BTreeMap<(&str, bool), usize> = BTreeMap::new();
     for (i, msg) in msgs.iter().enumerate() {
         *counts.entry((msg.topic(), i < acked)).or_default() += 1;
     }
-    for ((topic, ok), count) in counts {
-        let labels = [
-            ("group", group.to_owned()),
-            ("topic", topic.to_owned()),
-            ("result", names::result_label(ok).to_owned()),
-        ];
-        metrics::counter!(names::CONSUME_TOTAL, &labels).increment(count);
+    for ((topic, ok), n) in counts {
+        count(topic, ok, n);
     }
 }
 

@@ -56,8 +56,10 @@ impl RemotingConnector {
 }
 
 impl Connector for RemotingConnector {
-    fn broker(&self, addr: &str, timeout: Duration) -> PeerService {
-        PeerService::new(self.client.service(addr).with_timeout(timeout))
+    /// The API bounds every call with `timeout` already, so the service adds
+    /// no timer of its own.
+    fn broker(&self, addr: &str, _timeout: Duration) -> PeerService {
+        PeerService::new(self.client.service(addr).without_timeout())
     }
 
     fn name_server(&self, timeout: Duration) -> PeerService {

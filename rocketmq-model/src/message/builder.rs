@@ -92,6 +92,7 @@ impl MessageBuilder {
     /// Sets any property. Name and value must be non-empty and free of 0x01
     /// and 0x02 (see [`Properties::insert`]).
     pub fn property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let (name, value): (String, String) = (name.into(), value.into());
         if let Err(e) = self.message.properties.insert(name, value) {
             self.fail(e);
         }

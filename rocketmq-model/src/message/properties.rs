@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::collections::btree_map;
 
 use bytes::BufMut;
+use compact_str::CompactString;
 
 use crate::error::{ModelError, Result};
 
@@ -22,8 +23,12 @@ pub const PROPERTY_SEPARATOR: char = '\u{2}';
 /// map's contents are therefore always encodable; only the encoded length
 /// (at most [`MAX_ENCODED_LEN`](Self::MAX_ENCODED_LEN) in a record) is checked
 /// later, by the encoders.
+///
+/// Names and values are compact strings: up to 24 bytes (every standard name,
+/// timestamps, tags, most keys) they need no allocation, so decoding, copying
+/// and dropping a message's properties stays cheap.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Properties(BTreeMap<String, String>);
+pub struct Properties(BTreeMap<CompactString, CompactString>);
 
 impl Properties {
     /// The longest encoded properties string a record can carry (its length is
@@ -63,7 +68,7 @@ impl Properties {
 
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.0.get(name).map(CompactString::as_str)
     }
 
     /// Whether `name` is present.
@@ -77,18 +82,18 @@ impl Properties {
     /// contains 0x01 or 0x02; the map is then unchanged.
     pub fn insert(
         &mut self,
-        name: impl Into<String>,
-        value: impl Into<String>,
+        name: impl Into<CompactString>,
+        value: impl Into<CompactString>,
     ) -> Result<Option<String>> {
         let (name, value) = (name.into(), value.into());
         check_text(&name, &name, "name")?;
         check_text(&name, &value, "value")?;
-        Ok(self.0.insert(name, value))
+        Ok(self.0.insert(name, value).map(CompactString::into_string))
     }
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name)
+        self.0.remove(name).map(CompactString::into_string)
     }
 
     /// The number of properties.
@@ -102,8 +107,8 @@ impl Properties {
     }
 
     /// The properties as `(name, value)` pairs, sorted by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    pub fn iter(&self) -> Iter<'_> {
+        Iter(self.0.iter())
     }
 
     /// The length in bytes of [`encode`](Self::encode)'s output.
@@ -135,13 +140,31 @@ impl Properties {
 }
 
 impl<'a> IntoIterator for &'a Properties {
-    type Item = (&'a String, &'a String);
-    type IntoIter = btree_map::Iter<'a, String, String>;
+    type Item = (&'a str, &'a str);
+    type IntoIter = Iter<'a>;
 
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+    fn into_iter(self) -> Iter<'a> {
+        Iter(self.0.iter())
     }
 }
+
+/// The properties as `(name, value)` pairs, sorted by name.
+#[derive(Debug, Clone)]
+pub struct Iter<'a>(btree_map::Iter<'a, CompactString, CompactString>);
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
 
 fn check_text(name: &str, text: &str, part: &'static str) -> Result<()> {
     let reason = if text.is_empty() {
@@ -165,8 +188,8 @@ fn check_text(name: &str, text: &str, part: &'static str) -> Result<()> {
     })
 }
 
-fn lossy(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+fn lossy(bytes: &[u8]) -> CompactString {
+    CompactString::from_utf8_lossy(bytes)
 }
 
 #[cfg(test)]

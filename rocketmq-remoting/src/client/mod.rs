@@ -148,7 +148,7 @@ impl RemotingClient {
         AddressService {
             client: self.clone(),
             addr: addr.into(),
-            timeout: self.inner.request_timeout,
+            timeout: Some(self.inner.request_timeout),
         }
     }
 
@@ -193,13 +193,22 @@ impl Default for RemotingClient {
 pub struct AddressService {
     client: RemotingClient,
     addr: Arc<str>,
-    timeout: Duration,
+    /// `None`: the caller bounds every call itself.
+    timeout: Option<Duration>,
 }
 
 impl AddressService {
     /// The same service with another request timeout.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The same service without a timeout of its own, for a caller that bounds
+    /// every call itself (one timer per call instead of two). A call then waits
+    /// as long as its connection lives.
+    pub fn without_timeout(mut self) -> Self {
+        self.timeout = None;
         self
     }
 
@@ -220,7 +229,13 @@ impl Service<RemotingCommand> for AddressService {
 
     fn call(&mut self, cmd: RemotingCommand) -> Self::Future {
         let this = self.clone();
-        async move { this.client.invoke(&this.addr, cmd, this.timeout).await }.boxed()
+        async move {
+            match this.timeout {
+                Some(timeout) => this.client.invoke(&this.addr, cmd, timeout).await,
+                None => this.client.invoke_without_timeout(&this.addr, cmd).await,
+            }
+        }
+        .boxed()
     }
 }
 
