@@ -72,6 +72,20 @@ pub enum ClientError {
         /// The client id of the instance.
         client_id: String,
     },
+    /// A broker refused a subscription at start (CHECK_CLIENT_CONFIG): it does
+    /// not filter by properties, or the SQL92 expression does not compile.
+    /// The consumer did not start.
+    #[error("broker {addr} refused the subscription to {topic} ({expression}): {reason}")]
+    SubscriptionRefused {
+        /// The subscribed topic.
+        topic: String,
+        /// The expression as written.
+        expression: String,
+        /// The broker that refused it.
+        addr: String,
+        /// The broker's answer (or why it could not be asked).
+        reason: String,
+    },
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -233,3 +233,45 @@ async fn shutdown_waits_for_in_flight_consumption_up_to_the_drain_timeout() {
     assert_eq!(cluster.broker(0).committed_offset("cg", &mq), Some(1));
     producer.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_sql92_subscription_the_broker_cannot_serve_fails_the_start() {
+    use rocketmq_client::ClientError;
+    use rocketmq_client::consumer::MessageSelector;
+
+    let start = |cluster: &TestCluster, expression: &str| {
+        recording(cluster, "sql-instance", "cg", "T", &Seen::default())
+            .subscribe("T", MessageSelector::sql92(expression))
+            .build()
+    };
+    // No property filtering on this broker: Java's consumer refuses to start.
+    let plain = TestCluster::builder().topic("T").build().await.unwrap();
+    match start(&plain, "a > 1").await {
+        Err(ClientError::SubscriptionRefused {
+            topic,
+            expression,
+            reason,
+            ..
+        }) => {
+            assert_eq!((topic.as_str(), expression.as_str()), ("T", "a > 1"));
+            assert!(reason.contains("does not support"), "{reason}");
+        }
+        other => panic!("expected SubscriptionRefused, got {:?}", other.err()),
+    }
+
+    // A filtering broker refuses an expression that does not compile, and
+    // accepts one that does; the failed start left nothing registered.
+    let filtering = TestCluster::builder()
+        .topic("T")
+        .property_filter(true)
+        .build()
+        .await
+        .unwrap();
+    let err = start(&filtering, "a >").await.err();
+    assert!(
+        matches!(err, Some(ClientError::SubscriptionRefused { .. })),
+        "{err:?}"
+    );
+    let consumer = start(&filtering, "a > 1").await.unwrap();
+    consumer.shutdown().await;
+}

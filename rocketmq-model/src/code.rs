@@ -97,6 +97,9 @@ codes! {
         LOCK_BATCH_MQ = 41,
         /// Unlock queues held for orderly consumption.
         UNLOCK_BATCH_MQ = 42,
+        /// Ask a broker whether it can serve a subscription (an SQL92
+        /// expression needs `enablePropertyFilter`, and must compile).
+        CHECK_CLIENT_CONFIG = 46,
         /// The route of a topic (nameserver).
         GET_ROUTEINFO_BY_TOPIC = 105,
         /// Every broker and cluster (nameserver).

@@ -9,10 +9,16 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use rocketmq_model::body::{LockBatchRequestBody, MessageModel, UnlockBatchRequestBody};
+use rocketmq_model::body::{
+    CheckClientRequestBody, ExpressionType, LockBatchRequestBody, MessageModel, SubscriptionData,
+    UnlockBatchRequestBody,
+};
 use rocketmq_model::header::{GetConsumerListByGroupRequestHeader, UnregisterClientRequestHeader};
 use rocketmq_model::{MessageQueue, RequestCode, ResponseCode};
-use rocketmq_remoting::calls::{GetConsumerList, LockBatchMq, UnlockBatchMq, Unregister};
+use rocketmq_remoting::RemotingError;
+use rocketmq_remoting::calls::{
+    CheckClientConfig, GetConsumerList, LockBatchMq, UnlockBatchMq, Unregister,
+};
 use rocketmq_testkit::TestCluster;
 
 const ADDR: &str = "broker-a:10911";
@@ -236,4 +242,59 @@ async fn v2_heartbeats_may_leave_out_unchanged_subscriptions() {
         "true",
         "the client must send its subscriptions"
     );
+}
+
+fn check(topic: &str, expression: &str, kind: ExpressionType) -> CheckClientConfig {
+    CheckClientConfig(CheckClientRequestBody {
+        client_id: "c1".into(),
+        group: "g".into(),
+        subscription_data: SubscriptionData::from_expression(topic, expression, kind).unwrap(),
+    })
+}
+
+fn refusal(result: Result<(), RemotingError>) -> String {
+    match result {
+        Err(RemotingError::Response { code, remark, .. }) => {
+            assert_eq!(code, ResponseCode::SYSTEM_ERROR);
+            remark
+        }
+        other => panic!("expected SYSTEM_ERROR, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn check_client_config_answers_like_a_java_broker() {
+    let plain = TestCluster::builder().topic("T").build().await.unwrap();
+    let client = TestClient::new(&plain);
+    client
+        .call(ADDR, check("T", "a || b", ExpressionType::Tag))
+        .await
+        .unwrap();
+    let remark = refusal(
+        client
+            .call(ADDR, check("T", "a > 1", ExpressionType::Sql92))
+            .await,
+    );
+    assert_eq!(
+        remark,
+        "The broker does not support consumer to filter message by SQL92"
+    );
+
+    let filtering = TestCluster::builder()
+        .topic("T")
+        .property_filter(true)
+        .build()
+        .await
+        .unwrap();
+    let client = TestClient::new(&filtering);
+    client
+        .call(ADDR, check("T", "a > 1 AND b = 'x'", ExpressionType::Sql92))
+        .await
+        .unwrap();
+    let remark = refusal(
+        client
+            .call(ADDR, check("T", "a >", ExpressionType::Sql92))
+            .await,
+    );
+    assert!(remark.contains("does not compile"), "{remark}");
 }

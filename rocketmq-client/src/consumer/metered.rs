@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use rocketmq_kernel::Result;
 use rocketmq_kernel::api::{BrokerApi, CallMode, QueryMessageResult};
-use rocketmq_model::body::{LockBatchRequestBody, UnlockBatchRequestBody};
+use rocketmq_model::body::{CheckClientRequestBody, LockBatchRequestBody, UnlockBatchRequestBody};
 use rocketmq_model::header::{
     BoundaryType, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
     PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader,
@@ -132,6 +132,10 @@ impl BrokerApi for MeteredBrokerApi {
 
     async fn consumer_list(&self, addr: &str, group: &str) -> Result<Vec<String>> {
         self.inner.consumer_list(addr, group).await
+    }
+
+    async fn check_client_config(&self, addr: &str, body: CheckClientRequestBody) -> Result<()> {
+        self.inner.check_client_config(addr, body).await
     }
 
     async fn send_back(&self, addr: &str, header: ConsumerSendMsgBackRequestHeader) -> Result<()> {

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use async_trait::async_trait;
-use rocketmq_model::body::{LockBatchRequestBody, UnlockBatchRequestBody};
+use rocketmq_model::body::{CheckClientRequestBody, LockBatchRequestBody, UnlockBatchRequestBody};
 use rocketmq_model::header::{
     BoundaryType, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
     PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader,
@@ -159,6 +159,13 @@ pub trait BrokerApi: Send + Sync {
     async fn consumer_list(&self, addr: &str, group: &str) -> Result<Vec<String>> {
         let _ = group;
         unsupported(addr, "consumer_list")
+    }
+
+    /// CHECK_CLIENT_CONFIG: whether the broker can serve a subscription
+    /// (an SQL92 one needs property filtering and must compile).
+    async fn check_client_config(&self, addr: &str, body: CheckClientRequestBody) -> Result<()> {
+        let _ = body;
+        unsupported(addr, "check_client_config")
     }
 
     /// CONSUMER_SEND_MSG_BACK: returns a failed message for a later retry.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use rocketmq_model::body::{LockBatchRequestBody, UnlockBatchRequestBody};
+use rocketmq_model::body::{CheckClientRequestBody, LockBatchRequestBody, UnlockBatchRequestBody};
 use rocketmq_model::header::{
     BoundaryType, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
     GetConsumerListByGroupRequestHeader, GetEarliestMsgStoretimeRequestHeader,
@@ -22,10 +22,11 @@ use rocketmq_model::{
 };
 use rocketmq_remoting::call::{Call, Oneway, execute_at};
 use rocketmq_remoting::calls::{
-    ConsumerSendMsgBack, CreateTopic, EndTransaction, GetClusterInfo, GetConsumerList,
-    GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset, GetRouteInfo, Heartbeat, LockBatchMq,
-    PullMessage, PullResponse, QueryConsumerOffset, QueryMessage, SearchOffset, SendBatch,
-    SendMessage, SendResponse, UnlockBatchMq, Unregister, UpdateConsumerOffset, ViewMessage,
+    CheckClientConfig, ConsumerSendMsgBack, CreateTopic, EndTransaction, GetClusterInfo,
+    GetConsumerList, GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset, GetRouteInfo, Heartbeat,
+    LockBatchMq, PullMessage, PullResponse, QueryConsumerOffset, QueryMessage, SearchOffset,
+    SendBatch, SendMessage, SendResponse, UnlockBatchMq, Unregister, UpdateConsumerOffset,
+    ViewMessage,
 };
 use rocketmq_remoting::{RemotingClient, RemotingError};
 use tracing::{Instrument, Span};
@@ -306,6 +307,12 @@ impl BrokerApi for RemotingBrokerApi {
         };
         let span = span("consumer_list", addr, None, None);
         self.call(addr, GetConsumerList(header), span).await
+    }
+
+    async fn check_client_config(&self, addr: &str, body: CheckClientRequestBody) -> Result<()> {
+        let topic = body.subscription_data.topic.clone();
+        let span = span("check_client_config", addr, Some(&topic), None);
+        self.call(addr, CheckClientConfig(body), span).await
     }
 
     async fn send_back(&self, addr: &str, header: ConsumerSendMsgBackRequestHeader) -> Result<()> {

@@ -44,6 +44,7 @@ macro_rules! json_body_trait {
     };
 }
 
+mod check_client;
 mod consume_directly;
 mod consumer_list;
 mod heartbeat;
@@ -52,6 +53,7 @@ pub mod nonstandard_json;
 mod reset_offset;
 mod running_info;
 
+pub use check_client::CheckClientRequestBody;
 pub use consume_directly::{ConsumeMessageDirectlyResult, ConsumeResult};
 pub use consumer_list::ConsumerListBody;
 pub use heartbeat::{

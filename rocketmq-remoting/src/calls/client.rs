@@ -1,8 +1,8 @@
 //! Client registration calls (PROTOCOL.md §3, §7.2, §7.6): heartbeat,
-//! unregister, and the members of a consumer group.
+//! unregister, the members of a consumer group, and the subscription check.
 
 use rocketmq_model::RequestCode;
-use rocketmq_model::body::{ConsumerListBody, HeartbeatData};
+use rocketmq_model::body::{CheckClientRequestBody, ConsumerListBody, HeartbeatData};
 use rocketmq_model::header::{GetConsumerListByGroupRequestHeader, UnregisterClientRequestHeader};
 
 use crate::call::{Call, expect_success, json_body, parse_success, parse_success_json};
@@ -69,6 +69,27 @@ impl Call for GetConsumerList {
     }
 }
 
+/// CHECK_CLIENT_CONFIG (46): asks a broker whether it can serve a
+/// subscription. Java's push consumer sends it for every non-tag
+/// subscription at start and refuses to start on anything but SUCCESS (a
+/// broker without `enablePropertyFilter`, or an SQL92 expression that does not
+/// compile, answers SYSTEM_ERROR with the reason).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckClientConfig(pub CheckClientRequestBody);
+
+impl Call for CheckClientConfig {
+    type Response = ();
+
+    fn into_command(self) -> Result<RemotingCommand> {
+        let body = json_body(&self.0)?;
+        Ok(RemotingCommand::request(RequestCode::CHECK_CLIENT_CONFIG).with_body(body))
+    }
+
+    fn parse_response(response: RemotingCommand) -> Result<()> {
+        parse_success(response)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rocketmq_model::ResponseCode;
@@ -115,6 +136,31 @@ mod tests {
         );
         assert!(Unregister::parse_response(answer(ResponseCode::SUCCESS)).is_ok());
         let err = Unregister::parse_response(answer(ResponseCode::SYSTEM_ERROR));
+        assert_rejected(err, ResponseCode::SYSTEM_ERROR);
+    }
+
+    #[test]
+    fn check_client_config_sends_the_subscription_and_needs_success() {
+        use rocketmq_model::body::{ExpressionType, SubscriptionData};
+        let body = CheckClientRequestBody {
+            client_id: "10.0.0.5@1".into(),
+            group: "cg".into(),
+            subscription_data: SubscriptionData::from_expression(
+                "T",
+                "a > 1",
+                ExpressionType::Sql92,
+            )
+            .unwrap(),
+        };
+        let cmd = CheckClientConfig(body.clone()).into_command().unwrap();
+        assert_eq!(cmd.request_code(), RequestCode::CHECK_CLIENT_CONFIG);
+        assert!(cmd.ext_fields.is_empty());
+        assert_eq!(CheckClientRequestBody::decode(&cmd.body).unwrap(), body);
+        assert!(CheckClientConfig::parse_response(answer(ResponseCode::SUCCESS)).is_ok());
+        let err = CheckClientConfig::parse_response(
+            answer(ResponseCode::SYSTEM_ERROR)
+                .with_remark("The broker does not support consumer to filter message by SQL92"),
+        );
         assert_rejected(err, ResponseCode::SYSTEM_ERROR);
     }
 

@@ -16,7 +16,7 @@ mod send;
 mod transaction;
 
 pub use admin::{CreateTopic, QueryMessage, QueryMessageResponse, ViewMessage};
-pub use client::{GetConsumerList, Heartbeat, Unregister};
+pub use client::{CheckClientConfig, GetConsumerList, Heartbeat, Unregister};
 pub use consume::{ConsumerSendMsgBack, LockBatchMq, UnlockBatchMq};
 pub use offset::{
     GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset, QueryConsumerOffset, SearchOffset,

@@ -1,8 +1,10 @@
 //! Client registration (Java's `ClientManageProcessor` and the lock calls of
-//! `AdminBrokerProcessor`): heartbeat, unregister, consumer list, queue locks.
+//! `AdminBrokerProcessor`): heartbeat, unregister, the subscription check,
+//! consumer list, queue locks.
 
 use rocketmq_model::body::{
-    ConsumerListBody, LockBatchRequestBody, LockBatchResponseBody, UnlockBatchRequestBody,
+    CheckClientRequestBody, ConsumerListBody, ExpressionType, LockBatchRequestBody,
+    LockBatchResponseBody, UnlockBatchRequestBody,
 };
 use rocketmq_model::header::{GetConsumerListByGroupRequestHeader, UnregisterClientRequestHeader};
 use rocketmq_model::route::perm;
@@ -12,6 +14,7 @@ use rocketmq_remoting::RemotingCommand;
 use super::ConnCtx;
 use super::groups::Member;
 use super::retry::RETRY_PREFIX;
+use super::sql92::Sql92;
 use crate::reply::{self, header};
 
 fn member(ctx: &ConnCtx, request: &RemotingCommand, client_id: &str) -> Member {
@@ -89,6 +92,41 @@ pub(crate) async fn unregister(ctx: &ConnCtx, request: &RemotingCommand) -> Remo
 }
 
 /// GET_CONSUMER_LIST_BY_GROUP.
+/// CHECK_CLIENT_CONFIG: SUCCESS for a tag subscription (or none); an SQL92
+/// one needs property filtering and must compile, SYSTEM_ERROR with the
+/// reason otherwise (Java's `checkClientConfig`).
+pub(crate) fn check_config(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
+    if request.body.is_empty() {
+        return reply::ok();
+    }
+    let subscription = match CheckClientRequestBody::decode(&request.body) {
+        Ok(body) => body.subscription_data,
+        Err(error) => return bad_body(&error),
+    };
+    if subscription.expression_type == ExpressionType::Tag {
+        return reply::ok();
+    }
+    if !ctx.core.settings.property_filter {
+        return reply::error(
+            ResponseCode::SYSTEM_ERROR,
+            format!(
+                "The broker does not support consumer to filter message by {}",
+                subscription.expression_type.as_str()
+            ),
+        );
+    }
+    match Sql92::parse(&subscription.sub_string) {
+        Ok(_) => reply::ok(),
+        Err(error) => reply::error(
+            ResponseCode::SYSTEM_ERROR,
+            format!(
+                "the expression {:?} does not compile: {}",
+                subscription.sub_string, error.0
+            ),
+        ),
+    }
+}
+
 pub(crate) fn consumer_list(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     let header = header!(request, GetConsumerListByGroupRequestHeader);
     let ids = ctx

@@ -301,6 +301,7 @@ async fn dispatch(ctx: &ConnCtx, request: RemotingCommand) -> RemotingCommand {
         RequestCode::GET_EARLIEST_MSG_STORETIME => offsets::earliest(ctx, &request),
         RequestCode::HEART_BEAT => clients::heartbeat(ctx, &request).await,
         RequestCode::UNREGISTER_CLIENT => clients::unregister(ctx, &request).await,
+        RequestCode::CHECK_CLIENT_CONFIG => clients::check_config(ctx, &request),
         RequestCode::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(ctx, &request),
         RequestCode::LOCK_BATCH_MQ => clients::lock(ctx, &request),
         RequestCode::UNLOCK_BATCH_MQ => clients::unlock(ctx, &request),

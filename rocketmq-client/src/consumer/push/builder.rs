@@ -14,11 +14,14 @@ use rocketmq_kernel::consume::{ConsumeEnv, ConsumeStats};
 use rocketmq_kernel::consumer_options::RETRY_TOPIC_PREFIX;
 use rocketmq_kernel::offset::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
 use rocketmq_kernel::{
-    ConcurrentService, ConsumeService, ConsumerOptions, ConsumerParts, OrderlyService, Rebalancer,
-    Routes,
+    ConcurrentService, ConsumeService, ConsumerOptions, ConsumerParts, KernelError, OrderlyService,
+    Rebalancer, Routes,
 };
-use rocketmq_model::body::{ConsumeFromWhere, MessageModel, SUB_ALL};
+use rocketmq_model::body::{
+    CheckClientRequestBody, ConsumeFromWhere, ExpressionType, MessageModel, SUB_ALL,
+};
 use rocketmq_model::{MessageExt, SubscriptionData};
+use rocketmq_remoting::RemotingError;
 use tokio::time::Instant;
 
 use super::PushConsumer;
@@ -418,6 +421,14 @@ impl PushConsumerBuilder {
                 }
             }
         }
+        check_in_brokers(
+            api.as_ref(),
+            &routes,
+            instance.client_id(),
+            &group,
+            subscriptions.values(),
+        )
+        .await?;
         instance.register_consumer(Arc::clone(&core) as Arc<dyn crate::instance::ConsumerHandle>)?;
         instance.send_heartbeat().await;
         let parts = ConsumerParts {
@@ -437,6 +448,53 @@ impl PushConsumerBuilder {
         tracing::info!(%group, client_id = %core.client_id, orderly = core.listener.is_orderly(), "push consumer started");
         Ok(core)
     }
+}
+
+/// Java's `checkClientInBroker`: every subscription that is not a tag
+/// expression is shown to one broker of its topic (CHECK_CLIENT_CONFIG) before
+/// the consumer starts, so that a broker without property filtering, or an
+/// SQL92 expression that does not compile, fails the start instead of every
+/// later pull. A topic with no known broker is not checked (as in Java).
+async fn check_in_brokers(
+    api: &dyn BrokerApi,
+    routes: &Routes,
+    client_id: &str,
+    group: &str,
+    subscriptions: impl Iterator<Item = &SubscriptionData>,
+) -> Result<()> {
+    for subscription in subscriptions {
+        if subscription.expression_type == ExpressionType::Tag {
+            continue;
+        }
+        let Some(addr) = routes.table().route(&subscription.topic).and_then(|route| {
+            route
+                .broker_datas
+                .iter()
+                .find_map(|broker| broker.master_addr().map(str::to_owned))
+        }) else {
+            continue;
+        };
+        let body = CheckClientRequestBody {
+            client_id: client_id.to_owned(),
+            group: group.to_owned(),
+            subscription_data: subscription.clone(),
+        };
+        if let Err(err) = api.check_client_config(&addr, body).await {
+            let reason = match &err {
+                KernelError::Remoting(RemotingError::Response { code, remark, .. }) => {
+                    format!("{remark} (code {})", code.0)
+                }
+                other => other.to_string(),
+            };
+            return Err(ClientError::SubscriptionRefused {
+                topic: subscription.topic.clone(),
+                expression: subscription.sub_string.clone(),
+                addr,
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Starts the consume service of `listener`, measured.
