@@ -15,6 +15,7 @@ mod push;
 mod report;
 mod selector;
 mod stats;
+mod subscriptions;
 
 pub use listener::{
     ConcurrentContext, ConcurrentListener, ConcurrentResult, IntoConcurrentReply, IntoOrderlyReply,

@@ -1,18 +1,18 @@
 //! [`PullConsumerBuilder`]: the settings of a pull consumer, with the
 //! defaults of Java's `DefaultLitePullConsumer`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::allocate::{AllocateStrategy, Averagely};
 use rocketmq_kernel::api::{BrokerApi, BrokerOffsetRemote};
 use rocketmq_kernel::offset::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
+use rocketmq_model::MessageQueue;
 use rocketmq_model::body::{ConsumeFromWhere, MessageModel, SUB_ALL};
-use rocketmq_model::{MessageQueue, SubscriptionData};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +22,7 @@ use super::core::{Mode, PullCore};
 use super::rebalance;
 use crate::config::ClientConfig;
 use crate::consumer::selector::MessageSelector;
+use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, ConsumerHandle, InstanceLease};
 
@@ -202,15 +203,11 @@ impl PullConsumerBuilder {
         }
     }
 
-    fn subscription_table(&self) -> Result<BTreeMap<String, SubscriptionData>> {
-        let mut table = BTreeMap::new();
-        for (topic, selector) in &self.subscriptions {
-            table.insert(topic.clone(), selector.subscription(topic)?);
-        }
+    fn subscription_table(&self) -> Result<Subscriptions> {
+        let table = Subscriptions::from_selectors(&self.subscriptions)?;
         for mq in &self.assigned {
-            if !table.contains_key(&mq.topic) {
-                let sub = MessageSelector::tag(SUB_ALL).subscription(&mq.topic)?;
-                table.insert(mq.topic.clone(), sub);
+            if table.get(&mq.topic).is_none() {
+                table.insert(MessageSelector::tag(SUB_ALL).subscription(&mq.topic)?);
             }
         }
         Ok(table)
@@ -257,7 +254,7 @@ impl PullConsumerBuilder {
     async fn start(
         &self,
         lease: &InstanceLease,
-        subscriptions: BTreeMap<String, SubscriptionData>,
+        subscriptions: Subscriptions,
     ) -> Result<(Arc<PullCore>, mpsc::Receiver<super::queues::Fetched>)> {
         let instance = lease.instance();
         let store = match &self.store {
@@ -271,7 +268,7 @@ impl PullConsumerBuilder {
         } else {
             Mode::Assign
         };
-        let topics: Vec<String> = subscriptions.keys().cloned().collect();
+        let topics = subscriptions.topics();
         let core = Arc::new_cyclic(|me| PullCore {
             me: me.clone(),
             options: self.options.clone(),
@@ -283,7 +280,7 @@ impl PullConsumerBuilder {
             strategy: Arc::clone(&self.strategy),
             mode,
             auto_commit: self.auto_commit,
-            subscriptions: RwLock::new(subscriptions),
+            subscriptions,
             queues: Default::default(),
             buffer,
             tasks: TaskTracker::new(),

@@ -3,7 +3,7 @@
 //! [`ConsumerHandle`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -15,7 +15,7 @@ use rocketmq_model::body::property_keys::{PROP_CONSUME_TYPE, PROP_CONSUMER_START
 use rocketmq_model::body::{
     ConsumeMessageDirectlyResult, ConsumeType, ConsumerData, MessageModel, ProcessQueueInfo,
 };
-use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue, SubscriptionData};
+use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,6 +23,7 @@ use tracing::Instrument;
 
 use super::queues::{Fetched, QueueEntry, Queues};
 use super::{fetch, rebalance};
+use crate::consumer::subscriptions::Subscriptions;
 use crate::instance::{ClientInstance, ConsumerHandle};
 
 /// How the consumer gets its queues.
@@ -47,7 +48,7 @@ pub(crate) struct PullCore {
     pub(crate) strategy: Arc<dyn AllocateStrategy>,
     pub(crate) mode: Mode,
     pub(crate) auto_commit: bool,
-    pub(crate) subscriptions: RwLock<BTreeMap<String, SubscriptionData>>,
+    pub(crate) subscriptions: Subscriptions,
     pub(crate) queues: Queues,
     pub(crate) buffer: mpsc::Sender<Fetched>,
     pub(crate) tasks: TaskTracker,
@@ -60,30 +61,6 @@ pub(crate) struct PullCore {
 impl PullCore {
     pub(crate) fn group(&self) -> &str {
         &self.options.group
-    }
-
-    pub(crate) fn subscription(&self, topic: &str) -> Option<SubscriptionData> {
-        self.subscriptions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(topic)
-            .cloned()
-    }
-
-    pub(crate) fn subscription_list(&self) -> Vec<SubscriptionData> {
-        self.subscriptions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    pub(crate) fn add_subscription(&self, subscription: SubscriptionData) {
-        self.subscriptions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(subscription.topic.clone(), subscription);
     }
 
     /// The queues read now.
@@ -220,23 +197,12 @@ impl ConsumerHandle for PullCore {
     }
 
     fn heartbeat_data(&self) -> ConsumerData {
-        ConsumerData {
-            consume_from_where: self.options.consume_from_where,
-            consume_type: ConsumeType::ConsumeActively,
-            group_name: self.options.group.clone(),
-            message_model: self.options.message_model,
-            subscription_data_set: self.subscription_list(),
-            unit_mode: false,
-        }
+        self.subscriptions
+            .consumer_data(&self.options, ConsumeType::ConsumeActively)
     }
 
     fn subscribed_topics(&self) -> Vec<String> {
-        self.subscriptions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect()
+        self.subscriptions.topics()
     }
 
     async fn rebalance(&self) {
@@ -292,7 +258,7 @@ impl ConsumerHandle for PullCore {
         );
         ConsumerRunningInfo {
             properties,
-            subscription_set: self.subscription_list(),
+            subscription_set: self.subscriptions.list(),
             mq_table: self.queue_info(),
             ..ConsumerRunningInfo::default()
         }

@@ -167,7 +167,7 @@ async fn pull_once(
     cancel: &CancellationToken,
 ) -> Duration {
     let delay = core.options.pull_time_delay_when_exception;
-    let Some(sub) = core.subscription(&mq.topic) else {
+    let Some(sub) = core.subscriptions.get(&mq.topic) else {
         tracing::warn!(%mq, "no subscription for the queue's topic");
         return delay;
     };

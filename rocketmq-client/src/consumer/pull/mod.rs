@@ -200,9 +200,9 @@ impl PullConsumer {
         let queues: BTreeSet<MessageQueue> = queues.into_iter().collect();
         let mut new_topic = false;
         for mq in &queues {
-            if self.core.subscription(&mq.topic).is_none() {
+            if self.core.subscriptions.get(&mq.topic).is_none() {
                 let sub = super::MessageSelector::all().subscription(&mq.topic)?;
-                self.core.add_subscription(sub);
+                self.core.subscriptions.insert(sub);
                 new_topic = true;
             }
         }

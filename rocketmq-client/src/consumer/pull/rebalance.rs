@@ -23,7 +23,7 @@ pub(crate) async fn run(core: &Arc<PullCore>) {
     let _one_at_a_time = core.reassigning.lock().await;
     let current = core.assigned();
     let mut wanted = BTreeSet::new();
-    for topic in core.subscription_list().into_iter().map(|s| s.topic) {
+    for topic in core.subscriptions.topics() {
         match allocation(core, &topic).await {
             Ok(queues) => wanted.extend(queues),
             Err(err) => {

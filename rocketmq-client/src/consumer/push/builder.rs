@@ -1,11 +1,10 @@
 //! [`PushConsumerBuilder`]: every setting of a push consumer, with Java's
 //! defaults and option names in snake_case.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use rocketmq_kernel::allocate::{AllocateStrategy, Averagely};
@@ -34,6 +33,7 @@ use crate::consumer::listener::{
 use crate::consumer::metered::{MeteredBrokerApi, MeteredConcurrent, MeteredOrderly};
 use crate::consumer::selector::MessageSelector;
 use crate::consumer::stats::{PullStats, StatusTable};
+use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, InstanceLease};
 
@@ -302,15 +302,11 @@ impl PushConsumerBuilder {
     }
 
     /// The subscriptions, plus `%RETRY%<group>` when clustering.
-    fn subscription_table(&self) -> Result<BTreeMap<String, SubscriptionData>> {
-        let mut table = BTreeMap::new();
-        for (topic, selector) in &self.subscriptions {
-            table.insert(topic.clone(), selector.subscription(topic)?);
-        }
+    fn subscription_table(&self) -> Result<Subscriptions> {
+        let table = Subscriptions::from_selectors(&self.subscriptions)?;
         if sends_back(self.options.message_model) {
             let retry = self.options.retry_topic();
-            let sub = MessageSelector::tag(SUB_ALL).subscription(&retry)?;
-            table.insert(retry, sub);
+            table.insert(MessageSelector::tag(SUB_ALL).subscription(&retry)?);
         }
         Ok(table)
     }
@@ -360,7 +356,7 @@ impl PushConsumerBuilder {
     async fn start(
         &self,
         lease: &InstanceLease,
-        subscriptions: BTreeMap<String, SubscriptionData>,
+        subscriptions: Subscriptions,
     ) -> Result<Arc<PushCore>> {
         let instance = lease.instance();
         let group = self.options.group.clone();
@@ -396,7 +392,7 @@ impl PushConsumerBuilder {
             options: Arc::clone(&options),
             client_id: instance.client_id().to_owned(),
             instance: instance.clone(),
-            subscriptions: RwLock::new(subscriptions.clone()),
+            subscriptions,
             listener,
             service,
             env,
@@ -410,7 +406,8 @@ impl PushConsumerBuilder {
             started_at: SystemTime::now(),
             resetting: tokio::sync::Mutex::new(()),
         });
-        for topic in subscriptions.keys() {
+        let subscribed = core.subscriptions.list();
+        for topic in subscribed.iter().map(|s| &s.topic) {
             if let Err(err) = routes.refresh(topic).await {
                 // A new group's retry topic exists only after its first
                 // heartbeat: Java stays quiet about those too.
@@ -426,7 +423,7 @@ impl PushConsumerBuilder {
             &routes,
             instance.client_id(),
             &group,
-            subscriptions.values(),
+            subscribed.iter(),
         )
         .await?;
         instance.register_consumer(Arc::clone(&core) as Arc<dyn crate::instance::ConsumerHandle>)?;
@@ -440,7 +437,7 @@ impl PushConsumerBuilder {
         let mut rebalancer = Rebalancer::builder(instance.client_id(), (*options).clone(), parts)
             .strategy(Arc::clone(&self.strategy))
             .interval(self.config.rebalance_interval);
-        for subscription in subscriptions.into_values() {
+        for subscription in subscribed {
             rebalancer = rebalancer.subscribe(subscription);
         }
         // Only this function sets it, once.

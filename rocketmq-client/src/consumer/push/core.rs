@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::consumer::listener::Listener;
 use crate::consumer::stats::{self, PullStats, StatusTable};
+use crate::consumer::subscriptions::Subscriptions;
 use crate::error::Result;
 use crate::instance::{ClientInstance, ConsumerHandle};
 
@@ -47,7 +48,7 @@ pub(crate) struct PushCore {
     pub(crate) client_id: String,
     pub(crate) instance: ClientInstance,
     /// The user's subscriptions plus, clustering, `%RETRY%<group>`.
-    pub(crate) subscriptions: RwLock<BTreeMap<String, SubscriptionData>>,
+    pub(crate) subscriptions: Subscriptions,
     /// The user's listener, unmeasured (for direct consumption).
     pub(crate) listener: Listener,
     pub(crate) service: Service,
@@ -73,41 +74,18 @@ impl PushCore {
         self.rebalancer.get()
     }
 
-    pub(crate) fn subscription_list(&self) -> Vec<SubscriptionData> {
-        self.subscriptions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
-    }
-
-    pub(crate) fn subscription(&self, topic: &str) -> Option<SubscriptionData> {
-        self.subscriptions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(topic)
-            .cloned()
-    }
-
     pub(crate) fn set_subscription(&self, subscription: SubscriptionData) {
         if let Some(rebalancer) = self.rebalancer() {
             rebalancer.subscribe(subscription.clone());
         }
-        self.subscriptions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(subscription.topic.clone(), subscription);
+        self.subscriptions.insert(subscription);
     }
 
     pub(crate) fn remove_subscription(&self, topic: &str) {
         if let Some(rebalancer) = self.rebalancer() {
             rebalancer.unsubscribe(topic);
         }
-        self.subscriptions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(topic);
+        self.subscriptions.remove(topic);
     }
 
     /// The master address of `mq`'s broker, refreshing its topic's route
@@ -167,7 +145,8 @@ impl PushCore {
     /// back from the new offsets.
     async fn reset(&self, topic: &str, offsets: HashMap<MessageQueue, i64>) {
         let _one_at_a_time = self.resetting.lock().await;
-        let (Some(rebalancer), Some(subscription)) = (self.rebalancer(), self.subscription(topic))
+        let (Some(rebalancer), Some(subscription)) =
+            (self.rebalancer(), self.subscriptions.get(topic))
         else {
             tracing::warn!(group = self.group(), %topic, "offset reset for a topic not subscribed");
             return;
@@ -257,23 +236,12 @@ impl ConsumerHandle for PushCore {
     }
 
     fn heartbeat_data(&self) -> ConsumerData {
-        ConsumerData {
-            consume_from_where: self.options.consume_from_where,
-            consume_type: ConsumeType::ConsumePassively,
-            group_name: self.options.group.clone(),
-            message_model: self.options.message_model,
-            subscription_data_set: self.subscription_list(),
-            unit_mode: false,
-        }
+        self.subscriptions
+            .consumer_data(&self.options, ConsumeType::ConsumePassively)
     }
 
     fn subscribed_topics(&self) -> Vec<String> {
-        self.subscriptions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect()
+        self.subscriptions.topics()
     }
 
     async fn rebalance(&self) {

@@ -30,7 +30,7 @@ pub(crate) fn build(core: &PushCore) -> ConsumerRunningInfo {
             mq_table.insert(mq, info);
         }
     }
-    let subscription_set = core.subscription_list();
+    let subscription_set = core.subscriptions.list();
     let topics: Vec<String> = subscription_set.iter().map(|s| s.topic.clone()).collect();
     let status_table = core
         .status

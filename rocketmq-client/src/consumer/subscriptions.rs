@@ -1,0 +1,102 @@
+//! A consumer's subscription table, shared by its heartbeat, its rebalancing
+//! and its answers to the broker's admin requests.
+
+use std::collections::BTreeMap;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use rocketmq_kernel::ConsumerOptions;
+use rocketmq_model::SubscriptionData;
+use rocketmq_model::body::{ConsumeType, ConsumerData};
+
+use super::selector::MessageSelector;
+use crate::error::Result;
+
+/// Topic → subscription, readable and changeable while the consumer runs.
+#[derive(Debug, Default)]
+pub(crate) struct Subscriptions(RwLock<BTreeMap<String, SubscriptionData>>);
+
+impl Subscriptions {
+    /// The table of `selectors` (one per topic; a later one replaces an
+    /// earlier one for the same topic).
+    pub(crate) fn from_selectors<'a>(
+        selectors: impl IntoIterator<Item = &'a (String, MessageSelector)>,
+    ) -> Result<Self> {
+        let table = Self::default();
+        for (topic, selector) in selectors {
+            table.insert(selector.subscription(topic)?);
+        }
+        Ok(table)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, SubscriptionData>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, SubscriptionData>> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The subscription to `topic`.
+    pub(crate) fn get(&self, topic: &str) -> Option<SubscriptionData> {
+        self.read().get(topic).cloned()
+    }
+
+    /// Every subscription, by topic.
+    pub(crate) fn list(&self) -> Vec<SubscriptionData> {
+        self.read().values().cloned().collect()
+    }
+
+    /// The subscribed topics, sorted.
+    pub(crate) fn topics(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// Adds or replaces the subscription to its topic.
+    pub(crate) fn insert(&self, subscription: SubscriptionData) {
+        self.write()
+            .insert(subscription.topic.clone(), subscription);
+    }
+
+    /// Removes the subscription to `topic`.
+    pub(crate) fn remove(&self, topic: &str) {
+        self.write().remove(topic);
+    }
+
+    /// The consumer's entry of a heartbeat.
+    pub(crate) fn consumer_data(
+        &self,
+        options: &ConsumerOptions,
+        consume_type: ConsumeType,
+    ) -> ConsumerData {
+        ConsumerData {
+            consume_from_where: options.consume_from_where,
+            consume_type,
+            group_name: options.group.clone(),
+            message_model: options.message_model,
+            subscription_data_set: self.list(),
+            unit_mode: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_selector_for_a_topic_replaces_the_earlier_one() {
+        let selectors = [
+            ("T".to_owned(), MessageSelector::tag("A")),
+            ("U".to_owned(), MessageSelector::all()),
+            ("T".to_owned(), MessageSelector::tag("B")),
+        ];
+        let table = Subscriptions::from_selectors(&selectors).unwrap();
+        assert_eq!(table.topics(), ["T", "U"]);
+        assert_eq!(table.get("T").unwrap().sub_string, "B");
+        table.remove("U");
+        assert_eq!(table.list().len(), 1);
+        let data = table.consumer_data(&ConsumerOptions::new("cg"), ConsumeType::ConsumePassively);
+        assert_eq!(data.group_name, "cg");
+        assert_eq!(data.subscription_data_set.len(), 1);
+    }
+}
