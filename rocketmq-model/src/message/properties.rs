@@ -189,7 +189,10 @@ fn check_text(name: &str, text: &str, part: &'static str) -> Result<()> {
 }
 
 fn lossy(bytes: &[u8]) -> CompactString {
-    CompactString::from_utf8_lossy(bytes)
+    match std::str::from_utf8(bytes) {
+        Ok(text) => CompactString::new(text),
+        Err(_) => CompactString::from(String::from_utf8_lossy(bytes)),
+    }
 }
 
 #[cfg(test)]
