@@ -22,6 +22,8 @@ use crate::tls::{SocketListener, TlsIdentity, TlsServing};
 pub const MEMORY_NAMESRV_ADDR: &str = "namesrv:9876";
 /// The port brokers listen on in memory mode.
 const MEMORY_BROKER_PORT: u16 = 10911;
+/// Java's `channelExpiredTimeout`: a client silent this long is dropped.
+const DEFAULT_CLIENT_EXPIRY: Duration = Duration::from_secs(120);
 
 /// A fake RocketMQ cluster: one nameserver and its brokers.
 ///
@@ -177,6 +179,7 @@ pub struct TestClusterBuilder {
     property_filter: bool,
     retry_max_times: HashMap<String, i32>,
     transactions: TransactionSettings,
+    client_expiry: Duration,
     listen: String,
     tls: Option<TlsIdentity>,
     acl: Acl,
@@ -194,6 +197,7 @@ impl Default for TestClusterBuilder {
             property_filter: false,
             retry_max_times: HashMap::new(),
             transactions: TransactionSettings::default(),
+            client_expiry: DEFAULT_CLIENT_EXPIRY,
             listen: "127.0.0.1:0".to_owned(),
             tls: None,
             acl: Acl::default(),
@@ -289,6 +293,15 @@ impl TestClusterBuilder {
         self
     }
 
+    /// How long a registered producer or consumer may go without a heartbeat
+    /// before a broker closes its connection, removing it from its groups and
+    /// telling the remaining consumers (default 120 s, Java's
+    /// `channelExpiredTimeout`; brokers look every 10 s).
+    pub fn client_expiry(mut self, expiry: Duration) -> Self {
+        self.client_expiry = expiry;
+        self
+    }
+
     /// For [`start_tcp`](Self::start_tcp): the nameserver's listen address
     /// (default `127.0.0.1:0`); brokers listen on its host, on free ports.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
@@ -353,6 +366,7 @@ impl TestClusterBuilder {
                 .collect(),
             retry_max_times: self.retry_max_times.clone(),
             transactions: self.transactions,
+            client_expiry: self.client_expiry,
             acl: Arc::clone(acl),
         }
     }

@@ -178,6 +178,10 @@ impl Broker {
             Arc::clone(&self.core),
             cancel.clone(),
         ));
+        tasks.spawn(broker::clients::run_expiry(
+            Arc::clone(&self.core),
+            cancel.clone(),
+        ));
         self.core.register_all();
         *running = Some(Running {
             servers,

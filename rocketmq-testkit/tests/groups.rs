@@ -298,3 +298,42 @@ async fn check_client_config_answers_like_a_java_broker() {
     );
     assert!(remark.contains("does not compile"), "{remark}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_heartbeating_is_dropped_after_the_expiry() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let alive = TestClient::new(&cluster);
+    let silent = TestClient::new(&cluster);
+    alive
+        .heartbeat(ADDR, consumer_heartbeat("c1", "g", "T", "*"))
+        .await;
+    silent
+        .heartbeat(ADDR, consumer_heartbeat("c2", "g", "T", "*"))
+        .await;
+    assert_eq!(notified(&alive, 2).await, 2);
+    let (conn, _) = silent.remoting.connection(ADDR).await.unwrap();
+
+    // The live member heartbeats every 30 s, as clients do; the other stops.
+    // Nothing happens before 120 s of silence.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        alive
+            .heartbeat(ADDR, consumer_heartbeat("c1", "g", "T", "*"))
+            .await;
+    }
+    let mut ids = alive.call(ADDR, list("g")).await.unwrap();
+    ids.sort();
+    assert_eq!(ids, ["c1", "c2"]);
+    assert!(!conn.is_closed());
+
+    // Past 120 s (the next scan, at most 10 s later), the broker closes the
+    // silent member's connection and tells the rest of the group.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    alive
+        .heartbeat(ADDR, consumer_heartbeat("c1", "g", "T", "*"))
+        .await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert!(conn.is_closed(), "the silent client's connection is closed");
+    assert_eq!(alive.call(ADDR, list("g")).await.unwrap(), ["c1"]);
+    assert_eq!(notified(&alive, 3).await, 3);
+}

@@ -11,10 +11,16 @@ use rocketmq_model::route::perm;
 use rocketmq_model::{HeartbeatData, ResponseCode};
 use rocketmq_remoting::RemotingCommand;
 
-use super::ConnCtx;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
 use super::groups::Member;
 use super::retry::RETRY_PREFIX;
 use super::sql92::Sql92;
+use super::{BrokerCore, ConnCtx};
 use crate::reply::{self, header};
 
 fn member(ctx: &ConnCtx, request: &RemotingCommand, client_id: &str) -> Member {
@@ -24,6 +30,7 @@ fn member(ctx: &ConnCtx, request: &RemotingCommand, client_id: &str) -> Member {
         conn: ctx.conn.clone(),
         language: request.language,
         version: request.version,
+        last_heartbeat: Instant::now(),
     }
 }
 
@@ -181,4 +188,43 @@ pub(crate) fn unlock(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingComman
         .locks
         .unlock(&body.consumer_group, &body.client_id, &body.mq_set);
     reply::ok()
+}
+
+/// How often silent clients are looked for (Java's `ClientHousekeepingService`).
+const EXPIRY_SCAN_EVERY: Duration = Duration::from_secs(10);
+
+/// Java's client housekeeping: every 10 s, a connection whose producer or
+/// consumer registration has had no heartbeat for longer than the broker's
+/// client expiry (Java's `channelExpiredTimeout`, 120 s) is closed, which
+/// removes it from its groups and tells the remaining consumers. Runs until
+/// `cancel`.
+pub(crate) async fn run_expiry(core: Arc<BrokerCore>, cancel: CancellationToken) {
+    let mut ticks = tokio::time::interval_at(Instant::now() + EXPIRY_SCAN_EVERY, EXPIRY_SCAN_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = ticks.tick() => expire_silent(&core).await,
+        }
+    }
+}
+
+async fn expire_silent(core: &BrokerCore) {
+    for (conn_id, conn) in core
+        .groups
+        .silent(Instant::now(), core.settings.client_expiry)
+    {
+        match conn.upgrade() {
+            // Its close watcher forgets it and notifies the groups.
+            Some(conn) => {
+                tracing::info!(conn_id, "closing a client that stopped heartbeating");
+                conn.close();
+            }
+            None => {
+                for change in core.groups.connection_closed(conn_id) {
+                    change.notify().await;
+                }
+            }
+        }
+    }
 }

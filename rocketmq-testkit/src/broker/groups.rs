@@ -10,6 +10,7 @@ use rocketmq_model::body::{ConsumeFromWhere, ConsumeType, ConsumerData, MessageM
 use rocketmq_model::header::NotifyConsumerIdsChangedRequestHeader;
 use rocketmq_model::{RequestCode, SubscriptionData};
 use rocketmq_remoting::{LanguageCode, RemotingCommand, WeakConnection};
+use tokio::time::Instant;
 
 /// How long a oneway notify may wait for room in a member's write queue.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -22,6 +23,8 @@ pub(crate) struct Member {
     pub(crate) conn: WeakConnection,
     pub(crate) language: LanguageCode,
     pub(crate) version: i32,
+    /// When its last heartbeat came (every heartbeat registers it anew).
+    pub(crate) last_heartbeat: Instant,
 }
 
 /// A consumer group as the broker knows it.
@@ -244,6 +247,21 @@ impl Groups {
             .map(|m| (m.conn_id, m.conn.clone()))
             .collect::<BTreeMap<_, _>>()
             .into_values()
+            .collect()
+    }
+
+    /// The connections with a producer or consumer registration older than
+    /// `expiry` at `now` (no heartbeat since), once each.
+    pub(crate) fn silent(&self, now: Instant, expiry: Duration) -> Vec<(u64, WeakConnection)> {
+        let tables = self.tables();
+        let producers = tables.producers.values().flat_map(BTreeMap::values);
+        let consumers = tables.consumers.values().flat_map(|g| g.members.values());
+        producers
+            .chain(consumers)
+            .filter(|m| now.saturating_duration_since(m.last_heartbeat) > expiry)
+            .map(|m| (m.conn_id, m.conn.clone()))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
             .collect()
     }
 

@@ -22,7 +22,7 @@ use crate::namesrv::NameServerState;
 use crate::reply;
 
 pub(crate) mod admin;
-mod clients;
+pub(crate) mod clients;
 pub(crate) mod delay;
 pub(crate) mod groups;
 pub(crate) mod locks;
@@ -78,6 +78,9 @@ pub(crate) struct BrokerSettings {
     pub(crate) topics: Vec<(String, TopicConfig)>,
     pub(crate) retry_max_times: HashMap<String, i32>,
     pub(crate) transactions: TransactionSettings,
+    /// How long a registered client may go without a heartbeat before its
+    /// connection is closed (Java's `channelExpiredTimeout`, 120 s).
+    pub(crate) client_expiry: Duration,
     /// The users requests must authenticate as (none: ACL off).
     pub(crate) acl: Arc<Acl>,
 }
