@@ -14,8 +14,9 @@ use interop_support::{
     Seen, config, config_with, create_topic, msg, namesrv, producer, producer_with, queues,
     recording, secs, unique, wait_assigned, wait_until,
 };
-use rocketmq_client::{ClientConfig, SendStatus};
+use rocketmq_client::{ClientConfig, Producer, SendStatus};
 use rocketmq_model::Message;
+use rocketmq_model::message::compression::CompressionType;
 use rocketmq_model::message::{property, sysflag};
 use rocketmq_remoting::SerializeType;
 
@@ -238,6 +239,54 @@ async fn compressed_bodies_come_back_whole() {
     assert_eq!(tiny.body().as_ref(), small.as_bytes());
     consumer.shutdown().await;
     producer.shutdown().await;
+}
+
+/// Java 5.x producers may compress with LZ4 or ZSTD (`compressType`): the
+/// broker stores the bytes as they are, and the consumer inflates them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lz4_and_zstd_bodies_come_back_whole() {
+    let Some(ns) = namesrv("lz4_and_zstd_bodies_come_back_whole") else {
+        return;
+    };
+    let topic = unique("it_lz4zstd");
+    let big: String = (0..2_000).map(|i| format!("{i:05}|")).collect();
+    for kind in [CompressionType::Lz4, CompressionType::Zstd] {
+        let producer = Producer::builder()
+            .client_config(config(&ns))
+            .producer_group(unique("pg"))
+            .send_msg_timeout(secs(10))
+            .compress_type(kind)
+            .build()
+            .await
+            .unwrap();
+        if kind == CompressionType::Lz4 {
+            create_topic(&producer, &topic, 1).await;
+        }
+        let message = Message::builder(topic.as_str())
+            .body(big.clone())
+            .tags(format!("{kind:?}"))
+            .build()
+            .unwrap();
+        producer.send(message).await.unwrap();
+        producer.shutdown().await;
+    }
+    let seen = Seen::default();
+    let consumer = recording(config(&ns), &unique("cg"), &topic, &seen)
+        .build()
+        .await
+        .unwrap();
+    wait_until("both consumed", secs(30), || seen.len() >= 2).await;
+    for msg in seen.all() {
+        assert_eq!(msg.body().as_ref(), big.as_bytes(), "{:?}", msg.tags());
+        let stored_body = usize::try_from(msg.store_size).unwrap();
+        assert!(
+            stored_body < big.len(),
+            "{:?} stored compressed ({} bytes)",
+            msg.tags(),
+            msg.store_size
+        );
+    }
+    consumer.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,8 @@ use consumer_support::{Seen, config, msg, producer, recording, unique, wait_assi
 use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, ConsumeFromWhere};
 use rocketmq_client::{Producer, PushConsumer};
 use rocketmq_model::MessageExt;
-use rocketmq_model::message::sysflag::COMPRESSED_FLAG;
+use rocketmq_model::message::compression::CompressionType;
+use rocketmq_model::message::sysflag::{self, COMPRESSED_FLAG};
 use rocketmq_remoting::SerializeType;
 use rocketmq_testkit::TestCluster;
 
@@ -128,8 +129,7 @@ async fn rocketmq_binary_headers_end_to_end() {
     round_trip(SerializeType::RocketMq).await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn compressed_bodies_arrive_decompressed() {
+async fn compressed_round_trip(kind: CompressionType) {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
     let seen = Seen::default();
     let consumer = recording(&cluster, &unique("c1"), "cg", "T", &seen)
@@ -141,6 +141,7 @@ async fn compressed_bodies_arrive_decompressed() {
         .client_config(config(&cluster, &unique("producer")))
         .producer_group("pg")
         .compress_msg_body_over_howmuch(64)
+        .compress_type(kind)
         .build()
         .await
         .unwrap();
@@ -159,13 +160,31 @@ async fn compressed_bodies_arrive_decompressed() {
         .filter(|m| m.sys_flag & COMPRESSED_FLAG != 0)
         .collect();
     assert_eq!(compressed.len(), 1, "the large body is stored compressed");
-    assert!(compressed[0].sys_flag & COMPRESSED_FLAG != 0);
+    assert_eq!(
+        sysflag::compression_type(compressed[0].sys_flag).unwrap(),
+        Some(kind)
+    );
     wait_until("2 messages", Duration::from_secs(60), || seen.len() == 2).await;
     let mut bodies = seen.bodies();
     bodies.sort();
     assert_eq!(bodies, [big, "small".to_owned()]);
     consumer.shutdown().await;
     producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn zlib_bodies_arrive_decompressed() {
+    compressed_round_trip(CompressionType::Zlib).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn lz4_bodies_arrive_decompressed() {
+    compressed_round_trip(CompressionType::Lz4).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn zstd_bodies_arrive_decompressed() {
+    compressed_round_trip(CompressionType::Zstd).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocketmq_model::message::compression::DEFAULT_LEVEL;
+use rocketmq_model::message::compression::{CompressionType, DEFAULT_LEVEL};
 use rocketmq_model::route::DEFAULT_TOPIC_QUEUE_NUMS;
 use rocketmq_remoting::{Credentials, Transport};
 
@@ -33,6 +33,9 @@ pub struct ProducerOptions {
     pub compress_msg_body_over_howmuch: usize,
     /// The zlib level of compressed bodies (5).
     pub compress_level: u32,
+    /// How bodies are compressed (ZLIB, Java's default and the only type a
+    /// 4.x consumer reads; LZ4 and ZSTD need 5.x consumers).
+    pub compress_type: CompressionType,
     /// The largest body (or encoded batch) accepted, in bytes (4 MiB).
     pub max_message_size: usize,
     /// Queue count of topics auto-created through `TBW102` (4).
@@ -56,6 +59,7 @@ impl Default for ProducerOptions {
             retry_times_when_send_async_failed: 2,
             compress_msg_body_over_howmuch: 4096,
             compress_level: DEFAULT_LEVEL,
+            compress_type: CompressionType::Zlib,
             max_message_size: 4 * 1024 * 1024,
             default_topic_queue_nums: DEFAULT_TOPIC_QUEUE_NUMS,
             send_latency_fault_enable: false,
@@ -183,6 +187,13 @@ impl ProducerBuilder {
     /// The zlib level (0–9) of compressed bodies.
     pub fn compress_level(mut self, level: u32) -> Self {
         self.options.compress_level = level;
+        self
+    }
+
+    /// How bodies are compressed (default ZLIB; Java 5.x's `compressType`).
+    /// LZ4 and ZSTD bodies are read by 5.x consumers (and this client's) only.
+    pub fn compress_type(mut self, kind: CompressionType) -> Self {
+        self.options.compress_type = kind;
         self
     }
 

@@ -1,4 +1,5 @@
-//! The body as it goes on the wire: compressed or not.
+//! The body as it goes on the wire: compressed or not, with the producer's
+//! compression type (ZLIB by default, or LZ4 or ZSTD).
 //!
 //! Java compresses every body of at least `compressMsgBodyOverHowmuch` bytes
 //! with zlib and sends the result whatever its size. This producer sends the
@@ -9,7 +10,7 @@
 //! incompressible megabyte does not cost a full deflate to find that out.
 
 use bytes::Bytes;
-use rocketmq_model::message::compression::{self, CompressionType};
+use rocketmq_model::message::compression;
 use rocketmq_model::message::sysflag;
 
 use super::builder::ProducerOptions;
@@ -31,26 +32,24 @@ pub(super) fn wire_body(body: &Bytes, options: &ProducerOptions) -> Result<(Byte
     if body.len() < options.compress_msg_body_over_howmuch {
         return as_is();
     }
-    let level = options.compress_level;
+    let (kind, level) = (options.compress_type, options.compress_level);
     if body.len() > SAMPLE_ABOVE {
-        let sample = compression::compress(&body[..SAMPLE_LEN], CompressionType::Zlib, level)?;
+        let sample = compression::compress(&body[..SAMPLE_LEN], kind, level)?;
         if sample.len() * 100 > SAMPLE_LEN * SAMPLE_WORTH_PERCENT {
             return as_is();
         }
     }
-    let compressed = compression::compress(body, CompressionType::Zlib, level)?;
+    let compressed = compression::compress(body, kind, level)?;
     if compressed.len() >= body.len() {
         return as_is();
     }
-    Ok((
-        compressed,
-        sysflag::with_compression(0, CompressionType::Zlib),
-    ))
+    Ok((compressed, sysflag::with_compression(0, kind)))
 }
 
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use rocketmq_model::message::compression::CompressionType;
 
     use super::*;
 
@@ -114,6 +113,26 @@ mod tests {
             let (wire, compressed, body) = send(noise(len), 4096);
             assert_eq!(compressed, None, "{len} bytes of noise");
             assert_eq!(wire, body);
+        }
+    }
+
+    #[test]
+    fn the_configured_type_is_used_and_flagged() {
+        let text = b"order 42 shipped to warehouse 7; ".repeat(300);
+        for kind in [
+            CompressionType::Zlib,
+            CompressionType::Lz4,
+            CompressionType::Zstd,
+        ] {
+            let options = ProducerOptions {
+                compress_type: kind,
+                ..options(4096)
+            };
+            let body = Bytes::from(text.clone());
+            let (wire, flag) = wire_body(&body, &options).unwrap();
+            assert_eq!(sysflag::compression_type(flag).unwrap(), Some(kind));
+            let restored = compression::decompress(&wire, kind, body.len()).unwrap();
+            assert_eq!(restored, body, "{kind:?}");
         }
     }
 

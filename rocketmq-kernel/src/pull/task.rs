@@ -170,7 +170,7 @@ impl PullTask {
             self.shared.consume.is_orderly(),
         );
         let reason = flow::check(&self.pq, &limits)?;
-        if self.flow_controlled % FLOW_CONTROL_LOG_EVERY == 0 {
+        if self.flow_controlled.is_multiple_of(FLOW_CONTROL_LOG_EVERY) {
             tracing::warn!(
                 ?reason,
                 times = self.flow_controlled + 1,

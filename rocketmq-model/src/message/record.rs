@@ -543,13 +543,19 @@ mod tests {
         };
         let err = decode_record_with(&mut bytes.clone(), &options).unwrap_err();
         assert!(matches!(err, ModelError::TooLarge { .. }), "{err}");
-        // LZ4 is not supported.
+        // A zlib body flagged as LZ4 is a decompression error, not a panic.
         ext.sys_flag = sysflag::with_compression(0, CompressionType::Lz4);
         let err = decode_records(encode(&ext)).unwrap_err();
-        assert!(
-            matches!(err, ModelError::UnsupportedCompression(1)),
-            "{err}"
-        );
+        assert!(matches!(err, ModelError::Decompress(_)), "{err}");
+        // LZ4 and ZSTD bodies (Java 5.x producers with compressType set) are
+        // inflated as well.
+        for kind in [CompressionType::Lz4, CompressionType::Zstd] {
+            ext.message.body = compression::compress(&plain, kind, 5).unwrap();
+            ext.sys_flag = sysflag::with_compression(0, kind);
+            let decoded = decode_record(&mut encode(&ext)).unwrap();
+            assert_eq!(decoded.message.body, plain, "{kind:?}");
+            assert_eq!(decoded.sys_flag, sysflag::with_compression(0, kind) & !1);
+        }
     }
 
     #[test]
