@@ -25,10 +25,14 @@ const WHAT: &str = "message record";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeOptions {
     /// Decompress compressed bodies (and clear sysflag bit 0), as Java's
-    /// client does by default. When false, bodies stay as stored.
+    /// client does by default. When false, bodies stay as stored. A body
+    /// that cannot be decompressed (unknown type, corrupt, or larger than
+    /// `max_decompressed_body`) also stays as stored, with bit 0 still set,
+    /// rather than failing the record (Java drops it and the rest of the
+    /// pull): check [`MessageExt::sys_flag`] to tell.
     pub decompress: bool,
-    /// The largest decompressed body accepted; a larger one is
-    /// [`ModelError::TooLarge`] (and is never allocated).
+    /// The largest decompressed body accepted; a larger one is kept
+    /// compressed (and is never allocated).
     pub max_decompressed_body: usize,
     /// Check BODYCRC against the stored body (Java's client does not).
     pub check_crc: bool,
@@ -126,9 +130,15 @@ fn decode_fields(mut r: ByteReader, options: &DecodeOptions) -> Result<MessageEx
         ));
     }
     if options.decompress && !body.is_empty() && sysflag::has(sys_flag, COMPRESSED_FLAG) {
-        let kind = CompressionType::from_sys_flag(sys_flag)?;
-        body = compression::decompress(&body, kind, options.max_decompressed_body)?;
-        sys_flag &= !COMPRESSED_FLAG;
+        // A body that cannot be decompressed (an unknown type, corrupt bytes,
+        // more than the limit) stays as stored with its compressed flag: the
+        // record itself is sound, and failing it would stop its whole queue.
+        let inflated = CompressionType::from_sys_flag(sys_flag)
+            .and_then(|kind| compression::decompress(&body, kind, options.max_decompressed_body));
+        if let Ok(inflated) = inflated {
+            body = inflated;
+            sys_flag &= !COMPRESSED_FLAG;
+        }
     }
     let topic_len = if v2 {
         r.len16("TOPICLEN")?
@@ -536,17 +546,25 @@ mod tests {
         let raw = decode_record_with(&mut bytes.clone(), &options).unwrap();
         assert_eq!(raw.message.body, ext.message.body);
         assert_eq!(raw.sys_flag, 0x301);
-        // A bomb is refused.
+        // A bomb is not inflated: the message keeps its compressed body and
+        // flag, and the records after it still decode.
         let options = DecodeOptions {
             max_decompressed_body: 100,
             ..DecodeOptions::default()
         };
-        let err = decode_record_with(&mut bytes.clone(), &options).unwrap_err();
-        assert!(matches!(err, ModelError::TooLarge { .. }), "{err}");
-        // A zlib body flagged as LZ4 is a decompression error, not a panic.
-        ext.sys_flag = sysflag::with_compression(0, CompressionType::Lz4);
-        let err = decode_records(encode(&ext)).unwrap_err();
-        assert!(matches!(err, ModelError::Decompress(_)), "{err}");
+        let two = [bytes.clone(), encode(&sample())].concat();
+        let decoded = decode_records_with(Bytes::from(two), &options).unwrap();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].message.body, ext.message.body);
+        assert_eq!(decoded[0].sys_flag, 0x301);
+        assert_eq!(decoded[1].message.body, sample().message.body);
+        // So is a zlib body flagged as LZ4, and an unknown type (7).
+        for flag in [sysflag::with_compression(0, CompressionType::Lz4), 0x701] {
+            ext.sys_flag = flag;
+            let decoded = decode_records(encode(&ext)).unwrap();
+            assert_eq!(decoded[0].message.body, ext.message.body);
+            assert_eq!(decoded[0].sys_flag, flag);
+        }
         // LZ4 and ZSTD bodies (Java 5.x producers with compressType set) are
         // inflated as well.
         for kind in [CompressionType::Lz4, CompressionType::Zstd] {
