@@ -202,8 +202,14 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
     assert!(recorder.samples("rocketmq_client_pull_latency_seconds{group=cg,topic=T}") >= 5);
 
     // The 5 s offset persistence updates the per-queue gauges.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let cached = recorder.gauge("rocketmq_client_cached_messages{group=cg,queue_id=0,topic=T}");
+    let cached_key = "rocketmq_client_cached_messages{group=cg,queue_id=0,topic=T}";
+    wait_until(
+        "the persistence timer sets the gauges",
+        Duration::from_secs(10),
+        || recorder.gauge(cached_key).is_some(),
+    )
+    .await;
+    let cached = recorder.gauge(cached_key);
     assert_eq!(cached, Some(0.0));
     let lag = consumer.lag().await.unwrap();
     for (mq, lag) in &lag {

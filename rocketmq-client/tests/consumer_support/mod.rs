@@ -5,7 +5,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +13,11 @@ use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, PushConsume
 use rocketmq_client::{ClientConfig, Producer, PushConsumer};
 use rocketmq_model::{Message, MessageExt};
 use rocketmq_testkit::TestCluster;
+
+#[path = "../waiting/mod.rs"]
+mod waiting;
+#[allow(unused_imports)]
+pub(crate) use waiting::{wait_for, wait_until};
 
 /// A client config reaching `cluster`, with a fixed ip and `instance`.
 pub(crate) fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
@@ -108,35 +112,6 @@ pub(crate) fn recording(
                 ConcurrentResult::Success
             }
         })
-}
-
-/// Waits (on tokio's clock, in steps of 100 ms) until `condition` holds;
-/// panics with `what` after `limit`.
-pub(crate) async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Like [`wait_until`] with an async condition.
-pub(crate) async fn wait_for<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The queues of `consumer` outside its retry topic.

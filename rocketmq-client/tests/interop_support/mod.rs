@@ -10,7 +10,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +22,11 @@ use rocketmq_client::{ClientConfig, Producer, PushConsumer};
 use rocketmq_model::header::CreateTopicRequestHeader;
 use rocketmq_model::{Message, MessageExt, MessageQueue};
 use rocketmq_remoting::SerializeType;
+
+#[path = "../waiting/mod.rs"]
+mod waiting;
+#[allow(unused_imports)]
+pub(crate) use waiting::{wait_for, wait_until};
 
 /// The cluster name `scripts/real-cluster.sh` gives its brokers.
 pub(crate) const CLUSTER: &str = "DefaultCluster";
@@ -217,35 +221,6 @@ pub(crate) async fn wait_assigned(consumer: &PushConsumer, n: usize) {
         owned(consumer).len() == n
     })
     .await;
-}
-
-/// Waits (polling every 50 ms) until `condition` holds; panics naming
-/// `what` after `limit`.
-pub(crate) async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Like [`wait_until`] with an async condition (polled every 200 ms).
-pub(crate) async fn wait_for<F, Fut>(what: &str, limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Logs to the test output (`RUST_LOG` filters, default warnings).
