@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Pre-encoded SEND_MESSAGE_V2 frames with N in flight: the floor to compare with.
-    Raw(SendArgs),
+    Raw(RawArgs),
     /// The client's producer: sync, async, oneway or batch sends.
     Produce(ProduceArgs),
     /// A push consumer draining a topic filled beforehand.
@@ -61,6 +61,16 @@ struct ConsumeArgs {
     /// default, a repeated letter, compresses to almost nothing at 4 KiB and up).
     #[arg(long)]
     random_body: bool,
+}
+
+#[derive(clap::Args)]
+struct RawArgs {
+    #[command(flatten)]
+    send: SendArgs,
+    /// Write all frames that may go out at once in one `write` (as the
+    /// client's writer does), instead of one `write` per frame.
+    #[arg(long)]
+    coalesce: bool,
 }
 
 #[derive(clap::Args)]
@@ -224,7 +234,7 @@ fn main() -> Result<(), BoxError> {
 
 async fn run(command: Command, workers: usize) -> Result<(), BoxError> {
     match command {
-        Command::Raw(args) => {
+        Command::Raw(RawArgs { send: args, coalesce }) => {
             let cluster = Cluster::open(&args.target).await?;
             let plan = raw::RawPlan {
                 broker_addr: cluster.broker_addr(&args.target.topic).await?,
@@ -233,6 +243,7 @@ async fn run(command: Command, workers: usize) -> Result<(), BoxError> {
                 body: body(args.size, args.random_body),
                 concurrency: args.concurrency,
                 serialize_type: args.target.serialization.into(),
+                coalesce,
             };
             raw::run(plan).await?.print(workers);
         }

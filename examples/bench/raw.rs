@@ -37,6 +37,10 @@ pub(crate) struct RawPlan {
     pub(crate) concurrency: usize,
     /// Header serialization.
     pub(crate) serialize_type: SerializeType,
+    /// Write every frame whose permit is free in one `write`, as the client's
+    /// writer coalesces the frames of concurrent callers, instead of one
+    /// `write` per frame.
+    pub(crate) coalesce: bool,
 }
 
 /// Runs the raw mode and reports.
@@ -44,7 +48,7 @@ pub(crate) async fn run(plan: RawPlan) -> Result<Report, Box<dyn std::error::Err
     let frames = encode_frames(&plan)?;
     let stream = TcpStream::connect(&plan.broker_addr).await?;
     stream.set_nodelay(true)?;
-    let (read, mut write) = stream.into_split();
+    let (read, write) = stream.into_split();
     let permits = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let origin = Instant::now();
     let sent_at: Arc<[AtomicU64]> = (0..frames.len()).map(|_| AtomicU64::new(0)).collect();
@@ -58,16 +62,29 @@ pub(crate) async fn run(plan: RawPlan) -> Result<Report, Box<dyn std::error::Err
         Arc::clone(&sent_at),
         origin,
     ));
-    for i in 0..plan.messages {
-        permits.acquire().await?.forget();
-        let index = usize::try_from(i)? % frames.len();
-        let now = u64::try_from(origin.elapsed().as_nanos())?;
-        sent_at[index].store(now, Ordering::Relaxed);
-        write.write_all(&frames[index]).await?;
-    }
+    // Both halves run as tasks, as the client's writer and reader do, so that
+    // with one worker thread everything runs on it.
+    let writer = tokio::spawn(write_frames(
+        write,
+        frames,
+        plan.messages,
+        permits,
+        sent_at,
+        origin,
+        plan.coalesce,
+    ));
+    // Dropping the write half would shut the socket's sending side, and the
+    // broker would hang up before answering the last frames: keep it open.
+    let _write = writer
+        .await?
+        .map_err(|error| -> Box<dyn std::error::Error> { error })?;
     let (ok, failed, latency) = reader.await??;
     Ok(Report {
-        label: format!("raw send ({})", plan.serialize_type.name()),
+        label: format!(
+            "raw send ({}{})",
+            plan.serialize_type.name(),
+            if plan.coalesce { ", coalesced" } else { "" }
+        ),
         messages: ok,
         failures: failed,
         size: plan.body.len(),
@@ -76,6 +93,42 @@ pub(crate) async fn run(plan: RawPlan) -> Result<Report, Box<dyn std::error::Err
         latency,
         cpu: cpu.elapsed(),
     })
+}
+
+/// Writes `messages` frames, each once a permit is free (an answer came back);
+/// returns the write half, still open.
+async fn write_frames(
+    mut write: tokio::net::tcp::OwnedWriteHalf,
+    frames: Vec<Bytes>,
+    messages: u64,
+    permits: Arc<Semaphore>,
+    sent_at: Arc<[AtomicU64]>,
+    origin: Instant,
+    coalesce: bool,
+) -> Result<tokio::net::tcp::OwnedWriteHalf, Box<dyn std::error::Error + Send + Sync>> {
+    let mut batch = BytesMut::new();
+    let mut next = 0u64;
+    while next < messages {
+        permits.acquire().await?.forget();
+        let mut ready = 1;
+        while coalesce && next + ready < messages {
+            match permits.try_acquire() {
+                Ok(permit) => permit.forget(),
+                Err(_) => break,
+            }
+            ready += 1;
+        }
+        let now = u64::try_from(origin.elapsed().as_nanos())?;
+        for i in next..next + ready {
+            let index = usize::try_from(i)? % frames.len();
+            sent_at[index].store(now, Ordering::Relaxed);
+            batch.extend_from_slice(&frames[index]);
+        }
+        next += ready;
+        write.write_all(&batch).await?;
+        batch.clear();
+    }
+    Ok(write)
 }
 
 type Answers = (u64, u64, hdrhistogram::Histogram<u64>);
