@@ -234,7 +234,10 @@ fn main() -> Result<(), BoxError> {
 
 async fn run(command: Command, workers: usize) -> Result<(), BoxError> {
     match command {
-        Command::Raw(RawArgs { send: args, coalesce }) => {
+        Command::Raw(RawArgs {
+            send: args,
+            coalesce,
+        }) => {
             let cluster = Cluster::open(&args.target).await?;
             let plan = raw::RawPlan {
                 broker_addr: cluster.broker_addr(&args.target.topic).await?,

@@ -1,5 +1,6 @@
 //! Frame codec benchmarks: encode + decode of a SEND_MESSAGE_V2 request with a
-//! 1 KiB body, in both header serializations.
+//! 1 KiB body, in both header serializations; encode of that request and decode
+//! of a send response on their own (what a producer does per message).
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -64,5 +65,37 @@ fn encode_decode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode_decode);
+/// A send response as the Java broker writes it.
+const SEND_RESPONSE_JSON: &str = r#"{"code":0,"extFields":{"msgId":"7F00000100002A9F0000000000012345","queueId":"1","queueOffset":"12345","transactionId":"7F0000010B2C18B4AAC27A1E4C4B0000","MSG_REGION":"DefaultRegion","TRACE_ON":"true"},"flag":1,"language":"JAVA","opaque":42,"serializeTypeCurrentRPC":"JSON","version":453}"#;
+
+fn one_way_each(c: &mut Criterion) {
+    let mut group = c.benchmark_group("codec/json");
+    group.throughput(Throughput::Elements(1));
+    let request = send_message_v2(SerializeType::Json);
+    let mut buf = BytesMut::with_capacity(4096);
+    group.bench_function("encode_send_request_1KiB", |b| {
+        b.iter(|| {
+            buf.clear();
+            frame::encode(black_box(&request), &mut buf).unwrap_or_else(|e| panic!("{e}"));
+            black_box(buf.len())
+        })
+    });
+    let header = SEND_RESPONSE_JSON.as_bytes();
+    let mut response = BytesMut::new();
+    response.extend_from_slice(&u32::try_from(header.len() + 4).unwrap_or(0).to_be_bytes());
+    response.extend_from_slice(&u32::try_from(header.len()).unwrap_or(0).to_be_bytes());
+    response.extend_from_slice(header);
+    group.bench_function("decode_send_response", |b| {
+        b.iter(|| {
+            let mut src = response.clone();
+            let decoded = frame::decode(&mut src, DEFAULT_MAX_FRAME_LEN)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("incomplete frame"));
+            black_box(decoded)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, encode_decode, one_way_each);
 criterion_main!(benches);

@@ -58,7 +58,7 @@ fn write_frame(cmd: &RemotingCommand, dst: &mut BytesMut, max_frame_len: usize) 
     dst.reserve(PREFIX_LEN + 128 + cmd.body.len());
     dst.put_u64(0); // length and header-length words, patched below
     match cmd.serialize_type {
-        SerializeType::Json => json::write_header(cmd, dst)?,
+        SerializeType::Json => json::write_header(cmd, dst),
         SerializeType::RocketMq => binary::write_header(cmd, dst)?,
     }
     let header_len = dst.len() - start - PREFIX_LEN;

@@ -3,7 +3,8 @@
 //! Written like fastjson writes it: keys in alphabetical order, null fields
 //! omitted, the language as its enum name, and `serializeTypeCurrentRPC` always
 //! present (the Rust servers on crates.io drop a connection without it). The
-//! header is serialized straight from borrowed fields into the output buffer.
+//! header is written straight from the command into the output buffer
+//! ([`write`]).
 //!
 //! Read tolerantly: any key order, unknown keys, missing or `null` remark and
 //! extFields, a language given by name or number, and extFields values that are
@@ -12,59 +13,18 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use rocketmq_model::ExtFields;
+use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
 
 use crate::command::{LanguageCode, RemotingCommand, SerializeType};
 use crate::error::{RemotingError, Result};
 
-/// The header as written: borrowed from the command, fields in key order.
-#[derive(Serialize)]
-struct HeaderOut<'a> {
-    code: i32,
-    #[serde(rename = "extFields", skip_serializing_if = "ExtFields::is_empty")]
-    ext_fields: &'a ExtFields,
-    flag: i32,
-    language: LanguageOut,
-    opaque: i32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    remark: Option<&'a str>,
-    #[serde(rename = "serializeTypeCurrentRPC")]
-    serialize_type: &'static str,
-    version: i32,
-}
+mod scan;
+mod write;
 
-/// A language by its Java enum name, or by number when it has no known name
-/// (fastjson reads an enum from its ordinal too).
-struct LanguageOut(LanguageCode);
-
-impl Serialize for LanguageOut {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        match self.0.name() {
-            Some(name) => serializer.serialize_str(name),
-            None => serializer.serialize_u8(self.0.0),
-        }
-    }
-}
-
-/// Writes `cmd`'s header as JSON at the end of `dst`.
-pub(crate) fn write_header(cmd: &RemotingCommand, dst: &mut BytesMut) -> Result<()> {
-    let header = HeaderOut {
-        code: cmd.code,
-        ext_fields: &cmd.ext_fields,
-        flag: cmd.flag,
-        language: LanguageOut(cmd.language),
-        opaque: cmd.opaque,
-        remark: cmd.remark.as_deref(),
-        serialize_type: SerializeType::Json.name(),
-        version: cmd.version,
-    };
-    serde_json::to_writer(dst.writer(), &header).map_err(|e| {
-        RemotingError::MalformedFrame(format!("JSON header could not be written: {e}"))
-    })
-}
+pub(crate) use write::write_header;
 
 /// The header as read. Only `code` is required; fastjson would default it to 0,
 /// but a header without a code is not a remoting command.
@@ -86,7 +46,18 @@ struct HeaderIn {
 }
 
 /// Reads a JSON header. The body and serialize type are left for the caller.
+///
+/// Headers in the usual shape take a fast path ([`scan`]); serde_json reads
+/// the rest and names the fault in a bad one.
 pub(crate) fn read_header(header: &[u8]) -> Result<RemotingCommand> {
+    match scan::read_header(header) {
+        Some(cmd) => Ok(cmd),
+        None => read_header_with_serde(header),
+    }
+}
+
+/// Reads any valid JSON header, tolerantly (see the module documentation).
+fn read_header_with_serde(header: &[u8]) -> Result<RemotingCommand> {
     let h: HeaderIn = serde_json::from_slice(header)
         .map_err(|e| RemotingError::MalformedFrame(format!("JSON header: {e}")))?;
     Ok(RemotingCommand {
@@ -243,6 +214,7 @@ impl<'de> Visitor<'de> for ExtValueVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use rocketmq_model::RequestCode;
 
     fn read(json: &str) -> RemotingCommand {
@@ -256,7 +228,7 @@ mod tests {
         cmd.opaque = 1;
         cmd.ext_fields.insert("topic", "T");
         let mut dst = BytesMut::new();
-        write_header(&cmd, &mut dst).unwrap();
+        write_header(&cmd, &mut dst);
         assert_eq!(
             std::str::from_utf8(&dst).unwrap(),
             r#"{"code":105,"extFields":{"topic":"T"},"flag":0,"language":"JAVA","opaque":1,"serializeTypeCurrentRPC":"JSON","version":479}"#
@@ -268,7 +240,7 @@ mod tests {
         let mut cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE).with_remark("r\"");
         cmd.ext_fields.insert("p", "a\u{1}b\u{2}");
         let mut dst = BytesMut::new();
-        write_header(&cmd, &mut dst).unwrap();
+        write_header(&cmd, &mut dst);
         let text = std::str::from_utf8(&dst).unwrap();
         assert!(
             text.contains(r#""extFields":{"p":"a\u0001b\u0002"}"#),
@@ -283,7 +255,7 @@ mod tests {
         let mut cmd = RemotingCommand::request(RequestCode::HEART_BEAT);
         cmd.language = LanguageCode(42);
         let mut dst = BytesMut::new();
-        write_header(&cmd, &mut dst).unwrap();
+        write_header(&cmd, &mut dst);
         assert!(
             std::str::from_utf8(&dst)
                 .unwrap()
