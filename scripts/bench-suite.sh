@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the bench program's modes against a testkit cluster in a separate process
 # on loopback (so the client's CPU time is its own), and prints one JSON line per
-# run. Figures go into BENCHMARKS.md.
+# run: the raw floor (one write per frame, then coalesced as the client's writer
+# does), each produce mode, and push consumption. Figures go into BENCHMARKS.md.
 #
 #   scripts/bench-suite.sh [MESSAGES] [SIZE]     # WORKERS=N passes --workers N
 set -euo pipefail
@@ -21,6 +22,7 @@ for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
 
 bench() { ./target/release/examples/bench "$@" "${WORKERS_ARG[@]}" --namesrv "127.0.0.1:$PORT" | tail -n 1; }
 bench raw --messages "$MESSAGES" --size "$SIZE" --concurrency 8
+bench raw --coalesce --messages "$MESSAGES" --size "$SIZE" --concurrency 8
 for mode in sync async oneway batch; do
     bench produce --mode "$mode" --messages "$MESSAGES" --size "$SIZE" --concurrency 8
 done

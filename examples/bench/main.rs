@@ -83,6 +83,10 @@ struct ProduceArgs {
     /// Messages per batch in batch mode.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Run the concurrent senders (sync, oneway, batch) as futures of one
+    /// task instead of a task each: their wake-ups then stay on one thread.
+    #[arg(long)]
+    one_task: bool,
 }
 
 #[derive(clap::Args)]
@@ -262,6 +266,7 @@ async fn run(command: Command, workers: usize) -> Result<(), BoxError> {
                 mode: args.mode,
                 batch_size: args.batch_size,
                 serialize_type: send.target.serialization.into(),
+                one_task: args.one_task,
             };
             produce::run(plan).await?.print(workers);
         }

@@ -38,6 +38,8 @@ pub(crate) struct ProducePlan {
     pub(crate) mode: Mode,
     pub(crate) batch_size: usize,
     pub(crate) serialize_type: SerializeType,
+    /// Run the senders as futures of one task instead of a task each.
+    pub(crate) one_task: bool,
 }
 
 /// Counters shared by the sending tasks.
@@ -82,7 +84,25 @@ pub(crate) async fn run(plan: ProducePlan) -> Result<Report, Box<dyn std::error:
     let cpu = cpu_start();
     let started = Instant::now();
     match plan.mode {
-        Mode::Async => send_async(&producer, &message, &tally, plan.messages).await,
+        // A task of its own, as the sync senders are: run from the main
+        // thread, each freed slot would wake that thread from another.
+        Mode::Async => {
+            let (producer, message, tally) = (producer.clone(), message.clone(), tally.clone());
+            let total = plan.messages;
+            tokio::spawn(async move { send_async(&producer, &message, &tally, total).await })
+                .await?;
+        }
+        mode if plan.one_task => {
+            let (producer, message, tally) = (producer.clone(), message.clone(), tally.clone());
+            let (total, batch) = (plan.messages, plan.batch_size.max(1));
+            let senders = plan.concurrency.max(1);
+            tokio::spawn(async move {
+                let loops = (0..senders)
+                    .map(|_| send_loop(&producer, &message, &tally, total, mode, batch));
+                futures::future::join_all(loops).await;
+            })
+            .await?;
+        }
         mode => {
             let tasks: Vec<_> = (0..plan.concurrency.max(1))
                 .map(|_| {
