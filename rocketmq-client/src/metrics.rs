@@ -5,9 +5,11 @@
 //! Names are stable; labels are `topic` and `result` (`"ok"` or `"failed"`),
 //! plus `group` and `queue_id` on the consumer side.
 
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
-use metrics::Label;
+use metrics::{Key, Label, Level, Metadata, SharedString};
 
 /// Histogram: time from the first attempt of a send to its outcome, in
 /// seconds (labels `topic`, `result`).
@@ -42,21 +44,87 @@ pub fn result_label(ok: bool) -> &'static str {
     if ok { RESULT_OK } else { RESULT_FAILED }
 }
 
-/// Records the outcome of one send (all its attempts) to `topic`.
-pub fn record_send(topic: &str, ok: bool, latency: Duration) {
-    let labels = || {
-        vec![
-            Label::new("topic", topic.to_owned()),
-            Label::from_static_parts("result", result_label(ok)),
-        ]
-    };
-    metrics::histogram!(SEND_LATENCY_SECONDS, labels()).record(latency.as_secs_f64());
-    metrics::counter!(SEND_TOTAL, labels()).increment(1);
+/// The send series of one producer. Each topic's keys are built once, so
+/// recording a send allocates nothing; the recorder is looked up on every
+/// call, so one installed after the producer was built still gets the figures.
+#[derive(Debug, Default)]
+pub(crate) struct SendSeries {
+    topics: RwLock<HashMap<String, TopicSeries>>,
 }
 
-/// Records that a send to `topic` is tried again.
-pub fn record_send_retry(topic: &str) {
-    metrics::counter!(SEND_RETRIES_TOTAL, "topic" => topic.to_owned()).increment(1);
+/// The keys of one topic's send series, indexed by `usize::from(ok)`.
+#[derive(Debug)]
+struct TopicSeries {
+    latency: [Key; 2],
+    total: [Key; 2],
+    retries: Key,
+}
+
+/// What the metrics macros would attach: this module, at INFO.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+impl SendSeries {
+    /// Records the outcome of one send (all its attempts) to `topic`.
+    pub(crate) fn record_send(&self, topic: &str, ok: bool, latency: Duration) {
+        self.with_topic(topic, |series| {
+            let i = usize::from(ok);
+            metrics::with_recorder(|recorder| {
+                recorder
+                    .register_histogram(&series.latency[i], &METADATA)
+                    .record(latency.as_secs_f64());
+                recorder
+                    .register_counter(&series.total[i], &METADATA)
+                    .increment(1);
+            });
+        });
+    }
+
+    /// Records that a send to `topic` is tried again.
+    pub(crate) fn record_retry(&self, topic: &str) {
+        self.with_topic(topic, |series| {
+            metrics::with_recorder(|recorder| {
+                recorder
+                    .register_counter(&series.retries, &METADATA)
+                    .increment(1);
+            });
+        });
+    }
+
+    fn with_topic(&self, topic: &str, record: impl FnOnce(&TopicSeries)) {
+        // No code path panics while holding the lock; the map stays consistent.
+        if let Some(series) = self
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+        {
+            return record(series);
+        }
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        record(
+            topics
+                .entry(topic.to_owned())
+                .or_insert_with(|| TopicSeries::new(topic)),
+        );
+    }
+}
+
+impl TopicSeries {
+    fn new(topic: &str) -> Self {
+        let topic: SharedString = SharedString::from_owned(topic.to_owned());
+        let key = |name: &'static str, ok: Option<bool>| {
+            let mut labels = vec![Label::new("topic", topic.clone())];
+            labels.extend(ok.map(|ok| Label::from_static_parts("result", result_label(ok))));
+            Key::from_parts(name, labels)
+        };
+        let both = |name| [key(name, Some(false)), key(name, Some(true))];
+        TopicSeries {
+            latency: both(SEND_LATENCY_SECONDS),
+            total: both(SEND_TOTAL),
+            retries: key(SEND_RETRIES_TOTAL, None),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -65,9 +133,10 @@ mod tests {
 
     #[test]
     fn recording_without_an_exporter_is_harmless() {
-        record_send("t", true, Duration::from_millis(3));
-        record_send("t", false, Duration::from_millis(3));
-        record_send_retry("t");
+        let series = SendSeries::default();
+        series.record_send("t", true, Duration::from_millis(3));
+        series.record_send("t", false, Duration::from_millis(3));
+        series.record_retry("t");
         assert_eq!(result_label(true), "ok");
         assert_eq!(result_label(false), "failed");
     }

@@ -247,11 +247,11 @@ impl FaultStrategy {
     /// `last_failed_broker` is the broker of the previous attempt of the same
     /// send, `None` on the first attempt. `None` only when `info` has no
     /// queue.
-    pub fn select_queue(
+    pub fn select_queue<'a>(
         &self,
-        info: &PublishInfo,
+        info: &'a PublishInfo,
         last_failed_broker: Option<&str>,
-    ) -> Option<MessageQueue> {
+    ) -> Option<&'a MessageQueue> {
         let not_last = |mq: &MessageQueue| Some(mq.broker_name.as_str()) != last_failed_broker;
         let chosen = if self.is_enabled() {
             info.next_queue_where(|mq| not_last(mq) && self.is_available(&mq.broker_name))
@@ -259,7 +259,7 @@ impl FaultStrategy {
         } else {
             info.next_queue_where(not_last)
         };
-        chosen.or_else(|| info.next_queue()).cloned()
+        chosen.or_else(|| info.next_queue())
     }
 }
 
@@ -312,7 +312,13 @@ mod tests {
         n: usize,
     ) -> Vec<String> {
         (0..n)
-            .map(|_| strategy.select_queue(info, last).unwrap().broker_name)
+            .map(|_| {
+                strategy
+                    .select_queue(info, last)
+                    .unwrap()
+                    .broker_name
+                    .clone()
+            })
             .collect()
     }
 

@@ -48,7 +48,7 @@ fn choices(strategy: &FaultStrategy, info: &PublishInfo, n: usize) -> BTreeMap<S
     let mut counts = BTreeMap::new();
     for _ in 0..n {
         let mq = strategy.select_queue(info, None).unwrap();
-        *counts.entry(mq.broker_name).or_default() += 1;
+        *counts.entry(mq.broker_name.clone()).or_default() += 1;
     }
     counts
 }

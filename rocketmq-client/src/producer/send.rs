@@ -26,7 +26,7 @@ use super::result::{SendResult, SendStatus};
 use super::wire_body::wire_body;
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
-use crate::metrics;
+use crate::metrics::SendSeries;
 
 const RETRY_TOPIC_PREFIX: &str = "%RETRY%";
 
@@ -80,6 +80,8 @@ pub(crate) struct Sender {
     /// Send a heartbeat to a broker before the first message to it
     /// (transaction producers, whose check-backs need the group registered).
     heartbeat_first: bool,
+    /// The send metrics, their keys made once per topic.
+    metrics: SendSeries,
 }
 
 impl Sender {
@@ -96,6 +98,7 @@ impl Sender {
             fault,
             hooks,
             heartbeat_first,
+            metrics: SendSeries::default(),
         }
     }
 
@@ -191,7 +194,8 @@ impl Sender {
         let started = Instant::now();
         let span = tracing::debug_span!("send", topic = out.topic(), msg_id = %out.msg_id);
         let result = self.send_routed(out, route, started).instrument(span).await;
-        metrics::record_send(out.topic(), result.is_ok(), started.elapsed());
+        self.metrics
+            .record_send(out.topic(), result.is_ok(), started.elapsed());
         result
     }
 
@@ -232,7 +236,7 @@ impl Sender {
         let mut last_error = None;
         for attempt in 0..=retries {
             if attempt > 0 {
-                metrics::record_send_retry(out.topic());
+                self.metrics.record_retry(out.topic());
             }
             let info = match self.publish_info(out.topic(), deadline).await {
                 Ok(info) => info,
@@ -245,7 +249,7 @@ impl Sender {
             let Some(mq) = self.fault.select_queue(&info, last_failed.as_deref()) else {
                 return Err(no_route(out.topic()));
             };
-            match self.attempt(out, &mq, attempt, deadline).await {
+            match self.attempt(out, mq, attempt, deadline).await {
                 Ok(result)
                     if result.status != SendStatus::SendOk
                         && self.options.retry_another_broker_when_not_store_ok
@@ -370,8 +374,8 @@ impl Sender {
             .fault
             .select_queue(&info, None)
             .ok_or_else(|| no_route(out.topic()))?;
-        let addr = self.master_addr(&mq)?;
-        let call = Oneway(SendMessage::new(self.header(out, &mq), out.body.clone()));
+        let addr = self.master_addr(mq)?;
+        let call = Oneway(SendMessage::new(self.header(out, mq), out.body.clone()));
         let remoting = self.instance.remoting();
         remoting
             .invoke_call(&addr, call, self.options.send_msg_timeout)

@@ -95,6 +95,9 @@ impl ConnectionCache {
     fn slot(&self, addr: &str) -> Result<Arc<Slot>> {
         let mut slots = self.slots();
         let slots = slots.as_mut().ok_or_else(|| shut_down(addr))?;
+        if let Some(slot) = slots.get(addr) {
+            return Ok(Arc::clone(slot));
+        }
         Ok(Arc::clone(slots.entry(addr.to_owned()).or_default()))
     }
 
