@@ -347,6 +347,53 @@ async fn retries_stay_within_the_send_timeout() {
     cluster.shutdown().await;
 }
 
+/// Each attempt may use what is left of the send timeout, as in Java, not a
+/// fixed per-call timeout: a broker answering in 5 s serves a producer whose
+/// budget is 10 s at the first attempt.
+#[tokio::test(start_paused = true)]
+async fn one_slow_answer_within_a_long_send_timeout_is_not_retried() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "long_budget"))
+        .producer_group("pg")
+        .send_msg_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    producer
+        .send(Message::builder("T").body("warm").build().unwrap())
+        .await
+        .unwrap();
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::SEND_MESSAGE_V2,
+        Duration::from_secs(5),
+    );
+    let started = tokio::time::Instant::now();
+    let result = producer
+        .send(Message::builder("T").body("slow").build().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(result.status, SendStatus::SendOk);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(5),
+        "one attempt, answered"
+    );
+    let slow: Vec<_> = stored(&cluster, "T")
+        .into_iter()
+        .filter(|m| &m.message.body[..] == b"slow")
+        .collect();
+    assert_eq!(slow.len(), 1, "stored once: no retry");
+    cluster.clear_faults();
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_broker_busy_gives_up_after_three_attempts() {
     let cluster = TestCluster::builder()

@@ -223,7 +223,11 @@ async fn send_batch_and_create_topic() {
         header,
         body: bytes::Bytes::from_static(b"batch"),
     };
-    let sent = peer.api.send_batch(BROKER, request).await.unwrap();
+    let sent = peer
+        .api
+        .send_batch(BROKER, request, std::time::Duration::from_secs(3))
+        .await
+        .unwrap();
     assert_eq!(sent.header.queue_offset, 9);
     assert_eq!(peer.last().ext_fields["m"], "true");
 

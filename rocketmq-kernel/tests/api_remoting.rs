@@ -387,7 +387,11 @@ async fn view_decodes_the_record_and_send_reads_the_answer() {
     };
     let sent = cluster
         .api
-        .send_message(BROKER, SendMessage::new(header, "body"))
+        .send_message(
+            BROKER,
+            SendMessage::new(header, "body"),
+            Duration::from_secs(3),
+        )
         .await
         .unwrap();
     assert_eq!(sent.status, SendStatus::SendOk);

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use rocketmq_kernel::Result;
@@ -71,12 +71,22 @@ fn count_records(response: &PullResponse) -> u64 {
 
 #[async_trait]
 impl BrokerApi for MeteredBrokerApi {
-    async fn send_message(&self, addr: &str, request: SendMessage) -> Result<SendResponse> {
-        self.inner.send_message(addr, request).await
+    async fn send_message(
+        &self,
+        addr: &str,
+        request: SendMessage,
+        timeout: Duration,
+    ) -> Result<SendResponse> {
+        self.inner.send_message(addr, request, timeout).await
     }
 
-    async fn send_batch(&self, addr: &str, request: SendBatch) -> Result<SendResponse> {
-        self.inner.send_batch(addr, request).await
+    async fn send_batch(
+        &self,
+        addr: &str,
+        request: SendBatch,
+        timeout: Duration,
+    ) -> Result<SendResponse> {
+        self.inner.send_batch(addr, request, timeout).await
     }
 
     async fn pull_message(

@@ -15,8 +15,8 @@ use rocketmq_model::header::SendMessageRequestHeader;
 use rocketmq_model::message::{property, sysflag, validate_topic};
 use rocketmq_model::route::AUTO_CREATE_TOPIC;
 use rocketmq_model::{Message, MessageQueue, encode_batch};
-use rocketmq_remoting::Oneway;
 use rocketmq_remoting::calls::{SendBatch, SendMessage, SendResponse};
+use rocketmq_remoting::{Oneway, RemotingError};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -315,15 +315,13 @@ impl Sender {
             hook.before_send(&ctx);
         }
         let began = Instant::now();
-        let call = async {
-            if self.heartbeat_first {
-                self.instance.ensure_heartbeat(&addr).await;
+        let result = self.attempt_call(out, mq, &addr, deadline).await;
+        let result = match result {
+            // The call had what was left of the budget, and used it up.
+            Err(error) if timed_out(&error) && Instant::now() >= deadline => {
+                Err(self.timeout(out, attempt + 1))
             }
-            self.call(out, mq, &addr).await
-        };
-        let result = match tokio::time::timeout_at(deadline, call).await {
-            Ok(result) => result,
-            Err(_) => Err(self.timeout(out, attempt + 1)),
+            result => result,
         };
         let latency = began.elapsed();
         match &result {
@@ -345,7 +343,26 @@ impl Sender {
             .master_addr(&mq.broker_name)?)
     }
 
-    async fn call(&self, out: &Outgoing, mq: &MessageQueue, addr: &str) -> Result<SendResult> {
+    /// The request of one attempt, within what is left of the budget at
+    /// `deadline` (Java passes `timeout - costTime` to each call): one timer
+    /// bounds it, the API's.
+    async fn attempt_call(
+        &self,
+        out: &Outgoing,
+        mq: &MessageQueue,
+        addr: &str,
+        deadline: Instant,
+    ) -> Result<SendResult> {
+        if self.heartbeat_first {
+            let heartbeat = self.instance.ensure_heartbeat(addr);
+            if tokio::time::timeout_at(deadline, heartbeat).await.is_err() {
+                return Err(ClientError::Remoting(RemotingError::Timeout {
+                    addr: addr.to_owned(),
+                    after: self.options.send_msg_timeout,
+                }));
+            }
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
         let header = self.header(out, mq);
         let api = self.instance.broker_api();
         let response: SendResponse = if out.batch {
@@ -353,10 +370,10 @@ impl Sender {
                 header,
                 body: out.body.clone(),
             };
-            api.send_batch(addr, request).await?
+            api.send_batch(addr, request, remaining).await?
         } else {
-            api.send_message(addr, SendMessage::new(header, out.body.clone()))
-                .await?
+            let request = SendMessage::new(header, out.body.clone());
+            api.send_message(addr, request, remaining).await?
         };
         Ok(SendResult::from_response(
             response,
@@ -403,6 +420,15 @@ impl Sender {
             broker_name: Some(mq.broker_name.clone()),
         }
     }
+}
+
+/// Whether a call failed for lack of time.
+fn timed_out(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Remoting(RemotingError::Timeout { .. })
+            | ClientError::Kernel(KernelError::Remoting(RemotingError::Timeout { .. }))
+    )
 }
 
 fn no_route(topic: &str) -> ClientError {

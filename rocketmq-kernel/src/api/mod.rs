@@ -8,7 +8,7 @@
 //! [`Connector`].
 
 use std::collections::BTreeSet;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use rocketmq_model::body::{CheckClientRequestBody, LockBatchRequestBody, UnlockBatchRequestBody};
@@ -94,15 +94,26 @@ pub struct QueryMessageResult {
 /// ```
 #[async_trait]
 pub trait BrokerApi: Send + Sync {
-    /// SEND_MESSAGE(_V2): stores one message.
-    async fn send_message(&self, addr: &str, request: SendMessage) -> Result<SendResponse> {
-        let _ = request;
+    /// SEND_MESSAGE(_V2): stores one message, within `timeout` (Java gives
+    /// each attempt what is left of the send timeout).
+    async fn send_message(
+        &self,
+        addr: &str,
+        request: SendMessage,
+        timeout: Duration,
+    ) -> Result<SendResponse> {
+        let _ = (request, timeout);
         unsupported(addr, "send_message")
     }
 
-    /// SEND_BATCH_MESSAGE: stores a batch.
-    async fn send_batch(&self, addr: &str, request: SendBatch) -> Result<SendResponse> {
-        let _ = request;
+    /// SEND_BATCH_MESSAGE: stores a batch, within `timeout`.
+    async fn send_batch(
+        &self,
+        addr: &str,
+        request: SendBatch,
+        timeout: Duration,
+    ) -> Result<SendResponse> {
+        let _ = (request, timeout);
         unsupported(addr, "send_batch")
     }
 

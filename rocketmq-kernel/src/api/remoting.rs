@@ -38,10 +38,9 @@ use crate::error::{KernelError, Result};
 /// How long each kind of call may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiTimeouts {
-    /// Every call not listed below (Java's `mqClientApiTimeout`, 3 s).
+    /// Every call not listed below (Java's `mqClientApiTimeout`, 3 s). Sends
+    /// carry their own timeout: what is left of the producer's budget.
     pub call: Duration,
-    /// Sends (Java's `sendMsgTimeout`, 3 s).
-    pub send: Duration,
     /// Pulls (Java's push consumer waits 30 s). A long-polling pull waits at
     /// least its suspend time plus [`call`](Self::call), so the broker's
     /// "nothing new" answer always arrives before the timeout (§8.6).
@@ -52,7 +51,6 @@ impl Default for ApiTimeouts {
     fn default() -> Self {
         ApiTimeouts {
             call: Duration::from_secs(3),
-            send: Duration::from_secs(3),
             pull: Duration::from_secs(30),
         }
     }
@@ -219,17 +217,25 @@ fn time_from_millis(millis: i64) -> SystemTime {
 
 #[async_trait]
 impl BrokerApi for RemotingBrokerApi {
-    async fn send_message(&self, addr: &str, request: SendMessage) -> Result<SendResponse> {
+    async fn send_message(
+        &self,
+        addr: &str,
+        request: SendMessage,
+        timeout: Duration,
+    ) -> Result<SendResponse> {
         let h = &request.header;
         let span = span("send_message", addr, Some(&h.topic), Some(h.queue_id));
-        let timeout = self.timeouts.send;
         self.broker_call(addr, request, timeout, span).await
     }
 
-    async fn send_batch(&self, addr: &str, request: SendBatch) -> Result<SendResponse> {
+    async fn send_batch(
+        &self,
+        addr: &str,
+        request: SendBatch,
+        timeout: Duration,
+    ) -> Result<SendResponse> {
         let h = &request.header;
         let span = span("send_batch", addr, Some(&h.topic), Some(h.queue_id));
-        let timeout = self.timeouts.send;
         self.broker_call(addr, request, timeout, span).await
     }
 

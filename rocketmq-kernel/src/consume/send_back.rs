@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocketmq_model::header::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader};
 use rocketmq_model::route::{AUTO_CREATE_TOPIC, DEFAULT_TOPIC_QUEUE_NUMS};
@@ -23,6 +23,10 @@ pub const CLIENT_INNER_PRODUCER_GROUP: &str = "CLIENT_INNER_PRODUCER";
 /// How many queues a retry copy is tried on (Java's producer: one attempt
 /// plus `retryTimesWhenSendFailed` = 2).
 const RETRY_COPY_ATTEMPTS: usize = 3;
+
+/// The timeout of each retry-copy send: Java's inner producer sends with its
+/// default `sendMsgTimeout`, 3 s.
+const RETRY_COPY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Restores the original topic of a message redelivered from the group's
 /// retry topic (Java `resetRetryAndNamespace`): a message whose topic is
@@ -199,7 +203,9 @@ impl SendBack {
             let result = match self.routes.table().master_addr(&queue.broker_name) {
                 Ok(addr) => {
                     let request = retry_send_request(copy, queue);
-                    self.api.send_message(&addr, request).await
+                    self.api
+                        .send_message(&addr, request, RETRY_COPY_TIMEOUT)
+                        .await
                 }
                 Err(err) => Err(err),
             };

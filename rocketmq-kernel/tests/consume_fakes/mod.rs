@@ -77,7 +77,12 @@ impl BrokerApi for FakeBroker {
         Ok(())
     }
 
-    async fn send_message(&self, addr: &str, request: SendMessage) -> Result<SendResponse> {
+    async fn send_message(
+        &self,
+        addr: &str,
+        request: SendMessage,
+        _timeout: std::time::Duration,
+    ) -> Result<SendResponse> {
         if self.send_fails.load(Ordering::SeqCst) {
             self.failed_sends.fetch_add(1, Ordering::SeqCst);
             return Err(broker_error(addr));
