@@ -169,7 +169,7 @@ fn encode_frames(plan: &RawPlan) -> Result<Vec<Bytes>, Box<dyn std::error::Error
     for opaque in 0..count {
         let header = SendMessageRequestHeaderV2(SendMessageRequestHeader {
             producer_group: "bench_raw_producer".into(),
-            topic: plan.topic.clone(),
+            topic: plan.topic.as_str().into(),
             default_topic: "TBW102".into(),
             default_topic_queue_nums: 4,
             queue_id: i32::try_from(opaque % 4)?,

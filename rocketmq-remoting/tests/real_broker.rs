@@ -83,7 +83,7 @@ async fn round_trip(serialize_type: SerializeType) {
         .expect("a valid message");
     let header = SendMessageRequestHeader {
         producer_group: "rust-remoting-interop".into(),
-        topic: topic.clone(),
+        topic: topic.as_str().into(),
         default_topic: AUTO_CREATE_TOPIC.into(),
         default_topic_queue_nums: DEFAULT_TOPIC_QUEUE_NUMS,
         queue_id: 0,

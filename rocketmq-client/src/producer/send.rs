@@ -404,9 +404,9 @@ impl Sender {
     /// The send header of `out` to `mq`.
     pub(crate) fn header(&self, out: &Outgoing, mq: &MessageQueue) -> SendMessageRequestHeader {
         SendMessageRequestHeader {
-            producer_group: self.group().to_owned(),
-            topic: out.topic().to_owned(),
-            default_topic: AUTO_CREATE_TOPIC.to_owned(),
+            producer_group: self.group().into(),
+            topic: out.topic().into(),
+            default_topic: AUTO_CREATE_TOPIC.into(),
             default_topic_queue_nums: self.options.default_topic_queue_nums,
             queue_id: mq.queue_id,
             sys_flag: out.sys_flag,
@@ -417,7 +417,7 @@ impl Sender {
             unit_mode: Some(false),
             max_reconsume_times: out.max_reconsume_times,
             batch: Some(out.batch),
-            broker_name: Some(mq.broker_name.clone()),
+            broker_name: Some(mq.broker_name.as_str().into()),
         }
     }
 }

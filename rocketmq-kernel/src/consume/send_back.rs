@@ -91,9 +91,9 @@ pub fn retry_copy(
 pub(crate) fn retry_send_request(copy: &Message, queue: &MessageQueue) -> SendMessage {
     let parse = |name| copy.property(name).and_then(|v| v.parse::<i32>().ok());
     let header = SendMessageRequestHeader {
-        producer_group: CLIENT_INNER_PRODUCER_GROUP.to_owned(),
-        topic: copy.topic.clone(),
-        default_topic: AUTO_CREATE_TOPIC.to_owned(),
+        producer_group: CLIENT_INNER_PRODUCER_GROUP.into(),
+        topic: copy.topic.as_str().into(),
+        default_topic: AUTO_CREATE_TOPIC.into(),
         default_topic_queue_nums: DEFAULT_TOPIC_QUEUE_NUMS,
         queue_id: queue.queue_id,
         sys_flag: 0,
@@ -104,7 +104,7 @@ pub(crate) fn retry_send_request(copy: &Message, queue: &MessageQueue) -> SendMe
         unit_mode: Some(false),
         max_reconsume_times: parse(property::MAX_RECONSUME_TIMES),
         batch: Some(false),
-        broker_name: Some(queue.broker_name.clone()),
+        broker_name: Some(queue.broker_name.as_str().into()),
     };
     SendMessage::new(header, copy.body.clone())
 }

@@ -2,6 +2,8 @@
 //! SEND_MESSAGE_V2 (310) / SEND_BATCH_MESSAGE (320) with the same fields under
 //! one-letter keys.
 
+use compact_str::CompactString;
+
 use super::value::{FieldValue, required};
 use super::{CommandHeader, FieldReader, FieldWriter};
 use crate::error::Result;
@@ -11,11 +13,11 @@ use crate::error::Result;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SendMessageRequestHeader {
     /// Producer group.
-    pub producer_group: String,
+    pub producer_group: CompactString,
     /// Topic.
-    pub topic: String,
+    pub topic: CompactString,
     /// Auto-create template topic ("TBW102").
-    pub default_topic: String,
+    pub default_topic: CompactString,
     /// Queue count for auto-creation (4 by default).
     pub default_topic_queue_nums: i32,
     /// Target queue.
@@ -37,7 +39,7 @@ pub struct SendMessageRequestHeader {
     /// True for SEND_BATCH_MESSAGE.
     pub batch: Option<bool>,
     /// Broker name (5.x `bname`).
-    pub broker_name: Option<String>,
+    pub broker_name: Option<CompactString>,
 }
 
 /// SEND_MESSAGE_V2 / SEND_BATCH_MESSAGE request header: the v1 header written
@@ -248,9 +250,9 @@ mod arbitrary {
             (required, optional)
                 .prop_map(|((a, b, c, d, e, f, g, h), (i, j, k, l, m, n))| {
                     SendMessageRequestHeader {
-                        producer_group: a,
-                        topic: b,
-                        default_topic: c,
+                        producer_group: a.into(),
+                        topic: b.into(),
+                        default_topic: c.into(),
                         default_topic_queue_nums: d,
                         queue_id: e,
                         sys_flag: f,
@@ -261,7 +263,7 @@ mod arbitrary {
                         unit_mode: k,
                         max_reconsume_times: l,
                         batch: m,
-                        broker_name: n,
+                        broker_name: n.map(Into::into),
                     }
                 })
                 .boxed()

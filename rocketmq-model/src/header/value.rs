@@ -1,5 +1,7 @@
 //! How one header field's value is read from and written to `extFields`.
 
+use compact_str::CompactString;
+
 use super::{FieldReader, FieldWriter};
 use crate::error::Result;
 
@@ -19,6 +21,16 @@ pub(crate) trait FieldValue: Sized {
 impl FieldValue for String {
     fn read(fields: &FieldReader<'_>, key: &'static str) -> Result<Option<Self>> {
         Ok(fields.opt_string(key))
+    }
+
+    fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
+        fields.put_str(key, self);
+    }
+}
+
+impl FieldValue for CompactString {
+    fn read(fields: &FieldReader<'_>, key: &'static str) -> Result<Option<Self>> {
+        Ok(fields.raw(key).map(CompactString::from))
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {

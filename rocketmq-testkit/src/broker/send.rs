@@ -98,7 +98,7 @@ fn store_sent(
             ),
         ));
     }
-    let mut topic = header.topic.clone();
+    let mut topic = header.topic.to_string();
     let mut properties = Properties::parse(header.properties.as_deref().unwrap_or_default());
     let reconsume_times = header.reconsume_times.unwrap_or(0);
     if let Some(group) = topic.strip_prefix(RETRY_PREFIX).map(str::to_owned) {

@@ -142,7 +142,7 @@ impl TestClient {
 pub fn send_header(message: &Message, queue_id: i32) -> SendMessageRequestHeader {
     SendMessageRequestHeader {
         producer_group: "pg".into(),
-        topic: message.topic.clone(),
+        topic: message.topic.as_str().into(),
         default_topic: "TBW102".into(),
         default_topic_queue_nums: 4,
         queue_id,
