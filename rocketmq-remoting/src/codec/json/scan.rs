@@ -259,6 +259,10 @@ impl<'a> Scanner<'a> {
         let magnitude = self.bytes[start..end]
             .iter()
             .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+        // serde_json reads `-0` as a float, which no integer field takes.
+        if negative && magnitude == 0 {
+            return None;
+        }
         self.pos = end;
         i32::try_from(if negative { -magnitude } else { magnitude }).ok()
     }
@@ -339,6 +343,8 @@ mod tests {
             r#"{"flag":1}"#,
             r#"{"code":1,"code":2}"#,
             r#"{"code":01}"#,
+            r#"{"code":-0}"#,
+            r#"{"code":1,"language":-0}"#,
             r#"{"code":1.0}"#,
             r#"{"code":2147483648}"#,
             r#"{"code":1,"extFields":{"n":12}}"#,
