@@ -7,7 +7,7 @@ mod instance_support;
 
 use std::sync::Arc;
 
-use instance_support::{FakeConsumer, config, eventually, within};
+use instance_support::{FakeConsumer, config, eventually};
 use rocketmq_client::{ClientInstance, Producer};
 use rocketmq_kernel::{BrokerApi, CallMode};
 use rocketmq_model::Message;
@@ -152,12 +152,7 @@ async fn a_new_member_makes_the_broker_notify_and_the_consumer_rebalance() {
         .unwrap();
     second.routes().route("T").await.unwrap();
     second.send_heartbeat().await;
-    within(async {
-        while FakeConsumer::count(&consumer.rebalances) <= before {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    eventually(|| FakeConsumer::count(&consumer.rebalances) > before).await;
     second.release().await;
     first.release().await;
     cluster.shutdown().await;

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -18,6 +17,9 @@ use rocketmq_model::body::{
 use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue, SubscriptionData};
 use rocketmq_testkit::TestCluster;
 
+#[path = "../waiting/mod.rs"]
+mod waiting;
+
 /// A client config on the cluster's in-memory network.
 pub fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
     let mut config = ClientConfig::new(cluster.namesrv_addrs());
@@ -27,22 +29,9 @@ pub fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
     config
 }
 
-/// Awaits `condition`, polling on tokio time, failing after a minute.
-pub async fn eventually(mut condition: impl FnMut() -> bool) {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while !condition() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("condition never became true");
-}
-
-/// Awaits `fut`, failing after a minute.
-pub async fn within<T>(fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), fut)
-        .await
-        .expect("never finished")
+/// Awaits `condition` on tokio time, failing after a minute.
+pub async fn eventually(condition: impl FnMut() -> bool) {
+    waiting::wait_until("the condition", Duration::from_secs(60), condition).await;
 }
 
 /// Records every call of the instance.
