@@ -28,29 +28,13 @@ WORKERS_ARG=()
 
 cargo build --release --quiet -p rocketmq-testkit --bin rocketmq-testkit
 
-testkit=
-stop_testkit() {
-    if [ -n "$testkit" ]; then
-        kill -INT "$testkit" 2>/dev/null || true
-        wait "$testkit" 2>/dev/null || true
-        testkit=
-    fi
-}
-trap stop_testkit EXIT
-
-start_testkit() {
-    stop_testkit
-    ./target/release/rocketmq-testkit --listen "127.0.0.1:$PORT" --brokers 1 --topic BenchTopic >/dev/null 2>&1 &
-    testkit=$!
-    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return; sleep 0.1; done
-    echo "the testkit did not start on port $PORT" >&2
-    exit 1
-}
+# shellcheck source=scripts/lib/testkit-process.sh
+. scripts/lib/testkit-process.sh
 
 results=$(mktemp)
 trap 'stop_testkit; rm -f "$results"' EXIT
 for round in $(seq "$ROUNDS"); do
-    start_testkit
+    start_testkit --topic BenchTopic
     order=("${BINARIES[@]}")
     if [ $((round % 2)) = 0 ]; then
         reversed=()

@@ -14,29 +14,17 @@ WORKERS_ARG=()
 cargo build --release --quiet -p rocketmq-testkit --bin rocketmq-testkit
 cargo build --release --quiet -p rocketmq-examples --example bench
 
-testkit=
-stop_testkit() {
-    if [ -n "$testkit" ]; then
-        kill -INT "$testkit" 2>/dev/null || true
-        wait "$testkit" 2>/dev/null || true
-        testkit=
-    fi
-}
-trap stop_testkit EXIT
+# shellcheck source=scripts/lib/testkit-process.sh
+. scripts/lib/testkit-process.sh
 
-# Starts a fresh testkit serving the topics $2... with $1 queues each (made up
-# front: an auto-created topic gets the producer's 4 queues).
-start_testkit() {
-    stop_testkit
+# A fresh testkit serving the topics $2... with $1 queues each (made up front:
+# an auto-created topic gets the producer's 4 queues).
+start_with_queues() {
     local queues=$1
     shift
     local topics=()
     for topic in "$@"; do topics+=(--topic "$topic"); done
-    ./target/release/rocketmq-testkit --listen "127.0.0.1:$PORT" --brokers 1 --queues "$queues" "${topics[@]}" >/dev/null 2>&1 &
-    testkit=$!
-    for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return; sleep 0.1; done
-    echo "testkit did not start" >&2
-    exit 1
+    start_testkit --queues "$queues" "${topics[@]}"
 }
 
 bench() {
@@ -46,12 +34,12 @@ bench() {
 }
 
 for queues in 1 10 100 1000; do
-    start_testkit "$queues" "Q$queues" "QC$queues"
+    start_with_queues "$queues" "Q$queues" "QC$queues"
     bench "queues=$queues" produce --topic "Q$queues" --mode sync --messages 100000 --size 256 --concurrency 8
     bench "queues=$queues" consume --topic "QC$queues" --messages 100000 --size 256
 done
 
-start_testkit 4 S256 SC256 S4096 SC4096 S65536 SC65536 S1048576 SC1048576
+start_with_queues 4 S256 SC256 S4096 SC4096 S65536 SC65536 S1048576 SC1048576
 for spec in 256:100000 4096:50000 65536:10000 1048576:1000; do
     size=${spec%%:*}
     messages=${spec##*:}

@@ -15,10 +15,9 @@ WORKERS_ARG=()
 
 cargo build --release --quiet -p rocketmq-testkit --bin rocketmq-testkit
 cargo build --release --quiet -p rocketmq-examples --example bench
-./target/release/rocketmq-testkit --listen "127.0.0.1:$PORT" --brokers 1 --topic BenchTopic >/dev/null 2>&1 &
-testkit=$!
-trap 'kill -INT $testkit 2>/dev/null; wait $testkit 2>/dev/null || true' EXIT
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+# shellcheck source=scripts/lib/testkit-process.sh
+. scripts/lib/testkit-process.sh
+start_testkit --topic BenchTopic
 
 bench() { ./target/release/examples/bench "$@" "${WORKERS_ARG[@]}" --namesrv "127.0.0.1:$PORT" | tail -n 1; }
 bench raw --messages "$MESSAGES" --size "$SIZE" --concurrency 8
