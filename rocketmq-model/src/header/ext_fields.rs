@@ -1,28 +1,53 @@
 //! [`ExtFields`]: the custom-header fields of a remoting command, as text.
 //!
 //! Every request and response carries one of these maps, so it is built for the
-//! hot path: keys and values are [`CompactString`]s (text up to 24 bytes — every
+//! hot path. Keys and values are [`CompactString`]s (text up to 24 bytes — every
 //! header key but a few, numbers, queue ids, flags — lives inline, without an
-//! allocation of its own), and the table hashes with foldhash instead of SipHash.
-//! The hasher is seeded per map, so keys a peer chooses cannot be aimed at
-//! one bucket chain.
+//! allocation of its own). A header has a dozen or so fields, and for that few
+//! a vector searched in order beats hashing: one allocation, no hash per insert
+//! or lookup, iteration in insertion order. Past [`SMALL_LIMIT`] fields (only a
+//! peer sending odd headers gets there) the map moves into a hash table, so a
+//! header with many thousand fields still costs linear time, not quadratic;
+//! the table hashes with foldhash, seeded per map, so keys a peer chooses
+//! cannot be aimed at one bucket chain.
 
 use std::collections::HashMap;
 use std::collections::hash_map;
 use std::fmt;
 use std::ops::Index;
+use std::slice;
 
 pub use compact_str::CompactString;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 type Table = HashMap<CompactString, CompactString, foldhash::fast::RandomState>;
 
+/// Most fields kept in the searched vector before the map becomes a hash table.
+const SMALL_LIMIT: usize = 32;
+
 /// The `extFields` map of a remoting command: every custom-header field as
 /// text, keyed as on the wire. Typed headers read and write it through
 /// [`CommandHeader`](super::CommandHeader).
-#[derive(Clone, Default, PartialEq, Eq)]
+///
+/// Equality does not depend on the order of the fields.
+#[derive(Clone)]
 pub struct ExtFields {
-    table: Table,
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    /// Distinct keys, in insertion order; at most [`SMALL_LIMIT`] of them.
+    Small(Vec<(CompactString, CompactString)>),
+    Large(Table),
+}
+
+impl Default for ExtFields {
+    fn default() -> Self {
+        ExtFields {
+            repr: Repr::Small(Vec::new()),
+        }
+    }
 }
 
 impl ExtFields {
@@ -33,9 +58,15 @@ impl ExtFields {
 
     /// An empty map with room for `capacity` fields.
     pub fn with_capacity(capacity: usize) -> Self {
-        ExtFields {
-            table: Table::with_capacity_and_hasher(capacity, Default::default()),
-        }
+        let repr = if capacity <= SMALL_LIMIT {
+            Repr::Small(Vec::with_capacity(capacity))
+        } else {
+            Repr::Large(Table::with_capacity_and_hasher(
+                capacity,
+                Default::default(),
+            ))
+        };
+        ExtFields { repr }
     }
 
     /// Sets `key` to `value`, returning the value it replaces.
@@ -44,67 +75,131 @@ impl ExtFields {
         key: impl Into<CompactString>,
         value: impl Into<CompactString>,
     ) -> Option<CompactString> {
-        self.table.insert(key.into(), value.into())
+        let key = key.into();
+        let value = value.into();
+        let entries = match &mut self.repr {
+            Repr::Large(table) => return table.insert(key, value),
+            Repr::Small(entries) => entries,
+        };
+        if let Some((_, old)) = entries.iter_mut().find(|(k, _)| *k == key) {
+            return Some(std::mem::replace(old, value));
+        }
+        if entries.len() < SMALL_LIMIT {
+            entries.push((key, value));
+        } else {
+            let mut table = Table::with_capacity_and_hasher(2 * SMALL_LIMIT, Default::default());
+            table.extend(entries.drain(..));
+            table.insert(key, value);
+            self.repr = Repr::Large(table);
+        }
+        None
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.table.get(key).map(CompactString::as_str)
+        self.value(key).map(CompactString::as_str)
+    }
+
+    fn value(&self, key: &str) -> Option<&CompactString> {
+        match &self.repr {
+            Repr::Small(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == key)
+                .map(|(_, v)| v),
+            Repr::Large(table) => table.get(key),
+        }
     }
 
     /// Whether `key` is present.
     pub fn contains_key(&self, key: &str) -> bool {
-        self.table.contains_key(key)
+        self.get(key).is_some()
     }
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<CompactString> {
-        self.table.remove(key)
+        match &mut self.repr {
+            Repr::Small(entries) => {
+                let at = entries.iter().position(|(k, _)| k.as_str() == key)?;
+                Some(entries.remove(at).1)
+            }
+            Repr::Large(table) => table.remove(key),
+        }
     }
 
     /// Keeps only the fields `keep` accepts.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
-        self.table.retain(|k, v| keep(k, v));
+        match &mut self.repr {
+            Repr::Small(entries) => entries.retain(|(k, v)| keep(k, v)),
+            Repr::Large(table) => table.retain(|k, v| keep(k, v)),
+        }
     }
 
     /// The number of fields.
     pub fn len(&self) -> usize {
-        self.table.len()
+        match &self.repr {
+            Repr::Small(entries) => entries.len(),
+            Repr::Large(table) => table.len(),
+        }
     }
 
     /// Whether there are no fields.
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len() == 0
     }
 
     /// The keys, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.table.keys().map(CompactString::as_str)
+        self.iter().map(|(key, _)| key)
     }
 
-    /// The fields, in no particular order.
+    /// The fields, in no particular order (a map of a few fields keeps the
+    /// order they were inserted in).
     pub fn iter(&self) -> Iter<'_> {
-        Iter {
-            inner: self.table.iter(),
-        }
+        let inner = match &self.repr {
+            Repr::Small(entries) => IterRepr::Small(entries.iter()),
+            Repr::Large(table) => IterRepr::Large(table.iter()),
+        };
+        Iter { inner }
     }
 }
+
+impl PartialEq for ExtFields {
+    fn eq(&self, other: &Self) -> bool {
+        // Keys are distinct, so equal sizes and every field found is enough.
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Eq for ExtFields {}
 
 /// The fields of an [`ExtFields`], as `(key, value)` text.
 #[derive(Debug, Clone)]
 pub struct Iter<'a> {
-    inner: hash_map::Iter<'a, CompactString, CompactString>,
+    inner: IterRepr<'a>,
+}
+
+#[derive(Debug, Clone)]
+enum IterRepr<'a> {
+    Small(slice::Iter<'a, (CompactString, CompactString)>),
+    Large(hash_map::Iter<'a, CompactString, CompactString>),
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a str);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next().map(|(k, v)| (k.as_str(), v.as_str()))
+        let (k, v) = match &mut self.inner {
+            IterRepr::Small(entries) => entries.next().map(|(k, v)| (k, v))?,
+            IterRepr::Large(table) => table.next()?,
+        };
+        Some((k.as_str(), v.as_str()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
+        match &self.inner {
+            IterRepr::Small(entries) => entries.size_hint(),
+            IterRepr::Large(table) => table.size_hint(),
+        }
     }
 }
 
@@ -144,7 +239,7 @@ impl Index<&str> for ExtFields {
     ///
     /// When `key` is absent, like `HashMap`'s index.
     fn index(&self, key: &str) -> &CompactString {
-        match self.table.get(key) {
+        match self.value(key) {
             Some(value) => value,
             None => panic!("extFields has no field `{key}`"),
         }
@@ -205,6 +300,79 @@ mod tests {
         let mut pairs: Vec<_> = a.iter().collect();
         pairs.sort_unstable();
         assert_eq!(pairs, vec![("a", "1"), (long.as_str(), long.as_str())]);
+    }
+
+    #[test]
+    fn a_small_map_keeps_insertion_order() {
+        let mut fields: ExtFields = [("b", "1"), ("a", "2"), ("c", "3")].into_iter().collect();
+        fields.insert("a", "4");
+        fields.remove("b");
+        assert_eq!(fields.iter().collect::<Vec<_>>(), [("a", "4"), ("c", "3")]);
+    }
+
+    #[test]
+    fn a_map_past_the_small_limit_still_finds_every_field() {
+        let count = SMALL_LIMIT * 4;
+        let mut fields = ExtFields::new();
+        for i in 0..count {
+            assert_eq!(fields.insert(format!("k{i}"), i.to_string()), None);
+        }
+        assert_eq!(fields.insert("k7", "seven").as_deref(), Some("7"));
+        assert_eq!(fields.len(), count);
+        assert_eq!(fields.get("k7"), Some("seven"));
+        assert_eq!(fields[&*format!("k{}", count - 1)], (count - 1).to_string());
+        assert!(matches!(fields.repr, Repr::Large(_)));
+        // Equal to the same fields held small, in another order.
+        let mut small = ExtFields::new();
+        fields.retain(|k, _| k == "k7" || k == "k0");
+        small.insert("k7", "seven");
+        small.insert("k0", "0");
+        assert_eq!(fields, small);
+        assert_eq!(small, fields);
+    }
+
+    #[test]
+    fn many_fields_from_a_peer_cost_linear_time() {
+        // 200,000 distinct keys: quadratic inserts would take minutes.
+        let fields: ExtFields = (0..200_000).map(|i| (format!("k{i}"), "v")).collect();
+        assert_eq!(fields.len(), 200_000);
+        assert_eq!(fields.get("k199999"), Some("v"));
+    }
+
+    proptest::proptest! {
+        /// Any sequence of edits leaves the same fields as a `HashMap` given
+        /// the same edits, on both sides of the small limit.
+        #[test]
+        fn behaves_like_a_hash_map(
+            edits in proptest::collection::vec((0u8..3, 0u16..80, 0u16..1000), 0..300),
+        ) {
+            let mut fields = ExtFields::new();
+            let mut model = std::collections::HashMap::new();
+            for (op, key, value) in edits {
+                let key = format!("k{key}");
+                match op {
+                    0 => proptest::prop_assert_eq!(
+                        fields.insert(key.clone(), value.to_string()).map(String::from),
+                        model.insert(key, value.to_string()),
+                    ),
+                    1 => proptest::prop_assert_eq!(
+                        fields.remove(&key).map(String::from),
+                        model.remove(&key),
+                    ),
+                    _ => {
+                        let keep = |k: &str, v: &str| !(k.len() + v.len()).is_multiple_of(3);
+                        fields.retain(keep);
+                        model.retain(|k, v| keep(k, v));
+                    }
+                }
+                proptest::prop_assert_eq!(fields.len(), model.len());
+            }
+            for (key, value) in &model {
+                proptest::prop_assert_eq!(fields.get(key), Some(value.as_str()));
+            }
+            let rebuilt: ExtFields = model.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            proptest::prop_assert_eq!(&fields, &rebuilt);
+        }
     }
 
     #[test]
