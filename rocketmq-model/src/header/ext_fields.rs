@@ -38,14 +38,39 @@ pub struct ExtFields {
 #[derive(Clone)]
 enum Repr {
     /// Distinct keys, in insertion order; at most [`SMALL_LIMIT`] of them.
-    Small(Vec<(CompactString, CompactString)>),
+    Small(Small),
     Large(Table),
+}
+
+/// The fields of a small map, and a one-word filter of the keys it has held:
+/// a key whose bit is clear is new, so writing a header's distinct fields
+/// pushes each without comparing it to the others.
+#[derive(Clone, Default)]
+struct Small {
+    entries: Vec<(CompactString, CompactString)>,
+    /// Bit [`key_bit`] of every key inserted (never cleared, so a removed
+    /// key's bit only costs a search).
+    keys_seen: u64,
+}
+
+/// A key's bit in [`Small::keys_seen`], from its length and its first and
+/// last bytes: header keys (Java field names, or V2's single letters) differ
+/// in those, so they rarely share a bit.
+fn key_bit(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    let (first, last) = match bytes {
+        [] => (0, 0),
+        [only] => (*only, 0),
+        [first, .., last] => (*first, *last),
+    };
+    let mix = bytes.len() * 7 + usize::from(first) * 3 + usize::from(last);
+    1 << (mix % 64)
 }
 
 impl Default for ExtFields {
     fn default() -> Self {
         ExtFields {
-            repr: Repr::Small(Vec::new()),
+            repr: Repr::Small(Small::default()),
         }
     }
 }
@@ -59,7 +84,10 @@ impl ExtFields {
     /// An empty map with room for `capacity` fields.
     pub fn with_capacity(capacity: usize) -> Self {
         let repr = if capacity <= SMALL_LIMIT {
-            Repr::Small(Vec::with_capacity(capacity))
+            Repr::Small(Small {
+                entries: Vec::with_capacity(capacity),
+                keys_seen: 0,
+            })
         } else {
             Repr::Large(Table::with_capacity_and_hasher(
                 capacity,
@@ -77,18 +105,22 @@ impl ExtFields {
     ) -> Option<CompactString> {
         let key = key.into();
         let value = value.into();
-        let entries = match &mut self.repr {
+        let small = match &mut self.repr {
             Repr::Large(table) => return table.insert(key, value),
-            Repr::Small(entries) => entries,
+            Repr::Small(small) => small,
         };
-        if let Some((_, old)) = entries.iter_mut().find(|(k, _)| *k == key) {
-            return Some(std::mem::replace(old, value));
+        let bit = key_bit(&key);
+        if small.keys_seen & bit != 0 {
+            if let Some((_, old)) = small.entries.iter_mut().find(|(k, _)| *k == key) {
+                return Some(std::mem::replace(old, value));
+            }
         }
-        if entries.len() < SMALL_LIMIT {
-            entries.push((key, value));
+        if small.entries.len() < SMALL_LIMIT {
+            small.keys_seen |= bit;
+            small.entries.push((key, value));
         } else {
             let mut table = Table::with_capacity_and_hasher(2 * SMALL_LIMIT, Default::default());
-            table.extend(entries.drain(..));
+            table.extend(small.entries.drain(..));
             table.insert(key, value);
             self.repr = Repr::Large(table);
         }
@@ -102,7 +134,8 @@ impl ExtFields {
 
     fn value(&self, key: &str) -> Option<&CompactString> {
         match &self.repr {
-            Repr::Small(entries) => entries
+            Repr::Small(small) => small
+                .entries
                 .iter()
                 .find(|(k, _)| k.as_str() == key)
                 .map(|(_, v)| v),
@@ -118,9 +151,9 @@ impl ExtFields {
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<CompactString> {
         match &mut self.repr {
-            Repr::Small(entries) => {
-                let at = entries.iter().position(|(k, _)| k.as_str() == key)?;
-                Some(entries.remove(at).1)
+            Repr::Small(small) => {
+                let at = small.entries.iter().position(|(k, _)| k.as_str() == key)?;
+                Some(small.entries.remove(at).1)
             }
             Repr::Large(table) => table.remove(key),
         }
@@ -129,7 +162,7 @@ impl ExtFields {
     /// Keeps only the fields `keep` accepts.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
         match &mut self.repr {
-            Repr::Small(entries) => entries.retain(|(k, v)| keep(k, v)),
+            Repr::Small(small) => small.entries.retain(|(k, v)| keep(k, v)),
             Repr::Large(table) => table.retain(|k, v| keep(k, v)),
         }
     }
@@ -137,7 +170,7 @@ impl ExtFields {
     /// The number of fields.
     pub fn len(&self) -> usize {
         match &self.repr {
-            Repr::Small(entries) => entries.len(),
+            Repr::Small(small) => small.entries.len(),
             Repr::Large(table) => table.len(),
         }
     }
@@ -156,7 +189,7 @@ impl ExtFields {
     /// order they were inserted in).
     pub fn iter(&self) -> Iter<'_> {
         let inner = match &self.repr {
-            Repr::Small(entries) => IterRepr::Small(entries.iter()),
+            Repr::Small(small) => IterRepr::Small(small.entries.iter()),
             Repr::Large(table) => IterRepr::Large(table.iter()),
         };
         Iter { inner }
