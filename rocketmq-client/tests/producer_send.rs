@@ -394,6 +394,57 @@ async fn one_slow_answer_within_a_long_send_timeout_is_not_retried() {
     cluster.shutdown().await;
 }
 
+/// Java gives up before an attempt once the send timeout is spent: no hook
+/// runs, nothing is written, and the broker stores nothing it was not asked
+/// to wait for.
+#[tokio::test(start_paused = true)]
+async fn no_attempt_starts_once_the_budget_is_spent() {
+    let cluster = TestCluster::builder()
+        .brokers(1)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    // A producer on the same client instance learns the route first, so the
+    // spent budget is met at the attempt, not at the route lookup.
+    let warm = producer(&cluster, "spent").await;
+    warm.send(Message::builder("T").body("warm").build().unwrap())
+        .await
+        .unwrap();
+    let attempts = Arc::new(Attempts::default());
+    let spent = Producer::builder()
+        .client_config(config(&cluster, "spent"))
+        .producer_group("pg-spent")
+        .send_msg_timeout(Duration::ZERO)
+        .send_hook(attempts.clone())
+        .build()
+        .await
+        .unwrap();
+    let err = spent
+        .send(Message::builder("T").body("late").build().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::SendTimeout { attempts: 0, .. }),
+        "{err}"
+    );
+    assert_eq!(attempts.before.load(Ordering::SeqCst), 0, "no hook ran");
+    // The warm producer's next message follows, on the one connection to the
+    // one broker, anything the spent producer could have written.
+    warm.send(Message::builder("T").body("after").build().unwrap())
+        .await
+        .unwrap();
+    let bodies: Vec<_> = stored(&cluster, "T")
+        .into_iter()
+        .map(|m| m.message.body.clone())
+        .collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(bodies.iter().all(|b| &b[..] != b"late"), "{bodies:?}");
+    spent.shutdown().await;
+    warm.shutdown().await;
+    cluster.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_broker_busy_gives_up_after_three_attempts() {
     let cluster = TestCluster::builder()

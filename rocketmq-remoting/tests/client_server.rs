@@ -267,6 +267,45 @@ async fn invoke_times_out_and_leaves_nothing_pending() {
     assert!(!conn.is_closed());
 }
 
+/// As Java's invokeSync: a call whose budget is already spent is neither
+/// dialed nor written; it fails with a timeout at once.
+#[tokio::test(start_paused = true)]
+async fn invoke_without_time_left_sends_nothing() {
+    let transport = Recording::default();
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&received);
+    let _server = Server::spawn(
+        transport.net.bind(BROKER).unwrap(),
+        ConnectionConfig::default(),
+        move |_| {
+            let counter = Arc::clone(&counter);
+            InboundService::new(tower::service_fn(move |req: RemotingCommand| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move { Ok(RemotingCommand::response(ResponseCode::SUCCESS, req.opaque)) }
+            }))
+        },
+    );
+    let client = RemotingClient::builder()
+        .transport(transport.clone())
+        .build();
+    let start = Instant::now();
+    let err = client
+        .invoke(BROKER, heartbeat("late"), Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RemotingError::Timeout { after, .. } if after.is_zero()),
+        "{err}"
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    assert!(transport.dialed.lock().unwrap().is_empty(), "not dialed");
+    // A call with time left goes through; the server saw only that one.
+    within(client.invoke(BROKER, heartbeat("on time"), SECOND))
+        .await
+        .unwrap();
+    assert_eq!(received.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn server_sends_requests_to_its_client() {
     let net = MemoryNetwork::new();

@@ -303,6 +303,12 @@ impl Sender {
         attempt: u32,
         deadline: Instant,
     ) -> Result<SendResult> {
+        // Java gives up before an attempt once the budget is spent, rather
+        // than write a request nobody will wait for (the broker would store it
+        // while the caller is told it failed).
+        if Instant::now() >= deadline {
+            return Err(self.timeout(out, attempt));
+        }
         let addr = self.master_addr(mq)?;
         let ctx = SendContext {
             producer_group: self.group(),

@@ -75,7 +75,8 @@ impl RemotingClient {
     }
 
     /// Sends `cmd` to `addr` and waits for the response, at most `timeout`
-    /// (dialing included). The client sets the header serialization and runs
+    /// (dialing included); with a zero `timeout` it fails at once and sends
+    /// nothing. The client sets the header serialization and runs
     /// the hook; the connection assigns the opaque. A oneway `cmd` resolves
     /// with a synthetic SUCCESS once written.
     pub async fn invoke(
@@ -84,6 +85,13 @@ impl RemotingClient {
         cmd: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand> {
+        if timeout.is_zero() {
+            // As Java's invokeSync: a call without time left is not written.
+            return Err(RemotingError::Timeout {
+                addr: addr.to_owned(),
+                after: timeout,
+            });
+        }
         let call = self.invoke_without_timeout(addr, cmd);
         tokio::time::timeout(timeout, call)
             .await
