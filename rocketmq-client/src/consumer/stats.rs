@@ -117,7 +117,7 @@ impl StatusTable {
                 let p = current.pull.get(topic).copied().unwrap_or_default();
                 let p0 = previous.pull.get(topic).copied().unwrap_or_default();
                 let status = ConsumeStatus {
-                    consume_failed_msgs: i64::try_from(c.failed).unwrap_or(i64::MAX),
+                    consume_failed_msgs: i64::try_from(c.failed_last_hour).unwrap_or(i64::MAX),
                     consume_failed_tps: rate(c.failed.saturating_sub(c0.failed)),
                     consume_ok_tps: rate(c.ok.saturating_sub(c0.ok)),
                     consume_rt: millis(c.mean_consume_time()),
@@ -245,7 +245,7 @@ mod tests {
         assert_eq!(pull.max_offset(&mq), Some(100));
         let again = table.report(&consume, &pull, &topics, start + Duration::from_secs(3));
         assert_eq!(again["T"].consume_ok_tps, 0.0, "nothing new since");
-        assert_eq!(again["T"].consume_failed_msgs, 2, "cumulative");
+        assert_eq!(again["T"].consume_failed_msgs, 2, "still within the hour");
     }
 
     #[test]
