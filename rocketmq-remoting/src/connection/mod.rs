@@ -7,6 +7,7 @@
 //! calls fail fast. Requests from the peer go to an [`InboundService`].
 
 use std::fmt;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
@@ -25,6 +26,7 @@ use crate::command::RemotingCommand;
 use crate::error::{RemotingError, Result};
 use crate::transport::BoxedIo;
 
+mod coalesce;
 mod pending;
 mod reader;
 mod writer;
@@ -86,6 +88,9 @@ struct Shared {
     peer: Arc<str>,
     pending: Arc<PendingTable>,
     outbound: mpsc::Sender<Outbound>,
+    /// Responses handed to their callers since the writer last looked: how
+    /// many callers may be about to send again (see `coalesce`).
+    answered: AtomicUsize,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -185,6 +190,7 @@ impl Connection {
             pending: Arc::new(PendingTable::new(Arc::clone(&peer), config.max_pending)),
             peer,
             outbound,
+            answered: AtomicUsize::new(0),
             cancel: cancel.clone(),
             tasks: TaskTracker::new(),
         });

@@ -3,6 +3,7 @@
 //! inbound handler, whose answers are queued for the writer.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -80,14 +81,16 @@ async fn read_loop(
 }
 
 fn complete(shared: &Shared, response: RemotingCommand) {
-    if let Some(stray) = shared.pending.complete(response) {
-        tracing::debug!(
-            peer = %shared.peer,
-            opaque = stray.opaque,
-            code = %stray.response_code(),
-            "response without a waiting call dropped"
-        );
-    }
+    let Some(stray) = shared.pending.complete(response) else {
+        shared.answered.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    tracing::debug!(
+        peer = %shared.peer,
+        opaque = stray.opaque,
+        code = %stray.response_code(),
+        "response without a waiting call dropped"
+    );
 }
 
 /// Runs the handler for one request from the peer; resolves to the reply to

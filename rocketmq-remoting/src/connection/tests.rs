@@ -368,3 +368,106 @@ async fn busy_handlers_refuse_new_requests_and_a_hang_up_is_still_seen() {
         .expect("the connection closes on hang-up");
     assert!(conn.is_closed());
 }
+
+/// A stream that counts the writes reaching it.
+struct CountingIo {
+    inner: DuplexStream,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for CountingIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let written = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            if n > 0 {
+                self.writes
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Callers answered together send their next requests together: the writer
+/// waits for them (on the runtime users run, where a task woken last runs
+/// first, so the writer would otherwise write the first caller's frame alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn callers_answered_together_send_again_in_one_write() {
+    const CALLERS: usize = 8;
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let io = CountingIo {
+        inner: ours,
+        writes: Arc::clone(&writes),
+    };
+    let conn = Connection::new(Box::new(io), "peer:1", &ConnectionConfig::default());
+    let mut peer = FakePeer {
+        frames: Framed::new(theirs, RemotingCodec::default()),
+    };
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                for _ in 0..2 {
+                    conn.send(request(RequestCode::SEND_MESSAGE_V2))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let guard = Duration::from_secs(10);
+    let mut first_round = Vec::new();
+    for _ in 0..CALLERS {
+        first_round.push(tokio::time::timeout(guard, peer.recv()).await.unwrap());
+    }
+    let before = writes.load(std::sync::atomic::Ordering::SeqCst);
+    // All the answers in one write, so the connection reads them at once.
+    let mut answers = bytes::BytesMut::new();
+    for req in &first_round {
+        crate::codec::frame::encode(&reply(req, "ok"), &mut answers).unwrap();
+    }
+    peer.write_raw(&answers).await;
+    for _ in 0..CALLERS {
+        let req = tokio::time::timeout(guard, peer.recv()).await.unwrap();
+        peer.send(reply(&req, "ok")).await;
+    }
+    for caller in callers {
+        tokio::time::timeout(guard, caller).await.unwrap().unwrap();
+    }
+    let second_round = writes.load(std::sync::atomic::Ordering::SeqCst) - before;
+    // One write, or two when the runtime's periodic I/O poll (every 61 task
+    // polls) wakes the waiting writer while the callers are still running.
+    assert!(
+        second_round <= 2,
+        "{second_round} writes for {CALLERS} frames"
+    );
+}

@@ -2,6 +2,7 @@
 //! not at all, whatever happens to the caller that queued it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use futures::SinkExt;
 use tokio::io::WriteHalf;
@@ -9,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedWrite;
 
 use super::Shared;
+use super::coalesce::Coalescing;
 use crate::codec::RemotingCodec;
 use crate::command::RemotingCommand;
 use crate::error::{RemotingError, Result};
@@ -56,24 +58,32 @@ async fn write_loop(
     queue: &mut mpsc::Receiver<Outbound>,
 ) -> Result<()> {
     let mut written = Vec::new();
+    let mut coalescing = Coalescing::default();
     while let Some(first) = queue.recv().await {
+        // Callers whose responses arrived since the last write may be about
+        // to send again.
+        let mut expected = shared.answered.swap(0, Ordering::Relaxed);
         feed(shared, &mut sink, first, &mut written).await?;
         let mut batched = 1;
-        let mut yielded = false;
+        let mut yielded_at = None;
         while batched < MAX_BATCH {
             match queue.try_recv() {
                 Ok(next) => {
                     feed(shared, &mut sink, next, &mut written).await?;
                     batched += 1;
                 }
-                // Let callers that are about to send join this write: one
-                // syscall for several frames costs far less than one each.
-                Err(mpsc::error::TryRecvError::Empty) if !yielded => {
-                    yielded = true;
+                Err(mpsc::error::TryRecvError::Empty)
+                    if yielded_at.is_none() && coalescing.should_yield(batched, expected) =>
+                {
+                    yielded_at = Some(batched);
                     tokio::task::yield_now().await;
+                    expected += shared.answered.swap(0, Ordering::Relaxed);
                 }
                 Err(_) => break,
             }
+        }
+        if let Some(at) = yielded_at {
+            coalescing.yielded(batched - at);
         }
         sink.flush().await?;
         for ack in written.drain(..) {
