@@ -22,6 +22,16 @@ fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
     config
 }
 
+/// A cluster of `brokers` brokers serving topic `T`.
+async fn cluster_with_topic_t(brokers: usize) -> TestCluster {
+    TestCluster::builder()
+        .brokers(brokers)
+        .topic("T")
+        .build()
+        .await
+        .unwrap()
+}
+
 async fn producer(cluster: &TestCluster, instance: &str) -> Producer {
     Producer::builder()
         .client_config(config(cluster, instance))
@@ -53,12 +63,7 @@ fn stored_one(cluster: &TestCluster, result: &SendResult) -> MessageExt {
 
 #[tokio::test(start_paused = true)]
 async fn a_sync_send_is_stored_as_sent() {
-    let cluster = TestCluster::builder()
-        .brokers(2)
-        .topic("T")
-        .build()
-        .await
-        .unwrap();
+    let cluster = cluster_with_topic_t(2).await;
     let producer = producer(&cluster, "sync_send").await;
     let msg = Message::builder("T")
         .body("hello")
@@ -125,12 +130,7 @@ async fn bodies_of_4_kib_and_more_are_zlib_compressed() {
 
 #[tokio::test(start_paused = true)]
 async fn async_sends_at_high_load_all_succeed() {
-    let cluster = TestCluster::builder()
-        .brokers(2)
-        .topic("T")
-        .build()
-        .await
-        .unwrap();
+    let cluster = cluster_with_topic_t(2).await;
     let producer = Producer::builder()
         .client_config(config(&cluster, "async_load"))
         .producer_group("pg")
@@ -263,12 +263,7 @@ impl SendHook for Attempts {
 
 #[tokio::test(start_paused = true)]
 async fn a_busy_broker_is_retried_on_the_other_one() {
-    let cluster = TestCluster::builder()
-        .brokers(2)
-        .topic("T")
-        .build()
-        .await
-        .unwrap();
+    let cluster = cluster_with_topic_t(2).await;
     let attempts = Arc::new(Attempts::default());
     let producer = Producer::builder()
         .client_config(config(&cluster, "busy_retry"))
@@ -314,12 +309,7 @@ async fn a_busy_broker_is_retried_on_the_other_one() {
 
 #[tokio::test(start_paused = true)]
 async fn retries_stay_within_the_send_timeout() {
-    let cluster = TestCluster::builder()
-        .brokers(2)
-        .topic("T")
-        .build()
-        .await
-        .unwrap();
+    let cluster = cluster_with_topic_t(2).await;
     let producer = producer(&cluster, "timeout_budget").await;
     producer
         .send(Message::builder("T").body("warm").build().unwrap())
@@ -352,12 +342,7 @@ async fn retries_stay_within_the_send_timeout() {
 /// budget is 10 s at the first attempt.
 #[tokio::test(start_paused = true)]
 async fn one_slow_answer_within_a_long_send_timeout_is_not_retried() {
-    let cluster = TestCluster::builder()
-        .brokers(2)
-        .topic("T")
-        .build()
-        .await
-        .unwrap();
+    let cluster = cluster_with_topic_t(2).await;
     let producer = Producer::builder()
         .client_config(config(&cluster, "long_budget"))
         .producer_group("pg")
@@ -399,12 +384,7 @@ async fn one_slow_answer_within_a_long_send_timeout_is_not_retried() {
 /// to wait for.
 #[tokio::test(start_paused = true)]
 async fn no_attempt_starts_once_the_budget_is_spent() {
-    let cluster = TestCluster::builder()
-        .brokers(1)
-        .topic("T")
-        .build()
-        .await
-        .unwrap();
+    let cluster = cluster_with_topic_t(1).await;
     // A producer on the same client instance learns the route first, so the
     // spent budget is met at the attempt, not at the route lookup.
     let warm = producer(&cluster, "spent").await;
@@ -447,12 +427,7 @@ async fn no_attempt_starts_once_the_budget_is_spent() {
 
 #[tokio::test(start_paused = true)]
 async fn every_broker_busy_gives_up_after_three_attempts() {
-    let cluster = TestCluster::builder()
-        .brokers(2)
-        .topic("T")
-        .build()
-        .await
-        .unwrap();
+    let cluster = cluster_with_topic_t(2).await;
     let attempts = Arc::new(Attempts::default());
     let producer = Producer::builder()
         .client_config(config(&cluster, "all_busy"))
@@ -611,12 +586,7 @@ async fn delayed_messages_are_scheduled_by_the_broker() {
 
 #[tokio::test(start_paused = true)]
 async fn sends_move_off_a_stopped_broker_and_come_back_when_it_returns() {
-    let cluster = TestCluster::builder()
-        .brokers(2)
-        .topic("T")
-        .build()
-        .await
-        .unwrap();
+    let cluster = cluster_with_topic_t(2).await;
     let attempts = Arc::new(Attempts::default());
     let producer = Producer::builder()
         .client_config(config(&cluster, "failover"))
