@@ -206,8 +206,9 @@ impl Broker {
     }
 
     /// Stops the broker as a crash would: its address refuses connections,
-    /// every connection closes, held pulls and timers stop. The nameserver
-    /// keeps its route (until [`TestCluster::forget_broker`](crate::TestCluster::forget_broker)).
+    /// every connection closes, held pulls and timers stop, and the
+    /// nameserver drops its route, as Java's does when a broker's connection
+    /// closes (clients keep the route they cached until their next refresh).
     /// Stopping a stopped broker does nothing.
     pub async fn stop(&self) {
         let Some(running) = self.running.lock().await.take() else {
@@ -221,6 +222,7 @@ impl Broker {
         running.tasks.wait().await;
         self.core.groups.clear();
         self.core.locks.clear();
+        self.core.unregister();
     }
 
     /// Stops the broker if it runs, then starts it again on the same address

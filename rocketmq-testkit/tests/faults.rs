@@ -210,12 +210,13 @@ async fn a_restart_keeps_messages_and_offsets_but_not_connections() {
     let err = try_send(&client, ADDR, "refused").await.unwrap_err();
     assert!(err.is_connection_error(), "{err:?}");
     assert!(
-        client.route("T").await.is_ok(),
-        "the nameserver keeps the route of a crashed broker"
+        client.route("T").await.is_err(),
+        "the nameserver drops the route of a broker whose connection closed"
     );
     assert_eq!(broker.messages("T", 0).len(), 1);
 
     broker.restart().await.unwrap();
+    assert!(client.route("T").await.is_ok(), "registered again");
     assert!(
         broker.groups().consumers.is_empty(),
         "registrations are gone"

@@ -155,6 +155,11 @@ impl BrokerCore {
         }
     }
 
+    /// Makes the nameserver forget the broker and its queues.
+    pub(crate) fn unregister(&self) {
+        self.namesrv.forget_broker(&self.settings.name);
+    }
+
     /// Tells the nameserver about one topic (done in-process, at once).
     pub(crate) fn register_topic(&self, topic: &str, config: TopicConfig) {
         let queues = QueueData {
