@@ -16,7 +16,9 @@ const HOUR_MINUTES: u64 = 60;
 /// The counters only grow; a reader derives rates (consumeOKTPS,
 /// consumeFailedTPS) from the difference of two
 /// [`snapshot`](Self::snapshot)s and the time between them, and the mean
-/// consume time (consumeRT) from `consume_time` / `batches`.
+/// consume time (consumeRT) from `consume_time` / `batches`. Failures are
+/// also kept per minute for an hour, for consumeFailedMsgs
+/// ([`TopicConsumeStats::failed_last_hour`]).
 #[derive(Debug)]
 pub struct ConsumeStats {
     topics: Mutex<HashMap<String, Arc<TopicCounters>>>,
