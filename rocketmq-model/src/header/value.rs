@@ -44,7 +44,9 @@ impl FieldValue for i32 {
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        fields.put(key, self);
+        // By value: compact_str formats a plain integer or bool without the
+        // formatting machinery, but not a reference to one.
+        fields.put(key, *self);
     }
 }
 
@@ -54,7 +56,9 @@ impl FieldValue for i64 {
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        fields.put(key, self);
+        // By value: compact_str formats a plain integer or bool without the
+        // formatting machinery, but not a reference to one.
+        fields.put(key, *self);
     }
 }
 
@@ -64,7 +68,9 @@ impl FieldValue for bool {
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        fields.put(key, self);
+        // By value: compact_str formats a plain integer or bool without the
+        // formatting machinery, but not a reference to one.
+        fields.put(key, *self);
     }
 }
 
