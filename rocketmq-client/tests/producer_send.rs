@@ -32,6 +32,11 @@ async fn cluster_with_topic_t(brokers: usize) -> TestCluster {
         .unwrap()
 }
 
+/// A message to topic `T`.
+fn to_t(body: impl Into<bytes::Bytes>) -> Message {
+    Message::builder("T").body(body).build().unwrap()
+}
+
 async fn producer(cluster: &TestCluster, instance: &str) -> Producer {
     Producer::builder()
         .client_config(config(cluster, instance))
@@ -94,10 +99,7 @@ async fn bodies_of_4_kib_and_more_are_zlib_compressed() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
     let producer = producer(&cluster, "compression").await;
     let big = "x".repeat(4096);
-    let result = producer
-        .send(Message::builder("T").body(big.clone()).build().unwrap())
-        .await
-        .unwrap();
+    let result = producer.send(to_t(big.clone())).await.unwrap();
     let got = stored_one(&cluster, &result);
     assert_ne!(
         got.sys_flag & sysflag::COMPRESSED_FLAG,
@@ -140,7 +142,7 @@ async fn async_sends_at_high_load_all_succeed() {
         .unwrap();
     let mut handles = Vec::new();
     for i in 0..500 {
-        let msg = Message::builder("T").body(format!("m{i}")).build().unwrap();
+        let msg = to_t(format!("m{i}"));
         handles.push(producer.send_async(msg).await.unwrap());
     }
     let mut ids = HashSet::new();
@@ -207,10 +209,7 @@ async fn a_batch_is_stored_with_a_uniq_key_per_message() {
         );
         assert_eq!(got.message.body.len(), 5000);
     }
-    let mixed = vec![
-        Message::builder("T").body("a").build().unwrap(),
-        Message::builder("U").body("b").build().unwrap(),
-    ];
+    let mixed = vec![to_t("a"), Message::builder("U").body("b").build().unwrap()];
     assert!(matches!(
         producer.send_batch(mixed).await,
         Err(ClientError::Model(_))
@@ -278,7 +277,7 @@ async fn a_busy_broker_is_retried_on_the_other_one() {
         1000,
     );
     for i in 0..6 {
-        let msg = Message::builder("T").body(format!("m{i}")).build().unwrap();
+        let msg = to_t(format!("m{i}"));
         let result = producer.send(msg).await.unwrap();
         assert_eq!(result.message_queue.broker_name, "broker-b");
     }
@@ -311,19 +310,13 @@ async fn a_busy_broker_is_retried_on_the_other_one() {
 async fn retries_stay_within_the_send_timeout() {
     let cluster = cluster_with_topic_t(2).await;
     let producer = producer(&cluster, "timeout_budget").await;
-    producer
-        .send(Message::builder("T").body("warm").build().unwrap())
-        .await
-        .unwrap();
+    producer.send(to_t("warm")).await.unwrap();
     cluster.delay_responses(
         rocketmq_model::RequestCode::SEND_MESSAGE_V2,
         Duration::from_secs(5),
     );
     let started = tokio::time::Instant::now();
-    let error = producer
-        .send(Message::builder("T").body("slow").build().unwrap())
-        .await
-        .unwrap_err();
+    let error = producer.send(to_t("slow")).await.unwrap_err();
     let elapsed = started.elapsed();
     assert_eq!(
         elapsed,
@@ -350,19 +343,13 @@ async fn one_slow_answer_within_a_long_send_timeout_is_not_retried() {
         .build()
         .await
         .unwrap();
-    producer
-        .send(Message::builder("T").body("warm").build().unwrap())
-        .await
-        .unwrap();
+    producer.send(to_t("warm")).await.unwrap();
     cluster.delay_responses(
         rocketmq_model::RequestCode::SEND_MESSAGE_V2,
         Duration::from_secs(5),
     );
     let started = tokio::time::Instant::now();
-    let result = producer
-        .send(Message::builder("T").body("slow").build().unwrap())
-        .await
-        .unwrap();
+    let result = producer.send(to_t("slow")).await.unwrap();
     assert_eq!(result.status, SendStatus::SendOk);
     assert_eq!(
         started.elapsed(),
@@ -388,9 +375,7 @@ async fn no_attempt_starts_once_the_budget_is_spent() {
     // A producer on the same client instance learns the route first, so the
     // spent budget is met at the attempt, not at the route lookup.
     let warm = producer(&cluster, "spent").await;
-    warm.send(Message::builder("T").body("warm").build().unwrap())
-        .await
-        .unwrap();
+    warm.send(to_t("warm")).await.unwrap();
     let attempts = Arc::new(Attempts::default());
     let spent = Producer::builder()
         .client_config(config(&cluster, "spent"))
@@ -400,10 +385,7 @@ async fn no_attempt_starts_once_the_budget_is_spent() {
         .build()
         .await
         .unwrap();
-    let err = spent
-        .send(Message::builder("T").body("late").build().unwrap())
-        .await
-        .unwrap_err();
+    let err = spent.send(to_t("late")).await.unwrap_err();
     assert!(
         matches!(err, ClientError::SendTimeout { attempts: 0, .. }),
         "{err}"
@@ -411,9 +393,7 @@ async fn no_attempt_starts_once_the_budget_is_spent() {
     assert_eq!(attempts.before.load(Ordering::SeqCst), 0, "no hook ran");
     // The warm producer's next message follows, on the one connection to the
     // one broker, anything the spent producer could have written.
-    warm.send(Message::builder("T").body("after").build().unwrap())
-        .await
-        .unwrap();
+    warm.send(to_t("after")).await.unwrap();
     let bodies: Vec<_> = stored(&cluster, "T")
         .into_iter()
         .map(|m| m.message.body.clone())
@@ -441,10 +421,7 @@ async fn every_broker_busy_gives_up_after_three_attempts() {
         rocketmq_model::ResponseCode::SYSTEM_BUSY,
         1000,
     );
-    let error = producer
-        .send(Message::builder("T").body("busy").build().unwrap())
-        .await
-        .unwrap_err();
+    let error = producer.send(to_t("busy")).await.unwrap_err();
     assert_eq!(
         attempts.before.load(Ordering::SeqCst),
         3,
@@ -472,10 +449,7 @@ async fn a_message_over_4_mib_fails_before_any_request() {
         .await
         .unwrap();
     let body = vec![b'z'; 4 * 1024 * 1024 + 1];
-    let error = producer
-        .send(Message::builder("T").body(body).build().unwrap())
-        .await
-        .unwrap_err();
+    let error = producer.send(to_t(body)).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -513,25 +487,16 @@ async fn queue_choice_by_queue_selector_and_sharding_key() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
     let producer = producer(&cluster, "selectors").await;
     let mq = MessageQueue::new("T", "broker-a", 3);
-    let to_queue = producer
-        .send_to_queue(Message::builder("T").body("q").build().unwrap(), &mq)
-        .await
-        .unwrap();
+    let to_queue = producer.send_to_queue(to_t("q"), &mq).await.unwrap();
     assert_eq!(to_queue.message_queue, mq);
 
     let by_key = |key: &str| SelectByKey(key.to_owned());
     let first = producer
-        .send_with_selector(
-            Message::builder("T").body("a").build().unwrap(),
-            &by_key("order-7"),
-        )
+        .send_with_selector(to_t("a"), &by_key("order-7"))
         .await
         .unwrap();
     let second = producer
-        .send_with_selector(
-            Message::builder("T").body("b").build().unwrap(),
-            &by_key("order-7"),
-        )
+        .send_with_selector(to_t("b"), &by_key("order-7"))
         .await
         .unwrap();
     assert_eq!(first.message_queue, second.message_queue);
@@ -596,15 +561,12 @@ async fn sends_move_off_a_stopped_broker_and_come_back_when_it_returns() {
         .build()
         .await
         .unwrap();
-    producer
-        .send(Message::builder("T").body("warm").build().unwrap())
-        .await
-        .unwrap();
+    producer.send(to_t("warm")).await.unwrap();
     let broker_a = cluster.broker_named("broker-a").unwrap();
     broker_a.stop().await;
     attempts.brokers.lock().unwrap().clear();
     for i in 0..20 {
-        let msg = Message::builder("T").body(format!("m{i}")).build().unwrap();
+        let msg = to_t(format!("m{i}"));
         let result = producer.send(msg).await.unwrap();
         assert_eq!(result.message_queue.broker_name, "broker-b");
     }
@@ -624,7 +586,7 @@ async fn sends_move_off_a_stopped_broker_and_come_back_when_it_returns() {
     tokio::time::sleep(Duration::from_secs(700)).await;
     let mut brokers = HashSet::new();
     for i in 0..20 {
-        let msg = Message::builder("T").body(format!("n{i}")).build().unwrap();
+        let msg = to_t(format!("n{i}"));
         brokers.insert(producer.send(msg).await.unwrap().message_queue.broker_name);
     }
     assert!(brokers.contains("broker-a"), "traffic returns: {brokers:?}");
@@ -638,10 +600,7 @@ async fn a_request_names_its_reply_target_and_times_out_without_a_reply() {
     let producer = producer(&cluster, "request_reply").await;
     let started = tokio::time::Instant::now();
     let error = producer
-        .request(
-            Message::builder("T").body("ping").build().unwrap(),
-            Duration::from_secs(2),
-        )
+        .request(to_t("ping"), Duration::from_secs(2))
         .await
         .unwrap_err();
     assert!(
