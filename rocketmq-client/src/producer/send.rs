@@ -305,8 +305,10 @@ impl Sender {
     ) -> Result<SendResult> {
         // Java gives up before an attempt once the budget is spent, rather
         // than write a request nobody will wait for (the broker would store it
-        // while the caller is told it failed).
-        if Instant::now() >= deadline {
+        // while the caller is told it failed). The attempt's latency counts
+        // from here, hooks included, as Java's `beginTimestampPrev`.
+        let began = Instant::now();
+        if began >= deadline {
             return Err(self.timeout(out, attempt));
         }
         let addr = self.master_addr(mq)?;
@@ -320,7 +322,6 @@ impl Sender {
         for hook in &self.hooks {
             hook.before_send(&ctx);
         }
-        let began = Instant::now();
         let result = self.attempt_call(out, mq, &addr, deadline).await;
         let result = match result {
             // The call had what was left of the budget, and used it up.
