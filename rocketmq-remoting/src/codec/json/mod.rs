@@ -22,6 +22,7 @@ use crate::command::{LanguageCode, RemotingCommand, SerializeType};
 use crate::error::{RemotingError, Result};
 
 mod scan;
+mod special;
 mod write;
 
 pub(crate) use write::write_header;

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use rocketmq_model::ExtFields;
 
+use super::special;
 use crate::command::{LanguageCode, RemotingCommand, SerializeType};
 
 /// Room made up front for a header's fields, as the serde reader does.
@@ -178,12 +179,7 @@ impl<'a> Scanner<'a> {
     /// How many bytes from `from` need no attention (not a quote, backslash or
     /// control character); `None` when the text never ends.
     fn plain_run(&self, from: usize) -> Option<usize> {
-        let rest = &self.bytes[from..];
-        let stop = memchr::memchr2(b'"', b'\\', rest)?;
-        match rest[..stop].iter().position(|&b| b < 0x20) {
-            Some(control) => Some(control),
-            None => Some(stop),
-        }
+        special::find(&self.bytes[from..])
     }
 
     /// Decodes the escape at the cursor into `text`.

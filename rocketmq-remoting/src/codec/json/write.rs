@@ -5,6 +5,7 @@
 
 use bytes::{BufMut, BytesMut};
 
+use super::special;
 use crate::command::{RemotingCommand, SerializeType};
 
 /// Appends `cmd`'s header as JSON to `dst`.
@@ -54,33 +55,32 @@ fn put_int(dst: &mut BytesMut, value: i32) {
 /// escaped (the common ones by their short forms, the rest as `\u00XX`);
 /// everything else, non-ASCII included, is written as UTF-8.
 fn put_str(dst: &mut BytesMut, text: &str) {
+    let mut rest = text.as_bytes();
+    dst.reserve(rest.len() + 2);
     dst.put_u8(b'"');
-    let bytes = text.as_bytes();
-    let mut plain_from = 0;
-    for (i, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0C => b"\\f",
-            0x00..=0x1F => &[
+    while let Some(at) = special::find(rest) {
+        dst.put_slice(&rest[..at]);
+        let byte = rest[at];
+        match byte {
+            b'"' => dst.put_slice(b"\\\""),
+            b'\\' => dst.put_slice(b"\\\\"),
+            b'\n' => dst.put_slice(b"\\n"),
+            b'\r' => dst.put_slice(b"\\r"),
+            b'\t' => dst.put_slice(b"\\t"),
+            0x08 => dst.put_slice(b"\\b"),
+            0x0C => dst.put_slice(b"\\f"),
+            _ => dst.put_slice(&[
                 b'\\',
                 b'u',
                 b'0',
                 b'0',
                 HEX[usize::from(byte >> 4)],
                 HEX[usize::from(byte & 0x0F)],
-            ],
-            _ => continue,
-        };
-        dst.put_slice(&bytes[plain_from..i]);
-        dst.put_slice(escape);
-        plain_from = i + 1;
+            ]),
+        }
+        rest = &rest[at + 1..];
     }
-    dst.put_slice(&bytes[plain_from..]);
+    dst.put_slice(rest);
     dst.put_u8(b'"');
 }
 
