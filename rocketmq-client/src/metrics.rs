@@ -5,10 +5,10 @@
 //! Names are stable; labels are `topic` and `result` (`"ok"` or `"failed"`),
 //! plus `group` and `queue_id` on the consumer side.
 
-use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
+use foldhash::HashMap;
 use metrics::{Key, Label, Level, Metadata, SharedString};
 
 /// Histogram: time from the first attempt of a send to its outcome, in

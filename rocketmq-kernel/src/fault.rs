@@ -12,11 +12,11 @@
 //! only the last failed broker is avoided. Time is
 //! [`tokio::time::Instant`], so tests with paused time are deterministic.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use foldhash::{HashMap, HashMapExt};
 use rocketmq_model::MessageQueue;
 use tokio::time::Instant;
 

@@ -1,9 +1,10 @@
 //! [`RouteTable`]: what a client knows about topics and brokers, updated from
 //! nameserver answers; pure state, no network.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use foldhash::HashMap;
 use rocketmq_model::route::MASTER_ID;
 use rocketmq_model::{BrokerData, MessageQueue, PullAddr, TopicRouteData};
 

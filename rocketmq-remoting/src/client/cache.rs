@@ -2,12 +2,12 @@
 //! many callers wait, re-dial on demand after a loss with backoff, and
 //! generation-stamped invalidation so that a stale invalidation is a no-op.
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use foldhash::{HashMap, HashMapExt};
 use tokio::time::Instant;
 
 use super::Backoff;

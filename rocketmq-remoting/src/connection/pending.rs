@@ -2,10 +2,10 @@
 //! (PROTOCOL.md §2.6). Bounded; closing it fails every waiter at once and
 //! makes later registrations fail fast.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use foldhash::{HashMap, HashMapExt};
 use tokio::sync::oneshot;
 
 use crate::command::RemotingCommand;
