@@ -82,7 +82,15 @@ where
     S: Service<RemotingCommand, Response = RemotingCommand, Error = RemotingError>,
     C: Call,
 {
-    execute(svc, call).await.map_err(|err| match err {
+    execute(svc, call)
+        .await
+        .map_err(|err| naming_peer(err, addr))
+}
+
+/// `err`, with `addr` filled in if it is a rejected code without an address
+/// ([`rejected`] leaves it empty: a call does not know where it went).
+pub(crate) fn naming_peer(err: RemotingError, addr: &str) -> RemotingError {
+    match err {
         RemotingError::Response {
             addr: known,
             code,
@@ -93,7 +101,7 @@ where
             remark,
         },
         other => other,
-    })
+    }
 }
 
 /// The error for an answer with a code the call does not accept: its code and

@@ -451,6 +451,36 @@ async fn typed_calls_through_the_client() {
     assert_eq!(answer, "34 typed");
 }
 
+/// A typed call that accepts no answer.
+struct Refused;
+
+impl Call for Refused {
+    type Response = ();
+
+    fn into_command(self) -> rocketmq_remoting::Result<RemotingCommand> {
+        Ok(heartbeat("refused"))
+    }
+
+    fn parse_response(response: RemotingCommand) -> rocketmq_remoting::Result<()> {
+        Err(rocketmq_remoting::call::rejected(&response))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejected_typed_call_names_the_peer() {
+    let net = MemoryNetwork::new();
+    let _server = memory_server(&net, BROKER);
+    let client = memory_client(&net);
+    let err = client
+        .invoke_call(BROKER, Refused, SECOND)
+        .await
+        .unwrap_err();
+    let RemotingError::Response { addr, .. } = &err else {
+        panic!("not a rejected code: {err}");
+    };
+    assert_eq!(addr, BROKER);
+}
+
 #[tokio::test(start_paused = true)]
 async fn concurrent_callers_share_one_failed_dial() {
     // A slow dial, so that every caller arrives while it is under way.

@@ -24,6 +24,15 @@ pub trait Connector: Send + Sync + 'static {
 
     /// A service to the nameservers (with failover, if there are several).
     fn name_server(&self, timeout: Duration) -> PeerService;
+
+    /// The client whose [`service`](RemotingClient::service) (without a
+    /// timeout) [`broker`](Self::broker) returns for every address, if that is
+    /// all it does. The API then calls the client directly, without boxing a
+    /// service and its future for every call. `None` by default: calls go
+    /// through [`broker`](Self::broker).
+    fn broker_client(&self) -> Option<&RemotingClient> {
+        None
+    }
 }
 
 /// The real connector: one [`RemotingClient`] (a connection per broker
@@ -64,6 +73,10 @@ impl Connector for RemotingConnector {
 
     fn name_server(&self, timeout: Duration) -> PeerService {
         PeerService::new(self.name_servers.clone().with_timeout(timeout))
+    }
+
+    fn broker_client(&self) -> Option<&RemotingClient> {
+        Some(&self.client)
     }
 }
 

@@ -138,8 +138,13 @@ impl RemotingBrokerApi {
         C: Call + Send,
         C::Response: Send,
     {
-        let svc = self.connector.broker(addr, timeout);
-        run(svc, addr, call, timeout).instrument(span).await
+        let call = async {
+            finish(match self.connector.broker_client() {
+                Some(client) => client.invoke_call(addr, call, timeout).await,
+                None => run(self.connector.broker(addr, timeout), addr, call, timeout).await,
+            })
+        };
+        call.instrument(span).await
     }
 
     /// [`broker_call`](Self::broker_call) with the default call timeout.
@@ -159,24 +164,35 @@ impl RemotingBrokerApi {
     {
         let timeout = self.timeouts.call;
         let svc = self.connector.name_server(timeout);
-        run(svc, "", call, timeout).instrument(span).await
+        let call = async { finish(run(svc, "", call, timeout).await) };
+        call.instrument(span).await
     }
 }
 
 /// Executes `call` over `svc` within `timeout`; a call that takes longer is a
 /// [`RemotingError::Timeout`].
-async fn run<C>(mut svc: PeerService, addr: &str, call: C, timeout: Duration) -> Result<C::Response>
+async fn run<C>(
+    mut svc: PeerService,
+    addr: &str,
+    call: C,
+    timeout: Duration,
+) -> std::result::Result<C::Response, RemotingError>
 where
     C: Call + Send,
     C::Response: Send,
 {
-    let result = match tokio::time::timeout(timeout, execute_at(&mut svc, addr, call)).await {
+    match tokio::time::timeout(timeout, execute_at(&mut svc, addr, call)).await {
         Ok(result) => result,
         Err(_elapsed) => Err(RemotingError::Timeout {
             addr: addr.to_owned(),
             after: timeout,
         }),
-    };
+    }
+}
+
+/// A call's outcome as the API reports it; failures are logged at debug, in
+/// the call's span.
+fn finish<T>(result: std::result::Result<T, RemotingError>) -> Result<T> {
     if let Err(error) = &result {
         tracing::debug!(%error, "call failed");
     }

@@ -140,14 +140,22 @@ impl RemotingClient {
     }
 
     /// Runs a typed [`Call`] against `addr` within `timeout`.
+    ///
+    /// The same as [`call::execute_at`] over [`service`](Self::service) with
+    /// `timeout`, without the service: no allocation for the address or the
+    /// future.
     pub async fn invoke_call<C: Call>(
         &self,
         addr: &str,
         call: C,
         timeout: Duration,
     ) -> Result<C::Response> {
-        let mut svc = self.service(addr).with_timeout(timeout);
-        call::execute_at(&mut svc, addr, call).await
+        let mut cmd = call.into_command()?;
+        if C::ONEWAY {
+            cmd.set_oneway();
+        }
+        let response = self.invoke(addr, cmd, timeout).await?;
+        C::parse_response(response).map_err(|err| call::naming_peer(err, addr))
     }
 
     /// A `tower::Service` sending to `addr` with the default request timeout
