@@ -114,7 +114,7 @@ impl RemotingClient {
             hook.before_request(addr, &mut cmd);
         }
         let oneway = cmd.is_oneway();
-        match conn.send(cmd).await {
+        match conn.exchange(cmd).await {
             Ok(mut response) => {
                 if let (Some(hook), false) = (&self.inner.hook, oneway) {
                     hook.after_response(addr, &mut response);

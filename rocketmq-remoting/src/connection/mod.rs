@@ -265,14 +265,17 @@ impl Connection {
     /// The future keeps the connection open while it runs.
     pub fn send(&self, cmd: RemotingCommand) -> BoxFuture<'static, Result<RemotingCommand>> {
         let conn = self.clone();
-        async move {
-            if cmd.is_oneway() {
-                conn.send_oneway(cmd).await
-            } else {
-                conn.send_two_way(cmd).await
-            }
+        async move { conn.exchange(cmd).await }.boxed()
+    }
+
+    /// [`send`](Self::send) for a caller that holds the connection while it
+    /// waits: nothing to clone or box.
+    pub(crate) async fn exchange(&self, cmd: RemotingCommand) -> Result<RemotingCommand> {
+        if cmd.is_oneway() {
+            self.send_oneway(cmd).await
+        } else {
+            self.send_two_way(cmd).await
         }
-        .boxed()
     }
 
     async fn send_two_way(&self, mut cmd: RemotingCommand) -> Result<RemotingCommand> {
