@@ -164,6 +164,15 @@ impl RemotingCommand {
         cmd
     }
 
+    /// [`request_with_header`](Self::request_with_header), consuming the
+    /// header ([`CommandHeader::into_ext_fields`]: long text moves instead of
+    /// being copied).
+    pub fn request_from_header(code: RequestCode, header: impl CommandHeader) -> Self {
+        let mut cmd = Self::request(code);
+        cmd.ext_fields = header.into_ext_fields();
+        cmd
+    }
+
     /// A response to the request with `opaque`.
     pub fn response(code: ResponseCode, opaque: i32) -> Self {
         RemotingCommand {

@@ -109,7 +109,7 @@ async fn sends_store_offsets_properties_and_ids() {
         (0, 1)
     );
     assert_eq!(sent1.header.queue_id, 2);
-    assert_eq!(sent1.region, "DefaultRegion");
+    assert_eq!(sent1.region(), "DefaultRegion");
 
     let stored = cluster.broker(0).messages("T", 2);
     assert_eq!(stored.len(), 2);

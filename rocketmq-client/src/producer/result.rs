@@ -1,6 +1,7 @@
 //! [`SendResult`]: what a successful send reports.
 
 use rocketmq_model::MessageQueue;
+use rocketmq_model::header::DEFAULT_REGION;
 use rocketmq_remoting::calls::SendResponse;
 
 pub use rocketmq_remoting::calls::SendStatus;
@@ -36,15 +37,19 @@ impl SendResult {
         topic: &str,
         broker_name: &str,
     ) -> Self {
+        let trace_on = response.trace_on();
+        let header = response.header;
         SendResult {
             status: response.status,
             msg_id,
-            offset_msg_id: response.header.msg_id,
-            message_queue: MessageQueue::new(topic, broker_name, response.header.queue_id),
-            queue_offset: response.header.queue_offset,
-            transaction_id: response.header.transaction_id,
-            region_id: response.region,
-            trace_on: response.trace_on,
+            offset_msg_id: header.msg_id,
+            message_queue: MessageQueue::new(topic, broker_name, header.queue_id),
+            queue_offset: header.queue_offset,
+            transaction_id: header.transaction_id,
+            region_id: header
+                .msg_region
+                .unwrap_or_else(|| DEFAULT_REGION.to_owned()),
+            trace_on,
         }
     }
 

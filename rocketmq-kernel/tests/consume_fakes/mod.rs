@@ -101,8 +101,6 @@ impl BrokerApi for FakeBroker {
         Ok(SendResponse {
             status: SendStatus::SendOk,
             header,
-            region: "DefaultRegion".to_owned(),
-            trace_on: false,
         })
     }
 

@@ -77,6 +77,13 @@ pub trait CommandHeader: Sized {
         map
     }
 
+    /// Encodes the header into a fresh map, consuming it: a header may move
+    /// its long text into the map rather than copy it. The same map as
+    /// [`to_ext_fields`](Self::to_ext_fields), though perhaps in another order.
+    fn into_ext_fields(self) -> ExtFields {
+        self.to_ext_fields()
+    }
+
     /// Adds the header's fields to an existing map (existing keys are replaced).
     fn extend_ext_fields(&self, map: &mut ExtFields) {
         self.write_fields(&mut FieldWriter::new(map));
@@ -122,6 +129,11 @@ impl<'a> FieldWriter<'a> {
 
     /// Writes a string field without formatting machinery.
     pub fn put_str(&mut self, key: &str, value: &str) {
+        self.map.insert(key, value);
+    }
+
+    /// Writes a text field the caller no longer needs, keeping its buffer.
+    pub fn put_owned(&mut self, key: &str, value: CompactString) {
         self.map.insert(key, value);
     }
 

@@ -1,4 +1,5 @@
-//! Every header survives a round trip through `extFields`.
+//! Every header survives a round trip through `extFields`, and encodes to the
+//! same fields whether borrowed or consumed.
 
 use proptest::prelude::*;
 
@@ -6,9 +7,10 @@ use super::*;
 
 fn round_trips<H>(header: &H) -> std::result::Result<(), TestCaseError>
 where
-    H: CommandHeader + PartialEq + std::fmt::Debug,
+    H: CommandHeader + Clone + PartialEq + std::fmt::Debug,
 {
     let fields = header.to_ext_fields();
+    prop_assert_eq!(&header.clone().into_ext_fields(), &fields);
     let back = H::from_ext_fields(&fields).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&back, header);
     Ok(())

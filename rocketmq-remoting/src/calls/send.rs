@@ -56,11 +56,11 @@ impl Call for SendMessage {
     fn into_command(self) -> Result<RemotingCommand> {
         let cmd = match self.keys {
             SendHeaderKeys::Long => {
-                RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE, &self.header)
+                RemotingCommand::request_from_header(RequestCode::SEND_MESSAGE, self.header)
             }
-            SendHeaderKeys::Short => RemotingCommand::request_with_header(
+            SendHeaderKeys::Short => RemotingCommand::request_from_header(
                 RequestCode::SEND_MESSAGE_V2,
-                &SendMessageRequestHeaderV2(self.header),
+                SendMessageRequestHeaderV2(self.header),
             ),
         };
         Ok(cmd.with_body(self.body))
@@ -89,7 +89,7 @@ impl Call for SendBatch {
         let mut header = self.header;
         header.batch = Some(true);
         let header = SendMessageRequestHeaderV2(header);
-        let cmd = RemotingCommand::request_with_header(RequestCode::SEND_BATCH_MESSAGE, &header);
+        let cmd = RemotingCommand::request_from_header(RequestCode::SEND_BATCH_MESSAGE, header);
         Ok(cmd.with_body(self.body))
     }
 
@@ -130,13 +130,8 @@ impl SendStatus {
 pub struct SendResponse {
     /// How durably the message was stored.
     pub status: SendStatus,
-    /// Offset message id, queue, queue offset, transaction id, ...
+    /// Offset message id, queue, queue offset, transaction id, region, ...
     pub header: SendMessageResponseHeader,
-    /// The broker's region (`MSG_REGION`), "DefaultRegion" when absent
-    /// ([`DEFAULT_REGION`](rocketmq_model::header::DEFAULT_REGION)).
-    pub region: String,
-    /// Whether message tracing is on for the broker (`TRACE_ON` is not "false").
-    pub trace_on: bool,
 }
 
 impl SendResponse {
@@ -144,13 +139,19 @@ impl SendResponse {
         let Some(status) = SendStatus::from_code(response.response_code()) else {
             return Err(rejected(&response));
         };
-        let header: SendMessageResponseHeader = response.decode_header()?;
-        Ok(SendResponse {
-            status,
-            region: header.region().to_owned(),
-            trace_on: header.trace_enabled(),
-            header,
-        })
+        let header = response.decode_header()?;
+        Ok(SendResponse { status, header })
+    }
+
+    /// The broker's region (`MSG_REGION`), "DefaultRegion" when absent
+    /// ([`DEFAULT_REGION`](rocketmq_model::header::DEFAULT_REGION)).
+    pub fn region(&self) -> &str {
+        self.header.region()
+    }
+
+    /// Whether message tracing is on for the broker (`TRACE_ON` is not "false").
+    pub fn trace_on(&self) -> bool {
+        self.header.trace_enabled()
     }
 }
 
@@ -238,8 +239,8 @@ mod tests {
             let sent = SendMessage::parse_response(answer_with(code, &STORED)).unwrap();
             assert_eq!(sent.status, status);
             assert_eq!(sent.header.queue_offset, 17);
-            assert_eq!(sent.region, "DefaultRegion");
-            assert!(sent.trace_on);
+            assert_eq!(sent.region(), "DefaultRegion");
+            assert!(sent.trace_on());
         }
     }
 
@@ -248,8 +249,8 @@ mod tests {
         let mut fields = STORED.to_vec();
         fields.extend([("MSG_REGION", "eu-1"), ("TRACE_ON", "false")]);
         let sent = SendBatch::parse_response(answer_with(ResponseCode::SUCCESS, &fields)).unwrap();
-        assert_eq!(sent.region, "eu-1");
-        assert!(!sent.trace_on);
+        assert_eq!(sent.region(), "eu-1");
+        assert!(!sent.trace_on());
     }
 
     #[test]
