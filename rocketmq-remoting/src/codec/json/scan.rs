@@ -158,6 +158,14 @@ impl<'a> Scanner<'a> {
             // Both ends sit next to ASCII quotes, so on character boundaries.
             return self.text.get(start..end).map(Cow::Borrowed);
         }
+        self.escaped_text(start, end).map(Cow::Owned)
+    }
+
+    /// The rest of a string that has an escape (or a control character) at
+    /// `end`, `start..end` being plain: rare in headers, so kept out of
+    /// [`text`](Self::text)'s way.
+    #[cold]
+    fn escaped_text(&mut self, start: usize, end: usize) -> Option<String> {
         let mut text = Vec::with_capacity(end - start + 16);
         text.extend_from_slice(&self.bytes[start..end]);
         self.pos = end;
@@ -165,7 +173,7 @@ impl<'a> Scanner<'a> {
             match self.bytes[self.pos] {
                 b'"' => {
                     self.pos += 1;
-                    return String::from_utf8(text).ok().map(Cow::Owned);
+                    return String::from_utf8(text).ok();
                 }
                 b'\\' => self.escape(&mut text)?,
                 _ => return None, // a control character, which JSON forbids
