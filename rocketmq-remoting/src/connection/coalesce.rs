@@ -2,7 +2,8 @@
 //! are about to queue leave in the same write: one syscall for several frames
 //! costs far less than one each.
 //!
-//! The wait is one yield to the runtime. It pays when tasks are about to
+//! The wait is one trip to the back of the runtime's queue ([`requeue`]). It
+//! pays when tasks are about to
 //! send: callers whose responses just arrived (a sync sender's next message, a
 //! consumer's next pull), or a stream of sends from other tasks. When the
 //! frames of a round are all queued before the writer runs (one task sending
@@ -10,6 +11,8 @@
 //! idle worker to no purpose. So the writer yields when callers are expected,
 //! or when its last yield brought more frames; otherwise it writes at once,
 //! trying a yield again now and then in case the traffic has changed.
+
+use std::task::Poll;
 
 /// Batches written without a yield before the writer tries one again.
 const PROBE_EVERY: u32 = 8;
@@ -51,9 +54,47 @@ impl Coalescing {
     }
 }
 
+/// Lets the tasks already scheduled on this worker run before the caller
+/// goes on: the task wakes itself and returns pending once, which puts it at
+/// the back of the run queue. `tokio::task::yield_now` does the same but first
+/// makes the worker poll the I/O driver (an `epoll_wait` per yield: measured,
+/// one more system call per round of 8 sync sends and 10 % of their CPU).
+pub(crate) async fn requeue() {
+    let mut woken = false;
+    std::future::poll_fn(|cx| {
+        if woken {
+            return Poll::Ready(());
+        }
+        woken = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
+
+    #[tokio::test]
+    async fn requeue_lets_the_tasks_already_scheduled_run_first() {
+        let outcome = tokio::spawn(async {
+            let ran = Arc::new(AtomicBool::new(false));
+            let other = tokio::spawn({
+                let ran = Arc::clone(&ran);
+                async move { ran.store(true, Ordering::SeqCst) }
+            });
+            let before = ran.load(Ordering::SeqCst);
+            requeue().await;
+            let after = ran.load(Ordering::SeqCst);
+            other.await.unwrap();
+            (before, after)
+        });
+        assert_eq!(outcome.await.unwrap(), (false, true));
+    }
 
     #[test]
     fn waits_for_callers_whose_answers_arrived() {

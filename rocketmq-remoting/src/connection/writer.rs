@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedWrite;
 
 use super::Shared;
-use super::coalesce::Coalescing;
+use super::coalesce::{self, Coalescing};
 use crate::codec::RemotingCodec;
 use crate::command::RemotingCommand;
 use crate::error::{RemotingError, Result};
@@ -76,7 +76,7 @@ async fn write_loop(
                     if yielded_at.is_none() && coalescing.should_yield(batched, expected) =>
                 {
                     yielded_at = Some(batched);
-                    tokio::task::yield_now().await;
+                    coalesce::requeue().await;
                     expected += shared.answered.swap(0, Ordering::Relaxed);
                 }
                 Err(_) => break,
