@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use compact_str::ToCompactString;
 use rocketmq_model::header::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader};
 use rocketmq_model::route::{AUTO_CREATE_TOPIC, DEFAULT_TOPIC_QUEUE_NUMS};
 use rocketmq_model::{Message, MessageExt, MessageQueue, property};
@@ -45,10 +46,11 @@ pub fn restore_retry_topic(msg: &mut MessageExt, retry_topic: &str) {
 pub(crate) fn for_listener(msg: &MessageExt, retry_topic: &str, started: SystemTime) -> MessageExt {
     let mut msg = msg.clone();
     restore_retry_topic(&mut msg, retry_topic);
-    // A decimal number is always a valid property value.
+    // A decimal number is always a valid property value, and fits a compact
+    // string without a heap copy.
     let _ = msg.message.properties.insert(
         property::CONSUME_START_TIME,
-        epoch_millis(started).to_string(),
+        epoch_millis(started).to_compact_string(),
     );
     msg
 }

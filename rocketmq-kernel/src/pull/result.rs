@@ -1,6 +1,7 @@
 //! What a FOUND pull answer holds, post-processed as Java's
 //! `PullAPIWrapper#processPullResult` does.
 
+use compact_str::ToCompactString;
 use rocketmq_model::header::PullMessageResponseHeader;
 use rocketmq_model::message::sysflag;
 use rocketmq_model::{MessageExt, MessageQueue, SubscriptionData, decode_records, property};
@@ -65,8 +66,9 @@ fn annotate(
             .insert(property::TRANSACTION_ID, uniq)?;
     }
     let properties = &mut msg.message.properties;
-    properties.insert(property::MIN_OFFSET, header.min_offset.to_string())?;
-    properties.insert(property::MAX_OFFSET, header.max_offset.to_string())?;
+    // Formatted in place: a number fits a compact string without a heap copy.
+    properties.insert(property::MIN_OFFSET, header.min_offset.to_compact_string())?;
+    properties.insert(property::MAX_OFFSET, header.max_offset.to_compact_string())?;
     msg.queue_id = mq.queue_id;
     if let Some(delta) = header.offset_delta {
         msg.queue_offset += delta;
