@@ -44,12 +44,69 @@ pub fn result_label(ok: bool) -> &'static str {
     if ok { RESULT_OK } else { RESULT_FAILED }
 }
 
-/// The send series of one producer. Each topic's keys are built once, so
-/// recording a send allocates nothing; the recorder is looked up on every
-/// call, so one installed after the producer was built still gets the figures.
+/// Series keys built once per topic and kept: recording then allocates
+/// nothing. The recorder is looked up on every call, so one installed after
+/// the keys were built still gets the figures.
+#[derive(Debug)]
+struct PerTopic<T> {
+    topics: RwLock<HashMap<String, T>>,
+}
+
+impl<T> Default for PerTopic<T> {
+    fn default() -> Self {
+        PerTopic {
+            topics: RwLock::default(),
+        }
+    }
+}
+
+impl<T> PerTopic<T> {
+    /// Runs `record` with `topic`'s keys, made by `make` the first time.
+    fn with(&self, topic: &str, make: impl FnOnce(&str) -> T, record: impl FnOnce(&T)) {
+        // No code path panics while holding the lock; the map stays consistent.
+        if let Some(keys) = self
+            .topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(topic)
+        {
+            return record(keys);
+        }
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        record(
+            topics
+                .entry(topic.to_owned())
+                .or_insert_with(|| make(topic)),
+        );
+    }
+}
+
+/// A key of `name` with `labels`, and with a `result` label when `ok` is set.
+fn key(name: &'static str, mut labels: Vec<Label>, ok: Option<bool>) -> Key {
+    labels.extend(ok.map(|ok| Label::from_static_parts("result", result_label(ok))));
+    Key::from_parts(name, labels)
+}
+
+/// What the metrics macros would attach: this module, at INFO.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+fn record_histogram(key: &Key, value: Duration) {
+    metrics::with_recorder(|recorder| {
+        recorder
+            .register_histogram(key, &METADATA)
+            .record(value.as_secs_f64());
+    });
+}
+
+fn increment_counter(key: &Key, by: u64) {
+    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(by));
+}
+
+/// The send series of one producer (labels `topic`, `result`).
 #[derive(Debug, Default)]
 pub(crate) struct SendSeries {
-    topics: RwLock<HashMap<String, TopicSeries>>,
+    topics: PerTopic<TopicSeries>,
 }
 
 /// The keys of one topic's send series, indexed by `usize::from(ok)`.
@@ -60,70 +117,95 @@ struct TopicSeries {
     retries: Key,
 }
 
-/// What the metrics macros would attach: this module, at INFO.
-static METADATA: Metadata<'static> =
-    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
-
 impl SendSeries {
     /// Records the outcome of one send (all its attempts) to `topic`.
     pub(crate) fn record_send(&self, topic: &str, ok: bool, latency: Duration) {
-        self.with_topic(topic, |series| {
+        self.topics.with(topic, TopicSeries::new, |series| {
             let i = usize::from(ok);
-            metrics::with_recorder(|recorder| {
-                recorder
-                    .register_histogram(&series.latency[i], &METADATA)
-                    .record(latency.as_secs_f64());
-                recorder
-                    .register_counter(&series.total[i], &METADATA)
-                    .increment(1);
-            });
+            record_histogram(&series.latency[i], latency);
+            increment_counter(&series.total[i], 1);
         });
     }
 
     /// Records that a send to `topic` is tried again.
     pub(crate) fn record_retry(&self, topic: &str) {
-        self.with_topic(topic, |series| {
-            metrics::with_recorder(|recorder| {
-                recorder
-                    .register_counter(&series.retries, &METADATA)
-                    .increment(1);
-            });
+        self.topics.with(topic, TopicSeries::new, |series| {
+            increment_counter(&series.retries, 1);
         });
-    }
-
-    fn with_topic(&self, topic: &str, record: impl FnOnce(&TopicSeries)) {
-        // No code path panics while holding the lock; the map stays consistent.
-        if let Some(series) = self
-            .topics
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(topic)
-        {
-            return record(series);
-        }
-        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
-        record(
-            topics
-                .entry(topic.to_owned())
-                .or_insert_with(|| TopicSeries::new(topic)),
-        );
     }
 }
 
 impl TopicSeries {
     fn new(topic: &str) -> Self {
         let topic: SharedString = SharedString::from_owned(topic.to_owned());
-        let key = |name: &'static str, ok: Option<bool>| {
-            let mut labels = vec![Label::new("topic", topic.clone())];
-            labels.extend(ok.map(|ok| Label::from_static_parts("result", result_label(ok))));
-            Key::from_parts(name, labels)
-        };
+        let key = |name, ok| key(name, vec![Label::new("topic", topic.clone())], ok);
         let both = |name| [key(name, Some(false)), key(name, Some(true))];
         TopicSeries {
             latency: both(SEND_LATENCY_SECONDS),
             total: both(SEND_TOTAL),
             retries: key(SEND_RETRIES_TOTAL, None),
         }
+    }
+}
+
+/// The listener series of one consumer group (labels `group`, `topic`,
+/// `result`).
+#[derive(Debug)]
+pub(crate) struct ConsumeSeries {
+    group: SharedString,
+    topics: PerTopic<ConsumeKeys>,
+}
+
+/// The keys of one topic's listener series, indexed by `usize::from(ok)`.
+#[derive(Debug)]
+struct ConsumeKeys {
+    latency: [Key; 2],
+    total: [Key; 2],
+}
+
+impl ConsumeSeries {
+    /// The series of `group`.
+    pub(crate) fn new(group: &str) -> Self {
+        ConsumeSeries {
+            group: SharedString::from_owned(group.to_owned()),
+            topics: PerTopic::default(),
+        }
+    }
+
+    /// Records how long a listener call on messages of `topic` took.
+    pub(crate) fn record_latency(&self, topic: &str, ok: bool, latency: Duration) {
+        self.with_topic(topic, |keys| {
+            record_histogram(&keys.latency[usize::from(ok)], latency);
+        });
+    }
+
+    /// Counts `n` messages of `topic` consumed (`ok`) or failed.
+    pub(crate) fn count(&self, topic: &str, ok: bool, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.with_topic(topic, |keys| {
+            increment_counter(&keys.total[usize::from(ok)], n as u64);
+        });
+    }
+
+    fn with_topic(&self, topic: &str, record: impl FnOnce(&ConsumeKeys)) {
+        let make = |topic: &str| {
+            let topic = SharedString::from_owned(topic.to_owned());
+            let key = |name, ok| {
+                let labels = vec![
+                    Label::new("group", self.group.clone()),
+                    Label::new("topic", topic.clone()),
+                ];
+                key(name, labels, Some(ok))
+            };
+            let both = |name| [key(name, false), key(name, true)];
+            ConsumeKeys {
+                latency: both(CONSUME_LATENCY_SECONDS),
+                total: both(CONSUME_TOTAL),
+            }
+        };
+        self.topics.with(topic, make, record);
     }
 }
 

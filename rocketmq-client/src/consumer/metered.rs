@@ -27,6 +27,7 @@ use super::listener::{
     OrderlyResult,
 };
 use super::stats::{self, PullStats};
+use crate::metrics::ConsumeSeries;
 
 /// A [`BrokerApi`] that records every pull in [`PullStats`] and the pull
 /// latency metric, and passes every call on.
@@ -223,6 +224,7 @@ impl BrokerApi for MeteredBrokerApi {
 pub(crate) struct MeteredConcurrent {
     pub(crate) inner: Arc<dyn ConcurrentListener>,
     pub(crate) group: String,
+    pub(crate) series: ConsumeSeries,
     /// Clustering only: failed messages at this reconsume count go to the
     /// DLQ (`None` when failures are dropped, broadcasting).
     pub(crate) max_reconsume_times: Option<i32>,
@@ -240,7 +242,7 @@ impl ConcurrentListener for MeteredConcurrent {
                 usize::try_from(last + 1).unwrap_or(0)
             }
         };
-        stats::record_consume(&self.group, msgs, acked, started.elapsed());
+        stats::record_consume(&self.series, msgs, acked, started.elapsed());
         if let Some(max) = self.max_reconsume_times {
             let to_dlq = ctx.delay_level_when_next_consume < 0;
             for msg in msgs[acked..]
@@ -258,6 +260,7 @@ impl ConcurrentListener for MeteredConcurrent {
 pub(crate) struct MeteredOrderly {
     pub(crate) inner: Arc<dyn OrderlyListener>,
     pub(crate) group: String,
+    pub(crate) series: ConsumeSeries,
     /// Messages suspended at this reconsume count go to the DLQ.
     pub(crate) max_reconsume_times: i32,
 }
@@ -269,9 +272,11 @@ impl OrderlyListener for MeteredOrderly {
         let result = self.inner.consume(msgs, ctx).await;
         let elapsed = started.elapsed();
         match result {
-            OrderlyResult::Success => stats::record_consume(&self.group, msgs, msgs.len(), elapsed),
+            OrderlyResult::Success => {
+                stats::record_consume(&self.series, msgs, msgs.len(), elapsed)
+            }
             OrderlyResult::SuspendCurrentQueue => {
-                stats::record_consume(&self.group, msgs, 0, elapsed);
+                stats::record_consume(&self.series, msgs, 0, elapsed);
                 let max = self.max_reconsume_times;
                 for msg in msgs.iter().filter(|m| m.reconsume_times >= max) {
                     stats::record_dlq(&self.group, msg);

@@ -7,13 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use metrics::Label;
 use rocketmq_kernel::consume::{ConsumeStats, TopicConsumeStats};
 use rocketmq_model::body::ConsumeStatus;
 use rocketmq_model::{MessageExt, MessageQueue};
 use tokio::time::Instant;
 
-use crate::metrics as names;
+use crate::metrics::{self as names, ConsumeSeries};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -150,36 +149,25 @@ fn queue_labels(group: &str, mq: &MessageQueue) -> [(&'static str, String); 3] {
     ]
 }
 
-/// Records one listener call: its latency (labelled with the first
-/// message's topic) and, per message topic, the first `acked` messages as
-/// consumed and the rest as failed. Messages redelivered from the retry
+/// Records one listener call in `series`: its latency (labelled with the
+/// first message's topic) and, per message topic, the first `acked` messages
+/// as consumed and the rest as failed. Messages redelivered from the retry
 /// topic carry their original topic.
-pub(crate) fn record_consume(group: &str, msgs: &[MessageExt], acked: usize, latency: Duration) {
+pub(crate) fn record_consume(
+    series: &ConsumeSeries,
+    msgs: &[MessageExt],
+    acked: usize,
+    latency: Duration,
+) {
     let Some(first) = msgs.first() else {
         return;
     };
-    let labels = |topic: &str, ok: bool| {
-        vec![
-            Label::new("group", group.to_owned()),
-            Label::new("topic", topic.to_owned()),
-            Label::from_static_parts("result", names::result_label(ok)),
-        ]
-    };
-    metrics::histogram!(
-        names::CONSUME_LATENCY_SECONDS,
-        labels(first.topic(), acked == msgs.len())
-    )
-    .record(latency.as_secs_f64());
-    let count = |topic: &str, ok: bool, n: usize| {
-        if n > 0 {
-            metrics::counter!(names::CONSUME_TOTAL, labels(topic, ok)).increment(n as u64);
-        }
-    };
+    series.record_latency(first.topic(), acked == msgs.len(), latency);
     // The common case: one topic (batches come from one queue; only a retry
     // queue mixes the original topics of its messages).
     if msgs.iter().all(|msg| msg.topic() == first.topic()) {
-        count(first.topic(), true, acked);
-        count(first.topic(), false, msgs.len() - acked);
+        series.count(first.topic(), true, acked);
+        series.count(first.topic(), false, msgs.len() - acked);
         return;
     }
     let mut counts: BTreeMap<(&str, bool), usize> = BTreeMap::new();
@@ -187,7 +175,7 @@ pub(crate) fn record_consume(group: &str, msgs: &[MessageExt], acked: usize, lat
         *counts.entry((msg.topic(), i < acked)).or_default() += 1;
     }
     for ((topic, ok), n) in counts {
-        count(topic, ok, n);
+        series.count(topic, ok, n);
     }
 }
 
@@ -252,8 +240,9 @@ mod tests {
     fn recording_without_an_exporter_is_harmless() {
         let mq = MessageQueue::new("T", "b", 0);
         let msgs = [MessageExt::from(rocketmq_model::Message::new("T", "a"))];
-        record_consume("g", &msgs, 1, Duration::from_millis(1));
-        record_consume("g", &[], 0, Duration::from_millis(1));
+        let series = ConsumeSeries::new("g");
+        record_consume(&series, &msgs, 1, Duration::from_millis(1));
+        record_consume(&series, &[], 0, Duration::from_millis(1));
         record_pull("g", "T", Duration::from_millis(1));
         record_dlq("g", &msgs[0]);
         set_cached("g", &mq, 1, 2);

@@ -36,6 +36,7 @@ use crate::consumer::stats::{PullStats, StatusTable};
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, InstanceLease};
+use crate::metrics::ConsumeSeries;
 
 /// How long [`PushConsumer::shutdown`] waits for in-flight consumption by
 /// default.
@@ -501,6 +502,7 @@ fn start_service(env: &ConsumeEnv, listener: &Listener) -> (Service, Arc<dyn Con
         Listener::Concurrent(inner) => {
             let metered = MeteredConcurrent {
                 inner: Arc::clone(inner),
+                series: ConsumeSeries::new(&group),
                 group,
                 max_reconsume_times: sends_back(env.options.message_model)
                     .then(|| env.options.concurrent_max_reconsume_times()),
@@ -511,6 +513,7 @@ fn start_service(env: &ConsumeEnv, listener: &Listener) -> (Service, Arc<dyn Con
         Listener::Orderly(inner) => {
             let metered = MeteredOrderly {
                 inner: Arc::clone(inner),
+                series: ConsumeSeries::new(&group),
                 group,
                 max_reconsume_times: env.options.orderly_max_reconsume_times(),
             };
