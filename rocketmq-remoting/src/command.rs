@@ -165,11 +165,14 @@ impl RemotingCommand {
     }
 
     /// [`request_with_header`](Self::request_with_header), consuming the
-    /// header ([`CommandHeader::into_ext_fields`]: long text moves instead of
-    /// being copied).
-    pub fn request_from_header(code: RequestCode, header: impl CommandHeader) -> Self {
+    /// header: it stays typed ([`ExtFields::from_header`]) until the codec
+    /// writes it straight into the frame, with no map of text in between.
+    pub fn request_from_header(
+        code: RequestCode,
+        header: impl CommandHeader + Send + Sync + 'static,
+    ) -> Self {
         let mut cmd = Self::request(code);
-        cmd.ext_fields = header.into_ext_fields();
+        cmd.ext_fields = ExtFields::from_header(header);
         cmd
     }
 

@@ -10,15 +10,22 @@
 //! header with many thousand fields still costs linear time, not quadratic;
 //! the table hashes with foldhash, seeded per map, so keys a peer chooses
 //! cannot be aimed at one bucket chain.
+//!
+//! A request built from a typed header keeps the header instead
+//! ([`ExtFields::from_header`]): the codec writes it straight into the frame,
+//! and the text fields are made only if someone reads or changes them.
 
 use std::collections::HashMap;
 use std::collections::hash_map;
 use std::fmt;
 use std::ops::Index;
 use std::slice;
+use std::sync::{Arc, OnceLock};
 
 pub use compact_str::CompactString;
 use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use super::{CommandHeader, DynHeader, FieldWriter};
 
 type Table = HashMap<CompactString, CompactString, foldhash::fast::RandomState>;
 
@@ -32,7 +39,26 @@ const SMALL_LIMIT: usize = 32;
 /// Equality does not depend on the order of the fields.
 #[derive(Clone)]
 pub struct ExtFields {
+    /// The text fields, unless `header` holds them.
     repr: Repr,
+    /// A typed header whose fields these are ([`ExtFields::from_header`]).
+    header: Option<Arc<Typed<dyn DynHeader>>>,
+}
+
+/// A typed header and, once someone reads them, its text fields.
+struct Typed<H: ?Sized> {
+    fields: OnceLock<Repr>,
+    header: H,
+}
+
+impl<H: ?Sized + DynHeader> Typed<H> {
+    fn fields(&self) -> &Repr {
+        self.fields.get_or_init(|| {
+            let mut map = ExtFields::with_capacity(16);
+            self.header.write_to(&mut FieldWriter::new(&mut map));
+            map.repr
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -71,6 +97,7 @@ impl Default for ExtFields {
     fn default() -> Self {
         ExtFields {
             repr: Repr::Small(Small::default()),
+            header: None,
         }
     }
 }
@@ -94,7 +121,44 @@ impl ExtFields {
                 Default::default(),
             ))
         };
-        ExtFields { repr }
+        ExtFields { repr, header: None }
+    }
+
+    /// The fields of `header`, kept as the header itself: a codec writes it
+    /// straight into the frame ([`header`](Self::header)), and the text fields
+    /// are made only when read or changed. The same fields as
+    /// [`CommandHeader::to_ext_fields`], in the order the header writes them.
+    pub fn from_header(header: impl CommandHeader + Send + Sync + 'static) -> Self {
+        let typed: Arc<Typed<dyn DynHeader>> = Arc::new(Typed {
+            fields: OnceLock::new(),
+            header,
+        });
+        ExtFields {
+            repr: Repr::Small(Small::default()),
+            header: Some(typed),
+        }
+    }
+
+    /// The typed header these fields came from, while they are unchanged
+    /// since [`from_header`](Self::from_header).
+    pub fn header(&self) -> Option<&dyn DynHeader> {
+        self.header.as_deref().map(|typed| &typed.header)
+    }
+
+    /// The text fields (a typed header's made on first use).
+    fn repr(&self) -> &Repr {
+        match &self.header {
+            Some(typed) => typed.fields(),
+            None => &self.repr,
+        }
+    }
+
+    /// The text fields, to be changed: a typed header becomes text.
+    fn repr_mut(&mut self) -> &mut Repr {
+        if let Some(typed) = self.header.take() {
+            self.repr = typed.fields().clone();
+        }
+        &mut self.repr
     }
 
     /// Sets `key` to `value`, returning the value it replaces.
@@ -105,7 +169,7 @@ impl ExtFields {
     ) -> Option<CompactString> {
         let key = key.into();
         let value = value.into();
-        let small = match &mut self.repr {
+        let small = match self.repr_mut() {
             Repr::Large(table) => return table.insert(key, value),
             Repr::Small(small) => small,
         };
@@ -133,7 +197,7 @@ impl ExtFields {
     }
 
     fn value(&self, key: &str) -> Option<&CompactString> {
-        match &self.repr {
+        match self.repr() {
             Repr::Small(small) => small
                 .entries
                 .iter()
@@ -150,7 +214,7 @@ impl ExtFields {
 
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<CompactString> {
-        match &mut self.repr {
+        match self.repr_mut() {
             Repr::Small(small) => {
                 let at = small.entries.iter().position(|(k, _)| k.as_str() == key)?;
                 Some(small.entries.remove(at).1)
@@ -161,7 +225,7 @@ impl ExtFields {
 
     /// Keeps only the fields `keep` accepts.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
-        match &mut self.repr {
+        match self.repr_mut() {
             Repr::Small(small) => small.entries.retain(|(k, v)| keep(k, v)),
             Repr::Large(table) => table.retain(|k, v| keep(k, v)),
         }
@@ -169,7 +233,7 @@ impl ExtFields {
 
     /// The number of fields.
     pub fn len(&self) -> usize {
-        match &self.repr {
+        match self.repr() {
             Repr::Small(small) => small.entries.len(),
             Repr::Large(table) => table.len(),
         }
@@ -188,7 +252,7 @@ impl ExtFields {
     /// The fields, in no particular order (a map of a few fields keeps the
     /// order they were inserted in).
     pub fn iter(&self) -> Iter<'_> {
-        let inner = match &self.repr {
+        let inner = match self.repr() {
             Repr::Small(small) => IterRepr::Small(small.entries.iter()),
             Repr::Large(table) => IterRepr::Large(table.iter()),
         };
@@ -333,6 +397,43 @@ mod tests {
         let mut pairs: Vec<_> = a.iter().collect();
         pairs.sort_unstable();
         assert_eq!(pairs, vec![("a", "1"), (long.as_str(), long.as_str())]);
+    }
+
+    #[test]
+    fn a_typed_header_reads_as_its_fields_and_becomes_text_when_changed() {
+        let header = crate::header::GetMaxOffsetRequestHeader {
+            topic: "T".into(),
+            queue_id: 3,
+            ..Default::default()
+        };
+        let mut fields = ExtFields::from_header(header.clone());
+        assert_eq!(
+            fields.header().map(DynHeader::name),
+            Some("GetMaxOffsetRequestHeader")
+        );
+        assert_eq!(fields, header.to_ext_fields());
+        assert_eq!(fields.get("queueId"), Some("3"));
+        assert_eq!(fields.len(), header.to_ext_fields().len());
+        let shared = fields.clone();
+
+        fields.insert("extra", "x");
+        assert!(
+            fields.header().is_none(),
+            "changed fields are no longer the header"
+        );
+        assert_eq!(fields.get("topic"), Some("T"));
+        assert_eq!(fields.get("extra"), Some("x"));
+        assert_eq!(fields.len(), shared.len() + 1);
+        // A clone taken before the change still is the header.
+        assert!(shared.header().is_some());
+        assert_eq!(shared.get("extra"), None);
+
+        let mut removed = shared.clone();
+        assert_eq!(removed.remove("topic").as_deref(), Some("T"));
+        assert!(removed.header().is_none() && !removed.contains_key("topic"));
+        let mut kept = shared;
+        kept.retain(|key, _| key == "queueId");
+        assert_eq!(kept.iter().collect::<Vec<_>>(), [("queueId", "3")]);
     }
 
     #[test]

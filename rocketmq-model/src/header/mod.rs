@@ -5,7 +5,7 @@
 //! [`FieldReader`], which turns a missing required field or an unparsable number
 //! into a [`ModelError`] that names the header and the field.
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
 
 use compact_str::ToCompactString;
 use std::str::FromStr;
@@ -27,6 +27,7 @@ mod reply;
 mod roundtrip_tests;
 mod route;
 mod send;
+mod sink;
 mod transaction;
 mod value;
 
@@ -58,6 +59,7 @@ pub use transaction::{
 };
 
 pub use ext_fields::{CompactString, ExtFields, Iter as ExtFieldsIter};
+pub use sink::{DynHeader, FieldSink};
 
 /// A typed command header: a struct whose fields travel as `extFields` entries.
 pub trait CommandHeader: Sized {
@@ -109,32 +111,53 @@ impl CommandHeader for EmptyHeader {
     }
 }
 
-/// Writes header fields as Java writes them: decimal numbers, `true`/`false`.
-#[derive(Debug)]
+/// Writes header fields as Java writes them: decimal numbers, `true`/`false`,
+/// into a [`FieldSink`] (usually an [`ExtFields`] map).
 pub struct FieldWriter<'a> {
-    map: &'a mut ExtFields,
+    sink: &'a mut dyn FieldSink,
+}
+
+impl fmt::Debug for FieldWriter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FieldWriter").finish_non_exhaustive()
+    }
 }
 
 impl<'a> FieldWriter<'a> {
-    /// Wraps a map.
+    /// Writes into a map.
     pub fn new(map: &'a mut ExtFields) -> Self {
-        FieldWriter { map }
+        FieldWriter { sink: map }
     }
 
-    /// Writes a field. Numbers and short text are formatted in place, without
-    /// an allocation.
+    /// Writes into any sink (a codec writing a frame, for example).
+    pub fn to_sink(sink: &'a mut dyn FieldSink) -> Self {
+        FieldWriter { sink }
+    }
+
+    /// Writes a field. Short text is formatted in place, without an
+    /// allocation; integers are better given to [`put_int`](Self::put_int).
     pub fn put(&mut self, key: &str, value: impl Display) {
-        self.map.insert(key, value.to_compact_string());
+        self.sink.put_owned(key, value.to_compact_string());
+    }
+
+    /// Writes an integer field.
+    pub fn put_int(&mut self, key: &str, value: impl Into<i64>) {
+        self.sink.put_int(key, value.into());
+    }
+
+    /// Writes a boolean field as Java does, `true` or `false`.
+    pub fn put_bool(&mut self, key: &str, value: bool) {
+        self.sink.put_str(key, if value { "true" } else { "false" });
     }
 
     /// Writes a string field without formatting machinery.
     pub fn put_str(&mut self, key: &str, value: &str) {
-        self.map.insert(key, value);
+        self.sink.put_str(key, value);
     }
 
     /// Writes a text field the caller no longer needs, keeping its buffer.
     pub fn put_owned(&mut self, key: &str, value: CompactString) {
-        self.map.insert(key, value);
+        self.sink.put_owned(key, value);
     }
 
     /// Writes a field only when it is present (Java omits null fields).

@@ -1,5 +1,5 @@
 //! Every header survives a round trip through `extFields`, and encodes to the
-//! same fields whether borrowed or consumed.
+//! same fields whether borrowed, consumed or kept typed.
 
 use proptest::prelude::*;
 
@@ -7,10 +7,17 @@ use super::*;
 
 fn round_trips<H>(header: &H) -> std::result::Result<(), TestCaseError>
 where
-    H: CommandHeader + Clone + PartialEq + std::fmt::Debug,
+    H: CommandHeader + Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static,
 {
     let fields = header.to_ext_fields();
     prop_assert_eq!(&header.clone().into_ext_fields(), &fields);
+    let typed = ExtFields::from_header(header.clone());
+    prop_assert_eq!(typed.header().map(DynHeader::name), Some(H::NAME));
+    // The same fields, in the order the header writes them.
+    prop_assert_eq!(
+        typed.iter().collect::<Vec<_>>(),
+        fields.iter().collect::<Vec<_>>()
+    );
     let back = H::from_ext_fields(&fields).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&back, header);
     Ok(())

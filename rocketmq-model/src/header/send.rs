@@ -125,11 +125,11 @@ impl SendMessageRequestHeader {
         fields.put_str(keys.producer_group, &self.producer_group);
         fields.put_str(keys.topic, &self.topic);
         fields.put_str(keys.default_topic, &self.default_topic);
-        fields.put(keys.default_topic_queue_nums, self.default_topic_queue_nums);
-        fields.put(keys.queue_id, self.queue_id);
-        fields.put(keys.sys_flag, self.sys_flag);
-        fields.put(keys.born_timestamp, self.born_timestamp);
-        fields.put(keys.flag, self.flag);
+        fields.put_int(keys.default_topic_queue_nums, self.default_topic_queue_nums);
+        fields.put_int(keys.queue_id, self.queue_id);
+        fields.put_int(keys.sys_flag, self.sys_flag);
+        fields.put_int(keys.born_timestamp, self.born_timestamp);
+        fields.put_int(keys.flag, self.flag);
         put_opt(fields, keys.properties, &self.properties);
         put_opt(fields, keys.reconsume_times, &self.reconsume_times);
         put_opt(fields, keys.unit_mode, &self.unit_mode);

@@ -105,7 +105,7 @@ impl FieldValue for TransactionResolution {
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        fields.put(key, self.code());
+        fields.put_int(key, self.code());
     }
 }
 

@@ -44,9 +44,7 @@ impl FieldValue for i32 {
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        // By value: compact_str formats a plain integer or bool without the
-        // formatting machinery, but not a reference to one.
-        fields.put(key, *self);
+        fields.put_int(key, *self);
     }
 }
 
@@ -56,9 +54,7 @@ impl FieldValue for i64 {
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        // By value: compact_str formats a plain integer or bool without the
-        // formatting machinery, but not a reference to one.
-        fields.put(key, *self);
+        fields.put_int(key, *self);
     }
 }
 
@@ -68,9 +64,7 @@ impl FieldValue for bool {
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        // By value: compact_str formats a plain integer or bool without the
-        // formatting machinery, but not a reference to one.
-        fields.put(key, *self);
+        fields.put_bool(key, *self);
     }
 }
 

@@ -20,9 +20,9 @@ impl Call for CreateTopic {
     type Response = ();
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::UPDATE_AND_CREATE_TOPIC,
-            &self.0,
+            self.0,
         ))
     }
 
@@ -40,9 +40,9 @@ impl Call for ViewMessage {
     type Response = Bytes;
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::VIEW_MESSAGE_BY_ID,
-            &self.0,
+            self.0,
         ))
     }
 
@@ -71,9 +71,9 @@ impl Call for QueryMessage {
     type Response = Option<QueryMessageResponse>;
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::QUERY_MESSAGE,
-            &self.0,
+            self.0,
         ))
     }
 

@@ -37,9 +37,9 @@ impl Call for Unregister {
     type Response = ();
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::UNREGISTER_CLIENT,
-            &self.0,
+            self.0,
         ))
     }
 
@@ -58,9 +58,9 @@ impl Call for GetConsumerList {
     type Response = Vec<String>;
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::GET_CONSUMER_LIST_BY_GROUP,
-            &self.0,
+            self.0,
         ))
     }
 

@@ -21,9 +21,9 @@ impl Call for ConsumerSendMsgBack {
     type Response = ();
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::CONSUMER_SEND_MSG_BACK,
-            &self.0,
+            self.0,
         ))
     }
 

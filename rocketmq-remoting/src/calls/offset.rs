@@ -26,9 +26,9 @@ impl Call for QueryConsumerOffset {
     type Response = Option<i64>;
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::QUERY_CONSUMER_OFFSET,
-            &self.0,
+            self.0,
         ))
     }
 
@@ -53,9 +53,9 @@ impl Call for UpdateConsumerOffset {
     type Response = ();
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::UPDATE_CONSUMER_OFFSET,
-            &self.0,
+            self.0,
         ))
     }
 
@@ -72,9 +72,9 @@ impl Call for GetMaxOffset {
     type Response = i64;
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::GET_MAX_OFFSET,
-            &self.0,
+            self.0,
         ))
     }
 
@@ -91,9 +91,9 @@ impl Call for GetMinOffset {
     type Response = i64;
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::GET_MIN_OFFSET,
-            &self.0,
+            self.0,
         ))
     }
 
@@ -110,9 +110,9 @@ impl Call for SearchOffset {
     type Response = i64;
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::SEARCH_OFFSET_BY_TIMESTAMP,
-            &self.0,
+            self.0,
         ))
     }
 
@@ -130,9 +130,9 @@ impl Call for GetEarliestMsgStoreTime {
     type Response = i64;
 
     fn into_command(self) -> Result<RemotingCommand> {
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::GET_EARLIEST_MSG_STORETIME,
-            &self.0,
+            self.0,
         ))
     }
 

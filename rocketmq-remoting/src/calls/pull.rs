@@ -68,7 +68,7 @@ impl Call for PullMessage {
         } else {
             RequestCode::PULL_MESSAGE
         };
-        Ok(RemotingCommand::request_with_header(code, &self.0))
+        Ok(RemotingCommand::request_from_header(code, self.0))
     }
 
     fn parse_response(response: RemotingCommand) -> Result<PullResponse> {

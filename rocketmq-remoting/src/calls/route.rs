@@ -37,9 +37,9 @@ impl Call for GetRouteInfo {
             topic: self.topic,
             accept_standard_json_only: Some(true),
         };
-        Ok(RemotingCommand::request_with_header(
+        Ok(RemotingCommand::request_from_header(
             RequestCode::GET_ROUTEINFO_BY_TOPIC,
-            &header,
+            header,
         ))
     }
 

@@ -24,7 +24,7 @@ impl Call for EndTransaction {
 
     fn into_command(self) -> Result<RemotingCommand> {
         let mut cmd =
-            RemotingCommand::request_with_header(RequestCode::END_TRANSACTION, &self.header);
+            RemotingCommand::request_from_header(RequestCode::END_TRANSACTION, self.header);
         cmd.remark = self.remark;
         cmd.set_oneway();
         Ok(cmd)

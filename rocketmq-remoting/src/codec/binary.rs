@@ -10,6 +10,7 @@
 
 use bytes::{BufMut, BytesMut};
 use rocketmq_model::ExtFields;
+use rocketmq_model::header::{FieldSink, FieldWriter};
 
 use crate::command::{LanguageCode, RemotingCommand, SerializeType};
 use crate::error::{RemotingError, Result};
@@ -47,9 +48,34 @@ fn write_remark(remark: Option<&str>, dst: &mut BytesMut) -> Result<()> {
 fn write_ext_fields(fields: &ExtFields, dst: &mut BytesMut) -> Result<()> {
     let length_at = dst.len();
     dst.put_i32(0);
-    for (key, value) in fields {
+    let mut sink = BinaryFields { dst, error: None };
+    match fields.header() {
+        Some(header) => header.write_to(&mut FieldWriter::to_sink(&mut sink)),
+        None => {
+            for (key, value) in fields {
+                sink.put_str(key, value);
+            }
+        }
+    }
+    if let Some(error) = sink.error {
+        return Err(error);
+    }
+    let section_len = length_i32(dst.len() - length_at - 4, "extFields section")?;
+    dst[length_at..length_at + 4].copy_from_slice(&section_len.to_be_bytes());
+    Ok(())
+}
+
+/// Writes extFields entries, `keyLen:int16, key, valLen:int32, value`,
+/// keeping the first error (the caller discards the frame).
+struct BinaryFields<'a> {
+    dst: &'a mut BytesMut,
+    error: Option<RemotingError>,
+}
+
+impl BinaryFields<'_> {
+    fn put_field(&mut self, key: &str, value: &str) -> Result<()> {
         if key.is_empty() || value.is_empty() {
-            continue;
+            return Ok(());
         }
         let key_len = i16::try_from(key.len()).map_err(|_| {
             malformed(format!(
@@ -57,14 +83,25 @@ fn write_ext_fields(fields: &ExtFields, dst: &mut BytesMut) -> Result<()> {
                 key.len()
             ))
         })?;
-        dst.put_i16(key_len);
-        dst.put_slice(key.as_bytes());
-        dst.put_i32(length_i32(value.len(), "extFields value")?);
-        dst.put_slice(value.as_bytes());
+        let value_len = length_i32(value.len(), "extFields value")?;
+        self.dst.put_i16(key_len);
+        self.dst.put_slice(key.as_bytes());
+        self.dst.put_i32(value_len);
+        self.dst.put_slice(value.as_bytes());
+        Ok(())
     }
-    let section_len = length_i32(dst.len() - length_at - 4, "extFields section")?;
-    dst[length_at..length_at + 4].copy_from_slice(&section_len.to_be_bytes());
-    Ok(())
+}
+
+impl FieldSink for BinaryFields<'_> {
+    fn put_str(&mut self, key: &str, value: &str) {
+        if self.error.is_none() {
+            self.error = self.put_field(key, value).err();
+        }
+    }
+
+    fn put_int(&mut self, key: &str, value: i64) {
+        self.put_str(key, itoa::Buffer::new().format(value));
+    }
 }
 
 fn length_i32(len: usize, what: &str) -> Result<i32> {

@@ -1,28 +1,39 @@
 //! Writes the JSON header straight into the frame buffer, byte for byte as
 //! fastjson writes it: keys in alphabetical order, null fields left out, no
 //! whitespace. Text without characters JSON must escape (nearly all header
-//! text) is copied as it is.
+//! text) is copied as it is. A typed header's fields are written as the header
+//! gives them, never made into a map first.
 
 use bytes::{BufMut, BytesMut};
+use rocketmq_model::header::{FieldSink, FieldWriter};
 
 use super::special;
 use crate::command::{RemotingCommand, SerializeType};
 
+/// Room for the fields of a typed header, whose count is not known up front.
+const TYPED_FIELDS: usize = 16;
+
 /// Appends `cmd`'s header as JSON to `dst`.
 pub(crate) fn write_header(cmd: &RemotingCommand, dst: &mut BytesMut) {
-    dst.reserve(128 + 48 * cmd.ext_fields.len());
+    let header = cmd.ext_fields.header();
+    let fields = header.map_or_else(|| cmd.ext_fields.len(), |_| TYPED_FIELDS);
+    dst.reserve(128 + 48 * fields);
     dst.put_slice(b"{\"code\":");
     put_int(dst, cmd.code);
-    if !cmd.ext_fields.is_empty() {
-        dst.put_slice(b",\"extFields\":{");
-        for (i, (key, value)) in cmd.ext_fields.iter().enumerate() {
-            if i > 0 {
-                dst.put_u8(b',');
+    let start = dst.len();
+    dst.put_slice(b",\"extFields\":{");
+    let mut sink = JsonFields { dst, written: 0 };
+    match header {
+        Some(header) => header.write_to(&mut FieldWriter::to_sink(&mut sink)),
+        None => {
+            for (key, value) in &cmd.ext_fields {
+                sink.put_str(key, value);
             }
-            put_str(dst, key);
-            dst.put_u8(b':');
-            put_str(dst, value);
         }
+    }
+    if sink.written == 0 {
+        dst.truncate(start);
+    } else {
         dst.put_u8(b'}');
     }
     dst.put_slice(b",\"flag\":");
@@ -49,6 +60,39 @@ pub(crate) fn write_header(cmd: &RemotingCommand, dst: &mut BytesMut) {
 
 fn put_int(dst: &mut BytesMut, value: i32) {
     dst.put_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// Writes extFields entries, `"key":"value"`, comma-separated.
+struct JsonFields<'a> {
+    dst: &'a mut BytesMut,
+    written: usize,
+}
+
+impl JsonFields<'_> {
+    fn key(&mut self, key: &str) {
+        if self.written > 0 {
+            self.dst.put_u8(b',');
+        }
+        self.written += 1;
+        put_str(self.dst, key);
+        self.dst.put_u8(b':');
+    }
+}
+
+impl FieldSink for JsonFields<'_> {
+    fn put_str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        put_str(self.dst, value);
+    }
+
+    fn put_int(&mut self, key: &str, value: i64) {
+        // extFields values are strings, numbers too.
+        self.key(key);
+        self.dst.put_u8(b'"');
+        self.dst
+            .put_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.dst.put_u8(b'"');
+    }
 }
 
 /// Writes `text` as a JSON string. Quote, backslash and control characters are
