@@ -1,7 +1,6 @@
 //! The properties string (PROTOCOL.md §6.1): `name 0x01 value 0x02`, repeated.
 
-use std::collections::BTreeMap;
-use std::collections::btree_map;
+use std::slice;
 
 use bytes::BufMut;
 use compact_str::CompactString;
@@ -25,10 +24,27 @@ pub const PROPERTY_SEPARATOR: char = '\u{2}';
 /// later, by the encoders.
 ///
 /// Names and values are compact strings: up to 24 bytes (every standard name,
-/// timestamps, tags, most keys) they need no allocation, so decoding, copying
-/// and dropping a message's properties stays cheap.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Properties(BTreeMap<CompactString, CompactString>);
+/// timestamps, tags, most keys) they need no allocation, and the pairs live in
+/// one vector sorted by name (a message has a dozen or so), so decoding,
+/// copying and dropping a message's properties costs one allocation.
+#[derive(Debug, Default, PartialEq, Eq, Hash)]
+pub struct Properties(Vec<(CompactString, CompactString)>);
+
+/// Room left for the properties a client adds to a message it received or
+/// is about to send (offsets, start time, UNIQ_KEY), so that adding them
+/// does not move the pairs.
+const SPARE: usize = 4;
+
+/// The most pairs [`Properties::parse_bytes`] makes room for up front.
+const MOST_RESERVED: usize = 64;
+
+impl Clone for Properties {
+    fn clone(&self) -> Self {
+        let mut pairs = Vec::with_capacity(self.0.len() + SPARE);
+        pairs.extend(self.0.iter().cloned());
+        Properties(pairs)
+    }
+}
 
 impl Properties {
     /// The longest encoded properties string a record can carry (its length is
@@ -37,7 +53,7 @@ impl Properties {
 
     /// No properties.
     pub fn new() -> Self {
-        Properties(BTreeMap::new())
+        Properties(Vec::new())
     }
 
     /// Parses a properties string with Java's rules: a segment (up to a 0x02 or
@@ -50,7 +66,13 @@ impl Properties {
     /// Parses the properties bytes of a record. Invalid UTF-8 is replaced with
     /// U+FFFD, as Java's `new String(bytes, UTF_8)` does; parsing never fails.
     pub fn parse_bytes(bytes: &[u8]) -> Self {
-        let mut map = BTreeMap::new();
+        // Room for every segment, within reason: a string of empty segments
+        // must not reserve 48 bytes for each of its bytes.
+        let segments = bytes
+            .iter()
+            .filter(|&&b| b == PROPERTY_SEPARATOR as u8)
+            .count();
+        let mut pairs = Vec::with_capacity(segments.min(MOST_RESERVED) + 1 + SPARE);
         for segment in bytes.split(|&b| b == PROPERTY_SEPARATOR as u8) {
             let Some(sep) = segment
                 .iter()
@@ -61,19 +83,36 @@ impl Properties {
             if sep == 0 || sep + 1 >= segment.len() {
                 continue;
             }
-            map.insert(lossy(&segment[..sep]), lossy(&segment[sep + 1..]));
+            pairs.push((lossy(&segment[..sep]), lossy(&segment[sep + 1..])));
         }
-        Properties(map)
+        // Sorted, not inserted one by one, so that a string of many thousand
+        // properties costs n log n. The sort is stable: of equal names, the
+        // later one in the text comes later, and wins.
+        pairs.sort_by(|(a, _), (b, _)| a.cmp(b));
+        pairs.dedup_by(|later, kept| {
+            let duplicate = later.0 == kept.0;
+            if duplicate {
+                std::mem::swap(&mut later.1, &mut kept.1);
+            }
+            duplicate
+        });
+        Properties(pairs)
+    }
+
+    /// Where `name` is, or would be inserted.
+    fn find(&self, name: &str) -> std::result::Result<usize, usize> {
+        self.0.binary_search_by(|(key, _)| key.as_str().cmp(name))
     }
 
     /// The value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(CompactString::as_str)
+        let at = self.find(name).ok()?;
+        Some(self.0[at].1.as_str())
     }
 
     /// Whether `name` is present.
     pub fn contains(&self, name: &str) -> bool {
-        self.0.contains_key(name)
+        self.find(name).is_ok()
     }
 
     /// Sets `name` to `value`, returning the previous value.
@@ -88,12 +127,21 @@ impl Properties {
         let (name, value) = (name.into(), value.into());
         check_text(&name, &name, "name")?;
         check_text(&name, &value, "value")?;
-        Ok(self.0.insert(name, value).map(CompactString::into_string))
+        match self.find(&name) {
+            Ok(at) => Ok(Some(
+                std::mem::replace(&mut self.0[at].1, value).into_string(),
+            )),
+            Err(at) => {
+                self.0.insert(at, (name, value));
+                Ok(None)
+            }
+        }
     }
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name).map(CompactString::into_string)
+        let at = self.find(name).ok()?;
+        Some(self.0.remove(at).1.into_string())
     }
 
     /// The number of properties.
@@ -119,7 +167,7 @@ impl Properties {
     /// Encodes the properties string (`name 0x01 value 0x02` per entry).
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(self.encoded_len());
-        for (name, value) in &self.0 {
+        for (name, value) in self {
             out.push_str(name);
             out.push(NAME_VALUE_SEPARATOR);
             out.push_str(value);
@@ -130,7 +178,7 @@ impl Properties {
 
     /// Writes the encoded properties string into `out`, without a length prefix.
     pub fn encode_into(&self, out: &mut impl BufMut) {
-        for (name, value) in &self.0 {
+        for (name, value) in self {
             out.put_slice(name.as_bytes());
             out.put_u8(NAME_VALUE_SEPARATOR as u8);
             out.put_slice(value.as_bytes());
@@ -150,7 +198,7 @@ impl<'a> IntoIterator for &'a Properties {
 
 /// The properties as `(name, value)` pairs, sorted by name.
 #[derive(Debug, Clone)]
-pub struct Iter<'a>(btree_map::Iter<'a, CompactString, CompactString>);
+pub struct Iter<'a>(slice::Iter<'a, (CompactString, CompactString)>);
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a str);
@@ -193,9 +241,9 @@ fn check_text(name: &str, text: &str, part: &'static str) -> Result<()> {
 /// decoding characters (a per-character search costs a send ~2 %).
 fn has_separator(text: &str) -> bool {
     let (name_value, property) = (NAME_VALUE_SEPARATOR as u8, PROPERTY_SEPARATOR as u8);
-    text.as_bytes()
-        .iter()
-        .fold(false, |found, &b| found | (b == name_value) | (b == property))
+    text.as_bytes().iter().fold(false, |found, &b| {
+        found | (b == name_value) | (b == property)
+    })
 }
 
 fn lossy(bytes: &[u8]) -> CompactString {
@@ -283,6 +331,44 @@ mod tests {
             let encoded = p.encode();
             prop_assert_eq!(Properties::parse(&encoded), p.clone());
             prop_assert_eq!(Properties::parse_bytes(encoded.as_bytes()), p);
+        }
+
+        /// Any sequence of inserts and removes leaves the map a `BTreeMap`
+        /// would hold, in the same order.
+        #[test]
+        fn behaves_like_a_sorted_map(
+            edits in proptest::collection::vec((any::<bool>(), "[a-e]{1,2}", text()), 0..40),
+        ) {
+            let mut p = Properties::new();
+            let mut model = std::collections::BTreeMap::new();
+            for (insert, name, value) in edits {
+                if insert {
+                    prop_assert_eq!(
+                        p.insert(name.clone(), value.clone()).unwrap(),
+                        model.insert(name, value)
+                    );
+                } else {
+                    prop_assert_eq!(p.remove(&name), model.remove(&name));
+                }
+            }
+            let expected: Vec<_> = model.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            prop_assert_eq!(p.iter().collect::<Vec<_>>(), expected);
+            for (name, value) in &model {
+                prop_assert_eq!(p.get(name), Some(value.as_str()));
+                prop_assert!(p.contains(name));
+            }
+        }
+
+        /// Parsing keeps the last value of every name, sorted by name.
+        #[test]
+        fn parse_keeps_the_last_of_each_name(
+            pairs in proptest::collection::vec(("[a-e]{1,2}", text()), 0..30),
+        ) {
+            let text: String = pairs.iter().map(|(k, v)| format!("{k}\u{1}{v}\u{2}")).collect();
+            let model: std::collections::BTreeMap<_, _> = pairs.into_iter().collect();
+            let expected: Vec<_> = model.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let parsed = Properties::parse(&text);
+            prop_assert_eq!(parsed.iter().collect::<Vec<_>>(), expected);
         }
 
         #[test]
