@@ -86,10 +86,14 @@ impl Scripted {
 
 #[async_trait]
 impl ConcurrentListener for Scripted {
-    async fn consume(&self, msgs: &[MessageExt], ctx: &mut ConcurrentContext) -> ConcurrentResult {
+    async fn consume(
+        &self,
+        msgs: Vec<MessageExt>,
+        ctx: &mut ConcurrentContext,
+    ) -> ConcurrentResult {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        for msg in msgs {
+        for msg in &msgs {
             assert!(msg.property(property::CONSUME_START_TIME).is_some());
             self.seen.lock().unwrap().push((
                 msg.queue_id,
@@ -107,7 +111,7 @@ impl ConcurrentListener for Scripted {
         }
         tokio::time::sleep(self.hold).await;
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        (self.decide)(msgs, ctx)
+        (self.decide)(&msgs, ctx)
     }
 }
 
@@ -420,7 +424,7 @@ async fn a_panicking_listener_counts_as_retry_later() {
     struct Panics;
     #[async_trait]
     impl ConcurrentListener for Panics {
-        async fn consume(&self, _: &[MessageExt], _: &mut ConcurrentContext) -> ConcurrentResult {
+        async fn consume(&self, _: Vec<MessageExt>, _: &mut ConcurrentContext) -> ConcurrentResult {
             panic!("listener bug");
         }
     }

@@ -64,7 +64,7 @@ impl Recorder {
 
 #[async_trait]
 impl OrderlyListener for Recorder {
-    async fn consume(&self, msgs: &[MessageExt], _ctx: &mut OrderlyContext) -> OrderlyResult {
+    async fn consume(&self, msgs: Vec<MessageExt>, _ctx: &mut OrderlyContext) -> OrderlyResult {
         let queue = msgs[0].queue_id;
         {
             let mut in_flight = self.in_flight.lock().unwrap();
@@ -74,7 +74,7 @@ impl OrderlyListener for Recorder {
         }
         let total = self.total.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_total.fetch_max(total, Ordering::SeqCst);
-        for msg in msgs {
+        for msg in &msgs {
             assert_eq!(msg.topic(), "T");
             self.seen
                 .lock()

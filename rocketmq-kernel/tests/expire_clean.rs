@@ -103,7 +103,7 @@ struct Stuck {
 
 #[async_trait]
 impl ConcurrentListener for Stuck {
-    async fn consume(&self, msgs: &[MessageExt], _: &mut ConcurrentContext) -> ConcurrentResult {
+    async fn consume(&self, msgs: Vec<MessageExt>, _: &mut ConcurrentContext) -> ConcurrentResult {
         if msgs[0].queue_offset == 0 {
             self.release.notified().await;
             *self.returned.lock().unwrap() = true;

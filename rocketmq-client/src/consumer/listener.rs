@@ -125,8 +125,12 @@ where
     Fut: Future<Output = R> + Send,
     R: IntoConcurrentReply,
 {
-    async fn consume(&self, msgs: &[MessageExt], ctx: &mut ConcurrentContext) -> ConcurrentResult {
-        (self.0)(msgs.to_vec(), ctx.clone()).await.into_reply(ctx)
+    async fn consume(
+        &self,
+        msgs: Vec<MessageExt>,
+        ctx: &mut ConcurrentContext,
+    ) -> ConcurrentResult {
+        (self.0)(msgs, ctx.clone()).await.into_reply(ctx)
     }
 }
 
@@ -147,8 +151,8 @@ where
     Fut: Future<Output = R> + Send,
     R: IntoOrderlyReply,
 {
-    async fn consume(&self, msgs: &[MessageExt], ctx: &mut OrderlyContext) -> OrderlyResult {
-        (self.0)(msgs.to_vec(), ctx.clone()).await.into_reply(ctx)
+    async fn consume(&self, msgs: Vec<MessageExt>, ctx: &mut OrderlyContext) -> OrderlyResult {
+        (self.0)(msgs, ctx.clone()).await.into_reply(ctx)
     }
 }
 
@@ -197,7 +201,7 @@ mod tests {
         );
         let mut ctx = ConcurrentContext::new(mq.clone());
         assert_eq!(
-            partial.consume(&batch(), &mut ctx).await,
+            partial.consume(batch(), &mut ctx).await,
             ConcurrentResult::Success
         );
         assert_eq!((ctx.ack_index, ctx.delay_level_when_next_consume), (1, 5));
@@ -206,7 +210,7 @@ mod tests {
             ConcurrentFn(|_msgs, _ctx| async move { Err::<ConcurrentResult, _>("broken") });
         let mut ctx = ConcurrentContext::new(mq.clone());
         assert_eq!(
-            failing.consume(&batch(), &mut ctx).await,
+            failing.consume(batch(), &mut ctx).await,
             ConcurrentResult::RetryLater
         );
 
@@ -218,14 +222,14 @@ mod tests {
         );
         let mut ctx = OrderlyContext::new(mq.clone());
         assert_eq!(
-            orderly.consume(&batch(), &mut ctx).await,
+            orderly.consume(batch(), &mut ctx).await,
             OrderlyResult::Success
         );
         assert!(!ctx.auto_commit);
         let failing = OrderlyFn(|_msgs, _ctx| async move { Err::<OrderlyResult, _>("no") });
         let mut ctx = OrderlyContext::new(mq);
         assert_eq!(
-            failing.consume(&batch(), &mut ctx).await,
+            failing.consume(batch(), &mut ctx).await,
             OrderlyResult::SuspendCurrentQueue
         );
     }

@@ -26,7 +26,7 @@ use super::listener::{
     ConcurrentContext, ConcurrentListener, ConcurrentResult, OrderlyContext, OrderlyListener,
     OrderlyResult,
 };
-use super::stats::{self, PullStats};
+use super::stats::{self, BatchFacts, PullStats};
 use crate::metrics::ConsumeSeries;
 
 /// A [`BrokerApi`] that records every pull in [`PullStats`] and the pull
@@ -232,24 +232,32 @@ pub(crate) struct MeteredConcurrent {
 
 #[async_trait]
 impl ConcurrentListener for MeteredConcurrent {
-    async fn consume(&self, msgs: &[MessageExt], ctx: &mut ConcurrentContext) -> ConcurrentResult {
+    async fn consume(
+        &self,
+        msgs: Vec<MessageExt>,
+        ctx: &mut ConcurrentContext,
+    ) -> ConcurrentResult {
+        let batch = BatchFacts::of(&msgs, self.max_reconsume_times);
         let started = Instant::now();
         let result = self.inner.consume(msgs, ctx).await;
         let acked = match result {
             ConcurrentResult::RetryLater => 0,
             ConcurrentResult::Success => {
-                let last = i64::from(ctx.ack_index).clamp(-1, msgs.len() as i64 - 1);
+                let last = i64::from(ctx.ack_index).clamp(-1, batch.len() as i64 - 1);
                 usize::try_from(last + 1).unwrap_or(0)
             }
         };
-        stats::record_consume(&self.series, msgs, acked, started.elapsed());
-        if let Some(max) = self.max_reconsume_times {
-            let to_dlq = ctx.delay_level_when_next_consume < 0;
-            for msg in msgs[acked..]
-                .iter()
-                .filter(|m| to_dlq || m.reconsume_times >= max)
-            {
-                stats::record_dlq(&self.group, msg);
+        stats::record_consume(&self.series, &batch, acked, started.elapsed());
+        if self.max_reconsume_times.is_some() {
+            if ctx.delay_level_when_next_consume < 0 {
+                // The listener sent every failed message to the DLQ.
+                for topic in batch.topics().skip(acked) {
+                    stats::record_dlq(&self.group, topic);
+                }
+            } else {
+                for topic in batch.at_max_from(acked) {
+                    stats::record_dlq(&self.group, topic);
+                }
             }
         }
         result
@@ -267,19 +275,19 @@ pub(crate) struct MeteredOrderly {
 
 #[async_trait]
 impl OrderlyListener for MeteredOrderly {
-    async fn consume(&self, msgs: &[MessageExt], ctx: &mut OrderlyContext) -> OrderlyResult {
+    async fn consume(&self, msgs: Vec<MessageExt>, ctx: &mut OrderlyContext) -> OrderlyResult {
+        let batch = BatchFacts::of(&msgs, Some(self.max_reconsume_times));
         let started = Instant::now();
         let result = self.inner.consume(msgs, ctx).await;
         let elapsed = started.elapsed();
         match result {
             OrderlyResult::Success => {
-                stats::record_consume(&self.series, msgs, msgs.len(), elapsed)
+                stats::record_consume(&self.series, &batch, batch.len(), elapsed)
             }
             OrderlyResult::SuspendCurrentQueue => {
-                stats::record_consume(&self.series, msgs, 0, elapsed);
-                let max = self.max_reconsume_times;
-                for msg in msgs.iter().filter(|m| m.reconsume_times >= max) {
-                    stats::record_dlq(&self.group, msg);
+                stats::record_consume(&self.series, &batch, 0, elapsed);
+                for topic in batch.at_max_from(0) {
+                    stats::record_dlq(&self.group, topic);
                 }
             }
         }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rocketmq_kernel::consume::{ConsumeStats, TopicConsumeStats};
 use rocketmq_model::body::ConsumeStatus;
+use rocketmq_model::header::CompactString;
 use rocketmq_model::{MessageExt, MessageQueue};
 use tokio::time::Instant;
 
@@ -149,30 +150,107 @@ fn queue_labels(group: &str, mq: &MessageQueue) -> [(&'static str, String); 3] {
     ]
 }
 
+/// What the metrics need of a listener's batch, taken before the listener
+/// gets it: each message's topic, as runs (a batch comes from one queue, so
+/// it usually has one topic, kept inline; only a retry queue mixes the
+/// original topics of its messages), and which messages reached the maximum
+/// reconsume count. Nothing is allocated for the usual batch.
+#[derive(Debug, Default)]
+pub(crate) struct BatchFacts {
+    first: Option<(CompactString, usize)>,
+    more: Vec<(CompactString, usize)>,
+    len: usize,
+    /// Positions of the messages at or above the maximum reconsume count.
+    at_max: Vec<usize>,
+}
+
+impl BatchFacts {
+    /// The facts of `msgs`; `max_reconsume_times` is the count from which a
+    /// failed message goes to the dead-letter queue, if there is one.
+    pub(crate) fn of(msgs: &[MessageExt], max_reconsume_times: Option<i32>) -> Self {
+        let mut facts = BatchFacts {
+            len: msgs.len(),
+            ..BatchFacts::default()
+        };
+        for (i, msg) in msgs.iter().enumerate() {
+            let last = match facts.more.last_mut() {
+                Some(run) => Some(run),
+                None => facts.first.as_mut(),
+            };
+            match last {
+                Some((topic, n)) if topic == msg.topic() => *n += 1,
+                Some(_) => facts.more.push((msg.topic().into(), 1)),
+                None => facts.first = Some((msg.topic().into(), 1)),
+            }
+            if max_reconsume_times.is_some_and(|max| msg.reconsume_times >= max) {
+                facts.at_max.push(i);
+            }
+        }
+        facts
+    }
+
+    /// The number of messages.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The runs of one topic, in batch order.
+    fn runs(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.first
+            .iter()
+            .chain(&self.more)
+            .map(|(topic, n)| (topic.as_str(), *n))
+    }
+
+    /// Each message's topic, in batch order.
+    pub(crate) fn topics(&self) -> impl Iterator<Item = &str> {
+        self.runs()
+            .flat_map(|(topic, n)| std::iter::repeat_n(topic, n))
+    }
+
+    /// The topic of the message at `position`.
+    fn topic(&self, mut position: usize) -> Option<&str> {
+        for (topic, n) in self.runs() {
+            if position < n {
+                return Some(topic);
+            }
+            position -= n;
+        }
+        None
+    }
+
+    /// The topics of the messages at or above the maximum reconsume count,
+    /// from position `from` on.
+    pub(crate) fn at_max_from(&self, from: usize) -> impl Iterator<Item = &str> {
+        self.at_max
+            .iter()
+            .filter(move |&&i| i >= from)
+            .filter_map(|&i| self.topic(i))
+    }
+}
+
 /// Records one listener call in `series`: its latency (labelled with the
 /// first message's topic) and, per message topic, the first `acked` messages
 /// as consumed and the rest as failed. Messages redelivered from the retry
 /// topic carry their original topic.
 pub(crate) fn record_consume(
     series: &ConsumeSeries,
-    msgs: &[MessageExt],
+    batch: &BatchFacts,
     acked: usize,
     latency: Duration,
 ) {
-    let Some(first) = msgs.first() else {
+    let Some((first, n)) = &batch.first else {
         return;
     };
-    series.record_latency(first.topic(), acked == msgs.len(), latency);
-    // The common case: one topic (batches come from one queue; only a retry
-    // queue mixes the original topics of its messages).
-    if msgs.iter().all(|msg| msg.topic() == first.topic()) {
-        series.count(first.topic(), true, acked);
-        series.count(first.topic(), false, msgs.len() - acked);
+    series.record_latency(first, acked == batch.len(), latency);
+    if batch.more.is_empty() {
+        series.count(first, true, acked);
+        series.count(first, false, n - acked);
         return;
     }
     let mut counts: BTreeMap<(&str, bool), usize> = BTreeMap::new();
-    for (i, msg) in msgs.iter().enumerate() {
-        *counts.entry((msg.topic(), i < acked)).or_default() += 1;
+    for (i, topic) in batch.topics().enumerate() {
+        *counts.entry((topic, i < acked)).or_default() += 1;
     }
     for ((topic, ok), n) in counts {
         series.count(topic, ok, n);
@@ -186,11 +264,8 @@ pub(crate) fn record_pull(group: &str, topic: &str, latency: Duration) {
 }
 
 /// Records a message that goes to the dead-letter queue.
-pub(crate) fn record_dlq(group: &str, msg: &MessageExt) {
-    let labels = [
-        ("group", group.to_owned()),
-        ("topic", msg.topic().to_owned()),
-    ];
+pub(crate) fn record_dlq(group: &str, topic: &str) {
+    let labels = [("group", group.to_owned()), ("topic", topic.to_owned())];
     metrics::counter!(names::DLQ_TOTAL, &labels).increment(1);
 }
 
@@ -237,14 +312,53 @@ mod tests {
     }
 
     #[test]
+    fn batch_facts_keep_each_message_topic_and_those_at_the_maximum() {
+        let msg = |topic: &str, reconsume_times| {
+            let mut msg = MessageExt::from(rocketmq_model::Message::new(topic, "b"));
+            msg.reconsume_times = reconsume_times;
+            msg
+        };
+        let msgs = [
+            msg("A", 0),
+            msg("A", 5),
+            msg("B", 6),
+            msg("A", 3),
+            msg("C", 9),
+        ];
+        let batch = BatchFacts::of(&msgs, Some(5));
+        assert_eq!(batch.len(), 5);
+        assert_eq!(
+            batch.topics().collect::<Vec<_>>(),
+            ["A", "A", "B", "A", "C"]
+        );
+        assert_eq!(batch.runs().count(), 4, "one topic string per run");
+        assert_eq!(batch.at_max_from(0).collect::<Vec<_>>(), ["A", "B", "C"]);
+        assert_eq!(batch.at_max_from(2).collect::<Vec<_>>(), ["B", "C"]);
+        assert_eq!(batch.at_max_from(5).count(), 0);
+        let one_topic = BatchFacts::of(&msgs[..2], None);
+        assert!(one_topic.more.is_empty() && one_topic.at_max.is_empty());
+        assert_eq!(BatchFacts::of(&[], Some(1)).topics().count(), 0);
+    }
+
+    #[test]
     fn recording_without_an_exporter_is_harmless() {
         let mq = MessageQueue::new("T", "b", 0);
         let msgs = [MessageExt::from(rocketmq_model::Message::new("T", "a"))];
         let series = ConsumeSeries::new("g");
-        record_consume(&series, &msgs, 1, Duration::from_millis(1));
-        record_consume(&series, &[], 0, Duration::from_millis(1));
+        record_consume(
+            &series,
+            &BatchFacts::of(&msgs, None),
+            1,
+            Duration::from_millis(1),
+        );
+        record_consume(
+            &series,
+            &BatchFacts::of(&[], None),
+            0,
+            Duration::from_millis(1),
+        );
         record_pull("g", "T", Duration::from_millis(1));
-        record_dlq("g", &msgs[0]);
+        record_dlq("g", "T");
         set_cached("g", &mq, 1, 2);
         set_lag("g", &mq, 3);
     }

@@ -261,13 +261,12 @@ impl Shared {
         let offsets: Vec<i64> = msgs.iter().map(|msg| msg.queue_offset).collect();
         pq.mark_consume_started(&offsets, Instant::now());
         let wall_now = SystemTime::now();
-        let views: Vec<MessageExt> = msgs
-            .iter()
-            .map(|msg| for_listener(msg, &self.retry_topic, wall_now))
-            .collect();
+        let view = |msg: &Arc<MessageExt>| for_listener(msg, &self.retry_topic, wall_now);
+        let count = msgs.len();
+        let views = msgs.iter().map(view).collect();
         let mut ctx = ConcurrentContext::new(mq.clone());
         let started = Instant::now();
-        let result = AssertUnwindSafe(self.listener.consume(&views, &mut ctx))
+        let result = AssertUnwindSafe(self.listener.consume(views, &mut ctx))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| {
@@ -279,12 +278,15 @@ impl Shared {
             tracing::debug!(%mq, "queue dropped while consuming; result ignored");
             return;
         }
-        let acked = acked_count(result, ctx.ack_index, views.len());
-        let failed_count = views.len() - acked;
+        let acked = acked_count(result, ctx.ack_index, count);
+        let failed_count = count - acked;
         self.env
             .stats
             .record(&mq.topic, elapsed, acked, failed_count);
-        let failed = self.return_failed(&mq, &pq, &views[acked..], &ctx).await;
+        // The listener kept its batch: the failed messages are seen again
+        // as it saw them (same topic, same start time).
+        let failed_views: Vec<MessageExt> = msgs[acked..].iter().map(view).collect();
+        let failed = self.return_failed(&mq, &pq, &failed_views, &ctx).await;
         let done: Vec<i64> = offsets
             .into_iter()
             .filter(|offset| !failed.iter().any(|msg| msg.queue_offset == *offset))

@@ -64,7 +64,7 @@ impl ConcurrentContext {
 ///
 /// #[async_trait]
 /// impl ConcurrentListener for Store {
-///     async fn consume(&self, msgs: &[MessageExt], ctx: &mut ConcurrentContext) -> ConcurrentResult {
+///     async fn consume(&self, msgs: Vec<MessageExt>, ctx: &mut ConcurrentContext) -> ConcurrentResult {
 ///         for (i, msg) in msgs.iter().enumerate() {
 ///             if msg.body().is_empty() {
 ///                 // Everything before `i` is stored; retry the rest in 10 s.
@@ -80,15 +80,17 @@ impl ConcurrentContext {
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let msgs = [Message::new("T", "stored"), Message::new("T", "")].map(MessageExt::from);
 /// let mut ctx = ConcurrentContext::new(MessageQueue::new("T", "broker-a", 0));
-/// assert_eq!(Store.consume(&msgs, &mut ctx).await, ConcurrentResult::Success);
+/// assert_eq!(Store.consume(msgs.to_vec(), &mut ctx).await, ConcurrentResult::Success);
 /// assert_eq!(ctx.ack_index, 0, "only the first message is acknowledged");
 /// # });
 /// ```
 #[async_trait]
 pub trait ConcurrentListener: Send + Sync {
     /// Consumes a batch (at most `consume_message_batch_max_size` messages
-    /// of one queue, in queue order).
-    async fn consume(&self, msgs: &[MessageExt], ctx: &mut ConcurrentContext) -> ConcurrentResult;
+    /// of one queue, in queue order). The batch is the listener's to keep:
+    /// the consumer holds its own copy of what it needs to retry.
+    async fn consume(&self, msgs: Vec<MessageExt>, ctx: &mut ConcurrentContext)
+    -> ConcurrentResult;
 }
 
 /// What an [`OrderlyListener`] made of a batch.
@@ -149,7 +151,7 @@ impl OrderlyContext {
 ///
 /// #[async_trait]
 /// impl OrderlyListener for Ledger {
-///     async fn consume(&self, msgs: &[MessageExt], ctx: &mut OrderlyContext) -> OrderlyResult {
+///     async fn consume(&self, msgs: Vec<MessageExt>, ctx: &mut OrderlyContext) -> OrderlyResult {
 ///         if msgs.iter().any(|msg| msg.tags() == Some("busy")) {
 ///             ctx.suspend_current_queue_time = Some(Duration::from_secs(5));
 ///             return OrderlyResult::SuspendCurrentQueue;
@@ -161,13 +163,13 @@ impl OrderlyContext {
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let busy = MessageExt::from(Message::builder("T").tags("busy").build().unwrap());
 /// let mut ctx = OrderlyContext::new(MessageQueue::new("T", "broker-a", 0));
-/// assert_eq!(Ledger.consume(&[busy], &mut ctx).await, OrderlyResult::SuspendCurrentQueue);
+/// assert_eq!(Ledger.consume(vec![busy], &mut ctx).await, OrderlyResult::SuspendCurrentQueue);
 /// assert_eq!(ctx.suspend_current_queue_time, Some(Duration::from_secs(5)));
 /// # });
 /// ```
 #[async_trait]
 pub trait OrderlyListener: Send + Sync {
     /// Consumes a batch (at most `consume_message_batch_max_size` messages
-    /// of one queue, in queue order).
-    async fn consume(&self, msgs: &[MessageExt], ctx: &mut OrderlyContext) -> OrderlyResult;
+    /// of one queue, in queue order). The batch is the listener's to keep.
+    async fn consume(&self, msgs: Vec<MessageExt>, ctx: &mut OrderlyContext) -> OrderlyResult;
 }

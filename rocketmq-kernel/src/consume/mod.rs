@@ -30,7 +30,7 @@
 //!
 //! #[async_trait]
 //! impl ConcurrentListener for Print {
-//!     async fn consume(&self, msgs: &[MessageExt], _: &mut ConcurrentContext) -> ConcurrentResult {
+//!     async fn consume(&self, msgs: Vec<MessageExt>, _: &mut ConcurrentContext) -> ConcurrentResult {
 //!         for msg in msgs {
 //!             println!("{} @ {}", msg.topic(), msg.queue_offset);
 //!         }

@@ -345,18 +345,21 @@ impl Shared {
         attempts: &mut HashMap<i64, i32>,
     ) -> Step {
         let wall_now = SystemTime::now();
-        let views: Vec<MessageExt> = msgs
-            .iter()
-            .map(|msg| {
-                let mut view = for_listener(msg, &self.retry_topic, wall_now);
-                view.reconsume_times += attempts.get(&msg.queue_offset).copied().unwrap_or(0);
-                view
-            })
-            .collect();
+        let views = |attempts: &HashMap<i64, i32>| -> Vec<MessageExt> {
+            msgs.iter()
+                .map(|msg| {
+                    let mut view = for_listener(msg, &self.retry_topic, wall_now);
+                    view.reconsume_times += attempts.get(&msg.queue_offset).copied().unwrap_or(0);
+                    view
+                })
+                .collect()
+        };
+        let count = msgs.len();
+        let batch = views(attempts);
         let mut ctx = OrderlyContext::new(mq.clone());
         self.in_flight_batches.fetch_add(1, Ordering::AcqRel);
         let started = Instant::now();
-        let result = AssertUnwindSafe(self.listener.consume(&views, &mut ctx))
+        let result = AssertUnwindSafe(self.listener.consume(batch, &mut ctx))
             .catch_unwind()
             .await
             .unwrap_or_else(|_| {
@@ -367,14 +370,16 @@ impl Shared {
         self.in_flight_batches.fetch_sub(1, Ordering::AcqRel);
         match result {
             OrderlyResult::Success => {
-                self.env.stats.record(&mq.topic, elapsed, views.len(), 0);
+                self.env.stats.record(&mq.topic, elapsed, count, 0);
                 if ctx.auto_commit {
                     self.commit(mq, pq, attempts);
                 }
                 Step::Continue
             }
             OrderlyResult::SuspendCurrentQueue => {
-                self.env.stats.record(&mq.topic, elapsed, 0, views.len());
+                self.env.stats.record(&mq.topic, elapsed, 0, count);
+                // The listener kept its batch: seen again as it saw it.
+                let views = views(attempts);
                 self.suspend(mq, pq, &views, &ctx, attempts).await
             }
         }

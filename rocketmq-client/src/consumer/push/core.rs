@@ -193,7 +193,7 @@ impl PushCore {
     ) -> ConsumeMessageDirectlyResult {
         restore_retry_topic(&mut msg, &self.options.retry_topic());
         let mq = MessageQueue::new(msg.topic(), broker_name.unwrap_or_default(), msg.queue_id);
-        let msgs = std::slice::from_ref(&msg);
+        let msgs = vec![msg];
         let started = Instant::now();
         let mut result = ConsumeMessageDirectlyResult::default();
         let outcome = match &self.listener {
