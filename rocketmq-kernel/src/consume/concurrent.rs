@@ -33,7 +33,8 @@ const QUEUED_BATCHES_PER_WORKER: usize = 2;
 /// One listener call's worth of messages of one queue.
 #[derive(Debug)]
 struct Batch {
-    mq: MessageQueue,
+    /// Shared by the batches of one request (a clone is two strings).
+    mq: Arc<MessageQueue>,
     pq: Arc<ProcessQueue>,
     msgs: Vec<Arc<MessageExt>>,
 }
@@ -167,9 +168,10 @@ impl ConsumeService for ConcurrentService {
             .options
             .consume_message_batch_max_size
             .max(1);
+        let mq = Arc::new(request.mq);
         for chunk in request.msgs.chunks(size) {
             let batch = Batch {
-                mq: request.mq.clone(),
+                mq: Arc::clone(&mq),
                 pq: Arc::clone(&request.pq),
                 msgs: chunk.to_vec(),
             };
@@ -264,7 +266,7 @@ impl Shared {
         let view = |msg: &Arc<MessageExt>| for_listener(msg, &self.retry_topic, wall_now);
         let count = msgs.len();
         let views = msgs.iter().map(view).collect();
-        let mut ctx = ConcurrentContext::new(mq.clone());
+        let mut ctx = ConcurrentContext::new(Arc::clone(&mq));
         let started = Instant::now();
         let result = AssertUnwindSafe(self.listener.consume(views, &mut ctx))
             .catch_unwind()

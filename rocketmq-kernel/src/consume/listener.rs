@@ -2,6 +2,7 @@
 //! ([`ConcurrentListener`]) and orderly ([`OrderlyListener`]) consumption,
 //! each with the context it may adjust and the result it returns.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,8 +22,9 @@ pub enum ConcurrentResult {
 /// What a concurrent listener knows about a batch and may adjust.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConcurrentContext {
-    /// The queue the messages came from.
-    pub mq: MessageQueue,
+    /// The queue the messages came from (shared: a context is cloned for
+    /// each listener call).
+    pub mq: Arc<MessageQueue>,
     /// The delay level of the retry of failed messages: 0 lets the broker
     /// choose (3 + the message's reconsume count), −1 sends them straight to
     /// the dead-letter queue, 1..=18 is that level.
@@ -36,9 +38,9 @@ pub struct ConcurrentContext {
 impl ConcurrentContext {
     /// The default context for a batch of `mq`: broker-chosen delay, all
     /// acknowledged on success.
-    pub fn new(mq: MessageQueue) -> Self {
+    pub fn new(mq: impl Into<Arc<MessageQueue>>) -> Self {
         ConcurrentContext {
-            mq,
+            mq: mq.into(),
             delay_level_when_next_consume: 0,
             ack_index: i32::MAX,
         }
@@ -109,8 +111,9 @@ pub enum OrderlyResult {
 /// What an orderly listener knows about a batch and may adjust.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderlyContext {
-    /// The queue the messages came from.
-    pub mq: MessageQueue,
+    /// The queue the messages came from (shared: a context is cloned for
+    /// each listener call).
+    pub mq: Arc<MessageQueue>,
     /// Whether [`OrderlyResult::Success`] commits (default true). When
     /// false, consumed messages stay uncommitted until a later batch of the
     /// queue succeeds with `auto_commit` on, which commits them all.
@@ -122,9 +125,9 @@ pub struct OrderlyContext {
 
 impl OrderlyContext {
     /// The default context for a batch of `mq`.
-    pub fn new(mq: MessageQueue) -> Self {
+    pub fn new(mq: impl Into<Arc<MessageQueue>>) -> Self {
         OrderlyContext {
-            mq,
+            mq: mq.into(),
             auto_commit: true,
             suspend_current_queue_time: None,
         }
