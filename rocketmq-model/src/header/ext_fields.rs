@@ -70,7 +70,8 @@ enum Repr {
 
 /// The fields of a small map, and a one-word filter of the keys it has held:
 /// a key whose bit is clear is new, so writing a header's distinct fields
-/// pushes each without comparing it to the others.
+/// pushes each without comparing it to the others, and looking up an absent
+/// optional field usually compares nothing.
 #[derive(Clone, Default)]
 struct Small {
     entries: Vec<(CompactString, CompactString)>,
@@ -198,6 +199,9 @@ impl ExtFields {
 
     fn value(&self, key: &str) -> Option<&CompactString> {
         match self.repr() {
+            // A key whose bit is clear was never inserted: typed headers
+            // look up their optional fields, mostly absent, by this test.
+            Repr::Small(small) if small.keys_seen & key_bit(key) == 0 => None,
             Repr::Small(small) => small
                 .entries
                 .iter()
