@@ -103,6 +103,20 @@ impl Shared {
         self.cancel.cancel();
     }
 
+    /// Queues a frame for the writer, waiting for room when the queue is
+    /// full (back-pressure). The usual case, room at once, takes no wait.
+    async fn queue(&self, outbound: Outbound) -> Result<()> {
+        let outbound = match self.outbound.try_send(outbound) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(outbound)) => outbound,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.closed_error()),
+        };
+        self.outbound
+            .send(outbound)
+            .await
+            .map_err(|_| self.closed_error())
+    }
+
     fn closed_error(&self) -> RemotingError {
         let reason = self
             .pending
@@ -285,11 +299,7 @@ impl Connection {
         }
         let call = shared.pending.register()?;
         cmd.opaque = call.opaque();
-        shared
-            .outbound
-            .send(Outbound::Request(cmd))
-            .await
-            .map_err(|_| shared.closed_error())?;
+        shared.queue(Outbound::Request(cmd)).await?;
         call.response().await
     }
 
@@ -301,11 +311,7 @@ impl Connection {
         cmd.opaque = pending::next_opaque();
         let opaque = cmd.opaque;
         let (written, done) = oneshot::channel();
-        shared
-            .outbound
-            .send(Outbound::Oneway { cmd, written })
-            .await
-            .map_err(|_| shared.closed_error())?;
+        shared.queue(Outbound::Oneway { cmd, written }).await?;
         match done.await {
             Ok(result) => result.map(|()| RemotingCommand::response(ResponseCode::SUCCESS, opaque)),
             Err(_) => Err(shared.closed_error()),

@@ -279,6 +279,48 @@ async fn peer_request_interleaved_before_a_response() {
     assert_eq!(*notified.lock().unwrap(), 1);
 }
 
+/// Callers that find the writer's queue full wait for room, and every
+/// request still goes out and gets its answer.
+#[tokio::test(start_paused = true)]
+async fn a_full_write_queue_makes_callers_wait_not_fail() {
+    let config = ConnectionConfig {
+        write_queue: 1,
+        ..ConnectionConfig::default()
+    };
+    let (conn, mut peer) = pair(&config);
+    // 40 KiB bodies: the 64 KiB pipe takes one and a half before the writer
+    // blocks, the queue holds one more, and the others wait for room.
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let conn = conn.clone();
+            let cmd = request(RequestCode::SEND_MESSAGE_V2).with_body(vec![b'x'; 40 * 1024]);
+            tokio::spawn(async move { conn.send(cmd).await })
+        })
+        .collect();
+    // Every call registered and the queue full; no call may end before the
+    // peer answers (one that did failed instead of waiting).
+    let mut rounds = 0;
+    while conn.pending_count() < calls.len() || conn.shared().outbound.capacity() > 0 {
+        assert!(
+            !calls.iter().any(|call| call.is_finished()),
+            "a caller gave up on a full queue"
+        );
+        rounds += 1;
+        assert!(rounds < 10_000, "the callers never filled the queue");
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..calls.len() {
+        let sent = peer.recv().await;
+        assert_eq!(sent.body.len(), 40 * 1024);
+        peer.send(reply(&sent, "stored")).await;
+    }
+    for call in calls {
+        let response = call.await.unwrap().unwrap();
+        assert_eq!(response.remark.as_deref(), Some("stored"));
+    }
+    assert_eq!(conn.pending_count(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn oneway_send_resolves_once_written() {
     let (conn, mut peer) = pair(&ConnectionConfig::default());
