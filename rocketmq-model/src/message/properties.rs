@@ -73,17 +73,35 @@ impl Properties {
             .filter(|&&b| b == PROPERTY_SEPARATOR as u8)
             .count();
         let mut pairs = Vec::with_capacity(segments.min(MOST_RESERVED) + 1 + SPARE);
-        for segment in bytes.split(|&b| b == PROPERTY_SEPARATOR as u8) {
-            let Some(sep) = segment
-                .iter()
-                .position(|&b| b == NAME_VALUE_SEPARATOR as u8)
-            else {
-                continue;
-            };
-            if sep == 0 || sep + 1 >= segment.len() {
-                continue;
+        // Java's rule: a segment counts with a non-empty name, a 0x01, and a
+        // non-empty value (which may hold further 0x01s).
+        let counts = |name: &[u8], value: &[u8]| !name.is_empty() && !value.is_empty();
+        match std::str::from_utf8(bytes) {
+            // Checked once: the separators are ASCII, so every piece of a
+            // valid string is valid too.
+            Ok(text) => {
+                for segment in text.split(PROPERTY_SEPARATOR) {
+                    if let Some((name, value)) = segment.split_once(NAME_VALUE_SEPARATOR) {
+                        if counts(name.as_bytes(), value.as_bytes()) {
+                            pairs.push((CompactString::new(name), CompactString::new(value)));
+                        }
+                    }
+                }
             }
-            pairs.push((lossy(&segment[..sep]), lossy(&segment[sep + 1..])));
+            Err(_) => {
+                for segment in bytes.split(|&b| b == PROPERTY_SEPARATOR as u8) {
+                    let Some(sep) = segment
+                        .iter()
+                        .position(|&b| b == NAME_VALUE_SEPARATOR as u8)
+                    else {
+                        continue;
+                    };
+                    let (name, value) = (&segment[..sep], &segment[sep + 1..]);
+                    if counts(name, value) {
+                        pairs.push((lossy(name), lossy(value)));
+                    }
+                }
+            }
         }
         // Sorted, not inserted one by one, so that a string of many thousand
         // properties costs n log n. The sort is stable: of equal names, the
@@ -368,6 +386,36 @@ mod tests {
             let model: std::collections::BTreeMap<_, _> = pairs.into_iter().collect();
             let expected: Vec<_> = model.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let parsed = Properties::parse(&text);
+            prop_assert_eq!(parsed.iter().collect::<Vec<_>>(), expected);
+        }
+
+        /// Checking the whole string once reads every property as checking
+        /// each piece would, valid UTF-8 or not.
+        #[test]
+        fn parse_reads_each_piece_as_its_own_text(
+            pieces in proptest::collection::vec(
+                prop_oneof![
+                    4 => "[a-e]".prop_map(String::into_bytes),
+                    1 => Just(vec![1u8]),
+                    1 => Just(vec![2u8]),
+                    1 => Just("é中".as_bytes().to_vec()),
+                    1 => Just(vec![0xFFu8]),
+                ],
+                0..32,
+            ),
+        ) {
+            let bytes = pieces.concat();
+            let mut expected = std::collections::BTreeMap::new();
+            for segment in bytes.split(|&b| b == 2) {
+                if let Some(sep) = segment.iter().position(|&b| b == 1) {
+                    let (name, value) = (&segment[..sep], &segment[sep + 1..]);
+                    if !name.is_empty() && !value.is_empty() {
+                        expected.insert(lossy(name), lossy(value));
+                    }
+                }
+            }
+            let expected: Vec<_> = expected.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let parsed = Properties::parse_bytes(&bytes);
             prop_assert_eq!(parsed.iter().collect::<Vec<_>>(), expected);
         }
 
