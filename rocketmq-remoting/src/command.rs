@@ -4,6 +4,7 @@
 use std::fmt;
 
 use bytes::Bytes;
+use rocketmq_model::header::DynHeader;
 use rocketmq_model::{CommandHeader, ExtFields, RequestCode, ResponseCode};
 
 /// The `version` this client announces: 479 is V5_3_3, what the Java 5.3.3
@@ -167,10 +168,7 @@ impl RemotingCommand {
     /// [`request_with_header`](Self::request_with_header), consuming the
     /// header: it stays typed ([`ExtFields::from_header`]) until the codec
     /// writes it straight into the frame, with no map of text in between.
-    pub fn request_from_header(
-        code: RequestCode,
-        header: impl CommandHeader + Send + Sync + 'static,
-    ) -> Self {
+    pub fn request_from_header(code: RequestCode, header: impl DynHeader) -> Self {
         let mut cmd = Self::request(code);
         cmd.ext_fields = ExtFields::from_header(header);
         cmd
@@ -270,6 +268,12 @@ mod tests {
         assert_eq!(LanguageCode::from_name("GO"), Some(LanguageCode::GO));
         assert_eq!(LanguageCode::from_name("COBOL"), None);
         assert_eq!(format!("{:?}", LanguageCode(99)), "LanguageCode(99)");
+    }
+
+    #[test]
+    fn commands_cross_unwinding_like_plain_data() {
+        fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+        unwind_safe::<RemotingCommand>();
     }
 
     #[test]

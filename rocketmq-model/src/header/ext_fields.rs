@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 pub use compact_str::CompactString;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::{CommandHeader, DynHeader, FieldWriter};
+use super::{DynHeader, FieldWriter};
 
 type Table = HashMap<CompactString, CompactString, foldhash::fast::RandomState>;
 
@@ -53,11 +53,13 @@ struct Typed<H: ?Sized> {
 
 impl<H: ?Sized + DynHeader> Typed<H> {
     fn fields(&self) -> &Repr {
-        self.fields.get_or_init(|| {
-            let mut map = ExtFields::with_capacity(16);
-            self.header.write_to(&mut FieldWriter::new(&mut map));
-            map.repr
-        })
+        self.fields.get_or_init(|| self.make_fields())
+    }
+
+    fn make_fields(&self) -> Repr {
+        let mut map = ExtFields::with_capacity(16);
+        self.header.write_to(&mut FieldWriter::new(&mut map));
+        map.repr
     }
 }
 
@@ -128,8 +130,8 @@ impl ExtFields {
     /// The fields of `header`, kept as the header itself: a codec writes it
     /// straight into the frame ([`header`](Self::header)), and the text fields
     /// are made only when read or changed. The same fields as
-    /// [`CommandHeader::to_ext_fields`], in the order the header writes them.
-    pub fn from_header(header: impl CommandHeader + Send + Sync + 'static) -> Self {
+    /// [`CommandHeader::to_ext_fields`](super::CommandHeader::to_ext_fields), in the order the header writes them.
+    pub fn from_header(header: impl DynHeader) -> Self {
         let typed: Arc<Typed<dyn DynHeader>> = Arc::new(Typed {
             fields: OnceLock::new(),
             header,
@@ -154,10 +156,17 @@ impl ExtFields {
         }
     }
 
-    /// The text fields, to be changed: a typed header becomes text.
+    /// The text fields, to be changed: a typed header becomes text (taken,
+    /// not copied, when no clone shares it).
     fn repr_mut(&mut self) -> &mut Repr {
-        if let Some(typed) = self.header.take() {
-            self.repr = typed.fields().clone();
+        if let Some(mut typed) = self.header.take() {
+            self.repr = match Arc::get_mut(&mut typed) {
+                Some(only) => match only.fields.take() {
+                    Some(fields) => fields,
+                    None => only.make_fields(),
+                },
+                None => typed.fields().clone(),
+            };
         }
         &mut self.repr
     }
@@ -366,6 +375,7 @@ impl Serialize for ExtFields {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::header::CommandHeader;
 
     #[test]
     fn behaves_as_a_text_map() {
@@ -438,6 +448,24 @@ mod tests {
         let mut kept = shared;
         kept.retain(|key, _| key == "queueId");
         assert_eq!(kept.iter().collect::<Vec<_>>(), [("queueId", "3")]);
+
+        // Held alone, its fields are taken rather than copied, read or not.
+        let mut unread = ExtFields::from_header(header.clone());
+        unread.insert("extra", "y");
+        let mut read = ExtFields::from_header(header.clone());
+        assert_eq!(read.get("topic"), Some("T"));
+        read.insert("extra", "y");
+        for changed in [unread, read] {
+            assert!(changed.header().is_none());
+            assert_eq!(changed.len(), header.to_ext_fields().len() + 1);
+            assert_eq!(changed.get("queueId"), Some("3"));
+        }
+    }
+
+    #[test]
+    fn fields_cross_unwinding_like_plain_data() {
+        fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+        unwind_safe::<ExtFields>();
     }
 
     #[test]

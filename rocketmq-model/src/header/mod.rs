@@ -79,13 +79,6 @@ pub trait CommandHeader: Sized {
         map
     }
 
-    /// Encodes the header into a fresh map, consuming it: a header may move
-    /// its long text into the map rather than copy it. The same map as
-    /// [`to_ext_fields`](Self::to_ext_fields), though perhaps in another order.
-    fn into_ext_fields(self) -> ExtFields {
-        self.to_ext_fields()
-    }
-
     /// Adds the header's fields to an existing map (existing keys are replaced).
     fn extend_ext_fields(&self, map: &mut ExtFields) {
         self.write_fields(&mut FieldWriter::new(map));

@@ -5,7 +5,7 @@
 use compact_str::CompactString;
 
 use super::value::{FieldValue, required};
-use super::{CommandHeader, ExtFields, FieldReader, FieldWriter};
+use super::{CommandHeader, FieldReader, FieldWriter};
 use crate::error::Result;
 
 /// SEND_MESSAGE request header (v1 keys). [`SendMessageRequestHeaderV2`]
@@ -106,21 +106,6 @@ fn put_opt<T: FieldValue>(fields: &mut FieldWriter<'_>, key: &str, value: &Optio
 }
 
 impl SendMessageRequestHeader {
-    /// Writes the fields under `keys`, the properties (which [`write_with`]
-    /// copies) moved into the map: the one long text of a send.
-    ///
-    /// [`write_with`]: Self::write_with
-    fn into_fields_with(mut self, keys: &SendKeys) -> ExtFields {
-        let properties = self.properties.take();
-        let mut map = ExtFields::with_capacity(16);
-        let mut fields = FieldWriter::new(&mut map);
-        self.write_with(keys, &mut fields);
-        if let Some(properties) = properties {
-            fields.put_owned(keys.properties, properties.into());
-        }
-        map
-    }
-
     fn write_with(&self, keys: &SendKeys, fields: &mut FieldWriter<'_>) {
         fields.put_str(keys.producer_group, &self.producer_group);
         fields.put_str(keys.topic, &self.topic);
@@ -165,10 +150,6 @@ impl CommandHeader for SendMessageRequestHeader {
         self.write_with(&V1_KEYS, fields);
     }
 
-    fn into_ext_fields(self) -> ExtFields {
-        self.into_fields_with(&V1_KEYS)
-    }
-
     fn read_fields(fields: &FieldReader<'_>) -> Result<Self> {
         SendMessageRequestHeader::read_with(&V1_KEYS, fields)
     }
@@ -179,10 +160,6 @@ impl CommandHeader for SendMessageRequestHeaderV2 {
 
     fn write_fields(&self, fields: &mut FieldWriter<'_>) {
         self.0.write_with(&V2_KEYS, fields);
-    }
-
-    fn into_ext_fields(self) -> ExtFields {
-        self.0.into_fields_with(&V2_KEYS)
     }
 
     fn read_fields(fields: &FieldReader<'_>) -> Result<Self> {

@@ -5,6 +5,8 @@
 //! the fields straight into a frame, so a request header never becomes a map
 //! of strings on its way out ([`ExtFields::from_header`]).
 
+use std::panic::{RefUnwindSafe, UnwindSafe};
+
 use compact_str::{CompactString, ToCompactString};
 
 use super::{CommandHeader, ExtFields, FieldWriter};
@@ -40,9 +42,9 @@ impl FieldSink for ExtFields {
 }
 
 /// A typed header behind a pointer: what [`ExtFields::from_header`] keeps until
-/// the fields are read or written. Every [`CommandHeader`] that can cross
-/// threads is one.
-pub trait DynHeader: Send + Sync + 'static {
+/// the fields are read or written. Every [`CommandHeader`] of plain data (that
+/// can cross threads and unwinding, as a map of text can) is one.
+pub trait DynHeader: Send + Sync + RefUnwindSafe + UnwindSafe + 'static {
     /// The header's name (its [`CommandHeader::NAME`]).
     fn name(&self) -> &'static str;
 
@@ -50,7 +52,7 @@ pub trait DynHeader: Send + Sync + 'static {
     fn write_to(&self, fields: &mut FieldWriter<'_>);
 }
 
-impl<H: CommandHeader + Send + Sync + 'static> DynHeader for H {
+impl<H: CommandHeader + Send + Sync + RefUnwindSafe + UnwindSafe + 'static> DynHeader for H {
     fn name(&self) -> &'static str {
         H::NAME
     }

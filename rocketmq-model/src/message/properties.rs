@@ -1,5 +1,6 @@
 //! The properties string (PROTOCOL.md §6.1): `name 0x01 value 0x02`, repeated.
 
+use std::fmt;
 use std::slice;
 
 use bytes::BufMut;
@@ -27,8 +28,14 @@ pub const PROPERTY_SEPARATOR: char = '\u{2}';
 /// timestamps, tags, most keys) they need no allocation, and the pairs live in
 /// one vector sorted by name (a message has a dozen or so), so decoding,
 /// copying and dropping a message's properties costs one allocation.
-#[derive(Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Default, PartialEq, Eq, Hash)]
 pub struct Properties(Vec<(CompactString, CompactString)>);
+
+impl fmt::Debug for Properties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
 
 /// Room left for the properties a client adds to a message it received or
 /// is about to send (offsets, start time, UNIQ_KEY), so that adding them
@@ -40,6 +47,9 @@ const MOST_RESERVED: usize = 64;
 
 impl Clone for Properties {
     fn clone(&self) -> Self {
+        if self.0.is_empty() {
+            return Properties::new();
+        }
         let mut pairs = Vec::with_capacity(self.0.len() + SPARE);
         pairs.extend(self.0.iter().cloned());
         Properties(pairs)
@@ -304,6 +314,12 @@ mod tests {
         );
         let got: Vec<(&str, &str)> = p.iter().collect();
         assert_eq!(got, [("k", "v"), ("last", "1"), ("n", "x\u{1}y")]);
+    }
+
+    #[test]
+    fn debugs_as_a_map_and_clones_an_empty_one_for_free() {
+        assert_eq!(format!("{:?}", props(&[("k", "v")])), r#"{"k": "v"}"#);
+        assert_eq!(Properties::new().clone().0.capacity(), 0);
     }
 
     #[test]
