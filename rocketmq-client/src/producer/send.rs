@@ -281,6 +281,10 @@ impl Sender {
 
     async fn publish_info(&self, topic: &str, deadline: Instant) -> Result<Arc<PublishInfo>> {
         let routes = self.instance.routes();
+        // The usual case, a known route, needs no timer.
+        if let Some(info) = routes.cached_publish_info(topic) {
+            return Ok(info);
+        }
         let lookup = routes.publish_info_or_template(topic, self.options.default_topic_queue_nums);
         match tokio::time::timeout_at(deadline, lookup).await {
             Ok(Ok(info)) => Ok(info),

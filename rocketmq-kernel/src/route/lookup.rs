@@ -88,20 +88,23 @@ impl Routes {
     /// [`KernelError::NoRoute`] when the topic has no route or no writable
     /// queue (see [`publish_info_or_template`](Self::publish_info_or_template)).
     pub async fn publish_info(&self, topic: &str) -> Result<Arc<PublishInfo>> {
-        if let Some(info) = self
-            .table
-            .publish_info(topic)
-            .filter(|info| !info.is_empty())
-        {
+        if let Some(info) = self.cached_publish_info(topic) {
             return Ok(info);
         }
         self.refresh(topic).await?;
-        self.table
-            .publish_info(topic)
-            .filter(|info| !info.is_empty())
+        self.cached_publish_info(topic)
             .ok_or_else(|| KernelError::NoRoute {
                 topic: topic.to_owned(),
             })
+    }
+
+    /// The table's publish info of `topic` if it has a writable queue: what
+    /// [`publish_info`](Self::publish_info) answers without waiting, for a
+    /// caller that would otherwise set up a timer around it.
+    pub fn cached_publish_info(&self, topic: &str) -> Option<Arc<PublishInfo>> {
+        self.table
+            .publish_info(topic)
+            .filter(|info| !info.is_empty())
     }
 
     /// [`publish_info`](Self::publish_info), falling back to the template
@@ -343,6 +346,23 @@ mod tests {
         assert_eq!(
             routes.table().master_addr("broker-a").unwrap(),
             "broker-a:10911"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cached_publish_info_needs_a_fetched_writable_route() {
+        let mut read_only = route("broker-r", 4);
+        read_only.queue_datas[0].perm = perm::READ;
+        let (routes, ns) = routes_with(&[("T", route("broker-a", 4)), ("R", read_only)]);
+        assert!(routes.cached_publish_info("T").is_none(), "not fetched yet");
+        let fetched = routes.publish_info("T").await.unwrap();
+        let cached = routes.cached_publish_info("T").unwrap();
+        assert!(Arc::ptr_eq(&fetched, &cached));
+        assert_eq!(ns.asked("T"), 1, "the cache asks nobody");
+        routes.refresh("R").await.unwrap();
+        assert!(
+            routes.cached_publish_info("R").is_none(),
+            "no writable queue"
         );
     }
 
