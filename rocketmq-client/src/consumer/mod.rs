@@ -14,6 +14,7 @@ mod pull;
 mod push;
 mod report;
 mod selector;
+mod shared;
 mod stats;
 mod subscriptions;
 

@@ -9,8 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::allocate::{AllocateStrategy, Averagely};
-use rocketmq_kernel::api::{BrokerApi, BrokerOffsetRemote};
-use rocketmq_kernel::offset::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
+use rocketmq_kernel::offset::OffsetStore;
 use rocketmq_model::MessageQueue;
 use rocketmq_model::body::{ConsumeFromWhere, MessageModel, SUB_ALL};
 use tokio::sync::mpsc;
@@ -22,6 +21,7 @@ use super::core::{Mode, PullCore};
 use super::rebalance;
 use crate::config::ClientConfig;
 use crate::consumer::selector::MessageSelector;
+use crate::consumer::shared::{default_offset_store, shared_consumer_setters};
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, ConsumerHandle, InstanceLease};
@@ -97,44 +97,7 @@ impl PullConsumerBuilder {
         self
     }
 
-    /// Clustering (default) or broadcasting.
-    pub fn message_model(mut self, model: MessageModel) -> Self {
-        self.options.message_model = model;
-        self
-    }
-
-    /// Where a queue without a committed offset starts (default last).
-    pub fn consume_from_where(mut self, from: ConsumeFromWhere) -> Self {
-        self.options.consume_from_where = from;
-        self
-    }
-
-    /// Start from this point in time (sets `consume_from_where` to
-    /// timestamp).
-    pub fn consume_timestamp(mut self, at: SystemTime) -> Self {
-        self.options.consume_from_where = ConsumeFromWhere::Timestamp;
-        self.options.consume_timestamp = at;
-        self
-    }
-
-    /// How subscribed queues are shared among members (default averagely).
-    pub fn allocate_strategy(mut self, strategy: Arc<dyn AllocateStrategy>) -> Self {
-        self.strategy = strategy;
-        self
-    }
-
-    /// Where offsets are kept (default: brokers when clustering, a local
-    /// file when broadcasting).
-    pub fn offset_store(mut self, store: Arc<dyn OffsetStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// The directory of the broadcasting default offset store.
-    pub fn offset_store_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.offset_store_dir = Some(dir.into());
-        self
-    }
+    shared_consumer_setters!();
 
     /// Commit what `poll` handed out automatically (default true): at the
     /// next poll, persisted every 5 s. Off: call
@@ -148,42 +111,6 @@ impl PullConsumerBuilder {
     /// (default 5 s).
     pub fn poll_timeout(mut self, timeout: Duration) -> Self {
         self.poll_timeout = timeout;
-        self
-    }
-
-    /// Messages per pull (Java lite: 10).
-    pub fn pull_batch_size(mut self, n: i32) -> Self {
-        self.options.pull_batch_size = n;
-        self
-    }
-
-    /// Buffered messages per queue before pulling pauses (1000).
-    pub fn pull_threshold_for_queue(mut self, n: usize) -> Self {
-        self.options.pull_threshold_for_queue = n;
-        self
-    }
-
-    /// Buffered body bytes per queue before pulling pauses (100 MiB).
-    pub fn pull_threshold_size_for_queue(mut self, bytes: u64) -> Self {
-        self.options.pull_threshold_size_for_queue = bytes;
-        self
-    }
-
-    /// How long the broker holds a pull with nothing new (20 s).
-    pub fn broker_suspend_max_time(mut self, time: Duration) -> Self {
-        self.options.broker_suspend_max_time = time;
-        self
-    }
-
-    /// Wait after a failed pull (1 s).
-    pub fn pull_time_delay_when_exception(mut self, delay: Duration) -> Self {
-        self.options.pull_time_delay_when_exception = delay;
-        self
-    }
-
-    /// Wait while a queue buffers too much (50 ms).
-    pub fn pull_time_delay_when_flow_control(mut self, delay: Duration) -> Self {
-        self.options.pull_time_delay_when_flow_control = delay;
         self
     }
 
@@ -213,29 +140,6 @@ impl PullConsumerBuilder {
         Ok(table)
     }
 
-    fn default_store(&self, instance: &ClientInstance) -> Result<Arc<dyn OffsetStore>> {
-        let group = &self.options.group;
-        if self.options.message_model == MessageModel::Clustering {
-            let api: Arc<dyn BrokerApi> = instance.broker_api().clone();
-            let remote = BrokerOffsetRemote::new(api, instance.routes().clone());
-            return Ok(Arc::new(
-                RemoteOffsetStore::new(group.clone(), Arc::new(remote)).oneway(false),
-            ));
-        }
-        let dir = self
-            .offset_store_dir
-            .clone()
-            .or_else(LocalFileOffsetStore::default_base_dir)
-            .ok_or_else(|| {
-                ClientError::Config("no offset store directory (HOME is not set)".into())
-            })?;
-        Ok(Arc::new(LocalFileOffsetStore::new(
-            dir,
-            instance.client_id(),
-            group,
-        )))
-    }
-
     /// Starts the consumer: registers the group, sends a heartbeat and
     /// starts fetching its queues.
     pub async fn build(self) -> Result<PullConsumer> {
@@ -259,7 +163,12 @@ impl PullConsumerBuilder {
         let instance = lease.instance();
         let store = match &self.store {
             Some(store) => Arc::clone(store),
-            None => self.default_store(&instance)?,
+            None => default_offset_store(
+                &self.options,
+                self.offset_store_dir.as_ref(),
+                &instance,
+                instance.broker_api().clone(),
+            )?,
         };
         store.load().await?;
         let (buffer, receiver) = mpsc::channel(BUFFERED_BATCHES);

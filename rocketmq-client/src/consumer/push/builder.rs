@@ -8,10 +8,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use rocketmq_kernel::allocate::{AllocateStrategy, Averagely};
-use rocketmq_kernel::api::{BrokerApi, BrokerOffsetRemote};
+use rocketmq_kernel::api::BrokerApi;
 use rocketmq_kernel::consume::{ConsumeEnv, ConsumeStats};
 use rocketmq_kernel::consumer_options::RETRY_TOPIC_PREFIX;
-use rocketmq_kernel::offset::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
+use rocketmq_kernel::offset::OffsetStore;
 use rocketmq_kernel::{
     ConcurrentService, ConsumeService, ConsumerOptions, ConsumerParts, KernelError, OrderlyService,
     Rebalancer, Routes,
@@ -32,6 +32,7 @@ use crate::consumer::listener::{
 };
 use crate::consumer::metered::{MeteredBrokerApi, MeteredConcurrent, MeteredOrderly};
 use crate::consumer::selector::MessageSelector;
+use crate::consumer::shared::{default_offset_store, shared_consumer_setters};
 use crate::consumer::stats::{PullStats, StatusTable};
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
@@ -129,49 +130,7 @@ impl PushConsumerBuilder {
         self
     }
 
-    /// Clustering (members share the queues; default) or broadcasting
-    /// (every member gets every message).
-    pub fn message_model(mut self, model: MessageModel) -> Self {
-        self.options.message_model = model;
-        self
-    }
-
-    /// Where a queue without a committed offset starts (default the last
-    /// offset).
-    pub fn consume_from_where(mut self, from: ConsumeFromWhere) -> Self {
-        self.options.consume_from_where = from;
-        self
-    }
-
-    /// Start from this point in time (sets `consume_from_where` to
-    /// timestamp; default half an hour before start).
-    pub fn consume_timestamp(mut self, at: SystemTime) -> Self {
-        self.options.consume_from_where = ConsumeFromWhere::Timestamp;
-        self.options.consume_timestamp = at;
-        self
-    }
-
-    /// How queues are shared among the group's members (default
-    /// averagely; every member must use the same).
-    pub fn allocate_strategy(mut self, strategy: Arc<dyn AllocateStrategy>) -> Self {
-        self.strategy = strategy;
-        self
-    }
-
-    /// Where offsets are kept (default: the brokers when clustering, a
-    /// local file when broadcasting).
-    pub fn offset_store(mut self, store: Arc<dyn OffsetStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// The directory of the broadcasting default offset store (default
-    /// `$HOME/.rocketmq_offsets`, Java's); files go to
-    /// `<dir>/<client id>/<group>/offsets.json`.
-    pub fn offset_store_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.offset_store_dir = Some(dir.into());
-        self
-    }
+    shared_consumer_setters!();
 
     /// How long shutdown waits for in-flight consumption (default 10 s).
     pub fn shutdown_drain_timeout(mut self, timeout: Duration) -> Self {
@@ -179,27 +138,9 @@ impl PushConsumerBuilder {
         self
     }
 
-    /// Messages per pull (32).
-    pub fn pull_batch_size(mut self, n: i32) -> Self {
-        self.options.pull_batch_size = n;
-        self
-    }
-
     /// Bytes per pull (256 KiB).
     pub fn pull_batch_size_in_bytes(mut self, n: i32) -> Self {
         self.options.pull_batch_size_in_bytes = n;
-        self
-    }
-
-    /// Cached messages per queue before pulling pauses (1000).
-    pub fn pull_threshold_for_queue(mut self, n: usize) -> Self {
-        self.options.pull_threshold_for_queue = n;
-        self
-    }
-
-    /// Cached body bytes per queue before pulling pauses (100 MiB).
-    pub fn pull_threshold_size_for_queue(mut self, bytes: u64) -> Self {
-        self.options.pull_threshold_size_for_queue = bytes;
         self
     }
 
@@ -224,24 +165,6 @@ impl PushConsumerBuilder {
     /// Pause between pulls of a queue (zero).
     pub fn pull_interval(mut self, interval: Duration) -> Self {
         self.options.pull_interval = interval;
-        self
-    }
-
-    /// Wait after flow control (50 ms).
-    pub fn pull_time_delay_when_flow_control(mut self, delay: Duration) -> Self {
-        self.options.pull_time_delay_when_flow_control = delay;
-        self
-    }
-
-    /// Wait after a failed pull (3 s).
-    pub fn pull_time_delay_when_exception(mut self, delay: Duration) -> Self {
-        self.options.pull_time_delay_when_exception = delay;
-        self
-    }
-
-    /// How long the broker holds a pull with nothing new (15 s).
-    pub fn broker_suspend_max_time(mut self, time: Duration) -> Self {
-        self.options.broker_suspend_max_time = time;
         self
     }
 
@@ -328,32 +251,6 @@ impl PushConsumerBuilder {
         }
     }
 
-    fn default_store(
-        &self,
-        instance: &ClientInstance,
-        api: Arc<dyn BrokerApi>,
-    ) -> Result<Arc<dyn OffsetStore>> {
-        let group = &self.options.group;
-        if sends_back(self.options.message_model) {
-            let remote = BrokerOffsetRemote::new(api, instance.routes().clone());
-            return Ok(Arc::new(
-                RemoteOffsetStore::new(group.clone(), Arc::new(remote)).oneway(false),
-            ));
-        }
-        let dir = self
-            .offset_store_dir
-            .clone()
-            .or_else(LocalFileOffsetStore::default_base_dir)
-            .ok_or_else(|| {
-                ClientError::Config("no offset store directory (HOME is not set)".into())
-            })?;
-        Ok(Arc::new(LocalFileOffsetStore::new(
-            dir,
-            instance.client_id(),
-            group,
-        )))
-    }
-
     async fn start(
         &self,
         lease: &InstanceLease,
@@ -370,7 +267,12 @@ impl PushConsumerBuilder {
         ));
         let store = match &self.store {
             Some(store) => Arc::clone(store),
-            None => self.default_store(&instance, Arc::clone(&api))?,
+            None => default_offset_store(
+                &self.options,
+                self.offset_store_dir.as_ref(),
+                &instance,
+                Arc::clone(&api),
+            )?,
         };
         store.load().await?;
         let options = Arc::new(self.options.clone());

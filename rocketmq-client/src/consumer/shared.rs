@@ -1,0 +1,133 @@
+//! What both consumer builders share, written once: their common setters
+//! and the default offset store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rocketmq_kernel::ConsumerOptions;
+use rocketmq_kernel::api::{BrokerApi, BrokerOffsetRemote};
+use rocketmq_kernel::offset::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
+use rocketmq_model::body::MessageModel;
+
+use crate::error::{ClientError, Result};
+use crate::instance::ClientInstance;
+
+/// The offset store of a group that names none: the brokers (through `api`)
+/// when clustering; when broadcasting, a local file under `dir`, or under
+/// Java's default directory.
+pub(super) fn default_offset_store(
+    options: &ConsumerOptions,
+    dir: Option<&PathBuf>,
+    instance: &ClientInstance,
+    api: Arc<dyn BrokerApi>,
+) -> Result<Arc<dyn OffsetStore>> {
+    let group = &options.group;
+    if options.message_model == MessageModel::Clustering {
+        let remote = BrokerOffsetRemote::new(api, instance.routes().clone());
+        return Ok(Arc::new(
+            RemoteOffsetStore::new(group.clone(), Arc::new(remote)).oneway(false),
+        ));
+    }
+    let dir = dir
+        .cloned()
+        .or_else(LocalFileOffsetStore::default_base_dir)
+        .ok_or_else(|| ClientError::Config("no offset store directory (HOME is not set)".into()))?;
+    Ok(Arc::new(LocalFileOffsetStore::new(
+        dir,
+        instance.client_id(),
+        group,
+    )))
+}
+
+/// Expands, inside the `impl` of a consumer builder, to the setters of what
+/// both builders hold: `options` (the kernel's `ConsumerOptions`),
+/// `strategy`, `store` and `offset_store_dir`. Where the two consumers'
+/// defaults differ, the documentation names both.
+macro_rules! shared_consumer_setters {
+    () => {
+        /// Clustering (members share the queues; default) or broadcasting
+        /// (every member gets every message).
+        pub fn message_model(mut self, model: MessageModel) -> Self {
+            self.options.message_model = model;
+            self
+        }
+
+        /// Where a queue without a committed offset starts (default the last
+        /// offset).
+        pub fn consume_from_where(mut self, from: ConsumeFromWhere) -> Self {
+            self.options.consume_from_where = from;
+            self
+        }
+
+        /// Start from this point in time (sets `consume_from_where` to
+        /// timestamp; default half an hour before start).
+        pub fn consume_timestamp(mut self, at: SystemTime) -> Self {
+            self.options.consume_from_where = ConsumeFromWhere::Timestamp;
+            self.options.consume_timestamp = at;
+            self
+        }
+
+        /// How queues are shared among the group's members (default
+        /// averagely; every member must use the same).
+        pub fn allocate_strategy(mut self, strategy: Arc<dyn AllocateStrategy>) -> Self {
+            self.strategy = strategy;
+            self
+        }
+
+        /// Where offsets are kept (default: the brokers when clustering, a
+        /// local file when broadcasting).
+        pub fn offset_store(mut self, store: Arc<dyn OffsetStore>) -> Self {
+            self.store = Some(store);
+            self
+        }
+
+        /// The directory of the broadcasting default offset store (default
+        /// `$HOME/.rocketmq_offsets`, Java's); files go to
+        /// `<dir>/<client id>/<group>/offsets.json`.
+        pub fn offset_store_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+            self.offset_store_dir = Some(dir.into());
+            self
+        }
+
+        /// Messages per pull (push consumer 32; lite pull consumer 10, as
+        /// Java's).
+        pub fn pull_batch_size(mut self, n: i32) -> Self {
+            self.options.pull_batch_size = n;
+            self
+        }
+
+        /// Buffered messages per queue before pulling pauses (1000).
+        pub fn pull_threshold_for_queue(mut self, n: usize) -> Self {
+            self.options.pull_threshold_for_queue = n;
+            self
+        }
+
+        /// Buffered body bytes per queue before pulling pauses (100 MiB).
+        pub fn pull_threshold_size_for_queue(mut self, bytes: u64) -> Self {
+            self.options.pull_threshold_size_for_queue = bytes;
+            self
+        }
+
+        /// Wait while a queue buffers too much (50 ms).
+        pub fn pull_time_delay_when_flow_control(mut self, delay: Duration) -> Self {
+            self.options.pull_time_delay_when_flow_control = delay;
+            self
+        }
+
+        /// Wait after a failed pull (push consumer 3 s, lite pull consumer
+        /// 1 s).
+        pub fn pull_time_delay_when_exception(mut self, delay: Duration) -> Self {
+            self.options.pull_time_delay_when_exception = delay;
+            self
+        }
+
+        /// How long the broker holds a pull with nothing new (push consumer
+        /// 15 s, lite pull consumer 20 s).
+        pub fn broker_suspend_max_time(mut self, time: Duration) -> Self {
+            self.options.broker_suspend_max_time = time;
+            self
+        }
+    };
+}
+
+pub(super) use shared_consumer_setters;
