@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 pub use compact_str::CompactString;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::{DynHeader, FieldWriter};
+use super::{DynHeader, FieldSink, FieldWriter};
 
 type Table = HashMap<CompactString, CompactString, foldhash::fast::RandomState>;
 
@@ -146,6 +146,19 @@ impl ExtFields {
     /// since [`from_header`](Self::from_header).
     pub fn header(&self) -> Option<&dyn DynHeader> {
         self.header.as_deref().map(|typed| &typed.header)
+    }
+
+    /// Gives every field to `sink`: a typed header writes itself (its text
+    /// fields are not made), text fields go as they are.
+    pub fn write_to(&self, sink: &mut dyn FieldSink) {
+        match &self.header {
+            Some(typed) => typed.header.write_to(&mut FieldWriter::to_sink(sink)),
+            None => {
+                for (key, value) in self {
+                    sink.put_str(key, value);
+                }
+            }
+        }
     }
 
     /// The text fields (a typed header's made on first use).

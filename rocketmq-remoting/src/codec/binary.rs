@@ -10,7 +10,7 @@
 
 use bytes::{BufMut, BytesMut};
 use rocketmq_model::ExtFields;
-use rocketmq_model::header::{FieldSink, FieldWriter};
+use rocketmq_model::header::FieldSink;
 
 use crate::command::{LanguageCode, RemotingCommand, SerializeType};
 use crate::error::{RemotingError, Result};
@@ -49,14 +49,7 @@ fn write_ext_fields(fields: &ExtFields, dst: &mut BytesMut) -> Result<()> {
     let length_at = dst.len();
     dst.put_i32(0);
     let mut sink = BinaryFields { dst, error: None };
-    match fields.header() {
-        Some(header) => header.write_to(&mut FieldWriter::to_sink(&mut sink)),
-        None => {
-            for (key, value) in fields {
-                sink.put_str(key, value);
-            }
-        }
-    }
+    fields.write_to(&mut sink);
     if let Some(error) = sink.error {
         return Err(error);
     }

@@ -5,7 +5,7 @@
 //! gives them, never made into a map first.
 
 use bytes::{BufMut, BytesMut};
-use rocketmq_model::header::{FieldSink, FieldWriter};
+use rocketmq_model::header::FieldSink;
 
 use super::special;
 use crate::command::{RemotingCommand, SerializeType};
@@ -15,22 +15,17 @@ const TYPED_FIELDS: usize = 16;
 
 /// Appends `cmd`'s header as JSON to `dst`.
 pub(crate) fn write_header(cmd: &RemotingCommand, dst: &mut BytesMut) {
-    let header = cmd.ext_fields.header();
-    let fields = header.map_or_else(|| cmd.ext_fields.len(), |_| TYPED_FIELDS);
+    let fields = match cmd.ext_fields.header() {
+        Some(_) => TYPED_FIELDS,
+        None => cmd.ext_fields.len(),
+    };
     dst.reserve(128 + 48 * fields);
     dst.put_slice(b"{\"code\":");
     put_int(dst, cmd.code);
     let start = dst.len();
     dst.put_slice(b",\"extFields\":{");
     let mut sink = JsonFields { dst, written: 0 };
-    match header {
-        Some(header) => header.write_to(&mut FieldWriter::to_sink(&mut sink)),
-        None => {
-            for (key, value) in &cmd.ext_fields {
-                sink.put_str(key, value);
-            }
-        }
-    }
+    cmd.ext_fields.write_to(&mut sink);
     if sink.written == 0 {
         dst.truncate(start);
     } else {
