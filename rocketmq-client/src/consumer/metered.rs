@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use rocketmq_kernel::Result;
 use rocketmq_kernel::api::{BrokerApi, CallMode, QueryMessageResult};
+use rocketmq_kernel::consume::acked_count;
 use rocketmq_model::body::{CheckClientRequestBody, LockBatchRequestBody, UnlockBatchRequestBody};
 use rocketmq_model::header::{
     BoundaryType, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
@@ -240,13 +241,7 @@ impl ConcurrentListener for MeteredConcurrent {
         let batch = BatchFacts::of(&msgs, self.max_reconsume_times);
         let started = Instant::now();
         let result = self.inner.consume(msgs, ctx).await;
-        let acked = match result {
-            ConcurrentResult::RetryLater => 0,
-            ConcurrentResult::Success => {
-                let last = i64::from(ctx.ack_index).clamp(-1, batch.len() as i64 - 1);
-                usize::try_from(last + 1).unwrap_or(0)
-            }
-        };
+        let acked = acked_count(result, ctx.ack_index, batch.len());
         stats::record_consume(&self.series, &batch, acked, started.elapsed());
         if self.max_reconsume_times.is_some() {
             if ctx.delay_level_when_next_consume < 0 {

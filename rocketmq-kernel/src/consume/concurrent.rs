@@ -348,8 +348,9 @@ impl Shared {
 
 /// How many messages of a batch of `len` the listener acknowledged (Java's
 /// `processConsumeResult`): success acknowledges up to and including
-/// `ack_index`, retry-later none.
-fn acked_count(result: ConcurrentResult, ack_index: i32, len: usize) -> usize {
+/// `ack_index`, retry-later none. Public for wrappers of a listener that
+/// count what it acknowledged.
+pub fn acked_count(result: ConcurrentResult, ack_index: i32, len: usize) -> usize {
     match result {
         ConcurrentResult::RetryLater => 0,
         ConcurrentResult::Success => {

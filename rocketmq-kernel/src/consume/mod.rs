@@ -98,7 +98,7 @@ use crate::offset::OffsetStore;
 use crate::route::Routes;
 use crate::{ConsumerOptions, ProcessQueue};
 
-pub use concurrent::{ConcurrentService, LOCAL_RETRY_DELAY};
+pub use concurrent::{ConcurrentService, LOCAL_RETRY_DELAY, acked_count};
 pub use listener::{
     ConcurrentContext, ConcurrentListener, ConcurrentResult, OrderlyContext, OrderlyListener,
     OrderlyResult,
