@@ -13,6 +13,14 @@ use instance_support::{FakeConsumer, config, eventually};
 use rocketmq_client::ClientInstance;
 use rocketmq_testkit::{TestCluster, TopicConfig};
 
+/// Moves the paused clock on by `by`. Nothing waits in real time: the
+/// runtime jumps from timer to timer, running every task woken on the way
+/// until all are idle, so each periodic task due by then has run exactly as
+/// often as its interval says.
+async fn clock_moves(by: Duration) {
+    tokio::time::sleep(by).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn periodic_tasks_call_the_consumer_on_their_intervals() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
@@ -24,7 +32,7 @@ async fn periodic_tasks_call_the_consumer_on_their_intervals() {
     // On registration and on the first route of its topic.
     eventually(|| FakeConsumer::count(&consumer.rebalances) == 2).await;
 
-    tokio::time::sleep(Duration::from_millis(20_500)).await;
+    clock_moves(Duration::from_millis(20_500)).await;
     assert_eq!(FakeConsumer::count(&consumer.persists), 4, "every 5 s");
     assert_eq!(
         FakeConsumer::count(&consumer.rebalances),
@@ -32,7 +40,7 @@ async fn periodic_tasks_call_the_consumer_on_their_intervals() {
         "then every 20 s"
     );
     assert_eq!(FakeConsumer::count(&consumer.cleans), 0);
-    tokio::time::sleep(Duration::from_secs(40)).await;
+    clock_moves(Duration::from_secs(40)).await;
     assert_eq!(FakeConsumer::count(&consumer.cleans), 1);
     // Timers at 40 s and 60 s, the broker's notification when the 30 s
     // heartbeat registered the group, and the rebalance that follows the
@@ -45,7 +53,7 @@ async fn periodic_tasks_call_the_consumer_on_their_intervals() {
     let handle = lease.instance();
     lease.release().await;
     assert!(handle.is_shut_down());
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    clock_moves(Duration::from_secs(60)).await;
     assert_eq!(
         FakeConsumer::count(&consumer.persists),
         persists,
@@ -68,7 +76,7 @@ async fn a_consumer_is_heartbeated_to_every_broker_on_the_heartbeat_interval() {
         .unwrap();
     // The route refresh asked for by the registration fills the table; the
     // next heartbeat (30 s) reaches both brokers.
-    tokio::time::sleep(Duration::from_secs(31)).await;
+    clock_moves(Duration::from_secs(31)).await;
     for broker in cluster.brokers() {
         let clients = broker.clients();
         let me = clients
@@ -98,12 +106,12 @@ async fn a_changed_route_rebalances_its_consumers() {
     eventually(|| lease.routes().table().route("T").is_some()).await;
     // Joining the group makes the broker notify (and the client rebalance).
     lease.send_heartbeat().await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    clock_moves(Duration::from_secs(1)).await;
     let (before, other_before) = (
         FakeConsumer::count(&consumer.rebalances),
         FakeConsumer::count(&other.rebalances),
     );
-    tokio::time::sleep(Duration::from_secs(35)).await;
+    clock_moves(Duration::from_secs(35)).await;
     assert_eq!(
         FakeConsumer::count(&consumer.rebalances),
         before,
@@ -111,7 +119,7 @@ async fn a_changed_route_rebalances_its_consumers() {
     );
 
     cluster.create_topic("T", TopicConfig::new(8, 8));
-    tokio::time::sleep(Duration::from_secs(31)).await;
+    clock_moves(Duration::from_secs(31)).await;
     assert_eq!(
         lease.routes().table().subscribe_queues("T").unwrap().len(),
         8
