@@ -13,7 +13,9 @@
 //!
 //! A request built from a typed header keeps the header instead
 //! ([`ExtFields::from_header`]): the codec writes it straight into the frame,
-//! and the text fields are made only if someone reads or changes them.
+//! and the text fields are made only if someone reads or changes them. A
+//! peer's header read by a codec keeps its fields where they are in the
+//! frame ([`FieldsInText`]) until someone changes them.
 
 use std::collections::HashMap;
 use std::collections::hash_map;
@@ -26,6 +28,11 @@ pub use compact_str::CompactString;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::{DynHeader, FieldSink, FieldWriter};
+
+mod in_text;
+
+use in_text::InText;
+pub use in_text::{ByteString, FieldsInText};
 
 type Table = HashMap<CompactString, CompactString, foldhash::fast::RandomState>;
 
@@ -68,6 +75,15 @@ enum Repr {
     /// Distinct keys, in insertion order; at most [`SMALL_LIMIT`] of them.
     Small(Small),
     Large(Table),
+    /// Slices of a peer's header text ([`FieldsInText`]); never held by a
+    /// map being changed.
+    InText(InText),
+}
+
+/// The fields of a map being changed.
+enum Owned<'a> {
+    Small(&'a mut Small),
+    Large(&'a mut Table),
 }
 
 /// The fields of a small map, and a one-word filter of the keys it has held:
@@ -94,6 +110,29 @@ fn key_bit(key: &str) -> u64 {
     };
     let mix = bytes.len() * 7 + usize::from(first) * 3 + usize::from(last);
     1 << (mix % 64)
+}
+
+/// The value of `key` in `repr`, as owned text.
+fn value_of<'a>(repr: &'a Repr, key: &str) -> Option<&'a CompactString> {
+    match repr {
+        Repr::Small(small) => small.value(key),
+        Repr::Large(table) => table.get(key),
+        Repr::InText(in_text) => in_text.small().value(key),
+    }
+}
+
+impl Small {
+    fn value(&self, key: &str) -> Option<&CompactString> {
+        // A key whose bit is clear was never inserted: typed headers look
+        // up their optional fields, mostly absent, by this test.
+        if self.keys_seen & key_bit(key) == 0 {
+            return None;
+        }
+        self.entries
+            .iter()
+            .find(|(k, _)| k.as_str() == key)
+            .map(|(_, v)| v)
+    }
 }
 
 impl Default for ExtFields {
@@ -170,8 +209,8 @@ impl ExtFields {
     }
 
     /// The text fields, to be changed: a typed header becomes text (taken,
-    /// not copied, when no clone shares it).
-    fn repr_mut(&mut self) -> &mut Repr {
+    /// not copied, when no clone shares it), and so do fields read in place.
+    fn repr_mut(&mut self) -> Owned<'_> {
         if let Some(mut typed) = self.header.take() {
             self.repr = match Arc::get_mut(&mut typed) {
                 Some(only) => match only.fields.take() {
@@ -181,7 +220,15 @@ impl ExtFields {
                 None => typed.fields().clone(),
             };
         }
-        &mut self.repr
+        if let Repr::InText(in_text) = &mut self.repr {
+            let small = std::mem::take(in_text).into_small();
+            self.repr = Repr::Small(small);
+        }
+        match &mut self.repr {
+            Repr::Small(small) => Owned::Small(small),
+            Repr::Large(table) => Owned::Large(table),
+            Repr::InText(_) => unreachable!("fields read in place were made owned above"),
+        }
     }
 
     /// Sets `key` to `value`, returning the value it replaces.
@@ -193,8 +240,8 @@ impl ExtFields {
         let key = key.into();
         let value = value.into();
         let small = match self.repr_mut() {
-            Repr::Large(table) => return table.insert(key, value),
-            Repr::Small(small) => small,
+            Owned::Large(table) => return table.insert(key, value),
+            Owned::Small(small) => small,
         };
         let bit = key_bit(&key);
         if small.keys_seen & bit != 0 {
@@ -216,21 +263,15 @@ impl ExtFields {
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.value(key).map(CompactString::as_str)
+        match self.repr() {
+            Repr::InText(in_text) => in_text.get(key),
+            repr => value_of(repr, key).map(CompactString::as_str),
+        }
     }
 
+    /// The value of `key` as owned text (made for fields read in place).
     fn value(&self, key: &str) -> Option<&CompactString> {
-        match self.repr() {
-            // A key whose bit is clear was never inserted: typed headers
-            // look up their optional fields, mostly absent, by this test.
-            Repr::Small(small) if small.keys_seen & key_bit(key) == 0 => None,
-            Repr::Small(small) => small
-                .entries
-                .iter()
-                .find(|(k, _)| k.as_str() == key)
-                .map(|(_, v)| v),
-            Repr::Large(table) => table.get(key),
-        }
+        value_of(self.repr(), key)
     }
 
     /// Whether `key` is present.
@@ -241,19 +282,19 @@ impl ExtFields {
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<CompactString> {
         match self.repr_mut() {
-            Repr::Small(small) => {
+            Owned::Small(small) => {
                 let at = small.entries.iter().position(|(k, _)| k.as_str() == key)?;
                 Some(small.entries.remove(at).1)
             }
-            Repr::Large(table) => table.remove(key),
+            Owned::Large(table) => table.remove(key),
         }
     }
 
     /// Keeps only the fields `keep` accepts.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
         match self.repr_mut() {
-            Repr::Small(small) => small.entries.retain(|(k, v)| keep(k, v)),
-            Repr::Large(table) => table.retain(|k, v| keep(k, v)),
+            Owned::Small(small) => small.entries.retain(|(k, v)| keep(k, v)),
+            Owned::Large(table) => table.retain(|k, v| keep(k, v)),
         }
     }
 
@@ -262,6 +303,7 @@ impl ExtFields {
         match self.repr() {
             Repr::Small(small) => small.entries.len(),
             Repr::Large(table) => table.len(),
+            Repr::InText(in_text) => in_text.len(),
         }
     }
 
@@ -281,6 +323,7 @@ impl ExtFields {
         let inner = match self.repr() {
             Repr::Small(small) => IterRepr::Small(small.entries.iter()),
             Repr::Large(table) => IterRepr::Large(table.iter()),
+            Repr::InText(in_text) => IterRepr::InText(in_text.pairs()),
         };
         Iter { inner }
     }
@@ -305,6 +348,7 @@ pub struct Iter<'a> {
 enum IterRepr<'a> {
     Small(slice::Iter<'a, (CompactString, CompactString)>),
     Large(hash_map::Iter<'a, CompactString, CompactString>),
+    InText(in_text::Pairs<'a>),
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -314,6 +358,7 @@ impl<'a> Iterator for Iter<'a> {
         let (k, v) = match &mut self.inner {
             IterRepr::Small(entries) => entries.next().map(|(k, v)| (k, v))?,
             IterRepr::Large(table) => table.next()?,
+            IterRepr::InText(pairs) => return pairs.next(),
         };
         Some((k.as_str(), v.as_str()))
     }
@@ -322,6 +367,7 @@ impl<'a> Iterator for Iter<'a> {
         match &self.inner {
             IterRepr::Small(entries) => entries.size_hint(),
             IterRepr::Large(table) => table.size_hint(),
+            IterRepr::InText(pairs) => pairs.size_hint(),
         }
     }
 }

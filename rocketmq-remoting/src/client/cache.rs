@@ -1,6 +1,11 @@
 //! One connection per address (STYLE.md 7): a single dial per address however
 //! many callers wait, re-dial on demand after a loss with backoff, and
 //! generation-stamped invalidation so that a stale invalidation is a no-op.
+//!
+//! Every request asks the cache for its connection, so an open one is found
+//! under one short lock, without waiting on the address's dial lock; only a
+//! caller that finds none takes the dial path (kept out of the caller's
+//! future, which it would otherwise make several times larger).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,8 +40,18 @@ pub(crate) struct Dialer {
 /// The connection cache.
 pub(crate) struct ConnectionCache {
     dialer: Dialer,
-    slots: Mutex<Option<HashMap<String, Arc<Slot>>>>,
+    /// `None` once shut down.
+    slots: Mutex<Option<HashMap<String, Entry>>>,
     generations: AtomicU64,
+}
+
+/// One address in the cache.
+#[derive(Default)]
+struct Entry {
+    slot: Arc<Slot>,
+    /// The slot's open connection, published for the fast path: set and
+    /// cleared under the slot's `state` lock, as `state.conn` is.
+    open: Option<(Connection, Generation)>,
 }
 
 /// One address: its dial attempts are serialized by `state`'s lock.
@@ -87,7 +102,7 @@ impl ConnectionCache {
         }
     }
 
-    fn slots(&self) -> MutexGuard<'_, Option<HashMap<String, Arc<Slot>>>> {
+    fn slots(&self) -> MutexGuard<'_, Option<HashMap<String, Entry>>> {
         // No code path panics while holding the lock.
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -95,14 +110,38 @@ impl ConnectionCache {
     fn slot(&self, addr: &str) -> Result<Arc<Slot>> {
         let mut slots = self.slots();
         let slots = slots.as_mut().ok_or_else(|| shut_down(addr))?;
-        if let Some(slot) = slots.get(addr) {
-            return Ok(Arc::clone(slot));
+        if let Some(entry) = slots.get(addr) {
+            return Ok(Arc::clone(&entry.slot));
         }
-        Ok(Arc::clone(slots.entry(addr.to_owned()).or_default()))
+        Ok(Arc::clone(&slots.entry(addr.to_owned()).or_default().slot))
+    }
+
+    /// Publishes (or, with `None`, withdraws) the open connection of `addr`
+    /// for the fast path. Called with the slot's `state` locked.
+    fn publish(&self, addr: &str, open: Option<(Connection, Generation)>) {
+        if let Some(entry) = self.slots().as_mut().and_then(|slots| slots.get_mut(addr)) {
+            entry.open = open;
+        }
     }
 
     /// The open connection to `addr`, dialing when there is none.
     pub(crate) async fn get(&self, addr: &str) -> Result<(Connection, Generation)> {
+        {
+            let slots = self.slots();
+            let slots = slots.as_ref().ok_or_else(|| shut_down(addr))?;
+            if let Some((conn, generation)) = slots.get(addr).and_then(|entry| entry.open.as_ref())
+            {
+                if !conn.is_closed() {
+                    return Ok((conn.clone(), *generation));
+                }
+            }
+        }
+        Box::pin(self.get_or_dial(addr)).await
+    }
+
+    /// [`get`](Self::get) when no open connection was published: waits for
+    /// the address's dial lock, then dials unless someone else just did.
+    async fn get_or_dial(&self, addr: &str) -> Result<(Connection, Generation)> {
         let slot = self.slot(addr)?;
         let dials_seen = slot.dials.load(Ordering::Acquire);
         let mut state = slot.state.lock().await;
@@ -111,6 +150,7 @@ impl ConnectionCache {
                 return Ok((conn.clone(), *generation));
             }
             state.conn = None;
+            self.publish(addr, None);
         }
         if slot.dials.load(Ordering::Acquire) != dials_seen {
             // A dial failed while this caller waited: share its outcome.
@@ -142,6 +182,7 @@ impl ConnectionCache {
                     conn: Some((conn.clone(), generation)),
                     ..SlotState::default()
                 };
+                self.publish(addr, Some((conn.clone(), generation)));
                 tracing::debug!(%addr, generation = generation.0, "connected");
                 Ok((conn, generation))
             }
@@ -191,6 +232,7 @@ impl ConnectionCache {
                 tracing::debug!(%addr, generation = generation.0, %reason, "connection invalidated");
                 conn.close();
                 state.conn = None;
+                self.publish(addr, None);
                 true
             }
             _ => false,
@@ -203,7 +245,7 @@ impl ConnectionCache {
         let Some(slots) = self.slots().take() else {
             return;
         };
-        for slot in slots.into_values() {
+        for Entry { slot, .. } in slots.into_values() {
             let conn = slot.state.lock().await.conn.take();
             if let Some((conn, _)) = conn {
                 conn.close();

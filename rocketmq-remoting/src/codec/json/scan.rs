@@ -7,24 +7,25 @@
 //! property test holds it to serde's answer on arbitrary input.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use bytes::Bytes;
 use rocketmq_model::ExtFields;
+use rocketmq_model::header::{ByteString, FieldsInText};
 
 use super::special;
 use crate::command::{LanguageCode, RemotingCommand, SerializeType};
 
-/// Room made up front for a header's fields, as the serde reader does.
-const EXPECTED_FIELDS: usize = 16;
-
 /// Reads `header`, or `None` when it is not in the shape this reader takes.
-pub(super) fn read_header(header: &[u8]) -> Option<RemotingCommand> {
+/// The extFields stay where they are in `header` ([`FieldsInText`]).
+pub(super) fn read_header(header: &Bytes) -> Option<RemotingCommand> {
     // Checked once here, the text can be cut at any quote without checking the
     // pieces again. Bad UTF-8 is an error in any JSON, so serde refuses it too.
-    let text = std::str::from_utf8(header).ok()?;
+    let source = ByteString::try_from(header.clone()).ok()?;
     let mut scan = Scanner {
-        text,
-        bytes: header,
+        source: &source,
+        text: &source,
+        bytes: source.as_bytes(),
         pos: 0,
     };
     let mut cmd = RemotingCommand {
@@ -107,10 +108,18 @@ impl Seen {
 }
 
 struct Scanner<'a> {
-    /// The header; `bytes` is the same, as bytes.
+    /// The header; `text` and `bytes` are the same, as a `str` and as bytes.
+    source: &'a ByteString,
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
+}
+
+/// A JSON string as read: where it lies in the header when it is the same
+/// text there, or the text its escapes stand for.
+enum Piece {
+    Plain(Range<usize>),
+    Escaped(String),
 }
 
 impl<'a> Scanner<'a> {
@@ -150,15 +159,28 @@ impl<'a> Scanner<'a> {
 
     /// A string: borrowed from the header when it has no escapes.
     fn text(&mut self) -> Option<Cow<'a, str>> {
+        let piece = self.string()?;
+        self.piece_text(piece)
+    }
+
+    fn piece_text(&self, piece: Piece) -> Option<Cow<'a, str>> {
+        match piece {
+            // Both ends sit next to ASCII quotes, so on character boundaries.
+            Piece::Plain(range) => self.text.get(range).map(Cow::Borrowed),
+            Piece::Escaped(text) => Some(Cow::Owned(text)),
+        }
+    }
+
+    /// A string, as where it lies when it has no escapes.
+    fn string(&mut self) -> Option<Piece> {
         self.byte(b'"')?;
         let start = self.pos;
         let end = start + self.plain_run(start)?;
         if self.bytes[end] == b'"' {
             self.pos = end + 1;
-            // Both ends sit next to ASCII quotes, so on character boundaries.
-            return self.text.get(start..end).map(Cow::Borrowed);
+            return Some(Piece::Plain(start..end));
         }
-        self.escaped_text(start, end).map(Cow::Owned)
+        self.escaped_text(start, end).map(Piece::Escaped)
     }
 
     /// The rest of a string that has an escape (or a control character) at
@@ -282,22 +304,30 @@ impl<'a> Scanner<'a> {
         Some(u8::try_from(code).map_or(LanguageCode::OTHER, LanguageCode))
     }
 
-    /// An object of text values.
+    /// An object of text values, kept where they are in the header unless
+    /// they have escapes.
     fn fields(&mut self) -> Option<ExtFields> {
         self.byte(b'{')?;
-        let mut fields = ExtFields::with_capacity(EXPECTED_FIELDS);
         self.skip_space();
         if self.bytes.get(self.pos) == Some(&b'}') {
             self.pos += 1;
-            return Some(fields);
+            return Some(ExtFields::new());
         }
+        let mut fields = FieldsInText::new(self.source.clone());
         loop {
-            let key = self.text()?;
+            let key = self.string()?;
             self.byte(b':')?;
-            let value = self.text()?;
-            fields.insert(key, value);
+            let value = self.string()?;
+            match (key, value) {
+                (Piece::Plain(key), Piece::Plain(value)) => {
+                    if !fields.push(key, value) {
+                        return None;
+                    }
+                }
+                (key, value) => fields.insert(self.piece_text(key)?, self.piece_text(value)?),
+            }
             if !self.byte_or(b',', b'}')? {
-                return Some(fields);
+                return Some(fields.finish());
             }
         }
     }
@@ -310,12 +340,17 @@ mod tests {
     use super::super::read_header_with_serde;
     use super::*;
 
+    /// The fast path on a copy of `header`.
+    fn fast(header: &[u8]) -> Option<RemotingCommand> {
+        read_header(&Bytes::copy_from_slice(header))
+    }
+
     /// A send response as the Java broker writes it.
     const SEND_RESPONSE: &str = r#"{"code":0,"extFields":{"msgId":"7F00000100002A9F0000000000012345","queueId":"1","queueOffset":"12345","MSG_REGION":"DefaultRegion","TRACE_ON":"true"},"flag":1,"language":"JAVA","opaque":42,"serializeTypeCurrentRPC":"JSON","version":453}"#;
 
     #[test]
     fn takes_the_usual_shapes() {
-        let cmd = read_header(SEND_RESPONSE.as_bytes()).expect("the fast path takes it");
+        let cmd = fast(SEND_RESPONSE.as_bytes()).expect("the fast path takes it");
         assert_eq!(
             (cmd.code, cmd.flag, cmd.opaque, cmd.version),
             (0, 1, 42, 453)
@@ -330,7 +365,7 @@ mod tests {
             r#"{"code":0,"language":"COBOL"}"#,
             r#"{"code":10,"extFields":{"i":"KEYS\u0001k\u0002","q":"\"\\\/\b\f\n\r\t","e":"\u00fc\u20AC\ud83d\ude00"}}"#,
         ] {
-            let fast = read_header(usual.as_bytes()).unwrap_or_else(|| panic!("declined {usual}"));
+            let fast = fast(usual.as_bytes()).unwrap_or_else(|| panic!("declined {usual}"));
             assert_eq!(
                 fast,
                 read_header_with_serde(usual.as_bytes()).unwrap(),
@@ -362,7 +397,7 @@ mod tests {
             r#"{"code":1} x"#,
             r#"{"code":1"#,
         ] {
-            assert_eq!(read_header(other.as_bytes()), None, "{other}");
+            assert_eq!(fast(other.as_bytes()), None, "{other}");
         }
     }
 
@@ -415,7 +450,7 @@ mod tests {
         /// Headers in the usual shape: the fast path takes them, as serde reads them.
         #[test]
         fn agrees_with_serde_on_headers(text in header_text()) {
-            let fast = read_header(text.as_bytes());
+            let fast = fast(text.as_bytes());
             prop_assert!(fast.is_some(), "declined {}", text);
             prop_assert_eq!(fast, read_header_with_serde(text.as_bytes()).ok());
         }
@@ -433,7 +468,7 @@ mod tests {
                 let at = at.index(bytes.len());
                 if cut { bytes.truncate(at) } else { bytes[at] = byte }
             }
-            if let Some(fast) = read_header(&bytes) {
+            if let Some(fast) = fast(&bytes) {
                 prop_assert_eq!(Some(fast), read_header_with_serde(&bytes).ok());
             }
         }
@@ -441,7 +476,7 @@ mod tests {
         /// Arbitrary bytes never make it panic, and it never disagrees.
         #[test]
         fn agrees_with_serde_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            if let Some(fast) = read_header(&bytes) {
+            if let Some(fast) = fast(&bytes) {
                 prop_assert_eq!(Some(fast), read_header_with_serde(&bytes).ok());
             }
         }
