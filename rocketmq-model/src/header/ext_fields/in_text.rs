@@ -172,9 +172,9 @@ impl FieldsInText {
     /// (replacing an earlier value of that key). Returns false, and sets
     /// nothing, when either range is not a slice of the text on character
     /// boundaries.
+    #[inline]
     pub fn push(&mut self, key: Range<usize>, value: Range<usize>) -> bool {
-        let (Some(key_text), Some(value_text)) =
-            (self.text.get(key.clone()), self.text.get(value.clone()))
+        let (Some(key_text), Some(_)) = (self.text.get(key.clone()), self.text.get(value.clone()))
         else {
             return false;
         };
@@ -184,11 +184,18 @@ impl FieldsInText {
             {
                 in_text.push(Span { key, value }, key_text);
             }
-            _ => {
-                self.fields.insert(key_text, value_text);
-            }
+            _ => self.insert_slices(key, value),
         }
         true
+    }
+
+    /// [`push`](Self::push) for a map that holds owned text (or is full):
+    /// the slices are copied.
+    #[cold]
+    fn insert_slices(&mut self, key: Range<usize>, value: Range<usize>) {
+        if let (Some(key), Some(value)) = (self.text.get(key), self.text.get(value)) {
+            self.fields.insert(key, value);
+        }
     }
 
     /// Sets `key` to `value`, both owned text.

@@ -40,17 +40,24 @@ pub(super) fn read_header(header: &Bytes) -> Option<RemotingCommand> {
         serialize_type: SerializeType::Json,
     };
     let mut seen = Seen::default();
+    let mut expected = 0;
     scan.byte(b'{')?;
     loop {
-        let key = scan.text()?;
-        scan.byte(b':')?;
-        match &*key {
-            "code" => cmd.code = seen.first(Seen::CODE, scan.int()?)?,
-            "flag" => cmd.flag = seen.first(Seen::FLAG, scan.int()?)?,
-            "opaque" => cmd.opaque = seen.first(Seen::OPAQUE, scan.int()?)?,
-            "version" => cmd.version = seen.first(Seen::VERSION, scan.int()?)?,
-            "language" => cmd.language = seen.first(Seen::LANGUAGE, scan.language()?)?,
-            "remark" => {
+        let key = match scan.expected_key(&mut expected) {
+            Some(key) => key,
+            None => {
+                let name = scan.text()?;
+                scan.byte(b':')?;
+                Key::named(&name)?
+            }
+        };
+        match key {
+            Key::Code => cmd.code = seen.first(Seen::CODE, scan.int()?)?,
+            Key::Flag => cmd.flag = seen.first(Seen::FLAG, scan.int()?)?,
+            Key::Opaque => cmd.opaque = seen.first(Seen::OPAQUE, scan.int()?)?,
+            Key::Version => cmd.version = seen.first(Seen::VERSION, scan.int()?)?,
+            Key::Language => cmd.language = seen.first(Seen::LANGUAGE, scan.language()?)?,
+            Key::Remark => {
                 let remark = if scan.null() {
                     None
                 } else {
@@ -58,7 +65,7 @@ pub(super) fn read_header(header: &Bytes) -> Option<RemotingCommand> {
                 };
                 cmd.remark = seen.first(Seen::REMARK, remark)?;
             }
-            "extFields" => {
+            Key::ExtFields => {
                 let fields = if scan.null() {
                     ExtFields::new()
                 } else {
@@ -67,10 +74,9 @@ pub(super) fn read_header(header: &Bytes) -> Option<RemotingCommand> {
                 cmd.ext_fields = seen.first(Seen::EXT_FIELDS, fields)?;
             }
             // Not a field of the command: the reader learns the type from the frame.
-            "serializeTypeCurrentRPC" => {
+            Key::SerializeType => {
                 scan.text()?;
             }
-            _ => return None,
         }
         if !scan.byte_or(b',', b'}')? {
             break;
@@ -78,6 +84,42 @@ pub(super) fn read_header(header: &Bytes) -> Option<RemotingCommand> {
     }
     scan.skip_space();
     (seen.has(Seen::CODE) && scan.pos == header.len()).then_some(cmd)
+}
+
+/// A key of the command's header.
+#[derive(Clone, Copy)]
+enum Key {
+    Code,
+    ExtFields,
+    Flag,
+    Language,
+    Opaque,
+    Remark,
+    SerializeType,
+    Version,
+}
+
+/// The keys in the order fastjson (and this crate) writes them, each from
+/// its opening quote to the colon after it.
+const KEYS_IN_ORDER: [(&[u8], Key); 8] = [
+    (b"\"code\":", Key::Code),
+    (b"\"extFields\":", Key::ExtFields),
+    (b"\"flag\":", Key::Flag),
+    (b"\"language\":", Key::Language),
+    (b"\"opaque\":", Key::Opaque),
+    (b"\"remark\":", Key::Remark),
+    (b"\"serializeTypeCurrentRPC\":", Key::SerializeType),
+    (b"\"version\":", Key::Version),
+];
+
+impl Key {
+    /// The key named `name`; `None` for a key the command does not have.
+    fn named(name: &str) -> Option<Key> {
+        KEYS_IN_ORDER
+            .iter()
+            .find(|(quoted, _)| quoted.get(1..quoted.len() - 2) == Some(name.as_bytes()))
+            .map(|&(_, key)| key)
+    }
 }
 
 /// Which of the command's keys have been read (each may appear once).
@@ -145,6 +187,23 @@ impl<'a> Scanner<'a> {
             b if b == end => Some(false),
             _ => None,
         }
+    }
+
+    /// The key at the cursor, with its colon, if it is one of the keys that
+    /// can come next in fastjson's order (from `KEYS_IN_ORDER[*expected]` on;
+    /// remark and extFields may be left out). Matching the quoted key whole
+    /// spares reading it as a string; `None` leaves the cursor where it was.
+    fn expected_key(&mut self, expected: &mut usize) -> Option<Key> {
+        let rest = self.bytes.get(self.pos..)?;
+        let (at, &(quoted, key)) = KEYS_IN_ORDER
+            .iter()
+            .enumerate()
+            .skip(*expected)
+            .take(2)
+            .find(|(_, (quoted, _))| rest.starts_with(quoted))?;
+        self.pos += quoted.len();
+        *expected = at + 1;
+        Some(key)
     }
 
     /// Consumes `null` if it comes next.
@@ -401,8 +460,9 @@ mod tests {
         }
     }
 
-    /// Prints a header the way a peer might: its keys once each, in any
-    /// order, with or without spaces, text with and without escapes.
+    /// Prints a header the way a peer might: its keys once each, in
+    /// fastjson's order or any other, with or without spaces, text with and
+    /// without escapes.
     fn header_text() -> impl Strategy<Value = String> {
         let text = || "[a-zA-Z0-9_ \u{1}\u{2}\u{1f}\"\\\\/\t\nü€😀]{0,12}";
         let quoted = |t: String| serde_json::to_string(&t).unwrap();
@@ -440,9 +500,15 @@ mod tests {
                 fields.extend(remark);
                 fields.extend(ext_fields);
                 fields.push(r#""serializeTypeCurrentRPC":"JSON""#.to_owned());
-                Just(fields).prop_shuffle().prop_map(move |fields| {
-                    format!("{space}{{{}}}", fields.join(&format!("{space},{space}")))
-                })
+                // Half in fastjson's order (sorted keys), half in any order.
+                (Just(fields).prop_shuffle(), any::<bool>()).prop_map(
+                    move |(mut fields, sorted)| {
+                        if sorted {
+                            fields.sort();
+                        }
+                        format!("{space}{{{}}}", fields.join(&format!("{space},{space}")))
+                    },
+                )
             })
     }
 

@@ -64,28 +64,32 @@ struct JsonFields<'a> {
 }
 
 impl JsonFields<'_> {
-    fn key(&mut self, key: &str) {
-        if self.written > 0 {
-            self.dst.put_u8(b',');
-        }
+    /// Writes everything of a field up to its value's text: the comma
+    /// before all but the first, the key, and the value's opening quote
+    /// (extFields values are strings, numbers too). `room` is what the
+    /// value will need.
+    fn open(&mut self, key: &str, room: usize) {
+        self.dst.reserve(key.len() + room + 8);
+        self.dst
+            .put_slice(if self.written == 0 { b"\"" } else { b",\"" });
         self.written += 1;
-        put_str(self.dst, key);
-        self.dst.put_u8(b':');
+        put_text(self.dst, key);
+        self.dst.put_slice(b"\":\"");
     }
 }
 
 impl FieldSink for JsonFields<'_> {
     fn put_str(&mut self, key: &str, value: &str) {
-        self.key(key);
-        put_str(self.dst, value);
+        self.open(key, value.len());
+        put_text(self.dst, value);
+        self.dst.put_u8(b'"');
     }
 
     fn put_int(&mut self, key: &str, value: i64) {
-        // extFields values are strings, numbers too.
-        self.key(key);
-        self.dst.put_u8(b'"');
-        self.dst
-            .put_slice(itoa::Buffer::new().format(value).as_bytes());
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(value).as_bytes();
+        self.open(key, digits.len());
+        self.dst.put_slice(digits);
         self.dst.put_u8(b'"');
     }
 }
@@ -94,9 +98,15 @@ impl FieldSink for JsonFields<'_> {
 /// escaped (the common ones by their short forms, the rest as `\u00XX`);
 /// everything else, non-ASCII included, is written as UTF-8.
 fn put_str(dst: &mut BytesMut, text: &str) {
-    let mut rest = text.as_bytes();
-    dst.reserve(rest.len() + 2);
+    dst.reserve(text.len() + 2);
     dst.put_u8(b'"');
+    put_text(dst, text);
+    dst.put_u8(b'"');
+}
+
+/// Writes the inside of a JSON string (see [`put_str`]).
+fn put_text(dst: &mut BytesMut, text: &str) {
+    let mut rest = text.as_bytes();
     while let Some(at) = special::find(rest) {
         dst.put_slice(&rest[..at]);
         let byte = rest[at];
@@ -120,7 +130,6 @@ fn put_str(dst: &mut BytesMut, text: &str) {
         rest = &rest[at + 1..];
     }
     dst.put_slice(rest);
-    dst.put_u8(b'"');
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
