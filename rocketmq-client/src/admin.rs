@@ -2,6 +2,7 @@
 //! through a client instance's connections.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocketmq_kernel::BrokerApi;
@@ -113,13 +114,8 @@ impl Admin {
     }
 
     /// The master address of `mq`'s broker, from the topic's route.
-    async fn master_of(&self, mq: &MessageQueue) -> Result<String> {
-        let routes = self.instance.routes();
-        if let Ok(addr) = routes.table().master_addr(&mq.broker_name) {
-            return Ok(addr);
-        }
-        routes.refresh(&mq.topic).await?;
-        Ok(routes.table().master_addr(&mq.broker_name)?)
+    async fn master_of(&self, mq: &MessageQueue) -> Result<Arc<str>> {
+        Ok(self.instance.routes().master_addr(mq).await?)
     }
 
     /// The next offset to be written in `mq` (GET_MAX_OFFSET).

@@ -58,7 +58,7 @@ async fn concurrent_misses_share_one_request() {
     }
     assert_eq!(asked(&counts, "T"), 1);
     assert!(found.windows(2).all(|pair| Arc::ptr_eq(&pair[0], &pair[1])));
-    assert_eq!(routes.table().master_addr("broker-a").unwrap(), "a:10911");
+    assert_eq!(&*routes.table().master_addr("broker-a").unwrap(), "a:10911");
     assert_eq!(routes.table().subscribe_queues("T").unwrap().len(), 4);
 
     // A later refresh is a new request; concurrent ones share it again.

@@ -48,8 +48,9 @@ pub(crate) struct Outgoing {
     pub(crate) body: Bytes,
     pub(crate) sys_flag: i32,
     pub(crate) properties: String,
-    /// UNIQ_KEY, or the comma-joined ids of a batch.
-    pub(crate) msg_id: String,
+    /// The comma-joined ids of a batch's messages; a single message's id is
+    /// its UNIQ_KEY.
+    batch_ids: Option<String>,
     pub(crate) batch: bool,
     reconsume_times: Option<i32>,
     max_reconsume_times: Option<i32>,
@@ -58,6 +59,14 @@ pub(crate) struct Outgoing {
 impl Outgoing {
     pub(crate) fn topic(&self) -> &str {
         &self.message.topic
+    }
+
+    /// UNIQ_KEY, or the comma-joined ids of a batch.
+    pub(crate) fn msg_id(&self) -> &str {
+        match &self.batch_ids {
+            Some(ids) => ids,
+            None => self.message.uniq_key().unwrap_or_default(),
+        }
     }
 }
 
@@ -110,7 +119,7 @@ impl Sender {
     /// fields. Fails before any request when it is too large.
     pub(crate) fn prepare(&self, mut msg: Message) -> Result<Outgoing> {
         self.check_message(&msg)?;
-        let msg_id = self.assign_uniq_key(&mut msg)?;
+        self.assign_uniq_key(&mut msg)?;
         let (reconsume_times, max_reconsume_times) = take_retry_fields(&mut msg);
         let (body, mut sys_flag) = wire_body(&msg.body, &self.options)?;
         if msg.is_transaction_prepared() {
@@ -121,7 +130,7 @@ impl Sender {
             message: msg,
             body,
             sys_flag,
-            msg_id,
+            batch_ids: None,
             batch: false,
             reconsume_times,
             max_reconsume_times,
@@ -131,11 +140,15 @@ impl Sender {
     /// Validates a batch (Java's rules), gives every message its UNIQ_KEY and
     /// encodes it; batches are never compressed.
     pub(crate) fn prepare_batch(&self, mut msgs: Vec<Message>) -> Result<Outgoing> {
-        let mut ids = Vec::with_capacity(msgs.len());
         for msg in &mut msgs {
             self.check_message(msg)?;
-            ids.push(self.assign_uniq_key(msg)?);
+            self.assign_uniq_key(msg)?;
         }
+        let ids: Vec<&str> = msgs
+            .iter()
+            .map(|msg| msg.uniq_key().unwrap_or_default())
+            .collect();
+        let batch_ids = ids.join(",");
         let body = encode_batch(&msgs)?;
         if body.len() > self.options.max_message_size {
             return Err(ClientError::MessageTooLarge {
@@ -151,7 +164,7 @@ impl Sender {
             message: first,
             body,
             sys_flag: 0,
-            msg_id: ids.join(","),
+            batch_ids: Some(batch_ids),
             batch: true,
             reconsume_times: None,
             max_reconsume_times: None,
@@ -180,19 +193,19 @@ impl Sender {
         Ok(())
     }
 
-    fn assign_uniq_key(&self, msg: &mut Message) -> Result<String> {
-        if let Some(id) = msg.uniq_key() {
-            return Ok(id.to_owned());
+    /// Gives `msg` a UNIQ_KEY unless it has one.
+    fn assign_uniq_key(&self, msg: &mut Message) -> Result<()> {
+        if msg.uniq_key().is_none() {
+            let id = self.instance.unique_ids().next_id();
+            msg.properties.insert(property::UNIQ_KEY, id)?;
         }
-        let id = self.instance.unique_ids().next_id();
-        msg.properties.insert(property::UNIQ_KEY, id.clone())?;
-        Ok(id)
+        Ok(())
     }
 
     /// Sends `out` as `route` says, within the send timeout.
     pub(crate) async fn send(&self, out: &Outgoing, route: Route<'_>) -> Result<SendResult> {
         let started = Instant::now();
-        let span = tracing::debug_span!("send", topic = out.topic(), msg_id = %out.msg_id);
+        let span = tracing::debug_span!("send", topic = out.topic(), msg_id = out.msg_id());
         let result = self.send_routed(out, route, started).instrument(span).await;
         self.metrics
             .record_send(out.topic(), result.is_ok(), started.elapsed());
@@ -346,7 +359,7 @@ impl Sender {
         result
     }
 
-    fn master_addr(&self, mq: &MessageQueue) -> Result<String> {
+    fn master_addr(&self, mq: &MessageQueue) -> Result<Arc<str>> {
         Ok(self
             .instance
             .routes()
@@ -388,7 +401,7 @@ impl Sender {
         };
         Ok(SendResult::from_response(
             response,
-            out.msg_id.clone(),
+            out.msg_id().to_owned(),
             out.topic(),
             &mq.broker_name,
         ))

@@ -40,22 +40,12 @@ impl BrokerOffsetRemote {
     pub fn new(api: Arc<dyn BrokerApi>, routes: Routes) -> Self {
         BrokerOffsetRemote { api, routes }
     }
-
-    /// The master address of `mq`'s broker, refreshing the route of its
-    /// topic once when it is unknown.
-    async fn master_addr(&self, mq: &MessageQueue) -> Result<String> {
-        if let Ok(addr) = self.routes.table().master_addr(&mq.broker_name) {
-            return Ok(addr);
-        }
-        self.routes.refresh(&mq.topic).await?;
-        self.routes.table().master_addr(&mq.broker_name)
-    }
 }
 
 #[async_trait]
 impl OffsetRemote for BrokerOffsetRemote {
     async fn query_offset(&self, group: &str, mq: &MessageQueue) -> Result<Option<i64>> {
-        let addr = self.master_addr(mq).await?;
+        let addr = self.routes.master_addr(mq).await?;
         let header = QueryConsumerOffsetRequestHeader {
             consumer_group: group.to_owned(),
             topic: mq.topic.clone(),
@@ -73,7 +63,7 @@ impl OffsetRemote for BrokerOffsetRemote {
         offset: i64,
         oneway: bool,
     ) -> Result<()> {
-        let addr = self.master_addr(mq).await?;
+        let addr = self.routes.master_addr(mq).await?;
         let header = UpdateConsumerOffsetRequestHeader {
             consumer_group: group.to_owned(),
             topic: mq.topic.clone(),

@@ -52,13 +52,13 @@ pub async fn start_offset(
                 0
             } else {
                 broker
-                    .max_offset(&master_addr(routes, mq).await?, mq)
+                    .max_offset(&routes.master_addr(mq).await?, mq)
                     .await?
             }
         }
         ConsumeFromWhere::FirstOffset => 0,
         ConsumeFromWhere::Timestamp => {
-            let addr = master_addr(routes, mq).await?;
+            let addr = routes.master_addr(mq).await?;
             if retry_topic {
                 broker.max_offset(&addr, mq).await?
             } else {
@@ -76,14 +76,4 @@ pub async fn start_offset(
         .into());
     }
     Ok(offset)
-}
-
-/// The master address of `mq`'s broker, refreshing the route of its topic
-/// once when the broker is unknown (Java's `MQAdminImpl#maxOffset`).
-pub(crate) async fn master_addr(routes: &Routes, mq: &MessageQueue) -> Result<String> {
-    if let Ok(addr) = routes.table().master_addr(&mq.broker_name) {
-        return Ok(addr);
-    }
-    routes.refresh(&mq.topic).await?;
-    routes.table().master_addr(&mq.broker_name)
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use rocketmq_model::TopicRouteData;
 use rocketmq_model::route::AUTO_CREATE_TOPIC;
+use rocketmq_model::{MessageQueue, TopicRouteData};
 use rocketmq_remoting::RemotingError;
 
 use super::publish::PublishInfo;
@@ -73,6 +73,17 @@ impl Routes {
         self.table.route(topic).ok_or_else(|| KernelError::NoRoute {
             topic: topic.to_owned(),
         })
+    }
+
+    /// The master address of `mq`'s broker, refreshing the route of its
+    /// topic once when the broker is unknown (as Java's `MQAdminImpl` and
+    /// offset store do before giving up).
+    pub async fn master_addr(&self, mq: &MessageQueue) -> Result<Arc<str>> {
+        if let Ok(addr) = self.table.master_addr(&mq.broker_name) {
+            return Ok(addr);
+        }
+        self.refresh(&mq.topic).await?;
+        self.table.master_addr(&mq.broker_name)
     }
 
     /// Asks the nameserver for the route of `topic` (joining a request in
@@ -344,9 +355,24 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &second));
         assert_eq!(ns.asked("T"), 1);
         assert_eq!(
-            routes.table().master_addr("broker-a").unwrap(),
+            &*routes.table().master_addr("broker-a").unwrap(),
             "broker-a:10911"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_master_address_is_looked_up_with_one_refresh_at_most() {
+        let (routes, ns) = routes_with(&[("T", route("broker-a", 4))]);
+        let mq = MessageQueue::new("T", "broker-a", 0);
+        assert_eq!(&*routes.master_addr(&mq).await.unwrap(), "broker-a:10911");
+        assert_eq!(&*routes.master_addr(&mq).await.unwrap(), "broker-a:10911");
+        assert_eq!(ns.asked("T"), 1, "the second lookup is the table's");
+        let gone = MessageQueue::new("T", "broker-z", 0);
+        assert!(matches!(
+            routes.master_addr(&gone).await,
+            Err(KernelError::NoBrokerAddress { .. })
+        ));
+        assert_eq!(ns.asked("T"), 2, "one refresh for the unknown broker");
     }
 
     #[tokio::test(start_paused = true)]

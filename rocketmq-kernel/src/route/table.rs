@@ -27,6 +27,9 @@ struct State {
     topics: HashMap<String, TopicEntry>,
     /// Broker name → addresses, from the latest route naming the broker.
     brokers: HashMap<String, BrokerData>,
+    /// Broker name → master address, as in `brokers`: every send asks for
+    /// one, so it is shared rather than copied out.
+    masters: HashMap<String, Arc<str>>,
     /// The broker id the last pull response of a queue suggested.
     pull_from: HashMap<MessageQueue, i64>,
 }
@@ -64,6 +67,19 @@ impl RouteTable {
             .get(topic)
             .is_none_or(|old| !same_route(&old.route, &route));
         for broker in &route.broker_datas {
+            match broker.master_addr() {
+                Some(addr)
+                    if state.masters.get(&broker.broker_name).map(|a| &**a) != Some(addr) =>
+                {
+                    state
+                        .masters
+                        .insert(broker.broker_name.clone(), addr.into());
+                }
+                Some(_) => {}
+                None => {
+                    state.masters.remove(&broker.broker_name);
+                }
+            }
             state
                 .brokers
                 .insert(broker.broker_name.clone(), broker.clone());
@@ -91,6 +107,7 @@ impl RouteTable {
             .map(|broker| broker.broker_name.clone())
             .collect();
         state.brokers.retain(|name, _| named.contains(name));
+        state.masters.retain(|name, _| named.contains(name));
         state.pull_from.retain(|mq, _| mq.topic != topic);
         removed
     }
@@ -137,12 +154,11 @@ impl RouteTable {
 
     /// The master address of `broker_name`: where sends, offset updates and
     /// queries, send-backs and queue locks go.
-    pub fn master_addr(&self, broker_name: &str) -> Result<String> {
+    pub fn master_addr(&self, broker_name: &str) -> Result<Arc<str>> {
         self.read()
-            .brokers
+            .masters
             .get(broker_name)
-            .and_then(BrokerData::master_addr)
-            .map(str::to_owned)
+            .map(Arc::clone)
             .ok_or_else(|| KernelError::NoBrokerAddress {
                 broker_name: broker_name.to_owned(),
             })
@@ -257,7 +273,7 @@ mod tests {
         let mut moved = two_brokers();
         moved.broker_datas[1] = broker("broker-a", &[(0, "a9:10911")]);
         assert!(table.update("T", moved));
-        assert_eq!(table.master_addr("broker-a").unwrap(), "a9:10911");
+        assert_eq!(&*table.master_addr("broker-a").unwrap(), "a9:10911");
     }
 
     #[test]
@@ -288,7 +304,7 @@ mod tests {
     fn master_lookup_and_missing_brokers() {
         let table = RouteTable::new();
         table.update("T", two_brokers());
-        assert_eq!(table.master_addr("broker-b").unwrap(), "b0:10911");
+        assert_eq!(&*table.master_addr("broker-b").unwrap(), "b0:10911");
         let err = table.master_addr("broker-z").unwrap_err();
         assert!(
             matches!(&err, KernelError::NoBrokerAddress { broker_name } if broker_name == "broker-z")
@@ -298,6 +314,8 @@ mod tests {
         slave_only.broker_datas[0] = broker("broker-b", &[(1, "b1:10911")]);
         table.update("T", slave_only);
         assert!(table.master_addr("broker-b").is_err());
+        table.update("T", two_brokers());
+        assert_eq!(&*table.master_addr("broker-b").unwrap(), "b0:10911");
     }
 
     #[test]
@@ -334,6 +352,7 @@ mod tests {
         assert!(!table.remove("T"));
         assert_eq!(table.topics(), ["U"]);
         assert!(table.broker("broker-b").is_none());
+        assert!(table.master_addr("broker-b").is_err());
         assert!(table.master_addr("broker-a").is_ok());
         assert_eq!(table.brokers().len(), 1);
         assert_eq!(

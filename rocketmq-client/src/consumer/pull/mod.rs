@@ -256,13 +256,8 @@ impl PullConsumer {
         self.seek(mq, offset)
     }
 
-    async fn master_addr(&self, mq: &MessageQueue) -> Result<String> {
-        let routes = &self.core.routes;
-        if let Ok(addr) = routes.table().master_addr(&mq.broker_name) {
-            return Ok(addr);
-        }
-        routes.refresh(&mq.topic).await?;
-        Ok(routes.table().master_addr(&mq.broker_name)?)
+    async fn master_addr(&self, mq: &MessageQueue) -> Result<Arc<str>> {
+        Ok(self.core.routes.master_addr(mq).await?)
     }
 
     /// Stops fetching `queues` and drops what they buffered; `poll`

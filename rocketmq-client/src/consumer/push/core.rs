@@ -90,12 +90,8 @@ impl PushCore {
 
     /// The master address of `mq`'s broker, refreshing its topic's route
     /// once when the broker is unknown.
-    pub(crate) async fn master_addr(&self, mq: &MessageQueue) -> Result<String> {
-        if let Ok(addr) = self.routes.table().master_addr(&mq.broker_name) {
-            return Ok(addr);
-        }
-        self.routes.refresh(&mq.topic).await?;
-        Ok(self.routes.table().master_addr(&mq.broker_name)?)
+    pub(crate) async fn master_addr(&self, mq: &MessageQueue) -> Result<Arc<str>> {
+        Ok(self.routes.master_addr(mq).await?)
     }
 
     /// Broker max offset minus committed offset of every owned queue that
