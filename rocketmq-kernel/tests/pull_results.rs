@@ -1,6 +1,7 @@
 //! The pull loop's handling of each answer: FOUND puts, submits and
 //! advances; the tag re-filter; NO_NEW_MSG / NO_MATCHED_MSG; OFFSET_ILLEGAL
-//! drops the queue and corrects its offset; errors back off; the commit flag;
+//! drops the queue and corrects its offset; a broken answer delivers what
+//! precedes the break and pulls again from it; errors back off; the commit flag;
 //! the suggested broker; suspend and resume.
 
 #![allow(clippy::unwrap_used)]
@@ -225,6 +226,55 @@ async fn offset_illegal_drops_the_queue_then_corrects_its_offset_and_readds_it()
     assert!(
         pulls[1].at - pulls[0].at >= OFFSET_FIX_DELAY,
         "no pull in between"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broken_answer_delivers_what_precedes_the_break_and_pulls_from_there() {
+    let cluster = Cluster::new();
+    // Records at 0 and 1, then one cut short: the broker said to go on at 5.
+    let mut broken = answer(PullStatus::Found, 5, 0, 100, &msgs(0, &["TagA", "TagB"]));
+    let mut body = bytes::BytesMut::from(&broken.body[..]);
+    let cut = answer(PullStatus::Found, 5, 0, 100, &msgs(2, &["TagA"])).body;
+    body.extend_from_slice(&cut[..cut.len() - 3]);
+    broken.body = body.freeze();
+    cluster.script(&a0(), Ok(broken));
+    // Pulled again from 2, the broken record alone: nothing to deliver.
+    let again = answer(PullStatus::Found, 5, 0, 100, &[]);
+    let mut alone = bytes::BytesMut::new();
+    alone.extend_from_slice(&cut[..cut.len() - 3]);
+    cluster.script(
+        &a0(),
+        Ok(rocketmq_remoting::calls::PullResponse {
+            body: alone.freeze(),
+            ..again
+        }),
+    );
+    let stalled = Arc::new(StalledConsume::default());
+    let _c1 = client_with(&cluster, stalled.clone()).await;
+
+    eventually("three pulls", || cluster.pulls_of(&a0()).len() >= 3).await;
+    let pulls = cluster.pulls_of(&a0());
+    let offsets: Vec<i64> = pulls.iter().map(|p| p.header.queue_offset).collect();
+    assert_eq!(
+        offsets[..3],
+        [0, 2, 2],
+        "the pull after a break starts at the broken record, and stays there"
+    );
+    let exception_delay = options().pull_time_delay_when_exception;
+    assert!(
+        pulls[2].at - pulls[1].at >= exception_delay,
+        "then it backs off"
+    );
+    let requests = stalled.requests.lock().unwrap().clone();
+    let submitted: Vec<Vec<i64>> = requests
+        .iter()
+        .map(|r| r.msgs.iter().map(|m| m.queue_offset).collect())
+        .collect();
+    assert_eq!(
+        submitted,
+        [vec![0, 1]],
+        "the records before the break are delivered"
     );
 }
 

@@ -38,6 +38,6 @@ mod request;
 mod result;
 mod task;
 
-pub use self::result::found_messages;
+pub use self::result::{Found, found_messages};
 pub use self::task::OFFSET_FIX_DELAY;
 pub(crate) use self::task::spawn;

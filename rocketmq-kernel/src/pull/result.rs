@@ -3,8 +3,9 @@
 
 use compact_str::ToCompactString;
 use rocketmq_model::header::PullMessageResponseHeader;
+use rocketmq_model::message::decode_records_prefix;
 use rocketmq_model::message::sysflag;
-use rocketmq_model::{MessageExt, MessageQueue, SubscriptionData, decode_records, property};
+use rocketmq_model::{MessageExt, MessageQueue, SubscriptionData, property};
 use rocketmq_remoting::calls::PullResponse;
 
 use crate::error::Result;
@@ -23,15 +24,33 @@ use crate::error::Result;
 ///   `offsetDelta` added to each queue offset.
 ///
 /// The result may be empty when everything was filtered out; the next pull
-/// still starts at the answer's `next_begin_offset`. A body whose records
-/// cannot be framed is an error; a message whose body cannot be
-/// decompressed is delivered as stored, with its compressed flag, and logged.
+/// still starts at the answer's `next_begin_offset`.
+///
+/// A body whose first record cannot be decoded is an error (the queue pulls
+/// the same offset again later). A body that breaks off at a later record
+/// gives the messages before it, and the next pull starts at the broken
+/// record: Java delivers the same messages but moves on to
+/// `next_begin_offset`, losing the rest of the answer. A message whose body
+/// cannot be decompressed is delivered as stored, with its compressed flag,
+/// and logged.
 pub fn found_messages(
     mq: &MessageQueue,
     response: &PullResponse,
     subscription: &SubscriptionData,
-) -> Result<Vec<MessageExt>> {
-    let mut msgs = decode_records(response.body.clone())?;
+) -> Result<Found> {
+    let decoded = decode_records_prefix(response.body.clone());
+    let mut msgs = decoded.messages;
+    let next_offset = match (decoded.malformed, msgs.last()) {
+        (None, _) => response.header.next_begin_offset,
+        (Some(error), None) => return Err(error.into()),
+        (Some(error), Some(last)) => {
+            // The record after the last one decoded, in the queue's offsets.
+            let resume = last.queue_offset + 1 + response.header.offset_delta.unwrap_or(0);
+            tracing::error!(%mq, resume, next_begin = response.header.next_begin_offset, %error,
+                "a pull answer breaks off at a malformed record; the messages before it are delivered and the next pull starts at it");
+            resume
+        }
+    };
     for msg in &msgs {
         if sysflag::has(msg.sys_flag, sysflag::COMPRESSED_FLAG) {
             tracing::warn!(%mq, offset = msg.queue_offset, sys_flag = msg.sys_flag,
@@ -47,7 +66,20 @@ pub fn found_messages(
     for msg in &mut msgs {
         annotate(msg, mq, &response.header)?;
     }
-    Ok(msgs)
+    Ok(Found {
+        messages: msgs,
+        next_offset,
+    })
+}
+
+/// The messages of a FOUND pull answer, and where the next pull starts.
+#[derive(Debug)]
+pub struct Found {
+    /// The messages a consumer sees (see [`found_messages`]).
+    pub messages: Vec<MessageExt>,
+    /// The answer's `next_begin_offset`, or the offset of the record it
+    /// broke off at.
+    pub next_offset: i64,
 }
 
 fn annotate(
@@ -85,6 +117,64 @@ mod tests {
 
     use super::*;
 
+    /// A FOUND answer whose body holds records at `offsets`, then (when
+    /// `broken`) a record cut short.
+    fn answer(offsets: &[i64], broken: bool, offset_delta: Option<i64>) -> PullResponse {
+        let mut body = BytesMut::new();
+        for &offset in offsets {
+            let mut ext = MessageExt::from(Message::new("T", "m"));
+            ext.message.properties.insert(property::TAGS, "a").unwrap();
+            ext.queue_offset = offset;
+            encode_record(&ext, &mut body).unwrap();
+        }
+        if broken {
+            let mut cut = BytesMut::new();
+            encode_record(&MessageExt::from(Message::new("T", "lost")), &mut cut).unwrap();
+            body.extend_from_slice(&cut[..cut.len() / 2]);
+        }
+        PullResponse {
+            status: PullStatus::Found,
+            header: PullMessageResponseHeader {
+                next_begin_offset: 100,
+                offset_delta,
+                ..PullMessageResponseHeader::default()
+            },
+            body: Bytes::from(body),
+        }
+    }
+
+    #[test]
+    fn a_broken_answer_delivers_what_precedes_the_break_and_resumes_there() {
+        let mq = MessageQueue::new("T", "b", 0);
+        let all = SubscriptionData::from_expression("T", "*", Default::default()).unwrap();
+        let whole = found_messages(&mq, &answer(&[40, 41], false, None), &all).unwrap();
+        assert_eq!((whole.messages.len(), whole.next_offset), (2, 100));
+
+        let broken = found_messages(&mq, &answer(&[40, 41], true, None), &all).unwrap();
+        let offsets: Vec<i64> = broken.messages.iter().map(|m| m.queue_offset).collect();
+        assert_eq!(offsets, [40, 41]);
+        assert_eq!(
+            broken.next_offset, 42,
+            "the next pull starts at the broken record"
+        );
+
+        // A static topic's offsets are the answer's plus its delta.
+        let moved = found_messages(&mq, &answer(&[40, 41], true, Some(1000)), &all).unwrap();
+        assert_eq!(moved.messages[1].queue_offset, 1041);
+        assert_eq!(moved.next_offset, 1042);
+
+        // Filtered away, the messages before the break still move the queue on.
+        let other_tag = SubscriptionData::from_expression("T", "b", Default::default()).unwrap();
+        let filtered = found_messages(&mq, &answer(&[40, 41], true, None), &other_tag).unwrap();
+        assert!(filtered.messages.is_empty());
+        assert_eq!(filtered.next_offset, 42);
+
+        assert!(
+            found_messages(&mq, &answer(&[], true, None), &all).is_err(),
+            "nothing decodable: the same offset is pulled again"
+        );
+    }
+
     #[test]
     fn a_body_that_cannot_be_decompressed_is_delivered_as_stored() {
         let mq = MessageQueue::new("T", "b", 0);
@@ -100,7 +190,7 @@ mod tests {
             body: Bytes::from(body),
         };
         let all = SubscriptionData::from_expression("T", "*", Default::default()).unwrap();
-        let msgs = found_messages(&mq, &response, &all).unwrap();
+        let msgs = found_messages(&mq, &response, &all).unwrap().messages;
         assert_eq!(msgs.len(), 2, "neither message is lost, the queue goes on");
         assert_eq!(msgs[0].body().as_ref(), b"not zlib at all");
         assert_eq!(msgs[0].sys_flag, 0x301);

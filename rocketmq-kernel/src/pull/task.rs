@@ -277,15 +277,16 @@ impl PullTask {
     }
 
     async fn on_found(&mut self, response: &PullResponse, subscription: &SubscriptionData) -> Next {
-        let msgs = match found_messages(&self.mq, response, subscription) {
-            Ok(msgs) => msgs,
+        let found = match found_messages(&self.mq, response, subscription) {
+            Ok(found) => found,
             Err(err) => {
                 tracing::error!(offset = self.next_offset, error = %err, "undecodable pull answer");
                 return self.exception_delay();
             }
         };
+        let msgs = found.messages;
         let requested = self.next_offset;
-        self.next_offset = response.header.next_begin_offset;
+        self.next_offset = found.next_offset;
         if self.next_offset < requested || msgs.first().is_some_and(|m| m.queue_offset < requested)
         {
             tracing::warn!(

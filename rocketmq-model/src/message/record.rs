@@ -51,24 +51,63 @@ impl Default for DecodeOptions {
 /// Decodes a pull body: zero or more records back to back, expanding inner
 /// batches (§5.5). Uncompressed bodies are slices of `body` (no copy).
 ///
-/// Any malformed record, or malformed inner batch, fails the whole body
-/// (Java instead stops at the first bad record and keeps what came before).
+/// Any malformed record, or malformed inner batch, fails the whole body;
+/// [`decode_records_prefix`] keeps what came before it.
 pub fn decode_records(body: Bytes) -> Result<Vec<MessageExt>> {
     decode_records_with(body, &DecodeOptions::default())
 }
 
 /// [`decode_records`] with explicit options.
-pub fn decode_records_with(mut body: Bytes, options: &DecodeOptions) -> Result<Vec<MessageExt>> {
+pub fn decode_records_with(body: Bytes, options: &DecodeOptions) -> Result<Vec<MessageExt>> {
+    let decoded = decode_records_prefix_with(body, options);
+    match decoded.malformed {
+        Some(error) => Err(error),
+        None => Ok(decoded.messages),
+    }
+}
+
+/// The records of a body up to the first that cannot be decoded.
+#[derive(Debug)]
+pub struct DecodedRecords {
+    /// The messages of the records before the first malformed one (all of
+    /// them when none is), inner batches expanded.
+    pub messages: Vec<MessageExt>,
+    /// Why the first malformed record (or inner batch) could not be
+    /// decoded; nothing after it was read.
+    pub malformed: Option<ModelError>,
+}
+
+/// Decodes a pull body as [`decode_records`] does, but keeps the messages
+/// before a malformed record (Java's `MessageDecoder.decodes` stops there
+/// too). The caller decides what to do about the rest: Java's consumer
+/// moves past it, losing it; this crate's consumers pull again from the
+/// broken record.
+pub fn decode_records_prefix(body: Bytes) -> DecodedRecords {
+    decode_records_prefix_with(body, &DecodeOptions::default())
+}
+
+/// [`decode_records_prefix`] with explicit options.
+pub fn decode_records_prefix_with(mut body: Bytes, options: &DecodeOptions) -> DecodedRecords {
     let mut messages = Vec::new();
+    let mut malformed = None;
     while !body.is_empty() {
-        let ext = decode_record_with(&mut body, options)?;
-        if sysflag::needs_unwrap(ext.sys_flag) && !sysflag::has(ext.sys_flag, COMPRESSED_FLAG) {
-            messages.extend(unwrap_inner_batch(&ext)?);
-        } else {
-            messages.push(ext);
+        let decoded = decode_record_with(&mut body, options).and_then(|ext| {
+            if sysflag::needs_unwrap(ext.sys_flag) && !sysflag::has(ext.sys_flag, COMPRESSED_FLAG) {
+                messages.extend(unwrap_inner_batch(&ext)?);
+            } else {
+                messages.push(ext);
+            }
+            Ok(())
+        });
+        if let Err(error) = decoded {
+            malformed = Some(error);
+            break;
         }
     }
-    Ok(messages)
+    DecodedRecords {
+        messages,
+        malformed,
+    }
 }
 
 /// Decodes the record at the front of `buf` and advances past it. Inner
@@ -657,6 +696,46 @@ mod tests {
         let err = decode_records(longer.freeze()).unwrap_err();
         assert!(matches!(err, ModelError::Malformed { .. }), "{err}");
         assert!(decode_records(Bytes::new()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_prefix_decode_keeps_the_records_before_a_malformed_one() {
+        let mut first = sample();
+        first.queue_offset = 10;
+        let mut second = sample();
+        second.queue_offset = 11;
+        let mut body = BytesMut::new();
+        body.extend_from_slice(&encode(&first));
+        body.extend_from_slice(&encode(&second));
+        let good = body.clone().freeze();
+        let third = encode(&sample());
+        body.extend_from_slice(&third[..third.len() - 1]); // the last record cut short
+
+        let decoded = decode_records_prefix(body.clone().freeze());
+        let offsets: Vec<i64> = decoded.messages.iter().map(|m| m.queue_offset).collect();
+        assert_eq!(offsets, [10, 11]);
+        assert!(matches!(
+            decoded.malformed,
+            Some(ModelError::Truncated { .. })
+        ));
+        assert!(
+            decode_records(body.freeze()).is_err(),
+            "the strict decode fails whole"
+        );
+
+        let whole = decode_records_prefix(good);
+        assert_eq!(whole.messages.len(), 2);
+        assert!(whole.malformed.is_none());
+
+        let mut broken_first = BytesMut::from(&third[..]);
+        broken_first[4..8].copy_from_slice(&[0xCB, 0xD4, 0x31, 0x94]); // BLANK magic
+        broken_first.extend_from_slice(&encode(&first));
+        let nothing = decode_records_prefix(broken_first.freeze());
+        assert!(
+            nothing.messages.is_empty(),
+            "nothing after a bad record is read"
+        );
+        assert!(nothing.malformed.is_some());
     }
 
     #[test]

@@ -203,10 +203,13 @@ async fn on_response(
     core.routes
         .table()
         .record_pull_suggestion(mq, header.suggest_which_broker_id);
-    let next = header.next_begin_offset;
+    let mut next = header.next_begin_offset;
     let msgs = match response.status {
         PullStatus::Found => match found_messages(mq, &response, sub) {
-            Ok(msgs) => msgs,
+            Ok(found) => {
+                next = found.next_offset;
+                found.messages
+            }
             Err(err) => {
                 tracing::error!(%mq, error = %err, "undecodable pull answer");
                 return core.options.pull_time_delay_when_exception;
