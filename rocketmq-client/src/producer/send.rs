@@ -205,7 +205,7 @@ impl Sender {
     /// Sends `out` as `route` says, within the send timeout.
     pub(crate) async fn send(&self, out: &Outgoing, route: Route<'_>) -> Result<SendResult> {
         let started = Instant::now();
-        let span = tracing::debug_span!("send", topic = out.topic(), msg_id = out.msg_id());
+        let span = tracing::debug_span!("send", topic = out.topic(), msg_id = %out.msg_id());
         let result = self.send_routed(out, route, started).instrument(span).await;
         self.metrics
             .record_send(out.topic(), result.is_ok(), started.elapsed());

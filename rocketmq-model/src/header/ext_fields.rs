@@ -1,9 +1,9 @@
 //! [`ExtFields`]: the custom-header fields of a remoting command, as text.
 //!
 //! Every request and response carries one of these maps, so it is built for the
-//! hot path. Keys and values are [`CompactString`]s (text up to 24 bytes — every
-//! header key but a few, numbers, queue ids, flags — lives inline, without an
-//! allocation of its own). A header has a dozen or so fields, and for that few
+//! hot path. Keys and values given to it are kept as [`CompactString`]s (text
+//! up to 24 bytes — every header key but a few, numbers, queue ids, flags —
+//! lives inline, without an allocation of its own). A header has a dozen or so fields, and for that few
 //! a vector searched in order beats hashing: one allocation, no hash per insert
 //! or lookup, iteration in insertion order. Past [`SMALL_LIMIT`] fields (only a
 //! peer sending odd headers gets there) the map moves into a hash table, so a
@@ -14,8 +14,8 @@
 //! A request built from a typed header keeps the header instead
 //! ([`ExtFields::from_header`]): the codec writes it straight into the frame,
 //! and the text fields are made only if someone reads or changes them. A
-//! peer's header read by a codec keeps its fields where they are in the
-//! frame ([`FieldsInText`]) until someone changes them.
+//! peer's header read by a codec keeps its fields as positions in one copy
+//! of the text they came in ([`FieldsInText`]) until someone changes them.
 
 use std::collections::HashMap;
 use std::collections::hash_map;
@@ -31,8 +31,8 @@ use super::{DynHeader, FieldSink, FieldWriter};
 
 mod in_text;
 
+pub use in_text::FieldsInText;
 use in_text::InText;
-pub use in_text::{ByteString, FieldsInText};
 
 type Table = HashMap<CompactString, CompactString, foldhash::fast::RandomState>;
 
@@ -402,7 +402,9 @@ impl<K: Into<CompactString>, V: Into<CompactString>> Extend<(K, V)> for ExtField
 impl Index<&str> for ExtFields {
     type Output = CompactString;
 
-    /// The value of `key`.
+    /// The value of `key`. Fields read in place ([`FieldsInText`]) are
+    /// copied into compact strings, all of them, the first time the map is
+    /// indexed; [`get`](ExtFields::get) reads them where they are.
     ///
     /// # Panics
     ///

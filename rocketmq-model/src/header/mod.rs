@@ -58,7 +58,7 @@ pub use transaction::{
     CheckTransactionStateRequestHeader, EndTransactionRequestHeader, TransactionResolution,
 };
 
-pub use ext_fields::{ByteString, CompactString, ExtFields, FieldsInText, Iter as ExtFieldsIter};
+pub use ext_fields::{CompactString, ExtFields, FieldsInText, Iter as ExtFieldsIter};
 pub use sink::{DynHeader, FieldSink};
 
 /// A typed command header: a struct whose fields travel as `extFields` entries.

@@ -50,7 +50,8 @@ pub(crate) struct ConnectionCache {
 struct Entry {
     slot: Arc<Slot>,
     /// The slot's open connection, published for the fast path: set and
-    /// cleared under the slot's `state` lock, as `state.conn` is.
+    /// cleared under the slot's `state` lock, as `state.conn` is (or dropped
+    /// with the whole map at shutdown).
     open: Option<(Connection, Generation)>,
 }
 
@@ -259,5 +260,54 @@ fn shut_down(addr: &str) -> RemotingError {
     RemotingError::ConnectionClosed {
         addr: addr.to_owned(),
         reason: SHUT_DOWN.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::InboundService;
+    use crate::server::Server;
+    use crate::transport::memory::MemoryNetwork;
+
+    fn cache(net: &MemoryNetwork) -> ConnectionCache {
+        ConnectionCache::new(Dialer {
+            transport: Arc::new(net.clone()),
+            connect_timeout: Duration::from_secs(1),
+            connection: ConnectionConfig::default(),
+            inbound: None,
+            backoff: Backoff::default(),
+        })
+    }
+
+    fn published(cache: &ConnectionCache, addr: &str) -> Option<Generation> {
+        let slots = cache.slots();
+        let entry = slots.as_ref()?.get(addr)?;
+        entry.open.as_ref().map(|(_, generation)| *generation)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_published_connection_follows_dials_and_invalidations() {
+        let net = MemoryNetwork::new();
+        let _server = Server::spawn(
+            net.bind("a:1").unwrap_or_else(|e| panic!("{e}")),
+            ConnectionConfig::default(),
+            |_: &Connection| InboundService::new(tower::service_fn(|_| async { unreachable!() })),
+        );
+        let cache = cache(&net);
+        assert_eq!(published(&cache, "a:1"), None);
+        let (_, first) = cache.get("a:1").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(published(&cache, "a:1"), Some(first));
+        assert!(cache.invalidate("a:1", first, "test").await);
+        assert_eq!(
+            published(&cache, "a:1"),
+            None,
+            "withdrawn with the connection"
+        );
+        let (_, second) = cache.get("a:1").await.unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(first, second);
+        assert_eq!(published(&cache, "a:1"), Some(second));
+        cache.shutdown().await;
+        assert!(cache.get("a:1").await.is_err(), "refused after shutdown");
     }
 }

@@ -1,13 +1,17 @@
-//! Fields read in place: a peer's header fields kept as positions in the
-//! header text they came in, so reading a frame copies no key and no value.
-//! A response's fields are read once or twice and dropped; making each an
-//! owned string first cost more than everything else the read does.
+//! Fields read in place: a peer's header fields kept as positions in one
+//! copy of the text they came in, rather than as an owned string per key
+//! and per value. A response's fields are read once or twice and dropped;
+//! making each an owned string first cost more than everything else the
+//! read does.
+//!
+//! The copy is of the text the fields span (for a JSON header, its
+//! extFields object), made once when the map is finished: a map kept by a
+//! caller never keeps the connection's read buffer alive.
 
 use std::ops::Range;
 use std::slice;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-pub use bytestring::ByteString;
 use compact_str::CompactString;
 
 use super::{ExtFields, Repr, SMALL_LIMIT, Small, key_bit};
@@ -21,12 +25,40 @@ struct Span {
     value: (u32, u32),
 }
 
+impl Span {
+    fn shifted_back(self, by: u32) -> Span {
+        Span {
+            key: (self.key.0 - by, self.key.1 - by),
+            value: (self.value.0 - by, self.value.1 - by),
+        }
+    }
+}
+
+fn slice(text: &str, (start, end): (u32, u32)) -> &str {
+    &text[start as usize..end as usize]
+}
+
+/// Where the field `key` is among `spans` of `text`, given the key filter
+/// of the spans' keys.
+fn position(text: &str, spans: &[Span], keys_seen: u64, key: &str) -> Option<usize> {
+    if keys_seen & key_bit(key) == 0 {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let key = key.as_bytes();
+    spans.iter().position(|span| {
+        let (start, end) = (span.key.0 as usize, span.key.1 as usize);
+        // Lengths first: most keys differ in length.
+        end - start == key.len() && bytes.get(start..end) == Some(key)
+    })
+}
+
 /// The fields of an [`ExtFields`] read in place (see the module docs).
 #[derive(Clone, Default)]
 pub(super) struct InText {
-    text: ByteString,
+    text: Arc<str>,
     spans: Vec<Span>,
-    /// As [`Small::keys_seen`]: the bits of every key pushed.
+    /// As [`Small::keys_seen`]: the bits of every key.
     keys_seen: u64,
     /// The fields as owned text, made only for a caller that wants a
     /// `&CompactString` (indexing).
@@ -34,27 +66,9 @@ pub(super) struct InText {
 }
 
 impl InText {
-    fn slice(&self, (start, end): (u32, u32)) -> &str {
-        &self.text[start as usize..end as usize]
-    }
-
-    /// Where the field `key` is among the spans.
-    fn position(&self, key: &str) -> Option<usize> {
-        if self.keys_seen & key_bit(key) == 0 {
-            return None;
-        }
-        let bytes = self.text.as_bytes();
-        let key = key.as_bytes();
-        self.spans.iter().position(|span| {
-            let (start, end) = (span.key.0 as usize, span.key.1 as usize);
-            // Lengths first: most keys differ in length.
-            end - start == key.len() && bytes.get(start..end) == Some(key)
-        })
-    }
-
     pub(super) fn get(&self, key: &str) -> Option<&str> {
-        let at = self.position(key)?;
-        self.spans.get(at).map(|span| self.slice(span.value))
+        let at = position(&self.text, &self.spans, self.keys_seen, key)?;
+        self.spans.get(at).map(|span| slice(&self.text, span.value))
     }
 
     pub(super) fn len(&self) -> usize {
@@ -70,39 +84,26 @@ impl InText {
 
     /// The fields as an owned small map, made on first use.
     pub(super) fn small(&self) -> &Small {
-        self.made.get_or_init(|| Box::new(self.to_small()))
+        self.made
+            .get_or_init(|| Box::new(to_small(&self.text, &self.spans, self.keys_seen)))
     }
 
     /// The fields as an owned small map, to be changed.
     pub(super) fn into_small(mut self) -> Small {
         match self.made.take() {
             Some(made) => *made,
-            None => self.to_small(),
+            None => to_small(&self.text, &self.spans, self.keys_seen),
         }
     }
+}
 
-    fn to_small(&self) -> Small {
-        Small {
-            entries: self
-                .pairs()
-                .map(|(key, value)| (key.into(), value.into()))
-                .collect(),
-            keys_seen: self.keys_seen,
-        }
-    }
-
-    /// Adds a field whose key is `key` (the text at `span.key`), replacing
-    /// the value of an earlier one with the same key, as a map does.
-    fn push(&mut self, span: Span, key: &str) {
-        if let Some(earlier) = self.position(key).and_then(|at| self.spans.get_mut(at)) {
-            earlier.value = span.value;
-            return;
-        }
-        self.keys_seen |= key_bit(key);
-        if self.spans.is_empty() {
-            self.spans.reserve(8);
-        }
-        self.spans.push(span);
+fn to_small(text: &str, spans: &[Span], keys_seen: u64) -> Small {
+    Small {
+        entries: spans
+            .iter()
+            .map(|span| (slice(text, span.key).into(), slice(text, span.value).into()))
+            .collect(),
+        keys_seen,
     }
 }
 
@@ -118,8 +119,7 @@ impl<'a> Iterator for Pairs<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let span = self.spans.next()?;
-        let slice = |(start, end): (u32, u32)| &self.text[start as usize..end as usize];
-        Some((slice(span.key), slice(span.value)))
+        Some((slice(self.text, span.key), slice(self.text, span.value)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -134,38 +134,35 @@ impl std::fmt::Debug for Pairs<'_> {
 }
 
 /// Builds an [`ExtFields`] out of one text, a peer's header: each field is
-/// given by where its key and value lie in the text, and kept that way, not
-/// copied. Fields that are not slices of the text as they stand (a JSON
-/// string with escapes) can be inserted as owned text; the map then holds
-/// all its fields as owned text, as [`ExtFields::insert`] makes them.
+/// given by where its key and value lie in the text. The finished map keeps
+/// one copy of the stretch of text its fields span, and reads them there.
 ///
-/// The finished map keeps the text (and whatever buffer it shares) alive.
-pub struct FieldsInText {
-    text: ByteString,
-    fields: ExtFields,
+/// Fields that are not slices of the text as they stand (a JSON string with
+/// escapes) can be inserted as owned text; the map then holds all its
+/// fields as owned text, as [`ExtFields::insert`] makes them, and so it does
+/// past 32 fields.
+pub struct FieldsInText<'a> {
+    text: &'a str,
+    spans: Vec<Span>,
+    keys_seen: u64,
+    /// Every field as owned text, once one could not stay in place.
+    owned: Option<ExtFields>,
 }
 
-impl FieldsInText {
+impl<'a> FieldsInText<'a> {
     /// An empty map over `text`.
-    pub fn new(text: ByteString) -> Self {
-        let in_text = InText {
-            text: text.clone(),
-            spans: Vec::new(),
-            keys_seen: 0,
-            made: OnceLock::new(),
-        };
+    pub fn new(text: &'a str) -> Self {
         FieldsInText {
             text,
-            fields: ExtFields {
-                repr: Repr::InText(in_text),
-                header: None,
-            },
+            spans: Vec::new(),
+            keys_seen: 0,
+            owned: None,
         }
     }
 
     /// The text the fields are read from.
-    pub fn text(&self) -> &str {
-        &self.text
+    pub fn text(&self) -> &'a str {
+        self.text
     }
 
     /// Sets the field whose key is `text[key]` to the value `text[value]`
@@ -174,38 +171,76 @@ impl FieldsInText {
     /// boundaries.
     #[inline]
     pub fn push(&mut self, key: Range<usize>, value: Range<usize>) -> bool {
-        let (Some(key_text), Some(_)) = (self.text.get(key.clone()), self.text.get(value.clone()))
+        let (Some(key_text), Some(value_text)) =
+            (self.text.get(key.clone()), self.text.get(value.clone()))
         else {
             return false;
         };
-        match (&mut self.fields.repr, offsets(&key), offsets(&value)) {
-            (Repr::InText(in_text), Some(key), Some(value))
-                if in_text.spans.len() < SMALL_LIMIT =>
-            {
-                in_text.push(Span { key, value }, key_text);
+        match (&self.owned, offsets(&key), offsets(&value)) {
+            (None, Some(key), Some(value)) if self.spans.len() < SMALL_LIMIT => {
+                self.push_span(Span { key, value }, key_text);
             }
-            _ => self.insert_slices(key, value),
+            _ => self.insert(key_text, value_text),
         }
         true
     }
 
-    /// [`push`](Self::push) for a map that holds owned text (or is full):
-    /// the slices are copied.
-    #[cold]
-    fn insert_slices(&mut self, key: Range<usize>, value: Range<usize>) {
-        if let (Some(key), Some(value)) = (self.text.get(key), self.text.get(value)) {
-            self.fields.insert(key, value);
+    /// Adds a span whose key is `key`, replacing the value of an earlier
+    /// one with the same key, as a map does.
+    fn push_span(&mut self, span: Span, key: &str) {
+        let earlier = position(self.text, &self.spans, self.keys_seen, key);
+        if let Some(earlier) = earlier.and_then(|at| self.spans.get_mut(at)) {
+            earlier.value = span.value;
+            return;
         }
+        self.keys_seen |= key_bit(key);
+        if self.spans.is_empty() {
+            self.spans.reserve(8);
+        }
+        self.spans.push(span);
     }
 
     /// Sets `key` to `value`, both owned text.
     pub fn insert(&mut self, key: impl Into<CompactString>, value: impl Into<CompactString>) {
-        self.fields.insert(key, value);
+        self.owned_fields().insert(key, value);
+    }
+
+    /// Every field as owned text, from now on.
+    #[cold]
+    fn owned_fields(&mut self) -> &mut ExtFields {
+        let (text, spans, keys_seen) = (self.text, &self.spans, self.keys_seen);
+        self.owned.get_or_insert_with(|| ExtFields {
+            repr: Repr::Small(to_small(text, spans, keys_seen)),
+            header: None,
+        })
     }
 
     /// The map.
     pub fn finish(self) -> ExtFields {
-        self.fields
+        if let Some(owned) = self.owned {
+            return owned;
+        }
+        let start = self.spans.iter().map(|s| s.key.0.min(s.value.0)).min();
+        let end = self.spans.iter().map(|s| s.key.1.max(s.value.1)).max();
+        let (Some(start), Some(end)) = (start, end) else {
+            return ExtFields::new();
+        };
+        // Span ends are character boundaries, so this slice is whole text.
+        let text: Arc<str> = Arc::from(slice(self.text, (start, end)));
+        let spans = self
+            .spans
+            .into_iter()
+            .map(|s| s.shifted_back(start))
+            .collect();
+        ExtFields {
+            repr: Repr::InText(InText {
+                text,
+                spans,
+                keys_seen: self.keys_seen,
+                made: OnceLock::new(),
+            }),
+            header: None,
+        }
     }
 }
 
@@ -239,7 +274,7 @@ mod tests {
     }
 
     fn read(text: &'static str) -> ExtFields {
-        let mut fields = FieldsInText::new(ByteString::from_static(text));
+        let mut fields = FieldsInText::new(text);
         for (key, value) in pairs_in(text) {
             assert!(fields.push(key, value));
         }
@@ -267,6 +302,24 @@ mod tests {
             format!("{fields:?}"),
             r#"{"queueId": "1", "msgId": "7F00", "TRACE_ON": "true"}"#
         );
+    }
+
+    #[test]
+    fn the_finished_map_keeps_a_copy_of_just_the_text_its_fields_span() {
+        let frame = String::from("{\"code\":0,\"ext\":{a=1;bb=22},\"flag\":1}");
+        let at = frame.find('a').unwrap();
+        let mut fields = FieldsInText::new(&frame);
+        assert!(fields.push(at..at + 1, at + 2..at + 3));
+        assert!(fields.push(at + 4..at + 6, at + 7..at + 9));
+        let fields = fields.finish();
+        drop(frame);
+        let Repr::InText(in_text) = &fields.repr else {
+            panic!("read in place")
+        };
+        assert_eq!(&*in_text.text, "a=1;bb=22");
+        assert_eq!(fields.get("bb"), Some("22"));
+        assert_eq!(fields.get("a"), Some("1"));
+        assert!(FieldsInText::new("unused").finish().is_empty());
     }
 
     #[test]
@@ -302,8 +355,7 @@ mod tests {
 
     #[test]
     fn owned_text_and_pushes_mix() {
-        let text = ByteString::from_static("k=v;x=y");
-        let mut fields = FieldsInText::new(text);
+        let mut fields = FieldsInText::new("k=v;x=y");
         assert!(fields.push(0..1, 2..3));
         fields.insert("esc", "a\"b");
         assert!(fields.push(4..5, 6..7));
@@ -316,7 +368,7 @@ mod tests {
 
     #[test]
     fn ranges_outside_the_text_or_inside_a_character_are_refused() {
-        let mut fields = FieldsInText::new(ByteString::from("ü=1"));
+        let mut fields = FieldsInText::new("ü=1");
         assert!(!fields.push(0..1, 3..4), "inside ü");
         assert!(!fields.push(0..2, 3..5), "past the end");
         assert!(fields.push(0..2, 3..4));
@@ -331,7 +383,7 @@ mod tests {
             .collect::<Vec<_>>()
             .join(";");
         let ranges = pairs_in(&text);
-        let mut fields = FieldsInText::new(ByteString::from(text));
+        let mut fields = FieldsInText::new(&text);
         for (key, value) in ranges {
             assert!(fields.push(key, value));
         }
@@ -357,7 +409,7 @@ mod tests {
                 model.insert(format!("k{key}"), value.clone());
             }
             let ranges = if pairs.is_empty() { Vec::new() } else { pairs_in(&text) };
-            let mut fields = FieldsInText::new(ByteString::from(text));
+            let mut fields = FieldsInText::new(&text);
             for (key, value) in ranges {
                 prop_assert!(fields.push(key, value));
             }

@@ -50,7 +50,7 @@ struct HeaderIn {
 ///
 /// Headers in the usual shape take a fast path ([`scan`]); serde_json reads
 /// the rest and names the fault in a bad one.
-pub(crate) fn read_header(header: &Bytes) -> Result<RemotingCommand> {
+pub(crate) fn read_header(header: &[u8]) -> Result<RemotingCommand> {
     match scan::read_header(header) {
         Some(cmd) => Ok(cmd),
         None => read_header_with_serde(header),
@@ -219,7 +219,7 @@ mod tests {
     use rocketmq_model::RequestCode;
 
     fn read(json: &str) -> RemotingCommand {
-        read_header(&Bytes::copy_from_slice(json.as_bytes())).unwrap()
+        read_header(json.as_bytes()).unwrap()
     }
 
     #[test]
@@ -309,7 +309,7 @@ mod tests {
             r#"{"code":1,"extFields":{"a":[1]}}"#,
             r#"{"code":1"#,
         ] {
-            let err = read_header(&Bytes::copy_from_slice(bad.as_bytes())).unwrap_err();
+            let err = read_header(bad.as_bytes()).unwrap_err();
             assert!(
                 matches!(err, RemotingError::MalformedFrame(_)),
                 "{bad}: {err}"
