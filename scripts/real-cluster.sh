@@ -148,6 +148,11 @@ wait_for_route() {
     until route_exists TBW102 "$port"; do
         if ((SECONDS > deadline)); then
             echo "the cluster did not come up within 60 s; logs in $DIR" >&2
+            # A broker that will not start says why among its warnings (a
+            # full disk is the usual cause on a build machine: it then stops
+            # during startup, after registering).
+            grep -h -E 'WARN|ERROR' "$DIR"/broker*.log 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | tail -5 >&2 || true
+            df -h "$DIR" >&2 || true
             stop
             exit 1
         fi
