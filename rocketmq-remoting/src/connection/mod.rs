@@ -103,18 +103,25 @@ impl Shared {
         self.cancel.cancel();
     }
 
-    /// Queues a frame for the writer, waiting for room when the queue is
-    /// full (back-pressure). The usual case, room at once, takes no wait.
-    async fn queue(&self, outbound: Outbound) -> Result<()> {
-        let outbound = match self.outbound.try_send(outbound) {
-            Ok(()) => return Ok(()),
-            Err(mpsc::error::TrySendError::Full(outbound)) => outbound,
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.closed_error()),
-        };
-        self.outbound
-            .send(outbound)
-            .await
-            .map_err(|_| self.closed_error())
+    /// Queues a frame for the writer. With room in the queue (the usual
+    /// case) it is queued at once; when the queue is full, the returned
+    /// wait queues it once there is room (back-pressure). The wait holds
+    /// the frame, so it is boxed rather than made part of every caller's
+    /// future.
+    fn queue(&self, outbound: Outbound) -> Result<Option<BoxFuture<'_, Result<()>>>> {
+        match self.outbound.try_send(outbound) {
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Full(outbound)) => Ok(Some(
+                async move {
+                    self.outbound
+                        .send(outbound)
+                        .await
+                        .map_err(|_| self.closed_error())
+                }
+                .boxed(),
+            )),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.closed_error()),
+        }
     }
 
     fn closed_error(&self) -> RemotingError {
@@ -285,36 +292,76 @@ impl Connection {
     /// [`send`](Self::send) for a caller that holds the connection while it
     /// waits: nothing to clone or box.
     pub(crate) async fn exchange(&self, cmd: RemotingCommand) -> Result<RemotingCommand> {
-        if cmd.is_oneway() {
-            self.send_oneway(cmd).await
-        } else {
-            self.send_two_way(cmd).await
-        }
+        self.start(cmd)?.answer().await
     }
 
-    async fn send_two_way(&self, mut cmd: RemotingCommand) -> Result<RemotingCommand> {
+    /// Queues `cmd` for the writer (assigning its opaque; a two-way request
+    /// is registered to wait for its response) and returns what to await
+    /// for the answer. Done at once rather than in a future, so that the
+    /// future awaiting the answer does not hold the command too: every call
+    /// moves that future around.
+    pub(crate) fn start(&self, mut cmd: RemotingCommand) -> Result<Started<'_>> {
         let shared = self.shared();
         if self.is_closed() {
             return Err(shared.closed_error());
+        }
+        if cmd.is_oneway() {
+            cmd.opaque = pending::next_opaque();
+            let opaque = cmd.opaque;
+            let (written, done) = oneshot::channel();
+            let wait = shared.queue(Outbound::Oneway { cmd, written })?;
+            return Ok(Started {
+                shared,
+                wait,
+                answer: Answer::Oneway { opaque, done },
+            });
         }
         let call = shared.pending.register()?;
         cmd.opaque = call.opaque();
-        shared.queue(Outbound::Request(cmd)).await?;
-        call.response().await
+        let wait = shared.queue(Outbound::Request(cmd))?;
+        Ok(Started {
+            shared,
+            wait,
+            answer: Answer::TwoWay(call),
+        })
     }
+}
 
-    async fn send_oneway(&self, mut cmd: RemotingCommand) -> Result<RemotingCommand> {
-        let shared = self.shared();
-        if self.is_closed() {
-            return Err(shared.closed_error());
+/// A request handed to the writer ([`Connection::start`]), its answer still
+/// to come.
+pub(crate) struct Started<'a> {
+    shared: &'a Shared,
+    /// Queues the frame once the writer's queue has room, when it had none.
+    wait: Option<BoxFuture<'a, Result<()>>>,
+    answer: Answer,
+}
+
+/// What answers a started request.
+enum Answer {
+    /// The peer's response, through the pending table.
+    TwoWay(pending::PendingCall),
+    /// The writer's word that the frame was written.
+    Oneway {
+        opaque: i32,
+        done: oneshot::Receiver<Result<()>>,
+    },
+}
+
+impl Started<'_> {
+    /// The answer: the peer's response, or for a oneway request a synthetic
+    /// SUCCESS once the frame was written.
+    pub(crate) async fn answer(self) -> Result<RemotingCommand> {
+        if let Some(wait) = self.wait {
+            wait.await?;
         }
-        cmd.opaque = pending::next_opaque();
-        let opaque = cmd.opaque;
-        let (written, done) = oneshot::channel();
-        shared.queue(Outbound::Oneway { cmd, written }).await?;
-        match done.await {
-            Ok(result) => result.map(|()| RemotingCommand::response(ResponseCode::SUCCESS, opaque)),
-            Err(_) => Err(shared.closed_error()),
+        match self.answer {
+            Answer::TwoWay(call) => call.response().await,
+            Answer::Oneway { opaque, done } => match done.await {
+                Ok(result) => {
+                    result.map(|()| RemotingCommand::response(ResponseCode::SUCCESS, opaque))
+                }
+                Err(_) => Err(self.shared.closed_error()),
+            },
         }
     }
 }
