@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use interop_support::{
-    Seen, config, create_topic, msg, namesrv, owned, producer, queues, recording, secs, unique,
-    wait_assigned, wait_until,
+    Seen, config, create_topic, holds_within, msg, namesrv, owned, producer, queues, recording,
+    secs, unique, wait_assigned, wait_until,
 };
 use rocketmq_client::consumer::{MessageModel, OrderlyContext, OrderlyResult, PullConsumer};
 use rocketmq_client::{Producer, PushConsumer};
@@ -242,13 +242,7 @@ async fn queues_move_as_consumers_join_and_leave() {
     // after a short wait the test rebalances by hand and says so.
     let report = second.shutdown().await;
     assert!(report.is_clean(), "{report:?}");
-    let notified = tokio::time::timeout(secs(3), async {
-        while owned(&first).len() != 4 {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    if notified.is_err() {
+    if !holds_within(secs(3), || owned(&first).len() == 4).await {
         skip_note(
             "queues_move_as_consumers_join_and_leave",
             "no NOTIFY_CONSUMER_IDS_CHANGED after a member unregistered (broker deviation); rebalancing by hand",

@@ -9,8 +9,8 @@
 mod interop_support;
 
 use interop_support::{
-    Seen, config, create_topic, msg, namesrv, producer, secs, skip, unique, wait_assigned,
-    wait_until,
+    Seen, config, create_topic, holds_within, msg, namesrv, producer, secs, skip, unique,
+    wait_assigned, wait_until,
 };
 use rocketmq_client::PushConsumer;
 use rocketmq_client::consumer::{
@@ -125,23 +125,20 @@ async fn sql92_selects_by_properties() {
         }
     }
     let all_filtered = || consumer.committed_offsets().values().sum::<i64>() == 30;
-    let deadline = tokio::time::Instant::now() + secs(20);
-    while seen.len() < expected.len() && !(seen.len() == 0 && all_filtered()) {
-        if tokio::time::Instant::now() >= deadline {
-            // Nothing delivered and nothing filtered: the broker serves no
-            // SQL92 pull at all (Java answers SYSTEM_ERROR when
-            // enablePropertyFilter is off).
-            assert_eq!(seen.len(), 0, "some but not all matching messages came");
-            skip(
-                "sql92_selects_by_properties",
-                "the broker does not serve SQL92 pulls (enablePropertyFilter off? \
-                 scripts/real-cluster.sh turns it on)",
-            );
-            consumer.shutdown().await;
-            producer.shutdown().await;
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let settled = || seen.len() >= expected.len() || (seen.len() == 0 && all_filtered());
+    if !holds_within(secs(20), settled).await {
+        // Nothing delivered and nothing filtered: the broker serves no
+        // SQL92 pull at all (Java answers SYSTEM_ERROR when
+        // enablePropertyFilter is off).
+        assert_eq!(seen.len(), 0, "some but not all matching messages came");
+        skip(
+            "sql92_selects_by_properties",
+            "the broker does not serve SQL92 pulls (enablePropertyFilter off? \
+             scripts/real-cluster.sh turns it on)",
+        );
+        consumer.shutdown().await;
+        producer.shutdown().await;
+        return;
     }
     if seen.len() == 0 {
         skip(

@@ -26,7 +26,7 @@ use rocketmq_remoting::SerializeType;
 #[path = "../waiting/mod.rs"]
 mod waiting;
 #[allow(unused_imports)]
-pub(crate) use waiting::{wait_for, wait_until};
+pub(crate) use waiting::{holds_within, wait_for, wait_until};
 
 /// The cluster name `scripts/real-cluster.sh` gives its brokers.
 pub(crate) const CLUSTER: &str = "DefaultCluster";
