@@ -2,7 +2,6 @@
 //! through a client instance's connections.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocketmq_kernel::BrokerApi;
@@ -113,27 +112,22 @@ impl Admin {
         Ok(created)
     }
 
-    /// The master address of `mq`'s broker, from the topic's route.
-    async fn master_of(&self, mq: &MessageQueue) -> Result<Arc<str>> {
-        Ok(self.instance.routes().master_addr(mq).await?)
-    }
-
     /// The next offset to be written in `mq` (GET_MAX_OFFSET).
     pub async fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self.master_of(mq).await?;
+        let addr = self.instance.routes().master_addr(mq).await?;
         Ok(self.instance.broker_api().max_offset(&addr, mq).await?)
     }
 
     /// The lowest offset still stored in `mq` (GET_MIN_OFFSET).
     pub async fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self.master_of(mq).await?;
+        let addr = self.instance.routes().master_addr(mq).await?;
         Ok(self.instance.broker_api().min_offset(&addr, mq).await?)
     }
 
     /// The offset of the first message of `mq` stored at or after `time`
     /// (SEARCH_OFFSET_BY_TIMESTAMP, lower boundary).
     pub async fn search_offset(&self, mq: &MessageQueue, time: SystemTime) -> Result<i64> {
-        let addr = self.master_of(mq).await?;
+        let addr = self.instance.routes().master_addr(mq).await?;
         let api = self.instance.broker_api();
         Ok(api
             .search_offset(&addr, mq, time, BoundaryType::Lower)

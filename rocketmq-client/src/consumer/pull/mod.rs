@@ -234,30 +234,26 @@ impl PullConsumer {
 
     /// Continues `mq` at its first stored message.
     pub async fn seek_to_begin(&self, mq: &MessageQueue) -> Result<()> {
-        let addr = self.master_addr(mq).await?;
+        let addr = self.core.routes.master_addr(mq).await?;
         let offset = self.core.api.min_offset(&addr, mq).await?;
         self.seek(mq, offset)
     }
 
     /// Continues `mq` after its last stored message.
     pub async fn seek_to_end(&self, mq: &MessageQueue) -> Result<()> {
-        let addr = self.master_addr(mq).await?;
+        let addr = self.core.routes.master_addr(mq).await?;
         let offset = self.core.api.max_offset(&addr, mq).await?;
         self.seek(mq, offset)
     }
 
     /// Continues `mq` at the first message stored at or after `time`.
     pub async fn seek_by_timestamp(&self, mq: &MessageQueue, time: SystemTime) -> Result<()> {
-        let addr = self.master_addr(mq).await?;
+        let addr = self.core.routes.master_addr(mq).await?;
         let api: &dyn BrokerApi = self.core.api.as_ref();
         let offset = api
             .search_offset(&addr, mq, time, BoundaryType::Lower)
             .await?;
         self.seek(mq, offset)
-    }
-
-    async fn master_addr(&self, mq: &MessageQueue) -> Result<Arc<str>> {
-        Ok(self.core.routes.master_addr(mq).await?)
     }
 
     /// Stops fetching `queues` and drops what they buffered; `poll`

@@ -88,12 +88,6 @@ impl PushCore {
         self.subscriptions.remove(topic);
     }
 
-    /// The master address of `mq`'s broker, refreshing its topic's route
-    /// once when the broker is unknown.
-    pub(crate) async fn master_addr(&self, mq: &MessageQueue) -> Result<Arc<str>> {
-        Ok(self.routes.master_addr(mq).await?)
-    }
-
     /// Broker max offset minus committed offset of every owned queue that
     /// has a committed offset.
     pub(crate) async fn lag(&self) -> Result<BTreeMap<MessageQueue, i64>> {
@@ -109,7 +103,7 @@ impl PushCore {
             let Some(committed) = committed else {
                 continue;
             };
-            let addr = self.master_addr(&mq).await?;
+            let addr = self.routes.master_addr(&mq).await?;
             let max = self.api.max_offset(&addr, &mq).await?;
             let lag = (max - committed).max(0);
             stats::set_lag(self.group(), &mq, lag);
