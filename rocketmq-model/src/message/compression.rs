@@ -10,8 +10,11 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, 
 use super::sysflag::COMPRESSION_TYPE_MASK;
 use crate::error::{ModelError, Result};
 
+mod estimate;
 mod lz4;
 mod zstd;
+
+pub use estimate::{WORTH_PERCENT, looks_compressible};
 
 /// The compression level the Java producer uses.
 pub const DEFAULT_LEVEL: u32 = 5;
