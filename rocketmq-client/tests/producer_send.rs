@@ -620,3 +620,91 @@ async fn a_request_names_its_reply_target_and_times_out_without_a_reply() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// A producer that resends a message stored without SEND_OK to another
+/// broker, once.
+async fn resending_producer(cluster: &TestCluster, instance: &str) -> Producer {
+    Producer::builder()
+        .client_config(config(cluster, instance))
+        .producer_group("pg")
+        .retry_times_when_send_failed(1)
+        .retry_another_broker_when_not_store_ok(true)
+        .build()
+        .await
+        .unwrap()
+}
+
+fn answer_sends(cluster: &TestCluster, broker: &str, code: rocketmq_model::ResponseCode) {
+    cluster.broker_named(broker).unwrap().fail_requests(
+        rocketmq_model::RequestCode::SEND_MESSAGE_V2,
+        code,
+        1000,
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_stored_without_send_ok_is_resent_to_another_broker() {
+    use rocketmq_model::ResponseCode;
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = resending_producer(&cluster, "resend_not_ok").await;
+    answer_sends(&cluster, "broker-a", ResponseCode::FLUSH_DISK_TIMEOUT);
+
+    // Round robin over broker-a's and broker-b's 4 queues each picks
+    // broker-a first at least once in 8 sends, wherever it starts.
+    for i in 0..8 {
+        let result = producer.send(to_t(format!("m{i}"))).await.unwrap();
+        // broker-b stores it with SEND_OK, first or after broker-a.
+        assert_eq!(result.status, SendStatus::SendOk);
+        assert_eq!(result.message_queue.broker_name, "broker-b");
+    }
+    // Java's semantics: what broker-a stored stays stored, so a message it
+    // took first is on both brokers.
+    let on_a = cluster.broker_named("broker-a").unwrap();
+    let stored_on_a: usize = (0..4).map(|q| on_a.messages("T", q).len()).sum();
+    assert!(stored_on_a > 0, "round robin never picked broker-a first");
+    assert_eq!(stored(&cluster, "T").len(), 8 + stored_on_a);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_result_is_the_answer_when_a_later_retry_fails() {
+    use rocketmq_model::ResponseCode;
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = resending_producer(&cluster, "stored_then_failed").await;
+    answer_sends(&cluster, "broker-a", ResponseCode::FLUSH_DISK_TIMEOUT);
+    answer_sends(&cluster, "broker-b", ResponseCode::SYSTEM_BUSY);
+
+    for i in 0..6 {
+        // Whichever broker comes first, the message is stored on broker-a
+        // without SEND_OK, and broker-b refuses it: the stored result is
+        // the answer, not broker-b's refusal, or the caller would send it
+        // a third time.
+        let result = producer.send(to_t(format!("m{i}"))).await.unwrap();
+        assert_eq!(result.status, SendStatus::FlushDiskTimeout);
+        assert_eq!(result.message_queue.broker_name, "broker-a");
+    }
+    assert_eq!(stored(&cluster, "T").len(), 6);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_async_send_stored_without_send_ok_is_not_resent() {
+    use rocketmq_model::ResponseCode;
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = resending_producer(&cluster, "async_not_ok").await;
+    answer_sends(&cluster, "broker-a", ResponseCode::FLUSH_DISK_TIMEOUT);
+    answer_sends(&cluster, "broker-b", ResponseCode::FLUSH_DISK_TIMEOUT);
+
+    for i in 0..4 {
+        let handle = producer.send_async(to_t(format!("m{i}"))).await.unwrap();
+        let result = handle.await.unwrap();
+        assert_eq!(result.status, SendStatus::FlushDiskTimeout);
+    }
+    // As Java's async path: the callback gets the stored result, nothing is
+    // sent again. (A sync send would have resent each one.)
+    assert_eq!(stored(&cluster, "T").len(), 4);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -28,7 +28,8 @@ impl Faults {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Answers the next `times` requests with `code` by `response`.
+    /// Answers the next `times` requests with `code` by `response` (see
+    /// [`serve_with_faults`] for the degraded-durability codes).
     pub(crate) fn fail_requests(&self, code: RequestCode, response: ResponseCode, times: usize) {
         let mut inner = self.inner();
         let queue = inner.failures.entry(code.0).or_default();
@@ -87,12 +88,24 @@ impl FaultChain {
 
 /// Runs `handle` unless a failure is injected for `code`, then holds the
 /// response for the injected delay, if any.
+///
+/// An injected code that means "stored, with degraded durability"
+/// (FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT, SLAVE_NOT_AVAILABLE) is what a
+/// Java broker answers a send that it did store: the request is handled, and
+/// a successful answer, with its header, gets the injected code.
 pub(crate) async fn serve_with_faults(
     chain: &FaultChain,
     code: i32,
     handle: impl Future<Output = RemotingCommand>,
 ) -> RemotingCommand {
     let response = match chain.take_failure(code) {
+        Some(injected) if injected.is_stored() => {
+            let mut response = handle.await;
+            if response.code == ResponseCode::SUCCESS.0 {
+                response.code = injected.0;
+            }
+            response
+        }
         Some(injected) => crate::reply::error(injected, "injected by rocketmq-testkit"),
         None => handle.await,
     };

@@ -398,7 +398,10 @@ impl Broker {
     // --- faults ---
 
     /// Answers the next `times` requests with `code` to this broker with
-    /// `response` instead of handling them.
+    /// `response` instead of handling them. A degraded-durability code
+    /// (FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT, SLAVE_NOT_AVAILABLE) answers
+    /// a send as a Java broker does: the message is stored, and its answer
+    /// carries that code.
     pub fn fail_requests(&self, code: RequestCode, response: ResponseCode, times: usize) {
         self.faults.fail_requests(code, response, times);
     }

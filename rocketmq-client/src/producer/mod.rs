@@ -122,8 +122,7 @@ impl Producer {
                 .send(&out, Route::Selector(&SelectByShardingKey))
                 .await;
         }
-        let retries = self.sender.options.retry_times_when_send_failed;
-        self.sender.send(&out, Route::Balanced { retries }).await
+        self.sender.send(&out, self.sender.sync_route()).await
     }
 
     /// Starts sending `msg` and returns a handle resolving to the result.
@@ -143,7 +142,11 @@ impl Producer {
         let retries = sender.options.retry_times_when_send_async_failed;
         let task = self.async_sends.spawn(async move {
             let _permit = permit;
-            sender.send(&out, Route::Balanced { retries }).await
+            let route = Route::Balanced {
+                retries,
+                resend_not_ok: false,
+            };
+            sender.send(&out, route).await
         });
         Ok(SendHandle { task })
     }
@@ -160,8 +163,7 @@ impl Producer {
     /// gets its UNIQ_KEY; batches are not compressed.
     pub async fn send_batch(&self, msgs: Vec<Message>) -> Result<SendResult> {
         let out = self.sender.prepare_batch(msgs)?;
-        let retries = self.sender.options.retry_times_when_send_failed;
-        self.sender.send(&out, Route::Balanced { retries }).await
+        self.sender.send(&out, self.sender.sync_route()).await
     }
 
     /// Sends `msg` to `mq`, once.

@@ -42,8 +42,13 @@ impl Producer {
         let waiter = instance.expect_reply(&correlation_id);
         let out = sender.prepare(msg)?;
         let retries = sender.options.retry_times_when_send_failed;
-        let sent =
-            tokio::time::timeout_at(deadline, sender.send(&out, Route::Balanced { retries }));
+        // Java sends a request as an async send: a result stored without
+        // SEND_OK is not sent again.
+        let route = Route::Balanced {
+            retries,
+            resend_not_ok: false,
+        };
+        let sent = tokio::time::timeout_at(deadline, sender.send(&out, route));
         let timed_out = || ClientError::RequestTimeout {
             correlation_id: correlation_id.clone(),
             after: timeout,

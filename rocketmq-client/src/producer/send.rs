@@ -72,8 +72,11 @@ impl Outgoing {
 
 /// How a send chooses its queue.
 pub(crate) enum Route<'a> {
-    /// Round robin with fault avoidance, retried on another broker.
-    Balanced { retries: u32 },
+    /// Round robin with fault avoidance, retried on another broker after a
+    /// retriable failure; with `resend_not_ok`, also after a result stored
+    /// without SEND_OK (sync sends with `retry_another_broker_when_not_store_ok`;
+    /// Java never resends an async one).
+    Balanced { retries: u32, resend_not_ok: bool },
     /// Exactly this queue, once.
     Queue(&'a MessageQueue),
     /// The selector's choice among the publish queues, once.
@@ -202,6 +205,16 @@ impl Sender {
         Ok(())
     }
 
+    /// The route of a sync send: round robin with
+    /// `retry_times_when_send_failed` retries, resending a result stored
+    /// without SEND_OK when `retry_another_broker_when_not_store_ok` asks.
+    pub(crate) fn sync_route(&self) -> Route<'static> {
+        Route::Balanced {
+            retries: self.options.retry_times_when_send_failed,
+            resend_not_ok: self.options.retry_another_broker_when_not_store_ok,
+        }
+    }
+
     /// Sends `out` as `route` says, within the send timeout.
     pub(crate) async fn send(&self, out: &Outgoing, route: Route<'_>) -> Result<SendResult> {
         let started = Instant::now();
@@ -220,7 +233,13 @@ impl Sender {
     ) -> Result<SendResult> {
         let deadline = started + self.options.send_msg_timeout;
         match route {
-            Route::Balanced { retries } => self.send_balanced(out, retries, deadline).await,
+            Route::Balanced {
+                retries,
+                resend_not_ok,
+            } => {
+                self.send_balanced(out, retries, resend_not_ok, deadline)
+                    .await
+            }
             Route::Queue(mq) => {
                 self.publish_info(out.topic(), deadline).await?;
                 self.attempt(out, mq, 0, deadline).await
@@ -238,15 +257,20 @@ impl Sender {
     }
 
     /// Up to `1 + retries` attempts, each on another broker than the last
-    /// failed one, all before `deadline`.
+    /// failed one, all before `deadline`. A message stored without SEND_OK
+    /// and then resent stays stored: when no later attempt does better, its
+    /// result is the answer, whatever failed after it (as Java's
+    /// `sendDefaultImpl`), so that the caller does not send it a third time.
     async fn send_balanced(
         &self,
         out: &Outgoing,
         retries: u32,
+        resend_not_ok: bool,
         deadline: Instant,
     ) -> Result<SendResult> {
         let mut last_failed: Option<String> = None;
         let mut last_error = None;
+        let mut stored: Option<SendResult> = None;
         for attempt in 0..=retries {
             if attempt > 0 {
                 self.metrics.record_retry(out.topic());
@@ -257,31 +281,32 @@ impl Sender {
                     last_error = Some(error);
                     continue;
                 }
-                Err(error) => return Err(error),
+                Err(error) => return stored.ok_or(error),
             };
             let Some(mq) = self.fault.select_queue(&info, last_failed.as_deref()) else {
-                return Err(no_route(out.topic()));
+                return stored.ok_or_else(|| no_route(out.topic()));
             };
             match self.attempt(out, mq, attempt, deadline).await {
                 Ok(result)
                     if result.status != SendStatus::SendOk
-                        && self.options.retry_another_broker_when_not_store_ok
+                        && resend_not_ok
                         && attempt < retries =>
                 {
                     tracing::info!(broker = %mq.broker_name, status = ?result.status, "stored without SEND_OK; retrying");
                     last_failed = Some(mq.broker_name.clone());
+                    stored = Some(result);
                 }
                 Ok(result) => return Ok(result),
-                Err(error @ ClientError::SendTimeout { .. }) => return Err(error),
+                Err(error @ ClientError::SendTimeout { .. }) => return stored.ok_or(error),
                 Err(error) if error.is_retriable() => {
                     tracing::info!(broker = %mq.broker_name, queue_id = mq.queue_id, %error, attempt, "send failed; retrying");
                     last_failed = Some(mq.broker_name.clone());
                     last_error = Some(error);
                 }
-                Err(error) => return Err(error),
+                Err(error) => return stored.ok_or(error),
             }
         }
-        Err(last_error.unwrap_or_else(|| self.timeout(out, retries + 1)))
+        stored.ok_or_else(|| last_error.unwrap_or_else(|| self.timeout(out, retries + 1)))
     }
 
     fn timeout(&self, out: &Outgoing, attempts: u32) -> ClientError {

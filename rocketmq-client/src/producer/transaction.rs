@@ -14,7 +14,7 @@ use rocketmq_model::message::property;
 use rocketmq_model::{Message, MessageExt, OffsetMessageId};
 use rocketmq_remoting::calls::EndTransaction;
 
-use super::send::{Route, Sender};
+use super::send::Sender;
 use super::{ProducerBuilder, SendResult, SendStatus, register, unregister, validate_options};
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
@@ -228,8 +228,7 @@ impl TransactionProducer {
         msg.properties
             .insert(property::PGROUP, self.sender.group().to_owned())?;
         let out = self.sender.prepare(msg)?;
-        let retries = self.sender.options.retry_times_when_send_failed;
-        let send_result = self.sender.send(&out, Route::Balanced { retries }).await?;
+        let send_result = self.sender.send(&out, self.sender.sync_route()).await?;
         let local_state = if send_result.status == SendStatus::SendOk {
             let mut msg = out.message.clone();
             if let Some(id) = &send_result.transaction_id {
