@@ -345,3 +345,78 @@ async fn a_broker_offset_reset_moves_the_pull_consumer() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+/// A cluster of one broker whose topic `T` has one queue, holding `n`
+/// messages.
+async fn one_queue_with(n: usize) -> (TestCluster, rocketmq_client::Producer) {
+    let cluster = TestCluster::builder()
+        .queues(1, 1)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster).await;
+    for i in 0..n {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    (cluster, producer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn auto_commit_waits_for_the_next_poll() {
+    let (cluster, producer) = one_queue_with(10).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("auto")))
+        .subscribe("T", "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    let got = poll_n(&consumer, 1).await;
+    let (first, handed_out) = (got[0].queue_offset, got.last().unwrap().queue_offset + 1);
+    // The application is still processing the batch: neither the 5 s
+    // persistence timer nor anything else commits it behind its back.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let committed = cluster.broker(0).committed_offset("lg", &q(0));
+    assert!(
+        committed.is_none_or(|offset| offset <= first),
+        "committed {committed:?}, batch {first}..{handed_out}"
+    );
+    // Asking for more commits it; the timer then persists it.
+    consumer.poll(Duration::from_millis(10)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let committed = cluster.broker(0).committed_offset("lg", &q(0)).unwrap();
+    assert!(committed >= handed_out, "{committed} < {handed_out}");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_stream_gives_back_what_it_did_not_yield() {
+    let (cluster, producer) = one_queue_with(10).await;
+    let instance = unique("stream");
+    let build = || {
+        PullConsumer::builder("lg", config(&cluster, &instance))
+            .subscribe("T", "*")
+            .consume_from_where(ConsumeFromWhere::FirstOffset)
+            .poll_timeout(Duration::from_millis(500))
+            .build()
+    };
+    let consumer = build().await.unwrap();
+    let mut seen: Vec<i64> = consumer
+        .stream()
+        .take(2)
+        .map(|m| m.unwrap().queue_offset)
+        .collect()
+        .await;
+    // The stream took a whole batch and yielded two: the rest comes again.
+    seen.extend(poll_n(&consumer, 8).await.iter().map(|m| m.queue_offset));
+    seen.sort_unstable();
+    assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    consumer.commit_sync().await.unwrap();
+    consumer.shutdown().await;
+    assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(10));
+    producer.shutdown().await;
+}

@@ -100,7 +100,9 @@ impl PullConsumerBuilder {
     shared_consumer_setters!();
 
     /// Commit what `poll` handed out automatically (default true): at the
-    /// next poll, persisted every 5 s. Off: call
+    /// next poll, and only then (not on a timer, a rebalance or shutdown),
+    /// so a batch is committed once the application asks for more;
+    /// committed offsets are persisted every 5 s. Off: call
     /// [`PullConsumer::commit`] or [`PullConsumer::commit_sync`].
     pub fn auto_commit(mut self, auto: bool) -> Self {
         self.auto_commit = auto;

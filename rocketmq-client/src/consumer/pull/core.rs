@@ -69,8 +69,9 @@ impl PullCore {
     }
 
     /// Makes the queue set `wanted`: new queues start fetching, released
-    /// ones stop and (auto commit) commit what was handed out, then their
-    /// offsets are persisted and forgotten.
+    /// ones stop, and their committed offsets are persisted and forgotten
+    /// (what was handed out since the last commit goes to the queue's next
+    /// reader again, as Java's lite pull consumer does).
     pub(crate) async fn reassign(self: &Arc<Self>, wanted: BTreeSet<MessageQueue>) {
         let current = self.assigned();
         for mq in current.difference(&wanted) {
@@ -108,11 +109,6 @@ impl PullCore {
         if let Some(task) = entry.task.take() {
             let _ = task.await;
         }
-        if self.auto_commit {
-            if let Some(offset) = entry.consumed {
-                self.store.update(mq, offset, true);
-            }
-        }
         if let Err(err) = self.store.persist(mq).await {
             tracing::warn!(group = self.group(), %mq, error = %err, "persisting a released queue's offset failed");
         }
@@ -121,7 +117,8 @@ impl PullCore {
     }
 
     /// Writes the offsets handed out by `poll` to the store's memory (they
-    /// are persisted every 5 s, or by `commit_sync`).
+    /// are persisted every 5 s, or by `commit_sync`). Called by the
+    /// application, or by `poll` itself with auto commit.
     pub(crate) fn commit(&self) {
         for (mq, offset) in self.queues.consumed() {
             self.store.update(&mq, offset, true);
@@ -211,10 +208,9 @@ impl ConsumerHandle for PullCore {
         }
     }
 
+    /// Persists what was committed; commits nothing itself (auto commit
+    /// happens in `poll`).
     async fn persist_offsets(&self) {
-        if self.auto_commit {
-            self.commit();
-        }
         match self.store.persist_all().await {
             Ok(()) => tracing::debug!(group = self.group(), "offsets persisted"),
             Err(err) => {

@@ -9,7 +9,7 @@ mod fetch;
 mod queues;
 mod rebalance;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -108,8 +108,18 @@ impl PullConsumer {
 
     /// The next messages of one queue, waiting up to `timeout` for some;
     /// empty when none came. With auto commit, what earlier polls handed
-    /// out is committed first.
+    /// out is committed first (and only then: Java's lite pull consumer
+    /// commits in `poll` alone, so a batch still being processed is never
+    /// committed behind the application's back).
     pub async fn poll(&self, timeout: Duration) -> Result<Vec<MessageExt>> {
+        Ok(self
+            .poll_batch(timeout)
+            .await?
+            .map_or_else(Vec::new, |batch| batch.msgs))
+    }
+
+    /// [`poll`](Self::poll), keeping the batch's queue and position.
+    async fn poll_batch(&self, timeout: Duration) -> Result<Option<Fetched>> {
         if self.core.cancel.is_cancelled() {
             return Err(ClientError::Shutdown("pull consumer"));
         }
@@ -120,12 +130,12 @@ impl PullConsumer {
         let mut receiver = self.receiver.lock().await;
         loop {
             let batch = match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Err(_elapsed) => return Ok(Vec::new()),
+                Err(_elapsed) => return Ok(None),
                 Ok(None) => return Err(ClientError::Shutdown("pull consumer")),
                 Ok(Some(batch)) => batch,
             };
-            if let Some(msgs) = self.core.queues.accept(batch) {
-                return Ok(msgs);
+            if let Some(batch) = self.core.queues.accept(batch) {
+                return Ok(Some(batch));
             }
         }
     }
@@ -139,24 +149,33 @@ impl PullConsumer {
     /// `poll_timeout` (an empty poll just polls again). It does not end by
     /// itself: stop reading it (e.g. `take`, or drop it) to stop. An error
     /// of `poll` is yielded once and ends it.
+    ///
+    /// A poll hands out a batch, which the stream yields one message at a
+    /// time. When the stream is dropped before the end of a batch, the
+    /// messages it did not yield are given back: their queue is consumed
+    /// only up to the first of them, which the next poll gets again (unless
+    /// the queue was sought, paused or polled further since).
     pub fn stream(&self) -> impl Stream<Item = Result<MessageExt>> + '_ {
-        futures::stream::unfold(
-            (self, VecDeque::new(), false),
-            |(consumer, mut ready, done)| async move {
-                if done {
-                    return None;
+        let unyielded = Unyielded::new(self);
+        futures::stream::unfold((unyielded, false), |(mut unyielded, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(msg) = unyielded.next() {
+                    return Some((Ok(msg), (unyielded, false)));
                 }
-                loop {
-                    if let Some(msg) = ready.pop_front() {
-                        return Some((Ok(msg), (consumer, ready, false)));
-                    }
-                    match consumer.poll(consumer.poll_timeout).await {
-                        Ok(msgs) => ready.extend(msgs),
-                        Err(err) => return Some((Err(err), (consumer, ready, true))),
-                    }
+                match unyielded
+                    .consumer
+                    .poll_batch(unyielded.consumer.poll_timeout)
+                    .await
+                {
+                    Ok(Some(batch)) => unyielded.start(batch),
+                    Ok(None) => {}
+                    Err(err) => return Some((Err(err), (unyielded, true))),
                 }
-            },
-        )
+            }
+        })
     }
 
     /// Records what `poll` handed out as consumed (in memory; persisted
@@ -271,17 +290,17 @@ impl PullConsumer {
         }
     }
 
-    /// Stops the consumer: stops fetching; with auto commit, commits what
-    /// was handed out; persists the offsets; unregisters the group;
-    /// releases the client instance.
+    /// Stops the consumer: stops fetching; persists the committed offsets;
+    /// unregisters the group; releases the client instance. What the last
+    /// poll handed out is not committed here, even with auto commit (as
+    /// Java's): it may still be in processing. Call
+    /// [`commit_sync`](Self::commit_sync) first once it is done, or it is
+    /// delivered again.
     pub async fn shutdown(mut self) -> ShutdownReport {
         let core = Arc::clone(&self.core);
         let group = core.group().to_owned();
         let mut report = ShutdownReport::default();
         core.stop_fetching().await;
-        if core.auto_commit {
-            core.commit();
-        }
         report.messages_left = core.buffered();
         report.offsets_committed = core.store.snapshot();
         if let Err(err) = core.store.persist_all().await {
@@ -297,6 +316,51 @@ impl PullConsumer {
         }
         tracing::info!(%group, "pull consumer shut down");
         report
+    }
+}
+
+/// The stream's batch and what of it is still to be yielded; dropped with
+/// the stream, it gives that back.
+struct Unyielded<'a> {
+    consumer: &'a PullConsumer,
+    /// The batch being yielded (its messages moved to `rest`).
+    batch: Option<Fetched>,
+    /// Its messages not yet yielded, in offset order.
+    rest: std::vec::IntoIter<MessageExt>,
+}
+
+impl<'a> Unyielded<'a> {
+    fn new(consumer: &'a PullConsumer) -> Self {
+        Unyielded {
+            consumer,
+            batch: None,
+            rest: Vec::new().into_iter(),
+        }
+    }
+
+    fn start(&mut self, mut batch: Fetched) {
+        self.rest = std::mem::take(&mut batch.msgs).into_iter();
+        self.batch = Some(batch);
+    }
+
+    fn next(&mut self) -> Option<MessageExt> {
+        let msg = self.rest.next();
+        if msg.is_none() {
+            self.batch = None;
+        }
+        msg
+    }
+}
+
+impl Drop for Unyielded<'_> {
+    fn drop(&mut self) {
+        let (Some(batch), Some(first)) = (&self.batch, self.rest.as_slice().first()) else {
+            return;
+        };
+        let from = first.queue_offset;
+        if self.consumer.core.queues.give_back(batch, from) {
+            tracing::debug!(mq = %batch.mq, from, "stream dropped; unyielded messages given back");
+        }
     }
 }
 

@@ -89,9 +89,10 @@ impl Queues {
         self.lock().get_mut(mq).map(f)
     }
 
-    /// Takes a fetched batch for `poll`: its messages when it is current,
-    /// `None` when stale (the queue was released, sought or paused since).
-    pub(crate) fn accept(&self, batch: Fetched) -> Option<Vec<MessageExt>> {
+    /// Takes a fetched batch for `poll`: the batch, its queue's consumed
+    /// offset moved past it, when it is current; `None` when stale (the
+    /// queue was released, sought or paused since).
+    pub(crate) fn accept(&self, batch: Fetched) -> Option<Fetched> {
         let mut entries = self.lock();
         let entry = entries.get_mut(&batch.mq)?;
         if entry.generation() != batch.generation || entry.paused {
@@ -100,7 +101,24 @@ impl Queues {
         entry.buffered = entry.buffered.saturating_sub(batch.msgs.len());
         entry.buffered_bytes = entry.buffered_bytes.saturating_sub(batch.bytes);
         entry.consumed = Some(batch.next);
-        Some(batch.msgs)
+        Some(batch)
+    }
+
+    /// Takes back the part of an accepted batch, from offset `from` on,
+    /// that was never given to the application: its queue is consumed up to
+    /// `from` and fetched again from there. Nothing changes when the queue
+    /// moved since (released, sought, paused, or handed out further).
+    pub(crate) fn give_back(&self, batch: &Fetched, from: i64) -> bool {
+        let mut entries = self.lock();
+        let Some(entry) = entries.get_mut(&batch.mq) else {
+            return false;
+        };
+        if entry.generation() != batch.generation || entry.consumed != Some(batch.next) {
+            return false;
+        }
+        entry.consumed = Some(from);
+        entry.restart_at(Some(from));
+        true
     }
 
     /// The offsets handed out, per queue.
@@ -139,7 +157,8 @@ mod tests {
             e.buffered = 2;
             e.buffered_bytes = 2;
         });
-        assert!(queues.accept(batch(&mq, 0, 5)).is_some());
+        let accepted = queues.accept(batch(&mq, 0, 5)).unwrap();
+        assert_eq!(accepted.msgs.len(), 1);
         assert_eq!(queues.consumed()[&mq], 5);
         queues.with(&mq, |e| e.restart_at(Some(2)));
         assert!(
@@ -151,5 +170,33 @@ mod tests {
         assert!(queues.accept(batch(&mq, 1, 9)).is_none(), "paused");
         let other = MessageQueue::new("T", "b", 1);
         assert!(queues.accept(batch(&other, 0, 1)).is_none(), "not assigned");
+    }
+
+    #[test]
+    fn a_batch_given_back_rewinds_its_queue_unless_it_moved_since() {
+        let queues = Queues::default();
+        let mq = MessageQueue::new("T", "b", 0);
+        queues
+            .lock()
+            .insert(mq.clone(), QueueEntry::new(CancellationToken::new()));
+        let accepted = queues.accept(batch(&mq, 0, 5)).unwrap();
+        assert!(queues.give_back(&accepted, 3));
+        assert_eq!(queues.consumed()[&mq], 3);
+        let (next_pull, generation) = queues.with(&mq, |e| (e.next_pull, e.generation())).unwrap();
+        assert_eq!(
+            (next_pull, generation),
+            (Some(3), 1),
+            "fetched again from 3"
+        );
+
+        // Handed out further (or sought, or paused) since: left alone.
+        let first = queues.accept(batch(&mq, 1, 6)).unwrap();
+        queues.accept(batch(&mq, 1, 8)).unwrap();
+        assert!(!queues.give_back(&first, 4));
+        assert_eq!(queues.consumed()[&mq], 8);
+        let second = queues.accept(batch(&mq, 1, 9)).unwrap();
+        queues.with(&mq, |e| e.restart_at(Some(20)));
+        assert!(!queues.give_back(&second, 8));
+        assert_eq!(queues.consumed()[&mq], 9);
     }
 }
