@@ -103,8 +103,11 @@ async fn serve(options: Options) -> Result<(), TestkitError> {
         &options.acl_users,
     )?;
     let cluster = builder.start_tcp().await?;
+    // Listening for the signals before saying "ready": a SIGINT sent as soon
+    // as a caller reads it must stop the servers, not kill the process.
+    let stop = shutdown_signal();
     announce(&cluster);
-    shutdown_signal().await;
+    stop.await;
     eprintln!("rocketmq-testkit: stopping");
     cluster.shutdown().await;
     Ok(())
@@ -148,27 +151,36 @@ fn announce(cluster: &TestCluster) {
     let _ = out.flush();
 }
 
-/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on Ctrl-C (SIGINT) or, on Unix, SIGTERM. On Unix the handlers
+/// are installed when this is called, not when the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        // A handler that could not be installed never fires; the other may.
+        let wait = |signal: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match signal {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = wait(interrupt) => {}
+            () = wait(terminate) => {}
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
