@@ -519,3 +519,90 @@ async fn client_sends_headers_in_its_serialize_type() {
     let answer = client.invoke(BROKER, heartbeat("x"), SECOND).await.unwrap();
     assert_eq!(answer.remark.unwrap(), "ROCKETMQ");
 }
+
+/// A transport on `net` whose connects to `dead` never complete (a host
+/// that drops packets), counting them.
+#[derive(Clone)]
+struct BlackHole {
+    net: MemoryNetwork,
+    dead: &'static str,
+    dials: Arc<AtomicUsize>,
+}
+
+impl Transport for BlackHole {
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, std::io::Result<BoxedIo>> {
+        if addr == self.dead {
+            self.dials.fetch_add(1, Ordering::SeqCst);
+            return Box::pin(std::future::pending());
+        }
+        self.net.connect(addr)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dial_outlasting_its_caller_still_starts_the_backoff() {
+    let dials = Arc::new(AtomicUsize::new(0));
+    let client = RemotingClient::builder()
+        .transport(BlackHole {
+            net: MemoryNetwork::new(),
+            dead: BROKER,
+            dials: Arc::clone(&dials),
+        })
+        .connect_timeout(3 * SECOND)
+        .reconnect_backoff(Backoff {
+            initial: 2 * SECOND,
+            max: 10 * SECOND,
+        })
+        .build();
+    // The caller gives up before the connect timeout...
+    let err = client
+        .invoke(BROKER, heartbeat("x"), Duration::from_millis(2_900))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RemotingError::Timeout { .. }), "{err}");
+    // ...but the dial runs to it and is recorded as failed: the calls that
+    // come during the backoff fail at once instead of each dialing again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let err = client
+            .invoke(BROKER, heartbeat("x"), SECOND)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RemotingError::ConnectTimeout { .. }), "{err}");
+        assert_eq!(start.elapsed(), Duration::ZERO, "failed at once");
+    }
+    assert_eq!(dials.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_name_server_that_drops_packets_is_passed_over() {
+    let net = MemoryNetwork::new();
+    let _alive = memory_server(&net, "ns-2:9876");
+    let dials = Arc::new(AtomicUsize::new(0));
+    let client = RemotingClient::builder()
+        .transport(BlackHole {
+            net,
+            dead: "ns-1:9876",
+            dials: Arc::clone(&dials),
+        })
+        .connect_timeout(5 * SECOND)
+        .request_timeout(3 * SECOND)
+        .build();
+    let name_servers = client
+        .name_server_service(vec!["ns-1:9876".into(), "ns-2:9876".into()])
+        .starting_at(0);
+    // ns-1 gets half of the 3 s for its connection, ns-2 the rest.
+    let start = Instant::now();
+    let answer = name_servers.invoke(heartbeat("ns")).await.unwrap();
+    assert_eq!(answer.remark.unwrap(), "34 ns");
+    assert_eq!(start.elapsed(), Duration::from_millis(1_500));
+    assert_eq!(name_servers.current_addr().as_deref(), Some("ns-2:9876"));
+    // Later calls go straight to ns-2.
+    for _ in 0..3 {
+        let start = Instant::now();
+        name_servers.invoke(heartbeat("ns")).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+    assert_eq!(dials.load(Ordering::SeqCst), 1);
+}

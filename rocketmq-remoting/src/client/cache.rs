@@ -3,9 +3,16 @@
 //! generation-stamped invalidation so that a stale invalidation is a no-op.
 //!
 //! Every request asks the cache for its connection, so an open one is found
-//! under one short lock, without waiting on the address's dial lock; only a
-//! caller that finds none takes the dial path (kept out of the caller's
-//! future, which it would otherwise make several times larger).
+//! under one short lock; only a caller that finds none takes the dial path
+//! (kept out of the caller's future, which it would otherwise make several
+//! times larger).
+//!
+//! A dial runs as a task of its own, bounded by the connect timeout, and its
+//! callers wait for its shared outcome. A caller that gives up first (its
+//! request timeout is usually shorter than what is left of a connect to a
+//! host that drops packets) does not cut the dial short: its outcome is
+//! recorded all the same, so a failed one starts the backoff and the calls
+//! after it fail at once instead of each waiting out a dial of its own.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +20,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use foldhash::{HashMap, HashMapExt};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::Backoff;
@@ -55,24 +65,37 @@ struct Entry {
     open: Option<(Connection, Generation)>,
 }
 
-/// One address: its dial attempts are serialized by `state`'s lock.
+/// One address. Its lock is never held across an `.await`.
 #[derive(Default)]
 struct Slot {
-    /// Dials that ended (read without the lock to spot a dial that failed
-    /// while a caller waited for the lock).
-    dials: AtomicU64,
-    state: tokio::sync::Mutex<SlotState>,
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    fn state(&self) -> MutexGuard<'_, SlotState> {
+        // No code path panics while holding the lock.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[derive(Default)]
 struct SlotState {
     conn: Option<(Connection, Generation)>,
+    /// The dial under way: its shared outcome, and its task (aborted at
+    /// shutdown).
+    dialing: Option<(Dial, AbortHandle)>,
     failures: u32,
     retry_at: Option<Instant>,
     last_failure: Option<DialFailure>,
 }
 
-/// A failed dial, kept to answer the callers that waited for it.
+/// What a dial ended with.
+type DialOutcome = std::result::Result<(Connection, Generation), DialFailure>;
+
+/// A dial's outcome, for every caller that waits for it.
+type Dial = Shared<BoxFuture<'static, DialOutcome>>;
+
+/// A failed dial, kept to answer the callers that come during the backoff.
 #[derive(Clone)]
 enum DialFailure {
     Refused(io::ErrorKind, String),
@@ -126,7 +149,7 @@ impl ConnectionCache {
     }
 
     /// The open connection to `addr`, dialing when there is none.
-    pub(crate) async fn get(&self, addr: &str) -> Result<(Connection, Generation)> {
+    pub(crate) async fn get(self: &Arc<Self>, addr: &str) -> Result<(Connection, Generation)> {
         {
             let slots = self.slots();
             let slots = slots.as_ref().ok_or_else(|| shut_down(addr))?;
@@ -137,27 +160,31 @@ impl ConnectionCache {
                 }
             }
         }
-        Box::pin(self.get_or_dial(addr)).await
+        let dial = self.join_or_dial(addr)?;
+        Box::pin(dial)
+            .await
+            .map_err(|failure| failure.to_error(addr))
     }
 
-    /// [`get`](Self::get) when no open connection was published: waits for
-    /// the address's dial lock, then dials unless someone else just did.
-    async fn get_or_dial(&self, addr: &str) -> Result<(Connection, Generation)> {
+    /// When no open connection was published: the connection if one just
+    /// opened, the last dial's error while backing off, or else the dial
+    /// under way, started now if there is none.
+    fn join_or_dial(
+        self: &Arc<Self>,
+        addr: &str,
+    ) -> Result<futures::future::Either<futures::future::Ready<DialOutcome>, Dial>> {
+        use futures::future::{Either, ready};
         let slot = self.slot(addr)?;
-        let dials_seen = slot.dials.load(Ordering::Acquire);
-        let mut state = slot.state.lock().await;
+        let mut state = slot.state();
         if let Some((conn, generation)) = &state.conn {
             if !conn.is_closed() {
-                return Ok((conn.clone(), *generation));
+                return Ok(Either::Left(ready(Ok((conn.clone(), *generation)))));
             }
             state.conn = None;
             self.publish(addr, None);
         }
-        if slot.dials.load(Ordering::Acquire) != dials_seen {
-            // A dial failed while this caller waited: share its outcome.
-            if let Some(failure) = &state.last_failure {
-                return Err(failure.to_error(addr));
-            }
+        if let Some((dial, _)) = &state.dialing {
+            return Ok(Either::Right(dial.clone()));
         }
         if let (Some(at), Some(failure)) = (state.retry_at, &state.last_failure) {
             if Instant::now() < at {
@@ -165,9 +192,28 @@ impl ConnectionCache {
                 return Err(failure.to_error(addr));
             }
         }
-        let result = self.dial(addr).await;
-        slot.dials.fetch_add(1, Ordering::Release);
-        self.record(addr, &mut state, result)
+        let task = tokio::spawn({
+            let (cache, slot, addr) = (Arc::clone(self), Arc::clone(&slot), addr.to_owned());
+            async move {
+                let result = cache.dial(&addr).await;
+                let mut state = slot.state();
+                state.dialing = None;
+                cache.record(&addr, &mut state, result)
+            }
+        });
+        let abort = task.abort_handle();
+        let dial = async move {
+            task.await.unwrap_or_else(|_cancelled| {
+                Err(DialFailure::Refused(
+                    io::ErrorKind::Interrupted,
+                    SHUT_DOWN.to_owned(),
+                ))
+            })
+        }
+        .boxed()
+        .shared();
+        state.dialing = Some((dial.clone(), abort));
+        Ok(Either::Right(dial))
     }
 
     fn record(
@@ -175,7 +221,7 @@ impl ConnectionCache {
         addr: &str,
         state: &mut SlotState,
         result: std::result::Result<Connection, DialFailure>,
-    ) -> Result<(Connection, Generation)> {
+    ) -> DialOutcome {
         match result {
             Ok(conn) => {
                 let generation = Generation(self.generations.fetch_add(1, Ordering::Relaxed) + 1);
@@ -194,7 +240,7 @@ impl ConnectionCache {
                 state.last_failure = Some(failure.clone());
                 let error = failure.to_error(addr);
                 tracing::debug!(%addr, %error, retry_in = ?delay, "dial failed");
-                Err(error)
+                Err(failure)
             }
         }
     }
@@ -218,16 +264,11 @@ impl ConnectionCache {
 
     /// Drops and closes the connection to `addr` if it is still the one of
     /// `generation`. Returns whether it was; a stale invalidation is a no-op.
-    pub(crate) async fn invalidate(
-        &self,
-        addr: &str,
-        generation: Generation,
-        reason: &str,
-    ) -> bool {
+    pub(crate) fn invalidate(&self, addr: &str, generation: Generation, reason: &str) -> bool {
         let Ok(slot) = self.slot(addr) else {
             return false;
         };
-        let mut state = slot.state.lock().await;
+        let mut state = slot.state();
         match &state.conn {
             Some((conn, current)) if *current == generation => {
                 tracing::debug!(%addr, generation = generation.0, %reason, "connection invalidated");
@@ -240,14 +281,20 @@ impl ConnectionCache {
         }
     }
 
-    /// Closes every connection and refuses later calls; waits for the
-    /// connections' tasks to end.
+    /// Closes every connection and refuses later calls; stops the dials
+    /// under way; waits for the connections' tasks to end.
     pub(crate) async fn shutdown(&self) {
         let Some(slots) = self.slots().take() else {
             return;
         };
         for Entry { slot, .. } in slots.into_values() {
-            let conn = slot.state.lock().await.conn.take();
+            let (conn, dialing) = {
+                let mut state = slot.state();
+                (state.conn.take(), state.dialing.take())
+            };
+            if let Some((_, abort)) = dialing {
+                abort.abort();
+            }
             if let Some((conn, _)) = conn {
                 conn.close();
                 conn.closed().await;
@@ -270,14 +317,14 @@ mod tests {
     use crate::server::Server;
     use crate::transport::memory::MemoryNetwork;
 
-    fn cache(net: &MemoryNetwork) -> ConnectionCache {
-        ConnectionCache::new(Dialer {
+    fn cache(net: &MemoryNetwork) -> Arc<ConnectionCache> {
+        Arc::new(ConnectionCache::new(Dialer {
             transport: Arc::new(net.clone()),
             connect_timeout: Duration::from_secs(1),
             connection: ConnectionConfig::default(),
             inbound: None,
             backoff: Backoff::default(),
-        })
+        }))
     }
 
     fn published(cache: &ConnectionCache, addr: &str) -> Option<Generation> {
@@ -298,7 +345,7 @@ mod tests {
         assert_eq!(published(&cache, "a:1"), None);
         let (_, first) = cache.get("a:1").await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(published(&cache, "a:1"), Some(first));
-        assert!(cache.invalidate("a:1", first, "test").await);
+        assert!(cache.invalidate("a:1", first, "test"));
         assert_eq!(
             published(&cache, "a:1"),
             None,

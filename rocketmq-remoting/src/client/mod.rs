@@ -40,7 +40,7 @@ pub struct RemotingClient {
 }
 
 struct Inner {
-    cache: ConnectionCache,
+    cache: Arc<ConnectionCache>,
     request_timeout: Duration,
     serialize_type: SerializeType,
     hook: Option<Arc<dyn RpcHook>>,
@@ -127,8 +127,7 @@ impl RemotingClient {
             }
             Err(error) => {
                 if let RemotingError::ConnectionClosed { reason, .. } = &error {
-                    // Boxed: a rare path, kept out of every call's future.
-                    Box::pin(self.inner.cache.invalidate(addr, generation, reason)).await;
+                    self.inner.cache.invalidate(addr, generation, reason);
                 }
                 Err(error)
             }
@@ -198,10 +197,7 @@ impl RemotingClient {
     /// `generation`; the next call re-dials. Returns whether it was: an
     /// invalidation naming an older generation is a no-op.
     pub async fn invalidate(&self, addr: &str, generation: Generation) -> bool {
-        self.inner
-            .cache
-            .invalidate(addr, generation, "invalidated")
-            .await
+        self.inner.cache.invalidate(addr, generation, "invalidated")
     }
 
     /// Closes every connection and waits for their tasks to end; later calls
@@ -389,7 +385,7 @@ impl RemotingClientBuilder {
         };
         RemotingClient {
             inner: Arc::new(Inner {
-                cache: ConnectionCache::new(dialer),
+                cache: Arc::new(ConnectionCache::new(dialer)),
                 request_timeout: self.request_timeout,
                 serialize_type: self.serialize_type,
                 hook: self.hook,

@@ -18,7 +18,14 @@ use crate::error::{RemotingError, Result};
 /// A `tower::Service` over a list of nameservers. Each call starts at the last
 /// address that answered (at first a random one) and moves to the next when an
 /// address cannot be reached or its connection dies; other errors, timeouts
-/// included, end the call. Each attempt has the full request timeout. Cheap to
+/// of a request on an open connection included, end the call. An address
+/// that cannot be reached is not tried first by the next call either.
+///
+/// Each attempt has the full request timeout, but waits for its connection
+/// to open for at most its share of it (the timeout divided by the addresses
+/// left to try): a nameserver whose host drops packets then leaves time for
+/// the next one, and its dial goes on in the background (see
+/// [`RemotingClient`]: a failed dial starts the address's backoff). Cheap to
 /// clone; clones share the address list and the last good address.
 #[derive(Clone, Debug)]
 pub struct NameServerService {
@@ -84,13 +91,26 @@ impl NameServerService {
         for step in 0..addrs.len() {
             let index = (start + step) % addrs.len();
             let addr = &addrs[index];
-            match self.client.invoke(addr, cmd.clone(), self.timeout).await {
+            let left = u32::try_from(addrs.len() - step).unwrap_or(u32::MAX);
+            let answer = match self.connect(addr, self.timeout / left).await {
+                Ok(()) => self.client.invoke(addr, cmd.clone(), self.timeout).await,
+                Err(error) => Err(error),
+            };
+            match answer {
                 Ok(response) => {
                     self.current.store(index, Ordering::Relaxed);
                     return Ok(response);
                 }
                 Err(error) if fails_over(&error) => {
                     tracing::debug!(%addr, %error, "nameserver unreachable, trying the next");
+                    // The next call starts past it, unless another address
+                    // answers first.
+                    let len = addrs.len();
+                    let _ = self
+                        .current
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |at| {
+                            (at % len == index).then_some(index + 1)
+                        });
                     last_error = Some(error);
                 }
                 Err(error) => return Err(error),
@@ -98,6 +118,21 @@ impl NameServerService {
         }
         Err(last_error
             .unwrap_or_else(|| RemotingError::NoAddress("no nameserver reachable".into())))
+    }
+}
+
+impl NameServerService {
+    /// Waits up to `wait` for the connection to `addr` (at once when it is
+    /// open); a connection still opening after that is a
+    /// [`RemotingError::ConnectTimeout`], and its dial goes on.
+    async fn connect(&self, addr: &str, wait: Duration) -> Result<()> {
+        match tokio::time::timeout(wait, self.client.connection(addr)).await {
+            Ok(connection) => connection.map(drop),
+            Err(_elapsed) => Err(RemotingError::ConnectTimeout {
+                addr: addr.to_owned(),
+                after: wait,
+            }),
+        }
     }
 }
 
