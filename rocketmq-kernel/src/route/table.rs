@@ -34,6 +34,20 @@ struct State {
     pull_from: HashMap<MessageQueue, i64>,
 }
 
+impl State {
+    /// Forgets the brokers no topic's route names any more.
+    fn forget_unnamed_brokers(&mut self) {
+        let named: HashSet<&str> = self
+            .topics
+            .values()
+            .flat_map(|entry| entry.route.broker_datas.iter())
+            .map(|broker| broker.broker_name.as_str())
+            .collect();
+        self.brokers.retain(|name, _| named.contains(name.as_str()));
+        self.masters.retain(|name, _| named.contains(name.as_str()));
+    }
+}
+
 #[derive(Debug)]
 struct TopicEntry {
     route: Arc<TopicRouteData>,
@@ -92,6 +106,10 @@ impl RouteTable {
                 route,
             };
             state.topics.insert(topic.to_owned(), entry);
+            // A broker that left this route may have left every route (as
+            // Java's cleanOfflineBroker finds): then it is forgotten, and
+            // nothing is sent to it any more (heartbeats included).
+            state.forget_unnamed_brokers();
         }
         changed
     }
@@ -100,14 +118,7 @@ impl RouteTable {
     pub fn remove(&self, topic: &str) -> bool {
         let mut state = self.write();
         let removed = state.topics.remove(topic).is_some();
-        let named: HashSet<String> = state
-            .topics
-            .values()
-            .flat_map(|entry| entry.route.broker_datas.iter())
-            .map(|broker| broker.broker_name.clone())
-            .collect();
-        state.brokers.retain(|name, _| named.contains(name));
-        state.masters.retain(|name, _| named.contains(name));
+        state.forget_unnamed_brokers();
         state.pull_from.retain(|mq, _| mq.topic != topic);
         removed
     }
@@ -359,5 +370,25 @@ mod tests {
             table.suggested_broker_id(&MessageQueue::new("T", "broker-b", 0)),
             MASTER_ID
         );
+    }
+
+    #[test]
+    fn a_broker_that_leaves_every_route_is_forgotten() {
+        let table = RouteTable::new();
+        table.update("T", two_brokers());
+        table.update("U", two_brokers());
+        let mut only_a = two_brokers();
+        only_a.queue_datas.remove(0);
+        only_a.broker_datas.remove(0);
+        // broker-b left T, but U still names it.
+        assert!(table.update("T", only_a.clone()));
+        assert!(table.master_addr("broker-b").is_ok());
+        assert_eq!(table.brokers().len(), 2);
+        // Gone from U as well: no route names it, so it is forgotten.
+        assert!(table.update("U", only_a));
+        assert!(table.master_addr("broker-b").is_err());
+        assert!(table.broker("broker-b").is_none());
+        assert_eq!(table.brokers().len(), 1);
+        assert!(table.master_addr("broker-a").is_ok());
     }
 }
