@@ -198,3 +198,61 @@ async fn an_unknown_outcome_is_resolved_by_the_check_back() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// Commits, but first makes the nameserver forget the broker holding the
+/// half message, and waits for the client's next route refresh to drop it.
+struct LosesTheBroker {
+    cluster: Arc<TestCluster>,
+}
+
+#[async_trait]
+impl TransactionListener for LosesTheBroker {
+    async fn execute_local_transaction(
+        &self,
+        _msg: &Message,
+        _arg: &(dyn Any + Send + Sync),
+    ) -> LocalTransactionState {
+        let holder = self
+            .cluster
+            .brokers()
+            .iter()
+            .find(|broker| broker.pending_transactions() > 0)
+            .map(|broker| broker.name().to_owned())
+            .unwrap();
+        assert!(self.cluster.forget_broker(&holder));
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        LocalTransactionState::CommitMessage
+    }
+
+    async fn check_local_transaction(&self, _msg: &MessageExt) -> LocalTransactionState {
+        LocalTransactionState::CommitMessage
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_local_outcome_is_the_answer_when_end_transaction_cannot_be_sent() {
+    let cluster = Arc::new(
+        TestCluster::builder()
+            .brokers(2)
+            .topic("T")
+            .build()
+            .await
+            .unwrap(),
+    );
+    let listener = Arc::new(LosesTheBroker {
+        cluster: Arc::clone(&cluster),
+    });
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "tx_lost_broker"))
+        .producer_group("tx-group")
+        .build_transactional(listener)
+        .await
+        .unwrap();
+    let msg = Message::builder("T").body("commit").build().unwrap();
+    // The local transaction committed; END_TRANSACTION has no address to go
+    // to. As Java: the outcome is returned (and logged), not an error that
+    // would make the application run its transaction again.
+    let result = producer.send_in_transaction(msg, &()).await.unwrap();
+    assert_eq!(result.local_state, LocalTransactionState::CommitMessage);
+    producer.shutdown().await;
+}

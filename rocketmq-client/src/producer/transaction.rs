@@ -239,23 +239,33 @@ impl TransactionProducer {
         } else {
             LocalTransactionState::RollbackMessage
         };
-        self.end(&send_result, local_state).await?;
+        // As Java's: the local transaction has run, so its outcome is the
+        // answer even when END_TRANSACTION cannot be sent (the broker then
+        // checks back).
+        if let Err(error) = self.end(&send_result, local_state).await {
+            tracing::warn!(
+                group = self.sender.group(),
+                msg_id = %send_result.msg_id,
+                %error,
+                ?local_state,
+                "END_TRANSACTION not sent; the broker will check back"
+            );
+        }
         Ok(TransactionSendResult {
             send_result,
             local_state,
         })
     }
 
-    /// END_TRANSACTION for a half message just stored.
+    /// END_TRANSACTION for a half message just stored: an error when its
+    /// broker's address or the message's commit-log offset is not known.
+    /// The request itself is oneway; its failure is logged.
     async fn end(&self, sent: &SendResult, state: LocalTransactionState) -> Result<()> {
         let mq = &sent.message_queue;
-        let addr = self
-            .sender
-            .instance
-            .routes()
-            .table()
-            .master_addr(&mq.broker_name)?;
+        let addr = self.sender.instance.routes().master_addr(mq).await?;
+        // Java falls back to the message id when there is no offset id.
         let commit_log_offset = OffsetMessageId::parse(&sent.offset_msg_id)
+            .or_else(|_| OffsetMessageId::parse(&sent.msg_id))
             .map_err(ClientError::from)?
             .commit_log_offset;
         let header = EndTransactionRequestHeader {
