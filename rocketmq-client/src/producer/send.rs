@@ -160,8 +160,12 @@ impl Sender {
             });
         }
         let first = msgs.swap_remove(0);
+        // The batch's own header properties: WAIT and a UNIQ_KEY of its own
+        // (Java's `setUniqID(msgBatch)`; a 5.x broker stores a batch to a
+        // BatchCQ topic as one inner batch only when it has one).
         let mut properties = rocketmq_model::Properties::new();
         properties.insert(property::WAIT, first.wait_store_ok().to_string())?;
+        properties.insert(property::UNIQ_KEY, self.instance.unique_ids().next_id())?;
         Ok(Outgoing {
             properties: properties.encode(),
             message: first,
@@ -512,6 +516,31 @@ fn now_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ClientConfig;
+    use rocketmq_model::Properties;
+
+    #[tokio::test]
+    async fn a_batch_header_carries_wait_and_a_uniq_key_of_its_own() {
+        let mut config = ClientConfig::new(["127.0.0.1:1"]);
+        config.instance_name = "batch_header".into();
+        config.client_ip = Some("10.0.0.1".parse().unwrap());
+        let lease = ClientInstance::acquire(config).unwrap();
+        let sender = Sender::new(
+            ProducerOptions::default(),
+            lease.instance(),
+            Vec::new(),
+            false,
+        );
+        let msgs = vec![Message::new("T", "a"), Message::new("T", "b")];
+        let out = sender.prepare_batch(msgs).unwrap();
+        let header = Properties::parse(&out.properties);
+        assert_eq!(header.get(property::WAIT), Some("true"));
+        let batch_key = header.get(property::UNIQ_KEY).unwrap();
+        let message_keys = out.batch_ids.as_deref().unwrap();
+        assert_eq!(message_keys.split(',').count(), 2);
+        assert!(!message_keys.split(',').any(|key| key == batch_key));
+        lease.release().await;
+    }
 
     #[test]
     fn retry_fields_move_from_properties_to_the_header() {
