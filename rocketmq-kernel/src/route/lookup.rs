@@ -160,10 +160,22 @@ impl Routes {
 
     /// Fetches the route of `topic`, joining the request in flight if there
     /// is one.
+    ///
+    /// A flight lands (leaves the table of flights) when a caller sees it
+    /// end, and also when a caller gives up on it (say, at its send
+    /// timeout): a flight no one polls makes no progress, and a later lookup
+    /// joining it would get an answer as old as the wait (or a timeout that
+    /// elapsed long ago) instead of asking again. Callers still waiting keep
+    /// theirs; the next caller starts a new one.
     async fn fetch(&self, topic: &str) -> Result<Arc<TopicRouteData>> {
         let flight = self.join_or_start(topic);
+        let landing = Landing {
+            routes: self,
+            topic,
+            flight: &flight,
+        };
         let fetched = flight.clone().await;
-        self.land(topic, &flight);
+        drop(landing);
         fetched.map_err(|error| copy_error(&error))
     }
 
@@ -189,7 +201,7 @@ impl Routes {
         flight
     }
 
-    /// Removes `flight` once done, unless a newer one replaced it.
+    /// Removes `flight`, unless a newer one replaced it.
     fn land(&self, topic: &str, flight: &Flight) {
         let mut flights = self.flights();
         if flights.get(topic).is_some_and(|f| f.ptr_eq(flight)) {
@@ -258,6 +270,19 @@ fn copy_remoting_error(error: &RemotingError) -> RemotingError {
 
 fn copy_io_error(error: &std::io::Error) -> std::io::Error {
     std::io::Error::new(error.kind(), error.to_string())
+}
+
+/// Lands a flight when its caller is done with it, done or not.
+struct Landing<'a> {
+    routes: &'a Routes,
+    topic: &'a str,
+    flight: &'a Flight,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.routes.land(self.topic, self.flight);
+    }
 }
 
 #[cfg(test)]
@@ -390,6 +415,23 @@ mod tests {
             routes.cached_publish_info("R").is_none(),
             "no writable queue"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_given_up_on_is_not_joined_later() {
+        let (routes, ns) = routes_with(&[("T", route("broker-a", 4))]);
+        // The caller gives up before the 10 ms answer.
+        let early = tokio::time::timeout(Duration::from_millis(5), routes.refresh("T")).await;
+        assert!(early.is_err());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        ns.known
+            .lock()
+            .unwrap()
+            .insert("T".into(), route("broker-b", 4));
+        // Much later: asked again, not served the abandoned request's answer.
+        routes.refresh("T").await.unwrap();
+        assert_eq!(ns.asked("T"), 2);
+        assert!(routes.table().master_addr("broker-b").is_ok());
     }
 
     #[tokio::test(start_paused = true)]
