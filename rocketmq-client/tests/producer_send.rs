@@ -621,6 +621,29 @@ async fn a_request_names_its_reply_target_and_times_out_without_a_reply() {
     cluster.shutdown().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_request_times_out_in_time_while_its_route_is_looked_up() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster, "request_slow_route").await;
+    // The nameserver answers route lookups only after 5 s.
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::GET_ROUTEINFO_BY_TOPIC,
+        Duration::from_secs(5),
+    );
+    let started = tokio::time::Instant::now();
+    let error = producer
+        .request(to_t("ping"), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ClientError::RequestTimeout { .. }),
+        "{error}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
 /// A producer that resends a message stored without SEND_OK to another
 /// broker, once.
 async fn resending_producer(cluster: &TestCluster, instance: &str) -> Producer {

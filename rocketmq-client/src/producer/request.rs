@@ -25,11 +25,18 @@ impl Producer {
         let deadline = Instant::now() + timeout;
         let sender = &self.sender;
         let instance = &sender.instance;
-        let info = instance
-            .routes()
-            .publish_info_or_template(&msg.topic, sender.options.default_topic_queue_nums)
-            .await?;
         let correlation_id = instance.unique_ids().next_id();
+        let timed_out = || ClientError::RequestTimeout {
+            correlation_id: correlation_id.clone(),
+            after: timeout,
+        };
+        // The route lookup counts against the timeout too.
+        let lookup = instance
+            .routes()
+            .publish_info_or_template(&msg.topic, sender.options.default_topic_queue_nums);
+        let info = tokio::time::timeout_at(deadline, lookup)
+            .await
+            .map_err(|_| timed_out())??;
         let properties = &mut msg.properties;
         properties.insert(property::CORRELATION_ID, correlation_id.clone())?;
         properties.insert(property::REPLY_TO_CLIENT, instance.client_id().to_owned())?;
@@ -49,10 +56,6 @@ impl Producer {
             resend_not_ok: false,
         };
         let sent = tokio::time::timeout_at(deadline, sender.send(&out, route));
-        let timed_out = || ClientError::RequestTimeout {
-            correlation_id: correlation_id.clone(),
-            after: timeout,
-        };
         sent.await.map_err(|_| timed_out())??;
         let remaining = deadline.saturating_duration_since(Instant::now());
         waiter.wait(remaining).await.ok_or_else(timed_out)
