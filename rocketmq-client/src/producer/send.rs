@@ -160,12 +160,14 @@ impl Sender {
             });
         }
         let first = msgs.swap_remove(0);
-        // The batch's own header properties: WAIT and a UNIQ_KEY of its own
-        // (Java's `setUniqID(msgBatch)`; a 5.x broker stores a batch to a
-        // BatchCQ topic as one inner batch only when it has one).
+        // The batch's own header properties: WAIT only. Java 5.x's producer
+        // also gives the batch a UNIQ_KEY of its own (for BatchCQ inner
+        // batches), but brokers before apache/rocketmq#9417 (May 2025) and
+        // rocketmq-broker 1.0 append the header's properties to every
+        // message of the batch, so each would be consumed with the batch's
+        // id instead of its own (docs/interop.md).
         let mut properties = rocketmq_model::Properties::new();
         properties.insert(property::WAIT, first.wait_store_ok().to_string())?;
-        properties.insert(property::UNIQ_KEY, self.instance.unique_ids().next_id())?;
         Ok(Outgoing {
             properties: properties.encode(),
             message: first,
@@ -520,7 +522,7 @@ mod tests {
     use rocketmq_model::Properties;
 
     #[tokio::test]
-    async fn a_batch_header_carries_wait_and_a_uniq_key_of_its_own() {
+    async fn a_batch_header_carries_wait_and_no_uniq_key() {
         let mut config = ClientConfig::new(["127.0.0.1:1"]);
         config.instance_name = "batch_header".into();
         config.client_ip = Some("10.0.0.1".parse().unwrap());
@@ -535,10 +537,11 @@ mod tests {
         let out = sender.prepare_batch(msgs).unwrap();
         let header = Properties::parse(&out.properties);
         assert_eq!(header.get(property::WAIT), Some("true"));
-        let batch_key = header.get(property::UNIQ_KEY).unwrap();
+        // A broker that appends the header's properties to each message
+        // would give them all this key.
+        assert_eq!(header.get(property::UNIQ_KEY), None);
         let message_keys = out.batch_ids.as_deref().unwrap();
         assert_eq!(message_keys.split(',').count(), 2);
-        assert!(!message_keys.split(',').any(|key| key == batch_key));
         lease.release().await;
     }
 
