@@ -9,7 +9,8 @@
 //! consumers' inflating. Before compressing, it looks at a sample of the body
 //! ([`compression::looks_compressible`]: its byte histogram and an LZ4 pass),
 //! so that such a body does not cost a full deflate to find that out: for a
-//! 4 KiB body of noise that deflate was ~85 % of a sync send's CPU.
+//! 4 KiB body of noise that deflate was about three quarters of a sync
+//! send's CPU.
 
 use std::borrow::Cow;
 
