@@ -51,9 +51,6 @@ pub struct ClientConfig {
     pub persist_consumer_offset_interval: Duration,
     /// How often consumers rebalance (Java's `rocketmq.client.rebalance.waitInterval`, 20 s).
     pub rebalance_interval: Duration,
-    /// How often consumers clean expired messages (Java's
-    /// `consumeTimeout`, 15 min).
-    pub expired_clean_interval: Duration,
     /// ACL credentials; every request is signed when set.
     pub credentials: Option<Credentials>,
     /// How to reach peers; `None` is TCP. Tests use the testkit's in-memory
@@ -117,7 +114,6 @@ impl Default for ClientConfig {
             heartbeat_broker_interval: Duration::from_secs(30),
             persist_consumer_offset_interval: Duration::from_secs(5),
             rebalance_interval: Duration::from_secs(20),
-            expired_clean_interval: Duration::from_secs(15 * 60),
             credentials: None,
             transport: None,
         }
@@ -140,7 +136,6 @@ impl fmt::Debug for ClientConfig {
                 &self.persist_consumer_offset_interval,
             )
             .field("rebalance_interval", &self.rebalance_interval)
-            .field("expired_clean_interval", &self.expired_clean_interval)
             .field("credentials", &self.credentials.is_some())
             .field("transport", &self.transport.is_some())
             .finish()

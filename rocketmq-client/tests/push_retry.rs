@@ -155,3 +155,40 @@ async fn partial_ack_retries_only_the_messages_after_the_ack_index() {
     assert_eq!(report.offsets_committed.get(&mq), Some(&4), "{report:?}");
     producer.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_message_consumed_past_the_consume_timeout_is_sent_back_in_about_that_time() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let seen = Seen::default();
+    let seen_in = seen.clone();
+    let consumer = PushConsumer::builder("cg", config(&cluster, &unique("expiry")))
+        .subscribe("T", "*")
+        .consume_timeout(Duration::from_secs(60))
+        .consume_concurrently(move |msgs: Vec<MessageExt>, _ctx: ConcurrentContext| {
+            let seen = seen_in.clone();
+            async move {
+                seen.push(&msgs);
+                if msgs.iter().any(|m| m.reconsume_times == 0) {
+                    // The first delivery never finishes.
+                    std::future::pending::<()>().await;
+                }
+                ConcurrentResult::Success
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    wait_assigned(&consumer, 4).await;
+    let producer = producer(&cluster).await;
+    producer.send(msg("T", "stuck", "x")).await.unwrap();
+    // Scanned every minute (the consume timeout), not every 15: expired
+    // within two, sent back with delay level 3 (10 s), delivered again.
+    wait_until(
+        "the expired message again",
+        Duration::from_secs(150),
+        || seen.all().iter().any(|m| m.reconsume_times == 1),
+    )
+    .await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

@@ -36,10 +36,6 @@ pub trait ConsumerHandle: Send + Sync + 'static {
     /// `persist_consumer_offset_interval`).
     async fn persist_offsets(&self);
 
-    /// Returns messages consumed for too long (every
-    /// `expired_clean_interval`).
-    async fn clean_expired(&self);
-
     /// RESET_CONSUMER_CLIENT_OFFSET: moves the consumer of `topic` to these
     /// offsets and persists them.
     async fn reset_offset(&self, topic: &str, offsets: HashMap<MessageQueue, i64>);

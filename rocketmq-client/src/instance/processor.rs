@@ -292,7 +292,6 @@ mod tests {
             self.rebalances.fetch_add(1, Ordering::SeqCst);
         }
         async fn persist_offsets(&self) {}
-        async fn clean_expired(&self) {}
         async fn reset_offset(&self, _topic: &str, _offsets: HashMap<MessageQueue, i64>) {}
         fn running_info(&self) -> ConsumerRunningInfo {
             ConsumerRunningInfo::default()

@@ -6,8 +6,10 @@
 //! - heartbeat every `heartbeat_broker_interval`, the first right away;
 //! - rebalance every `rebalance_interval` and on request
 //!   (NOTIFY_CONSUMER_IDS_CHANGED, a new consumer);
-//! - offset persistence every `persist_consumer_offset_interval`;
-//! - expired-message cleaning every `expired_clean_interval`.
+//! - offset persistence every `persist_consumer_offset_interval`.
+//!
+//! (Push consumers look for expired messages on a timer of their own, every
+//! `consume_timeout`.)
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -81,17 +83,6 @@ pub(super) fn spawn_all(instance: &ClientInstance) {
         |i| async move {
             for consumer in i.consumers() {
                 consumer.persist_offsets().await;
-            }
-        },
-    );
-    let period = config.expired_clean_interval;
-    spawn_periodic(
-        instance,
-        "expiry cleaning",
-        Schedule::new(now + period, period),
-        |i| async move {
-            for consumer in i.consumers() {
-                consumer.clean_expired().await;
             }
         },
     );

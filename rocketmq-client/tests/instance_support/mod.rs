@@ -41,7 +41,6 @@ pub struct FakeConsumer {
     pub topic: String,
     pub rebalances: AtomicUsize,
     pub persists: AtomicUsize,
-    pub cleans: AtomicUsize,
     pub resets: Mutex<Vec<(String, HashMap<MessageQueue, i64>)>>,
     pub consumed: Mutex<Vec<(MessageExt, Option<String>)>>,
 }
@@ -93,10 +92,6 @@ impl ConsumerHandle for FakeConsumer {
 
     async fn persist_offsets(&self) {
         self.persists.fetch_add(1, Ordering::SeqCst);
-    }
-
-    async fn clean_expired(&self) {
-        self.cleans.fetch_add(1, Ordering::SeqCst);
     }
 
     async fn reset_offset(&self, topic: &str, offsets: HashMap<MessageQueue, i64>) {

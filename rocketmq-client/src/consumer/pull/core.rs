@@ -219,8 +219,6 @@ impl ConsumerHandle for PullCore {
         }
     }
 
-    async fn clean_expired(&self) {}
-
     async fn reset_offset(&self, topic: &str, offsets: HashMap<MessageQueue, i64>) {
         for (mq, offset) in offsets.iter().filter(|(mq, _)| mq.topic == topic) {
             if self.seek(mq, *offset) {

@@ -193,7 +193,9 @@ impl PushConsumerBuilder {
         self
     }
 
-    /// A message consumed longer than this is sent back (15 min).
+    /// A message consumed longer than this is sent back (15 min); the
+    /// consumer looks for such messages as often (Java's `consumeTimeout`,
+    /// both). Concurrent consumers only.
     pub fn consume_timeout(mut self, timeout: Duration) -> Self {
         self.options.consume_timeout = timeout;
         self
@@ -306,6 +308,7 @@ impl PushConsumerBuilder {
             pull_stats,
             status: StatusTable::new(Instant::now()),
             rebalancer: OnceLock::new(),
+            expiry: OnceLock::new(),
             started_at: SystemTime::now(),
             resetting: tokio::sync::Mutex::new(()),
         });
@@ -345,6 +348,7 @@ impl PushConsumerBuilder {
         }
         // Only this function sets it, once.
         let _ = core.rebalancer.set(rebalancer.start());
+        core.start_expiry();
         tracing::info!(%group, client_id = %core.client_id, orderly = core.listener.is_orderly(), "push consumer started");
         Ok(core)
     }

@@ -14,7 +14,9 @@ use rocketmq_kernel::consume::{
     ShutdownReport as ConsumeShutdown, restore_retry_topic,
 };
 use rocketmq_kernel::offset::{OffsetStore, ReadOffsetType};
-use rocketmq_kernel::{ConcurrentService, ConsumerOptions, OrderlyService, Rebalancer, Routes};
+use rocketmq_kernel::{
+    ConcurrentService, ConsumerOptions, ExpiryCleaner, OrderlyService, Rebalancer, Routes,
+};
 use rocketmq_model::body::{
     ConsumeMessageDirectlyResult, ConsumeResult, ConsumeType, ConsumerData, MessageModel,
 };
@@ -60,6 +62,10 @@ pub(crate) struct PushCore {
     pub(crate) pull_stats: Arc<PullStats>,
     pub(crate) status: StatusTable,
     pub(crate) rebalancer: OnceLock<Rebalancer>,
+    /// Concurrent consumers: sends back messages consumed for longer than
+    /// `consume_timeout`, scanning every `consume_timeout` (Java's
+    /// `cleanExpireMsg`).
+    pub(crate) expiry: OnceLock<ExpiryCleaner>,
     pub(crate) started_at: SystemTime,
     /// One offset reset at a time.
     pub(crate) resetting: tokio::sync::Mutex<()>,
@@ -72,6 +78,21 @@ impl PushCore {
 
     pub(crate) fn rebalancer(&self) -> Option<&Rebalancer> {
         self.rebalancer.get()
+    }
+
+    /// Starts the expiry cleaner of a concurrent consumer (once).
+    pub(crate) fn start_expiry(self: &Arc<Self>) {
+        if !matches!(self.service, Service::Concurrent(_)) {
+            return;
+        }
+        let core = Arc::downgrade(self);
+        let queues = move || {
+            core.upgrade()
+                .and_then(|core| core.rebalancer().map(Rebalancer::process_queues))
+                .unwrap_or_default()
+        };
+        let cleaner = ExpiryCleaner::start(self.env.clone(), self.options.consume_timeout, queues);
+        let _ = self.expiry.set(cleaner);
     }
 
     pub(crate) fn set_subscription(&self, subscription: SubscriptionData) {
@@ -247,18 +268,6 @@ impl ConsumerHandle for PushCore {
             Err(err) => {
                 tracing::warn!(group = self.group(), error = %err, "persisting offsets failed")
             }
-        }
-    }
-
-    async fn clean_expired(&self) {
-        let (Service::Concurrent(_), Some(rebalancer)) = (&self.service, self.rebalancer()) else {
-            return;
-        };
-        let queues = rebalancer.process_queues();
-        let removed =
-            rocketmq_kernel::expire::clean_expired(&self.env, queues, Instant::now()).await;
-        if removed > 0 {
-            tracing::info!(group = self.group(), removed, "expired messages sent back");
         }
     }
 

@@ -180,6 +180,9 @@ impl PushConsumer {
         let mut report = ShutdownReport::default();
         let core = Arc::clone(&self.core);
         let group = core.group().to_owned();
+        if let Some(expiry) = core.expiry.get() {
+            expiry.shutdown().await;
+        }
         if let Some(rebalancer) = core.rebalancer() {
             rebalancer.stop_pulling().await;
         }
