@@ -606,3 +606,90 @@ async fn a_name_server_that_drops_packets_is_passed_over() {
     }
     assert_eq!(dials.load(Ordering::SeqCst), 1);
 }
+
+/// Connects to `net`, or never completes while `hang` is set.
+#[derive(Clone)]
+struct Hangs {
+    net: MemoryNetwork,
+    hang: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Transport for Hangs {
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, std::io::Result<BoxedIo>> {
+        if self.hang.load(Ordering::SeqCst) {
+            return Box::pin(std::future::pending());
+        }
+        self.net.connect(addr)
+    }
+}
+
+/// A dial whose task ends without an outcome (here its runtime stops) is
+/// recorded as failed: the address is dialled again after the backoff
+/// instead of every later call joining a dial that will never answer.
+#[test]
+fn a_dial_that_never_ended_does_not_hold_its_address() {
+    let net = MemoryNetwork::new();
+    let hang = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let client = RemotingClient::builder()
+        .transport(Hangs {
+            net: net.clone(),
+            hang: Arc::clone(&hang),
+        })
+        .connect_timeout(3 * SECOND)
+        .build();
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let err = first
+        .block_on(client.invoke(BROKER, heartbeat("x"), Duration::from_millis(50)))
+        .unwrap_err();
+    assert!(matches!(err, RemotingError::Timeout { .. }), "{err}");
+    drop(first);
+    hang.store(false, Ordering::SeqCst);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    second.block_on(async {
+        let _server = memory_server(&net, BROKER);
+        // Past the backoff of the recorded failure.
+        tokio::time::sleep(2 * SECOND).await;
+        client.invoke(BROKER, heartbeat("x"), SECOND).await.unwrap();
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_name_server_attempt_counts_its_connect_in_the_timeout() {
+    let net = MemoryNetwork::new();
+    let _silent = Server::spawn(
+        net.bind("ns-1:9876").unwrap(),
+        ConnectionConfig::default(),
+        |_: &Connection| {
+            InboundService::new(tower::service_fn(|_req: RemotingCommand| async move {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0))
+            }))
+        },
+    );
+    let client = RemotingClient::builder()
+        .transport(Recording {
+            net,
+            delay: Duration::from_millis(2_500),
+            ..Recording::default()
+        })
+        .connect_timeout(5 * SECOND)
+        .request_timeout(3 * SECOND)
+        .build();
+    let name_servers = client.name_server_service(vec!["ns-1:9876".into()]);
+    let start = Instant::now();
+    let err = name_servers.invoke(heartbeat("ns")).await.unwrap_err();
+    assert!(matches!(err, RemotingError::Timeout { .. }), "{err}");
+    assert_eq!(
+        start.elapsed(),
+        3 * SECOND,
+        "2.5 s to connect, then what is left"
+    );
+}

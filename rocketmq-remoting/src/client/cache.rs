@@ -32,6 +32,8 @@ use crate::transport::Transport;
 
 /// Why calls fail after the client shut down.
 const SHUT_DOWN: &str = "client shut down";
+/// Why a dial that never ended failed.
+const INTERRUPTED: &str = "dial interrupted (the client shut down, or the dial's runtime stopped)";
 
 /// Identifies one dial's connection in the cache; see
 /// [`RemotingClient::invalidate`](super::RemotingClient::invalidate).
@@ -84,6 +86,8 @@ struct SlotState {
     /// The dial under way: its shared outcome, and its task (aborted at
     /// shutdown).
     dialing: Option<(Dial, AbortHandle)>,
+    /// Set by shutdown: no dial starts, and a dial that ends keeps nothing.
+    closed: bool,
     failures: u32,
     retry_at: Option<Instant>,
     last_failure: Option<DialFailure>,
@@ -103,6 +107,12 @@ enum DialFailure {
 }
 
 impl DialFailure {
+    /// A dial that ended without an outcome: aborted at shutdown, or its
+    /// task panicked or lost its runtime.
+    fn interrupted() -> Self {
+        DialFailure::Refused(io::ErrorKind::Interrupted, INTERRUPTED.to_owned())
+    }
+
     fn to_error(&self, addr: &str) -> RemotingError {
         match self {
             DialFailure::Refused(kind, message) => RemotingError::Connect {
@@ -176,6 +186,9 @@ impl ConnectionCache {
         use futures::future::{Either, ready};
         let slot = self.slot(addr)?;
         let mut state = slot.state();
+        if state.closed {
+            return Err(shut_down(addr));
+        }
         if let Some((conn, generation)) = &state.conn {
             if !conn.is_closed() {
                 return Ok(Either::Left(ready(Ok((conn.clone(), *generation)))));
@@ -192,23 +205,20 @@ impl ConnectionCache {
                 return Err(failure.to_error(addr));
             }
         }
-        let task = tokio::spawn({
-            let (cache, slot, addr) = (Arc::clone(self), Arc::clone(&slot), addr.to_owned());
-            async move {
-                let result = cache.dial(&addr).await;
-                let mut state = slot.state();
-                state.dialing = None;
-                cache.record(&addr, &mut state, result)
-            }
+        let mut landing = Landing {
+            cache: Arc::clone(self),
+            slot: Arc::clone(&slot),
+            addr: addr.to_owned(),
+            landed: false,
+        };
+        let task = tokio::spawn(async move {
+            let result = landing.cache.dial(&landing.addr).await;
+            landing.land(result)
         });
         let abort = task.abort_handle();
         let dial = async move {
-            task.await.unwrap_or_else(|_cancelled| {
-                Err(DialFailure::Refused(
-                    io::ErrorKind::Interrupted,
-                    SHUT_DOWN.to_owned(),
-                ))
-            })
+            task.await
+                .unwrap_or_else(|_interrupted| Err(DialFailure::interrupted()))
         }
         .boxed()
         .shared();
@@ -223,6 +233,11 @@ impl ConnectionCache {
         result: std::result::Result<Connection, DialFailure>,
     ) -> DialOutcome {
         match result {
+            Ok(conn) if state.closed => {
+                // Opened as the client shut down: nobody may use it.
+                conn.close();
+                Err(DialFailure::interrupted())
+            }
             Ok(conn) => {
                 let generation = Generation(self.generations.fetch_add(1, Ordering::Relaxed) + 1);
                 *state = SlotState {
@@ -290,6 +305,7 @@ impl ConnectionCache {
         for Entry { slot, .. } in slots.into_values() {
             let (conn, dialing) = {
                 let mut state = slot.state();
+                state.closed = true;
                 (state.conn.take(), state.dialing.take())
             };
             if let Some((_, abort)) = dialing {
@@ -299,6 +315,35 @@ impl ConnectionCache {
                 conn.close();
                 conn.closed().await;
             }
+        }
+    }
+}
+
+/// A dial task's end: the outcome recorded in the slot, and the slot free
+/// for the next dial. Dropped without landing (the task aborted, panicked,
+/// or lost its runtime), it records a failed dial, so that the address is
+/// dialled again after the backoff rather than forever joining a dial that
+/// ended without an answer.
+struct Landing {
+    cache: Arc<ConnectionCache>,
+    slot: Arc<Slot>,
+    addr: String,
+    landed: bool,
+}
+
+impl Landing {
+    fn land(&mut self, result: std::result::Result<Connection, DialFailure>) -> DialOutcome {
+        self.landed = true;
+        let mut state = self.slot.state();
+        state.dialing = None;
+        self.cache.record(&self.addr, &mut state, result)
+    }
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if !self.landed {
+            let _ = self.land(Err(DialFailure::interrupted()));
         }
     }
 }

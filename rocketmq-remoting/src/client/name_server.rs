@@ -21,9 +21,9 @@ use crate::error::{RemotingError, Result};
 /// of a request on an open connection included, end the call. An address
 /// that cannot be reached is not tried first by the next call either.
 ///
-/// Each attempt has the full request timeout, but waits for its connection
-/// to open for at most its share of it (the timeout divided by the addresses
-/// left to try): a nameserver whose host drops packets then leaves time for
+/// Each attempt has the request timeout, connection included, and waits for
+/// its connection to open for at most its share of it (the timeout divided
+/// by the addresses left to try): a nameserver whose host drops packets then leaves time for
 /// the next one, and its dial goes on in the background (see
 /// [`RemotingClient`]: a failed dial starts the address's backoff). Cheap to
 /// clone; clones share the address list and the last good address.
@@ -92,8 +92,14 @@ impl NameServerService {
             let index = (start + step) % addrs.len();
             let addr = &addrs[index];
             let left = u32::try_from(addrs.len() - step).unwrap_or(u32::MAX);
+            let began = tokio::time::Instant::now();
             let answer = match self.connect(addr, self.timeout / left).await {
-                Ok(()) => self.client.invoke(addr, cmd.clone(), self.timeout).await,
+                Ok(()) => {
+                    // The wait for the connection counts against the
+                    // attempt's timeout (Java's `timeoutMillis - costTime`).
+                    let remaining = self.timeout.saturating_sub(began.elapsed());
+                    self.client.invoke(addr, cmd.clone(), remaining).await
+                }
                 Err(error) => Err(error),
             };
             match answer {
