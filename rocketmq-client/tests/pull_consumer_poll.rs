@@ -420,3 +420,32 @@ async fn a_dropped_stream_gives_back_what_it_did_not_yield() {
     assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(10));
     producer.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn what_a_dropped_stream_gives_back_survives_a_filtered_pull() {
+    let (cluster, producer) = one_queue_with(3).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("filtered")))
+        .subscribe("T", "x")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .poll_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let mut stream = Box::pin(consumer.stream());
+    assert_eq!(stream.next().await.unwrap().unwrap().queue_offset, 0);
+    // Meanwhile the queue's next pull finds only a message of another tag,
+    // and moves the consumed offset past it.
+    producer.send(msg("T", "other", "y")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    drop(stream);
+    let mut again = Vec::new();
+    for _ in 0..5 {
+        again.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
+    }
+    let offsets: Vec<i64> = again.iter().map(|m| m.queue_offset).collect();
+    assert_eq!(offsets, [1, 2], "the two messages the stream did not yield");
+    consumer.commit_sync().await.unwrap();
+    consumer.shutdown().await;
+    assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(4));
+    producer.shutdown().await;
+}

@@ -246,6 +246,7 @@ async fn on_response(
         msgs,
         next,
         bytes,
+        accepted: 0,
     };
     tokio::select! {
         () = cancel.cancelled() => {}

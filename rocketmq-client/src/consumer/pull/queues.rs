@@ -21,6 +21,9 @@ pub(crate) struct Fetched {
     /// it was either in the batch or filtered out.
     pub(crate) next: i64,
     pub(crate) bytes: u64,
+    /// Set by [`Queues::accept`]: the queue's count of accepted batches,
+    /// this one included.
+    pub(crate) accepted: u64,
 }
 
 /// One queue read by this consumer.
@@ -35,6 +38,8 @@ pub(crate) struct QueueEntry {
     /// commit stores).
     pub(crate) consumed: Option<i64>,
     pub(crate) paused: bool,
+    /// Batches `poll` took from this queue.
+    pub(crate) accepted: u64,
     /// Messages and body bytes pulled and not yet handed out.
     pub(crate) buffered: usize,
     pub(crate) buffered_bytes: u64,
@@ -49,6 +54,7 @@ impl QueueEntry {
             next_pull: None,
             consumed: None,
             paused: false,
+            accepted: 0,
             buffered: 0,
             buffered_bytes: 0,
             cancel,
@@ -92,7 +98,7 @@ impl Queues {
     /// Takes a fetched batch for `poll`: the batch, its queue's consumed
     /// offset moved past it, when it is current; `None` when stale (the
     /// queue was released, sought or paused since).
-    pub(crate) fn accept(&self, batch: Fetched) -> Option<Fetched> {
+    pub(crate) fn accept(&self, mut batch: Fetched) -> Option<Fetched> {
         let mut entries = self.lock();
         let entry = entries.get_mut(&batch.mq)?;
         if entry.generation() != batch.generation || entry.paused {
@@ -101,19 +107,24 @@ impl Queues {
         entry.buffered = entry.buffered.saturating_sub(batch.msgs.len());
         entry.buffered_bytes = entry.buffered_bytes.saturating_sub(batch.bytes);
         entry.consumed = Some(batch.next);
+        entry.accepted += 1;
+        batch.accepted = entry.accepted;
         Some(batch)
     }
 
     /// Takes back the part of an accepted batch, from offset `from` on,
     /// that was never given to the application: its queue is consumed up to
     /// `from` and fetched again from there. Nothing changes when the queue
-    /// moved since (released, sought, paused, or handed out further).
+    /// moved on since (released, sought, paused, or another batch taken);
+    /// pulls that found nothing to hand out (filtered, or no new message)
+    /// do not count, though they move the consumed offset past what they
+    /// skipped.
     pub(crate) fn give_back(&self, batch: &Fetched, from: i64) -> bool {
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(&batch.mq) else {
             return false;
         };
-        if entry.generation() != batch.generation || entry.consumed != Some(batch.next) {
+        if entry.generation() != batch.generation || entry.accepted != batch.accepted {
             return false;
         }
         entry.consumed = Some(from);
@@ -143,6 +154,7 @@ mod tests {
             msgs: vec![MessageExt::from(Message::new("T", "x"))],
             next,
             bytes: 1,
+            accepted: 0,
         }
     }
 
@@ -189,12 +201,19 @@ mod tests {
             "fetched again from 3"
         );
 
-        // Handed out further (or sought, or paused) since: left alone.
-        let first = queues.accept(batch(&mq, 1, 6)).unwrap();
-        queues.accept(batch(&mq, 1, 8)).unwrap();
+        // A pull that found nothing to hand out moved the consumed offset:
+        // the batch is still the last one taken, so it is given back.
+        let filtered = queues.accept(batch(&mq, 1, 6)).unwrap();
+        queues.with(&mq, |e| e.consumed = Some(7));
+        assert!(queues.give_back(&filtered, 5));
+        assert_eq!(queues.consumed()[&mq], 5);
+
+        // Another batch taken (or sought, or paused) since: left alone.
+        let first = queues.accept(batch(&mq, 2, 6)).unwrap();
+        queues.accept(batch(&mq, 2, 8)).unwrap();
         assert!(!queues.give_back(&first, 4));
         assert_eq!(queues.consumed()[&mq], 8);
-        let second = queues.accept(batch(&mq, 1, 9)).unwrap();
+        let second = queues.accept(batch(&mq, 2, 9)).unwrap();
         queues.with(&mq, |e| e.restart_at(Some(20)));
         assert!(!queues.give_back(&second, 8));
         assert_eq!(queues.consumed()[&mq], 9);
