@@ -275,3 +275,56 @@ async fn an_sql92_subscription_the_broker_cannot_serve_fails_the_start() {
     let consumer = start(&filtering, "a > 1").await.unwrap();
     consumer.shutdown().await;
 }
+
+/// A `build()` given up on (a timeout around it) on an instance another
+/// client keeps running leaves no member behind: the group is not
+/// heartbeated with queues no one consumes, and a new build succeeds.
+#[tokio::test(start_paused = true)]
+async fn a_build_given_up_on_leaves_no_member_behind() {
+    let cluster = TestCluster::builder()
+        .topic_with("T", TopicConfig::new(4, 4))
+        .build()
+        .await
+        .unwrap();
+    let shared = unique("shared");
+    let keeper = rocketmq_client::Producer::builder()
+        .client_config(consumer_support::config(&cluster, &shared))
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap();
+    keeper.send(msg("T", "warm", "x")).await.unwrap();
+    // The build's heartbeat takes 2 s; the caller waits 1.
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::HEART_BEAT,
+        Duration::from_secs(2),
+    );
+    let seen = Seen::default();
+    let build = recording(&cluster, &shared, "cg", "T", &seen).build();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), build)
+            .await
+            .is_err()
+    );
+    cluster.clear_faults();
+    assert!(keeper.instance().consumer("cg").is_none(), "unregistered");
+
+    // Another member of the group gets every queue (no ghost holds half).
+    let other = recording(&cluster, &unique("other"), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(150)).await;
+    other.rebalance().await;
+    assert_eq!(owned(&other).len(), 4);
+    // And the build can be tried again on the shared instance.
+    let again = recording(&cluster, &shared, "cg", "T", &seen)
+        .build()
+        .await
+        .unwrap();
+    again.shutdown().await;
+    other.shutdown().await;
+    keeper.shutdown().await;
+    cluster.shutdown().await;
+}

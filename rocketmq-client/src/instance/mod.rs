@@ -12,6 +12,7 @@
 mod handles;
 mod heartbeat;
 mod processor;
+mod registration;
 mod registry;
 mod replies;
 mod tasks;
@@ -31,6 +32,8 @@ use rocketmq_remoting::{AclHook, RemotingClient};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+pub(crate) use self::registration::Registration;
 
 pub use handles::{ConsumerHandle, ProducerHandle};
 
@@ -209,6 +212,28 @@ impl ClientInstance {
     /// Forgets the consumer of `group`.
     pub fn unregister_consumer(&self, group: &str) {
         lock(&self.inner.consumers).remove(group);
+    }
+
+    /// [`register_producer`](Self::register_producer) for a builder: undone
+    /// if the build does not finish.
+    pub(crate) fn register_producer_for_build(
+        &self,
+        producer: Arc<dyn ProducerHandle>,
+    ) -> Result<Registration> {
+        let group = producer.group().to_owned();
+        self.register_producer(producer)?;
+        Ok(Registration::producer(self, &group))
+    }
+
+    /// [`register_consumer`](Self::register_consumer) for a builder: undone
+    /// if the build does not finish.
+    pub(crate) fn register_consumer_for_build(
+        &self,
+        consumer: Arc<dyn ConsumerHandle>,
+    ) -> Result<Registration> {
+        let group = consumer.group().to_owned();
+        self.register_consumer(consumer)?;
+        Ok(Registration::consumer(self, &group))
     }
 
     fn already_registered(&self, group: String) -> ClientError {

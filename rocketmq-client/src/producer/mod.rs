@@ -261,11 +261,15 @@ where
         hooks,
         heartbeat_first,
     ));
-    if let Err(error) = lease.register_producer(make_handle(&sender)) {
-        lease.release().await;
-        return Err(error);
-    }
+    let registration = match lease.register_producer_for_build(make_handle(&sender)) {
+        Ok(registration) => registration,
+        Err(error) => {
+            lease.release().await;
+            return Err(error);
+        }
+    };
     lease.send_heartbeat().await;
+    registration.keep();
     Ok((lease, sender))
 }
 

@@ -204,12 +204,14 @@ impl PullConsumerBuilder {
                 tracing::warn!(group = core.group(), %topic, error = %err, "no route for the topic yet");
             }
         }
-        instance.register_consumer(Arc::clone(&core) as Arc<dyn ConsumerHandle>)?;
+        let registration =
+            instance.register_consumer_for_build(Arc::clone(&core) as Arc<dyn ConsumerHandle>)?;
         instance.send_heartbeat().await;
         match mode {
             Mode::Assign => core.reassign(self.assigned.clone()).await,
             Mode::Subscribe => rebalance::run(&core).await,
         }
+        registration.keep();
         tracing::info!(group = core.group(), client_id = %core.client_id, "pull consumer started");
         Ok((core, receiver))
     }

@@ -332,7 +332,9 @@ impl PushConsumerBuilder {
             subscribed.iter(),
         )
         .await?;
-        instance.register_consumer(Arc::clone(&core) as Arc<dyn crate::instance::ConsumerHandle>)?;
+        let registration = instance.register_consumer_for_build(
+            Arc::clone(&core) as Arc<dyn crate::instance::ConsumerHandle>
+        )?;
         instance.send_heartbeat().await;
         let parts = ConsumerParts {
             broker: api,
@@ -349,6 +351,7 @@ impl PushConsumerBuilder {
         // Only this function sets it, once.
         let _ = core.rebalancer.set(rebalancer.start());
         core.start_expiry();
+        registration.keep();
         tracing::info!(%group, client_id = %core.client_id, orderly = core.listener.is_orderly(), "push consumer started");
         Ok(core)
     }
