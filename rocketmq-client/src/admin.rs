@@ -57,8 +57,14 @@ impl KeyQuery {
     }
 }
 
+/// The end of an open time window: Java's `Long.MAX_VALUE` milliseconds
+/// where the platform's clock reaches that far (it does not on Windows,
+/// whose `SystemTime` ends in the year 30828; there, the year 9999).
 fn far_future() -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(i64::MAX.unsigned_abs())
+    const YEAR_9999: Duration = Duration::from_secs(253_402_300_799);
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(i64::MAX.unsigned_abs()))
+        .unwrap_or(UNIX_EPOCH + YEAR_9999)
 }
 
 fn millis(time: SystemTime) -> i64 {
@@ -208,5 +214,22 @@ fn matches_key(msg: &MessageExt, query: &KeyQuery) -> bool {
         msg.message.uniq_key() == Some(query.key.as_str())
     } else {
         msg.message.keys().any(|key| key == query.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_window_ends_at_javas_long_max_where_the_clock_reaches_it() {
+        let end = far_future();
+        assert!(end > SystemTime::now() + Duration::from_secs(3_600 * 24 * 365 * 1_000));
+        if UNIX_EPOCH
+            .checked_add(Duration::from_millis(i64::MAX.unsigned_abs()))
+            .is_some()
+        {
+            assert_eq!(millis(end), i64::MAX);
+        }
     }
 }
