@@ -449,3 +449,28 @@ async fn what_a_dropped_stream_gives_back_survives_a_filtered_pull() {
     assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(4));
     producer.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_while_streaming_covers_what_was_yielded_only() {
+    let (cluster, producer) = one_queue_with(10).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("stream_commit")))
+        .subscribe("T", "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+        .build()
+        .await
+        .unwrap();
+    let mut stream = Box::pin(consumer.stream());
+    // Process one message, commit it: the stream's batch holds all ten.
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.queue_offset, 0);
+    consumer.commit_sync().await.unwrap();
+    assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(1));
+    let second = stream.next().await.unwrap().unwrap();
+    assert_eq!(second.queue_offset, 1);
+    consumer.commit_sync().await.unwrap();
+    assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(2));
+    drop(stream);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

@@ -151,10 +151,11 @@ impl PullConsumer {
     /// of `poll` is yielded once and ends it.
     ///
     /// A poll hands out a batch, which the stream yields one message at a
-    /// time. When the stream is dropped before the end of a batch, the
-    /// messages it did not yield are given back: their queue is consumed
-    /// only up to the first of them, which the next poll gets again (unless
-    /// the queue was sought, paused or polled further since).
+    /// time. A commit covers the messages the stream has yielded, not the
+    /// rest of its batch. When the stream is dropped before the end of a
+    /// batch, the messages it did not yield are given back: their queue is
+    /// consumed only up to the first of them, which the next poll gets
+    /// again (unless the queue was sought, paused or polled further since).
     pub fn stream(&self) -> impl Stream<Item = Result<MessageExt>> + '_ {
         let unyielded = Unyielded::new(self);
         futures::stream::unfold((unyielded, false), |(mut unyielded, done)| async move {
@@ -343,12 +344,17 @@ impl<'a> Unyielded<'a> {
         self.batch = Some(batch);
     }
 
+    /// The next message, and a commit from now on covers it (and no
+    /// message after it).
     fn next(&mut self) -> Option<MessageExt> {
-        let msg = self.rest.next();
-        if msg.is_none() {
+        let batch = self.batch.as_ref()?;
+        let msg = self.rest.next()?;
+        let next = self.rest.as_slice().first().map(|m| m.queue_offset);
+        self.consumer.core.queues.yielded_up_to(batch, next);
+        if next.is_none() {
             self.batch = None;
         }
-        msg
+        Some(msg)
     }
 }
 

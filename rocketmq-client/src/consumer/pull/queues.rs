@@ -40,6 +40,10 @@ pub(crate) struct QueueEntry {
     pub(crate) paused: bool,
     /// Batches `poll` took from this queue.
     pub(crate) accepted: u64,
+    /// While a stream yields the last batch taken (its `accepted` count):
+    /// the offset of its next message not yet yielded, which a commit does
+    /// not go past.
+    pub(crate) yielding: Option<(u64, i64)>,
     /// Messages and body bytes pulled and not yet handed out.
     pub(crate) buffered: usize,
     pub(crate) buffered_bytes: u64,
@@ -55,6 +59,7 @@ impl QueueEntry {
             consumed: None,
             paused: false,
             accepted: 0,
+            yielding: None,
             buffered: 0,
             buffered_bytes: 0,
             cancel,
@@ -69,6 +74,7 @@ impl QueueEntry {
     /// Drops what is buffered and continues at `next_pull`.
     pub(crate) fn restart_at(&mut self, next_pull: Option<i64>) {
         self.next_pull = next_pull;
+        self.yielding = None;
         self.buffered = 0;
         self.buffered_bytes = 0;
         self.generation.send_modify(|generation| *generation += 1);
@@ -128,16 +134,38 @@ impl Queues {
             return false;
         }
         entry.consumed = Some(from);
+        entry.yielding = None;
         entry.restart_at(Some(from));
         true
     }
 
-    /// The offsets handed out, per queue.
+    /// The offsets handed out, per queue: up to the next message a stream
+    /// has still to yield, for the batch it is yielding.
     pub(crate) fn consumed(&self) -> BTreeMap<MessageQueue, i64> {
         self.lock()
             .iter()
-            .filter_map(|(mq, entry)| entry.consumed.map(|offset| (mq.clone(), offset)))
+            .filter_map(|(mq, entry)| {
+                let offset = match entry.yielding {
+                    Some((accepted, next)) if accepted == entry.accepted => {
+                        entry.consumed.map(|consumed| consumed.min(next))
+                    }
+                    _ => entry.consumed,
+                };
+                offset.map(|offset| (mq.clone(), offset))
+            })
             .collect()
+    }
+
+    /// Records that a stream yielded `batch` up to (not including) the
+    /// message at offset `next`; `None` when it yielded all of it. Nothing
+    /// is held back for a batch the queue moved on from (sought, paused,
+    /// another batch taken).
+    pub(crate) fn yielded_up_to(&self, batch: &Fetched, next: Option<i64>) {
+        self.with(&batch.mq, |entry| {
+            let current =
+                entry.generation() == batch.generation && entry.accepted == batch.accepted;
+            entry.yielding = next.filter(|_| current).map(|next| (batch.accepted, next));
+        });
     }
 }
 
@@ -217,5 +245,32 @@ mod tests {
         queues.with(&mq, |e| e.restart_at(Some(20)));
         assert!(!queues.give_back(&second, 8));
         assert_eq!(queues.consumed()[&mq], 9);
+    }
+
+    #[test]
+    fn a_commit_stops_at_what_a_stream_has_still_to_yield() {
+        let queues = Queues::default();
+        let mq = MessageQueue::new("T", "b", 0);
+        queues
+            .lock()
+            .insert(mq.clone(), QueueEntry::new(CancellationToken::new()));
+        let taken = queues.accept(batch(&mq, 0, 10)).unwrap();
+        queues.yielded_up_to(&taken, Some(3));
+        assert_eq!(queues.consumed()[&mq], 3);
+        queues.yielded_up_to(&taken, None);
+        assert_eq!(queues.consumed()[&mq], 10);
+        // A later batch taken by poll is not held back by the stream's.
+        queues.yielded_up_to(&taken, Some(4));
+        let later = queues.accept(batch(&mq, 0, 20)).unwrap();
+        assert_eq!(queues.consumed()[&mq], 20);
+        // Nor is a seek, even when the stream goes on yielding after it.
+        queues.yielded_up_to(&later, Some(15));
+        queues.with(&mq, |e| {
+            e.restart_at(Some(100));
+            e.consumed = Some(100);
+        });
+        assert_eq!(queues.consumed()[&mq], 100);
+        queues.yielded_up_to(&later, Some(16));
+        assert_eq!(queues.consumed()[&mq], 100);
     }
 }
