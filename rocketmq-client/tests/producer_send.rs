@@ -731,3 +731,39 @@ async fn an_async_send_stored_without_send_ok_is_not_resent() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// `Duration::MAX` is a common way to say "no limit": it is taken as a
+/// very long wait, not an overflow (which panicked before).
+#[tokio::test(start_paused = true)]
+async fn duration_max_means_a_long_wait_not_a_panic() {
+    let cluster = cluster_with_topic_t(1).await;
+    let mut config = config(&cluster, "no_limit");
+    config.rebalance_interval = Duration::MAX;
+    config.persist_consumer_offset_interval = Duration::MAX;
+    config.poll_name_server_interval = Duration::MAX;
+    config.heartbeat_broker_interval = Duration::MAX;
+    let producer = Producer::builder()
+        .client_config(config)
+        .producer_group("pg")
+        .send_msg_timeout(Duration::MAX)
+        .build()
+        .await
+        .unwrap();
+    producer.send(to_t("sync")).await.unwrap();
+    producer
+        .send_async(to_t("async"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    producer.send_oneway(to_t("oneway")).await.unwrap();
+    // No reply ever comes: the request waits (here cut short at 10 s).
+    let waiting = producer.request(to_t("ping"), Duration::MAX);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .is_err()
+    );
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

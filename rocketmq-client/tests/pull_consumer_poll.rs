@@ -474,3 +474,18 @@ async fn a_commit_while_streaming_covers_what_was_yielded_only() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_without_limit_returns_what_is_there() {
+    let (cluster, producer) = one_queue_with(1).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("poll_max")))
+        .subscribe("T", "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    let got = consumer.poll(Duration::MAX).await.unwrap();
+    assert_eq!(got.len(), 1);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

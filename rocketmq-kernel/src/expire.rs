@@ -111,7 +111,9 @@ impl ExpiryCleaner {
         let token = CancellationToken::new();
         let stop = token.clone();
         let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+            let interval = crate::wait::period(interval);
+            let start = crate::wait::deadline_after(Instant::now(), interval);
+            let mut ticks = tokio::time::interval_at(start, interval);
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 tokio::select! {

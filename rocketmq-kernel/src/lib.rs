@@ -35,6 +35,7 @@ pub use rebalance::{ConsumerParts, Rebalancer};
 
 pub mod consume;
 pub mod expire;
+pub mod wait;
 
 pub use consume::{
     ConcurrentListener, ConcurrentService, ConsumeEnv, ConsumeRequest, ConsumeService,

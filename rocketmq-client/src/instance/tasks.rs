@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use rocketmq_kernel::wait::{self, deadline_after};
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
@@ -69,7 +70,7 @@ pub(super) fn spawn_all(instance: &ClientInstance) {
     spawn_periodic(
         instance,
         "rebalance",
-        Schedule::new(now + period, period),
+        Schedule::new(deadline_after(now, period), period),
         |i| async move {
             i.request_rebalance(None);
         },
@@ -79,7 +80,7 @@ pub(super) fn spawn_all(instance: &ClientInstance) {
     spawn_periodic(
         instance,
         "offset persistence",
-        Schedule::new(now + period, period),
+        Schedule::new(deadline_after(now, period), period),
         |i| async move {
             for consumer in i.consumers() {
                 consumer.persist_offsets().await;
@@ -101,7 +102,7 @@ impl Schedule {
     fn new(start: Instant, period: Duration) -> Self {
         Schedule {
             start,
-            period: period.max(Duration::from_millis(1)),
+            period: wait::period(period),
             on_demand: false,
         }
     }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use rocketmq_kernel::wait::deadline_after;
 use rocketmq_model::message::property;
 use rocketmq_model::{Message, MessageExt};
 use tokio::time::Instant;
@@ -22,7 +23,7 @@ impl Producer {
     /// `<cluster>_REPLY_TOPIC`). Fails with [`ClientError::RequestTimeout`]
     /// when no reply came in time.
     pub async fn request(&self, mut msg: Message, timeout: Duration) -> Result<MessageExt> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(Instant::now(), timeout);
         let sender = &self.sender;
         let instance = &sender.instance;
         let correlation_id = instance.unique_ids().next_id();

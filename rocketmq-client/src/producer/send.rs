@@ -10,6 +10,7 @@ use bytes::Bytes;
 use rocketmq_kernel::fault::FaultConfig;
 use rocketmq_kernel::route::PublishInfo;
 use rocketmq_kernel::select::select_queue;
+use rocketmq_kernel::wait::deadline_after;
 use rocketmq_kernel::{BrokerApi, FaultStrategy, KernelError, QueueSelector};
 use rocketmq_model::header::SendMessageRequestHeader;
 use rocketmq_model::message::{property, sysflag, validate_topic};
@@ -237,7 +238,7 @@ impl Sender {
         route: Route<'_>,
         started: Instant,
     ) -> Result<SendResult> {
-        let deadline = started + self.options.send_msg_timeout;
+        let deadline = deadline_after(started, self.options.send_msg_timeout);
         match route {
             Route::Balanced {
                 retries,
@@ -440,7 +441,7 @@ impl Sender {
 
     /// Sends `out` once without waiting for the broker (oneway).
     pub(crate) async fn send_oneway(&self, out: &Outgoing) -> Result<()> {
-        let deadline = Instant::now() + self.options.send_msg_timeout;
+        let deadline = deadline_after(Instant::now(), self.options.send_msg_timeout);
         let info = self.publish_info(out.topic(), deadline).await?;
         let mq = self
             .fault

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 use futures::Stream;
 use rocketmq_kernel::api::BrokerApi;
 use rocketmq_kernel::offset::ReadOffsetType;
+use rocketmq_kernel::wait::deadline_after;
 use rocketmq_model::header::BoundaryType;
 use rocketmq_model::{MessageExt, MessageQueue};
 use tokio::sync::mpsc;
@@ -126,7 +127,7 @@ impl PullConsumer {
         if self.core.auto_commit {
             self.core.commit();
         }
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(tokio::time::Instant::now(), timeout);
         let mut receiver = self.receiver.lock().await;
         loop {
             let batch = match tokio::time::timeout_at(deadline, receiver.recv()).await {
