@@ -241,6 +241,24 @@ async fn builders_refuse_incomplete_settings_and_duplicate_groups() {
         .build()
         .await;
     assert!(bad_tags.is_err());
+    for (what, builder) in [
+        (
+            "max_reconsume_times(-2)",
+            recording(&cluster, &unique("bad"), "cg", "T", &Seen::default())
+                .max_reconsume_times(-2),
+        ),
+        (
+            "consume_timeout(0)",
+            recording(&cluster, &unique("bad"), "cg", "T", &Seen::default())
+                .consume_timeout(Duration::ZERO),
+        ),
+    ] {
+        let refused = builder.build().await;
+        assert!(
+            matches!(refused, Err(rocketmq_client::ClientError::Config(_))),
+            "{what} was accepted"
+        );
+    }
     let instance = unique("dup");
     let first = recording(&cluster, &instance, "cg", "T", &Seen::default())
         .build()

@@ -192,3 +192,33 @@ async fn a_message_consumed_past_the_consume_timeout_is_sent_back_in_about_that_
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn max_reconsume_times_minus_one_means_the_default_retries() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let seen = Seen::default();
+    let seen_in = seen.clone();
+    // Java's -1: the default (16 retries), not "dead-letter at once".
+    let consumer = PushConsumer::builder("cg", config(&cluster, &unique("minus_one")))
+        .subscribe("T", "*")
+        .max_reconsume_times(-1)
+        .consume_concurrently(move |msgs: Vec<MessageExt>, _ctx: ConcurrentContext| {
+            let seen = seen_in.clone();
+            async move {
+                seen.push(&msgs);
+                ConcurrentResult::RetryLater
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    wait_assigned(&consumer, 4).await;
+    let producer = producer(&cluster).await;
+    producer.send(msg("T", "failing", "x")).await.unwrap();
+    wait_until("a second retry", Duration::from_secs(300), || {
+        seen.all().iter().any(|m| m.reconsume_times == 2)
+    })
+    .await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

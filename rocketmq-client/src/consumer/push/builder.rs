@@ -181,9 +181,10 @@ impl PushConsumerBuilder {
     }
 
     /// Retries before the dead-letter queue (default: 16 concurrent,
-    /// unbounded orderly).
+    /// unbounded orderly). −1 means the default, as in Java; another
+    /// negative number fails the build.
     pub fn max_reconsume_times(mut self, n: i32) -> Self {
-        self.options.max_reconsume_times = Some(n);
+        self.options.max_reconsume_times = (n != -1).then_some(n);
         self
     }
 
@@ -223,6 +224,17 @@ impl PushConsumerBuilder {
         }
         if self.options.pull_batch_size < 1 || self.options.consume_message_batch_max_size < 1 {
             return Err(ClientError::Config("batch sizes must be positive".into()));
+        }
+        if self.options.max_reconsume_times.is_some_and(|n| n < 0) {
+            return Err(ClientError::Config(
+                "max_reconsume_times must be -1 (the default) or at least 0".into(),
+            ));
+        }
+        if self.options.consume_timeout.is_zero() {
+            // Every message in consumption would count as expired.
+            return Err(ClientError::Config(
+                "consume_timeout must be positive".into(),
+            ));
         }
         Ok(())
     }
