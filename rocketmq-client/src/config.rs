@@ -58,11 +58,28 @@ pub struct ClientConfig {
     pub transport: Option<Arc<dyn Transport>>,
 }
 
+/// Nameserver addresses as Java writes a list (`"a:9876;b:9876"`, in one
+/// entry or several), each trimmed, empty ones left out.
+pub(crate) fn split_namesrv_addrs(addrs: impl IntoIterator<Item = String>) -> Vec<String> {
+    addrs
+        .into_iter()
+        .flat_map(|entry| {
+            entry
+                .split(';')
+                .map(str::trim)
+                .filter(|addr| !addr.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 impl ClientConfig {
-    /// The defaults with these nameservers.
+    /// The defaults with these nameservers. Each may also be a Java-style
+    /// list, `"ns1:9876;ns2:9876"`.
     pub fn new<S: Into<String>>(namesrv_addrs: impl IntoIterator<Item = S>) -> Self {
         ClientConfig {
-            namesrv_addrs: namesrv_addrs.into_iter().map(Into::into).collect(),
+            namesrv_addrs: split_namesrv_addrs(namesrv_addrs.into_iter().map(Into::into)),
             ..ClientConfig::default()
         }
     }
@@ -217,5 +234,12 @@ mod tests {
             ..ClientConfig::default()
         };
         assert!(!format!("{config:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn java_style_nameserver_lists_are_split() {
+        let config = ClientConfig::new([" ns1:9876;ns2:9876 ", ";", "ns3:9876"]);
+        assert_eq!(config.namesrv_addrs, ["ns1:9876", "ns2:9876", "ns3:9876"]);
+        assert!(ClientConfig::new([" ; "]).namesrv_addrs.is_empty());
     }
 }

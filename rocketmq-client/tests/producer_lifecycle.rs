@@ -159,3 +159,21 @@ async fn building_without_a_nameserver_fails() {
     let error = Producer::builder().build().await.unwrap_err();
     assert!(matches!(error, ClientError::Config(_)), "{error}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_java_style_nameserver_list_in_the_config_is_split() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let mut config = config(&cluster, "java_list");
+    // As read from a NAMESRV_ADDR variable: one string, `;`-separated.
+    config.namesrv_addrs = vec![format!(" {} ;", cluster.namesrv_addrs().join(";"))];
+    let producer = Producer::builder()
+        .client_config(config)
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap();
+    let msg = Message::builder("T").body("x").build().unwrap();
+    producer.send(msg).await.unwrap();
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

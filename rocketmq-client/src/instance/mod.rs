@@ -106,6 +106,8 @@ impl ClientInstance {
                 "a client instance needs a tokio runtime".into(),
             ));
         }
+        // The field is public: a Java-style "a;b" list may be in it.
+        config.namesrv_addrs = crate::config::split_namesrv_addrs(config.namesrv_addrs);
         if config.namesrv_addrs.is_empty() {
             return Err(ClientError::Config("no nameserver address".into()));
         }

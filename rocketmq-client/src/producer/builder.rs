@@ -111,12 +111,8 @@ impl ProducerBuilder {
     /// Adds a nameserver address ("host:port"; several may be given, or a
     /// Java-style "a;b" list).
     pub fn namesrv_addr(mut self, addr: impl AsRef<str>) -> Self {
-        let addrs = addr
-            .as_ref()
-            .split(';')
-            .map(str::trim)
-            .filter(|a| !a.is_empty());
-        self.config.namesrv_addrs.extend(addrs.map(str::to_owned));
+        let addrs = crate::config::split_namesrv_addrs([addr.as_ref().to_owned()]);
+        self.config.namesrv_addrs.extend(addrs);
         self
     }
 
