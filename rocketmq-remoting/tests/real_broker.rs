@@ -74,13 +74,18 @@ async fn round_trip(serialize_type: SerializeType) {
     let topic = format!("RustRemotingInterop_{}", serialize_type.name());
     let uniq_key = UniqueIdGenerator::new(None).next_id();
     let body = format!("hello over {}", serialize_type.name());
-    let message = Message::builder(topic.as_str())
+    let mut message = Message::builder(topic.as_str())
         .body(body.clone())
         .tags("TagA")
         .keys(["order-1", "order-2"])
-        .property(property::UNIQ_KEY, uniq_key.as_str())
         .build()
         .expect("a valid message");
+    // Set as a producer does (the builder keeps reserved names for the
+    // client).
+    message
+        .properties
+        .insert(property::UNIQ_KEY, uniq_key.as_str())
+        .expect("a valid UNIQ_KEY");
     let header = SendMessageRequestHeader {
         producer_group: "rust-remoting-interop".into(),
         topic: topic.as_str().into(),

@@ -35,12 +35,12 @@ async fn messages_are_found_by_offset_id_and_by_key() {
         .await
         .unwrap();
     let client = TestClient::new(&cluster);
-    let keyed = Message::builder("T")
+    let mut keyed = Message::builder("T")
         .body("k")
         .keys(["order-1", "customer-7"])
-        .property("UNIQ_KEY", "U1")
         .build()
         .unwrap();
+    keyed.properties.insert("UNIQ_KEY", "U1").unwrap();
     client
         .send("broker-b:10911", &message("T", "padding", "a"), 0)
         .await;

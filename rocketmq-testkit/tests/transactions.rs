@@ -19,13 +19,16 @@ const ADDR: &str = "broker-a:10911";
 const CHECK: i32 = RequestCode::CHECK_TRANSACTION_STATE.0;
 
 async fn send_half(client: &TestClient, body: &str) -> SendResponse {
-    let half = Message::builder("T")
-        .body(body.to_owned())
-        .property(property::TRAN_MSG, "true")
-        .property(property::PGROUP, "pg")
-        .property(property::UNIQ_KEY, format!("TX-{body}"))
-        .build()
-        .unwrap();
+    // The properties a transaction producer sets (the builder keeps these
+    // reserved names for the client).
+    let mut half = Message::builder("T").body(body.to_owned()).build().unwrap();
+    for (name, value) in [
+        (property::TRAN_MSG, "true".to_owned()),
+        (property::PGROUP, "pg".to_owned()),
+        (property::UNIQ_KEY, format!("TX-{body}")),
+    ] {
+        half.properties.insert(name, value).unwrap();
+    }
     let mut header = send_header(&half, 2);
     header.sys_flag = TransactionType::Prepared.bits();
     client

@@ -66,7 +66,7 @@ impl MessageBuilder {
 
     /// The tag (TAGS).
     pub fn tags(self, tags: impl Into<String>) -> Self {
-        self.property(property::TAGS, tags)
+        self.set(property::TAGS, tags)
     }
 
     /// Adds one business key (KEYS). A key must be non-empty and contain no
@@ -89,9 +89,26 @@ impl MessageBuilder {
         keys.into_iter().fold(self, |builder, key| builder.key(key))
     }
 
-    /// Sets any property. Name and value must be non-empty and free of 0x01
-    /// and 0x02 (see [`Properties::insert`]).
+    /// Sets a user property. Name and value must be non-empty and free of
+    /// 0x01 and 0x02 (see [`Properties::insert`]), and the name must not be
+    /// one the client or broker uses ([`property::RESERVED`]: TAGS, KEYS,
+    /// DELAY, ... have their setters; the rest are not the sender's).
     pub fn property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name: String = name.into();
+        if property::is_reserved(&name) {
+            // As Java's `putUserProperty`: TRAN_MSG, for one, would turn a
+            // plain send into a half message that is never delivered.
+            self.fail(ModelError::InvalidProperty {
+                name,
+                reason: "the name is used by the client or broker itself; use its setter",
+            });
+            return self;
+        }
+        self.set(name, value)
+    }
+
+    /// Sets a property, reserved names included (for the setters).
+    fn set(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let (name, value): (String, String) = (name.into(), value.into());
         if let Err(e) = self.message.properties.insert(name, value) {
             self.fail(e);
@@ -107,7 +124,7 @@ impl MessageBuilder {
                 self.message.properties.remove(property::DELAY);
                 self
             }
-            1..=MAX_DELAY_LEVEL => self.property(property::DELAY, level.to_string()),
+            1..=MAX_DELAY_LEVEL => self.set(property::DELAY, level.to_string()),
             _ => {
                 self.fail(ModelError::InvalidDelayLevel(level));
                 self
@@ -118,7 +135,7 @@ impl MessageBuilder {
     /// Delivers at `time` with the 5.x timer (TIMER_DELIVER_MS, epoch ms).
     pub fn deliver_at(mut self, time: SystemTime) -> Self {
         match time.duration_since(UNIX_EPOCH) {
-            Ok(since) => self.property(property::TIMER_DELIVER_MS, since.as_millis().to_string()),
+            Ok(since) => self.set(property::TIMER_DELIVER_MS, since.as_millis().to_string()),
             Err(_) => {
                 self.fail(ModelError::InvalidProperty {
                     name: property::TIMER_DELIVER_MS.to_owned(),
@@ -131,12 +148,12 @@ impl MessageBuilder {
 
     /// The sharding key (`__SHARDINGKEY`), used by ordered sends.
     pub fn sharding_key(self, key: impl Into<String>) -> Self {
-        self.property(property::SHARDING_KEY, key)
+        self.set(property::SHARDING_KEY, key)
     }
 
     /// WAIT_STORE_MSG_OK (WAIT); the broker's default when absent is true.
     pub fn wait_store_ok(self, wait: bool) -> Self {
-        self.property(property::WAIT, if wait { "true" } else { "false" })
+        self.set(property::WAIT, if wait { "true" } else { "false" })
     }
 
     /// Replaces every property at once (already validated by [`Properties`]).
@@ -246,5 +263,35 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(matches!(err, ModelError::InvalidProperty { .. }), "{err}");
+    }
+
+    #[test]
+    fn reserved_names_are_not_user_properties() {
+        for name in [
+            property::TRAN_MSG,
+            property::DELAY,
+            property::UNIQ_KEY,
+            property::KEYS,
+        ] {
+            let err = Message::builder("T")
+                .body("x")
+                .property(name, "true")
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(err, ModelError::InvalidProperty { .. }),
+                "{name}: {err}"
+            );
+        }
+        // Their setters still set them.
+        let msg = Message::builder("T")
+            .body("x")
+            .tags("a")
+            .delay_level(3)
+            .property("custom", "v")
+            .build()
+            .unwrap();
+        assert_eq!(msg.tags(), Some("a"));
+        assert_eq!(msg.property(property::DELAY), Some("3"));
     }
 }

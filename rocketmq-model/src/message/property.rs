@@ -135,3 +135,77 @@ pub const FORWARD_QUEUE_ID: &str = "PROPERTY_FORWARD_QUEUE_ID";
 pub const REDIRECT: &str = "REDIRECT";
 /// Prefix of transient properties (never stored by the broker).
 pub const TRANSIENT_PREFIX: &str = "__RMQ.TRANSIENT.";
+
+/// The names above that the client and the broker set themselves (Java's
+/// `MessageConst.STRING_HASH_SET`, which `Message.putUserProperty`
+/// refuses): a user property of one of these names would change how the
+/// message is sent, stored or delivered.
+pub const RESERVED: &[&str] = &[
+    TAGS,
+    KEYS,
+    WAIT,
+    DELAY,
+    RETRY_TOPIC,
+    REAL_TOPIC,
+    REAL_QID,
+    TRAN_MSG,
+    PGROUP,
+    MIN_OFFSET,
+    MAX_OFFSET,
+    BUYER_ID,
+    ORIGIN_MESSAGE_ID,
+    TRANSFER_FLAG,
+    CORRECTION_FLAG,
+    MQ2_FLAG,
+    RECONSUME_TIME,
+    MSG_REGION,
+    TRACE_ON,
+    UNIQ_KEY,
+    EXTEND_UNIQ_INFO,
+    MAX_RECONSUME_TIMES,
+    CONSUME_START_TIME,
+    INNER_NUM,
+    INNER_BASE,
+    DUP_INFO,
+    CHECK_IMMUNITY_TIME_IN_SECONDS,
+    TRAN_PREPARED_QUEUE_OFFSET,
+    TRANSACTION_ID,
+    TRANSACTION_CHECK_TIMES,
+    INSTANCE_ID,
+    CORRELATION_ID,
+    REPLY_TO_CLIENT,
+    TTL,
+    ARRIVE_TIME,
+    PUSH_REPLY_TIME,
+    CLUSTER,
+    MSG_TYPE,
+    SHARDING_KEY,
+    TIMER_DELIVER_MS,
+    TIMER_DELAY_SEC,
+    TIMER_DELAY_MS,
+    TIMER_ENQUEUE_MS,
+    TIMER_DEQUEUE_MS,
+    TIMER_ROLL_TIMES,
+    TIMER_OUT_MS,
+    TIMER_DEL_UNIQKEY,
+    TIMER_DELAY_LEVEL,
+    START_DELIVER_TIME,
+    POP_CK,
+    POP_CK_OFFSET,
+    FIRST_POP_TIME,
+    BORN_HOST,
+    BORN_TIMESTAMP,
+    CRC32,
+    DLQ_ORIGIN_TOPIC,
+    DLQ_ORIGIN_MESSAGE_ID,
+    INNER_MULTI_DISPATCH,
+    INNER_MULTI_QUEUE_OFFSET,
+    TRACE_CONTEXT,
+    FORWARD_QUEUE_ID,
+    REDIRECT,
+];
+
+/// Whether `name` is one of the [`RESERVED`] names.
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED.contains(&name)
+}

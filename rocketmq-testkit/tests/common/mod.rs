@@ -156,12 +156,17 @@ pub fn send_header(message: &Message, queue_id: i32) -> SendMessageRequestHeader
 
 /// A message with a tag and a UNIQ_KEY.
 pub fn message(topic: &str, body: &str, tag: &str) -> Message {
-    Message::builder(topic)
+    let mut message = Message::builder(topic)
         .body(Bytes::copy_from_slice(body.as_bytes()))
         .tags(tag)
-        .property("UNIQ_KEY", format!("UNIQ-{body}"))
         .build()
-        .unwrap()
+        .unwrap();
+    // As a producer sets it (the builder keeps reserved names for the client).
+    message
+        .properties
+        .insert("UNIQ_KEY", format!("UNIQ-{body}"))
+        .unwrap();
+    message
 }
 
 /// A pull header of `group` for a queue; `expression` set means the
