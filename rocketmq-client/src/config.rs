@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::error::ClientError;
 use rocketmq_remoting::{Credentials, SerializeType, Transport};
 
 /// The instance name that stands for "make one up" (Java's default).
@@ -56,6 +57,31 @@ pub struct ClientConfig {
     /// How to reach peers; `None` is TCP. Tests use the testkit's in-memory
     /// network.
     pub transport: Option<Arc<dyn Transport>>,
+}
+
+/// The longest group name (Java's `Validators.GROUP_MAX_LENGTH`).
+pub const GROUP_MAX_LEN: usize = 120;
+
+/// Checks a producer or consumer group name as Java's
+/// `Validators.checkGroup`: not blank, at most 120 characters, only `%`,
+/// `|`, ASCII letters, digits, `_` and `-`. (The name becomes part of retry
+/// and dead-letter topic names, and of the local offset store's path.)
+pub(crate) fn check_group(role: &str, group: &str) -> Result<(), ClientError> {
+    let reason = if group.trim().is_empty() {
+        "is empty"
+    } else if group.len() > GROUP_MAX_LEN {
+        "is longer than 120 characters"
+    } else if !group
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+    {
+        "may hold only %, |, ASCII letters, digits, _ and -"
+    } else {
+        return Ok(());
+    };
+    Err(ClientError::Config(format!(
+        "the {role} group {group:?} {reason}"
+    )))
 }
 
 /// Nameserver addresses as Java writes a list (`"a:9876;b:9876"`, in one
@@ -241,5 +267,25 @@ mod tests {
         let config = ClientConfig::new([" ns1:9876;ns2:9876 ", ";", "ns3:9876"]);
         assert_eq!(config.namesrv_addrs, ["ns1:9876", "ns2:9876", "ns3:9876"]);
         assert!(ClientConfig::new([" ; "]).namesrv_addrs.is_empty());
+    }
+
+    #[test]
+    fn group_names_follow_javas_rule() {
+        for good in ["pg", "GID_order-1", "%RETRY%cg", "a|b", &"g".repeat(120)] {
+            assert!(check_group("consumer", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "  ",
+            "bad group!",
+            "a/b",
+            "../../escaped",
+            &"g".repeat(121),
+        ] {
+            assert!(
+                matches!(check_group("consumer", bad), Err(ClientError::Config(_))),
+                "{bad}"
+            );
+        }
     }
 }

@@ -231,9 +231,7 @@ impl Future for SendHandle {
 }
 
 fn validate_options(options: &ProducerOptions) -> Result<()> {
-    if options.producer_group.is_empty() {
-        return Err(ClientError::Config("the producer group is empty".into()));
-    }
+    crate::config::check_group("producer", &options.producer_group)?;
     if options.max_message_size == 0 {
         return Err(ClientError::Config(
             "max_message_size must be above zero".into(),

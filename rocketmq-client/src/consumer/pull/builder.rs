@@ -117,9 +117,7 @@ impl PullConsumerBuilder {
     }
 
     fn check(&self) -> Result<()> {
-        if self.options.group.trim().is_empty() {
-            return Err(ClientError::Config("the consumer group is empty".into()));
-        }
+        crate::config::check_group("consumer", &self.options.group)?;
         match (self.subscriptions.is_empty(), self.assigned.is_empty()) {
             (true, true) => Err(ClientError::Config(
                 "subscribe to a topic or assign queues".into(),

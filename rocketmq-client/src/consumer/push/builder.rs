@@ -209,9 +209,7 @@ impl PushConsumerBuilder {
     }
 
     fn check(&self) -> Result<()> {
-        if self.options.group.trim().is_empty() {
-            return Err(ClientError::Config("the consumer group is empty".into()));
-        }
+        crate::config::check_group("consumer", &self.options.group)?;
         if self.subscriptions.is_empty() {
             return Err(ClientError::Config(
                 "a push consumer needs a subscription".into(),
