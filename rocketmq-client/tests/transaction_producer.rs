@@ -256,3 +256,17 @@ async fn the_local_outcome_is_the_answer_when_end_transaction_cannot_be_sent() {
     assert_eq!(result.local_state, LocalTransactionState::CommitMessage);
     producer.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_transaction_producer_needs_a_group_of_its_own() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let refused = Producer::builder()
+        .client_config(config(&cluster, "tx_default_group"))
+        .build_transactional(Bank::new(LocalTransactionState::CommitMessage))
+        .await;
+    assert!(
+        matches!(refused, Err(rocketmq_client::ClientError::Config(_))),
+        "the default group was accepted"
+    );
+    cluster.shutdown().await;
+}
