@@ -252,6 +252,20 @@ async fn builders_refuse_incomplete_settings_and_duplicate_groups() {
             recording(&cluster, &unique("bad"), "cg", "T", &Seen::default())
                 .consume_timeout(Duration::ZERO),
         ),
+        (
+            "consume_concurrently_max_span(-1)",
+            recording(&cluster, &unique("bad"), "cg", "T", &Seen::default())
+                .consume_concurrently_max_span(-1),
+        ),
+        (
+            "pull_batch_size(2048)",
+            recording(&cluster, &unique("bad"), "cg", "T", &Seen::default()).pull_batch_size(2048),
+        ),
+        (
+            "consume_message_batch_max_size(0)",
+            recording(&cluster, &unique("bad"), "cg", "T", &Seen::default())
+                .consume_message_batch_max_size(0),
+        ),
     ] {
         let refused = builder.build().await;
         assert!(

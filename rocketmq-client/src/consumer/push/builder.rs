@@ -220,9 +220,7 @@ impl PushConsumerBuilder {
                 "a push consumer needs a listener".into(),
             ));
         }
-        if self.options.pull_batch_size < 1 || self.options.consume_message_batch_max_size < 1 {
-            return Err(ClientError::Config("batch sizes must be positive".into()));
-        }
+        check_ranges(&self.options)?;
         if self.options.max_reconsume_times.is_some_and(|n| n < 0) {
             return Err(ClientError::Config(
                 "max_reconsume_times must be -1 (the default) or at least 0".into(),
@@ -365,6 +363,72 @@ impl PushConsumerBuilder {
         tracing::info!(%group, client_id = %core.client_id, orderly = core.listener.is_orderly(), "push consumer started");
         Ok(core)
     }
+}
+
+/// Java's ranges for the push consumer's numbers
+/// (`DefaultMQPushConsumerImpl.checkConfig`; byte thresholds, which Java
+/// gives in MiB, up to the same sizes).
+fn check_ranges(options: &ConsumerOptions) -> Result<()> {
+    const MIB: i128 = 1024 * 1024;
+    let as_i128 = |n: usize| i128::try_from(n).unwrap_or(i128::MAX);
+    let bytes = |n: u64| i128::from(n);
+    let mut ranges = vec![
+        (
+            "pull_batch_size",
+            i128::from(options.pull_batch_size),
+            1,
+            1024,
+        ),
+        (
+            "consume_message_batch_max_size",
+            as_i128(options.consume_message_batch_max_size),
+            1,
+            1024,
+        ),
+        (
+            "consume_concurrently_max_span",
+            i128::from(options.consume_concurrently_max_span),
+            1,
+            65_535,
+        ),
+        (
+            "pull_threshold_for_queue",
+            as_i128(options.pull_threshold_for_queue),
+            1,
+            65_535,
+        ),
+        (
+            "pull_threshold_size_for_queue (bytes)",
+            bytes(options.pull_threshold_size_for_queue),
+            1,
+            1024 * MIB,
+        ),
+        (
+            "pull_interval (ms)",
+            i128::try_from(options.pull_interval.as_millis()).unwrap_or(i128::MAX),
+            0,
+            65_535,
+        ),
+    ];
+    if let Some(n) = options.pull_threshold_for_topic {
+        ranges.push(("pull_threshold_for_topic", as_i128(n), 1, 6_553_500));
+    }
+    if let Some(n) = options.pull_threshold_size_for_topic {
+        ranges.push((
+            "pull_threshold_size_for_topic (bytes)",
+            bytes(n),
+            1,
+            102_400 * MIB,
+        ));
+    }
+    for (name, value, min, max) in ranges {
+        if !(min..=max).contains(&value) {
+            return Err(ClientError::Config(format!(
+                "{name} is {value}; it must be in {min}..={max}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Java's `checkClientInBroker`: every subscription that is not a tag
