@@ -71,10 +71,7 @@ pub(crate) fn check_group(role: &str, group: &str) -> Result<(), ClientError> {
         "is empty"
     } else if group.len() > GROUP_MAX_LEN {
         "is longer than 120 characters"
-    } else if !group
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
-    {
+    } else if !rocketmq_model::message::has_topic_or_group_chars(group) {
         "may hold only %, |, ASCII letters, digits, _ and -"
     } else {
         return Ok(());

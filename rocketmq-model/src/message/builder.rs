@@ -10,6 +10,14 @@ use crate::error::{ModelError, Result};
 /// The longest user topic, in characters (`TopicValidator.TOPIC_MAX_LENGTH`).
 pub const TOPIC_MAX_LEN: usize = 127;
 
+/// Whether `name` uses only the characters Java allows in topic and group
+/// names (`TopicValidator.isTopicOrGroupIllegal`): `%`, `|`, ASCII
+/// letters, digits, `_` and `-`.
+pub fn has_topic_or_group_chars(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+}
+
 /// Checks a user topic against Java's `TopicValidator`: non-empty, at most 127
 /// characters, only `%`, `|`, ASCII letters, digits, `_` and `-`.
 pub fn validate_topic(topic: &str) -> Result<()> {
@@ -17,10 +25,7 @@ pub fn validate_topic(topic: &str) -> Result<()> {
         "empty"
     } else if topic.len() > TOPIC_MAX_LEN {
         "longer than 127 characters"
-    } else if !topic
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
-    {
+    } else if !has_topic_or_group_chars(topic) {
         "only %, |, ASCII letters, digits, _ and - are allowed"
     } else {
         return Ok(());
