@@ -139,6 +139,72 @@ impl ClientConfig {
     pub fn effective_client_ip(&self) -> IpAddr {
         self.client_ip.unwrap_or_else(local_ip)
     }
+
+    /// Refuses settings no client can run with: a zero request timeout
+    /// fails every call, and a zero interval would run its task without
+    /// pause. [`ClientInstance::acquire`](crate::ClientInstance::acquire)
+    /// checks this, so every builder does.
+    pub fn check(&self) -> Result<(), ClientError> {
+        let durations = [
+            ("request_timeout", self.request_timeout),
+            ("poll_name_server_interval", self.poll_name_server_interval),
+            ("heartbeat_broker_interval", self.heartbeat_broker_interval),
+            (
+                "persist_consumer_offset_interval",
+                self.persist_consumer_offset_interval,
+            ),
+            ("rebalance_interval", self.rebalance_interval),
+        ];
+        match durations.iter().find(|(_, value)| value.is_zero()) {
+            Some((name, _)) => Err(ClientError::Config(format!("{name} must not be zero"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The settings in which `other` differs from this configuration, by
+    /// field name. A second client with the same client id shares the first
+    /// one's instance, and with it the first one's settings; this says which
+    /// of its own are not in effect.
+    pub(crate) fn differences(&self, other: &ClientConfig) -> Vec<&'static str> {
+        let same_transport = match (&self.transport, &other.transport) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        [
+            ("namesrv_addrs", self.namesrv_addrs == other.namesrv_addrs),
+            (
+                "serialize_type",
+                self.serialize_type == other.serialize_type,
+            ),
+            (
+                "request_timeout",
+                self.request_timeout == other.request_timeout,
+            ),
+            (
+                "poll_name_server_interval",
+                self.poll_name_server_interval == other.poll_name_server_interval,
+            ),
+            (
+                "heartbeat_broker_interval",
+                self.heartbeat_broker_interval == other.heartbeat_broker_interval,
+            ),
+            (
+                "persist_consumer_offset_interval",
+                self.persist_consumer_offset_interval == other.persist_consumer_offset_interval,
+            ),
+            (
+                "rebalance_interval",
+                self.rebalance_interval == other.rebalance_interval,
+            ),
+            ("credentials", self.credentials == other.credentials),
+            ("transport", same_transport),
+        ]
+        .into_iter()
+        .filter(|(_, same)| !same)
+        .map(|(name, _)| name)
+        .collect()
+    }
 }
 
 impl Default for ClientConfig {
@@ -264,6 +330,46 @@ mod tests {
         let config = ClientConfig::new([" ns1:9876;ns2:9876 ", ";", "ns3:9876"]);
         assert_eq!(config.namesrv_addrs, ["ns1:9876", "ns2:9876", "ns3:9876"]);
         assert!(ClientConfig::new([" ; "]).namesrv_addrs.is_empty());
+    }
+
+    #[test]
+    fn zero_timeouts_and_intervals_are_refused() {
+        assert!(ClientConfig::new(["ns:9876"]).check().is_ok());
+        let zeroed: [fn(&mut ClientConfig); 5] = [
+            |c| c.request_timeout = Duration::ZERO,
+            |c| c.poll_name_server_interval = Duration::ZERO,
+            |c| c.heartbeat_broker_interval = Duration::ZERO,
+            |c| c.persist_consumer_offset_interval = Duration::ZERO,
+            |c| c.rebalance_interval = Duration::ZERO,
+        ];
+        for zero in zeroed {
+            let mut config = ClientConfig::new(["ns:9876"]);
+            zero(&mut config);
+            let err = config.check().unwrap_err().to_string();
+            assert!(err.contains("must not be zero"), "{err}");
+        }
+        let slow = ClientConfig {
+            request_timeout: Duration::MAX,
+            ..ClientConfig::new(["ns:9876"])
+        };
+        assert!(slow.check().is_ok());
+    }
+
+    #[test]
+    fn differences_name_the_settings_not_in_effect() {
+        let first = ClientConfig::new(["ns:9876"]);
+        let mut second = first.clone();
+        assert!(first.differences(&second).is_empty());
+        second.instance_name = "other".into();
+        second.client_ip = Some("10.0.0.1".parse().unwrap());
+        assert!(first.differences(&second).is_empty(), "part of the id");
+        second.request_timeout = Duration::from_secs(10);
+        second.credentials = Some(Credentials::new("ak", "sk"));
+        second.namesrv_addrs.push("ns2:9876".into());
+        assert_eq!(
+            first.differences(&second),
+            ["namesrv_addrs", "request_timeout", "credentials"]
+        );
     }
 
     #[test]

@@ -145,3 +145,20 @@ async fn a_group_registers_once_per_instance() {
     lease.release().await;
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_zero_timeout_or_interval_is_refused_before_anything_starts() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let mut zero_timeout = config(&cluster, "zero_timeout");
+    zero_timeout.request_timeout = Duration::ZERO;
+    let mut zero_heartbeat = config(&cluster, "zero_heartbeat");
+    zero_heartbeat.heartbeat_broker_interval = Duration::ZERO;
+    for (config, field) in [
+        (zero_timeout, "request_timeout"),
+        (zero_heartbeat, "heartbeat_broker_interval"),
+    ] {
+        let error = ClientInstance::acquire(config).err().unwrap().to_string();
+        assert!(error.contains(field), "{error}");
+    }
+    cluster.shutdown().await;
+}

@@ -111,6 +111,7 @@ impl ClientInstance {
         if config.namesrv_addrs.is_empty() {
             return Err(ClientError::Config("no nameserver address".into()));
         }
+        config.check()?;
         config.resolve_instance_name();
         let instance = registry::acquire(config, ClientInstance::start);
         Ok(InstanceLease {

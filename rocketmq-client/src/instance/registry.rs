@@ -24,6 +24,16 @@ pub(super) fn acquire(
         .and_then(Weak::upgrade)
         .filter(|inner| !inner.closing.load(Ordering::Acquire));
     if let Some(inner) = running {
+        let ignored = inner.config.differences(&config);
+        if !ignored.is_empty() {
+            tracing::warn!(
+                %client_id,
+                ?ignored,
+                "a client instance with this id is running; this client shares it, and \
+                 these settings of its own are ignored (give it another instance_name to \
+                 have its own)"
+            );
+        }
         inner.users.fetch_add(1, Ordering::AcqRel);
         return ClientInstance { inner };
     }
