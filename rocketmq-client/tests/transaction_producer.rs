@@ -258,15 +258,23 @@ async fn the_local_outcome_is_the_answer_when_end_transaction_cannot_be_sent() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_transaction_producer_needs_a_group_of_its_own() {
+async fn producers_need_a_group_of_their_own() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
-    let refused = Producer::builder()
+    let plain = Producer::builder()
+        .client_config(config(&cluster, "default_group"))
+        .build()
+        .await;
+    let transactional = Producer::builder()
         .client_config(config(&cluster, "tx_default_group"))
         .build_transactional(Bank::new(LocalTransactionState::CommitMessage))
         .await;
-    assert!(
-        matches!(refused, Err(rocketmq_client::ClientError::Config(_))),
-        "the default group was accepted"
-    );
+    for refused in [plain.err(), transactional.err()] {
+        match refused {
+            Some(rocketmq_client::ClientError::Config(reason)) => {
+                assert!(reason.contains("DEFAULT_PRODUCER"), "{reason}");
+            }
+            other => panic!("the default group was not refused: {other:?}"),
+        }
+    }
     cluster.shutdown().await;
 }

@@ -19,7 +19,8 @@ pub const DEFAULT_PRODUCER_GROUP: &str = "DEFAULT_PRODUCER";
 /// Settings of a producer (Java `DefaultMQProducer` names in snake_case).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerOptions {
-    /// The producer group (`DEFAULT_PRODUCER`).
+    /// The producer group. Its default, `DEFAULT_PRODUCER`, is refused at
+    /// build, as Java does: name the group.
     pub producer_group: String,
     /// The budget of one send, retries included (3 s).
     pub send_msg_timeout: Duration,

@@ -232,6 +232,14 @@ impl Future for SendHandle {
 
 fn validate_options(options: &ProducerOptions) -> Result<()> {
     crate::config::check_group("producer", &options.producer_group)?;
+    if options.producer_group == DEFAULT_PRODUCER_GROUP {
+        // Java refuses it for every producer: the broker checks a
+        // transaction back with any producer of its group, and unrelated
+        // applications left on the default would share one group there.
+        return Err(ClientError::Config(format!(
+            "the producer group can not be {DEFAULT_PRODUCER_GROUP}; name one with producer_group()"
+        )));
+    }
     if options.max_message_size == 0 {
         return Err(ClientError::Config(
             "max_message_size must be above zero".into(),

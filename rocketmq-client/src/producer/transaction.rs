@@ -15,10 +15,7 @@ use rocketmq_model::{Message, MessageExt, OffsetMessageId};
 use rocketmq_remoting::calls::EndTransaction;
 
 use super::send::Sender;
-use super::{
-    DEFAULT_PRODUCER_GROUP, ProducerBuilder, SendResult, SendStatus, register, unregister,
-    validate_options,
-};
+use super::{ProducerBuilder, SendResult, SendStatus, register, unregister, validate_options};
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, InstanceLease, ProducerHandle};
@@ -185,16 +182,6 @@ impl TransactionProducer {
         listener: Arc<dyn TransactionListener>,
     ) -> Result<TransactionProducer> {
         validate_options(&builder.options)?;
-        if builder.options.producer_group == DEFAULT_PRODUCER_GROUP {
-            // The broker checks a transaction back with any producer of its
-            // group: unrelated applications left on the default group would
-            // answer (and roll back) each other's transactions. Java refuses
-            // the default group for every producer.
-            return Err(ClientError::Config(
-                "a transaction producer needs a producer group of its own, not DEFAULT_PRODUCER"
-                    .into(),
-            ));
-        }
         let for_checks = listener.clone();
         let (lease, sender) = register(
             builder.options,
