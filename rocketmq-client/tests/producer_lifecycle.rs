@@ -156,8 +156,15 @@ async fn a_dropped_producer_frees_its_group() {
 
 #[tokio::test]
 async fn building_without_a_nameserver_fails() {
-    let error = Producer::builder().build().await.unwrap_err();
-    assert!(matches!(error, ClientError::Config(_)), "{error}");
+    let error = Producer::builder()
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClientError::Config(reason) if reason.contains("nameserver")),
+        "{error}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
