@@ -269,12 +269,10 @@ impl Store {
         } else if offset == max_offset {
             (ReadStatus::OffsetOverflowOne, offset)
         } else if offset > max_offset {
-            let next = if min_offset == 0 {
-                min_offset
-            } else {
-                max_offset
-            };
-            (ReadStatus::OffsetOverflowBadly, next)
+            // Java 4.9.1 and later (`DefaultMessageStore.getMessage`): the
+            // end of the queue, not its start, which would consume it all
+            // again.
+            (ReadStatus::OffsetOverflowBadly, max_offset)
         } else {
             let (messages, scanned) = scan(entries, offset, limits, &filter);
             let status = if messages.is_empty() {
@@ -483,7 +481,7 @@ mod tests {
         let bad = read(9);
         assert_eq!(
             (bad.status, bad.next_begin_offset),
-            (ReadStatus::OffsetOverflowBadly, 0)
+            (ReadStatus::OffsetOverflowBadly, 2)
         );
         assert_eq!(read(-1).status, ReadStatus::OffsetTooSmall);
         let none = store.read("T", 1, 0, ALL, |m| m.tags_code == 0);

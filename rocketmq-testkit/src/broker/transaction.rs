@@ -136,11 +136,10 @@ pub(crate) fn end(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     }
 }
 
-/// The committed message (Java's `endMessageTransaction`): real topic and
-/// queue, REAL_TOPIC and REAL_QID cleared, COMMIT transaction type, the half
-/// message's offset as prepared offset. TRAN_MSG stays: Java copies every
-/// property and clears only the two REAL_* ones, which is why its consumer
-/// sets the transaction id from UNIQ_KEY when TRAN_MSG is true.
+/// The committed message (Java's `EndTransactionProcessor`): real topic and
+/// queue, REAL_TOPIC, REAL_QID and TRAN_MSG cleared (the other properties,
+/// PGROUP among them, are copied), COMMIT transaction type, the half
+/// message's offset as prepared offset.
 fn committed(half: &StoredMessage) -> NewMessage {
     let ext = &half.ext;
     let mut message = ext.message.clone();
@@ -152,7 +151,7 @@ fn committed(half: &StoredMessage) -> NewMessage {
         .property(property::REAL_TOPIC)
         .unwrap_or_default()
         .to_owned();
-    for name in [property::REAL_TOPIC, property::REAL_QID] {
+    for name in [property::REAL_TOPIC, property::REAL_QID, property::TRAN_MSG] {
         message.properties.remove(name);
     }
     NewMessage {
