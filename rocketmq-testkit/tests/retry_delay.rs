@@ -251,3 +251,27 @@ async fn delayed_messages_survive_a_restart() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(cluster.broker(0).messages("T", 0).len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_level_above_the_longest_waits_the_longest() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let client = TestClient::new(&cluster);
+    let broker = cluster.broker(0);
+    // As another client may write it: Java reads the level as an int and
+    // delays anything above 18 by level 18 (2 h).
+    let mut delayed = Message::new("T", "much later");
+    delayed.properties.insert(property::DELAY, "300").unwrap();
+    client.send(ADDR, &delayed, 0).await;
+    assert!(broker.messages("T", 0).is_empty());
+    assert_eq!(broker.scheduled_count(), 1);
+    tokio::time::sleep(Duration::from_secs(2 * 3600 - 1)).await;
+    assert!(broker.messages("T", 0).is_empty(), "before 2 h");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    within(async {
+        while broker.messages("T", 0).is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    cluster.shutdown().await;
+}

@@ -197,6 +197,8 @@ mod tests {
     #[test]
     fn java_batch_rules() {
         let t = msg("t", "x");
+        let mut delay_300 = msg("t", "x");
+        delay_300.properties.insert(property::DELAY, "300").unwrap();
         let cases: Vec<(Vec<Message>, usize)> = vec![
             (vec![], 0),
             (vec![t.clone(), msg("u", "x")], 1),
@@ -216,6 +218,8 @@ mod tests {
                 2,
             ),
             (vec![Message::new("%RETRY%g", "x")], 0),
+            // Above the longest level, as another client may write it.
+            (vec![t.clone(), delay_300], 1),
         ];
         for (batch, at) in cases {
             match encode_batch(&batch) {

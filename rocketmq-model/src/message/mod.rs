@@ -110,10 +110,14 @@ impl Message {
             .filter(|k| !k.is_empty())
     }
 
-    /// The delay level (DELAY), or `None` when absent, 0 or not a number.
-    pub fn delay_level(&self) -> Option<u8> {
+    /// The delay level (DELAY), or `None` when absent, not above 0 or not a
+    /// number. Read as Java reads it (an `int`), so a level above
+    /// [`MAX_DELAY_LEVEL`] is returned as it is: a broker delays it by the
+    /// longest level.
+    pub fn delay_level(&self) -> Option<u32> {
         self.property(property::DELAY)
-            .and_then(|v| v.trim().parse::<u8>().ok())
+            .and_then(|v| v.trim().parse::<i32>().ok())
+            .and_then(|level| u32::try_from(level).ok())
             .filter(|&level| level > 0)
     }
 
@@ -187,7 +191,15 @@ mod tests {
             Some(UNIX_EPOCH + Duration::from_millis(1500))
         );
         assert_eq!(msg.sharding_key(), Some("s"));
-        msg.properties.insert(property::DELAY, "0").unwrap();
-        assert_eq!(msg.delay_level(), None);
+        for (written, read) in [
+            ("0", None),
+            ("-1", None),
+            ("x", None),
+            ("300", Some(300)),
+            ("2147483648", None),
+        ] {
+            msg.properties.insert(property::DELAY, written).unwrap();
+            assert_eq!(msg.delay_level(), read, "{written}");
+        }
     }
 }

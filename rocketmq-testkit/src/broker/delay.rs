@@ -84,7 +84,10 @@ pub(crate) fn parking(new: &mut NewMessage) -> rocketmq_model::Result<Option<Par
         ] {
             properties.remove(name);
         }
-        return Ok(Some(Parking::Level(level.min(MAX_DELAY_LEVEL))));
+        // Java's HookUtils.transformDelayLevelMessage: above the longest
+        // level is the longest level.
+        let level = u8::try_from(level).map_or(MAX_DELAY_LEVEL, |l| l.min(MAX_DELAY_LEVEL));
+        return Ok(Some(Parking::Level(level)));
     }
     if new.message.topic == TIMER_TOPIC || properties.contains(property::TIMER_OUT_MS) {
         return Ok(None);
