@@ -45,7 +45,10 @@ pub fn found_messages(
         (Some(error), None) => return Err(error.into()),
         (Some(error), Some(last)) => {
             // The record after the last one decoded, in the queue's offsets.
-            let resume = last.queue_offset + 1 + response.header.offset_delta.unwrap_or(0);
+            let resume = last
+                .queue_offset
+                .saturating_add(1)
+                .saturating_add(response.header.offset_delta.unwrap_or(0));
             tracing::error!(%mq, resume, next_begin = response.header.next_begin_offset, %error,
                 "a pull answer breaks off at a malformed record; the messages before it are delivered and the next pull starts at it");
             resume
@@ -103,7 +106,8 @@ fn annotate(
     properties.insert(property::MAX_OFFSET, header.max_offset.to_compact_string())?;
     msg.queue_id = mq.queue_id;
     if let Some(delta) = header.offset_delta {
-        msg.queue_offset += delta;
+        // The broker's numbers: no overflow panics (debug) or wraps.
+        msg.queue_offset = msg.queue_offset.saturating_add(delta);
     }
     Ok(())
 }
@@ -162,6 +166,11 @@ mod tests {
         let moved = found_messages(&mq, &answer(&[40, 41], true, Some(1000)), &all).unwrap();
         assert_eq!(moved.messages[1].queue_offset, 1041);
         assert_eq!(moved.next_offset, 1042);
+
+        // A delta that overflows saturates rather than panic or wrap.
+        let huge = found_messages(&mq, &answer(&[40, 41], true, Some(i64::MAX)), &all).unwrap();
+        assert_eq!(huge.messages[1].queue_offset, i64::MAX);
+        assert_eq!(huge.next_offset, i64::MAX);
 
         // Filtered away, the messages before the break still move the queue on.
         let other_tag = SubscriptionData::from_expression("T", "b", Default::default()).unwrap();

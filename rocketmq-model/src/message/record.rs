@@ -225,7 +225,19 @@ fn decode_fields(mut r: ByteReader, options: &DecodeOptions) -> Result<MessageEx
 pub fn unwrap_inner_batch(outer: &MessageExt) -> Result<Vec<MessageExt>> {
     let entries = decode_batch_entries(outer.message.body.clone())?;
     let mut messages = Vec::with_capacity(entries.len());
-    for (offset, entry) in (outer.queue_offset..).zip(entries) {
+    for (index, entry) in entries.into_iter().enumerate() {
+        let offset = i64::try_from(index)
+            .ok()
+            .and_then(|index| outer.queue_offset.checked_add(index))
+            .ok_or_else(|| {
+                ModelError::malformed(
+                    "inner batch",
+                    format!(
+                        "message {index} of a batch at queue offset {} overflows the queue offsets",
+                        outer.queue_offset
+                    ),
+                )
+            })?;
         messages.push(MessageExt {
             message: Message {
                 topic: outer.message.topic.clone(),
@@ -664,6 +676,15 @@ mod tests {
             decode_record(&mut single).unwrap().message.body,
             outer.message.body
         );
+        // The last offset fits; one past it does not.
+        outer.queue_offset = i64::MAX - 2;
+        let last = unwrap_inner_batch(&outer).unwrap();
+        assert_eq!(last[2].queue_offset, i64::MAX);
+        outer.queue_offset = i64::MAX - 1;
+        assert!(matches!(
+            unwrap_inner_batch(&outer),
+            Err(ModelError::Malformed { .. })
+        ));
     }
 
     #[test]
