@@ -1,5 +1,6 @@
 //! Feeds arbitrary bytes to every JSON body decoder, including the tolerant
-//! readers of fastjson's non-standard maps: errors are fine, panics are not.
+//! readers of fastjson's non-standard maps: errors are fine, panics are not,
+//! and neither are allocations a few bytes can make huge.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +18,11 @@ fn decode_reencode<B: JsonBody>(data: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     decode_reencode::<TopicRouteData>(data);
+    // A decoded route's queue counts are bounded, so making its queues is too.
+    if let Ok(route) = TopicRouteData::decode(data) {
+        let _ = route.publish_queues("T");
+        let _ = route.subscribe_queues("T");
+    }
     decode_reencode::<ClusterInfo>(data);
     decode_reencode::<HeartbeatData>(data);
     decode_reencode::<ConsumerRunningInfo>(data);

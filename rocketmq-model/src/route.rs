@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::body::nonstandard_json::{decode_quoting_integer_keys, json_error};
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::queue::MessageQueue;
 
 /// The broker id of a master (`MixAll.MASTER_ID`).
@@ -18,6 +18,16 @@ pub const AUTO_CREATE_TOPIC: &str = "TBW102";
 
 /// The Java producer's default `defaultTopicQueueNums`.
 pub const DEFAULT_TOPIC_QUEUE_NUMS: i32 = 4;
+
+/// The most queues of one topic on one broker a route may name. Java sets no
+/// limit and makes one queue object per count, so a route claiming two
+/// billion queues would exhaust memory; real topics have at most a few
+/// thousand.
+pub const MAX_QUEUES_PER_BROKER: i32 = 65_536;
+
+/// The most readable (or writable) queues a whole route may name, all its
+/// brokers together.
+pub const MAX_QUEUES_PER_ROUTE: i64 = 262_144;
 
 /// Permission bits of a topic or broker (`PermName`).
 pub mod perm {
@@ -179,8 +189,65 @@ impl BrokerData {
 impl TopicRouteData {
     /// Decodes the route JSON, accepting bare integer `brokerAddrs` keys from
     /// old name servers and both `topicSysFlag` spellings (§7.1).
+    /// A queue count above [`MAX_QUEUES_PER_BROKER`] is an error.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        decode_quoting_integer_keys("TopicRouteData", bytes)
+        let route: TopicRouteData = decode_quoting_integer_keys("TopicRouteData", bytes)?;
+        route.check_queue_counts()?;
+        Ok(route)
+    }
+
+    fn check_queue_counts(&self) -> Result<()> {
+        let too_many = |broker: &str, what: &str, count: i32| {
+            ModelError::malformed(
+                "TopicRouteData",
+                format!(
+                    "{what} {count} of broker {broker} is above the limit of {MAX_QUEUES_PER_BROKER}"
+                ),
+            )
+        };
+        for qd in &self.queue_datas {
+            if qd.read_queue_nums > MAX_QUEUES_PER_BROKER {
+                return Err(too_many(
+                    &qd.broker_name,
+                    "readQueueNums",
+                    qd.read_queue_nums,
+                ));
+            }
+            if qd.write_queue_nums > MAX_QUEUES_PER_BROKER {
+                return Err(too_many(
+                    &qd.broker_name,
+                    "writeQueueNums",
+                    qd.write_queue_nums,
+                ));
+            }
+        }
+        let mut ordered = 0;
+        for (broker, count) in order_conf_entries(self.order_topic_conf.as_deref().unwrap_or("")) {
+            if count > MAX_QUEUES_PER_BROKER {
+                return Err(too_many(broker, "the orderTopicConf count", count));
+            }
+            ordered += i64::from(count.max(0));
+        }
+        let total = |count: fn(&QueueData) -> i32| -> i64 {
+            self.queue_datas
+                .iter()
+                .map(|qd| i64::from(count(qd).max(0)))
+                .sum()
+        };
+        let totals = [
+            ("readQueueNums", total(|qd| qd.read_queue_nums)),
+            ("writeQueueNums", total(|qd| qd.write_queue_nums)),
+            ("orderTopicConf", ordered),
+        ];
+        match totals.iter().find(|(_, sum)| *sum > MAX_QUEUES_PER_ROUTE) {
+            Some((what, sum)) => Err(ModelError::malformed(
+                "TopicRouteData",
+                format!(
+                    "the route's {what} add up to {sum}, above the limit of {MAX_QUEUES_PER_ROUTE}"
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Encodes standard JSON (quoted map keys).
@@ -265,15 +332,21 @@ fn queue_range<'a>(
     broker_name: &'a str,
     count: i32,
 ) -> impl Iterator<Item = MessageQueue> + 'a {
-    (0..count.max(0)).map(move |id| MessageQueue::new(topic, broker_name, id))
+    // Decoded routes are checked; one built in code is held to the limit too.
+    (0..count.clamp(0, MAX_QUEUES_PER_BROKER))
+        .map(move |id| MessageQueue::new(topic, broker_name, id))
+}
+
+/// The well-formed `broker:count` entries of an `orderTopicConf`.
+fn order_conf_entries(conf: &str) -> impl Iterator<Item = (&str, i32)> {
+    conf.split(';').filter_map(|entry| {
+        let (broker, nums) = entry.split_once(':')?;
+        Some((broker, nums.trim().parse::<i32>().ok()?))
+    })
 }
 
 fn ordered_queues(topic: &str, conf: &str) -> Vec<MessageQueue> {
-    conf.split(';')
-        .filter_map(|entry| {
-            let (broker, nums) = entry.split_once(':')?;
-            Some((broker, nums.trim().parse::<i32>().ok()?))
-        })
+    order_conf_entries(conf)
         .flat_map(|(broker, nums)| queue_range(topic, broker, nums).collect::<Vec<_>>())
         .collect()
 }
@@ -299,6 +372,50 @@ mod tests {
 
     fn route() -> TopicRouteData {
         TopicRouteData::decode(JAVA_BARE_KEYS.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn queue_counts_past_the_limit_are_refused() {
+        let route = |queue_data: &str, order: &str| {
+            format!(
+                r#"{{"brokerDatas":[{{"brokerAddrs":{{"0":"10.0.0.1:10911"}},"brokerName":"b","cluster":"c"}}],"queueDatas":[{queue_data}]{order}}}"#
+            )
+        };
+        let queues = |r: i32, w: i32| {
+            format!(r#"{{"brokerName":"b","perm":6,"readQueueNums":{r},"writeQueueNums":{w}}}"#)
+        };
+        let limit = MAX_QUEUES_PER_BROKER;
+        let fine = TopicRouteData::decode(route(&queues(limit, limit), "").as_bytes()).unwrap();
+        assert_eq!(fine.subscribe_queues("T").len(), limit as usize);
+        for bad in [
+            route(&queues(i32::MAX, 4), ""),
+            route(&queues(4, limit + 1), ""),
+            route(&queues(4, 4), r#","orderTopicConf":"b:2147483647""#),
+        ] {
+            match TopicRouteData::decode(bad.as_bytes()) {
+                Err(ModelError::Malformed { reason, .. }) => {
+                    assert!(reason.contains("above the limit"), "{reason}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let many_brokers = (0..5)
+            .map(|i| queues(limit, 1).replace(r#""b""#, &format!(r#""b{i}""#)))
+            .collect::<Vec<_>>()
+            .join(",");
+        match TopicRouteData::decode(route(&many_brokers, "").as_bytes()) {
+            Err(ModelError::Malformed { reason, .. }) => {
+                assert!(
+                    reason.contains("readQueueNums add up to 327680"),
+                    "{reason}"
+                );
+            }
+            other => panic!("five brokers at the limit: {other:?}"),
+        }
+        // A route built in code is held to the limit when it makes queues.
+        let mut built = fine;
+        built.queue_datas[0].read_queue_nums = i32::MAX;
+        assert_eq!(built.subscribe_queues("T").len(), limit as usize);
     }
 
     #[test]
