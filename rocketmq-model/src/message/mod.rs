@@ -23,9 +23,10 @@ pub use ext::MessageExt;
 pub use id::{OffsetMessageId, UniqueIdGenerator};
 pub use properties::Properties;
 pub use record::{
-    DEFAULT_MAX_DECOMPRESSED_BODY, DecodeOptions, DecodedRecords, MAGIC_CODE_V1, MAGIC_CODE_V2,
-    decode_record, decode_record_with, decode_records, decode_records_prefix,
-    decode_records_prefix_with, decode_records_with, encode_record, unwrap_inner_batch,
+    DEFAULT_MAX_DECOMPRESSED_BODY, DEFAULT_MAX_DECOMPRESSED_TOTAL, DecodeOptions, DecodedRecords,
+    MAGIC_CODE_V1, MAGIC_CODE_V2, decode_record, decode_record_with, decode_records,
+    decode_records_prefix, decode_records_prefix_with, decode_records_with, encode_record,
+    unwrap_inner_batch,
 };
 pub use sysflag::TransactionType;
 

@@ -19,6 +19,10 @@ pub const MAGIC_CODE_V2: i32 = 0xDAA3_20AB_u32 as i32;
 /// The default cap on one decompressed body: 8 × the 4 MiB producer limit.
 pub const DEFAULT_MAX_DECOMPRESSED_BODY: usize = 32 * 1024 * 1024;
 
+/// The default cap on all the bodies of one decoded answer together: a
+/// full default pull (32 messages) of bodies at the 4 MiB producer limit.
+pub const DEFAULT_MAX_DECOMPRESSED_TOTAL: usize = 128 * 1024 * 1024;
+
 const WHAT: &str = "message record";
 
 /// How to decode records.
@@ -34,6 +38,12 @@ pub struct DecodeOptions {
     /// The largest decompressed body accepted; a larger one is kept
     /// compressed (and is never allocated).
     pub max_decompressed_body: usize,
+    /// The most body bytes one call decoding several records hands out, all
+    /// bodies together: once the bodies so far leave less room than a body
+    /// needs decompressed, it is kept compressed. Without it, a pull answer
+    /// of a few kilobytes of compression bombs would decompress to a
+    /// gigabyte (Java sets no limit at all).
+    pub max_decompressed_total: usize,
     /// Check BODYCRC against the stored body (Java's client does not).
     pub check_crc: bool,
 }
@@ -43,6 +53,7 @@ impl Default for DecodeOptions {
         DecodeOptions {
             decompress: true,
             max_decompressed_body: DEFAULT_MAX_DECOMPRESSED_BODY,
+            max_decompressed_total: DEFAULT_MAX_DECOMPRESSED_TOTAL,
             check_crc: false,
         }
     }
@@ -90,8 +101,16 @@ pub fn decode_records_prefix(body: Bytes) -> DecodedRecords {
 pub fn decode_records_prefix_with(mut body: Bytes, options: &DecodeOptions) -> DecodedRecords {
     let mut messages = Vec::new();
     let mut malformed = None;
+    // Bodies not decompressed are slices of `body`, at most a frame; they
+    // count too, which keeps the sum simple and costs a frame of room.
+    let mut room = options.max_decompressed_total;
     while !body.is_empty() {
-        let decoded = decode_record_with(&mut body, options).and_then(|ext| {
+        let this_one = DecodeOptions {
+            max_decompressed_body: options.max_decompressed_body.min(room),
+            ..*options
+        };
+        let decoded = decode_record_with(&mut body, &this_one).and_then(|ext| {
+            room = room.saturating_sub(ext.message.body.len());
             if sysflag::needs_unwrap(ext.sys_flag) && !sysflag::has(ext.sys_flag, COMPRESSED_FLAG) {
                 messages.extend(unwrap_inner_batch(&ext)?);
             } else {
@@ -625,6 +644,36 @@ mod tests {
             assert_eq!(decoded.message.body, plain, "{kind:?}");
             assert_eq!(decoded.sys_flag, sysflag::with_compression(0, kind) & !1);
         }
+    }
+
+    #[test]
+    fn one_answer_decompresses_no_more_than_its_total() {
+        // Four bombs of 1 MiB of zeros each, a few hundred bytes on the wire.
+        let plain = vec![0u8; 1 << 20];
+        let mut bomb = sample();
+        bomb.message.body = compression::compress(&plain, CompressionType::Zstd, 5).unwrap();
+        bomb.sys_flag = sysflag::with_compression(0, CompressionType::Zstd);
+        let answer =
+            Bytes::from([encode(&bomb), encode(&bomb), encode(&bomb), encode(&bomb)].concat());
+        assert!(answer.len() < 4 * 1024);
+        let options = DecodeOptions {
+            max_decompressed_total: (5 << 20) / 2,
+            ..DecodeOptions::default()
+        };
+        let decoded = decode_records_with(answer.clone(), &options).unwrap();
+        let inflated: Vec<bool> = decoded
+            .iter()
+            .map(|m| !sysflag::has(m.sys_flag, COMPRESSED_FLAG))
+            .collect();
+        // Two fit in 2.5 MiB; the third would pass it and stays compressed,
+        // and so does the fourth.
+        assert_eq!(inflated, [true, true, false, false]);
+        assert_eq!(decoded[2].message.body, bomb.message.body);
+        let total: usize = decoded.iter().map(|m| m.message.body.len()).sum();
+        assert!(total <= options.max_decompressed_total, "{total}");
+        // By default all four fit.
+        let all = decode_records(answer).unwrap();
+        assert!(all.iter().all(|m| m.message.body.len() == plain.len()));
     }
 
     #[test]
