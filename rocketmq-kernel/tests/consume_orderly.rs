@@ -334,3 +334,67 @@ async fn shutdown_reports_the_abandoned_batch_and_cached_messages() {
     );
     assert_eq!(committed(&fx, &mq(0)), None);
 }
+
+/// Suspends its first `suspends` calls, asking for `pause` each time, then
+/// succeeds; counts its calls.
+struct Suspender {
+    suspends: usize,
+    pause: Option<Duration>,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl OrderlyListener for Suspender {
+    async fn consume(&self, _msgs: Vec<MessageExt>, ctx: &mut OrderlyContext) -> OrderlyResult {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.suspends {
+            ctx.suspend_current_queue_time = self.pause;
+            OrderlyResult::SuspendCurrentQueue
+        } else {
+            OrderlyResult::Success
+        }
+    }
+}
+
+/// Runs a queue of one message through a listener that suspends `suspends`
+/// times asking for `pause` (`options_pause` in the options), and returns how
+/// long it took the queue to commit.
+async fn time_to_commit(
+    suspends: usize,
+    pause: Option<Duration>,
+    options_pause: Duration,
+) -> Duration {
+    let mut options = with(1, 1);
+    options.message_model = MessageModel::Broadcasting;
+    options.suspend_current_queue_time = options_pause;
+    let fx = fixture(options);
+    let listener = Arc::new(Suspender {
+        suspends,
+        pause,
+        calls: AtomicUsize::new(0),
+    });
+    let service = OrderlyService::new(fx.env.clone(), listener.clone());
+    let (_pq, request) = queue_with(&mq(0), 0..1);
+    let started = Instant::now();
+    service.submit(request).await;
+    until(|| committed(&fx, &mq(0)) == Some(1)).await;
+    let took = started.elapsed();
+    assert_eq!(listener.calls.load(Ordering::SeqCst), suspends + 1);
+    service.shutdown(Duration::from_secs(1)).await;
+    took
+}
+
+#[tokio::test(start_paused = true)]
+async fn suspend_times_are_held_between_10_ms_and_30_s() {
+    // A zero pause, asked by the listener or set in the options, is no busy
+    // loop: each suspend waits at least 10 ms, as Java's does.
+    let zero_ctx = time_to_commit(100, Some(Duration::ZERO), Duration::from_secs(1)).await;
+    assert!(zero_ctx >= Duration::from_secs(1), "{zero_ctx:?}");
+    let zero_options = time_to_commit(100, None, Duration::ZERO).await;
+    assert!(zero_options >= Duration::from_secs(1), "{zero_options:?}");
+    // An hour is 30 s.
+    let hour = time_to_commit(1, Some(Duration::from_secs(3600)), Duration::from_secs(1)).await;
+    assert!(
+        (Duration::from_secs(30)..Duration::from_secs(31)).contains(&hour),
+        "{hour:?}"
+    );
+}

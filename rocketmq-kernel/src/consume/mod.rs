@@ -103,7 +103,9 @@ pub use listener::{
     ConcurrentContext, ConcurrentListener, ConcurrentResult, OrderlyContext, OrderlyListener,
     OrderlyResult,
 };
-pub use orderly::{LOCK_FAILED_RETRY_DELAY, LOCKED_RETRY_DELAY, OrderlyService};
+pub use orderly::{
+    LOCK_FAILED_RETRY_DELAY, LOCKED_RETRY_DELAY, LONGEST_SUSPEND, OrderlyService, SHORTEST_SUSPEND,
+};
 pub use send_back::{CLIENT_INNER_PRODUCER_GROUP, SendBack, restore_retry_topic, retry_copy};
 pub use stats::{ConsumeStats, TopicConsumeStats};
 

@@ -31,6 +31,13 @@ pub const LOCKED_RETRY_DELAY: Duration = Duration::from_millis(10);
 /// could not be asked).
 pub const LOCK_FAILED_RETRY_DELAY: Duration = Duration::from_secs(3);
 
+/// The shortest pause after a suspended batch, whatever the listener or the
+/// options ask (Java's `submitConsumeRequestLater`).
+pub const SHORTEST_SUSPEND: Duration = Duration::from_millis(10);
+
+/// The longest pause after a suspended batch (Java's limit too).
+pub const LONGEST_SUSPEND: Duration = Duration::from_secs(30);
+
 /// Consumes orderly: one consume loop per queue with messages, never two
 /// batches of one queue at once, at most `consume_thread_max` batches (of
 /// any queues) at once.
@@ -41,7 +48,8 @@ pub const LOCK_FAILED_RETRY_DELAY: Duration = Duration::from_secs(3);
 /// [`LOCKED_RETRY_DELAY`] or [`LOCK_FAILED_RETRY_DELAY`]. Each batch is
 /// consumed holding the process queue's `consume_lock`, so a rebalance does
 /// not unlock the queue mid-batch. A successful batch is committed; a
-/// suspended one is consumed again after the suspend time, in place, with
+/// suspended one is consumed again after the suspend time (held between
+/// [`SHORTEST_SUSPEND`] and [`LONGEST_SUSPEND`]), in place, with
 /// its reconsume count raised, until the count reaches
 /// `orderly_max_reconsume_times`: then the message is sent to
 /// `%RETRY%<group>` (which the broker dead-letters) and counts as consumed,
@@ -427,10 +435,12 @@ impl Shared {
         // Messages sent to the retry topic stay taken until the next commit.
         pq.make_available_later(&again);
         let options = &self.env.options;
-        Step::Pause(
-            ctx.suspend_current_queue_time
-                .unwrap_or(options.suspend_current_queue_time),
-        )
+        let pause = ctx
+            .suspend_current_queue_time
+            .unwrap_or(options.suspend_current_queue_time);
+        // As Java's submitConsumeRequestLater: never a busy loop, never
+        // a queue stalled for more than 30 s.
+        Step::Pause(pause.clamp(SHORTEST_SUSPEND, LONGEST_SUSPEND))
     }
 
     /// Sends a message that reached the maximum reconsume count to

@@ -188,7 +188,9 @@ impl PushConsumerBuilder {
         self
     }
 
-    /// Orderly: pause of a queue after a failed batch (1 s).
+    /// Orderly: pause of a queue after a failed batch (1 s). Held between
+    /// 10 ms and 30 s when used, as Java does, whether set here or by the
+    /// listener's context.
     pub fn suspend_current_queue_time(mut self, time: Duration) -> Self {
         self.options.suspend_current_queue_time = time;
         self
