@@ -117,10 +117,11 @@ impl PushCore {
         };
         let mut lags = BTreeMap::new();
         for mq in rebalancer.assigned() {
-            let committed = self
-                .store
-                .read(&mq, ReadOffsetType::MemoryThenStore)
-                .await?;
+            // Memory only: a rebalance may take `mq` away while this loop
+            // awaits the brokers, and reading through to the broker would
+            // bring its old offset back into the store, whose periodic
+            // persistence would then write it over the new owner's.
+            let committed = self.store.read(&mq, ReadOffsetType::Memory).await?;
             let Some(committed) = committed else {
                 continue;
             };
