@@ -1,7 +1,8 @@
 //! The pull loop's handling of each answer: FOUND puts, submits and
 //! advances; the tag re-filter; NO_NEW_MSG / NO_MATCHED_MSG; OFFSET_ILLEGAL
 //! drops the queue and corrects its offset; a broken answer delivers what
-//! precedes the break and pulls again from it; errors back off; the commit flag;
+//! precedes the break and pulls again from it; a record that cannot be
+//! decoded is skipped alone; errors back off; the commit flag;
 //! the suggested broker; suspend and resume.
 
 #![allow(clippy::unwrap_used)]
@@ -15,7 +16,7 @@ use rebalance_support::*;
 use rocketmq_kernel::OffsetStore;
 use rocketmq_kernel::consume::ConsumeService;
 use rocketmq_kernel::offset::ReadOffsetType;
-use rocketmq_kernel::pull::OFFSET_FIX_DELAY;
+use rocketmq_kernel::pull::{OFFSET_FIX_DELAY, UNDECODABLE_RETRIES};
 use rocketmq_model::body::ExpressionType;
 use rocketmq_model::message::sysflag::pull as pull_flag;
 use rocketmq_model::{MessageQueue, ResponseCode, SubscriptionData, property};
@@ -275,6 +276,52 @@ async fn a_broken_answer_delivers_what_precedes_the_break_and_pulls_from_there()
         submitted,
         [vec![0, 1]],
         "the records before the break are delivered"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_that_cannot_be_decoded_is_retried_isolated_then_skipped() {
+    let cluster = Cluster::new();
+    // The record at 0 is cut short; good ones follow it in the queue.
+    let cut = answer(PullStatus::Found, 1, 0, 10, &msgs(0, &["TagA"])).body;
+    let poisoned = |next_begin| rocketmq_remoting::calls::PullResponse {
+        body: cut.slice(..cut.len() - 3),
+        ..answer(PullStatus::Found, next_begin, 0, 10, &[])
+    };
+    for _ in 0..UNDECODABLE_RETRIES {
+        cluster.script(&a0(), Ok(poisoned(10)));
+    }
+    // Pulled alone, the broker says to go on at 1.
+    cluster.script(&a0(), Ok(poisoned(1)));
+    let c1 = client_with(&cluster, Arc::new(StalledConsume::default())).await;
+
+    let pulls_before_skip = UNDECODABLE_RETRIES as usize + 1;
+    eventually("the pull after the skip", || {
+        cluster.pulls_of(&a0()).len() > pulls_before_skip
+    })
+    .await;
+    let pulls = cluster.pulls_of(&a0());
+    let at: Vec<(i64, i32)> = pulls
+        .iter()
+        .map(|p| (p.header.queue_offset, p.header.max_msg_nums))
+        .take(pulls_before_skip + 1)
+        .collect();
+    let batch = options().pull_batch_size;
+    let mut expected = vec![(0, batch); UNDECODABLE_RETRIES as usize];
+    expected.extend([(0, 1), (1, batch)]);
+    assert_eq!(
+        at, expected,
+        "the same offset again, then the record alone, then past it only"
+    );
+    let exception_delay = options().pull_time_delay_when_exception;
+    assert!(
+        pulls[1].at - pulls[0].at >= exception_delay,
+        "retries back off"
+    );
+    // Nothing was in flight: the skipped offset counts as consumed.
+    assert_eq!(
+        c1.store.read(&a0(), ReadOffsetType::Memory).await.unwrap(),
+        Some(1)
     );
 }
 

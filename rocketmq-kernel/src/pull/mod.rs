@@ -28,16 +28,19 @@
 //!    dropped and, 10 s later, its offset set to `next_begin_offset`,
 //!    persisted, and a rebalance asked for, which adds the queue again from
 //!    there; an error waits `pull_time_delay_when_exception` (20 ms after
-//!    the broker's FLOW_CONTROL);
+//!    the broker's FLOW_CONTROL); an answer whose first record cannot be
+//!    decoded is pulled again, then alone, then skipped ([`Undecodable`]);
 //! 6. waits `pull_interval` after a FOUND answer when it is set.
 //!
 //! The task ends when its queue is dropped or its token cancelled.
 
 mod flow;
+mod poison;
 mod request;
 mod result;
 mod task;
 
+pub use self::poison::{PoisonStep, UNDECODABLE_RETRIES, Undecodable};
 pub use self::result::{Found, found_messages};
 pub use self::task::OFFSET_FIX_DELAY;
 pub(crate) use self::task::spawn;

@@ -27,7 +27,8 @@ use crate::error::Result;
 /// still starts at the answer's `next_begin_offset`.
 ///
 /// A body whose first record cannot be decoded is an error (the queue pulls
-/// the same offset again later). A body that breaks off at a later record
+/// the same offset again, then the record alone, then skips it: see
+/// [`Undecodable`](super::Undecodable)). A body that breaks off at a later record
 /// gives the messages before it, and the next pull starts at the broken
 /// record: Java delivers the same messages but moves on to
 /// `next_begin_offset`, losing the rest of the answer. A message whose body

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::flow::{self, Limits};
+use super::poison::{PoisonStep, Undecodable};
 use super::request::{self, PullAt};
 use super::result::found_messages;
 use crate::consume::ConsumeRequest;
@@ -57,6 +58,7 @@ pub(crate) fn spawn(
         next_offset: offset,
         previously_locked: false,
         flow_controlled: 0,
+        undecodable: Undecodable::default(),
         cancel: cancel.clone(),
     };
     let handle = shared.pull_tasks.spawn(task.run().instrument(span));
@@ -78,6 +80,8 @@ struct PullTask {
     /// Orderly: whether the offset was re-read after the lock was first seen.
     previously_locked: bool,
     flow_controlled: u64,
+    /// Undecodable answers at `next_offset` (see [`super::poison`]).
+    undecodable: Undecodable,
     cancel: CancellationToken,
 }
 
@@ -128,7 +132,7 @@ impl PullTask {
             }
         };
         tracing::Span::current().record("addr", addr.addr.as_str());
-        let header = request::header(
+        let mut header = request::header(
             &self.shared.options,
             &self.mq,
             &subscription,
@@ -138,6 +142,7 @@ impl PullTask {
                 from_slave: addr.slave,
             },
         );
+        header.max_msg_nums = self.undecodable.batch_size(header.max_msg_nums);
         tracing::trace!(
             offset = self.next_offset,
             sys_flag = header.sys_flag,
@@ -278,10 +283,28 @@ impl PullTask {
 
     async fn on_found(&mut self, response: &PullResponse, subscription: &SubscriptionData) -> Next {
         let found = match found_messages(&self.mq, response, subscription) {
-            Ok(found) => found,
+            Ok(found) => {
+                self.undecodable.decoded();
+                found
+            }
             Err(err) => {
-                tracing::error!(offset = self.next_offset, error = %err, "undecodable pull answer");
-                return self.exception_delay();
+                let next_begin = response.header.next_begin_offset;
+                return match self.undecodable.failed(self.next_offset, next_begin) {
+                    PoisonStep::RetryLater => {
+                        tracing::error!(offset = self.next_offset, error = %err,
+                            "undecodable pull answer; pulling the offset again");
+                        self.exception_delay()
+                    }
+                    PoisonStep::Skip { to } => {
+                        tracing::error!(offset = self.next_offset, next = to, error = %err,
+                            "a record that cannot be decoded is skipped; it is lost");
+                        self.next_offset = to;
+                        if self.pq.is_empty() {
+                            self.shared.store.update(&self.mq, to, true);
+                        }
+                        Next::Now
+                    }
+                };
             }
         };
         let msgs = found.messages;

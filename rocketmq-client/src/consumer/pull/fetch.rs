@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocketmq_kernel::pull::found_messages;
+use rocketmq_kernel::pull::{PoisonStep, Undecodable, found_messages};
 use rocketmq_kernel::rebalance::start_offset;
 use rocketmq_kernel::{ConsumerOptions, KernelError};
 use rocketmq_model::header::PullMessageRequestHeader;
@@ -39,6 +39,8 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) {
     tracing::debug!(%mq, "fetch task started");
+    // Undecodable answers, and the offset they were pulled at.
+    let mut poison = (0, Undecodable::default());
     while !cancel.is_cancelled() {
         generation.mark_unchanged();
         let wait = match plan(&core, &mq) {
@@ -54,10 +56,13 @@ pub(crate) async fn run(
                 offset,
                 generation: at,
             } => {
+                if poison.0 != offset {
+                    poison = (offset, Undecodable::default());
+                }
                 tokio::select! {
                     () = cancel.cancelled() => break,
                     _ = generation.changed() => Duration::ZERO,
-                    wait = pull_once(&core, &mq, offset, at, &cancel) => wait,
+                    wait = pull_once(&core, &mq, offset, at, &mut poison.1, &cancel) => wait,
                 }
             }
         };
@@ -164,6 +169,7 @@ async fn pull_once(
     mq: &MessageQueue,
     offset: i64,
     generation: u64,
+    undecodable: &mut Undecodable,
     cancel: &CancellationToken,
 ) -> Duration {
     let delay = core.options.pull_time_delay_when_exception;
@@ -178,12 +184,18 @@ async fn pull_once(
             return delay;
         }
     };
-    let response = core
-        .api
-        .pull_message(&addr.addr, header(&core.options, mq, &sub, offset))
-        .await;
+    let mut header = header(&core.options, mq, &sub, offset);
+    header.max_msg_nums = undecodable.batch_size(header.max_msg_nums);
+    let response = core.api.pull_message(&addr.addr, header).await;
     match response {
-        Ok(response) => on_response(core, mq, &sub, generation, response, cancel).await,
+        Ok(response) => {
+            let answer = Answer {
+                offset,
+                generation,
+                response,
+            };
+            on_response(core, mq, &sub, answer, undecodable, cancel).await
+        }
         Err(err) => {
             tracing::warn!(%mq, addr = %addr.addr, error = %err, "pull failed");
             delay
@@ -191,14 +203,26 @@ async fn pull_once(
     }
 }
 
+/// A pull's answer, with the offset and queue generation it was made at.
+struct Answer {
+    offset: i64,
+    generation: u64,
+    response: PullResponse,
+}
+
 async fn on_response(
     core: &PullCore,
     mq: &MessageQueue,
     sub: &SubscriptionData,
-    generation: u64,
-    response: PullResponse,
+    answer: Answer,
+    undecodable: &mut Undecodable,
     cancel: &CancellationToken,
 ) -> Duration {
+    let Answer {
+        offset,
+        generation,
+        response,
+    } = answer;
     let header = &response.header;
     core.routes
         .table()
@@ -207,13 +231,23 @@ async fn on_response(
     let msgs = match response.status {
         PullStatus::Found => match found_messages(mq, &response, sub) {
             Ok(found) => {
+                undecodable.decoded();
                 next = found.next_offset;
                 found.messages
             }
-            Err(err) => {
-                tracing::error!(%mq, error = %err, "undecodable pull answer");
-                return core.options.pull_time_delay_when_exception;
-            }
+            Err(err) => match undecodable.failed(offset, next) {
+                PoisonStep::RetryLater => {
+                    tracing::error!(%mq, offset, error = %err,
+                        "undecodable pull answer; pulling the offset again");
+                    return core.options.pull_time_delay_when_exception;
+                }
+                PoisonStep::Skip { to } => {
+                    tracing::error!(%mq, offset, next = to, error = %err,
+                        "a record that cannot be decoded is skipped; it is lost");
+                    next = to;
+                    Vec::new()
+                }
+            },
         },
         PullStatus::OffsetMoved => {
             tracing::warn!(%mq, next, "offset illegal; continuing where the broker says");
