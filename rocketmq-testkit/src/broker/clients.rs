@@ -125,7 +125,7 @@ pub(crate) fn check_config(ctx: &ConnCtx, request: &RemotingCommand) -> Remoting
     match Sql92::parse(&subscription.sub_string) {
         Ok(_) => reply::ok(),
         Err(error) => reply::error(
-            ResponseCode::SYSTEM_ERROR,
+            ResponseCode::SUBSCRIPTION_PARSE_FAILED,
             format!(
                 "the expression {:?} does not compile: {}",
                 subscription.sub_string, error.0

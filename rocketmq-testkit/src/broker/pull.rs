@@ -135,7 +135,7 @@ fn check_queue(core: &BrokerCore, header: &PullMessageRequestHeader) -> Result<(
     }
     if header.queue_id < 0 || header.queue_id >= config.read_queue_nums {
         return Err(reply::reject(
-            ResponseCode::SYSTEM_ERROR,
+            ResponseCode::INVALID_PARAMETER,
             format!(
                 "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}] consumer:[{}]",
                 header.queue_id, header.topic, config.read_queue_nums, header.consumer_group

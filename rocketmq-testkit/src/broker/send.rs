@@ -90,8 +90,10 @@ fn store_sent(
         queue_id = rand::rng().random_range(0..config.write_queue_nums.max(1));
     }
     if queue_id >= config.queue_count() {
+        // Java 5.3's msgCheck; earlier brokers answered SYSTEM_ERROR, which
+        // producers retry.
         return Err(reply::reject(
-            ResponseCode::SYSTEM_ERROR,
+            ResponseCode::INVALID_PARAMETER,
             format!(
                 "request queueId[{queue_id}] is illegal, topic:{} Producer: {}",
                 header.topic, ctx.peer
@@ -187,15 +189,16 @@ pub(crate) fn max_reconsume_times(
     }
 }
 
-/// Java's `msgCheck`: a valid, allowed topic that exists (or is created now)
-/// and is writable.
+/// Java's `msgCheck`: a valid, allowed topic that exists (or is created now).
+/// The topic's permission is not checked (Java checks it only for send-backs
+/// to retry topics): producers keep off read-only topics by their routes.
 fn topic_for_send(
     core: &BrokerCore,
     header: &SendMessageRequestHeader,
 ) -> Result<TopicConfig, Rejection> {
     let topic = &header.topic;
     validate_topic(topic)
-        .map_err(|error| reply::reject(ResponseCode::SYSTEM_ERROR, error.to_string()))?;
+        .map_err(|error| reply::reject(ResponseCode::INVALID_PARAMETER, error.to_string()))?;
     if NOT_ALLOWED.contains(&topic.as_str()) {
         return Err(reply::reject(
             ResponseCode::NO_PERMISSION,
@@ -220,11 +223,5 @@ fn topic_for_send(
             format!("topic[{topic}] not exist, apply first please! {FAQ}"),
         ));
     };
-    if !perm::is_writeable(config.perm) {
-        return Err(reply::reject(
-            ResponseCode::NO_PERMISSION,
-            format!("the topic[{topic}] sending message is forbidden"),
-        ));
-    }
     Ok(config)
 }
