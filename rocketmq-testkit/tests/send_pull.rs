@@ -370,6 +370,17 @@ async fn offsets_are_committed_queried_and_bounded() {
         client.call(addr, query(Some(false))).await.unwrap(),
         Some(7)
     );
+    let unknown_topic = UpdateConsumerOffset(UpdateConsumerOffsetRequestHeader {
+        consumer_group: "g".into(),
+        topic: "NOPE".into(),
+        queue_id: 0,
+        commit_offset: 7,
+        broker_name: None,
+    });
+    assert_eq!(
+        rejected_code(client.call(addr, unknown_topic).await),
+        ResponseCode::TOPIC_NOT_EXIST
+    );
     let mq = rocketmq_model::MessageQueue::new("T", "broker-a", 1);
     assert_eq!(cluster.broker(0).committed_offset("g", &mq), Some(7));
 

@@ -77,9 +77,16 @@ pub(crate) fn query(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand
     )
 }
 
-/// UPDATE_CONSUMER_OFFSET.
+/// UPDATE_CONSUMER_OFFSET; TOPIC_NOT_EXIST for a topic the broker does not
+/// have, as Java's `ConsumerManageProcessor.updateConsumerOffset`.
 pub(crate) fn update(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     let header = header!(request, UpdateConsumerOffsetRequestHeader);
+    if ctx.core.topics.get(&header.topic).is_none() {
+        return reply::error(
+            ResponseCode::TOPIC_NOT_EXIST,
+            format!("Topic {} not exist!", header.topic),
+        );
+    }
     ctx.core.offsets.commit(
         &header.consumer_group,
         &header.topic,
