@@ -294,6 +294,26 @@ mod tests {
     }
 
     #[test]
+    fn zstd_frames_back_to_back_are_all_decoded_and_garbage_after_is_refused() {
+        let first = compress(b"first half ", CompressionType::Zstd, 5).unwrap();
+        let second = compress(b"second half", CompressionType::Zstd, 5).unwrap();
+        let both = [&first[..], &second[..]].concat();
+        assert_eq!(
+            decompress(&both, CompressionType::Zstd, 1 << 20)
+                .unwrap()
+                .as_ref(),
+            b"first half second half".as_slice()
+        );
+        // The limit holds for all frames together.
+        assert!(decompress(&both, CompressionType::Zstd, 15).is_err());
+        let trailing = [&first[..], b"garbage"].concat();
+        assert!(decompress(&trailing, CompressionType::Zstd, 1 << 20).is_err());
+        // Java's frame (with its checksum) still decodes alone.
+        let java = hex(HELLO_ZSTD);
+        assert!(decompress(&java, CompressionType::Zstd, 1 << 20).is_ok());
+    }
+
+    #[test]
     fn a_zstd_frame_asking_for_a_huge_window_is_refused_before_allocating() {
         // Frame header: magic, descriptor 0x00 (no content size, window
         // descriptor follows), window descriptor 0xF8 (exponent 31: 2 GiB).

@@ -20,24 +20,43 @@ pub(super) fn compress(data: &[u8]) -> Vec<u8> {
     compress_to_vec(data, CompressionLevel::Fastest)
 }
 
-/// The content of the Zstandard frame in `data`, at most `limit` bytes.
+/// The content of the Zstandard frames in `data`, at most `limit` bytes in
+/// all. Java's producer writes one frame; like zstd-jni (and the `zstd`
+/// tool), frames that follow it are decoded too, and bytes after a frame
+/// that are not one are an error rather than silently dropped.
 pub(super) fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>> {
     let window = u64::try_from(limit)
         .unwrap_or(u64::MAX)
         .clamp(1 << 20, MAX_WINDOW);
-    let mut decoder = StreamingDecoder::new_with_max_window_size(data, window)
-        .map_err(|e| ModelError::Decompress(io::Error::new(io::ErrorKind::InvalidData, e)))?;
-    let body = read_limited(&mut decoder, limit)?;
-    // A frame may end with a checksum of its content (zstd-jni writes one
-    // when asked); check it, as libzstd does.
-    let frame = decoder.into_frame_decoder();
-    match (
-        frame.get_checksum_from_data(),
-        frame.get_calculated_checksum(),
-    ) {
-        (Some(stored), Some(computed)) if stored != computed => Err(ModelError::Decompress(
-            io::Error::new(io::ErrorKind::InvalidData, "zstd content checksum mismatch"),
-        )),
-        _ => Ok(body),
+    let mut body = Vec::new();
+    let mut rest = data;
+    loop {
+        let mut decoder = StreamingDecoder::new_with_max_window_size(rest, window)
+            .map_err(|e| invalid(e.to_string()))?;
+        let frame = read_limited(&mut decoder, limit - body.len())?;
+        let (unread, decoder) = decoder.into_parts();
+        // A frame may end with a checksum of its content (zstd-jni writes one
+        // when asked); check it, as libzstd does.
+        if let (Some(stored), Some(computed)) = (
+            decoder.get_checksum_from_data(),
+            decoder.get_calculated_checksum(),
+        ) {
+            if stored != computed {
+                return Err(invalid("zstd content checksum mismatch".into()));
+            }
+        }
+        if body.is_empty() {
+            body = frame;
+        } else {
+            body.extend_from_slice(&frame);
+        }
+        if unread.is_empty() {
+            return Ok(body);
+        }
+        rest = unread;
     }
+}
+
+fn invalid(reason: String) -> ModelError {
+    ModelError::Decompress(io::Error::new(io::ErrorKind::InvalidData, reason))
 }
