@@ -154,6 +154,31 @@ async fn batch_sends_get_consecutive_offsets_and_joined_ids() {
     assert_eq!(bodies(&stored), ["m0", "m1", "m2"]);
     assert_eq!(stored[2].queue_offset, 2);
     assert_eq!(stored[1].message.uniq_key(), Some("UNIQ-m1"));
+
+    // Java's CommitLog refuses a delayed or transactional batch.
+    let mut delayed = send_header(&messages[0], 1);
+    let mut properties = rocketmq_model::Properties::new();
+    properties.insert(property::DELAY, "3").unwrap();
+    delayed.properties = Some(properties.encode());
+    let mut prepared = send_header(&messages[0], 1);
+    prepared.sys_flag = sysflag::with_transaction_type(0, sysflag::TransactionType::Prepared);
+    for header in [delayed, prepared] {
+        let refused = client
+            .call(
+                "broker-a:10911",
+                SendBatch {
+                    header,
+                    body: encode_batch(&messages).unwrap(),
+                },
+            )
+            .await;
+        assert_eq!(rejected_code(refused), ResponseCode::MESSAGE_ILLEGAL);
+    }
+    assert_eq!(
+        cluster.broker(0).messages("T", 1).len(),
+        3,
+        "nothing stored"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -116,10 +116,7 @@ impl Message {
     /// [`MAX_DELAY_LEVEL`] is returned as it is: a broker delays it by the
     /// longest level.
     pub fn delay_level(&self) -> Option<u32> {
-        self.property(property::DELAY)
-            .and_then(|v| v.trim().parse::<i32>().ok())
-            .and_then(|level| u32::try_from(level).ok())
-            .filter(|&level| level > 0)
+        self.property(property::DELAY).and_then(delay_level_of)
     }
 
     /// The 5.x timer delivery time (TIMER_DELIVER_MS), if set and valid.
@@ -154,6 +151,17 @@ impl Message {
         self.property(property::TRAN_MSG)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
+}
+
+/// The delay level a DELAY property value stands for (see
+/// [`Message::delay_level`]).
+pub fn delay_level_of(value: &str) -> Option<u32> {
+    value
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .and_then(|level| u32::try_from(level).ok())
+        .filter(|&level| level > 0)
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use rand::Rng;
 use rocketmq_model::header::{
     DEFAULT_REGION, SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
 };
-use rocketmq_model::message::{property, validate_topic};
+use rocketmq_model::message::sysflag::{self, TransactionType};
+use rocketmq_model::message::{delay_level_of, property, validate_topic};
 use rocketmq_model::route::perm;
 use rocketmq_model::{Message, Properties, RequestCode, ResponseCode, decode_batch};
 use rocketmq_remoting::RemotingCommand;
@@ -128,6 +129,20 @@ fn store_sent(
     };
     let cluster = core.settings.cluster.clone();
     let stored = if batch {
+        // Java's CommitLog.asyncPutMessages: a batch is neither delayed nor
+        // transactional.
+        let delayed = properties
+            .get(property::DELAY)
+            .and_then(delay_level_of)
+            .is_some();
+        let transactional =
+            sysflag::transaction_type(header.sys_flag) != TransactionType::NotTransaction;
+        if delayed || transactional {
+            return Err(reply::reject(
+                ResponseCode::MESSAGE_ILLEGAL,
+                "a batch may not be delayed or transactional",
+            ));
+        }
         let messages = decode_batch(request.body.clone(), &topic).map_err(illegal)?;
         // Each message keeps its own properties; the batch's (WAIT, CLUSTER)
         // are not copied into them (Java 5.x `MessageExtEncoder`).
