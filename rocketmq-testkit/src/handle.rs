@@ -209,7 +209,11 @@ impl Broker {
     /// every connection closes, held pulls and timers stop, and the
     /// nameserver drops its route, as Java's does when a broker's connection
     /// closes (clients keep the route they cached until their next refresh).
-    /// Stopping a stopped broker does nothing.
+    /// Its stored messages, consumer offsets and topics are kept, as by a
+    /// broker that flushed them: a Java broker killed without a clean
+    /// shutdown can lose up to 5 s of committed offsets
+    /// (`flushConsumerOffsetInterval`) and redeliver those messages, which
+    /// this does not model. Stopping a stopped broker does nothing.
     pub async fn stop(&self) {
         let Some(running) = self.running.lock().await.take() else {
             return;
