@@ -19,6 +19,10 @@ const ADDR: &str = "broker-a:10911";
 const CHECK: i32 = RequestCode::CHECK_TRANSACTION_STATE.0;
 
 async fn send_half(client: &TestClient, body: &str) -> SendResponse {
+    send_half_with(client, body, &[]).await
+}
+
+async fn send_half_with(client: &TestClient, body: &str, extra: &[(&str, &str)]) -> SendResponse {
     // The properties a transaction producer sets (the builder keeps these
     // reserved names for the client).
     let mut half = Message::builder("T").body(body.to_owned()).build().unwrap();
@@ -28,6 +32,9 @@ async fn send_half(client: &TestClient, body: &str) -> SendResponse {
         (property::UNIQ_KEY, format!("TX-{body}")),
     ] {
         half.properties.insert(name, value).unwrap();
+    }
+    for (name, value) in extra {
+        half.properties.insert(*name, *value).unwrap();
     }
     let mut header = send_header(&half, 2);
     header.sys_flag = TransactionType::Prepared.bits();
@@ -232,4 +239,46 @@ async fn checks_stop_after_the_maximum_and_the_half_message_is_dropped() {
         1
     );
     assert!(cluster.broker(0).messages("T", 2).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_resolution_of_a_message_with_its_own_immunity_waits_for_the_check() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let client = TestClient::new(&cluster);
+    let broker = cluster.broker(0);
+    // An immunity below the broker's transaction timeout counts as the
+    // timeout (Java's getImmunityTime).
+    let sent = send_half_with(
+        &client,
+        "late",
+        &[(property::CHECK_IMMUNITY_TIME_IN_SECONDS, "1")],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // (END_TRANSACTION is oneway for producers: the call takes any answer,
+    // so the broker's state tells what happened.)
+    client
+        .call(ADDR, end(&sent, TransactionResolution::Rollback))
+        .await
+        .unwrap();
+    assert_eq!(broker.pending_transactions(), 0, "within the timeout");
+
+    let sent = send_half_with(
+        &client,
+        "later",
+        &[(property::CHECK_IMMUNITY_TIME_IN_SECONDS, "1")],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    client
+        .call(ADDR, end(&sent, TransactionResolution::Commit))
+        .await
+        .unwrap();
+    assert!(broker.messages("T", 2).is_empty(), "refused");
+    assert_eq!(broker.pending_transactions(), 1);
+    // The answer to a check is taken.
+    let mut checked = end(&sent, TransactionResolution::Commit);
+    checked.header.from_transaction_check = true;
+    client.call(ADDR, checked).await.unwrap();
+    assert_eq!(bodies(&broker.messages("T", 2)), ["later"]);
 }

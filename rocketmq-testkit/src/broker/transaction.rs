@@ -34,8 +34,19 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(3);
 struct Half {
     producer_group: String,
     stored_at: Instant,
+    /// CHECK_IMMUNITY_TIME_IN_SECONDS, when the message set it.
     immunity: Option<Duration>,
     checks: u32,
+}
+
+impl Half {
+    /// How long the half message waits for its producer before the broker
+    /// checks it back (Java's `TransactionalMessageUtil.getImmunityTime`:
+    /// the message's immunity, but never less than the timeout).
+    fn check_after(&self, timeout: Duration) -> Duration {
+        self.immunity
+            .map_or(timeout, |immunity| immunity.max(timeout))
+    }
 }
 
 /// Unresolved half messages by commit-log offset. They survive restarts.
@@ -71,8 +82,12 @@ pub(crate) fn park_half(
     let immunity = new
         .message
         .property(property::CHECK_IMMUNITY_TIME_IN_SECONDS)
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        // Java reads what it cannot parse as 0 (then the timeout).
+        .map(|s| {
+            s.trim()
+                .parse::<u64>()
+                .map_or(Duration::ZERO, Duration::from_secs)
+        });
     new.sys_flag = sysflag::with_transaction_type(new.sys_flag, TransactionType::NotTransaction);
     new.message.topic = HALF_TOPIC.to_owned();
     new.queue_id = 0;
@@ -111,6 +126,16 @@ pub(crate) fn end(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
         return reply::error(
             ResponseCode::SYSTEM_ERROR,
             "The transaction state table offset wrong",
+        );
+    }
+    // Java's rejectCommitOrRollback: a message with its own immunity time,
+    // resolved late and not in answer to a check, waits for the check.
+    let late = half.immunity.is_some()
+        && half.stored_at.elapsed() > half.check_after(core.settings.transactions.timeout);
+    if late && !header.from_transaction_check {
+        return reply::error(
+            ResponseCode::ILLEGAL_OPERATION,
+            "Message commit fail [producer end]. currentTimeMillis - bornTime > checkImmunityTime, wait check",
         );
     }
     core.half.table().remove(&header.commit_log_offset);
@@ -188,7 +213,7 @@ async fn check_once(core: &BrokerCore) {
     {
         let mut table = core.half.table();
         for (&offset, half) in table.iter_mut() {
-            let wait = half.immunity.unwrap_or(settings.timeout);
+            let wait = half.check_after(settings.timeout);
             if now.duration_since(half.stored_at) < wait {
                 continue;
             }
