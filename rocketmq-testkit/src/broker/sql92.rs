@@ -4,8 +4,18 @@
 //!
 //! Property values are strings; a comparison with a number converts the
 //! string to that number's type, as Java does with `CONVERT_STRING_EXPRESSIONS`.
-//! Missing properties make a comparison unknown (null), which never matches;
-//! an evaluation error (e.g. `a > 5` with `a = 'x'`) does not match either.
+//! Integer literals are Java `Integer`s when they fit 32 bits (so `a > 5`
+//! with `a = '3000000000'` is a conversion error, as in Java), `Long`s
+//! otherwise. Missing properties make a comparison unknown (null), which
+//! never matches; an evaluation error (e.g. `a > 5` with `a = 'x'`) fails
+//! the whole expression, as the exception does in Java's broker.
+//!
+//! What Java refuses to compile is refused here too: a string, boolean or
+//! NULL literal, or a boolean expression, next to `<`, `>`, `<=`, `>=` or
+//! BETWEEN; NULL next to `=` or `<>`; a float literal of zero or out of
+//! range. And what Java ignores is ignored: tokens after the first complete
+//! expression (its grammar has no end-of-input rule), unless the token right
+//! after it is not one.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -57,6 +67,8 @@ enum TextOp {
 enum Value {
     Null,
     Bool(bool),
+    /// A Java `Integer`: integer literals that fit 32 bits.
+    Int(i32),
     Long(i64),
     Double(f64),
     Text(String),
@@ -69,14 +81,14 @@ pub(crate) struct ParseError(pub(crate) String);
 impl Sql92 {
     /// Parses an expression; its top level must be boolean.
     pub(crate) fn parse(text: &str) -> Result<Self, ParseError> {
-        let tokens = tokenize(text)?;
+        let tokens = tokenize(text);
         let mut parser = Parser { tokens, at: 0 };
         let expr = parser.or()?;
-        if parser.at != parser.tokens.len() {
-            return Err(ParseError(format!(
-                "unexpected {:?}",
-                parser.tokens[parser.at]
-            )));
+        // Java's grammar stops after one expression and reads only the
+        // token after it: what follows is ignored, unless that token is
+        // not one.
+        if let Some(Token::Unreadable(error)) = parser.peek() {
+            return Err(ParseError(error.clone()));
         }
         if !is_boolean(&expr) {
             return Err(ParseError("the expression is not boolean".into()));
@@ -93,8 +105,52 @@ impl Sql92 {
 fn is_boolean(expr: &Expr) -> bool {
     !matches!(
         expr,
-        Expr::Constant(Value::Long(_) | Value::Double(_) | Value::Text(_) | Value::Null)
+        Expr::Constant(
+            Value::Int(_) | Value::Long(_) | Value::Double(_) | Value::Text(_) | Value::Null
+        )
     )
+}
+
+/// Java's `BooleanExpression`: what a comparison with `<`, `>` may not take.
+fn is_boolean_expression(expr: &Expr) -> bool {
+    !matches!(
+        expr,
+        Expr::Constant(Value::Int(_) | Value::Long(_) | Value::Double(_) | Value::Text(_))
+            | Expr::Property(_)
+    )
+}
+
+/// Java's `checkLessThanOperand`: only numbers and non-boolean expressions
+/// are ordered.
+fn check_ordered_operand(expr: &Expr) -> Result<(), ParseError> {
+    let number = matches!(
+        expr,
+        Expr::Constant(Value::Int(_) | Value::Long(_) | Value::Double(_))
+    );
+    if number || !(matches!(expr, Expr::Constant(_)) || is_boolean_expression(expr)) {
+        Ok(())
+    } else {
+        Err(ParseError(format!("Value '{expr:?}' cannot be compared.")))
+    }
+}
+
+/// Java's `checkEqualOperand` and `checkEqualOperandCompatability`: no NULL
+/// literal next to `=` or `<>`, and no boolean literal against another
+/// kind of literal.
+fn check_equal_operands(left: &Expr, right: &Expr) -> Result<(), ParseError> {
+    for operand in [left, right] {
+        if matches!(operand, Expr::Constant(Value::Null)) {
+            return Err(ParseError("'NULL' cannot be compared.".into()));
+        }
+    }
+    if let (Expr::Constant(Value::Bool(_)), Expr::Constant(other)) = (left, right) {
+        if !matches!(other, Value::Bool(_)) {
+            return Err(ParseError(format!(
+                "'{left:?}' cannot be compared with '{right:?}'"
+            )));
+        }
+    }
+    Ok(())
 }
 
 // --- tokens ---
@@ -106,6 +162,8 @@ enum Token {
     Long(i64),
     Double(f64),
     Symbol(&'static str),
+    /// Text the lexer could not read; everything after it is unread.
+    Unreadable(String),
 }
 
 impl Token {
@@ -116,9 +174,19 @@ impl Token {
 
 const SYMBOLS: [&str; 9] = ["<>", ">=", "<=", "=", ">", "<", "(", ")", ","];
 
-fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
-    let chars: Vec<char> = text.chars().collect();
+/// The tokens of `text`, up to the first it cannot read, which becomes an
+/// [`Token::Unreadable`] (Java's lexer reads lazily, so an error further on
+/// matters only if the parser gets there).
+fn tokenize(text: &str) -> Vec<Token> {
     let mut tokens = Vec::new();
+    if let Err(ParseError(error)) = tokenize_into(text, &mut tokens) {
+        tokens.push(Token::Unreadable(error));
+    }
+    tokens
+}
+
+fn tokenize_into(text: &str, tokens: &mut Vec<Token>) -> Result<(), ParseError> {
+    let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -165,7 +233,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
             return Err(ParseError(format!("unexpected character {c:?}")));
         }
     }
-    Ok(tokens)
+    Ok(())
 }
 
 fn text_from(chars: &[char], from: usize) -> String {
@@ -288,9 +356,13 @@ impl Parser {
         let mut left = self.comparison()?;
         loop {
             if self.eat_symbol("=") {
-                left = Expr::Equal(Box::new(left), Box::new(self.comparison()?));
+                let right = self.comparison()?;
+                check_equal_operands(&left, &right)?;
+                left = Expr::Equal(Box::new(left), Box::new(right));
             } else if self.eat_symbol("<>") {
-                let equal = Expr::Equal(Box::new(left), Box::new(self.comparison()?));
+                let right = self.comparison()?;
+                check_equal_operands(&left, &right)?;
+                let equal = Expr::Equal(Box::new(left), Box::new(right));
                 left = Expr::Not(Box::new(equal));
             } else if self.peek_keyword(0, "IS") {
                 self.at += 1;
@@ -322,7 +394,10 @@ impl Parser {
             .into_iter()
             .find(|(symbol, _)| self.eat_symbol(symbol));
             if let Some((_, order)) = order {
-                left = Expr::Compare(order, Box::new(left), Box::new(self.unary()?));
+                let right = self.unary()?;
+                check_ordered_operand(&left)?;
+                check_ordered_operand(&right)?;
+                left = Expr::Compare(order, Box::new(left), Box::new(right));
                 continue;
             }
             let negated = self.peek_keyword(0, "NOT")
@@ -397,6 +472,9 @@ impl Parser {
             return Err(ParseError("expected AND in BETWEEN".into()));
         }
         let high = self.unary()?;
+        for operand in [&value, &low, &high] {
+            check_ordered_operand(operand)?;
+        }
         if let (Expr::Constant(l), Expr::Constant(h)) = (&low, &high) {
             if compare(h, l).is_ok_and(|o| o == Ordering::Less) {
                 return Err(ParseError(format!(
@@ -424,6 +502,7 @@ impl Parser {
         }
         if self.eat_symbol("-") {
             return match self.unary()? {
+                Expr::Constant(Value::Int(n)) => Ok(Expr::Constant(int_or_long(-i64::from(n)))),
                 Expr::Constant(Value::Long(n)) => Ok(Expr::Constant(Value::Long(n.wrapping_neg()))),
                 Expr::Constant(Value::Double(n)) => Ok(Expr::Constant(Value::Double(-n))),
                 other => Err(ParseError(format!("cannot negate {other:?}"))),
@@ -448,8 +527,10 @@ impl Parser {
                 inner
             }
             Token::Text(text) => Expr::Constant(Value::Text(text)),
-            Token::Long(n) => Expr::Constant(Value::Long(n)),
-            Token::Double(n) => Expr::Constant(Value::Double(n)),
+            Token::Long(n) => Expr::Constant(int_or_long(n)),
+            // Java's createFloat: zero and what overflows do not compile.
+            Token::Double(n) if n.is_finite() && n > 0.0 => Expr::Constant(Value::Double(n)),
+            Token::Double(n) => return Err(ParseError(format!("the float {n} is out of range"))),
             Token::Word(w) if w.eq_ignore_ascii_case("TRUE") => Expr::Constant(Value::Bool(true)),
             Token::Word(w) if w.eq_ignore_ascii_case("FALSE") => Expr::Constant(Value::Bool(false)),
             Token::Word(w) if w.eq_ignore_ascii_case("NULL") => Expr::Constant(Value::Null),
@@ -459,6 +540,11 @@ impl Parser {
             other => return Err(ParseError(format!("unexpected {other:?}"))),
         })
     }
+}
+
+/// Java's `createFromDecimal`: an `Integer` when it fits, else a `Long`.
+fn int_or_long(n: i64) -> Value {
+    i32::try_from(n).map_or(Value::Long(n), Value::Int)
 }
 
 const RESERVED: [&str; 9] = [
@@ -488,8 +574,8 @@ fn eval(expr: &Expr, properties: &Properties) -> Result<Value, EvalError> {
             None => Value::Null,
             Some(b) => Value::Bool(!b),
         },
-        Expr::And(l, r) => and(truth(eval(l, properties)?)?, || truth(eval(r, properties)?)),
-        Expr::Or(l, r) => or(truth(eval(l, properties)?)?, || truth(eval(r, properties)?)),
+        Expr::And(l, r) => and(truth(eval(l, properties)?)?, || truth(eval(r, properties)?))?,
+        Expr::Or(l, r) => or(truth(eval(l, properties)?)?, || truth(eval(r, properties)?))?,
         Expr::Equal(l, r) => equal(eval(l, properties)?, eval(r, properties)?)?,
         Expr::Compare(order, l, r) => ordered(*order, eval(l, properties)?, eval(r, properties)?)?,
         Expr::In {
@@ -519,26 +605,34 @@ fn truth(value: Value) -> Result<Option<bool>, EvalError> {
     }
 }
 
-fn and(left: Option<bool>, right: impl FnOnce() -> Result<Option<bool>, EvalError>) -> Value {
+/// Java's `LogicExpression` AND: an error on the right fails the whole
+/// expression, as the exception does.
+fn and(
+    left: Option<bool>,
+    right: impl FnOnce() -> Result<Option<bool>, EvalError>,
+) -> Result<Value, EvalError> {
     if left == Some(false) {
-        return Value::Bool(false);
+        return Ok(Value::Bool(false));
     }
-    match right() {
-        Ok(Some(false)) => Value::Bool(false),
-        Ok(Some(true)) if left.is_some() => Value::Bool(true),
+    Ok(match right()? {
+        Some(false) => Value::Bool(false),
+        Some(true) if left.is_some() => Value::Bool(true),
         _ => Value::Null,
-    }
+    })
 }
 
-fn or(left: Option<bool>, right: impl FnOnce() -> Result<Option<bool>, EvalError>) -> Value {
+fn or(
+    left: Option<bool>,
+    right: impl FnOnce() -> Result<Option<bool>, EvalError>,
+) -> Result<Value, EvalError> {
     if left == Some(true) {
-        return Value::Bool(true);
+        return Ok(Value::Bool(true));
     }
-    match right() {
-        Ok(Some(true)) => Value::Bool(true),
-        Ok(Some(false)) if left.is_some() => Value::Bool(false),
+    Ok(match right()? {
+        Some(true) => Value::Bool(true),
+        Some(false) if left.is_some() => Value::Bool(false),
         _ => Value::Null,
-    }
+    })
 }
 
 fn equal(left: Value, right: Value) -> Result<Value, EvalError> {
@@ -557,10 +651,7 @@ fn ordered(order: Order, left: Value, right: Value) -> Result<Value, EvalError> 
     }
     let ordering = match (&left, &right) {
         // Strings compared by order must both be numbers.
-        (Value::Text(l), Value::Text(r)) => {
-            let (l, r) = (parse_f64(l)?, parse_f64(r)?);
-            l.partial_cmp(&r).ok_or(EvalError)?
-        }
+        (Value::Text(l), Value::Text(r)) => java_double(l)?.total_cmp(&java_double(r)?),
         _ => compare(&left, &right)?,
     };
     Ok(Value::Bool(match order {
@@ -571,33 +662,70 @@ fn ordered(order: Order, left: Value, right: Value) -> Result<Value, EvalError> 
     }))
 }
 
-fn parse_f64(text: &str) -> Result<f64, EvalError> {
-    text.trim().parse().map_err(|_| EvalError)
+/// Java's `Double.valueOf`: surrounding blanks trimmed, an optional sign,
+/// `NaN`, `Infinity`, decimal digits with a fraction and exponent, and an
+/// optional `d`/`f` suffix.
+fn java_double(text: &str) -> Result<f64, EvalError> {
+    let trimmed = text.trim_matches(|c: char| c <= ' ');
+    let unsigned = trimmed.trim_start_matches(['+', '-']);
+    if trimmed.len() - unsigned.len() > 1 {
+        return Err(EvalError);
+    }
+    let negative = trimmed.starts_with('-');
+    let value = match unsigned {
+        "NaN" => f64::NAN,
+        "Infinity" => f64::INFINITY,
+        _ => {
+            let digits = unsigned
+                .strip_suffix(['d', 'D', 'f', 'F'])
+                .unwrap_or(unsigned);
+            let numeric = !digits.is_empty()
+                && digits
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'));
+            if !numeric {
+                return Err(EvalError);
+            }
+            digits.parse::<f64>().map_err(|_| EvalError)?
+        }
+    };
+    Ok(if negative { -value } else { value })
 }
 
-fn parse_i64(text: &str) -> Result<i64, EvalError> {
+/// Java's `Integer.valueOf` / `Long.valueOf`: an optional sign and digits,
+/// nothing else.
+fn java_int<T: std::str::FromStr>(text: &str) -> Result<T, EvalError> {
     text.parse().map_err(|_| EvalError)
 }
 
 /// Java's `ComparisonExpression.__compare` with string conversion on:
-/// mixed numbers widen to double; a string next to a number or boolean is
-/// converted to it; anything else incomparable counts as "less".
+/// numbers widen (Integer to Long to Double), a string next to a number or
+/// boolean is converted to it, and anything else incomparable counts as
+/// "less". A boolean on the left of a string is an error (Java casts the
+/// boolean to a string and throws).
 fn compare(left: &Value, right: &Value) -> Result<Ordering, EvalError> {
-    use Value::{Bool, Double, Long, Text};
-    let by_f64 = |l: f64, r: f64| l.partial_cmp(&r).ok_or(EvalError);
+    use Value::{Bool, Double, Int, Long, Text};
+    let doubles = |l: f64, r: f64| Ok(l.total_cmp(&r));
     match (left, right) {
+        (Int(l), Int(r)) => Ok(l.cmp(r)),
         (Long(l), Long(r)) => Ok(l.cmp(r)),
-        (Double(l), Double(r)) => by_f64(*l, *r),
-        (Long(l), Double(r)) => by_f64(*l as f64, *r),
-        (Double(l), Long(r)) => by_f64(*l, *r as f64),
+        (Double(l), Double(r)) => doubles(*l, *r),
         (Text(l), Text(r)) => Ok(l.cmp(r)),
         (Bool(l), Bool(r)) => Ok(l.cmp(r)),
-        (Text(l), Long(r)) => Ok(parse_i64(l)?.cmp(r)),
-        (Long(l), Text(r)) => Ok(l.cmp(&parse_i64(r)?)),
-        (Text(l), Double(r)) => by_f64(parse_f64(l)?, *r),
-        (Double(l), Text(r)) => by_f64(*l, parse_f64(r)?),
+        (Int(l), Long(r)) => Ok(i64::from(*l).cmp(r)),
+        (Long(l), Int(r)) => Ok(l.cmp(&i64::from(*r))),
+        (Int(l), Double(r)) => doubles(f64::from(*l), *r),
+        (Double(l), Int(r)) => doubles(*l, f64::from(*r)),
+        (Long(l), Double(r)) => doubles(*l as f64, *r),
+        (Double(l), Long(r)) => doubles(*l, *r as f64),
+        (Int(l), Text(r)) => Ok(l.cmp(&java_int::<i32>(r)?)),
+        (Text(l), Int(r)) => Ok(java_int::<i32>(l)?.cmp(r)),
+        (Long(l), Text(r)) => Ok(l.cmp(&java_int::<i64>(r)?)),
+        (Text(l), Long(r)) => Ok(java_int::<i64>(l)?.cmp(r)),
+        (Double(l), Text(r)) => doubles(*l, java_double(r)?),
+        (Text(l), Double(r)) => doubles(java_double(l)?, *r),
         (Text(l), Bool(r)) => Ok(l.eq_ignore_ascii_case("true").cmp(r)),
-        (Bool(l), Text(r)) => Ok(l.cmp(&r.eq_ignore_ascii_case("true"))),
+        (Bool(_), Text(_)) => Err(EvalError),
         _ => Ok(Ordering::Less),
     }
 }
@@ -645,10 +773,55 @@ mod tests {
             !check("a > 5", &[("a", "x")]),
             "a conversion error never matches"
         );
-        assert!(
-            check("a > '5'", &[("a", "6")]),
-            "two strings compare as numbers"
-        );
+        // Two properties are ordered as numbers (Double.valueOf), the
+        // blanks around them trimmed.
+        assert!(check("a > b", &[("a", " 6 "), ("b", "5")]));
+    }
+
+    #[test]
+    fn integer_literals_are_javas_integers_when_they_fit() {
+        // Integer.valueOf cannot read the property: an error, no match.
+        assert!(!check("a > 5", &[("a", "3000000000")]));
+        assert!(!check("a <> 0", &[("a", "5000000000")]));
+        assert!(check("a > 5", &[("a", "2147483647")]));
+        // A literal past 32 bits is a Long, and reads it.
+        assert!(check("a > 2147483648", &[("a", "3000000000")]));
+        assert!(check("a = -5", &[("a", "-5")]));
+    }
+
+    #[test]
+    fn doubles_are_read_as_java_reads_them() {
+        for (value, matches) in [
+            ("NaN", true),
+            ("Infinity", true),
+            ("inf", false),
+            ("2f", true),
+            ("2d", true),
+            ("0.5", false),
+        ] {
+            assert_eq!(check("a > 1.0", &[("a", value)]), matches, "{value}");
+        }
+    }
+
+    #[test]
+    fn an_error_anywhere_fails_the_whole_expression() {
+        let p = [("x", "1"), ("a", "abc"), ("y", "2")];
+        assert!(!check("x = '1' AND a > 5 OR y = '2'", &p));
+        assert!(!check("a = 'y' OR a > 5 OR a = 'x'", &[("a", "x")]));
+        // A boolean on the left of a string throws in Java.
+        assert!(!check("NOT a = 'x' OR b = 'y'", &[("a", "v"), ("b", "y")]));
+        assert!(!check("TRUE = a", &[("a", "true")]));
+        assert!(check("a = TRUE", &[("a", "TRUE")]));
+    }
+
+    #[test]
+    fn what_follows_the_expression_is_ignored_as_java_does() {
+        assert!(check("a = 'x' or b LIKE 'y%'", &[("a", "x")]));
+        assert!(!check("name LIKE 'abc%'", &[("name", "abcd")]));
+        assert!(check("a = 'x' b = 'y'", &[("a", "x")]));
+        // ... unless the next token cannot be read.
+        assert!(Sql92::parse("a = 1 @").is_err());
+        assert!(Sql92::parse("a = 1 b @").is_ok());
     }
 
     #[test]
@@ -691,8 +864,27 @@ mod tests {
             "a = 'x",
             "5 BETWEEN 3 AND 1",
             "a @ 1",
+            // Java's checkLessThanOperand: only numbers and properties.
+            "a > '5'",
+            "a BETWEEN '1' AND '5'",
+            "NOT a > 5",
+            "a > NULL",
+            "a > TRUE",
+            "(a > 1) > 0",
+            // checkEqualOperand: no NULL next to = or <>.
+            "a = NULL",
+            "a <> NULL",
+            "NULL = a",
+            "TRUE = 'x'",
+            // createFloat: zero and overflow.
+            "a > 0.0",
+            "a BETWEEN 0.0 AND 10.5",
+            "a > 1e309",
         ] {
             assert!(Sql92::parse(bad).is_err(), "{bad}");
+        }
+        for good in ["a > b", "a > 0.5", "a IS NULL", "a = TRUE", "a > -5"] {
+            assert!(Sql92::parse(good).is_ok(), "{good}");
         }
     }
 }
