@@ -41,15 +41,23 @@ pub fn found_messages(
 ) -> Result<Found> {
     let decoded = decode_records_prefix(response.body.clone());
     let mut msgs = decoded.messages;
+    // The record after the last one decoded, in the queue's offsets.
+    let after_last = |last: &MessageExt| {
+        last.queue_offset
+            .saturating_add(1)
+            .saturating_add(response.header.offset_delta.unwrap_or(0))
+    };
     let next_offset = match (decoded.malformed, msgs.last()) {
+        (None, Some(last)) if decoded.reached_total => {
+            let resume = after_last(last);
+            tracing::info!(%mq, resume, next_begin = response.header.next_begin_offset,
+                "a pull answer's bodies reach the decompression total; the rest is pulled again");
+            resume
+        }
         (None, _) => response.header.next_begin_offset,
         (Some(error), None) => return Err(error.into()),
         (Some(error), Some(last)) => {
-            // The record after the last one decoded, in the queue's offsets.
-            let resume = last
-                .queue_offset
-                .saturating_add(1)
-                .saturating_add(response.header.offset_delta.unwrap_or(0));
+            let resume = after_last(last);
             tracing::error!(%mq, resume, next_begin = response.header.next_begin_offset, %error,
                 "a pull answer breaks off at a malformed record; the messages before it are delivered and the next pull starts at it");
             resume

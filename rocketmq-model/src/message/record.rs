@@ -39,10 +39,11 @@ pub struct DecodeOptions {
     /// compressed (and is never allocated).
     pub max_decompressed_body: usize,
     /// The most body bytes one call decoding several records hands out, all
-    /// bodies together: once the bodies so far leave less room than a body
-    /// needs decompressed, it is kept compressed. Without it, a pull answer
-    /// of a few kilobytes of compression bombs would decompress to a
-    /// gigabyte (Java sets no limit at all).
+    /// bodies together: decoding stops before the first record that would
+    /// pass it (the first record is always decoded), and the records from
+    /// there are left for another call ([`DecodedRecords::reached_total`]).
+    /// Without it, a pull answer of a few kilobytes of compression bombs
+    /// would decompress to a gigabyte (Java sets no limit at all).
     pub max_decompressed_total: usize,
     /// Check BODYCRC against the stored body (Java's client does not).
     pub check_crc: bool,
@@ -73,6 +74,14 @@ pub fn decode_records_with(body: Bytes, options: &DecodeOptions) -> Result<Vec<M
     let decoded = decode_records_prefix_with(body, options);
     match decoded.malformed {
         Some(error) => Err(error),
+        None if decoded.reached_total => Err(ModelError::malformed(
+            WHAT,
+            format!(
+                "the bodies pass max_decompressed_total ({} bytes) after {} messages",
+                options.max_decompressed_total,
+                decoded.messages.len()
+            ),
+        )),
         None => Ok(decoded.messages),
     }
 }
@@ -86,6 +95,11 @@ pub struct DecodedRecords {
     /// Why the first malformed record (or inner batch) could not be
     /// decoded; nothing after it was read.
     pub malformed: Option<ModelError>,
+    /// Whether decoding stopped at a sound record because its body would
+    /// have taken the bodies past [`DecodeOptions::max_decompressed_total`]:
+    /// it and the records after it were not read, and a consumer pulls
+    /// again from it.
+    pub reached_total: bool,
 }
 
 /// Decodes a pull body as [`decode_records`] does, but keeps the messages
@@ -101,31 +115,41 @@ pub fn decode_records_prefix(body: Bytes) -> DecodedRecords {
 pub fn decode_records_prefix_with(mut body: Bytes, options: &DecodeOptions) -> DecodedRecords {
     let mut messages = Vec::new();
     let mut malformed = None;
+    let mut reached_total = false;
     // Bodies not decompressed are slices of `body`, at most a frame; they
-    // count too, which keeps the sum simple and costs a frame of room.
+    // count too, which keeps the sum simple and costs a frame of room. At
+    // most one body over the total is ever held (the one that stops it).
     let mut room = options.max_decompressed_total;
     while !body.is_empty() {
-        let this_one = DecodeOptions {
-            max_decompressed_body: options.max_decompressed_body.min(room),
-            ..*options
-        };
-        let decoded = decode_record_with(&mut body, &this_one).and_then(|ext| {
-            room = room.saturating_sub(ext.message.body.len());
+        let decoded = decode_record_with(&mut body, options).and_then(|ext| {
+            let len = ext.message.body.len();
+            if len > room && !messages.is_empty() {
+                return Ok(false);
+            }
+            room = room.saturating_sub(len);
             if sysflag::needs_unwrap(ext.sys_flag) && !sysflag::has(ext.sys_flag, COMPRESSED_FLAG) {
                 messages.extend(unwrap_inner_batch(&ext)?);
             } else {
                 messages.push(ext);
             }
-            Ok(())
+            Ok(true)
         });
-        if let Err(error) = decoded {
-            malformed = Some(error);
-            break;
+        match decoded {
+            Ok(true) => {}
+            Ok(false) => {
+                reached_total = true;
+                break;
+            }
+            Err(error) => {
+                malformed = Some(error);
+                break;
+            }
         }
     }
     DecodedRecords {
         messages,
         malformed,
+        reached_total,
     }
 }
 
@@ -653,24 +677,33 @@ mod tests {
         let mut bomb = sample();
         bomb.message.body = compression::compress(&plain, CompressionType::Zstd, 5).unwrap();
         bomb.sys_flag = sysflag::with_compression(0, CompressionType::Zstd);
-        let answer =
-            Bytes::from([encode(&bomb), encode(&bomb), encode(&bomb), encode(&bomb)].concat());
+        let one = encode(&bomb);
+        let answer = Bytes::from([&one[..], &one[..], &one[..], &one[..]].concat());
         assert!(answer.len() < 4 * 1024);
         let options = DecodeOptions {
             max_decompressed_total: (5 << 20) / 2,
             ..DecodeOptions::default()
         };
-        let decoded = decode_records_with(answer.clone(), &options).unwrap();
-        let inflated: Vec<bool> = decoded
-            .iter()
-            .map(|m| !sysflag::has(m.sys_flag, COMPRESSED_FLAG))
-            .collect();
-        // Two fit in 2.5 MiB; the third would pass it and stays compressed,
-        // and so does the fourth.
-        assert_eq!(inflated, [true, true, false, false]);
-        assert_eq!(decoded[2].message.body, bomb.message.body);
-        let total: usize = decoded.iter().map(|m| m.message.body.len()).sum();
-        assert!(total <= options.max_decompressed_total, "{total}");
+        // Two fit in 2.5 MiB; decoding stops at the third, which is left
+        // whole for the next pull rather than handed out compressed.
+        let decoded = decode_records_prefix_with(answer.clone(), &options);
+        assert!(decoded.malformed.is_none() && decoded.reached_total);
+        assert_eq!(decoded.messages.len(), 2);
+        assert!(
+            decoded
+                .messages
+                .iter()
+                .all(|m| m.message.body.len() == plain.len())
+        );
+        assert!(decode_records_with(answer.clone(), &options).is_err());
+        // The first record is decoded whatever the total, so a consumer
+        // always moves on.
+        let tiny = DecodeOptions {
+            max_decompressed_total: 1,
+            ..DecodeOptions::default()
+        };
+        let first = decode_records_prefix_with(answer.clone(), &tiny);
+        assert_eq!((first.messages.len(), first.reached_total), (1, true));
         // By default all four fit.
         let all = decode_records(answer).unwrap();
         assert!(all.iter().all(|m| m.message.body.len() == plain.len()));
