@@ -12,9 +12,12 @@
 /// queue pulls it alone.
 pub const UNDECODABLE_RETRIES: u32 = 3;
 
-/// A queue's count of undecodable answers at its current offset.
+/// A queue's count of undecodable answers, and the offset they were pulled
+/// at: an answer at another offset starts the count again, however the
+/// queue got there (a decoded answer, NO_NEW_MSG, a seek, a reset).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Undecodable {
+    at: i64,
     failures: u32,
 }
 
@@ -31,10 +34,10 @@ pub enum PoisonStep {
 }
 
 impl Undecodable {
-    /// How many messages to ask for: `normal`, or one while isolating the
-    /// record that could not be decoded.
-    pub fn batch_size(&self, normal: i32) -> i32 {
-        if self.failures >= UNDECODABLE_RETRIES {
+    /// How many messages to ask for at `offset`: `normal`, or one while
+    /// isolating the record there that could not be decoded.
+    pub fn batch_size(&self, offset: i64, normal: i32) -> i32 {
+        if self.at == offset && self.failures >= UNDECODABLE_RETRIES {
             1
         } else {
             normal
@@ -44,6 +47,12 @@ impl Undecodable {
     /// An answer to a pull at `requested` could not be decoded; the broker
     /// said to continue at `next_begin`.
     pub fn failed(&mut self, requested: i64, next_begin: i64) -> PoisonStep {
+        if self.at != requested {
+            *self = Undecodable {
+                at: requested,
+                failures: 0,
+            };
+        }
         if self.failures < UNDECODABLE_RETRIES {
             self.failures += 1;
             return PoisonStep::RetryLater;
@@ -69,12 +78,13 @@ mod tests {
     fn retries_then_isolates_then_skips_one_record() {
         let mut queue = Undecodable::default();
         for _ in 0..UNDECODABLE_RETRIES {
-            assert_eq!(queue.batch_size(32), 32);
+            assert_eq!(queue.batch_size(7, 32), 32);
             assert_eq!(queue.failed(7, 39), PoisonStep::RetryLater);
         }
-        assert_eq!(queue.batch_size(32), 1, "the record is pulled alone");
+        assert_eq!(queue.batch_size(7, 32), 1, "the record is pulled alone");
+        assert_eq!(queue.batch_size(9, 32), 32, "another offset is not");
         assert_eq!(queue.failed(7, 8), PoisonStep::Skip { to: 8 });
-        assert_eq!(queue.batch_size(32), 32, "and then the queue goes on");
+        assert_eq!(queue.batch_size(7, 32), 32, "and then the queue goes on");
         // A broker answer that would not move on still moves on by one.
         for _ in 0..UNDECODABLE_RETRIES {
             queue.failed(8, 8);
@@ -86,5 +96,10 @@ mod tests {
         for _ in 0..UNDECODABLE_RETRIES {
             assert_eq!(queue.failed(9, 40), PoisonStep::RetryLater);
         }
+        // So does a failure at another offset (the queue moved meanwhile).
+        for _ in 0..UNDECODABLE_RETRIES {
+            assert_eq!(queue.failed(20, 40), PoisonStep::RetryLater);
+        }
+        assert_eq!(queue.batch_size(20, 32), 1);
     }
 }

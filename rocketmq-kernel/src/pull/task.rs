@@ -142,7 +142,9 @@ impl PullTask {
                 from_slave: addr.slave,
             },
         );
-        header.max_msg_nums = self.undecodable.batch_size(header.max_msg_nums);
+        header.max_msg_nums = self
+            .undecodable
+            .batch_size(self.next_offset, header.max_msg_nums);
         tracing::trace!(
             offset = self.next_offset,
             sys_flag = header.sys_flag,

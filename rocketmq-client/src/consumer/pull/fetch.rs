@@ -39,8 +39,7 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) {
     tracing::debug!(%mq, "fetch task started");
-    // Undecodable answers, and the offset they were pulled at.
-    let mut poison = (0, Undecodable::default());
+    let mut undecodable = Undecodable::default();
     while !cancel.is_cancelled() {
         generation.mark_unchanged();
         let wait = match plan(&core, &mq) {
@@ -56,13 +55,10 @@ pub(crate) async fn run(
                 offset,
                 generation: at,
             } => {
-                if poison.0 != offset {
-                    poison = (offset, Undecodable::default());
-                }
                 tokio::select! {
                     () = cancel.cancelled() => break,
                     _ = generation.changed() => Duration::ZERO,
-                    wait = pull_once(&core, &mq, offset, at, &mut poison.1, &cancel) => wait,
+                    wait = pull_once(&core, &mq, offset, at, &mut undecodable, &cancel) => wait,
                 }
             }
         };
@@ -185,7 +181,7 @@ async fn pull_once(
         }
     };
     let mut header = header(&core.options, mq, &sub, offset);
-    header.max_msg_nums = undecodable.batch_size(header.max_msg_nums);
+    header.max_msg_nums = undecodable.batch_size(offset, header.max_msg_nums);
     let response = core.api.pull_message(&addr.addr, header).await;
     match response {
         Ok(response) => {
