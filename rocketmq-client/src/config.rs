@@ -193,10 +193,8 @@ impl ClientConfig {
                 "persist_consumer_offset_interval",
                 self.persist_consumer_offset_interval == other.persist_consumer_offset_interval,
             ),
-            (
-                "rebalance_interval",
-                self.rebalance_interval == other.rebalance_interval,
-            ),
+            // Not rebalance_interval: each push consumer's own timer uses its
+            // own config's.
             ("credentials", self.credentials == other.credentials),
             ("transport", same_transport),
         ]

@@ -489,3 +489,49 @@ async fn a_poll_without_limit_returns_what_is_there() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn reading_the_offset_of_a_queue_owned_elsewhere_never_writes_it_back() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let send = |n: std::ops::Range<i32>| {
+        let producer = &producer;
+        async move {
+            for i in n {
+                producer
+                    .send_to_queue(msg("T", &format!("m{i}"), "x"), &q(1))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    send(0..10).await;
+    let owner = PullConsumer::builder("lg", config(&cluster, &unique("owner")))
+        .assign([q(1)])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+        .build()
+        .await
+        .unwrap();
+    poll_n(&owner, 10).await;
+    owner.commit_sync().await.unwrap();
+    let other = PullConsumer::builder("lg", config(&cluster, &unique("other")))
+        .assign([q(0)])
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(other.committed(&q(1)).await.unwrap(), Some(10));
+    assert!(!other.committed_offsets().contains_key(&q(1)));
+
+    send(10..15).await;
+    poll_n(&owner, 5).await;
+    owner.commit_sync().await.unwrap();
+    // Past the other member's offset persistence (every 5 s).
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let broker = cluster.broker(0);
+    assert_eq!(broker.committed_offset("lg", &q(1)), Some(15));
+    other.shutdown().await;
+    owner.shutdown().await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -199,11 +199,18 @@ impl PullConsumer {
 
     /// The committed offset of `mq` (in memory, else from the store).
     pub async fn committed(&self, mq: &MessageQueue) -> Result<Option<i64>> {
-        Ok(self
-            .core
-            .store
-            .read(mq, ReadOffsetType::MemoryThenStore)
-            .await?)
+        let store = &self.core.store;
+        if let Some(offset) = store.read(mq, ReadOffsetType::Memory).await? {
+            return Ok(Some(offset));
+        }
+        let stored = store.read(mq, ReadOffsetType::Store).await?;
+        // Reading the store keeps the offset in memory, and everything in
+        // memory is persisted: for a queue another member owns, that would
+        // write this stale offset over the owner's every 5 s.
+        if !self.core.assigned().contains(mq) {
+            store.remove(mq);
+        }
+        Ok(stored)
     }
 
     /// The queues read now.
