@@ -29,6 +29,11 @@ pub const MAX_QUEUES_PER_BROKER: i32 = 65_536;
 /// brokers together.
 pub const MAX_QUEUES_PER_ROUTE: i64 = 262_144;
 
+/// The most bytes of broker names a route's queues may copy, all together
+/// (each queue holds its broker's name): a route with a megabyte-long name
+/// and many queues is refused too.
+pub const MAX_QUEUE_NAME_BYTES: i64 = 64 * 1024 * 1024;
+
 /// Permission bits of a topic or broker (`PermName`).
 pub mod perm {
     /// Priority (unused by clients).
@@ -222,11 +227,27 @@ impl TopicRouteData {
             }
         }
         let mut ordered = 0;
+        // i64 and counts at most MAX_QUEUES_PER_BROKER: no overflow.
+        let name_bytes = |name: &str, count: i32| i64::from(count.max(0)) * name.len() as i64;
+        let mut names = 0;
         for (broker, count) in order_conf_entries(self.order_topic_conf.as_deref().unwrap_or("")) {
             if count > MAX_QUEUES_PER_BROKER {
                 return Err(too_many(broker, "the orderTopicConf count", count));
             }
             ordered += i64::from(count.max(0));
+            names += name_bytes(broker, count);
+        }
+        for qd in &self.queue_datas {
+            let count = qd.read_queue_nums.max(qd.write_queue_nums);
+            names += name_bytes(&qd.broker_name, count);
+        }
+        if names > MAX_QUEUE_NAME_BYTES {
+            return Err(ModelError::malformed(
+                "TopicRouteData",
+                format!(
+                    "the route's queues would copy {names} bytes of broker names, above the limit of {MAX_QUEUE_NAME_BYTES}"
+                ),
+            ));
         }
         let total = |count: fn(&QueueData) -> i32| -> i64 {
             self.queue_datas
@@ -411,6 +432,15 @@ mod tests {
                 );
             }
             other => panic!("five brokers at the limit: {other:?}"),
+        }
+        // A long broker name times many queues is refused too.
+        let long_name =
+            queues(limit, limit).replace(r#""b""#, &format!("\"{}\"", "b".repeat(2048)));
+        match TopicRouteData::decode(route(&long_name, "").as_bytes()) {
+            Err(ModelError::Malformed { reason, .. }) => {
+                assert!(reason.contains("bytes of broker names"), "{reason}");
+            }
+            other => panic!("a 2 KiB broker name on 65536 queues: {other:?}"),
         }
         // A route built in code is held to the limit when it makes queues.
         let mut built = fine;
