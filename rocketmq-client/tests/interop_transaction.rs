@@ -116,8 +116,9 @@ async fn commit_rollback_and_check_back() {
     for m in committed.iter().filter(|m| m.tags() == Some("tx")) {
         assert_eq!(m.topic(), topic, "the real topic, not the half topic");
         assert_eq!(m.property(property::PGROUP), Some(group.as_str()));
-        // Java keeps TRAN_MSG=true on the committed message; rocketmq-broker
-        // 1.0 drops it (docs/interop.md), so it is not asserted here.
+        // Java's EndTransactionProcessor clears TRAN_MSG on the committed
+        // message, and so does rocketmq-broker 1.0.
+        assert_eq!(m.property(property::TRAN_MSG), None);
     }
     let resolved_by_check = committed
         .iter()

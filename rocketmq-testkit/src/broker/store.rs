@@ -269,7 +269,7 @@ impl Store {
         } else if offset == max_offset {
             (ReadStatus::OffsetOverflowOne, offset)
         } else if offset > max_offset {
-            // Java 4.9.1 and later (`DefaultMessageStore.getMessage`): the
+            // Java 4.9.4 and later (`DefaultMessageStore.getMessage`): the
             // end of the queue, not its start, which would consume it all
             // again.
             (ReadStatus::OffsetOverflowBadly, max_offset)
