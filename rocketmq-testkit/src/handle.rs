@@ -416,6 +416,14 @@ impl Broker {
         self.faults.delay_responses(code, delay);
     }
 
+    /// Corrupts the stored record of the message at `offset` of a queue, as
+    /// a damaged disk would: pulls still answer it, but no client can decode
+    /// it. False when there is no such message. Tests how consumers get past
+    /// a message that can never be delivered.
+    pub fn corrupt_message(&self, topic: &str, queue_id: i32, offset: i64) -> bool {
+        self.core.store.corrupt(topic, queue_id, offset)
+    }
+
     /// Removes this broker's injected failures and delays.
     pub fn clear_faults(&self) {
         self.faults.clear();

@@ -220,6 +220,34 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Overwrites the MAGICCODE of the record at `offset` of a queue, so that
+    /// no client can decode it (as disk corruption would), keeping its length
+    /// so the records after it stay where they are. False when there is no
+    /// such message.
+    pub(crate) fn corrupt(&self, topic: &str, queue_id: i32, offset: i64) -> bool {
+        let mut tables = self.tables();
+        let Some(entry) = tables
+            .queues
+            .get_mut(&(topic.to_owned(), queue_id))
+            .and_then(|queue| queue.entries.get_mut(usize::try_from(offset).ok()?))
+        else {
+            return false;
+        };
+        let mut record = BytesMut::from(&entry.record[..]);
+        // TOTALSIZE (4 bytes), then MAGICCODE (4 bytes).
+        record[4..8].copy_from_slice(&0x0BAD_C0DE_i32.to_be_bytes());
+        let corrupt = Arc::new(StoredMessage {
+            ext: entry.ext.clone(),
+            record: record.freeze(),
+            tags_code: entry.tags_code,
+        });
+        *entry = Arc::clone(&corrupt);
+        tables
+            .commit_log
+            .insert(corrupt.ext.commit_log_offset, corrupt);
+        true
+    }
+
     /// The store time of the first message of a queue, -1 when it is empty.
     pub(crate) fn earliest_store_time(&self, topic: &str, queue_id: i32) -> i64 {
         self.tables()
