@@ -162,3 +162,47 @@ async fn a_zero_timeout_or_interval_is_refused_before_anything_starts() {
     }
     cluster.shutdown().await;
 }
+
+/// Log lines written while the guard lives (this thread only).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_second_client_of_the_same_id_is_told_which_settings_it_does_not_get() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _logs = tracing::subscriber::set_default(subscriber);
+    let first = ClientInstance::acquire(config(&cluster, "shared_id")).unwrap();
+    let mut same = config(&cluster, "shared_id");
+    let second = ClientInstance::acquire(same.clone()).unwrap();
+    same.request_timeout = Duration::from_secs(10);
+    let third = ClientInstance::acquire(same).unwrap();
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "only the differing one: {logs}");
+    assert!(warnings[0].contains("request_timeout"), "{logs}");
+    assert!(
+        !warnings[0].contains("transport"),
+        "two handles of one network: {logs}"
+    );
+    third.release().await;
+    second.release().await;
+    first.release().await;
+    cluster.shutdown().await;
+}
