@@ -30,6 +30,9 @@ pub(crate) struct Sql92(Expr);
 enum Expr {
     Constant(Value),
     Property(String),
+    /// Java's `createNegate`: a number negated when evaluated; anything
+    /// else (a property's text among them) is null.
+    Negate(Box<Expr>),
     Not(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
@@ -107,7 +110,7 @@ fn is_boolean(expr: &Expr) -> bool {
         expr,
         Expr::Constant(
             Value::Int(_) | Value::Long(_) | Value::Double(_) | Value::Text(_) | Value::Null
-        )
+        ) | Expr::Negate(_)
     )
 }
 
@@ -117,6 +120,7 @@ fn is_boolean_expression(expr: &Expr) -> bool {
         expr,
         Expr::Constant(Value::Int(_) | Value::Long(_) | Value::Double(_) | Value::Text(_))
             | Expr::Property(_)
+            | Expr::Negate(_)
     )
 }
 
@@ -475,7 +479,9 @@ impl Parser {
         for operand in [&value, &low, &high] {
             check_ordered_operand(operand)?;
         }
-        if let (Expr::Constant(l), Expr::Constant(h)) = (&low, &high) {
+        // Java checks the bounds of BETWEEN only, and only literal ones
+        // (a negative bound is a negation, not a literal).
+        if let (false, Expr::Constant(l), Expr::Constant(h)) = (negated, &low, &high) {
             if compare(h, l).is_ok_and(|o| o == Ordering::Less) {
                 return Err(ParseError(format!(
                     "Illegal values of between, left value({l:?}) must less than or equal to right value({h:?})"
@@ -501,12 +507,7 @@ impl Parser {
             return self.unary();
         }
         if self.eat_symbol("-") {
-            return match self.unary()? {
-                Expr::Constant(Value::Int(n)) => Ok(Expr::Constant(int_or_long(-i64::from(n)))),
-                Expr::Constant(Value::Long(n)) => Ok(Expr::Constant(Value::Long(n.wrapping_neg()))),
-                Expr::Constant(Value::Double(n)) => Ok(Expr::Constant(Value::Double(-n))),
-                other => Err(ParseError(format!("cannot negate {other:?}"))),
-            };
+            return Ok(Expr::Negate(Box::new(self.unary()?)));
         }
         if self.eat_keyword("NOT") {
             let operand = self.unary()?;
@@ -570,6 +571,12 @@ fn eval(expr: &Expr, properties: &Properties) -> Result<Value, EvalError> {
         Expr::Property(name) => properties
             .get(name)
             .map_or(Value::Null, |v| Value::Text(v.to_owned())),
+        Expr::Negate(inner) => match eval(inner, properties)? {
+            Value::Int(n) => Value::Int(n.wrapping_neg()),
+            Value::Long(n) => Value::Long(n.wrapping_neg()),
+            Value::Double(n) => Value::Double(-n),
+            _ => Value::Null,
+        },
         Expr::Not(inner) => match truth(eval(inner, properties)?)? {
             None => Value::Null,
             Some(b) => Value::Bool(!b),
@@ -815,6 +822,17 @@ mod tests {
     }
 
     #[test]
+    fn negation_is_evaluated_as_java_does() {
+        assert!(check("a = -5", &[("a", "-5")]));
+        assert!(check("a > -5.5", &[("a", "-5")]));
+        // A property's text is no number: negated, it is null.
+        assert!(check("-a IS NULL", &[("a", "5")]));
+        assert!(check("a NOT BETWEEN 5 AND 1", &[("a", "7")]));
+        assert!(!check("a BETWEEN -1 AND -5", &[("a", "-3")]));
+        assert!(Sql92::parse("-a").is_err(), "not boolean");
+    }
+
+    #[test]
     fn what_follows_the_expression_is_ignored_as_java_does() {
         assert!(check("a = 'x' or b LIKE 'y%'", &[("a", "x")]));
         assert!(!check("name LIKE 'abc%'", &[("name", "abcd")]));
@@ -883,7 +901,16 @@ mod tests {
         ] {
             assert!(Sql92::parse(bad).is_err(), "{bad}");
         }
-        for good in ["a > b", "a > 0.5", "a IS NULL", "a = TRUE", "a > -5"] {
+        for good in [
+            "a > b",
+            "a > 0.5",
+            "a IS NULL",
+            "a = TRUE",
+            "a > -5",
+            "a BETWEEN -1 AND -5",
+            "a NOT BETWEEN 5 AND 1",
+            "-a IS NULL",
+        ] {
             assert!(Sql92::parse(good).is_ok(), "{good}");
         }
     }
