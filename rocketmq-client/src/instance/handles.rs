@@ -11,8 +11,8 @@ use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue};
 
 /// A consumer registered with a client instance. The instance calls it from
 /// its background tasks (rebalance every 20 s and on
-/// NOTIFY_CONSUMER_IDS_CHANGED, offset persistence every 5 s, expiry
-/// cleaning) and for the broker's requests about the consumer's group.
+/// NOTIFY_CONSUMER_IDS_CHANGED, offset persistence every 5 s) and for the
+/// broker's requests about the consumer's group.
 ///
 /// Calls are made from the instance's tasks; a slow call delays only the
 /// task making it, never a connection's reader.

@@ -3,7 +3,8 @@
 //!
 //! It owns the connections ([`RemotingClient`]), the typed broker API, the
 //! route table, the background tasks (route refresh, heartbeat, rebalance,
-//! offset persistence, expiry cleaning; see `tasks`) and the handler of the
+//! offset persistence; see `tasks`; push consumers clean expired messages on
+//! their own timer) and the handler of the
 //! requests brokers send (see `processor`). Producers and consumers take a
 //! [`InstanceLease`] with [`ClientInstance::acquire`]; when the last lease is
 //! released the instance stops its tasks and closes its connections, and a

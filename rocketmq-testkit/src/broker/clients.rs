@@ -98,10 +98,9 @@ pub(crate) async fn unregister(ctx: &ConnCtx, request: &RemotingCommand) -> Remo
     reply::ok()
 }
 
-/// GET_CONSUMER_LIST_BY_GROUP.
 /// CHECK_CLIENT_CONFIG: SUCCESS for a tag subscription (or none); an SQL92
-/// one needs property filtering and must compile, SYSTEM_ERROR with the
-/// reason otherwise (Java's `checkClientConfig`).
+/// one needs property filtering (SYSTEM_ERROR otherwise) and must compile
+/// (SUBSCRIPTION_PARSE_FAILED otherwise), as Java's `checkClientConfig`.
 pub(crate) fn check_config(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     if request.body.is_empty() {
         return reply::ok();
