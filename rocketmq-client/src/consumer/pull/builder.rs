@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rocketmq_kernel::ConsumerOptions;
@@ -196,6 +197,7 @@ impl PullConsumerBuilder {
             cancel: CancellationToken::new(),
             reassigning: tokio::sync::Mutex::new(()),
             started_at: SystemTime::now(),
+            heartbeat_sent: AtomicBool::new(false),
         });
         for topic in &topics {
             if let Err(err) = core.routes.refresh(topic).await {
@@ -205,6 +207,7 @@ impl PullConsumerBuilder {
         let registration =
             instance.register_consumer_for_build(Arc::clone(&core) as Arc<dyn ConsumerHandle>)?;
         instance.send_heartbeat().await;
+        core.heartbeat_sent.store(true, Ordering::Release);
         match mode {
             Mode::Assign => core.reassign(self.assigned.clone()).await,
             Mode::Subscribe => rebalance::run(&core).await,

@@ -3,6 +3,7 @@
 //! [`ConsumerHandle`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
@@ -56,6 +57,10 @@ pub(crate) struct PullCore {
     /// One change of the queue set at a time.
     pub(crate) reassigning: tokio::sync::Mutex<()>,
     pub(crate) started_at: SystemTime,
+    /// Set once the build's heartbeat went out: the instance's rebalances
+    /// (on registration, on a first route) wait for it, as brokers answer a
+    /// group they have not heard of with an error.
+    pub(crate) heartbeat_sent: AtomicBool,
 }
 
 impl PullCore {
@@ -164,6 +169,9 @@ impl PullCore {
     /// Stops every fetch task and waits for them.
     pub(crate) async fn stop_fetching(&self) {
         self.cancel.cancel();
+        // A rebalance under way (the instance's) ends first: it would ask
+        // the brokers about the group after the shutdown unregistered it.
+        drop(self.reassigning.lock().await);
         self.tasks.close();
         self.tasks.wait().await;
     }
@@ -203,6 +211,9 @@ impl ConsumerHandle for PullCore {
     }
 
     async fn rebalance(&self) {
+        if !self.heartbeat_sent.load(Ordering::Acquire) {
+            return; // the build rebalances right after its heartbeat
+        }
         if let Some(me) = self.me.upgrade() {
             rebalance::run(&me).await;
         }

@@ -21,6 +21,9 @@ pub(crate) async fn run(core: &Arc<PullCore>) {
         return;
     }
     let _one_at_a_time = core.reassigning.lock().await;
+    if core.cancel.is_cancelled() {
+        return; // shut down while this round waited for the last
+    }
     let current = core.assigned();
     let mut wanted = BTreeSet::new();
     for topic in core.subscriptions.topics() {
