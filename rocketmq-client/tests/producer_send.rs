@@ -635,11 +635,114 @@ async fn a_request_times_out_in_time_while_its_route_is_looked_up() {
         .request(to_t("ping"), Duration::from_secs(1))
         .await
         .unwrap_err();
+    // Nothing was sent, so no reply was missed: the send's own error.
+    assert!(
+        matches!(error, ClientError::SendTimeout { attempts: 0, .. }),
+        "{error}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_request_topic_registers_the_client_with_every_broker_first() {
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = producer(&cluster, "request_heartbeat").await;
+    let error = producer
+        .request(to_t("ping"), Duration::from_secs(1))
+        .await
+        .unwrap_err();
     assert!(
         matches!(error, ClientError::RequestTimeout { .. }),
         "{error}"
     );
-    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    // Whichever broker gets the reply, it knows where to push it.
+    let me = producer.instance().client_id();
+    for broker in cluster.brokers() {
+        assert!(
+            broker.clients().iter().any(|c| c.client_id == me),
+            "{} does not know the requester",
+            broker.name()
+        );
+    }
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_sends_within_its_own_timeout_not_the_send_timeout() {
+    let cluster = cluster_with_topic_t(1).await;
+    let producer = producer(&cluster, "request_budget").await;
+    producer.send(to_t("warm")).await.unwrap();
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::SEND_MESSAGE_V2,
+        Duration::from_secs(4),
+    );
+    // 4 s to store, past the 3 s send timeout but within the request's 10 s:
+    // stored, then no reply.
+    let started = tokio::time::Instant::now();
+    let error = producer
+        .request(to_t("slow"), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ClientError::RequestTimeout { .. }),
+        "{error}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+    // Within 2 s the send itself does not finish: its error, not a missed reply.
+    let error = producer
+        .request(to_t("slower"), Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ClientError::SendTimeout { .. }), "{error}");
+    cluster.clear_faults();
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sharding_key_picks_one_queue_in_every_send_mode() {
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = producer(&cluster, "sharding_modes").await;
+    let keyed = |body: String| {
+        Message::builder("T")
+            .body(body)
+            .sharding_key("order-42")
+            .build()
+            .unwrap()
+    };
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        handles.push(
+            producer
+                .send_async(keyed(format!("async-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    for i in 0..4 {
+        producer
+            .send_oneway(keyed(format!("oneway-{i}")))
+            .await
+            .unwrap();
+        producer.send(keyed(format!("sync-{i}"))).await.unwrap();
+    }
+    let queues: std::collections::BTreeSet<(String, i32)> = cluster
+        .brokers()
+        .iter()
+        .flat_map(|broker| {
+            (0..8)
+                .filter(move |&queue_id| !broker.messages("T", queue_id).is_empty())
+                .map(move |queue_id| (broker.name().to_owned(), queue_id))
+        })
+        .collect();
+    assert_eq!(queues.len(), 1, "{queues:?}");
+    assert_eq!(stored(&cluster, "T").len(), 16);
     producer.shutdown().await;
     cluster.shutdown().await;
 }

@@ -16,7 +16,6 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use rocketmq_kernel::QueueSelector;
-use rocketmq_kernel::select::SelectByShardingKey;
 use rocketmq_model::{Message, MessageQueue};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -113,15 +112,10 @@ impl Producer {
     /// (avoiding isolated brokers when fault avoidance is on), retried up to
     /// `retry_times_when_send_failed` times on another broker after a
     /// retriable failure, all within `send_msg_timeout`. A message with a
-    /// sharding key goes to the queue of its key instead, once.
+    /// sharding key goes to the queue of its key instead, once; so it does
+    /// with every send mode (async, oneway, request, transactional).
     pub async fn send(&self, msg: Message) -> Result<SendResult> {
         let out = self.sender.prepare(msg)?;
-        if out.message.sharding_key().is_some() {
-            return self
-                .sender
-                .send(&out, Route::Selector(&SelectByShardingKey))
-                .await;
-        }
         self.sender.send(&out, self.sender.sync_route()).await
     }
 

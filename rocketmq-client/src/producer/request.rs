@@ -20,24 +20,36 @@ impl Producer {
     /// same CORRELATION_ID is pushed by the broker to this client.
     ///
     /// Needs brokers that serve request-reply (the reply topic
-    /// `<cluster>_REPLY_TOPIC`). Fails with [`ClientError::RequestTimeout`]
-    /// when no reply came in time.
+    /// `<cluster>_REPLY_TOPIC`). The send has the whole `timeout` (not
+    /// `send_msg_timeout`), as in Java, and fails with its own error when
+    /// the request was not stored; [`ClientError::RequestTimeout`] means it
+    /// was, and no reply came in time.
     pub async fn request(&self, mut msg: Message, timeout: Duration) -> Result<MessageExt> {
         let deadline = deadline_after(Instant::now(), timeout);
         let sender = &self.sender;
         let instance = &sender.instance;
         let correlation_id = instance.unique_ids().next_id();
-        let timed_out = || ClientError::RequestTimeout {
-            correlation_id: correlation_id.clone(),
+        let send_timed_out = |attempts| ClientError::SendTimeout {
+            topic: msg.topic.clone(),
             after: timeout,
+            attempts,
         };
         // The route lookup counts against the timeout too.
-        let lookup = instance
-            .routes()
-            .publish_info_or_template(&msg.topic, sender.options.default_topic_queue_nums);
+        let routes = instance.routes();
+        let known = routes.cached_publish_info(&msg.topic).is_some();
+        let lookup =
+            routes.publish_info_or_template(&msg.topic, sender.options.default_topic_queue_nums);
         let info = tokio::time::timeout_at(deadline, lookup)
             .await
-            .map_err(|_| timed_out())??;
+            .map_err(|_| send_timed_out(0))??;
+        if !known {
+            // As Java's prepareSendRequest: every broker of the new route
+            // learns this client first, or one that gets the reply (sent to
+            // the reply topic round robin) could not push it here.
+            tokio::time::timeout_at(deadline, instance.send_heartbeat())
+                .await
+                .map_err(|_| send_timed_out(0))?;
+        }
         let properties = &mut msg.properties;
         properties.insert(property::CORRELATION_ID, correlation_id.clone())?;
         properties.insert(property::REPLY_TO_CLIENT, instance.client_id().to_owned())?;
@@ -56,9 +68,15 @@ impl Producer {
             retries,
             resend_not_ok: false,
         };
-        let sent = tokio::time::timeout_at(deadline, sender.send(&out, route));
-        sent.await.map_err(|_| timed_out())??;
+        let budget = deadline.saturating_duration_since(Instant::now());
+        sender.send_within(&out, route, budget).await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        waiter.wait(remaining).await.ok_or_else(timed_out)
+        waiter
+            .wait(remaining)
+            .await
+            .ok_or_else(|| ClientError::RequestTimeout {
+                correlation_id: correlation_id.clone(),
+                after: timeout,
+            })
     }
 }

@@ -4,12 +4,12 @@
 //! within the send-timeout budget, hooks and metrics.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rocketmq_kernel::fault::FaultConfig;
 use rocketmq_kernel::route::PublishInfo;
-use rocketmq_kernel::select::select_queue;
+use rocketmq_kernel::select::{SelectByShardingKey, select_queue};
 use rocketmq_kernel::wait::deadline_after;
 use rocketmq_kernel::{BrokerApi, FaultStrategy, KernelError, QueueSelector};
 use rocketmq_model::header::SendMessageRequestHeader;
@@ -82,6 +82,14 @@ pub(crate) enum Route<'a> {
     Queue(&'a MessageQueue),
     /// The selector's choice among the publish queues, once.
     Selector(&'a dyn QueueSelector),
+}
+
+/// How long a send may take: its deadline, and the budget it was given
+/// (which a timeout error reports).
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    deadline: Instant,
+    after: Duration,
 }
 
 /// The producer's sending machinery.
@@ -224,9 +232,32 @@ impl Sender {
 
     /// Sends `out` as `route` says, within the send timeout.
     pub(crate) async fn send(&self, out: &Outgoing, route: Route<'_>) -> Result<SendResult> {
+        self.send_within(out, route, self.options.send_msg_timeout)
+            .await
+    }
+
+    /// Sends `out` as `route` says, within `budget`. A message with a
+    /// sharding key sent round robin goes to the queue of its key instead,
+    /// once, whatever the send mode.
+    pub(crate) async fn send_within(
+        &self,
+        out: &Outgoing,
+        route: Route<'_>,
+        budget: Duration,
+    ) -> Result<SendResult> {
         let started = Instant::now();
+        let budget = Budget {
+            deadline: deadline_after(started, budget),
+            after: budget,
+        };
+        let route = match route {
+            Route::Balanced { .. } if out.message.sharding_key().is_some() => {
+                Route::Selector(&SelectByShardingKey)
+            }
+            route => route,
+        };
         let span = tracing::debug_span!("send", topic = out.topic(), msg_id = %out.msg_id());
-        let result = self.send_routed(out, route, started).instrument(span).await;
+        let result = self.send_routed(out, route, budget).instrument(span).await;
         self.metrics
             .record_send(out.topic(), result.is_ok(), started.elapsed());
         result
@@ -236,29 +267,28 @@ impl Sender {
         &self,
         out: &Outgoing,
         route: Route<'_>,
-        started: Instant,
+        budget: Budget,
     ) -> Result<SendResult> {
-        let deadline = deadline_after(started, self.options.send_msg_timeout);
         match route {
             Route::Balanced {
                 retries,
                 resend_not_ok,
             } => {
-                self.send_balanced(out, retries, resend_not_ok, deadline)
+                self.send_balanced(out, retries, resend_not_ok, budget)
                     .await
             }
             Route::Queue(mq) => {
-                self.publish_info(out.topic(), deadline).await?;
-                self.attempt(out, mq, 0, deadline).await
+                self.publish_info(out.topic(), budget).await?;
+                self.attempt(out, mq, 0, budget).await
             }
             Route::Selector(selector) => {
-                let info = self.publish_info(out.topic(), deadline).await?;
+                let info = self.publish_info(out.topic(), budget).await?;
                 let mq = select_queue(selector, info.queues(), &out.message)
                     .ok_or_else(|| ClientError::NoQueueSelected {
                         topic: out.topic().to_owned(),
                     })?
                     .clone();
-                self.attempt(out, &mq, 0, deadline).await
+                self.attempt(out, &mq, 0, budget).await
             }
         }
     }
@@ -273,7 +303,7 @@ impl Sender {
         out: &Outgoing,
         retries: u32,
         resend_not_ok: bool,
-        deadline: Instant,
+        budget: Budget,
     ) -> Result<SendResult> {
         let mut last_failed: Option<String> = None;
         let mut last_error = None;
@@ -282,9 +312,9 @@ impl Sender {
             if attempt > 0 {
                 self.metrics.record_retry(out.topic());
             }
-            let info = match self.publish_info(out.topic(), deadline).await {
+            let info = match self.publish_info(out.topic(), budget).await {
                 Ok(info) => info,
-                Err(error) if error.is_retriable() && Instant::now() < deadline => {
+                Err(error) if error.is_retriable() && Instant::now() < budget.deadline => {
                     last_error = Some(error);
                     continue;
                 }
@@ -293,7 +323,7 @@ impl Sender {
             let Some(mq) = self.fault.select_queue(&info, last_failed.as_deref()) else {
                 return stored.ok_or_else(|| no_route(out.topic()));
             };
-            match self.attempt(out, mq, attempt, deadline).await {
+            match self.attempt(out, mq, attempt, budget).await {
                 Ok(result)
                     if result.status != SendStatus::SendOk
                         && resend_not_ok
@@ -313,31 +343,23 @@ impl Sender {
                 Err(error) => return stored.ok_or(error),
             }
         }
-        stored.ok_or_else(|| last_error.unwrap_or_else(|| self.timeout(out, retries + 1)))
+        stored.ok_or_else(|| last_error.unwrap_or_else(|| timeout(out, retries + 1, budget)))
     }
 
-    fn timeout(&self, out: &Outgoing, attempts: u32) -> ClientError {
-        ClientError::SendTimeout {
-            topic: out.topic().to_owned(),
-            after: self.options.send_msg_timeout,
-            attempts,
-        }
-    }
-
-    async fn publish_info(&self, topic: &str, deadline: Instant) -> Result<Arc<PublishInfo>> {
+    async fn publish_info(&self, topic: &str, budget: Budget) -> Result<Arc<PublishInfo>> {
         let routes = self.instance.routes();
         // The usual case, a known route, needs no timer.
         if let Some(info) = routes.cached_publish_info(topic) {
             return Ok(info);
         }
         let lookup = routes.publish_info_or_template(topic, self.options.default_topic_queue_nums);
-        match tokio::time::timeout_at(deadline, lookup).await {
+        match tokio::time::timeout_at(budget.deadline, lookup).await {
             Ok(Ok(info)) => Ok(info),
             Ok(Err(KernelError::NoRoute { .. })) => Err(no_route(topic)),
             Ok(Err(error)) => Err(error.into()),
             Err(_) => Err(ClientError::SendTimeout {
                 topic: topic.to_owned(),
-                after: self.options.send_msg_timeout,
+                after: budget.after,
                 attempts: 0,
             }),
         }
@@ -350,15 +372,15 @@ impl Sender {
         out: &Outgoing,
         mq: &MessageQueue,
         attempt: u32,
-        deadline: Instant,
+        budget: Budget,
     ) -> Result<SendResult> {
         // Java gives up before an attempt once the budget is spent, rather
         // than write a request nobody will wait for (the broker would store it
         // while the caller is told it failed). The attempt's latency counts
         // from here, hooks included, as Java's `beginTimestampPrev`.
         let began = Instant::now();
-        if began >= deadline {
-            return Err(self.timeout(out, attempt));
+        if began >= budget.deadline {
+            return Err(timeout(out, attempt, budget));
         }
         let addr = self.master_addr(mq)?;
         let ctx = SendContext {
@@ -371,11 +393,11 @@ impl Sender {
         for hook in &self.hooks {
             hook.before_send(&ctx);
         }
-        let result = self.attempt_call(out, mq, &addr, deadline).await;
+        let result = self.attempt_call(out, mq, &addr, budget).await;
         let result = match result {
             // The call had what was left of the budget, and used it up.
-            Err(error) if timed_out(&error) && Instant::now() >= deadline => {
-                Err(self.timeout(out, attempt + 1))
+            Err(error) if timed_out(&error) && Instant::now() >= budget.deadline => {
+                Err(timeout(out, attempt + 1, budget))
             }
             result => result,
         };
@@ -407,18 +429,21 @@ impl Sender {
         out: &Outgoing,
         mq: &MessageQueue,
         addr: &str,
-        deadline: Instant,
+        budget: Budget,
     ) -> Result<SendResult> {
         if self.heartbeat_first {
             let heartbeat = self.instance.ensure_heartbeat(addr);
-            if tokio::time::timeout_at(deadline, heartbeat).await.is_err() {
+            if tokio::time::timeout_at(budget.deadline, heartbeat)
+                .await
+                .is_err()
+            {
                 return Err(ClientError::Remoting(RemotingError::Timeout {
                     addr: addr.to_owned(),
-                    after: self.options.send_msg_timeout,
+                    after: budget.after,
                 }));
             }
         }
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = budget.deadline.saturating_duration_since(Instant::now());
         let header = self.header(out, mq);
         let api = self.instance.broker_api();
         let response: SendResponse = if out.batch {
@@ -441,12 +466,17 @@ impl Sender {
 
     /// Sends `out` once without waiting for the broker (oneway).
     pub(crate) async fn send_oneway(&self, out: &Outgoing) -> Result<()> {
-        let deadline = deadline_after(Instant::now(), self.options.send_msg_timeout);
-        let info = self.publish_info(out.topic(), deadline).await?;
-        let mq = self
-            .fault
-            .select_queue(&info, None)
-            .ok_or_else(|| no_route(out.topic()))?;
+        let after = self.options.send_msg_timeout;
+        let budget = Budget {
+            deadline: deadline_after(Instant::now(), after),
+            after,
+        };
+        let info = self.publish_info(out.topic(), budget).await?;
+        let mq = match out.message.sharding_key() {
+            Some(_) => select_queue(&SelectByShardingKey, info.queues(), &out.message),
+            None => self.fault.select_queue(&info, None),
+        }
+        .ok_or_else(|| no_route(out.topic()))?;
         let addr = self.master_addr(mq)?;
         let call = Oneway(SendMessage::new(self.header(out, mq), out.body.clone()));
         let remoting = self.instance.remoting();
@@ -475,6 +505,15 @@ impl Sender {
             batch: Some(out.batch),
             broker_name: Some(mq.broker_name.as_str().into()),
         }
+    }
+}
+
+/// The error of a send whose budget ran out after `attempts` attempts.
+fn timeout(out: &Outgoing, attempts: u32, budget: Budget) -> ClientError {
+    ClientError::SendTimeout {
+        topic: out.topic().to_owned(),
+        after: budget.after,
+        attempts,
     }
 }
 
