@@ -595,6 +595,35 @@ async fn sends_move_off_a_stopped_broker_and_come_back_when_it_returns() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn oneway_sends_move_off_a_stopped_broker_too() {
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "oneway_failover"))
+        .producer_group("pg")
+        .send_latency_fault_enable(true)
+        .build()
+        .await
+        .unwrap();
+    producer.send(to_t("warm")).await.unwrap();
+    cluster.broker_named("broker-a").unwrap().stop().await;
+    let mut failed = 0;
+    for i in 0..20 {
+        if producer.send_oneway(to_t(format!("m{i}"))).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert!(
+        failed <= 1,
+        "an unreachable broker is avoided ({failed} failed)"
+    );
+    let broker_b = cluster.broker_named("broker-b").unwrap();
+    let on_b: usize = (0..8).map(|q| broker_b.messages("T", q).len()).sum();
+    assert!(on_b >= 19, "{on_b} stored on broker-b");
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_request_names_its_reply_target_and_times_out_without_a_reply() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
     let producer = producer(&cluster, "request_reply").await;

@@ -480,9 +480,17 @@ impl Sender {
         let addr = self.master_addr(mq)?;
         let call = Oneway(SendMessage::new(self.header(out, mq), out.body.clone()));
         let remoting = self.instance.remoting();
-        remoting
+        let began = Instant::now();
+        let written = remoting
             .invoke_call(&addr, call, self.options.send_msg_timeout)
-            .await?;
+            .await;
+        // As Java's sendDefaultImpl: a broker that cannot even be written to
+        // is avoided by the next sends when fault avoidance is on.
+        match &written {
+            Ok(()) => self.fault.record_latency(&mq.broker_name, began.elapsed()),
+            Err(_) => self.fault.record_failure(&mq.broker_name, began.elapsed()),
+        }
+        written?;
         tracing::debug!(addr = %addr, topic = out.topic(), queue_id = mq.queue_id, "oneway send");
         Ok(())
     }
