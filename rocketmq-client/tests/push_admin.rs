@@ -57,6 +57,41 @@ async fn reset_consumer_client_offset_takes_effect() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_reset_holds_while_the_broker_cannot_be_asked_for_offsets() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let consumer = recording(&cluster, &unique("reset_blind"), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    for i in 0..12 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    wait_until("12 messages", Duration::from_secs(60), || seen.len() == 12).await;
+    let broker = cluster.broker(0);
+    // The reset needs no offset query (Java's updateOffset asks nothing):
+    // while queries fail, it still takes effect.
+    broker.fail_requests(
+        rocketmq_model::RequestCode::QUERY_CONSUMER_OFFSET,
+        rocketmq_model::ResponseCode::SYSTEM_ERROR,
+        4,
+    );
+    broker.reset_offset("cg", "T", 0, true).await.unwrap();
+    wait_until("everything again", Duration::from_secs(120), || {
+        seen.len() == 24
+    })
+    .await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn running_info_status_and_direct_consumption_answer_with_real_figures() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
     let producer = producer(&cluster).await;

@@ -159,6 +159,10 @@ impl OffsetStore for LocalFileOffsetStore {
         self.table.remove(mq);
     }
 
+    fn force(&self, mq: &MessageQueue, offset: i64) -> bool {
+        self.table.force(mq, offset)
+    }
+
     fn snapshot(&self) -> BTreeMap<MessageQueue, i64> {
         self.table.snapshot()
     }

@@ -159,6 +159,14 @@ pub trait OffsetStore: Send + Sync {
     /// first.
     fn remove(&self, mq: &MessageQueue);
 
+    /// Sets the in-memory offset of `mq` whatever it was, a removed queue
+    /// included: an offset reset the broker asked for, to be persisted next.
+    /// The default is `update(mq, offset, false)`, which a removed queue
+    /// ignores; this crate's stores take it.
+    fn force(&self, mq: &MessageQueue, offset: i64) -> bool {
+        self.update(mq, offset, false)
+    }
+
     /// A copy of the in-memory offsets.
     fn snapshot(&self) -> BTreeMap<MessageQueue, i64>;
 }

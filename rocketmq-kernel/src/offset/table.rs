@@ -59,6 +59,17 @@ impl OffsetTable {
         }
     }
 
+    /// Sets the offset of `mq` whatever it was, a removed queue included.
+    pub(crate) fn force(&self, mq: &MessageQueue, offset: i64) -> bool {
+        if offset < 0 {
+            return false;
+        }
+        let mut state = self.state();
+        state.removed.remove(mq);
+        state.offsets.insert(mq.clone(), offset);
+        true
+    }
+
     /// Replaces the offsets of the given queues (a load at start).
     pub(crate) fn load(&self, offsets: impl IntoIterator<Item = (MessageQueue, i64)>) {
         let mut state = self.state();
@@ -117,6 +128,9 @@ mod tests {
         assert!(!table.update(&mq(), 20, false));
         table.load([(mq(), 30)]);
         assert!(table.snapshot().is_empty());
+        assert!(table.force(&mq(), 25), "a forced offset is taken");
+        assert_eq!(table.get(&mq()), Some(25));
+        table.remove(&mq());
         table.restore(&mq(), None);
         assert_eq!(table.get(&mq()), None);
         assert!(table.update(&mq(), 20, true));

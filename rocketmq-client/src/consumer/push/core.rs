@@ -182,19 +182,23 @@ impl PushCore {
         tracing::info!(group = self.group(), %topic, queues = owned.len(), "offsets reset");
     }
 
-    /// Writes `offset` for the removed queue `mq` through the store: read
-    /// back (which adds the queue again), forced, persisted, removed.
+    /// Writes `offset` for the removed queue `mq` through the store:
+    /// forced into memory (as Java's `updateOffset`, without asking the
+    /// broker first), persisted, removed again; the queue's return reads it.
     async fn force_offset(&self, mq: &MessageQueue, offset: i64) {
         let store = &self.store;
-        if let Err(err) = store.read(mq, ReadOffsetType::Store).await {
-            tracing::debug!(%mq, error = %err, "reading the offset before a reset failed");
+        if !store.force(mq, offset) {
+            tracing::warn!(group = self.group(), %mq, offset, "the offset store refused a reset offset");
+            return;
         }
-        store.update(mq, offset, false);
-        if let Err(err) = store.persist(mq).await {
-            tracing::warn!(group = self.group(), %mq, offset, error = %err, "persisting a reset offset failed");
-        }
+        let persisted = store.persist(mq).await;
         store.remove(mq);
-        tracing::info!(group = self.group(), %mq, offset, "offset reset");
+        match persisted {
+            Ok(()) => tracing::info!(group = self.group(), %mq, offset, "offset reset"),
+            Err(err) => {
+                tracing::warn!(group = self.group(), %mq, offset, error = %err, "persisting a reset offset failed; it is lost")
+            }
+        }
     }
 
     /// CONSUME_MESSAGE_DIRECTLY: the user's listener on one message.
