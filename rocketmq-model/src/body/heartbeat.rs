@@ -1,6 +1,7 @@
 //! HEART_BEAT body and subscriptions (PROTOCOL.md §7.2).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -99,7 +100,8 @@ pub const SUB_ALL: &str = "*";
 
 impl SubscriptionData {
     /// Builds a subscription as Java's `FilterAPI.build` does, with
-    /// `sub_version` set to now.
+    /// `sub_version` set to now (and above every earlier one of this
+    /// process).
     ///
     /// For [`ExpressionType::Tag`], an empty expression or `*` subscribes to
     /// everything; otherwise the expression is split on `||`, each tag trimmed
@@ -117,7 +119,7 @@ impl SubscriptionData {
             code_set: BTreeSet::new(),
             expression_type: kind,
             sub_string: expression.to_owned(),
-            sub_version: now_millis(),
+            sub_version: next_sub_version(),
             tags_set: BTreeSet::new(),
             topic: topic.into(),
         };
@@ -168,6 +170,22 @@ fn split_tags(expression: &str) -> Result<BTreeSet<String>> {
         .filter(|tag| !tag.is_empty())
         .map(str::to_owned)
         .collect())
+}
+
+/// The version of a new subscription: now in milliseconds, as Java's
+/// `FilterAPI.build`, but always above the last one this process made. A
+/// broker takes a subscription only when its version is above the one it
+/// has, so two made in one millisecond (a topic's selector changed at once)
+/// would leave the broker filtering with the first.
+fn next_sub_version() -> i64 {
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = now_millis();
+    let previous = LAST
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or(now);
+    now.max(previous.saturating_add(1))
 }
 
 fn now_millis() -> i64 {
@@ -306,6 +324,15 @@ pub(crate) mod tests {
         let codes: BTreeSet<i32> = [java_string_hash("TagA"), java_string_hash("TagB")].into();
         assert_eq!(data.code_set, codes);
         assert!(data.sub_version > 1_600_000_000_000);
+        // Made at once, later subscriptions still have later versions.
+        let versions: Vec<i64> = (0..100)
+            .map(|_| {
+                SubscriptionData::from_expression("T", "A", ExpressionType::Tag)
+                    .unwrap()
+                    .sub_version
+            })
+            .collect();
+        assert!(versions.windows(2).all(|w| w[1] > w[0]), "{versions:?}");
 
         for all in ["", "*"] {
             let data = SubscriptionData::from_expression("T", all, ExpressionType::Tag).unwrap();

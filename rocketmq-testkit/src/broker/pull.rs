@@ -83,7 +83,12 @@ pub(crate) async fn handle(ctx: &ConnCtx, request: &RemotingCommand) -> Remoting
         return respond(first, &header);
     }
     hold(core, &header, &filter, &mut arrivals).await;
-    respond(read(core, &header, &filter), &header)
+    // Java runs the request again once woken, with the group's subscription
+    // as it is then: a heartbeat that changed the selector meanwhile counts.
+    match filter_for(core, &header) {
+        Ok(now) => respond(read(core, &header, &now), &header),
+        Err(rejection) => rejection.into_response(),
+    }
 }
 
 /// Holds a pull until a matching message arrives, the periodic check finds
