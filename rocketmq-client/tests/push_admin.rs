@@ -92,6 +92,65 @@ async fn a_reset_holds_while_the_broker_cannot_be_asked_for_offsets() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_subscription_changed_during_a_reset_is_kept() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let consumer = recording(&cluster, &unique("reset_sub"), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    consumer.subscribe("T", "A").await.unwrap();
+    for i in 0..8 {
+        producer
+            .send(msg("T", &format!("a{i}"), "A"))
+            .await
+            .unwrap();
+    }
+    wait_until("the A messages", Duration::from_secs(60), || {
+        seen.len() == 8
+    })
+    .await;
+    let broker = cluster.broker(0);
+    wait_until("offsets persisted", Duration::from_secs(60), || {
+        (0..4).all(|q| {
+            broker.committed_offset("cg", &MessageQueue::new("T", "broker-a", q)) == Some(2)
+        })
+    })
+    .await;
+    // Slow offset writes (within the 3 s request timeout) hold the reset
+    // open while the app changes its mind.
+    broker.delay_responses(
+        rocketmq_model::RequestCode::UPDATE_CONSUMER_OFFSET,
+        Duration::from_secs(2),
+    );
+    let change = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        consumer.subscribe("T", "B").await.unwrap();
+    };
+    let (reset, ()) = tokio::join!(broker.reset_offset("cg", "T", 0, true), change);
+    reset.unwrap();
+    broker.delay_responses(
+        rocketmq_model::RequestCode::UPDATE_CONSUMER_OFFSET,
+        Duration::ZERO,
+    );
+    for i in 0..4 {
+        producer
+            .send(msg("T", &format!("b{i}"), "B"))
+            .await
+            .unwrap();
+    }
+    wait_until("the B messages", Duration::from_secs(120), || {
+        seen.bodies().iter().filter(|b| b.starts_with('b')).count() == 4
+    })
+    .await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn running_info_status_and_direct_consumption_answer_with_real_figures() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
     let producer = producer(&cluster).await;
@@ -293,4 +352,44 @@ async fn an_orderly_consumer_reports_its_locks_and_consumes_directly() {
     assert!(!direct.auto_commit);
     consumer.shutdown().await;
     producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_selector_changed_while_running_selects_the_next_messages() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let consumer = recording(&cluster, &unique("resub"), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    consumer.subscribe("T", "A").await.unwrap();
+    for i in 0..8 {
+        producer
+            .send(msg("T", &format!("a{i}"), "A"))
+            .await
+            .unwrap();
+    }
+    wait_until("the A messages", Duration::from_secs(60), || {
+        seen.len() == 8
+    })
+    .await;
+    // The queues' pulls are held at the broker, filtering for A, when the
+    // selector changes: what comes next is filtered for B, at the broker
+    // (as Java re-runs a held pull) and in the client.
+    consumer.subscribe("T", "B").await.unwrap();
+    for i in 0..4 {
+        producer
+            .send(msg("T", &format!("b{i}"), "B"))
+            .await
+            .unwrap();
+    }
+    wait_until("the B messages", Duration::from_secs(60), || {
+        seen.len() == 12
+    })
+    .await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
 }

@@ -99,7 +99,12 @@ impl PushConsumer {
         if let Err(err) = self.core.routes.refresh(&topic).await {
             tracing::warn!(group = self.group(), %topic, error = %err, "no route for the topic yet");
         }
-        self.core.set_subscription(subscription);
+        {
+            // An offset reset of the broker's takes the topic off and puts
+            // its subscription back: not in the middle of one.
+            let _no_reset = self.core.resetting.lock().await;
+            self.core.set_subscription(subscription);
+        }
         self.core.instance.send_heartbeat().await;
         self.rebalance().await;
         Ok(())
@@ -107,7 +112,10 @@ impl PushConsumer {
 
     /// Stops consuming `topic`: its queues are released in the next round.
     pub async fn unsubscribe(&self, topic: &str) {
-        self.core.remove_subscription(topic);
+        {
+            let _no_reset = self.core.resetting.lock().await;
+            self.core.remove_subscription(topic);
+        }
         self.core.instance.send_heartbeat().await;
         self.rebalance().await;
     }
