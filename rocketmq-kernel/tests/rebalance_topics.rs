@@ -8,6 +8,7 @@ mod rebalance_support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use rebalance_support::*;
 use rocketmq_kernel::OffsetStore;
@@ -105,4 +106,51 @@ async fn refresh_routes_asks_for_a_round_when_a_route_changed() {
         c1.rebalancer.assigned().len() == 2
     })
     .await;
+}
+
+/// Panics on its first allocation, then gives every queue.
+#[derive(Default)]
+struct PanicsOnce(std::sync::atomic::AtomicBool);
+
+impl rocketmq_kernel::AllocateStrategy for PanicsOnce {
+    fn allocate(
+        &self,
+        _group: &str,
+        _own_client_id: &str,
+        queues: &[MessageQueue],
+        _client_ids: &[String],
+    ) -> Vec<MessageQueue> {
+        assert!(self.0.swap(true, Ordering::SeqCst), "a buggy strategy");
+        queues.to_vec()
+    }
+
+    fn name(&self) -> &str {
+        "PANICS_ONCE"
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_strategy_that_panics_skips_a_round_not_every_round() {
+    let cluster = Cluster::new();
+    let ns = FakeNameServer::with(&[(TOPIC, route(2))]);
+    cluster.set_clients(&["c1"]);
+    let c1 = start_client_with_strategy(
+        &cluster,
+        &ns,
+        "c1",
+        options(),
+        stalled(),
+        &[sub_all(TOPIC)],
+        Some(Arc::new(PanicsOnce::default())),
+    );
+    for round in 0..2 {
+        tokio::time::timeout(Duration::from_secs(60), c1.rebalancer.rebalance())
+            .await
+            .unwrap_or_else(|_| panic!("round {round} never came"));
+    }
+    assert_eq!(
+        c1.rebalancer.assigned().len(),
+        4,
+        "the next round allocates"
+    );
 }

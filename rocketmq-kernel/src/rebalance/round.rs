@@ -3,6 +3,7 @@
 //! assignment (Java's `RebalanceImpl#doRebalance`).
 
 use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -76,12 +77,23 @@ async fn allocation(shared: &Shared, topic: &str) -> Result<BTreeSet<MessageQueu
         return Ok(queues.iter().cloned().collect());
     }
     let client_ids = consumer_ids(shared, topic).await?;
-    let own = shared.strategy.allocate(
-        &shared.options.group,
-        &shared.client_id,
-        &queues,
-        &client_ids,
-    );
+    // A strategy is the user's code: one that panics skips the topic this
+    // round (its queues are kept), as Java catches what allocate throws,
+    // rather than end the rebalancer for good.
+    let own = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        shared.strategy.allocate(
+            &shared.options.group,
+            &shared.client_id,
+            &queues,
+            &client_ids,
+        )
+    }))
+    .map_err(|_| {
+        KernelError::Config(format!(
+            "the allocation strategy {} panicked",
+            shared.strategy.name()
+        ))
+    })?;
     tracing::debug!(
         group = %shared.options.group,
         %topic,

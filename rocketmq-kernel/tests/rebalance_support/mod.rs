@@ -507,6 +507,19 @@ pub fn start_client(
     consume: impl FnOnce(Arc<RemoteOffsetStore>) -> Arc<dyn ConsumeService>,
     subscriptions: &[SubscriptionData],
 ) -> Client {
+    start_client_with_strategy(cluster, ns, id, options, consume, subscriptions, None)
+}
+
+/// [`start_client`] with an allocation strategy of the test's own.
+pub fn start_client_with_strategy(
+    cluster: &Arc<Cluster>,
+    ns: &Arc<FakeNameServer>,
+    id: &str,
+    options: ConsumerOptions,
+    consume: impl FnOnce(Arc<RemoteOffsetStore>) -> Arc<dyn ConsumeService>,
+    subscriptions: &[SubscriptionData],
+    strategy: Option<Arc<dyn rocketmq_kernel::AllocateStrategy>>,
+) -> Client {
     let store = Arc::new(RemoteOffsetStore::new(GROUP, cluster.clone()));
     let routes = Routes::new(ns.clone());
     let parts = ConsumerParts {
@@ -519,6 +532,9 @@ pub fn start_client(
         consume: consume(store.clone()),
     };
     let mut builder = Rebalancer::builder(id, options, parts).interval(Duration::from_secs(86_400));
+    if let Some(strategy) = strategy {
+        builder = builder.strategy(strategy);
+    }
     for subscription in subscriptions {
         builder = builder.subscribe(subscription.clone());
     }
