@@ -193,7 +193,6 @@ async fn shutdown_waits_for_in_flight_consumption_up_to_the_drain_timeout() {
     )
     .subscribe("T", "*")
     .consume_from_where(ConsumeFromWhere::FirstOffset)
-    .shutdown_drain_timeout(Duration::from_secs(2))
     .consume_concurrently(
         move |msgs: Vec<rocketmq_model::MessageExt>,
               _ctx: rocketmq_client::consumer::ConcurrentContext| {
@@ -326,5 +325,57 @@ async fn a_build_given_up_on_leaves_no_member_behind() {
     again.shutdown().await;
     other.shutdown().await;
     keeper.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_shutdown_report_counts_what_was_pulled_and_not_consumed() {
+    let cluster = TestCluster::builder()
+        .topic_with("T", TopicConfig::new(1, 1))
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster).await;
+    for i in 0..40 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let seen = Seen::default();
+    let recorded = seen.clone();
+    let consumer = rocketmq_client::PushConsumer::builder(
+        "cg",
+        consumer_support::config(&cluster, &unique("slow")),
+    )
+    .subscribe("T", "*")
+    .consume_from_where(ConsumeFromWhere::FirstOffset)
+    .consume_thread_max(1)
+    .consume_concurrently(move |msgs: Vec<rocketmq_model::MessageExt>, _ctx| {
+        let seen = recorded.clone();
+        async move {
+            seen.push(&msgs);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            rocketmq_client::consumer::ConcurrentResult::Success
+        }
+    })
+    .build()
+    .await
+    .unwrap();
+    wait_until("the first message", Duration::from_secs(60), || {
+        !seen.is_empty()
+    })
+    .await;
+    let report = consumer.shutdown().await;
+    let committed = report
+        .offsets_committed
+        .get(&MessageQueue::new("T", "broker-a", 0))
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        !report.is_clean() || committed == 40,
+        "a clean report with {committed} of 40 committed: {report:?}"
+    );
+    producer.shutdown().await;
     cluster.shutdown().await;
 }

@@ -196,7 +196,19 @@ impl PushConsumer {
         }
         let drained = core.service.shutdown(self.drain_timeout).await;
         report.batches_left = drained.batches_left;
-        report.messages_left = drained.messages_left;
+        // What the process queues still hold counts too: a pull task stopped
+        // while it waited to hand a batch over left it there, unconsumed.
+        let cached: usize = core
+            .rebalancer()
+            .map(|rebalancer| {
+                rebalancer
+                    .process_queues()
+                    .iter()
+                    .map(|(_, pq)| pq.cached_count())
+                    .sum()
+            })
+            .unwrap_or(0);
+        report.messages_left = drained.messages_left.max(cached);
         report.offsets_committed = core.store.snapshot();
         if let Err(err) = core.store.persist_all().await {
             report.errors.push(ClientError::from(err));
