@@ -209,7 +209,12 @@ impl Admin {
     }
 }
 
+/// Whether `msg` is what `query` asked for: the broker's index matches a
+/// hash of topic and key, so both are checked (Java's `MQAdminImpl`).
 fn matches_key(msg: &MessageExt, query: &KeyQuery) -> bool {
+    if msg.message.topic != query.topic {
+        return false;
+    }
     if query.unique_key {
         msg.message.uniq_key() == Some(query.key.as_str())
     } else {
@@ -220,6 +225,36 @@ fn matches_key(msg: &MessageExt, query: &KeyQuery) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_query_keeps_only_its_topic_and_key() {
+        let query = |unique_key| KeyQuery {
+            topic: "T".into(),
+            key: "k".into(),
+            max_num: 32,
+            begin: UNIX_EPOCH,
+            end: far_future(),
+            unique_key,
+        };
+        let with = |topic: &str, keys: &str, uniq: &str| {
+            let mut msg = MessageExt::from(rocketmq_model::Message::new(topic, "body"));
+            let properties = &mut msg.message.properties;
+            properties
+                .insert(rocketmq_model::property::KEYS, keys)
+                .unwrap();
+            properties
+                .insert(rocketmq_model::property::UNIQ_KEY, uniq)
+                .unwrap();
+            msg
+        };
+        assert!(matches_key(&with("T", "a k", "x"), &query(false)));
+        // The broker's index matches a hash of topic and key: another topic
+        // with the same key can come back.
+        assert!(!matches_key(&with("U", "k", "x"), &query(false)));
+        assert!(!matches_key(&with("T", "kk", "x"), &query(false)));
+        assert!(matches_key(&with("T", "x", "k"), &query(true)));
+        assert!(!matches_key(&with("U", "x", "k"), &query(true)));
+    }
 
     #[test]
     fn an_open_window_ends_at_javas_long_max_where_the_clock_reaches_it() {

@@ -266,6 +266,15 @@ async fn builders_refuse_incomplete_settings_and_duplicate_groups() {
             recording(&cluster, &unique("bad"), "cg", "T", &Seen::default())
                 .consume_message_batch_max_size(0),
         ),
+        (
+            "consume_thread_max(0)",
+            recording(&cluster, &unique("bad"), "cg", "T", &Seen::default()).consume_thread_max(0),
+        ),
+        (
+            "consume_thread_max(1001)",
+            recording(&cluster, &unique("bad"), "cg", "T", &Seen::default())
+                .consume_thread_max(1001),
+        ),
     ] {
         let refused = builder.build().await;
         assert!(

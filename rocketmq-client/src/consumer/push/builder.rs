@@ -375,6 +375,14 @@ fn check_ranges(options: &ConsumerOptions) -> Result<()> {
     let as_i128 = |n: usize| i128::try_from(n).unwrap_or(i128::MAX);
     let bytes = |n: u64| i128::from(n);
     let mut ranges = vec![
+        // Java's 1..=1000 threads; here they are tasks, but a value past it
+        // is a mistake all the same.
+        (
+            "consume_thread_max",
+            as_i128(options.consume_thread_max),
+            1,
+            1000,
+        ),
         (
             "pull_batch_size",
             i128::from(options.pull_batch_size),
