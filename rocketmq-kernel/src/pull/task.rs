@@ -59,6 +59,7 @@ pub(crate) fn spawn(
         previously_locked: false,
         flow_controlled: 0,
         undecodable: Undecodable::default(),
+        span_addr: None,
         cancel: cancel.clone(),
     };
     let handle = shared.pull_tasks.spawn(task.run().instrument(span));
@@ -82,6 +83,8 @@ struct PullTask {
     flow_controlled: u64,
     /// Undecodable answers at `next_offset` (see [`super::poison`]).
     undecodable: Undecodable,
+    /// The broker address last recorded in the task's span.
+    span_addr: Option<String>,
     cancel: CancellationToken,
 }
 
@@ -131,7 +134,12 @@ impl PullTask {
                 return self.exception_delay();
             }
         };
-        tracing::Span::current().record("addr", addr.addr.as_str());
+        // Recorded when it changes only: a log subscriber may append every
+        // recorded value to the span's text, which then grows with each pull.
+        if self.span_addr.as_deref() != Some(addr.addr.as_str()) {
+            tracing::Span::current().record("addr", addr.addr.as_str());
+            self.span_addr = Some(addr.addr.clone());
+        }
         let mut header = request::header(
             &self.shared.options,
             &self.mq,
