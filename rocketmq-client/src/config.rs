@@ -188,8 +188,12 @@ impl ClientConfig {
                 "persist_consumer_offset_interval",
                 self.persist_consumer_offset_interval == other.persist_consumer_offset_interval,
             ),
-            // Not rebalance_interval: each push consumer's own timer uses its
-            // own config's.
+            // Push consumers' own timers use their own rebalance_interval, but
+            // the instance's (which lite pull consumers rely on) the first's.
+            (
+                "rebalance_interval",
+                self.rebalance_interval == other.rebalance_interval,
+            ),
             ("credentials", self.credentials == other.credentials),
             // Not transport: two transports cannot be compared (two handles
             // of one network are different objects), and naming it would

@@ -732,6 +732,37 @@ async fn a_request_sends_within_its_own_timeout_not_the_send_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_batch_stays_balanced_whatever_its_messages_keys() {
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = producer(&cluster, "keyed_batch").await;
+    for broker in cluster.brokers() {
+        // Each broker refuses one batch: only a balanced send, retried on
+        // the other broker, gets every batch through.
+        broker.fail_requests(
+            rocketmq_model::RequestCode::SEND_BATCH_MESSAGE,
+            rocketmq_model::ResponseCode::SYSTEM_BUSY,
+            1,
+        );
+    }
+    for round in 0..4 {
+        let batch: Vec<Message> = ["k1", "k2"]
+            .iter()
+            .map(|key| {
+                Message::builder("T")
+                    .body(format!("{round}-{key}"))
+                    .sharding_key(*key)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        producer.send_batch(batch).await.unwrap();
+    }
+    assert_eq!(stored(&cluster, "T").len(), 8);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_sharding_key_picks_one_queue_in_every_send_mode() {
     let cluster = cluster_with_topic_t(2).await;
     let producer = producer(&cluster, "sharding_modes").await;

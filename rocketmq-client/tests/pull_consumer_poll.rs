@@ -536,63 +536,46 @@ async fn reading_the_offset_of_a_queue_owned_elsewhere_never_writes_it_back() {
     cluster.shutdown().await;
 }
 
-/// Log lines written while the guard lives (this thread only).
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+/// Panics on its first allocation, then gives every queue.
+#[derive(Default)]
+struct PanicsOnce(std::sync::atomic::AtomicBool);
 
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
+impl rocketmq_kernel::AllocateStrategy for PanicsOnce {
+    fn allocate(
+        &self,
+        _group: &str,
+        _own_client_id: &str,
+        queues: &[MessageQueue],
+        _client_ids: &[String],
+    ) -> Vec<MessageQueue> {
+        assert!(
+            self.0.swap(true, std::sync::atomic::Ordering::SeqCst),
+            "a buggy strategy"
+        );
+        queues.to_vec()
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+    fn name(&self) -> &str {
+        "PANICS_ONCE"
     }
 }
 
-// Real time and loopback TCP on two worker threads, as an application
-// starts: the race this checks does not happen on the in-memory network.
-#[test]
-fn a_subscribing_consumer_starts_without_asking_before_its_heartbeat() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let logs = tracing::Dispatch::new(
-        tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .finish(),
-    );
-    let on_workers = logs.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(move || {
-            // For the thread's life.
-            std::mem::forget(tracing::dispatcher::set_default(&on_workers));
-        })
+#[tokio::test(start_paused = true)]
+async fn a_strategy_that_panics_once_does_not_stop_the_rebalancing() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("panics")))
+        .subscribe("T", "*")
+        .allocate_strategy(std::sync::Arc::new(PanicsOnce::default()))
         .build()
+        .await
         .unwrap();
-    let _main = tracing::dispatcher::set_default(&logs);
-    runtime.block_on(async {
-        let cluster = TestCluster::builder().topic("T").start_tcp().await.unwrap();
-        // The instance rebalances a consumer on registration and on its
-        // topic's first route; a broker asked for the group's members before
-        // the consumer's heartbeat answers with an error.
-        for round in 0..5 {
-            let mut tcp = rocketmq_client::ClientConfig::new(cluster.namesrv_addrs());
-            tcp.instance_name = unique("start");
-            let consumer = PullConsumer::builder("lg", tcp)
-                .subscribe("T", "*")
-                .build()
-                .await
-                .unwrap();
-            assert_eq!(consumer.assignment().len(), 4, "round {round}");
-            consumer.shutdown().await;
-        }
-        cluster.shutdown().await;
-    });
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(!logs.contains("rebalance skipped"), "{logs}");
+    // The build's round met the panic and kept no queue; the instance's next
+    // round (every 20 s) allocates.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while consumer.assignment().len() < 4 {
+        assert!(tokio::time::Instant::now() < deadline, "never rebalanced");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    consumer.shutdown().await;
+    cluster.shutdown().await;
 }

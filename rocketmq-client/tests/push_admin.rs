@@ -150,6 +150,81 @@ async fn a_subscription_changed_during_a_reset_is_kept() {
     cluster.shutdown().await;
 }
 
+/// An application's own store, written without `force`: it delegates the
+/// rest to a memory store.
+struct OwnStore(rocketmq_kernel::offset::MemoryOffsetStore);
+
+#[async_trait::async_trait]
+impl rocketmq_kernel::OffsetStore for OwnStore {
+    async fn load(&self) -> rocketmq_kernel::Result<()> {
+        self.0.load().await
+    }
+    fn update(&self, mq: &MessageQueue, offset: i64, increase_only: bool) -> bool {
+        self.0.update(mq, offset, increase_only)
+    }
+    async fn read(
+        &self,
+        mq: &MessageQueue,
+        from: rocketmq_kernel::ReadOffsetType,
+    ) -> rocketmq_kernel::Result<Option<i64>> {
+        self.0.read(mq, from).await
+    }
+    async fn persist(&self, mq: &MessageQueue) -> rocketmq_kernel::Result<()> {
+        self.0.persist(mq).await
+    }
+    async fn persist_all(&self) -> rocketmq_kernel::Result<()> {
+        self.0.persist_all().await
+    }
+    fn remove(&self, mq: &MessageQueue) {
+        self.0.remove(mq);
+    }
+    fn snapshot(&self) -> std::collections::BTreeMap<MessageQueue, i64> {
+        self.0.snapshot()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_takes_effect_with_a_store_written_before_force() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let consumer = recording(&cluster, &unique("own_store"), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .offset_store(std::sync::Arc::new(OwnStore(
+            rocketmq_kernel::offset::MemoryOffsetStore::new(),
+        )))
+        .build()
+        .await
+        .unwrap();
+    for i in 0..12 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    wait_until("12 messages", Duration::from_secs(60), || seen.len() == 12).await;
+    // Pulls carry the memory store's offsets to the broker (the commit flag).
+    let broker = cluster.broker(0);
+    wait_until(
+        "offsets committed by pulls",
+        Duration::from_secs(60),
+        || {
+            (0..4).all(|q| {
+                broker.committed_offset("cg", &MessageQueue::new("T", "broker-a", q)) == Some(3)
+            })
+        },
+    )
+    .await;
+    broker.reset_offset("cg", "T", 0, true).await.unwrap();
+    wait_until("everything again", Duration::from_secs(60), || {
+        seen.len() == 24
+    })
+    .await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn running_info_status_and_direct_consumption_answer_with_real_figures() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();

@@ -238,8 +238,10 @@ impl TopicRouteData {
             names += name_bytes(broker, count);
         }
         for qd in &self.queue_datas {
-            let count = qd.read_queue_nums.max(qd.write_queue_nums);
-            names += name_bytes(&qd.broker_name, count);
+            // Subscribe queues copy it per read queue, publish queues per
+            // write queue.
+            names += name_bytes(&qd.broker_name, qd.read_queue_nums);
+            names += name_bytes(&qd.broker_name, qd.write_queue_nums);
         }
         if names > MAX_QUEUE_NAME_BYTES {
             return Err(ModelError::malformed(

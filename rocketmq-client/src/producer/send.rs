@@ -251,7 +251,8 @@ impl Sender {
             after: budget,
         };
         let route = match route {
-            Route::Balanced { .. } if out.message.sharding_key().is_some() => {
+            // A batch's messages may have keys of their own: it stays balanced.
+            Route::Balanced { .. } if !out.batch && out.message.sharding_key().is_some() => {
                 Route::Selector(&SelectByShardingKey)
             }
             route => route,

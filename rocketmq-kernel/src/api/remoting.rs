@@ -18,7 +18,6 @@ use rocketmq_model::header::{
 use rocketmq_model::message::sysflag;
 use rocketmq_model::{
     ClusterInfo, HeartbeatData, MessageExt, MessageQueue, ResponseCode, TopicRouteData,
-    decode_records,
 };
 use rocketmq_remoting::call::{Call, Oneway, execute_at};
 use rocketmq_remoting::calls::{
@@ -465,9 +464,17 @@ impl BrokerApi for RemotingBrokerApi {
         let Some(found) = self.call(addr, QueryMessage(header), span).await? else {
             return Ok(QueryMessageResult::default());
         };
+        // What decodes is kept: a query's answer may pass the decompression
+        // total (or break off) where a pull's would be pulled again.
+        let decoded = rocketmq_model::message::decode_records_prefix(found.body);
+        if let Some(error) = &decoded.malformed {
+            tracing::warn!(%addr, %error, kept = decoded.messages.len(), "a query answer breaks off at a malformed record");
+        } else if decoded.reached_total {
+            tracing::warn!(%addr, kept = decoded.messages.len(), "a query answer passes the decompression total; the rest is left out");
+        }
         Ok(QueryMessageResult {
             index_last_update: Some(time_from_millis(found.header.index_last_update_timestamp)),
-            messages: decode_records(found.body)?,
+            messages: decoded.messages,
         })
     }
 

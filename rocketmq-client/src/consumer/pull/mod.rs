@@ -203,10 +203,12 @@ impl PullConsumer {
         if let Some(offset) = store.read(mq, ReadOffsetType::Memory).await? {
             return Ok(Some(offset));
         }
-        let stored = store.read(mq, ReadOffsetType::Store).await?;
         // Reading the store keeps the offset in memory, and everything in
         // memory is persisted: for a queue another member owns, that would
-        // write this stale offset over the owner's every 5 s.
+        // write this stale offset over the owner's every 5 s. No rebalance
+        // may add the queue in between.
+        let _no_reassigning = self.core.reassigning.lock().await;
+        let stored = store.read(mq, ReadOffsetType::Store).await?;
         if !self.core.assigned().contains(mq) {
             store.remove(mq);
         }

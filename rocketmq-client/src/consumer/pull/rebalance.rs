@@ -44,9 +44,18 @@ async fn allocation(core: &PullCore, topic: &str) -> Result<Vec<MessageQueue>> {
         return Ok(queues);
     }
     let members = consumer_ids(core, topic).await?;
-    Ok(core
-        .strategy
-        .allocate(core.group(), &core.client_id, &queues, &members))
+    // The strategy is the application's code: a panic skips the topic this
+    // round, as in the push consumer's rebalancer.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        core.strategy
+            .allocate(core.group(), &core.client_id, &queues, &members)
+    }))
+    .map_err(|_| {
+        ClientError::Config(format!(
+            "the allocation strategy {} panicked",
+            core.strategy.name()
+        ))
+    })
 }
 
 async fn subscribe_queues(core: &PullCore, topic: &str) -> Result<Vec<MessageQueue>> {

@@ -188,8 +188,15 @@ impl PushCore {
     async fn force_offset(&self, mq: &MessageQueue, offset: i64) {
         let store = &self.store;
         if !store.force(mq, offset) {
-            tracing::warn!(group = self.group(), %mq, offset, "the offset store refused a reset offset");
-            return;
+            // A store of the application's own, written before `force`: read
+            // the queue back (which a store takes as its return), then update.
+            if let Err(err) = store.read(mq, ReadOffsetType::Store).await {
+                tracing::debug!(%mq, error = %err, "reading the offset before a reset failed");
+            }
+            if !store.update(mq, offset, false) {
+                tracing::warn!(group = self.group(), %mq, offset, "the offset store refused a reset offset");
+                return;
+            }
         }
         let persisted = store.persist(mq).await;
         store.remove(mq);

@@ -1,0 +1,162 @@
+//! What the client logs, checked by capturing it. The checks run one after
+//! another in one test: tracing decides per call site, for the whole
+//! process, whether anyone listens, and a test running alongside without a
+//! subscriber could make a captured event vanish.
+
+#![allow(clippy::unwrap_used)]
+
+mod consumer_support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use consumer_support::{Seen, config, msg, producer, recording, unique, wait_assigned, wait_until};
+use rocketmq_client::{ClientInstance, PullConsumer};
+use rocketmq_testkit::TestCluster;
+
+/// Log lines written to it, shared by its clones.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// A dispatcher writing here what `filter` lets through.
+    fn dispatch(&self, filter: &str) -> tracing::Dispatch {
+        let writer = self.clone();
+        tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .finish(),
+        )
+    }
+}
+
+/// A runtime whose threads, all of them, log to `logs`.
+fn runtime(logs: &tracing::Dispatch, multi_thread: bool) -> tokio::runtime::Runtime {
+    let on_workers = logs.clone();
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    if multi_thread {
+        builder.worker_threads(2);
+    } else {
+        builder.start_paused(true);
+    }
+    builder
+        .enable_all()
+        .on_thread_start(move || {
+            // For the thread's life.
+            std::mem::forget(tracing::dispatcher::set_default(&on_workers));
+        })
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_logs_say_what_they_should() {
+    a_second_client_of_the_same_id_is_told_which_settings_it_does_not_get();
+    a_pull_tasks_log_context_does_not_grow_with_its_pulls();
+    a_subscribing_consumer_starts_without_asking_before_its_heartbeat();
+}
+
+fn a_second_client_of_the_same_id_is_told_which_settings_it_does_not_get() {
+    let captured = Captured::default();
+    let logs = captured.dispatch("warn");
+    let _main = tracing::dispatcher::set_default(&logs);
+    runtime(&logs, false).block_on(async {
+        let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+        let first = ClientInstance::acquire(config(&cluster, "shared_id")).unwrap();
+        let mut same = config(&cluster, "shared_id");
+        let second = ClientInstance::acquire(same.clone()).unwrap();
+        same.request_timeout = Duration::from_secs(10);
+        let third = ClientInstance::acquire(same).unwrap();
+        third.release().await;
+        second.release().await;
+        first.release().await;
+        cluster.shutdown().await;
+    });
+    let logs = captured.text();
+    let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "only the differing one: {logs}");
+    assert!(warnings[0].contains("request_timeout"), "{logs}");
+    assert!(
+        !warnings[0].contains("transport"),
+        "two handles of one network: {logs}"
+    );
+}
+
+fn a_pull_tasks_log_context_does_not_grow_with_its_pulls() {
+    let captured = Captured::default();
+    let logs = captured.dispatch("rocketmq_kernel::pull=debug");
+    let _main = tracing::dispatcher::set_default(&logs);
+    runtime(&logs, false).block_on(async {
+        let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+        let producer = producer(&cluster).await;
+        let seen = Seen::default();
+        let consumer = recording(&cluster, &unique("span"), "cg", "T", &seen)
+            .build()
+            .await
+            .unwrap();
+        wait_assigned(&consumer, 4).await;
+        for i in 0..40 {
+            producer
+                .send(msg("T", &format!("m{i}"), "x"))
+                .await
+                .unwrap();
+        }
+        wait_until("all consumed", Duration::from_secs(60), || seen.len() == 40).await;
+        consumer.shutdown().await;
+        producer.shutdown().await;
+        cluster.shutdown().await;
+    });
+    let logs = captured.text();
+    assert!(logs.contains("pulled"), "no pull was logged: {logs}");
+    let grown = logs.lines().find(|line| line.matches("addr=").count() > 1);
+    assert!(grown.is_none(), "{grown:?}");
+}
+
+/// Real time and loopback TCP on two worker threads, as an application
+/// starts: the race this checks does not happen on the in-memory network.
+fn a_subscribing_consumer_starts_without_asking_before_its_heartbeat() {
+    let captured = Captured::default();
+    let logs = captured.dispatch("warn");
+    let _main = tracing::dispatcher::set_default(&logs);
+    runtime(&logs, true).block_on(async {
+        let cluster = TestCluster::builder().topic("T").start_tcp().await.unwrap();
+        // The instance rebalances a consumer on registration and on its
+        // topic's first route; a broker asked for the group's members before
+        // the consumer's heartbeat answers with an error.
+        for round in 0..5 {
+            let mut tcp = rocketmq_client::ClientConfig::new(cluster.namesrv_addrs());
+            tcp.instance_name = unique("start");
+            let consumer = PullConsumer::builder("lg", tcp)
+                .subscribe("T", "*")
+                .build()
+                .await
+                .unwrap();
+            assert_eq!(consumer.assignment().len(), 4, "round {round}");
+            consumer.shutdown().await;
+        }
+        cluster.shutdown().await;
+    });
+    let logs = captured.text();
+    assert!(!logs.contains("rebalance skipped"), "{logs}");
+}
