@@ -41,6 +41,16 @@ impl Subscriptions {
         self.read().get(topic).cloned()
     }
 
+    /// The subscription of `seen`'s topic when it is no longer `seen`
+    /// (another version; `None` when the same or gone): nothing is copied
+    /// when it is the same.
+    pub(crate) fn changed_since(&self, seen: &SubscriptionData) -> Option<SubscriptionData> {
+        self.read()
+            .get(&seen.topic)
+            .filter(|now| now.sub_version != seen.sub_version)
+            .cloned()
+    }
+
     /// Every subscription, by topic.
     pub(crate) fn list(&self) -> Vec<SubscriptionData> {
         self.read().values().cloned().collect()

@@ -103,6 +103,28 @@ pub trait AllocateStrategy: Send + Sync {
     fn name(&self) -> &str;
 }
 
+/// `strategy`'s allocation, with a panic caught: a strategy is the
+/// application's code, and one that panics skips its topic for a round (an
+/// error naming it) rather than end the rebalancing that called it, as Java
+/// catches what `allocate` throws.
+pub fn allocate_caught(
+    strategy: &dyn AllocateStrategy,
+    group: &str,
+    own_client_id: &str,
+    queues: &[MessageQueue],
+    client_ids: &[String],
+) -> crate::Result<Vec<MessageQueue>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        strategy.allocate(group, own_client_id, queues, client_ids)
+    }))
+    .map_err(|_| {
+        crate::KernelError::Config(format!(
+            "the allocation strategy {} panicked",
+            strategy.name()
+        ))
+    })
+}
+
 /// The inputs of an allocation in Java's order: queues and client ids sorted
 /// and without duplicates, and the index of the own client id.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -294,7 +294,7 @@ impl PullTask {
     async fn on_found(&mut self, response: &PullResponse, subscription: &SubscriptionData) -> Next {
         // Filtered with the subscription as it is now: one changed while the
         // pull was out must not drop the messages it selects.
-        let current = self.shared.subscription(&self.mq.topic);
+        let current = self.shared.changed_since(subscription);
         let subscription = current.as_ref().unwrap_or(subscription);
         let found = match found_messages(&self.mq, response, subscription) {
             Ok(found) => {

@@ -3,7 +3,6 @@
 //! assignment (Java's `RebalanceImpl#doRebalance`).
 
 use std::collections::BTreeSet;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use super::assignment::Owned;
 use super::lock;
 use super::shared::Shared;
 use super::start_offset::start_offset;
+use crate::allocate::allocate_caught;
 use crate::api::CallMode;
 use crate::consumer_options::RETRY_TOPIC_PREFIX;
 use crate::error::{KernelError, Result};
@@ -77,23 +77,14 @@ async fn allocation(shared: &Shared, topic: &str) -> Result<BTreeSet<MessageQueu
         return Ok(queues.iter().cloned().collect());
     }
     let client_ids = consumer_ids(shared, topic).await?;
-    // A strategy is the user's code: one that panics skips the topic this
-    // round (its queues are kept), as Java catches what allocate throws,
-    // rather than end the rebalancer for good.
-    let own = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        shared.strategy.allocate(
-            &shared.options.group,
-            &shared.client_id,
-            &queues,
-            &client_ids,
-        )
-    }))
-    .map_err(|_| {
-        KernelError::Config(format!(
-            "the allocation strategy {} panicked",
-            shared.strategy.name()
-        ))
-    })?;
+    // A panicking strategy skips the topic this round; its queues are kept.
+    let own = allocate_caught(
+        shared.strategy.as_ref(),
+        &shared.options.group,
+        &shared.client_id,
+        &queues,
+        &client_ids,
+    )?;
     tracing::debug!(
         group = %shared.options.group,
         %topic,

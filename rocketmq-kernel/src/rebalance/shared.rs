@@ -58,6 +58,18 @@ impl Shared {
             .cloned()
     }
 
+    /// The subscription of `topic` when it is no longer `seen` (another
+    /// version, or gone: `None` then too); nothing is copied when it is the
+    /// same.
+    pub(crate) fn changed_since(&self, seen: &SubscriptionData) -> Option<SubscriptionData> {
+        self.subscriptions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&seen.topic)
+            .filter(|now| now.sub_version != seen.sub_version)
+            .cloned()
+    }
+
     /// The subscribed topics.
     pub(crate) fn topics(&self) -> Vec<String> {
         self.subscriptions

@@ -225,7 +225,7 @@ async fn on_response(
         .record_pull_suggestion(mq, header.suggest_which_broker_id);
     let mut next = header.next_begin_offset;
     // Filtered with the subscription as it is now (see the push pull task).
-    let current = core.subscriptions.get(&mq.topic);
+    let current = core.subscriptions.changed_since(sub);
     let sub = current.as_ref().unwrap_or(sub);
     let msgs = match response.status {
         PullStatus::Found => match found_messages(mq, &response, sub) {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 use rocketmq_kernel::KernelError;
+use rocketmq_kernel::allocate::allocate_caught;
 use rocketmq_model::MessageQueue;
 use rocketmq_model::body::MessageModel;
 
@@ -44,18 +45,15 @@ async fn allocation(core: &PullCore, topic: &str) -> Result<Vec<MessageQueue>> {
         return Ok(queues);
     }
     let members = consumer_ids(core, topic).await?;
-    // The strategy is the application's code: a panic skips the topic this
-    // round, as in the push consumer's rebalancer.
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        core.strategy
-            .allocate(core.group(), &core.client_id, &queues, &members)
-    }))
-    .map_err(|_| {
-        ClientError::Config(format!(
-            "the allocation strategy {} panicked",
-            core.strategy.name()
-        ))
-    })
+    // A panicking strategy skips the topic this round, as in the push
+    // consumer's rebalancer.
+    Ok(allocate_caught(
+        core.strategy.as_ref(),
+        core.group(),
+        &core.client_id,
+        &queues,
+        &members,
+    )?)
 }
 
 async fn subscribe_queues(core: &PullCore, topic: &str) -> Result<Vec<MessageQueue>> {
