@@ -10,21 +10,25 @@ mod consumer_support;
 use std::time::Duration;
 
 use consumer_support::{Seen, msg, owned, producer, recording, unique, wait_assigned, wait_until};
-use rocketmq_client::consumer::ConsumeFromWhere;
+use rocketmq_client::consumer::{ConsumeFromWhere, PushConsumerBuilder};
+use rocketmq_client::{Producer, PushConsumer};
 use rocketmq_model::MessageQueue;
 use rocketmq_model::body::ConsumeResult;
 use rocketmq_testkit::TestCluster;
 
-#[tokio::test(start_paused = true)]
-async fn reset_consumer_client_offset_takes_effect() {
+/// A cluster with topic `T`, a producer, and a recording push consumer of
+/// `cg` from the first offset (`tweak` adds to its builder) that has
+/// consumed 12 messages.
+async fn consumed_twelve(
+    instance: &str,
+    tweak: impl FnOnce(PushConsumerBuilder) -> PushConsumerBuilder,
+) -> (TestCluster, Producer, Seen, PushConsumer) {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
     let producer = producer(&cluster).await;
     let seen = Seen::default();
-    let consumer = recording(&cluster, &unique("reset"), "cg", "T", &seen)
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .build()
-        .await
-        .unwrap();
+    let builder = recording(&cluster, &unique(instance), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset);
+    let consumer = tweak(builder).build().await.unwrap();
     for i in 0..12 {
         producer
             .send(msg("T", &format!("m{i}"), "x"))
@@ -32,6 +36,12 @@ async fn reset_consumer_client_offset_takes_effect() {
             .unwrap();
     }
     wait_until("12 messages", Duration::from_secs(60), || seen.len() == 12).await;
+    (cluster, producer, seen, consumer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn reset_consumer_client_offset_takes_effect() {
+    let (cluster, producer, seen, consumer) = consumed_twelve("reset", |b| b).await;
     let pushed = cluster
         .broker(0)
         .reset_offset("cg", "T", 0, true)
@@ -58,21 +68,7 @@ async fn reset_consumer_client_offset_takes_effect() {
 
 #[tokio::test(start_paused = true)]
 async fn a_reset_holds_while_the_broker_cannot_be_asked_for_offsets() {
-    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
-    let producer = producer(&cluster).await;
-    let seen = Seen::default();
-    let consumer = recording(&cluster, &unique("reset_blind"), "cg", "T", &seen)
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .build()
-        .await
-        .unwrap();
-    for i in 0..12 {
-        producer
-            .send(msg("T", &format!("m{i}"), "x"))
-            .await
-            .unwrap();
-    }
-    wait_until("12 messages", Duration::from_secs(60), || seen.len() == 12).await;
+    let (cluster, producer, seen, consumer) = consumed_twelve("reset_blind", |b| b).await;
     let broker = cluster.broker(0);
     // The reset needs no offset query (Java's updateOffset asks nothing):
     // while queries fail, it still takes effect.
@@ -185,24 +181,12 @@ impl rocketmq_kernel::OffsetStore for OwnStore {
 
 #[tokio::test(start_paused = true)]
 async fn a_reset_takes_effect_with_a_store_written_before_force() {
-    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
-    let producer = producer(&cluster).await;
-    let seen = Seen::default();
-    let consumer = recording(&cluster, &unique("own_store"), "cg", "T", &seen)
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .offset_store(std::sync::Arc::new(OwnStore(
+    let (cluster, producer, seen, consumer) = consumed_twelve("own_store", |b| {
+        b.offset_store(std::sync::Arc::new(OwnStore(
             rocketmq_kernel::offset::MemoryOffsetStore::new(),
         )))
-        .build()
-        .await
-        .unwrap();
-    for i in 0..12 {
-        producer
-            .send(msg("T", &format!("m{i}"), "x"))
-            .await
-            .unwrap();
-    }
-    wait_until("12 messages", Duration::from_secs(60), || seen.len() == 12).await;
+    })
+    .await;
     // Pulls carry the memory store's offsets to the broker (the commit flag).
     let broker = cluster.broker(0);
     wait_until(
