@@ -240,6 +240,7 @@ struct Attempts {
     before: AtomicUsize,
     brokers: std::sync::Mutex<Vec<String>>,
     outcomes: std::sync::Mutex<Vec<(String, u32, bool)>>,
+    oneway: std::sync::Mutex<Vec<(String, bool)>>,
 }
 
 impl SendHook for Attempts {
@@ -257,6 +258,13 @@ impl SendHook for Attempts {
             ctx.attempt,
             result.is_ok(),
         ));
+    }
+
+    fn after_oneway(&self, ctx: &SendContext<'_>, result: Result<(), &ClientError>) {
+        self.oneway
+            .lock()
+            .unwrap()
+            .push((ctx.message_queue.broker_name.clone(), result.is_ok()));
     }
 }
 
@@ -619,6 +627,44 @@ async fn oneway_sends_move_off_a_stopped_broker_too() {
     let broker_b = cluster.broker_named("broker-b").unwrap();
     let on_b: usize = (0..8).map(|q| broker_b.messages("T", q).len()).sum();
     assert!(on_b >= 19, "{on_b} stored on broker-b");
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+/// Java calls its send hooks for oneway sends too; a hook that traces or
+/// audits sends must not miss them, written or not.
+#[tokio::test(start_paused = true)]
+async fn hooks_see_oneway_sends_written_or_not() {
+    let cluster = cluster_with_topic_t(2).await;
+    let attempts = Arc::new(Attempts::default());
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "oneway_hooks"))
+        .producer_group("pg")
+        .send_hook(attempts.clone())
+        .build()
+        .await
+        .unwrap();
+    for i in 0..4 {
+        producer.send_oneway(to_t(format!("m{i}"))).await.unwrap();
+    }
+    cluster.broker_named("broker-a").unwrap().stop().await;
+    let mut failed = 0;
+    for i in 4..8 {
+        if producer.send_oneway(to_t(format!("m{i}"))).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "round robin reaches the stopped broker");
+    assert_eq!(attempts.before.load(Ordering::SeqCst), 8);
+    assert!(
+        attempts.outcomes.lock().unwrap().is_empty(),
+        "a oneway send has no answer for after_send"
+    );
+    let oneway = attempts.oneway.lock().unwrap().clone();
+    assert_eq!(oneway.len(), 8, "{oneway:?}");
+    let hooks_failed: Vec<_> = oneway.iter().filter(|(_, ok)| !ok).collect();
+    assert_eq!(hooks_failed.len(), failed, "{oneway:?}");
+    assert!(hooks_failed.iter().all(|(broker, _)| broker == "broker-a"));
     producer.shutdown().await;
     cluster.shutdown().await;
 }

@@ -22,8 +22,14 @@ pub struct SendContext<'a> {
     pub attempt: u32,
 }
 
-/// Called before and after every send attempt. Both methods do nothing by
-/// default; they run on the sending task, so they should be quick.
+/// Called before and after every send attempt, oneway sends included (as
+/// Java's send hooks). Every method does nothing by default; they run on the
+/// sending task, so they should be quick.
+///
+/// A sync, async, batch, transactional or request send ends in
+/// [`after_send`](Self::after_send); a oneway send, which gets no answer,
+/// ends in [`after_oneway`](Self::after_oneway). Both follow a
+/// [`before_send`](Self::before_send).
 ///
 /// ```
 /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,6 +57,12 @@ pub trait SendHook: Send + Sync + 'static {
     fn after_send(&self, ctx: &SendContext<'_>, result: Result<&SendResult, &ClientError>) {
         let _ = (ctx, result);
     }
+
+    /// After a oneway send was written (`Ok`) or could not be (`Err`); no
+    /// answer is awaited, so `Ok` does not mean the broker stored it.
+    fn after_oneway(&self, ctx: &SendContext<'_>, result: Result<(), &ClientError>) {
+        let _ = (ctx, result);
+    }
 }
 
 /// A shared hook, so the application keeps a handle on it (e.g. to read
@@ -62,5 +74,9 @@ impl<H: SendHook> SendHook for std::sync::Arc<H> {
 
     fn after_send(&self, ctx: &SendContext<'_>, result: Result<&SendResult, &ClientError>) {
         (**self).after_send(ctx, result);
+    }
+
+    fn after_oneway(&self, ctx: &SendContext<'_>, result: Result<(), &ClientError>) {
+        (**self).after_oneway(ctx, result);
     }
 }

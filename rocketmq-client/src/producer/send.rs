@@ -384,13 +384,7 @@ impl Sender {
             return Err(timeout(out, attempt, budget));
         }
         let addr = self.master_addr(mq)?;
-        let ctx = SendContext {
-            producer_group: self.group(),
-            broker_addr: &addr,
-            message_queue: mq,
-            message: &out.message,
-            attempt,
-        };
+        let ctx = self.context(out, mq, &addr, attempt);
         for hook in &self.hooks {
             hook.before_send(&ctx);
         }
@@ -412,6 +406,23 @@ impl Sender {
         }
         tracing::debug!(addr = %addr, queue_id = mq.queue_id, ok = result.is_ok(), ?latency, "send attempt");
         result
+    }
+
+    /// What the hooks see of an attempt of `out` to `mq` at `addr`.
+    fn context<'a>(
+        &'a self,
+        out: &'a Outgoing,
+        mq: &'a MessageQueue,
+        addr: &'a str,
+        attempt: u32,
+    ) -> SendContext<'a> {
+        SendContext {
+            producer_group: self.group(),
+            broker_addr: addr,
+            message_queue: mq,
+            message: &out.message,
+            attempt,
+        }
     }
 
     fn master_addr(&self, mq: &MessageQueue) -> Result<Arc<str>> {
@@ -479,17 +490,25 @@ impl Sender {
         }
         .ok_or_else(|| no_route(out.topic()))?;
         let addr = self.master_addr(mq)?;
+        let ctx = self.context(out, mq, &addr, 0);
+        for hook in &self.hooks {
+            hook.before_send(&ctx);
+        }
         let call = Oneway(SendMessage::new(self.header(out, mq), out.body.clone()));
         let remoting = self.instance.remoting();
         let began = Instant::now();
-        let written = remoting
+        let written: Result<()> = remoting
             .invoke_call(&addr, call, self.options.send_msg_timeout)
-            .await;
+            .await
+            .map_err(Into::into);
         // As Java's sendDefaultImpl: a broker that cannot even be written to
         // is avoided by the next sends when fault avoidance is on.
         match &written {
             Ok(()) => self.fault.record_latency(&mq.broker_name, began.elapsed()),
             Err(_) => self.fault.record_failure(&mq.broker_name, began.elapsed()),
+        }
+        for hook in &self.hooks {
+            hook.after_oneway(&ctx, written.as_ref().copied());
         }
         written?;
         tracing::debug!(addr = %addr, topic = out.topic(), queue_id = mq.queue_id, "oneway send");
