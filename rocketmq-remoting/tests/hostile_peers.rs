@@ -196,13 +196,17 @@ async fn a_peer_that_stops_reading_makes_calls_time_out_not_hang() {
     });
     let results = within(futures::future::join_all(calls)).await;
     assert_eq!(start.elapsed(), SECOND, "every call ended at its timeout");
+    let mut timeouts = 0;
     for result in results {
-        let err = result.unwrap_err();
-        assert!(
-            matches!(err, RemotingError::Timeout { after, .. } if after == SECOND),
-            "{err:?}"
-        );
+        // The first to time out closes the connection; the others, ending
+        // at the same instant, learn it was closed and why.
+        match result.unwrap_err() {
+            RemotingError::Timeout { after, .. } if after == SECOND => timeouts += 1,
+            RemotingError::ConnectionClosed { reason, .. } if reason.contains("no answer") => {}
+            err => panic!("{err:?}"),
+        }
     }
+    assert!(timeouts >= 1);
     assert_eq!(conn.pending_count(), 0);
     assert_eq!(deaf.held.lock().unwrap().len(), 1, "one dial");
 
@@ -240,20 +244,30 @@ async fn a_peer_that_never_answers_leaves_nothing_pending_and_no_task_behind() {
         .iter()
         .filter(|r| matches!(r, Err(RemotingError::Timeout { .. })))
         .count();
+    // The first call to time out closes the connection (as Java's
+    // closeSocketIfTimeout), and the calls still waiting on it fail with why.
+    let closed = results
+        .iter()
+        .filter(|r| {
+            matches!(r, Err(RemotingError::ConnectionClosed { reason, .. })
+                if reason.contains("got no answer"))
+        })
+        .count();
     let refused = results
         .iter()
         .filter(|r| matches!(r, Ok(answer) if answer.response_code() == ResponseCode::SYSTEM_BUSY))
         .count();
     let handler_slots = ConnectionConfig::default().max_inbound_in_flight;
-    assert_eq!(timeouts, handler_slots, "the handled calls time out");
+    assert!(timeouts >= 1, "the handled calls time out: {results:?}");
+    assert_eq!(timeouts + closed, handler_slots, "{results:?}");
     assert_eq!(
         refused,
         CALLS - handler_slots,
         "the rest are refused at once"
     );
     assert_eq!(conn.pending_count(), 0);
-    assert!(!conn.is_closed(), "a timeout does not close the connection");
-    assert!(alive_tasks() > baseline, "the connections' tasks run");
+    assert!(conn.is_closed(), "an unanswered call closes its connection");
+    assert!(alive_tasks() > baseline, "the server's tasks run");
 
     let server_side = server.connections();
     assert_eq!(server_side.len(), 1);
@@ -264,6 +278,105 @@ async fn a_peer_that_never_answers_leaves_nothing_pending_and_no_task_behind() {
     drop(server_side);
     tasks_settle_to(baseline).await;
     within(server.shutdown()).await;
+}
+
+/// Java closes a channel whose request timed out, so a connection the
+/// network silently dropped (a firewall's or NAT's idle timeout, a half-open
+/// socket) is dialed again at once instead of failing every call until TCP
+/// gives up. Here the first connection accepts requests and never answers;
+/// later ones answer.
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_stops_answering_is_closed_and_dialed_again() {
+    let net = MemoryNetwork::new();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&accepted);
+    let server = Server::spawn(
+        net.bind(BROKER).unwrap(),
+        ConnectionConfig::default(),
+        move |_: &Connection| {
+            let first = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+            InboundService::new(tower::service_fn(move |_req: RemotingCommand| async move {
+                if first {
+                    futures::future::pending::<()>().await;
+                }
+                Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0))
+            }))
+        },
+    );
+    let client = memory_client(&net);
+    let (stuck, _) = client.connection(BROKER).await.unwrap();
+    let other = tokio::spawn({
+        let client = client.clone();
+        async move { client.invoke(BROKER, heartbeat("other"), 10 * SECOND).await }
+    });
+    tokio::task::yield_now().await;
+
+    let err = client
+        .invoke(BROKER, heartbeat("a"), SECOND)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RemotingError::Timeout { .. }), "{err:?}");
+    assert!(stuck.is_closed(), "the unanswered connection is closed");
+    let other = within(other).await.unwrap().unwrap_err();
+    assert!(
+        matches!(&other, RemotingError::ConnectionClosed { reason, .. } if reason.contains("got no answer in 1s")),
+        "a call waiting on it learns why at once: {other:?}"
+    );
+
+    let answer = within(client.invoke(BROKER, heartbeat("b"), SECOND))
+        .await
+        .unwrap();
+    assert_eq!(answer.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "dialed again once"
+    );
+    within(client.shutdown()).await;
+    within(server.shutdown()).await;
+}
+
+/// A nameserver that accepts connections and never answers (a GC pause, a
+/// deadlock, a load balancer without a backend) fails one call; as in Java,
+/// the next call goes to the next nameserver instead of waiting on it again.
+#[tokio::test(start_paused = true)]
+async fn a_nameserver_that_never_answers_is_passed_over_by_the_next_call() {
+    const HUNG: &str = "ns-1:9876";
+    const GOOD: &str = "ns-2:9876";
+    let net = MemoryNetwork::new();
+    let hung = Server::spawn(
+        net.bind(HUNG).unwrap(),
+        ConnectionConfig::default(),
+        |_: &Connection| {
+            InboundService::new(tower::service_fn(|_req: RemotingCommand| {
+                futures::future::pending::<Result<RemotingCommand, RemotingError>>()
+            }))
+        },
+    );
+    let good = Server::spawn(
+        net.bind(GOOD).unwrap(),
+        ConnectionConfig::default(),
+        slow_echo,
+    );
+    let client = memory_client(&net);
+    let names = client
+        .name_server_service(vec![HUNG.to_owned(), GOOD.to_owned()])
+        .starting_at(0);
+
+    let start = Instant::now();
+    let err = within(names.invoke(heartbeat("0"))).await.unwrap_err();
+    assert!(matches!(err, RemotingError::Timeout { .. }), "{err:?}");
+    assert_eq!(start.elapsed(), 3 * SECOND, "one request timeout");
+    assert_eq!(names.current_addr().as_deref(), Some(GOOD));
+    for i in 0..5 {
+        let start = Instant::now();
+        let answer = within(names.invoke(heartbeat("0"))).await.unwrap();
+        assert_eq!(answer.response_code(), ResponseCode::SUCCESS, "call {i}");
+        assert_eq!(start.elapsed(), Duration::ZERO, "call {i} waits on nobody");
+    }
+    within(client.shutdown()).await;
+    within(hung.shutdown()).await;
+    within(good.shutdown()).await;
 }
 
 /// Tally of how calls ended.

@@ -160,16 +160,26 @@ impl ConnectionCache {
 
     /// The open connection to `addr`, dialing when there is none.
     pub(crate) async fn get(self: &Arc<Self>, addr: &str) -> Result<(Connection, Generation)> {
-        {
-            let slots = self.slots();
-            let slots = slots.as_ref().ok_or_else(|| shut_down(addr))?;
-            if let Some((conn, generation)) = slots.get(addr).and_then(|entry| entry.open.as_ref())
-            {
-                if !conn.is_closed() {
-                    return Ok((conn.clone(), *generation));
-                }
-            }
+        match self.open(addr)? {
+            Some(open) => Ok(open),
+            None => self.dialed(addr).await,
         }
+    }
+
+    /// The open connection to `addr` if there is one, without waiting.
+    pub(crate) fn open(&self, addr: &str) -> Result<Option<(Connection, Generation)>> {
+        let slots = self.slots();
+        let slots = slots.as_ref().ok_or_else(|| shut_down(addr))?;
+        Ok(slots
+            .get(addr)
+            .and_then(|entry| entry.open.as_ref())
+            .filter(|(conn, _)| !conn.is_closed())
+            .map(|(conn, generation)| (conn.clone(), *generation)))
+    }
+
+    /// The connection to `addr` when [`open`](Self::open) found none: the
+    /// dial's outcome, or the last one's error while backing off.
+    pub(crate) async fn dialed(self: &Arc<Self>, addr: &str) -> Result<(Connection, Generation)> {
         let dial = self.join_or_dial(addr)?;
         Box::pin(dial)
             .await
@@ -287,7 +297,7 @@ impl ConnectionCache {
         match &state.conn {
             Some((conn, current)) if *current == generation => {
                 tracing::debug!(%addr, generation = generation.0, %reason, "connection invalidated");
-                conn.close();
+                conn.close_because(reason);
                 state.conn = None;
                 self.publish(addr, None);
                 true

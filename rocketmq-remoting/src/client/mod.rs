@@ -31,6 +31,11 @@ use cache::{ConnectionCache, Dialer};
 /// Java's defaults for the connect and request timeouts.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A call that waited at least this long for its answer, or a quarter of its
+/// timeout, and got none closes its connection (Java's
+/// `MIN_CLOSE_TIMEOUT_MILLIS`).
+const MIN_WAIT_TO_CLOSE: Duration = Duration::from_millis(100);
+
 /// A client of remoting peers (brokers, nameservers): cheap to clone, clones
 /// share the connections. Many concurrent calls share one connection per
 /// address.
@@ -79,43 +84,105 @@ impl RemotingClient {
     /// nothing. The client sets the header serialization and runs
     /// the hook; the connection assigns the opaque. A oneway `cmd` resolves
     /// with a synthetic SUCCESS once written.
+    ///
+    /// A request that got no answer although it waited at least 100 ms or a
+    /// quarter of `timeout` for one closes its connection, failing the other
+    /// calls on it, and the next call dials again (Java's
+    /// `clientCloseSocketIfTimeout`, on by default): a connection the network
+    /// silently dropped is otherwise kept until TCP gives up, a quarter of an
+    /// hour later.
     pub async fn invoke(
         &self,
         addr: &str,
         cmd: RemotingCommand,
         timeout: Duration,
     ) -> Result<RemotingCommand> {
+        let timed_out = || RemotingError::Timeout {
+            addr: addr.to_owned(),
+            after: timeout,
+        };
         if timeout.is_zero() {
             // As Java's invokeSync: a call without time left is not written.
-            return Err(RemotingError::Timeout {
-                addr: addr.to_owned(),
-                after: timeout,
-            });
+            return Err(timed_out());
         }
-        let call = self.invoke_without_timeout(addr, cmd);
-        tokio::time::timeout(timeout, call)
-            .await
-            .unwrap_or_else(|_| {
-                Err(RemotingError::Timeout {
-                    addr: addr.to_owned(),
-                    after: timeout,
-                })
-            })
+        let Some(deadline) = tokio::time::Instant::now().checked_add(timeout) else {
+            // Past the clock's range (`Duration::MAX`): no timeout.
+            return self.invoke_without_timeout(addr, cmd).await;
+        };
+        let mut waiting = None;
+        let call = self.invoke_tracked(addr, cmd, &mut waiting);
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(answer) => answer,
+            Err(_elapsed) => {
+                if let Some(waiting) = waiting {
+                    self.close_unanswered(addr, waiting, deadline, timeout);
+                }
+                Err(timed_out())
+            }
+        }
     }
 
     async fn invoke_without_timeout(
         &self,
         addr: &str,
-        mut cmd: RemotingCommand,
+        cmd: RemotingCommand,
     ) -> Result<RemotingCommand> {
-        let (conn, generation) = self.inner.cache.get(addr).await?;
+        self.invoke_tracked(addr, cmd, &mut None).await
+    }
+
+    /// Closes the connection of a request that timed out, if it had time
+    /// enough to be answered (see [`invoke`](Self::invoke)).
+    fn close_unanswered(
+        &self,
+        addr: &str,
+        waiting: Waiting,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) {
+        let waited = waiting
+            .since
+            .map_or(timeout, |since| deadline.saturating_duration_since(since));
+        if waited >= MIN_WAIT_TO_CLOSE || waited >= timeout / 4 {
+            let reason = format!("closed after a request got no answer in {waited:?}");
+            if self
+                .inner
+                .cache
+                .invalidate(addr, waiting.generation, &reason)
+            {
+                tracing::warn!(%addr, ?waited, "no answer on the connection; closed it to dial again");
+            }
+        }
+    }
+
+    /// Sends `cmd`; once a request is written, `waiting` says on which
+    /// connection it waits for its answer, and since when.
+    async fn invoke_tracked(
+        &self,
+        addr: &str,
+        mut cmd: RemotingCommand,
+        waiting: &mut Option<Waiting>,
+    ) -> Result<RemotingCommand> {
+        // The clock is read only when a dial came first: a call on an open
+        // connection waits from its start.
+        let (conn, generation, since) = match self.inner.cache.open(addr)? {
+            Some((conn, generation)) => (conn, generation, None),
+            None => {
+                let (conn, generation) = self.inner.cache.dialed(addr).await?;
+                (conn, generation, Some(tokio::time::Instant::now()))
+            }
+        };
         cmd.serialize_type = self.inner.serialize_type;
         if let Some(hook) = &self.inner.hook {
             hook.before_request(addr, &mut cmd);
         }
         let oneway = cmd.is_oneway();
         let answer = match conn.start(cmd) {
-            Ok(started) => started.answer().await,
+            Ok(started) => {
+                if !oneway {
+                    *waiting = Some(Waiting { generation, since });
+                }
+                started.answer().await
+            }
             Err(error) => Err(error),
         };
         match answer {
@@ -205,6 +272,14 @@ impl RemotingClient {
     pub async fn shutdown(&self) {
         self.inner.cache.shutdown().await;
     }
+}
+
+/// The connection a written request waits on for its answer, and since when
+/// (`None`: since its call began).
+#[derive(Clone, Copy)]
+struct Waiting {
+    generation: Generation,
+    since: Option<tokio::time::Instant>,
 }
 
 impl Default for RemotingClient {

@@ -19,7 +19,9 @@ use crate::error::{RemotingError, Result};
 /// address that answered (at first a random one) and moves to the next when an
 /// address cannot be reached or its connection dies; other errors, timeouts
 /// of a request on an open connection included, end the call. An address
-/// that cannot be reached is not tried first by the next call either.
+/// that cannot be reached or did not answer in time is not tried first by
+/// the next call (as Java, which moves on once the chosen nameserver's
+/// channel is closed, and closes it after a timeout).
 ///
 /// Each attempt has the request timeout, connection included, and waits for
 /// its connection to open for at most its share of it (the timeout divided
@@ -109,21 +111,31 @@ impl NameServerService {
                 }
                 Err(error) if fails_over(&error) => {
                     tracing::debug!(%addr, %error, "nameserver unreachable, trying the next");
-                    // The next call starts past it, unless another address
-                    // answers first.
-                    let len = addrs.len();
-                    let _ = self
-                        .current
-                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |at| {
-                            (at % len == index).then_some(index + 1)
-                        });
+                    self.pass_over(index, addrs.len());
                     last_error = Some(error);
+                }
+                Err(error @ RemotingError::Timeout { .. }) => {
+                    // As Java: the call fails, its connection was closed,
+                    // and the next call starts at the next address.
+                    tracing::debug!(%addr, %error, "nameserver did not answer; the next call starts past it");
+                    self.pass_over(index, addrs.len());
+                    return Err(error);
                 }
                 Err(error) => return Err(error),
             }
         }
         Err(last_error
             .unwrap_or_else(|| RemotingError::NoAddress("no nameserver reachable".into())))
+    }
+
+    /// The next call starts past `addrs[index]`, unless another address
+    /// answered meanwhile.
+    fn pass_over(&self, index: usize, len: usize) {
+        let _ = self
+            .current
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |at| {
+                (at % len == index).then_some(index + 1)
+            });
     }
 }
 

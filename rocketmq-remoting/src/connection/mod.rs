@@ -43,7 +43,8 @@ const CLOSED_LOCALLY: &str = "connection closed locally";
 /// Handles requests the peer sends (e.g. a broker's NOTIFY_CONSUMER_IDS_CHANGED
 /// or CHECK_TRANSACTION_STATE). Its answer is written back with the request's
 /// opaque and the response flag; answers to oneway requests are discarded. An
-/// error is answered with SYSTEM_ERROR and the error text as remark.
+/// error is answered with SYSTEM_ERROR and the error text as remark, and so is
+/// a panic of the handler.
 ///
 /// Up to [`ConnectionConfig::max_inbound_in_flight`] requests are handled at
 /// once, concurrently on the connection's reader task: a handler with heavy work
@@ -267,6 +268,11 @@ impl Connection {
     /// Closes the connection: pending calls fail, the tasks stop.
     pub fn close(&self) {
         self.shared().shut_down(CLOSED_LOCALLY);
+    }
+
+    /// Closes the connection, failing pending calls with `reason`.
+    pub(crate) fn close_because(&self, reason: &str) {
+        self.shared().shut_down(reason);
     }
 
     /// Waits until the connection has closed and both of its tasks have ended.
