@@ -2,6 +2,8 @@
 //! §2.6). Responses complete pending calls; requests from the peer go to the
 //! inbound handler, whose answers are queued for the writer.
 
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -10,6 +12,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rocketmq_model::ResponseCode;
 use tokio::io::ReadHalf;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::codec::FramedRead;
 use tower::ServiceExt;
 
@@ -51,25 +54,41 @@ async fn read_loop(
     max_in_flight: usize,
 ) -> String {
     let mut handling: FuturesUnordered<Handling> = FuturesUnordered::new();
+    // Replies the write queue had no room for. Reading goes on while they
+    // wait, so responses keep completing calls; they count against the
+    // handlers' limit, which bounds them.
+    let mut unsent: VecDeque<RemotingCommand> = VecDeque::new();
     loop {
         tokio::select! {
+            permit = shared.outbound.reserve(), if !unsent.is_empty() => {
+                let Ok(permit) = permit else {
+                    return super::CLOSED_LOCALLY.to_owned();
+                };
+                if let Some(reply) = unsent.pop_front() {
+                    permit.send(Outbound::Reply(reply));
+                }
+            }
             Some(reply) = handling.next(), if !handling.is_empty() => {
                 if let Some(reply) = reply {
-                    if shared.outbound.send(Outbound::Reply(reply)).await.is_err() {
+                    if !queue_reply(shared, &mut unsent, reply) {
                         return super::CLOSED_LOCALLY.to_owned();
                     }
                 }
             }
-            // Reading never stops for busy handlers, so a hang-up is always seen
-            // and responses keep completing calls; a request over the limit is
-            // refused at once, as Java refuses what its executor rejects.
+            // Reading never stops for busy handlers or a full write queue, so
+            // a hang-up is always seen and responses keep completing calls; a
+            // request over the limit is refused at once, as Java refuses what
+            // its executor rejects.
             frame = frames.next() => match frame {
                 None => return PEER_CLOSED.to_owned(),
                 Some(Err(error)) => return error.to_string(),
                 Some(Ok(cmd)) if cmd.is_response() => complete(shared, cmd),
-                Some(Ok(cmd)) if handling.len() >= max_in_flight => {
+                Some(Ok(cmd)) if handling.len() + unsent.len() >= max_in_flight => {
                     if let Some(reply) = system_busy(shared, cmd) {
-                        if shared.outbound.send(Outbound::Reply(reply)).await.is_err() {
+                        if unsent.len() >= max_in_flight {
+                            // The peer is not reading what is written to it.
+                            tracing::debug!(peer = %shared.peer, opaque = reply.opaque, "write queue full; refusal not sent");
+                        } else if !queue_reply(shared, &mut unsent, reply) {
                             return super::CLOSED_LOCALLY.to_owned();
                         }
                     }
@@ -77,6 +96,27 @@ async fn read_loop(
                 Some(Ok(cmd)) => handling.push(handle(shared, handler.as_ref(), cmd)),
             },
         }
+    }
+}
+
+/// Queues `reply` for the writer without waiting: behind the replies already
+/// waiting, or at once when the queue has room. False once the writer is gone.
+fn queue_reply(
+    shared: &Shared,
+    unsent: &mut VecDeque<RemotingCommand>,
+    reply: RemotingCommand,
+) -> bool {
+    if !unsent.is_empty() {
+        unsent.push_back(reply);
+        return true;
+    }
+    match shared.outbound.try_send(Outbound::Reply(reply)) {
+        Ok(()) => true,
+        Err(TrySendError::Full(Outbound::Reply(reply))) => {
+            unsent.push_back(reply);
+            true
+        }
+        Err(_) => false,
     }
 }
 
@@ -106,12 +146,20 @@ fn handle(shared: &Shared, handler: Option<&InboundService>, request: RemotingCo
     };
     let peer = Arc::clone(&shared.peer);
     async move {
-        let reply = match handler.oneshot(request).await {
-            Ok(reply) => reply,
-            Err(error) => {
+        // A panicking handler must not take the reader task with it: the
+        // connection would look open while nothing read its responses.
+        let handled = AssertUnwindSafe(handler.oneshot(request)).catch_unwind();
+        let reply = match handled.await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(error)) => {
                 tracing::warn!(%peer, opaque, code, %error, "inbound handler failed");
                 RemotingCommand::response(ResponseCode::SYSTEM_ERROR, opaque)
                     .with_remark(error.to_string())
+            }
+            Err(_panic) => {
+                tracing::error!(%peer, opaque, code, "inbound handler panicked");
+                RemotingCommand::response(ResponseCode::SYSTEM_ERROR, opaque)
+                    .with_remark(format!("the handler of request {code} panicked"))
             }
         };
         (!oneway).then(|| as_reply_to(reply, opaque))

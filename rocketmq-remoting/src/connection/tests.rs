@@ -19,8 +19,11 @@ struct FakePeer {
 }
 
 impl FakePeer {
+    /// The next frame; fails instead of hanging (paused time jumps to the
+    /// deadline once idle).
     async fn recv(&mut self) -> RemotingCommand {
-        self.frames.next().await.unwrap().unwrap()
+        let next = tokio::time::timeout(Duration::from_secs(60), self.frames.next());
+        next.await.expect("no frame came").unwrap().unwrap()
     }
 
     async fn send(&mut self, cmd: RemotingCommand) {
@@ -254,6 +257,124 @@ async fn handler_error_is_answered_with_system_error() {
         (3, ResponseCode::SYSTEM_ERROR)
     );
     assert!(answer.remark.unwrap().contains("boom"));
+}
+
+/// Java answers SYSTEM_ERROR when a processor throws; a panicking handler
+/// took the reader task with it, leaving a connection that looked open
+/// while no response was read again.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_is_answered_with_system_error_and_reading_goes_on() {
+    let handler = InboundService::new(tower::service_fn(|_req: RemotingCommand| async move {
+        panic!("handler bug");
+        #[allow(unreachable_code)]
+        Ok::<RemotingCommand, RemotingError>(RemotingCommand::response(ResponseCode::SUCCESS, 0))
+    }));
+    let (conn, mut peer) = pair_with(&ConnectionConfig::default(), Some(handler));
+    let mut req = request(RequestCode::CHECK_TRANSACTION_STATE);
+    req.opaque = 7;
+    peer.send(req).await;
+    let answer = peer.recv().await;
+    assert_eq!(
+        (answer.opaque, answer.response_code()),
+        (7, ResponseCode::SYSTEM_ERROR)
+    );
+    assert!(answer.remark.unwrap().contains("panicked"));
+
+    let call = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    let sent = peer.recv().await;
+    peer.send(reply(&sent, "still read")).await;
+    let answer = tokio::time::timeout(Duration::from_secs(60), call).await;
+    assert_eq!(
+        answer.unwrap().unwrap().unwrap().remark.as_deref(),
+        Some("still read")
+    );
+    assert!(!conn.is_closed());
+}
+
+/// A reply too large to send is answered SYSTEM_ERROR, as the peer would
+/// otherwise wait out its timeout for an answer that never comes.
+#[tokio::test(start_paused = true)]
+async fn a_reply_that_cannot_be_sent_is_answered_with_system_error() {
+    let handler = InboundService::new(tower::service_fn(|_req: RemotingCommand| async move {
+        Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0).with_body(vec![b'x'; 4096]))
+    }));
+    let config = ConnectionConfig {
+        max_frame_len: 1024,
+        ..ConnectionConfig::default()
+    };
+    let (_conn, mut peer) = pair_with(&config, Some(handler));
+    let mut req = request(RequestCode::GET_CONSUMER_RUNNING_INFO);
+    req.opaque = 9;
+    peer.send(req).await;
+    let answer = peer.recv().await;
+    assert_eq!(
+        (answer.opaque, answer.response_code()),
+        (9, ResponseCode::SYSTEM_ERROR)
+    );
+    assert!(
+        answer.remark.unwrap().contains("could not be sent"),
+        "says why"
+    );
+}
+
+/// Answering a peer's request never stops the reading: with the write queue
+/// full (the peer reads slowly), a response that arrives is still handed to
+/// its caller. The reader used to wait for room for its reply first.
+#[tokio::test(start_paused = true)]
+async fn a_reply_waiting_for_room_does_not_stop_responses() {
+    let handler = InboundService::new(tower::service_fn(|_req: RemotingCommand| async move {
+        Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0))
+    }));
+    let config = ConnectionConfig {
+        write_queue: 1,
+        ..ConnectionConfig::default()
+    };
+    let (conn, mut peer) = pair_with(&config, Some(handler));
+    let first = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    let first_sent = peer.recv().await;
+    // The peer stops reading: 40 KiB sends fill the 64 KiB pipe and the queue.
+    let fillers: Vec<_> = (0..4)
+        .map(|_| {
+            let cmd = request(RequestCode::SEND_MESSAGE_V2).with_body(vec![b'x'; 40 * 1024]);
+            tokio::spawn(conn.send(cmd))
+        })
+        .collect();
+    let mut rounds = 0;
+    while conn.shared().outbound.capacity() > 0 || conn.pending_count() < 5 {
+        rounds += 1;
+        assert!(rounds < 10_000, "the senders never filled the queue");
+        tokio::task::yield_now().await;
+    }
+    let mut asks = request(RequestCode::GET_CONSUMER_RUNNING_INFO);
+    asks.opaque = 1_000_000;
+    peer.send(asks).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    peer.send(reply(&first_sent, "answered")).await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), first).await;
+    assert_eq!(
+        answer
+            .expect("the response was read")
+            .unwrap()
+            .unwrap()
+            .remark
+            .as_deref(),
+        Some("answered")
+    );
+    // The peer reads again: every frame goes out, the reply among them.
+    let mut replied = false;
+    for _ in 0..5 {
+        let frame = peer.recv().await;
+        if frame.is_response() {
+            assert_eq!(frame.opaque, 1_000_000);
+            replied = true;
+        } else {
+            peer.send(reply(&frame, "stored")).await;
+        }
+    }
+    assert!(replied, "the reply was written once there was room");
+    for filler in fillers {
+        filler.await.unwrap().unwrap();
+    }
 }
 
 #[tokio::test(start_paused = true)]

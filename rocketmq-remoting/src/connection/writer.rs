@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::SinkExt;
+use rocketmq_model::ResponseCode;
 use tokio::io::WriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedWrite;
@@ -48,28 +49,44 @@ pub(crate) async fn run(shared: Arc<Shared>, sink: Sink, mut queue: mpsc::Receiv
     };
     if let Err(error) = result {
         tracing::debug!(peer = %shared.peer, %error, "connection write failed");
-        shared.shut_down(&format!("write failed: {error}"));
     }
 }
 
+/// Writes until the queue closes or a write fails; a failure closes the
+/// connection with its cause before the oneway callers waiting for their
+/// flush learn of it, so they report that cause.
 async fn write_loop(
     shared: &Shared,
-    mut sink: Sink,
+    sink: Sink,
     queue: &mut mpsc::Receiver<Outbound>,
 ) -> Result<()> {
     let mut written = Vec::new();
+    let result = write_frames(shared, sink, queue, &mut written).await;
+    if let Err(error) = &result {
+        shared.shut_down(&format!("write failed: {error}"));
+    }
+    drop(written);
+    result
+}
+
+async fn write_frames(
+    shared: &Shared,
+    mut sink: Sink,
+    queue: &mut mpsc::Receiver<Outbound>,
+    written: &mut Vec<oneshot::Sender<Result<()>>>,
+) -> Result<()> {
     let mut coalescing = Coalescing::default();
     while let Some(first) = queue.recv().await {
         // Callers whose responses arrived since the last write may be about
         // to send again.
         let mut expected = shared.answered.swap(0, Ordering::Relaxed);
-        feed(shared, &mut sink, first, &mut written).await?;
+        feed(shared, &mut sink, first, written).await?;
         let mut batched = 1;
         let mut yielded_at = None;
         while batched < MAX_BATCH {
             match queue.try_recv() {
                 Ok(next) => {
-                    feed(shared, &mut sink, next, &mut written).await?;
+                    feed(shared, &mut sink, next, written).await?;
                     batched += 1;
                 }
                 Err(mpsc::error::TryRecvError::Empty)
@@ -94,7 +111,9 @@ async fn write_loop(
 }
 
 /// Encodes one frame into the sink's buffer. An encode error concerns that
-/// frame only (nothing was buffered); an I/O error is fatal.
+/// frame only (nothing was buffered): its caller is told, or a reply that
+/// cannot be encoded (e.g. too large) is answered SYSTEM_ERROR instead, so
+/// the peer does not wait out its timeout. An I/O error is fatal.
 async fn feed(
     shared: &Shared,
     sink: &mut Sink,
@@ -106,7 +125,8 @@ async fn feed(
         Outbound::Oneway { cmd, written } => (cmd, Some(written)),
     };
     let opaque = cmd.opaque;
-    let is_request = !cmd.is_response() && ack.is_none();
+    let is_reply = cmd.is_response();
+    let is_request = !is_reply && ack.is_none();
     match sink.feed(cmd).await {
         Ok(()) => {
             written.extend(ack);
@@ -119,6 +139,16 @@ async fn feed(
                 let _ = ack.send(Err(error));
             } else if is_request {
                 shared.pending.fail(opaque, error);
+            } else if is_reply {
+                let instead = RemotingCommand::response(ResponseCode::SYSTEM_ERROR, opaque)
+                    .with_remark(format!("the reply could not be sent: {error}"));
+                match sink.feed(instead).await {
+                    Err(RemotingError::Io(error)) => return Err(RemotingError::Io(error)),
+                    Err(error) => {
+                        tracing::warn!(peer = %shared.peer, opaque, %error, "error reply not sent")
+                    }
+                    Ok(()) => {}
+                }
             }
             Ok(())
         }
