@@ -579,3 +579,28 @@ async fn a_strategy_that_panics_once_does_not_stop_the_rebalancing() {
     consumer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// CONSUME_MESSAGE_DIRECTLY names a group whose consumer here has no
+/// listener: Java answers SYSTEM_ERROR ("The Consumer Group <g> not exist in
+/// this consumer") for anything but a push consumer. This client answered
+/// SUCCESS with no result, which an admin tool shows as a success.
+#[tokio::test(start_paused = true)]
+async fn direct_consumption_by_a_pull_consumer_is_refused_as_java_does() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let sent = producer.send(msg("T", "m", "x")).await.unwrap();
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("direct")))
+        .subscribe("T", "*")
+        .build()
+        .await
+        .unwrap();
+    let answer = cluster
+        .broker(0)
+        .consume_message_directly("lg", consumer.client_id(), &sent.offset_msg_id)
+        .await;
+    let err = answer.unwrap_err().to_string();
+    assert!(err.contains("The Consumer Group <lg> not exist"), "{err}");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

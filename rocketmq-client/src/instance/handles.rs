@@ -47,12 +47,14 @@ pub trait ConsumerHandle: Send + Sync + 'static {
     /// GET_CONSUMER_STATUS_FROM_CLIENT: the consumer's offsets of `topic`.
     fn consumer_status(&self, topic: &str) -> HashMap<MessageQueue, i64>;
 
-    /// CONSUME_MESSAGE_DIRECTLY: consumes `msg` now with the listener.
+    /// CONSUME_MESSAGE_DIRECTLY: consumes `msg` now with the listener;
+    /// `None` for a consumer without one (a pull consumer), which the broker
+    /// is told is not here, as Java tells it of anything but a push consumer.
     async fn consume_directly(
         &self,
         msg: MessageExt,
         broker_name: Option<String>,
-    ) -> ConsumeMessageDirectlyResult;
+    ) -> Option<ConsumeMessageDirectlyResult>;
 }
 
 /// A producer registered with a client instance: its group is reported in

@@ -12,6 +12,7 @@
 
 mod handles;
 mod heartbeat;
+mod lanes;
 mod processor;
 mod registration;
 mod registry;
@@ -30,7 +31,6 @@ use rocketmq_kernel::{RemotingBrokerApi, Routes};
 use rocketmq_model::UniqueIdGenerator;
 use rocketmq_model::header::UnregisterClientRequestHeader;
 use rocketmq_remoting::{AclHook, RemotingClient};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -44,11 +44,6 @@ use crate::error::{ClientError, Result};
 
 /// The producer group every Java client reports in its heartbeats.
 pub const CLIENT_INNER_PRODUCER_GROUP: &str = "CLIENT_INNER_PRODUCER";
-
-/// Broker requests handled at once by the instance's own tasks (transaction
-/// checks, direct consumption, offset resets); more wait, which slows the
-/// connection that sent them.
-const MAX_INBOUND_WORK: usize = 64;
 
 /// A handle on a client instance: cheap to clone, does not keep the instance
 /// running (an [`InstanceLease`] does).
@@ -71,7 +66,8 @@ pub(crate) struct Inner {
     signals: tasks::Signals,
     cancel: CancellationToken,
     tasks: TaskTracker,
-    inbound_work: Arc<Semaphore>,
+    /// Where the slow work of broker requests runs.
+    lanes: lanes::Lanes,
     replies: Arc<replies::ReplyWaiters>,
     /// Leases held; changed only under the registry's lock.
     users: AtomicUsize,
@@ -378,7 +374,7 @@ impl Inner {
             signals: tasks::Signals::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            inbound_work: Arc::new(Semaphore::new(MAX_INBOUND_WORK)),
+            lanes: lanes::Lanes::default(),
             replies: Arc::new(replies::ReplyWaiters::default()),
             users: AtomicUsize::new(0),
             closing: AtomicBool::new(false),

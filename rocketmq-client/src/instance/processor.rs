@@ -1,7 +1,8 @@
 //! Answers the requests brokers send to the client (PROTOCOL.md §2.6, §3.8,
 //! §3.9). The handler runs on the connection's reader; work that may be slow
 //! (a user's transaction check or listener, an offset reset) runs on the
-//! instance's own tasks, at most `MAX_INBOUND_WORK` at once.
+//! instance's own tasks, in a bounded lane of its kind (`lanes`), and the
+//! handler never waits for room in one.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,6 +21,7 @@ use rocketmq_remoting::{Connection, InboundService, RemotingCommand, RemotingErr
 use tower::util::BoxCloneSyncService;
 use tracing::Instrument;
 
+use super::lanes::Lane;
 use super::{ClientInstance, Inner, replies};
 
 /// The client version reported in running info (the Java version whose
@@ -67,9 +69,9 @@ type Answer = Result<RemotingCommand, rocketmq_model::ModelError>;
 
 async fn dispatch(instance: &ClientInstance, peer: &str, cmd: &RemotingCommand) -> Answer {
     match cmd.request_code() {
-        RequestCode::CHECK_TRANSACTION_STATE => check_transaction(instance, peer, cmd).await,
+        RequestCode::CHECK_TRANSACTION_STATE => check_transaction(instance, peer, cmd),
         RequestCode::NOTIFY_CONSUMER_IDS_CHANGED => Ok(notify_ids_changed(instance, cmd)?),
-        RequestCode::RESET_CONSUMER_CLIENT_OFFSET => reset_offset(instance, cmd).await,
+        RequestCode::RESET_CONSUMER_CLIENT_OFFSET => reset_offset(instance, cmd),
         RequestCode::GET_CONSUMER_STATUS_FROM_CLIENT => consumer_status(instance, cmd),
         RequestCode::GET_CONSUMER_RUNNING_INFO => running_info(instance, cmd),
         RequestCode::CONSUME_MESSAGE_DIRECTLY => consume_directly(instance, cmd).await,
@@ -103,63 +105,38 @@ fn decode_message(body: &Bytes) -> Result<MessageExt, rocketmq_model::ModelError
     decode_record(&mut body.clone())
 }
 
-/// Runs `work` on the instance's tasks once one of the bounded work slots is
-/// free; `None` when the instance is shutting down.
-async fn run_owned<F>(instance: &ClientInstance, work: F) -> Option<F::Output>
+/// Starts `work` in `lane` without waiting; false when the lane is full.
+fn start_in<F>(instance: &ClientInstance, lane: &Lane, work: F) -> bool
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let permit = instance
-        .inner()
-        .inbound_work
-        .clone()
-        .acquire_owned()
-        .await
-        .ok()?;
-    let cancel = instance.cancellation_token().clone();
-    let task = instance.task_tracker().spawn(async move {
-        let _permit = permit;
-        tokio::select! {
-            () = cancel.cancelled() => None,
-            output = work => Some(output),
-        }
-    });
-    task.await.ok().flatten()
+    lane.try_spawn(instance.task_tracker(), instance.cancellation_token(), work)
+        .is_some()
 }
 
-/// Like [`run_owned`], without waiting for the work to finish.
-async fn spawn_owned<F>(instance: &ClientInstance, work: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    let Ok(permit) = instance.inner().inbound_work.clone().acquire_owned().await else {
-        return;
-    };
-    let cancel = instance.cancellation_token().clone();
-    instance.task_tracker().spawn(async move {
-        let _permit = permit;
-        tokio::select! {
-            () = cancel.cancelled() => {}
-            () = work => {}
-        }
-    });
-}
-
-async fn check_transaction(instance: &ClientInstance, peer: &str, cmd: &RemotingCommand) -> Answer {
+fn check_transaction(instance: &ClientInstance, peer: &str, cmd: &RemotingCommand) -> Answer {
     let header: CheckTransactionStateRequestHeader = cmd.decode_header()?;
     let msg = decode_message(&cmd.body)?;
-    let group = msg.message.property(property::PGROUP).unwrap_or_default();
-    let Some(producer) = instance.producer(group) else {
+    let group = msg
+        .message
+        .property(property::PGROUP)
+        .unwrap_or_default()
+        .to_owned();
+    let Some(producer) = instance.producer(&group) else {
         tracing::warn!(group, "transaction check for a group with no producer here");
         return Ok(success(cmd));
     };
     tracing::debug!(group, msg_id = ?header.msg_id, "transaction check");
     let addr = peer.to_owned();
-    spawn_owned(instance, async move {
+    let msg_id = header.msg_id.clone();
+    let checks = &instance.inner().lanes.checks;
+    if !start_in(instance, checks, async move {
         producer.check_transaction(addr, header, msg).await;
-    })
-    .await;
+    }) {
+        // As Java's check executor rejecting: the broker asks again later.
+        tracing::warn!(%group, ?msg_id, "too many transaction checks waiting; this one is skipped");
+    }
     Ok(success(cmd))
 }
 
@@ -170,7 +147,7 @@ fn notify_ids_changed(instance: &ClientInstance, cmd: &RemotingCommand) -> Answe
     Ok(success(cmd))
 }
 
-async fn reset_offset(instance: &ClientInstance, cmd: &RemotingCommand) -> Answer {
+fn reset_offset(instance: &ClientInstance, cmd: &RemotingCommand) -> Answer {
     let header: ResetOffsetRequestHeader = cmd.decode_header()?;
     let Some(consumer) = instance.consumer(&header.group) else {
         return Ok(unknown_group(cmd, &header.group));
@@ -182,10 +159,14 @@ async fn reset_offset(instance: &ClientInstance, cmd: &RemotingCommand) -> Answe
     };
     let offsets: HashMap<_, _> = body.offset_table.into_iter().collect();
     tracing::info!(group = %header.group, topic = %header.topic, queues = offsets.len(), "offset reset");
-    spawn_owned(instance, async move {
-        consumer.reset_offset(&header.topic, offsets).await;
-    })
-    .await;
+    let resets = &instance.inner().lanes.resets;
+    let topic = header.topic.clone();
+    if !start_in(instance, resets, async move {
+        consumer.reset_offset(&topic, offsets).await;
+    }) {
+        tracing::warn!(group = %header.group, topic = %header.topic, "too many offset resets waiting; refused");
+        return Ok(busy(cmd, "offset resets"));
+    }
     Ok(success(cmd))
 }
 
@@ -240,14 +221,27 @@ async fn consume_directly(instance: &ClientInstance, cmd: &RemotingCommand) -> A
     };
     let msg = decode_message(&cmd.body)?;
     let broker_name = header.broker_name.clone();
-    let result = run_owned(instance, async move {
-        consumer.consume_directly(msg, broker_name).await
-    })
-    .await;
-    match result {
-        Some(result) => Ok(success(cmd).with_body(result.encode()?)),
+    let direct = &instance.inner().lanes.direct;
+    let Some(task) = direct.try_spawn(
+        instance.task_tracker(),
+        instance.cancellation_token(),
+        async move { consumer.consume_directly(msg, broker_name).await },
+    ) else {
+        return Ok(busy(cmd, "direct consumptions"));
+    };
+    match task.await.ok().flatten() {
+        Some(Some(result)) => Ok(success(cmd).with_body(result.encode()?)),
+        // Java answers so for any consumer but a push consumer.
+        Some(None) => Ok(unknown_group(cmd, &header.consumer_group)),
         None => Ok(system_error(cmd, "the client is shutting down".into())),
     }
+}
+
+/// SYSTEM_BUSY for a request whose lane is full.
+fn busy(cmd: &RemotingCommand, what: &str) -> RemotingCommand {
+    RemotingCommand::response(ResponseCode::SYSTEM_BUSY, cmd.opaque).with_remark(format!(
+        "[REJECTREQUEST]system busy, too many {what} in progress"
+    ))
 }
 
 #[cfg(test)]
@@ -303,8 +297,8 @@ mod tests {
             &self,
             _msg: MessageExt,
             _broker_name: Option<String>,
-        ) -> ConsumeMessageDirectlyResult {
-            ConsumeMessageDirectlyResult::default()
+        ) -> Option<ConsumeMessageDirectlyResult> {
+            Some(ConsumeMessageDirectlyResult::default())
         }
     }
 

@@ -128,13 +128,13 @@ impl ConsumerHandle for FakeConsumer {
         &self,
         msg: MessageExt,
         broker_name: Option<String>,
-    ) -> ConsumeMessageDirectlyResult {
+    ) -> Option<ConsumeMessageDirectlyResult> {
         let remark = String::from_utf8_lossy(&msg.message.body).into_owned();
         self.consumed.lock().unwrap().push((msg, broker_name));
-        ConsumeMessageDirectlyResult {
+        Some(ConsumeMessageDirectlyResult {
             consume_result: Some(ConsumeResult::Success),
             remark: Some(remark),
             ..ConsumeMessageDirectlyResult::default()
-        }
+        })
     }
 }

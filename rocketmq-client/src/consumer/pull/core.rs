@@ -281,10 +281,7 @@ impl ConsumerHandle for PullCore {
         &self,
         _msg: MessageExt,
         _broker_name: Option<String>,
-    ) -> ConsumeMessageDirectlyResult {
-        ConsumeMessageDirectlyResult {
-            remark: Some("a pull consumer has no listener to consume directly".to_owned()),
-            ..ConsumeMessageDirectlyResult::default()
-        }
+    ) -> Option<ConsumeMessageDirectlyResult> {
+        None
     }
 }

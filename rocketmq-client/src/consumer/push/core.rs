@@ -303,8 +303,8 @@ impl ConsumerHandle for PushCore {
         &self,
         msg: MessageExt,
         broker_name: Option<String>,
-    ) -> ConsumeMessageDirectlyResult {
-        self.consume_one(msg, broker_name).await
+    ) -> Option<ConsumeMessageDirectlyResult> {
+        Some(self.consume_one(msg, broker_name).await)
     }
 }
 
