@@ -10,10 +10,12 @@ mod consumer_support;
 use std::time::Duration;
 
 use consumer_support::{Seen, msg, owned, producer, recording, unique, wait_assigned, wait_until};
-use rocketmq_client::consumer::{ConsumeFromWhere, PushConsumerBuilder};
+use rocketmq_client::consumer::{
+    ConcurrentContext, ConcurrentResult, ConsumeFromWhere, PushConsumerBuilder,
+};
 use rocketmq_client::{Producer, PushConsumer};
-use rocketmq_model::MessageQueue;
 use rocketmq_model::body::ConsumeResult;
+use rocketmq_model::{MessageExt, MessageQueue};
 use rocketmq_testkit::TestCluster;
 
 /// A cluster with topic `T`, a producer, and a recording push consumer of
@@ -64,6 +66,88 @@ async fn reset_consumer_client_offset_takes_effect() {
         .sum();
     assert_eq!(committed, 12, "{report:?}");
     producer.shutdown().await;
+}
+
+/// `mqadmin resetOffsetByTime` makes every broker send a reset naming its
+/// own queues. A reset from broker A restarted every queue of the topic,
+/// so a message of broker B being consumed was abandoned and consumed a
+/// second time; as Java's `resetOffset`, only the named queues restart.
+#[tokio::test(start_paused = true)]
+async fn a_reset_from_one_broker_leaves_the_other_brokers_queues_alone() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let (a, b) = (cluster.broker(0), cluster.broker(1));
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let seen_in = seen.clone();
+    let consumer =
+        PushConsumer::builder("cg", consumer_support::config(&cluster, &unique("reset2")))
+            .subscribe("T", "*")
+            .consume_from_where(ConsumeFromWhere::FirstOffset)
+            .consume_concurrently(move |msgs: Vec<MessageExt>, _ctx: ConcurrentContext| {
+                let seen = seen_in.clone();
+                async move {
+                    seen.push(&msgs);
+                    if msgs[0].body().starts_with(b"slow") {
+                        tokio::time::sleep(Duration::from_secs(10)).await;
+                    }
+                    ConcurrentResult::Success
+                }
+            })
+            .build()
+            .await
+            .unwrap();
+    wait_assigned(&consumer, 8).await;
+    // Broker A's queues get committed offsets.
+    let queue_of = |broker: &str, q| MessageQueue::new("T", broker, q);
+    for q in 0..4 {
+        let mq = queue_of(a.name(), q);
+        producer
+            .send_to_queue(msg("T", &format!("a{q}"), "x"), &mq)
+            .await
+            .unwrap();
+    }
+    wait_until(
+        "broker A's offsets committed",
+        Duration::from_secs(60),
+        || (0..4).all(|q| a.committed_offset("cg", &queue_of(a.name(), q)) == Some(1)),
+    )
+    .await;
+    // A slow message of broker B is being consumed when broker A resets its
+    // own queues to where they are.
+    let mq_b = queue_of(b.name(), 0);
+    producer
+        .send_to_queue(msg("T", "slow-b", "x"), &mq_b)
+        .await
+        .unwrap();
+    wait_until("slow-b in the listener", Duration::from_secs(60), || {
+        seen.counts().contains_key("slow-b")
+    })
+    .await;
+    let table = a.reset_offset("cg", "T", -1, false).await.unwrap();
+    assert!(
+        table.keys().all(|mq| mq.broker_name == a.name()),
+        "{table:?}"
+    );
+    // What follows slow-b on its queue comes after any second delivery of it.
+    producer
+        .send_to_queue(msg("T", "after-b", "x"), &mq_b)
+        .await
+        .unwrap();
+    wait_until("after-b consumed", Duration::from_secs(60), || {
+        seen.counts().contains_key("after-b")
+    })
+    .await;
+    let counts = seen.counts();
+    assert_eq!(counts["slow-b"], 1, "{counts:?}");
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -410,6 +410,39 @@ impl Rebalancer {
         *self.shared.paused.borrow()
     }
 
+    /// Restarts the owned queues among `mqs` from new offsets (an offset
+    /// reset): drops them as a round would (pull stopped, offset persisted
+    /// and forgotten, orderly: unlocked), runs `write` with the queues
+    /// dropped while no round can add them back, then rebalances, which adds
+    /// them again from the offsets `write` left in the store. Other queues,
+    /// of the same topic included, are not touched (Java's `resetOffset`).
+    /// An orderly queue still consuming a batch is not dropped and not
+    /// given to `write`. Returns the queues reset.
+    pub async fn reset_queues<F, Fut>(&self, mqs: &[MessageQueue], write: F) -> Vec<MessageQueue>
+    where
+        F: FnOnce(Vec<MessageQueue>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let removed = {
+            let _no_round = self.shared.run_lock.lock().await;
+            let mut removed = Vec::new();
+            for mq in mqs {
+                if round::remove_queue(&self.shared, mq).await {
+                    removed.push(mq.clone());
+                } else if self.shared.assignment.contains(mq) {
+                    tracing::warn!(group = %self.group(), %mq, "queue busy consuming; its offset is not reset");
+                }
+            }
+            if !removed.is_empty() {
+                self.shared.assignment_changed();
+            }
+            write(removed.clone()).await;
+            removed
+        };
+        self.rebalance().await;
+        removed
+    }
+
     /// Orderly: renews the broker locks of every owned queue now (the lock
     /// loop does it every 20 s). Waits for a round in progress.
     pub async fn lock_all(&self) {

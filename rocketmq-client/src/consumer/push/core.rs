@@ -150,36 +150,37 @@ impl PushCore {
         }
     }
 
-    /// RESET_CONSUMER_CLIENT_OFFSET for the owned queues of `topic`: the
-    /// topic's queues are dropped (pull tasks stopped, offsets persisted
-    /// and forgotten), the new offsets forced into the store and persisted,
-    /// then the topic is subscribed again and a rebalance adds its queues
-    /// back from the new offsets.
+    /// RESET_CONSUMER_CLIENT_OFFSET for the owned queues of `topic` that
+    /// the broker names (each broker names its own): those queues are
+    /// dropped (pull tasks stopped, offsets persisted and forgotten), the
+    /// new offsets forced into the store and persisted, and a rebalance adds
+    /// them back from there. The topic's other queues go on undisturbed.
     async fn reset(&self, topic: &str, offsets: HashMap<MessageQueue, i64>) {
         let _one_at_a_time = self.resetting.lock().await;
-        let (Some(rebalancer), Some(subscription)) =
-            (self.rebalancer(), self.subscriptions.get(topic))
+        let (Some(rebalancer), true) = (self.rebalancer(), self.subscriptions.get(topic).is_some())
         else {
             tracing::warn!(group = self.group(), %topic, "offset reset for a topic not subscribed");
             return;
         };
-        let owned: Vec<(MessageQueue, i64)> = rebalancer
+        let owned: Vec<MessageQueue> = rebalancer
             .assigned()
             .into_iter()
-            .filter_map(|mq| offsets.get(&mq).map(|offset| (mq, *offset)))
+            .filter(|mq| mq.topic == topic && offsets.contains_key(mq))
             .collect();
         if owned.is_empty() {
             tracing::info!(group = self.group(), %topic, "offset reset names no queue of this client");
             return;
         }
-        rebalancer.unsubscribe(topic);
-        rebalancer.rebalance().await;
-        for (mq, offset) in &owned {
-            self.force_offset(mq, *offset).await;
-        }
-        rebalancer.subscribe(subscription);
-        rebalancer.rebalance().await;
-        tracing::info!(group = self.group(), %topic, queues = owned.len(), "offsets reset");
+        let reset = rebalancer
+            .reset_queues(&owned, |dropped| async move {
+                for mq in &dropped {
+                    if let Some(offset) = offsets.get(mq) {
+                        self.force_offset(mq, *offset).await;
+                    }
+                }
+            })
+            .await;
+        tracing::info!(group = self.group(), %topic, queues = reset.len(), "offsets reset");
     }
 
     /// Writes `offset` for the removed queue `mq` through the store:
