@@ -14,8 +14,11 @@ use std::time::Duration;
 use rebalance_support::*;
 use rocketmq_kernel::OffsetStore;
 use rocketmq_kernel::api::CallMode;
-use rocketmq_kernel::consume::ConsumeService;
-use rocketmq_model::MessageQueue;
+use rocketmq_kernel::consume::{
+    ConsumeEnv, ConsumeService, ConsumeStats, OrderlyContext, OrderlyListener, OrderlyResult,
+    OrderlyService,
+};
+use rocketmq_model::{MessageExt, MessageQueue};
 use tokio::sync::Notify;
 
 fn orderly_client(cluster: &Arc<Cluster>, ns: &Arc<FakeNameServer>, id: &str) -> Client {
@@ -217,4 +220,186 @@ async fn one_round_at_a_time_and_requests_coalesce() {
     assert_eq!(cluster.consumer_list_calls.load(Ordering::SeqCst), 2);
     assert_eq!(cluster.max_rounds_at_once.load(Ordering::SeqCst), 1);
     assert_eq!(c1.rebalancer.assigned().len(), 4);
+}
+
+/// Records per queue how many batches run at once; the first batch of
+/// `slow` takes `slow_for`, every other batch 10 ms.
+struct Overlap {
+    slow: MessageQueue,
+    slow_for: Duration,
+    in_flight: Mutex<std::collections::HashMap<MessageQueue, usize>>,
+    most_at_once: Mutex<std::collections::HashMap<MessageQueue, usize>>,
+    seen: Mutex<Vec<(MessageQueue, i64)>>,
+}
+
+impl Overlap {
+    fn new(slow: MessageQueue, slow_for: Duration) -> Arc<Self> {
+        Arc::new(Overlap {
+            slow,
+            slow_for,
+            in_flight: Mutex::default(),
+            most_at_once: Mutex::default(),
+            seen: Mutex::default(),
+        })
+    }
+
+    fn most_at_once(&self, mq: &MessageQueue) -> usize {
+        self.most_at_once
+            .lock()
+            .unwrap()
+            .get(mq)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn seen_of(&self, mq: &MessageQueue) -> Vec<i64> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(q, _)| q == mq)
+            .map(|(_, o)| *o)
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl OrderlyListener for Overlap {
+    async fn consume(&self, msgs: Vec<MessageExt>, ctx: &mut OrderlyContext) -> OrderlyResult {
+        let mq = (*ctx.mq).clone();
+        {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            let now = in_flight.entry(mq.clone()).or_default();
+            *now += 1;
+            let mut most = self.most_at_once.lock().unwrap();
+            let most = most.entry(mq.clone()).or_default();
+            *most = (*most).max(*now);
+        }
+        let first = self.seen_of(&mq).is_empty();
+        for msg in &msgs {
+            self.seen
+                .lock()
+                .unwrap()
+                .push((mq.clone(), msg.queue_offset));
+        }
+        let pause = if first && mq == self.slow {
+            self.slow_for
+        } else {
+            Duration::from_millis(10)
+        };
+        tokio::time::sleep(pause).await;
+        *self.in_flight.lock().unwrap().get_mut(&mq).unwrap() -= 1;
+        OrderlyResult::Success
+    }
+}
+
+/// A queue taken away while its long batch runs, then given back to the
+/// same client more than 20 s later: the force-unlock path drops the old
+/// process queue while its batch still runs and the queue comes back with
+/// a new one. Its second consume loop must wait for the first batch, as
+/// Java's `MessageQueueLock` (kept by queue, not by process queue) makes it:
+/// two batches of one queue ran at once.
+#[tokio::test(start_paused = true)]
+async fn a_queue_given_back_mid_batch_is_not_consumed_twice_at_once() {
+    let cluster = Cluster::new();
+    let ns = FakeNameServer::with(&[(TOPIC, route(1))]);
+    cluster.set_clients(&["c1"]);
+    // With c1 and c2, averagely gives c1 a#0 and c2 b#0.
+    let moved = MessageQueue::new(TOPIC, "broker-b", 0);
+    cluster.append(&moved, 5, "x");
+    let routes = rocketmq_kernel::route::Routes::new(ns.clone());
+    routes.route(TOPIC).await.unwrap();
+    let listener = Overlap::new(moved.clone(), Duration::from_secs(60));
+    let c1 = start_client(
+        &cluster,
+        &ns,
+        "c1",
+        options(),
+        {
+            let cluster = cluster.clone();
+            let listener: Arc<dyn OrderlyListener> = listener.clone();
+            move |store| -> Arc<dyn ConsumeService> {
+                let env = ConsumeEnv {
+                    options: Arc::new(options()),
+                    client_id: "c1".to_owned(),
+                    api: Arc::new(ClientBroker {
+                        cluster: cluster.clone(),
+                        client_id: "c1".to_owned(),
+                    }),
+                    routes: routes.clone(),
+                    offsets: store,
+                    stats: Arc::new(ConsumeStats::new()),
+                };
+                Arc::new(OrderlyService::new(env, listener))
+            }
+        },
+        &[sub_all(TOPIC)],
+    );
+    c1.rebalancer.rebalance().await;
+    eventually("the first batch of b#0 runs", || {
+        listener.seen_of(&moved) == vec![0]
+    })
+    .await;
+
+    // c2 joins: b#0 is dropped, but its batch is busy, so it stays.
+    cluster.set_clients(&["c1", "c2"]);
+    c1.rebalancer.rebalance().await;
+    let old_pq = c1.rebalancer.process_queue(&moved).unwrap();
+    assert!(old_pq.is_dropped());
+
+    // c2 leaves again; more than 20 s after the last lock renewal the next
+    // round force-unlocks b#0 and adds it back.
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    cluster.set_clients(&["c1"]);
+    c1.rebalancer.rebalance().await;
+    let new_pq = c1.rebalancer.process_queue(&moved).unwrap();
+    assert!(!Arc::ptr_eq(&old_pq, &new_pq), "a new process queue");
+
+    eventually("the queue consumed to its end", || {
+        listener.seen_of(&moved).last() == Some(&4)
+    })
+    .await;
+    assert_eq!(
+        listener.most_at_once(&moved),
+        1,
+        "two batches of b#0 ran at once (offsets seen {:?})",
+        listener.seen_of(&moved)
+    );
+    let seen = listener.seen_of(&moved);
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0] + 1 || w[1] == 0),
+        "in order, from the start again at most: {seen:?}"
+    );
+}
+
+/// A shutdown while a round releases a queue (waiting up to 500 ms for its
+/// batch) cancels the round half way, after the queue left the table: it
+/// was never unlocked, and its next owner waited for the broker's 60 s
+/// expiry. Java's shutdown lets the rebalance thread finish its round.
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_during_a_release_still_unlocks_the_queue() {
+    let cluster = Cluster::new();
+    let ns = FakeNameServer::with(&[(TOPIC, route(1))]);
+    cluster.set_clients(&["c1"]);
+    let c1 = orderly_client(&cluster, &ns, "c1");
+    c1.rebalancer.rebalance().await;
+    let moved = MessageQueue::new(TOPIC, "broker-b", 0);
+    let pq = c1.rebalancer.process_queue(&moved).unwrap();
+    let batch = pq.consume_lock().lock().await;
+
+    cluster.set_clients(&["c1", "c2"]);
+    c1.rebalancer.trigger();
+    eventually("the round is releasing b#0", || pq.is_dropped()).await;
+    // The batch ends 100 ms later, inside the round's 500 ms wait.
+    tokio::join!(c1.rebalancer.shutdown(), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(batch);
+    });
+    let unlocks = cluster.unlocks.lock().unwrap().clone();
+    assert!(
+        unlocks.iter().any(|(_, mq, _)| *mq == moved),
+        "b#0 unlocked: {unlocks:?}"
+    );
+    assert!(
+        !cluster.locks.lock().unwrap().contains_key(&moved),
+        "the broker holds no lock of b#0"
+    );
 }

@@ -73,6 +73,11 @@ struct Shared {
     permits: Semaphore,
     /// The queues that have a consume loop.
     loops: Mutex<HashMap<MessageQueue, QueueLoop>>,
+    /// One lock per queue, held while a batch of it is consumed (Java's
+    /// `MessageQueueLock`): a queue dropped mid-batch and added back with a
+    /// new process queue gets a second loop, which waits here for the old
+    /// batch, so two batches of one queue never run at once.
+    consuming: Mutex<HashMap<MessageQueue, Arc<tokio::sync::Mutex<()>>>>,
     in_flight_batches: AtomicUsize,
 }
 
@@ -118,6 +123,7 @@ impl OrderlyService {
                 listener,
                 permits: Semaphore::new(permits),
                 loops: Mutex::new(HashMap::new()),
+                consuming: Mutex::new(HashMap::new()),
                 in_flight_batches: AtomicUsize::new(0),
             }),
             tasks: TaskTracker::new(),
@@ -186,6 +192,15 @@ impl ConsumeService for OrderlyService {
 impl Shared {
     fn loops(&self) -> MutexGuard<'_, HashMap<MessageQueue, QueueLoop>> {
         self.loops.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The lock held while a batch of `mq` is consumed.
+    fn consuming(&self, mq: &MessageQueue) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .consuming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(locks.entry(mq.clone()).or_default())
     }
 
     /// Registers a consume loop for `pq`; false when one runs already (it is
@@ -291,6 +306,11 @@ impl Shared {
                 LOCK_FAILED_RETRY_DELAY
             });
         }
+        let queue = self.consuming(mq);
+        let _queue = tokio::select! {
+            () = closing.cancelled() => return Step::Stop,
+            guard = queue.lock() => guard,
+        };
         let _permit = tokio::select! {
             () = closing.cancelled() => return Step::Stop,
             permit = self.permits.acquire() => match permit {

@@ -154,7 +154,7 @@ impl Assignment {
     }
 
     /// The held, not dropped queues grouped by broker name (for lock
-    /// renewal and unlocking).
+    /// renewal).
     pub(crate) fn by_broker(&self) -> BTreeMap<String, BTreeSet<MessageQueue>> {
         let mut brokers: BTreeMap<String, BTreeSet<MessageQueue>> = BTreeMap::new();
         for (mq, owned) in self.entries().iter() {

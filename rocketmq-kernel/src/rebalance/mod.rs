@@ -478,8 +478,18 @@ impl Rebalancer {
     pub async fn shutdown(&self) {
         self.stop_pulling().await;
         let _no_round = self.shared.run_lock.lock().await;
-        let by_broker = self.shared.assignment.by_broker();
         let owned = self.shared.assignment.take_all();
+        // Every queue still in the table, dropped ones too (their removal
+        // waited for a batch, or a shutdown cut it short): the consume
+        // service has drained, and a lock left behind keeps the queue's next
+        // owner waiting for the broker's expiry.
+        let mut by_broker: BTreeMap<String, BTreeSet<MessageQueue>> = BTreeMap::new();
+        for (mq, _) in &owned {
+            by_broker
+                .entry(mq.broker_name.clone())
+                .or_default()
+                .insert(mq.clone());
+        }
         for (_, entry) in &owned {
             entry.pq.mark_dropped();
         }

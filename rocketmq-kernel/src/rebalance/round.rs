@@ -164,30 +164,55 @@ async fn apply(
 /// unlocks it on the broker). Returns whether it left the table; a dropped
 /// orderly queue whose batch is still being consumed stays, to be removed
 /// in a later round.
+///
+/// Cancelled half way (a shutdown stops the round), the dropped queue goes
+/// back into the table, so that the shutdown still persists its offset and
+/// unlocks it: a queue in neither place would stay locked on the broker
+/// until the lock expires, and its next owner would wait that long.
 pub(crate) async fn remove_queue(shared: &Shared, mq: &MessageQueue) -> bool {
     let Some(owned) = shared.assignment.take(mq) else {
         return false;
     };
     owned.pq.mark_dropped();
+    let mut removing = Removing {
+        shared,
+        mq,
+        pq: Some(Arc::clone(&owned.pq)),
+    };
     if let Some(pull) = owned.pull {
         pull.stop().await;
     }
-    if shared.locks_queues() {
-        if !release_locked(shared, mq, &owned.pq).await {
-            shared.assignment.insert(
-                mq.clone(),
-                Owned {
-                    pq: owned.pq,
-                    pull: None,
-                },
-            );
-            return false;
-        }
+    let removed = if shared.locks_queues() {
+        release_locked(shared, mq, &owned.pq).await
     } else {
         persist_and_forget(shared, mq).await;
+        true
+    };
+    if removed {
+        removing.pq = None;
+        tracing::info!(group = %shared.options.group, %mq, "queue removed");
     }
-    tracing::info!(group = %shared.options.group, %mq, "queue removed");
-    true
+    removed
+}
+
+/// A queue being removed; unless defused (`pq` taken), put back into the
+/// table, dropped and without a pull task, when it goes out of scope: a
+/// removal that did not finish, or was refused because a batch is still
+/// being consumed.
+struct Removing<'a> {
+    shared: &'a Shared,
+    mq: &'a MessageQueue,
+    pq: Option<Arc<ProcessQueue>>,
+}
+
+impl Drop for Removing<'_> {
+    fn drop(&mut self) {
+        if let Some(pq) = self.pq.take() {
+            self.shared
+                .assignment
+                .insert(self.mq.clone(), Owned { pq, pull: None });
+        }
+    }
 }
 
 /// Writes the offset of a dropped queue to the store, then removes it from
