@@ -125,3 +125,29 @@ async fn offsets_and_lookups() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// Java gives QUERY_MESSAGE three times the client API timeout (9 s,
+/// `MQAdminImpl.queryMessage`: `timeoutMillis * 3`); a broker answering in
+/// 5 s is found there.
+#[tokio::test(start_paused = true)]
+async fn a_query_answered_in_five_seconds_is_found() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster, "admin_slow_query").await;
+    let msg = Message::builder("T")
+        .body("m")
+        .keys(["order-1".to_owned()])
+        .build()
+        .unwrap();
+    producer.send(msg).await.unwrap();
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::QUERY_MESSAGE,
+        Duration::from_secs(5),
+    );
+    let found = producer
+        .admin()
+        .query_message(&KeyQuery::by_key("T", "order-1"))
+        .await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
+    assert_eq!(found.unwrap().len(), 1);
+}

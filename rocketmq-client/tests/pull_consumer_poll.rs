@@ -604,3 +604,181 @@ async fn direct_consumption_by_a_pull_consumer_is_refused_as_java_does() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// Everything `rounds` one-second polls return.
+async fn poll_for(consumer: &PullConsumer, rounds: usize) -> Vec<MessageExt> {
+    let mut got = Vec::new();
+    for _ in 0..rounds {
+        got.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
+    }
+    got
+}
+
+/// A cluster whose topic `T` has two queues on broker-a, `n` messages in
+/// the first.
+async fn two_queues_with(n: usize) -> (TestCluster, rocketmq_client::Producer) {
+    let cluster = TestCluster::builder()
+        .queues(2, 2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster).await;
+    for i in 0..n {
+        producer
+            .send_to_queue(msg("T", &format!("m{i}"), "x"), &q(0))
+            .await
+            .unwrap();
+    }
+    (cluster, producer)
+}
+
+/// A queue given up and taken again: the batches fetched for its first
+/// assignment (still in the poll buffer) must not be handed out; Java drops
+/// them with the old ProcessQueue (`isDropped`).
+#[tokio::test(start_paused = true)]
+async fn a_queue_assigned_again_does_not_hand_out_its_old_buffer() {
+    let (cluster, producer) = two_queues_with(20).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("reassigned")))
+        .assign([q(0)])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+        .build()
+        .await
+        .unwrap();
+    // Two seconds of paused time: the fetch task buffers the queue's 20
+    // messages (2 batches).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    consumer.assign([q(1)]).await.unwrap();
+    consumer.assign([q(0)]).await.unwrap();
+    let got = poll_for(&consumer, 10).await;
+    let offsets: Vec<i64> = got.iter().map(|m| m.queue_offset).collect();
+    assert_eq!(offsets, (0..20).collect::<Vec<_>>(), "each message once");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+/// The stored offset is past the queue's end (a wiped store, a recreated
+/// topic, or a seek past the end): the broker answers OFFSET_MOVED to the
+/// max offset; messages polled after that must be committable. Java commits
+/// with `updateOffset(mq, offset, false)` (DefaultLitePullConsumerImpl
+/// `updateConsumeOffset`), so the committed offset follows what was polled.
+#[tokio::test(start_paused = true)]
+async fn commits_after_the_broker_moved_the_offset_back_are_kept() {
+    let (cluster, producer) = two_queues_with(5).await;
+    let instance = unique("moved_back");
+    let build = || {
+        PullConsumer::builder("lg", config(&cluster, &instance))
+            .assign([q(0)])
+            .consume_from_where(ConsumeFromWhere::FirstOffset)
+            .auto_commit(false)
+            .build()
+    };
+    // A previous life committed 1000 (Java would refuse this seek: "Seek
+    // offset illegal"; here it is accepted and committed).
+    let first = build().await.unwrap();
+    first.seek(&q(0), 1000).unwrap();
+    first.commit_sync().await.unwrap();
+    first.shutdown().await;
+    assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(1000));
+
+    let consumer = build().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for i in 5..10 {
+        producer
+            .send_to_queue(msg("T", &format!("m{i}"), "x"), &q(0))
+            .await
+            .unwrap();
+    }
+    let got = poll_for(&consumer, 5).await;
+    let offsets: Vec<i64> = got.iter().map(|m| m.queue_offset).collect();
+    assert_eq!(offsets, (5..10).collect::<Vec<_>>());
+    consumer.commit_sync().await.unwrap();
+    let committed = cluster.broker(0).committed_offset("lg", &q(0));
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    assert_eq!(committed, Some(10), "what was polled is committed");
+}
+
+/// A queue released and assigned again, then sought at once (the usual
+/// assign-then-seek): its commits must still reach the broker.
+#[tokio::test(start_paused = true)]
+async fn commits_after_assigning_again_and_seeking_are_kept() {
+    let (cluster, producer) = two_queues_with(5).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("reseek")))
+        .assign([q(0)])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(poll_for(&consumer, 3).await.len(), 5);
+    consumer.commit_sync().await.unwrap();
+    assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(5));
+    consumer.assign([q(1)]).await.unwrap();
+    consumer.assign([q(0)]).await.unwrap();
+    consumer.seek(&q(0), 0).unwrap();
+    let re: Vec<i64> = poll_for(&consumer, 3)
+        .await
+        .iter()
+        .map(|m| m.queue_offset)
+        .collect();
+    assert_eq!(re, (0..5).collect::<Vec<_>>());
+    for i in 5..10 {
+        producer
+            .send_to_queue(msg("T", &format!("m{i}"), "x"), &q(0))
+            .await
+            .unwrap();
+    }
+    let more: Vec<i64> = poll_for(&consumer, 10)
+        .await
+        .iter()
+        .map(|m| m.queue_offset)
+        .collect();
+    assert_eq!(more, (5..10).collect::<Vec<_>>());
+    consumer.commit_sync().await.unwrap();
+    let in_memory = consumer.committed_offsets().get(&q(0)).copied();
+    let committed = cluster.broker(0).committed_offset("lg", &q(0));
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    assert_eq!(in_memory, Some(10), "in memory");
+    assert_eq!(committed, Some(10), "on the broker");
+}
+
+/// A stream yields one message of a 10-message batch; the queue is paused
+/// and the stream dropped: the nine messages never yielded must come again
+/// after resume (they do without the pause).
+#[tokio::test(start_paused = true)]
+async fn pausing_while_streaming_keeps_what_was_not_yielded() {
+    let (cluster, producer) = two_queues_with(10).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("pause_stream")))
+        .assign([q(0)])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+        .poll_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let mut stream = Box::pin(consumer.stream());
+    assert_eq!(stream.next().await.unwrap().unwrap().queue_offset, 0);
+    consumer.pause([&q(0)]);
+    // The doc: "A commit covers the messages the stream has yielded, not
+    // the rest of its batch".
+    consumer.commit_sync().await.unwrap();
+    let committed = cluster.broker(0).committed_offset("lg", &q(0));
+    drop(stream);
+    consumer.resume([&q(0)]);
+    let again: Vec<i64> = poll_for(&consumer, 5)
+        .await
+        .iter()
+        .map(|m| m.queue_offset)
+        .collect();
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    assert_eq!(
+        again,
+        (1..10).collect::<Vec<_>>(),
+        "committed {committed:?}"
+    );
+    assert_eq!(committed, Some(1));
+}

@@ -461,7 +461,13 @@ impl BrokerApi for RemotingBrokerApi {
         header: QueryMessageRequestHeader,
     ) -> Result<QueryMessageResult> {
         let span = span("query_message", addr, Some(&header.topic), None);
-        let Some(found) = self.call(addr, QueryMessage(header), span).await? else {
+        // A broker searches its index files: Java gives it three times the
+        // call timeout (MQAdminImpl.queryMessage).
+        let timeout = self.timeouts.call.saturating_mul(3);
+        let Some(found) = self
+            .broker_call(addr, QueryMessage(header), timeout, span)
+            .await?
+        else {
             return Ok(QueryMessageResult::default());
         };
         // What decodes is kept: a query's answer may pass the decompression

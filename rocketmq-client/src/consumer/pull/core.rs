@@ -123,29 +123,34 @@ impl PullCore {
 
     /// Writes the offsets handed out by `poll` to the store's memory (they
     /// are persisted every 5 s, or by `commit_sync`). Called by the
-    /// application, or by `poll` itself with auto commit.
+    /// application, or by `poll` itself with auto commit. What was handed
+    /// out is the truth, also below an offset stored earlier (one past the
+    /// queue's end that the broker moved back): Java's `updateOffset(mq,
+    /// offset, false)`.
     pub(crate) fn commit(&self) {
         for (mq, offset) in self.queues.consumed() {
-            self.store.update(&mq, offset, true);
+            self.store.update(&mq, offset, false);
         }
     }
 
     /// Moves `mq` to `offset`: buffered messages are dropped, the next
-    /// poll starts there and the offset is committed (forced).
+    /// poll starts there and the offset is committed (forced, also for a
+    /// queue whose fetch has not read its offset yet).
     pub(crate) fn seek(&self, mq: &MessageQueue, offset: i64) -> bool {
         let found = self.queues.with(mq, |entry| {
             entry.restart_at(Some(offset));
             entry.consumed = Some(offset);
         });
         if found.is_some() {
-            self.store.update(mq, offset, false);
+            self.store.force(mq, offset);
             tracing::info!(group = self.group(), %mq, offset, "seek");
         }
         found.is_some()
     }
 
-    /// Pauses or resumes `mq`; pausing drops what is buffered (it is
-    /// pulled again after the resume).
+    /// Pauses or resumes `mq`; pausing drops what is buffered, and what a
+    /// stream took but has not yielded, which is pulled again after the
+    /// resume.
     pub(crate) fn set_paused(&self, mq: &MessageQueue, paused: bool) {
         self.queues.with(mq, |entry| {
             if entry.paused == paused {
@@ -153,6 +158,7 @@ impl PullCore {
             }
             entry.paused = paused;
             let from = if paused {
+                entry.consumed = entry.handed_out();
                 entry.consumed
             } else {
                 entry.next_pull

@@ -2,6 +2,7 @@
 //! was handed out by `poll`, and what is buffered.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rocketmq_model::{MessageExt, MessageQueue};
@@ -26,11 +27,19 @@ pub(crate) struct Fetched {
     pub(crate) accepted: u64,
 }
 
+/// Generations are unique in the process: a queue released and added again
+/// gets a new entry whose generation no batch of the old one carries.
+fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// One queue read by this consumer.
 #[derive(Debug)]
 pub(crate) struct QueueEntry {
-    /// Bumped (and sent to the fetch task) by a seek, pause or resume:
-    /// buffered batches of older generations are dropped.
+    /// Changed (and sent to the fetch task) by a seek, pause or resume:
+    /// buffered batches of other generations are dropped, those of the
+    /// queue's earlier assignments included.
     pub(crate) generation: watch::Sender<u64>,
     /// The next offset to pull; `None` until the start offset is known.
     pub(crate) next_pull: Option<i64>,
@@ -54,7 +63,7 @@ pub(crate) struct QueueEntry {
 impl QueueEntry {
     pub(crate) fn new(cancel: CancellationToken) -> Self {
         QueueEntry {
-            generation: watch::Sender::new(0),
+            generation: watch::Sender::new(next_generation()),
             next_pull: None,
             consumed: None,
             paused: false,
@@ -77,7 +86,18 @@ impl QueueEntry {
         self.yielding = None;
         self.buffered = 0;
         self.buffered_bytes = 0;
-        self.generation.send_modify(|generation| *generation += 1);
+        self.generation.send_replace(next_generation());
+    }
+
+    /// The offset after the last message handed out: a stream still
+    /// yielding the last batch taken has handed out only what it yielded.
+    pub(crate) fn handed_out(&self) -> Option<i64> {
+        match self.yielding {
+            Some((accepted, next)) if accepted == self.accepted => {
+                self.consumed.map(|consumed| consumed.min(next))
+            }
+            _ => self.consumed,
+        }
     }
 }
 
@@ -144,15 +164,7 @@ impl Queues {
     pub(crate) fn consumed(&self) -> BTreeMap<MessageQueue, i64> {
         self.lock()
             .iter()
-            .filter_map(|(mq, entry)| {
-                let offset = match entry.yielding {
-                    Some((accepted, next)) if accepted == entry.accepted => {
-                        entry.consumed.map(|consumed| consumed.min(next))
-                    }
-                    _ => entry.consumed,
-                };
-                offset.map(|offset| (mq.clone(), offset))
-            })
+            .filter_map(|(mq, entry)| entry.handed_out().map(|offset| (mq.clone(), offset)))
             .collect()
     }
 
@@ -186,6 +198,10 @@ mod tests {
         }
     }
 
+    fn generation(queues: &Queues, mq: &MessageQueue) -> u64 {
+        queues.with(mq, |e| e.generation()).unwrap()
+    }
+
     #[test]
     fn stale_batches_are_dropped_and_current_ones_move_the_consumed_offset() {
         let queues = Queues::default();
@@ -197,19 +213,24 @@ mod tests {
             e.buffered = 2;
             e.buffered_bytes = 2;
         });
-        let accepted = queues.accept(batch(&mq, 0, 5)).unwrap();
+        let first = generation(&queues, &mq);
+        let accepted = queues.accept(batch(&mq, first, 5)).unwrap();
         assert_eq!(accepted.msgs.len(), 1);
         assert_eq!(queues.consumed()[&mq], 5);
         queues.with(&mq, |e| e.restart_at(Some(2)));
         assert!(
-            queues.accept(batch(&mq, 0, 9)).is_none(),
+            queues.accept(batch(&mq, first, 9)).is_none(),
             "older generation"
         );
         assert_eq!(queues.consumed()[&mq], 5);
         queues.with(&mq, |e| e.paused = true);
-        assert!(queues.accept(batch(&mq, 1, 9)).is_none(), "paused");
+        let now = generation(&queues, &mq);
+        assert!(queues.accept(batch(&mq, now, 9)).is_none(), "paused");
         let other = MessageQueue::new("T", "b", 1);
-        assert!(queues.accept(batch(&other, 0, 1)).is_none(), "not assigned");
+        assert!(
+            queues.accept(batch(&other, now, 1)).is_none(),
+            "not assigned"
+        );
     }
 
     #[test]
@@ -219,29 +240,29 @@ mod tests {
         queues
             .lock()
             .insert(mq.clone(), QueueEntry::new(CancellationToken::new()));
-        let accepted = queues.accept(batch(&mq, 0, 5)).unwrap();
+        let before = generation(&queues, &mq);
+        let accepted = queues.accept(batch(&mq, before, 5)).unwrap();
         assert!(queues.give_back(&accepted, 3));
         assert_eq!(queues.consumed()[&mq], 3);
-        let (next_pull, generation) = queues.with(&mq, |e| (e.next_pull, e.generation())).unwrap();
-        assert_eq!(
-            (next_pull, generation),
-            (Some(3), 1),
-            "fetched again from 3"
-        );
+        let next_pull = queues.with(&mq, |e| e.next_pull).unwrap();
+        assert_eq!(next_pull, Some(3), "fetched again from 3");
+        let again = generation(&queues, &mq);
+        assert_ne!(again, before, "what was buffered is stale");
 
         // A pull that found nothing to hand out moved the consumed offset:
         // the batch is still the last one taken, so it is given back.
-        let filtered = queues.accept(batch(&mq, 1, 6)).unwrap();
+        let filtered = queues.accept(batch(&mq, again, 6)).unwrap();
         queues.with(&mq, |e| e.consumed = Some(7));
         assert!(queues.give_back(&filtered, 5));
         assert_eq!(queues.consumed()[&mq], 5);
 
         // Another batch taken (or sought, or paused) since: left alone.
-        let first = queues.accept(batch(&mq, 2, 6)).unwrap();
-        queues.accept(batch(&mq, 2, 8)).unwrap();
+        let now = generation(&queues, &mq);
+        let first = queues.accept(batch(&mq, now, 6)).unwrap();
+        queues.accept(batch(&mq, now, 8)).unwrap();
         assert!(!queues.give_back(&first, 4));
         assert_eq!(queues.consumed()[&mq], 8);
-        let second = queues.accept(batch(&mq, 2, 9)).unwrap();
+        let second = queues.accept(batch(&mq, now, 9)).unwrap();
         queues.with(&mq, |e| e.restart_at(Some(20)));
         assert!(!queues.give_back(&second, 8));
         assert_eq!(queues.consumed()[&mq], 9);
@@ -254,14 +275,15 @@ mod tests {
         queues
             .lock()
             .insert(mq.clone(), QueueEntry::new(CancellationToken::new()));
-        let taken = queues.accept(batch(&mq, 0, 10)).unwrap();
+        let now = generation(&queues, &mq);
+        let taken = queues.accept(batch(&mq, now, 10)).unwrap();
         queues.yielded_up_to(&taken, Some(3));
         assert_eq!(queues.consumed()[&mq], 3);
         queues.yielded_up_to(&taken, None);
         assert_eq!(queues.consumed()[&mq], 10);
         // A later batch taken by poll is not held back by the stream's.
         queues.yielded_up_to(&taken, Some(4));
-        let later = queues.accept(batch(&mq, 0, 20)).unwrap();
+        let later = queues.accept(batch(&mq, now, 20)).unwrap();
         assert_eq!(queues.consumed()[&mq], 20);
         // Nor is a seek, even when the stream goes on yielding after it.
         queues.yielded_up_to(&later, Some(15));
@@ -272,5 +294,20 @@ mod tests {
         assert_eq!(queues.consumed()[&mq], 100);
         queues.yielded_up_to(&later, Some(16));
         assert_eq!(queues.consumed()[&mq], 100);
+    }
+
+    #[test]
+    fn a_queue_added_again_takes_no_batch_of_its_earlier_entry() {
+        let queues = Queues::default();
+        let mq = MessageQueue::new("T", "b", 0);
+        queues
+            .lock()
+            .insert(mq.clone(), QueueEntry::new(CancellationToken::new()));
+        let old = generation(&queues, &mq);
+        queues.lock().remove(&mq);
+        queues
+            .lock()
+            .insert(mq.clone(), QueueEntry::new(CancellationToken::new()));
+        assert!(queues.accept(batch(&mq, old, 5)).is_none());
     }
 }
