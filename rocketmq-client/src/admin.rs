@@ -13,6 +13,9 @@ use rocketmq_model::{MessageExt, MessageQueue, OffsetMessageId};
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
 
+/// Tries of each master by `create_topic_in_cluster` (Java's 5).
+const CREATE_TOPIC_ATTEMPTS: u32 = 5;
+
 /// How far back [`Admin::query_message_by_uniq_key`] looks (Java: 3 days).
 const UNIQ_KEY_WINDOW: Duration = Duration::from_secs(3 * 24 * 3600);
 /// Most messages asked of each broker by a unique-key lookup (Java: 32).
@@ -92,7 +95,10 @@ impl Admin {
     }
 
     /// Creates (or updates) a topic on every master of `cluster`; answers the
-    /// addresses it was created on.
+    /// addresses it was created on. As Java's `createTopic`, each master is
+    /// tried up to five times, and the call succeeds when at least one
+    /// master took the topic (the others are logged); it fails with the
+    /// last error when none did.
     pub async fn create_topic_in_cluster(
         &self,
         cluster: &str,
@@ -104,6 +110,7 @@ impl Admin {
             .get(cluster)
             .ok_or_else(|| ClientError::Config(format!("unknown cluster {cluster}")))?;
         let mut created = Vec::new();
+        let mut last_error = None;
         for name in names {
             let Some(addr) = info
                 .broker_addr_table
@@ -112,10 +119,23 @@ impl Admin {
             else {
                 continue;
             };
-            self.create_topic(addr, header.clone()).await?;
-            created.push(addr.clone());
+            for attempt in 1..=CREATE_TOPIC_ATTEMPTS {
+                match self.create_topic(addr, header.clone()).await {
+                    Ok(()) => {
+                        created.push(addr.clone());
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%addr, topic = %header.topic, attempt, %error, "creating the topic failed");
+                        last_error = Some(error);
+                    }
+                }
+            }
         }
-        Ok(created)
+        match last_error {
+            Some(error) if created.is_empty() => Err(error),
+            _ => Ok(created),
+        }
     }
 
     /// The next offset to be written in `mq` (GET_MAX_OFFSET).

@@ -129,6 +129,59 @@ async fn offsets_and_lookups() {
 /// Java gives QUERY_MESSAGE three times the client API timeout (9 s,
 /// `MQAdminImpl.queryMessage`: `timeoutMillis * 3`); a broker answering in
 /// 5 s is found there.
+/// Java's createTopic tries each master five times and succeeds when one
+/// took the topic; the first failure used to end the call, leaving later
+/// masters without the topic.
+#[tokio::test(start_paused = true)]
+async fn a_cluster_topic_is_created_through_failures() {
+    use rocketmq_model::{RequestCode, ResponseCode};
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .auto_create_topics(false)
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster, "admin_create_retry").await;
+    let admin = producer.admin();
+    let create = RequestCode::UPDATE_AND_CREATE_TOPIC;
+
+    // Four failures in a row: retried, both masters take it.
+    cluster.fail_requests(create, ResponseCode::SYSTEM_ERROR, 4);
+    let created = admin
+        .create_topic_in_cluster(
+            "DefaultCluster",
+            CreateTopicRequestHeader::new("RETRIED", 2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 2);
+    for broker in cluster.brokers() {
+        assert!(broker.topic("RETRIED").is_some());
+    }
+
+    // One master refuses every time: the other still takes it.
+    cluster
+        .broker(0)
+        .fail_requests(create, ResponseCode::SYSTEM_ERROR, 100);
+    let created = admin
+        .create_topic_in_cluster("DefaultCluster", CreateTopicRequestHeader::new("HALF", 2))
+        .await
+        .unwrap();
+    assert_eq!(created, [cluster.broker(1).addr().to_owned()]);
+    assert!(cluster.broker(1).topic("HALF").is_some());
+
+    // Every master refuses: the error is the answer.
+    cluster
+        .broker(1)
+        .fail_requests(create, ResponseCode::SYSTEM_ERROR, 100);
+    let refused = admin
+        .create_topic_in_cluster("DefaultCluster", CreateTopicRequestHeader::new("NONE", 2))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_query_answered_in_five_seconds_is_found() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
