@@ -5,7 +5,8 @@
 //! cargo run --release -p rocketmq-examples --example bench -- raw --messages 100000 --size 256 --concurrency 8
 //! ```
 //!
-//! Without `--namesrv` it starts an embedded testkit cluster on loopback. Every
+//! Without `--namesrv` (or `ROCKETMQ_NAMESRV_ADDR`) it starts an embedded testkit
+//! cluster on loopback. Every
 //! run ends with a summary and one JSON line carrying the same figures.
 
 mod consume;
@@ -92,7 +93,7 @@ struct ProduceArgs {
 #[derive(clap::Args)]
 struct Target {
     /// Nameserver address list ("a:9876;b:9876"); an embedded testkit cluster when absent.
-    #[arg(long)]
+    #[arg(long, env = "ROCKETMQ_NAMESRV_ADDR")]
     namesrv: Option<String>,
     /// Topic to use.
     #[arg(long, default_value = "BenchTopic")]

@@ -33,7 +33,9 @@ pub enum ClientError {
     #[error("invalid message: {0}")]
     InvalidMessage(String),
     /// The topic has no route and could not be created through `TBW102`.
-    #[error("no route for topic {topic}")]
+    #[error(
+        "no route for topic {topic}: create the topic, or let the brokers create it (autoCreateTopicEnable)"
+    )]
     NoRoute {
         /// The topic.
         topic: String,
@@ -89,6 +91,14 @@ pub enum ClientError {
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A call that does not fit the consumer as built (e.g. `assign` on a
+    /// consumer that subscribes).
+    #[error("{0}")]
+    InvalidCall(String),
+    /// The queue is not read by this consumer (not assigned to it, or taken
+    /// away by a rebalance).
+    #[error("queue {0} is not read by this consumer")]
+    NotAssigned(rocketmq_model::MessageQueue),
     /// The producer, consumer or instance was shut down.
     #[error("{0} is shut down")]
     Shutdown(&'static str),

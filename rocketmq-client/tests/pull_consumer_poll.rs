@@ -217,7 +217,10 @@ async fn assigned_queues_seek_and_pause() {
         .await
         .unwrap();
     assert_eq!(poll_n(&consumer, 10).await.len(), 10);
-    assert!(consumer.seek(&q(3), 0).is_err(), "not assigned");
+    assert!(
+        matches!(consumer.seek(&q(3), 0), Err(rocketmq_client::ClientError::NotAssigned(mq)) if mq == q(3)),
+        "not assigned"
+    );
 
     consumer.pause([&q(0)]);
     producer

@@ -16,7 +16,11 @@ pub struct ShutdownReport {
     pub offsets_committed: BTreeMap<MessageQueue, i64>,
     /// Messages pulled but not consumed (in flight when the drain timeout
     /// ran out, waiting for a retry, or still cached); they are consumed
-    /// again by the queue's next owner.
+    /// again by the queue's next owner. For a
+    /// [`PullConsumer`](super::PullConsumer), the messages fetched ahead and
+    /// never polled: a consumer that stops polling while messages wait
+    /// reports them, so its report is not clean even though nothing it
+    /// handed out is lost.
     pub messages_left: usize,
     /// Listener batches abandoned at the drain timeout or never started.
     pub batches_left: usize,

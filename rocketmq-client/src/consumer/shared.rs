@@ -53,7 +53,10 @@ macro_rules! shared_consumer_setters {
         }
 
         /// Where a queue without a committed offset starts (default the last
-        /// offset).
+        /// offset). As with Java's brokers, a new group reads a queue from
+        /// its first message anyway while that message is still in the
+        /// broker's memory (the broker answers 0 for the group's offset), so
+        /// a group started on a young topic gets what was sent before it.
         pub fn consume_from_where(mut self, from: ConsumeFromWhere) -> Self {
             self.options.consume_from_where = from;
             self

@@ -118,7 +118,8 @@ impl ProducerBuilder {
     }
 
     /// Every client setting at once (nameservers, instance name, intervals,
-    /// transport, ...).
+    /// transport, ...). It replaces what `namesrv_addr`, `instance_name` and
+    /// the other client setters gave before it, so call it first.
     pub fn client_config(mut self, config: ClientConfig) -> Self {
         self.config = config;
         self

@@ -223,8 +223,8 @@ impl PullConsumer {
     /// Reads exactly `queues` from now on (assign mode only).
     pub async fn assign(&self, queues: impl IntoIterator<Item = MessageQueue>) -> Result<()> {
         if self.core.mode != Mode::Assign {
-            return Err(ClientError::Config(
-                "assign is for consumers built with assign".into(),
+            return Err(ClientError::InvalidCall(
+                "assign is for consumers built with assign; this one subscribes".into(),
             ));
         }
         let queues: BTreeSet<MessageQueue> = queues.into_iter().collect();
@@ -256,9 +256,7 @@ impl PullConsumer {
         if self.core.seek(mq, offset) {
             Ok(())
         } else {
-            Err(ClientError::Config(format!(
-                "{mq} is not assigned to this consumer"
-            )))
+            Err(ClientError::NotAssigned(mq.clone()))
         }
     }
 
