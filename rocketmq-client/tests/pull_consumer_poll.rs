@@ -785,3 +785,53 @@ async fn pausing_while_streaming_keeps_what_was_not_yielded() {
     );
     assert_eq!(committed, Some(1));
 }
+
+/// Java's `commit(offsets, persist)`: an application that finishes queues
+/// at its own pace commits each when it is done with it, and only that.
+#[tokio::test(start_paused = true)]
+async fn chosen_offsets_are_committed_queue_by_queue() {
+    let (cluster, producer) = two_queues_with(5).await;
+    for i in 0..5 {
+        producer
+            .send_to_queue(msg("T", &format!("n{i}"), "x"), &q(1))
+            .await
+            .unwrap();
+    }
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("by_queue")))
+        .assign([q(0), q(1)])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(poll_for(&consumer, 3).await.len(), 10);
+    consumer.commit_offsets([(q(0), 3)], true).await.unwrap();
+    let broker = cluster.broker(0);
+    assert_eq!(broker.committed_offset("lg", &q(0)), Some(3));
+    assert_eq!(broker.committed_offset("lg", &q(1)), None, "q1 is not done");
+
+    let elsewhere = MessageQueue::new("T", "broker-a", 7);
+    let refused = consumer
+        .commit_offsets([(q(1), 5), (elsewhere.clone(), 1)], true)
+        .await;
+    assert!(
+        matches!(&refused, Err(rocketmq_client::ClientError::NotAssigned(mq)) if *mq == elsewhere),
+        "{refused:?}"
+    );
+    assert_eq!(
+        broker.committed_offset("lg", &q(1)),
+        None,
+        "nothing committed"
+    );
+    assert!(consumer.commit_offsets([(q(1), -1)], false).await.is_err());
+    consumer.commit_offsets([(q(1), 5)], false).await.unwrap();
+    assert_eq!(consumer.committed_offsets().get(&q(1)), Some(&5));
+    consumer.shutdown().await;
+    assert_eq!(
+        broker.committed_offset("lg", &q(1)),
+        Some(5),
+        "persisted at shutdown"
+    );
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -192,6 +192,40 @@ impl PullConsumer {
         Ok(self.core.store.persist_all().await?)
     }
 
+    /// Commits chosen offsets (per queue, the offset of the next message to
+    /// read), for an application that finishes queues at its own pace (Java's
+    /// `commit(offsets, persist)`); with `persist`, they are written to the
+    /// store now, else within 5 s. Each queue must be read by this consumer
+    /// ([`ClientError::NotAssigned`] otherwise, and nothing is committed),
+    /// and each offset at least 0. With auto commit on, the next `poll`
+    /// commits everything handed out again, so use this with
+    /// `auto_commit(false)`.
+    pub async fn commit_offsets(
+        &self,
+        offsets: impl IntoIterator<Item = (MessageQueue, i64)>,
+        persist: bool,
+    ) -> Result<()> {
+        let offsets: BTreeMap<MessageQueue, i64> = offsets.into_iter().collect();
+        let assigned = self.core.assigned();
+        if let Some(mq) = offsets.keys().find(|mq| !assigned.contains(*mq)) {
+            return Err(ClientError::NotAssigned(mq.clone()));
+        }
+        if let Some((mq, offset)) = offsets.iter().find(|(_, offset)| **offset < 0) {
+            return Err(ClientError::InvalidCall(format!(
+                "offset {offset} of {mq} is negative"
+            )));
+        }
+        for (mq, offset) in &offsets {
+            self.core.store.force(mq, *offset);
+        }
+        if persist {
+            for mq in offsets.keys() {
+                self.core.store.persist(mq).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The committed offsets (in memory).
     pub fn committed_offsets(&self) -> BTreeMap<MessageQueue, i64> {
         self.core.store.snapshot()
