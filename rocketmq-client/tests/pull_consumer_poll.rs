@@ -835,3 +835,38 @@ async fn chosen_offsets_are_committed_queue_by_queue() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// A queue paused while a stream is part way through its batch: the stream
+/// stops yielding that batch (the queue restarts where it stopped after the
+/// resume), so nothing comes twice and a commit covers what was yielded.
+#[tokio::test(start_paused = true)]
+async fn a_stream_stops_yielding_a_queue_paused_under_it() {
+    let (cluster, producer) = two_queues_with(10).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("pause_mid")))
+        .assign([q(0)])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+        .poll_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let mut offsets = Vec::new();
+    {
+        let mut stream = Box::pin(consumer.stream());
+        offsets.push(stream.next().await.unwrap().unwrap().queue_offset);
+        consumer.pause([&q(0)]);
+        let more = tokio::time::timeout(Duration::from_secs(2), stream.next()).await;
+        assert!(more.is_err(), "nothing from a paused queue: {more:?}");
+        consumer.commit_sync().await.unwrap();
+        assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(1));
+        consumer.resume([&q(0)]);
+        while offsets.len() < 10 {
+            offsets.push(stream.next().await.unwrap().unwrap().queue_offset);
+        }
+    }
+    assert_eq!(offsets, (0..10).collect::<Vec<_>>(), "each once, in order");
+    consumer.commit_sync().await.unwrap();
+    assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(10));
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

@@ -128,21 +128,25 @@ impl PullCore {
     /// queue's end that the broker moved back): Java's `updateOffset(mq,
     /// offset, false)`.
     pub(crate) fn commit(&self) {
-        for (mq, offset) in self.queues.consumed() {
-            self.store.update(&mq, offset, false);
-        }
+        // Under the queues' lock: a seek cannot slip in between and be
+        // overwritten with an offset read before it.
+        self.queues.each_consumed(|mq, offset| {
+            self.store.update(mq, offset, false);
+        });
     }
 
     /// Moves `mq` to `offset`: buffered messages are dropped, the next
     /// poll starts there and the offset is committed (forced, also for a
     /// queue whose fetch has not read its offset yet).
     pub(crate) fn seek(&self, mq: &MessageQueue, offset: i64) -> bool {
+        // Forced under the queues' lock: a release that takes the queue away
+        // either comes first (no seek) or persists the sought offset.
         let found = self.queues.with(mq, |entry| {
             entry.restart_at(Some(offset));
             entry.consumed = Some(offset);
+            self.store.force(mq, offset);
         });
         if found.is_some() {
-            self.store.force(mq, offset);
             tracing::info!(group = self.group(), %mq, offset, "seek");
         }
         found.is_some()

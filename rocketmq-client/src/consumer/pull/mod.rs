@@ -387,9 +387,16 @@ impl<'a> Unyielded<'a> {
     }
 
     /// The next message, and a commit from now on covers it (and no
-    /// message after it).
+    /// message after it). None once the batch is done, or no longer its
+    /// queue's (paused, sought or released since: the queue goes on from
+    /// where the stream stopped, or from where it was sought).
     fn next(&mut self) -> Option<MessageExt> {
         let batch = self.batch.as_ref()?;
+        if !self.consumer.core.queues.is_current(batch) {
+            self.batch = None;
+            self.rest = Vec::new().into_iter();
+            return None;
+        }
         let msg = self.rest.next()?;
         let next = self.rest.as_slice().first().map(|m| m.queue_offset);
         self.consumer.core.queues.yielded_up_to(batch, next);

@@ -159,13 +159,33 @@ impl Queues {
         true
     }
 
-    /// The offsets handed out, per queue: up to the next message a stream
-    /// has still to yield, for the batch it is yielding.
+    /// Runs `write` on each queue's offset handed out (up to the next
+    /// message a stream has still to yield, for the batch it is yielding),
+    /// under the lock, so that no seek or release comes in between.
+    pub(crate) fn each_consumed(&self, mut write: impl FnMut(&MessageQueue, i64)) {
+        for (mq, entry) in self.lock().iter() {
+            if let Some(offset) = entry.handed_out() {
+                write(mq, offset);
+            }
+        }
+    }
+
+    /// The offsets handed out, per queue (see [`each_consumed`](Self::each_consumed)).
+    #[cfg(test)]
     pub(crate) fn consumed(&self) -> BTreeMap<MessageQueue, i64> {
+        let mut consumed = BTreeMap::new();
+        self.each_consumed(|mq, offset| {
+            consumed.insert(mq.clone(), offset);
+        });
+        consumed
+    }
+
+    /// Whether `batch` still belongs to its queue as it is now: not
+    /// released, sought or paused since it was pulled.
+    pub(crate) fn is_current(&self, batch: &Fetched) -> bool {
         self.lock()
-            .iter()
-            .filter_map(|(mq, entry)| entry.handed_out().map(|offset| (mq.clone(), offset)))
-            .collect()
+            .get(&batch.mq)
+            .is_some_and(|entry| entry.generation() == batch.generation)
     }
 
     /// Records that a stream yielded `batch` up to (not including) the
