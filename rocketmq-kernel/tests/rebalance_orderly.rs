@@ -403,3 +403,53 @@ async fn a_shutdown_during_a_release_still_unlocks_the_queue() {
         "the broker holds no lock of b#0"
     );
 }
+
+/// An offset reset reaching an orderly queue in the middle of a long batch:
+/// the broker has already told the admin tool it succeeded, so the reset
+/// must still take effect once the batch ends (Java applies it after its
+/// wait). It was dropped with a warning and the queue restarted from its
+/// old offset.
+#[tokio::test(start_paused = true)]
+async fn a_reset_of_a_queue_busy_consuming_takes_effect_after_the_batch() {
+    let cluster = Cluster::new();
+    let ns = FakeNameServer::with(&[(TOPIC, route(1))]);
+    cluster.set_clients(&["c1"]);
+    let c1 = orderly_client(&cluster, &ns, "c1");
+    c1.rebalancer.rebalance().await;
+    let busy = a(0);
+    let old_pq = c1.rebalancer.process_queue(&busy).unwrap();
+    let batch = old_pq.consume_lock().lock().await;
+
+    let store = Arc::clone(&c1.store);
+    let (reset, ()) = tokio::join!(
+        c1.rebalancer
+            .reset_queues(std::slice::from_ref(&busy), |queues| async move {
+                for mq in &queues {
+                    assert!(store.force(mq, 100));
+                    store.persist(mq).await.unwrap();
+                    store.remove(mq);
+                }
+            }),
+        async {
+            // The batch ends after the removal gave up waiting for it.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            drop(batch);
+        },
+    );
+    assert_eq!(reset, std::slice::from_ref(&busy));
+    assert!(old_pq.is_dropped(), "the old batch commits nothing");
+    c1.rebalancer.rebalance().await;
+    eventually("the queue is back with a new process queue", || {
+        c1.rebalancer
+            .process_queue(&busy)
+            .is_some_and(|pq| !Arc::ptr_eq(&pq, &old_pq))
+    })
+    .await;
+    eventually("it is pulled from the reset offset", || {
+        cluster
+            .pulls_of(&busy)
+            .last()
+            .is_some_and(|pull| pull.header.queue_offset == 100)
+    })
+    .await;
+}

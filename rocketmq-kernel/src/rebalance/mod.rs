@@ -412,12 +412,14 @@ impl Rebalancer {
 
     /// Restarts the owned queues among `mqs` from new offsets (an offset
     /// reset): drops them as a round would (pull stopped, offset persisted
-    /// and forgotten, orderly: unlocked), runs `write` with the queues
-    /// dropped while no round can add them back, then rebalances, which adds
-    /// them again from the offsets `write` left in the store. Other queues,
-    /// of the same topic included, are not touched (Java's `resetOffset`).
-    /// An orderly queue still consuming a batch is not dropped and not
-    /// given to `write`. Returns the queues reset.
+    /// and forgotten, orderly: unlocked), runs `write` with them while no
+    /// round can add them back, then rebalances, which adds them again from
+    /// the offsets `write` left in the store. Other queues, of the same
+    /// topic included, are not touched (Java's `resetOffset`). An orderly
+    /// queue still consuming a batch is dropped but stays in the table
+    /// until the batch ends (a dropped batch commits nothing), and is reset
+    /// all the same: a later round removes it and adds it back from the
+    /// new offset. Returns the queues reset.
     pub async fn reset_queues<F, Fut>(&self, mqs: &[MessageQueue], write: F) -> Vec<MessageQueue>
     where
         F: FnOnce(Vec<MessageQueue>) -> Fut,
@@ -427,11 +429,13 @@ impl Rebalancer {
             let _no_round = self.shared.run_lock.lock().await;
             let mut removed = Vec::new();
             for mq in mqs {
-                if round::remove_queue(&self.shared, mq).await {
-                    removed.push(mq.clone());
-                } else if self.shared.assignment.contains(mq) {
-                    tracing::warn!(group = %self.group(), %mq, "queue busy consuming; its offset is not reset");
+                if !self.shared.assignment.contains(mq) {
+                    continue;
                 }
+                if !round::remove_queue(&self.shared, mq).await {
+                    tracing::info!(group = %self.group(), %mq, "queue busy consuming; it restarts from the reset offset after its batch");
+                }
+                removed.push(mq.clone());
             }
             if !removed.is_empty() {
                 self.shared.assignment_changed();
