@@ -433,3 +433,77 @@ async fn unreachable_broker_is_a_retriable_connection_error() {
     assert!(err.is_retriable(), "{err:?}");
     assert!(matches!(err, KernelError::Remoting(e) if e.is_connection_error()));
 }
+
+/// Dials every address on a memory network but one, whose dials never end
+/// (a host that drops packets).
+struct DeadAddr {
+    net: MemoryNetwork,
+    dead: &'static str,
+}
+
+impl rocketmq_remoting::transport::Transport for DeadAddr {
+    fn connect<'a>(
+        &'a self,
+        addr: &'a str,
+    ) -> futures::future::BoxFuture<'a, std::io::Result<rocketmq_remoting::transport::BoxedIo>>
+    {
+        if addr == self.dead {
+            Box::pin(std::future::pending())
+        } else {
+            self.net.connect(addr)
+        }
+    }
+}
+
+/// Nameservers that drop packets or never answer: a route lookup has one
+/// budget for all of them, and one that did not answer is passed over by
+/// the next call, which goes straight to the one that answers. The
+/// nameserver service used to give each address a whole timeout, so the
+/// API's own timer cut it short before it could pass the silent one over,
+/// and every call waited on it again.
+#[tokio::test(start_paused = true)]
+async fn a_silent_nameserver_behind_a_dead_one_is_passed_over() {
+    const DEAD: &str = "ns-dead:9876";
+    const HUNG: &str = "ns-hung:9876";
+    let net = MemoryNetwork::new();
+    let log = Log::default();
+    let _good = Server::spawn(
+        net.bind(NAMESRV).unwrap(),
+        ConnectionConfig::default(),
+        fake_peer(Arc::clone(&log)),
+    );
+    let _hung = Server::spawn(
+        net.bind(HUNG).unwrap(),
+        ConnectionConfig::default(),
+        |_: &Connection| {
+            InboundService::new(tower::service_fn(|_req: RemotingCommand| {
+                std::future::pending::<Result<RemotingCommand, RemotingError>>()
+            }))
+        },
+    );
+    let client = RemotingClient::builder()
+        .transport(DeadAddr { net, dead: DEAD })
+        .build();
+    let connector = rocketmq_kernel::api::RemotingConnector::new(
+        client,
+        vec![DEAD.into(), HUNG.into(), NAMESRV.into()],
+    );
+    let _ = connector.name_servers().clone().starting_at(0);
+    let api = RemotingBrokerApi::with_connector(connector);
+
+    let start = tokio::time::Instant::now();
+    assert!(api.topic_route("T").await.is_err());
+    assert!(
+        start.elapsed() <= Duration::from_millis(3_100),
+        "{:?}",
+        start.elapsed()
+    );
+    let start = tokio::time::Instant::now();
+    let route = api.topic_route("T").await.unwrap();
+    assert_eq!(route.broker_datas.len(), 1);
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "straight to the nameserver that answers"
+    );
+}

@@ -244,30 +244,22 @@ async fn a_peer_that_never_answers_leaves_nothing_pending_and_no_task_behind() {
         .iter()
         .filter(|r| matches!(r, Err(RemotingError::Timeout { .. })))
         .count();
-    // The first call to time out closes the connection (as Java's
-    // closeSocketIfTimeout), and the calls still waiting on it fail with why.
-    let closed = results
-        .iter()
-        .filter(|r| {
-            matches!(r, Err(RemotingError::ConnectionClosed { reason, .. })
-                if reason.contains("got no answer"))
-        })
-        .count();
     let refused = results
         .iter()
         .filter(|r| matches!(r, Ok(answer) if answer.response_code() == ResponseCode::SYSTEM_BUSY))
         .count();
     let handler_slots = ConnectionConfig::default().max_inbound_in_flight;
-    assert!(timeouts >= 1, "the handled calls time out: {results:?}");
-    assert_eq!(timeouts + closed, handler_slots, "{results:?}");
+    assert_eq!(timeouts, handler_slots, "the handled calls time out");
     assert_eq!(
         refused,
         CALLS - handler_slots,
         "the rest are refused at once"
     );
     assert_eq!(conn.pending_count(), 0);
-    assert!(conn.is_closed(), "an unanswered call closes its connection");
-    assert!(alive_tasks() > baseline, "the server's tasks run");
+    // The peer answered while the calls waited (its refusals): it is alive,
+    // so their timeouts leave the connection open.
+    assert!(!conn.is_closed(), "a peer that talks keeps its connection");
+    assert!(alive_tasks() > baseline, "the connections' tasks run");
 
     let server_side = server.connections();
     assert_eq!(server_side.len(), 1);
@@ -377,6 +369,90 @@ async fn a_nameserver_that_never_answers_is_passed_over_by_the_next_call() {
     within(client.shutdown()).await;
     within(hung.shutdown()).await;
     within(good.shutdown()).await;
+}
+
+/// A request the peer is slow to answer, while it answers others: the
+/// connection is alive, so the timeout does not close it and take the other
+/// calls on it down (Java would close it after a sync call's timeout).
+#[tokio::test(start_paused = true)]
+async fn a_slow_answer_on_a_talking_connection_keeps_it_open() {
+    let net = MemoryNetwork::new();
+    let server = Server::spawn(
+        net.bind(BROKER).unwrap(),
+        ConnectionConfig::default(),
+        slow_echo,
+    );
+    let client = memory_client(&net);
+    let (conn, _) = client.connection(BROKER).await.unwrap();
+    // Answered after 900 ms; its timeout is 500 ms.
+    let slow = client.invoke(BROKER, heartbeat("9"), Duration::from_millis(500));
+    // Answered at once, while the slow one waits; a long poll waits on.
+    let quick = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.invoke(BROKER, heartbeat("0"), SECOND).await
+    };
+    let long = client.invoke(BROKER, heartbeat("8"), 10 * SECOND);
+    let (slow, quick, long) = tokio::join!(slow, quick, long);
+    assert!(
+        matches!(slow, Err(RemotingError::Timeout { .. })),
+        "{slow:?}"
+    );
+    quick.unwrap();
+    long.unwrap();
+    assert!(!conn.is_closed());
+    within(client.shutdown()).await;
+    within(server.shutdown()).await;
+}
+
+/// Dials through a memory network, each dial taking `delay`.
+#[derive(Clone)]
+struct SlowDial {
+    net: MemoryNetwork,
+    delay: Duration,
+}
+
+impl Transport for SlowDial {
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, std::io::Result<BoxedIo>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.delay).await;
+            self.net.connect(addr).await
+        })
+    }
+}
+
+/// A nameserver whose dial took nearly the whole timeout leaves its request
+/// 50 ms to be answered: too short to judge the connection, which Java
+/// keeps too (`left > 100 || left > timeout / 4`). It was closed, and with
+/// a nameserver that always dials that slowly every call failed.
+#[tokio::test(start_paused = true)]
+async fn a_request_left_little_time_by_a_slow_dial_keeps_its_connection() {
+    const NS: &str = "ns-1:9876";
+    let net = MemoryNetwork::new();
+    let server = Server::spawn(
+        net.bind(NS).unwrap(),
+        ConnectionConfig::default(),
+        |_: &Connection| {
+            InboundService::new(tower::service_fn(|_req: RemotingCommand| {
+                futures::future::pending::<Result<RemotingCommand, RemotingError>>()
+            }))
+        },
+    );
+    let client = RemotingClient::builder()
+        .transport(SlowDial {
+            net,
+            delay: Duration::from_millis(2_950),
+        })
+        .build();
+    let names = client.name_server_service(vec![NS.to_owned()]);
+    let err = within(names.invoke(heartbeat("0"))).await.unwrap_err();
+    assert!(matches!(err, RemotingError::Timeout { .. }), "{err:?}");
+    let start = Instant::now();
+    let (conn, _) = within(client.connection(NS)).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::ZERO, "kept, not dialed again");
+    assert!(!conn.is_closed());
+    assert_eq!(conn.pending_count(), 0);
+    within(client.shutdown()).await;
+    within(server.shutdown()).await;
 }
 
 /// Tally of how calls ended.

@@ -34,6 +34,9 @@ use super::connector::{Connector, PeerService, RemotingConnector};
 use super::{BrokerApi, CallMode, NameServerApi, QueryMessageResult};
 use crate::error::{KernelError, Result};
 
+/// How much longer than its service the API waits for a nameserver call.
+const NAME_SERVER_SLACK: Duration = Duration::from_millis(100);
+
 /// How long each kind of call may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiTimeouts {
@@ -163,7 +166,10 @@ impl RemotingBrokerApi {
     {
         let timeout = self.timeouts.call;
         let svc = self.connector.name_server(timeout);
-        let call = async { finish(run(svc, "", call, timeout).await) };
+        // The nameserver service bounds the call itself and passes over a
+        // nameserver that did not answer: this timer, a little later, only
+        // guards services that do not.
+        let call = async { finish(run(svc, "", call, timeout + NAME_SERVER_SLACK).await) };
         call.instrument(span).await
     }
 }

@@ -31,9 +31,9 @@ use cache::{ConnectionCache, Dialer};
 /// Java's defaults for the connect and request timeouts.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A call that waited at least this long for its answer, or a quarter of its
-/// timeout, and got none closes its connection (Java's
-/// `MIN_CLOSE_TIMEOUT_MILLIS`).
+/// A call that waited longer than this for its answer, or than a quarter of
+/// its timeout, and got none (nor anything else) closes its connection
+/// (Java's `MIN_CLOSE_TIMEOUT_MILLIS`).
 const MIN_WAIT_TO_CLOSE: Duration = Duration::from_millis(100);
 
 /// A client of remoting peers (brokers, nameservers): cheap to clone, clones
@@ -86,16 +86,34 @@ impl RemotingClient {
     /// with a synthetic SUCCESS once written.
     ///
     /// A request that got no answer although it waited at least 100 ms or a
-    /// quarter of `timeout` for one closes its connection, failing the other
-    /// calls on it, and the next call dials again (Java's
-    /// `clientCloseSocketIfTimeout`, on by default): a connection the network
+    /// quarter of `timeout` for one, on a connection where nothing at all
+    /// was read meanwhile, closes that connection, failing the other calls
+    /// on it, and the next call dials again: a connection the network
     /// silently dropped is otherwise kept until TCP gives up, a quarter of an
-    /// hour later.
-    pub async fn invoke(
+    /// hour later. (Java closes after any sync call's timeout,
+    /// `clientCloseSocketIfTimeout`; a connection that answers other calls
+    /// is alive, and is kept here, for a broker slow on one request.)
+    pub fn invoke<'a>(
+        &'a self,
+        addr: &'a str,
+        cmd: RemotingCommand,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<RemotingCommand>> + Send + 'a {
+        // Not an `async fn`: its future would hold this one's beside it.
+        self.invoke_budgeted(addr, cmd, timeout, timeout)
+    }
+
+    /// [`invoke`](Self::invoke) within `timeout`, what is left of a call
+    /// whose whole budget was `whole` (a nameserver call that waited for
+    /// its connection first): whether the wait was long enough to close an
+    /// unanswered connection is judged against `whole`, as Java's
+    /// `left > timeout / 4`.
+    pub(crate) async fn invoke_budgeted(
         &self,
         addr: &str,
         cmd: RemotingCommand,
         timeout: Duration,
+        whole: Duration,
     ) -> Result<RemotingCommand> {
         let timed_out = || RemotingError::Timeout {
             addr: addr.to_owned(),
@@ -115,7 +133,7 @@ impl RemotingClient {
             Ok(answer) => answer,
             Err(_elapsed) => {
                 if let Some(waiting) = waiting {
-                    self.close_unanswered(addr, waiting, deadline, timeout);
+                    self.close_unanswered(addr, waiting, deadline, timeout, whole);
                 }
                 Err(timed_out())
             }
@@ -131,26 +149,32 @@ impl RemotingClient {
     }
 
     /// Closes the connection of a request that timed out, if it had time
-    /// enough to be answered (see [`invoke`](Self::invoke)).
+    /// enough to be answered and nothing was read on the connection
+    /// meanwhile (see [`invoke`](Self::invoke)).
     fn close_unanswered(
         &self,
         addr: &str,
         waiting: Waiting,
         deadline: tokio::time::Instant,
         timeout: Duration,
+        whole: Duration,
     ) {
         let waited = waiting
             .since
             .map_or(timeout, |since| deadline.saturating_duration_since(since));
-        if waited >= MIN_WAIT_TO_CLOSE || waited >= timeout / 4 {
-            let reason = format!("closed after a request got no answer in {waited:?}");
-            if self
-                .inner
-                .cache
-                .invalidate(addr, waiting.generation, &reason)
-            {
-                tracing::warn!(%addr, ?waited, "no answer on the connection; closed it to dial again");
-            }
+        // Java's `left > 100 || left > timeout / 4`.
+        if waited <= MIN_WAIT_TO_CLOSE && waited <= whole / 4 {
+            return;
+        }
+        let Ok(Some((conn, generation))) = self.inner.cache.open(addr) else {
+            return;
+        };
+        if generation != waiting.generation || conn.frames_read() != waiting.frames_read {
+            return; // another connection by now, or the peer is talking
+        }
+        let reason = format!("closed after a request got no answer in {waited:?}");
+        if self.inner.cache.invalidate(addr, generation, &reason) {
+            tracing::warn!(%addr, ?waited, "nothing read on the connection; closed it to dial again");
         }
     }
 
@@ -179,7 +203,12 @@ impl RemotingClient {
         let answer = match conn.start(cmd) {
             Ok(started) => {
                 if !oneway {
-                    *waiting = Some(Waiting { generation, since });
+                    let frames_read = conn.frames_read();
+                    *waiting = Some(Waiting {
+                        generation,
+                        since,
+                        frames_read,
+                    });
                 }
                 started.answer().await
             }
@@ -274,12 +303,13 @@ impl RemotingClient {
     }
 }
 
-/// The connection a written request waits on for its answer, and since when
-/// (`None`: since its call began).
+/// The connection a written request waits on for its answer, since when
+/// (`None`: since its call began), and how many frames it had read then.
 #[derive(Clone, Copy)]
 struct Waiting {
     generation: Generation,
     since: Option<tokio::time::Instant>,
+    frames_read: u64,
 }
 
 impl Default for RemotingClient {

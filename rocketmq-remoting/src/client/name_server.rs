@@ -23,11 +23,12 @@ use crate::error::{RemotingError, Result};
 /// the next call (as Java, which moves on once the chosen nameserver's
 /// channel is closed, and closes it after a timeout).
 ///
-/// Each attempt has the request timeout, connection included, and waits for
-/// its connection to open for at most its share of it (the timeout divided
-/// by the addresses left to try): a nameserver whose host drops packets then leaves time for
-/// the next one, and its dial goes on in the background (see
-/// [`RemotingClient`]: a failed dial starts the address's backoff). Cheap to
+/// A call has the request timeout, connections included, whichever
+/// addresses it tries; each attempt waits for its connection to open for at
+/// most its share of what is left (the timeout divided by the addresses left
+/// to try): a nameserver whose host drops packets then leaves time for the
+/// next one, and its dial goes on in the background (see [`RemotingClient`]:
+/// a failed dial starts the address's backoff). Cheap to
 /// clone; clones share the address list and the last good address.
 #[derive(Clone, Debug)]
 pub struct NameServerService {
@@ -89,18 +90,32 @@ impl NameServerService {
             ));
         }
         let start = self.current.load(Ordering::Relaxed) % addrs.len();
+        // One budget for the whole call, whichever addresses it tries.
+        let began = tokio::time::Instant::now();
         let mut last_error = None;
         for step in 0..addrs.len() {
             let index = (start + step) % addrs.len();
             let addr = &addrs[index];
             let left = u32::try_from(addrs.len() - step).unwrap_or(u32::MAX);
-            let began = tokio::time::Instant::now();
-            let answer = match self.connect(addr, self.timeout / left).await {
+            let spent = began.elapsed();
+            let budget_left = self.timeout.saturating_sub(spent);
+            if budget_left.is_zero() {
+                break;
+            }
+            let answer = match self
+                .connect(addr, budget_left.min(self.timeout / left))
+                .await
+            {
                 Ok(()) => {
-                    // The wait for the connection counts against the
-                    // attempt's timeout (Java's `timeoutMillis - costTime`).
+                    // The wait for the connection counts against the call's
+                    // budget (Java's `timeoutMillis - costTime`).
                     let remaining = self.timeout.saturating_sub(began.elapsed());
-                    self.client.invoke(addr, cmd.clone(), remaining).await
+                    if remaining.is_zero() {
+                        break;
+                    }
+                    self.client
+                        .invoke_budgeted(addr, cmd.clone(), remaining, self.timeout)
+                        .await
                 }
                 Err(error) => Err(error),
             };
@@ -115,8 +130,9 @@ impl NameServerService {
                     last_error = Some(error);
                 }
                 Err(error @ RemotingError::Timeout { .. }) => {
-                    // As Java: the call fails, its connection was closed,
-                    // and the next call starts at the next address.
+                    // As Java: the call fails, and the next call starts at
+                    // the next address (the connection was closed if
+                    // nothing at all came back on it).
                     tracing::debug!(%addr, %error, "nameserver did not answer; the next call starts past it");
                     self.pass_over(index, addrs.len());
                     return Err(error);
@@ -124,8 +140,10 @@ impl NameServerService {
                 Err(error) => return Err(error),
             }
         }
-        Err(last_error
-            .unwrap_or_else(|| RemotingError::NoAddress("no nameserver reachable".into())))
+        Err(last_error.unwrap_or_else(|| RemotingError::Timeout {
+            addr: addrs[start].clone(),
+            after: self.timeout,
+        }))
     }
 
     /// The next call starts past `addrs[index]`, unless another address

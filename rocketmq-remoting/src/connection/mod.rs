@@ -7,7 +7,7 @@
 //! calls fail fast. Requests from the peer go to an [`InboundService`].
 
 use std::fmt;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
@@ -92,6 +92,9 @@ struct Shared {
     /// Responses handed to their callers since the writer last looked: how
     /// many callers may be about to send again (see `coalesce`).
     answered: AtomicUsize,
+    /// Frames read so far: whether the peer said anything while a call
+    /// waited (see `RemotingClient::invoke`).
+    frames_read: AtomicU64,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -213,6 +216,7 @@ impl Connection {
             peer,
             outbound,
             answered: AtomicUsize::new(0),
+            frames_read: AtomicU64::new(0),
             cancel: cancel.clone(),
             tasks: TaskTracker::new(),
         });
@@ -273,6 +277,11 @@ impl Connection {
     /// Closes the connection, failing pending calls with `reason`.
     pub(crate) fn close_because(&self, reason: &str) {
         self.shared().shut_down(reason);
+    }
+
+    /// How many frames were read on this connection so far.
+    pub(crate) fn frames_read(&self) -> u64 {
+        self.shared().frames_read.load(Ordering::Relaxed)
     }
 
     /// Waits until the connection has closed and both of its tasks have ended.

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::future::BoxFuture;
+use futures::future::OptionFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use rocketmq_model::ResponseCode;
 use tokio::io::ReadHalf;
-use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::OwnedPermit;
+use tokio::sync::mpsc::error::{SendError, TrySendError};
 use tokio_util::codec::FramedRead;
 use tower::ServiceExt;
 
@@ -27,6 +29,7 @@ pub(crate) const PEER_CLOSED: &str = "peer closed the connection";
 
 type Frames = FramedRead<ReadHalf<BoxedIo>, RemotingCodec>;
 type Handling = BoxFuture<'static, Option<RemotingCommand>>;
+type Room = Result<OwnedPermit<Outbound>, SendError<()>>;
 
 /// Reads frames until the connection ends, then closes it (failing every
 /// pending call).
@@ -58,9 +61,16 @@ async fn read_loop(
     // wait, so responses keep completing calls; they count against the
     // handlers' limit, which bounds them.
     let mut unsent: VecDeque<RemotingCommand> = VecDeque::new();
+    // The wait for room for the first of them, kept across the loop's turns
+    // so that it keeps its place among the senders waiting for room.
+    let mut room: Option<BoxFuture<'static, Room>> = None;
     loop {
+        if room.is_none() && !unsent.is_empty() {
+            room = Some(shared.outbound.clone().reserve_owned().boxed());
+        }
         tokio::select! {
-            permit = shared.outbound.reserve(), if !unsent.is_empty() => {
+            Some(permit) = OptionFuture::from(room.as_mut()), if room.is_some() => {
+                room = None;
                 let Ok(permit) = permit else {
                     return super::CLOSED_LOCALLY.to_owned();
                 };
@@ -79,7 +89,9 @@ async fn read_loop(
             // a hang-up is always seen and responses keep completing calls; a
             // request over the limit is refused at once, as Java refuses what
             // its executor rejects.
-            frame = frames.next() => match frame {
+            frame = frames.next() => match frame.inspect(|_| {
+                shared.frames_read.fetch_add(1, Ordering::Relaxed);
+            }) {
                 None => return PEER_CLOSED.to_owned(),
                 Some(Err(error)) => return error.to_string(),
                 Some(Ok(cmd)) if cmd.is_response() => complete(shared, cmd),
