@@ -3,7 +3,8 @@
 //! exporter every call is a no-op.
 //!
 //! Names are stable; labels are `topic` and `result` (`"ok"` or `"failed"`),
-//! plus `group` and `queue_id` on the consumer side.
+//! plus `group` on the consumer side, and `broker` and `queue_id` on its
+//! per-queue gauges (zeroed when the queue leaves the consumer).
 
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
@@ -25,11 +26,12 @@ pub const CONSUME_LATENCY_SECONDS: &str = "rocketmq_client_consume_latency_secon
 pub const CONSUME_TOTAL: &str = "rocketmq_client_consume_total";
 /// Histogram: pull round trip, in seconds (labels `group`, `topic`).
 pub const PULL_LATENCY_SECONDS: &str = "rocketmq_client_pull_latency_seconds";
-/// Gauge: messages cached in a process queue (labels `group`, `topic`, `queue_id`).
+/// Gauge: messages cached in a process queue (labels `group`, `topic`, `broker`, `queue_id`).
 pub const CACHED_MESSAGES: &str = "rocketmq_client_cached_messages";
-/// Gauge: bytes cached in a process queue (labels `group`, `topic`, `queue_id`).
+/// Gauge: bytes cached in a process queue (labels `group`, `topic`, `broker`, `queue_id`).
 pub const CACHED_BYTES: &str = "rocketmq_client_cached_bytes";
-/// Gauge: broker max offset minus committed offset (labels `group`, `topic`, `queue_id`).
+/// Gauge: broker max offset minus committed offset (labels `group`, `topic`,
+/// `broker`, `queue_id`).
 pub const CONSUMER_LAG: &str = "rocketmq_client_consumer_lag";
 /// Counter: messages sent to the dead-letter queue (labels `group`, `topic`).
 pub const DLQ_TOTAL: &str = "rocketmq_client_dlq_total";

@@ -17,7 +17,7 @@ use consumer_support::{Seen, config, msg, producer, unique, wait_assigned, wait_
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use rocketmq_client::PushConsumer;
 use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult};
-use rocketmq_model::{MessageExt, RequestCode, ResponseCode};
+use rocketmq_model::{MessageExt, MessageQueue, RequestCode, ResponseCode};
 use rocketmq_testkit::TestCluster;
 
 /// Counters, gauges (as f64 bits) and histogram sample counts by
@@ -202,23 +202,59 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
     assert!(recorder.samples("rocketmq_client_pull_latency_seconds{group=cg,topic=T}") >= 5);
 
     // The 5 s offset persistence updates the per-queue gauges.
-    let cached_key = "rocketmq_client_cached_messages{group=cg,queue_id=0,topic=T}";
+    let broker_name = broker.name().to_owned();
+    let cached_key = format!(
+        "rocketmq_client_cached_messages{{broker={broker_name},group=cg,queue_id=0,topic=T}}"
+    );
     wait_until(
         "the persistence timer sets the gauges",
         Duration::from_secs(10),
-        || recorder.gauge(cached_key).is_some(),
+        || recorder.gauge(&cached_key).is_some(),
     )
     .await;
-    let cached = recorder.gauge(cached_key);
+    let cached = recorder.gauge(&cached_key);
     assert_eq!(cached, Some(0.0));
+    let lag_key = |mq: &MessageQueue| {
+        format!(
+            "rocketmq_client_consumer_lag{{broker={},group=cg,queue_id={},topic={}}}",
+            mq.broker_name, mq.queue_id, mq.topic
+        )
+    };
     let lag = consumer.lag().await.unwrap();
     for (mq, lag) in &lag {
-        let key = format!(
-            "rocketmq_client_consumer_lag{{group=cg,queue_id={},topic={}}}",
-            mq.queue_id, mq.topic
-        );
+        let key = lag_key(mq);
         assert_eq!(recorder.gauge(&key), Some(*lag as f64), "{key}");
     }
+
+    // The gauges of queues the consumer no longer reads go to zero; they
+    // kept their last value for ever.
+    consumer.suspend();
+    for i in 0..8 {
+        producer
+            .send(msg("T", &format!("late{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let lagging: Vec<MessageQueue> = consumer
+        .lag()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(mq, lag)| mq.topic == "T" && *lag > 0)
+        .map(|(mq, _)| mq)
+        .collect();
+    assert!(!lagging.is_empty());
+    consumer.unsubscribe("T").await;
+    wait_until(
+        "the left queues' gauges are zeroed",
+        Duration::from_secs(30),
+        || {
+            lagging
+                .iter()
+                .all(|mq| recorder.gauge(&lag_key(mq)) == Some(0.0))
+        },
+    )
+    .await;
     consumer.shutdown().await;
     producer.shutdown().await;
 }

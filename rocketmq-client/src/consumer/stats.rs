@@ -3,7 +3,7 @@
 //! GET_CONSUMER_RUNNING_INFO's status table, and the consumer-side metrics
 //! (through the [`metrics`] facade, names in [`crate::metrics`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -58,6 +58,11 @@ impl PullStats {
     /// The broker's max offset of `mq` in the last pull answer.
     pub(crate) fn max_offset(&self, mq: &MessageQueue) -> Option<i64> {
         lock(&self.max_offsets).get(mq).copied()
+    }
+
+    /// Keeps the max offsets of `owned` queues only.
+    pub(crate) fn retain(&self, owned: &BTreeSet<MessageQueue>) {
+        lock(&self.max_offsets).retain(|mq, _| owned.contains(mq));
     }
 }
 
@@ -142,10 +147,11 @@ fn mean_millis(total: Duration, count: u64) -> f64 {
     }
 }
 
-fn queue_labels(group: &str, mq: &MessageQueue) -> [(&'static str, String); 3] {
+fn queue_labels(group: &str, mq: &MessageQueue) -> [(&'static str, String); 4] {
     [
         ("group", group.to_owned()),
         ("topic", mq.topic.clone()),
+        ("broker", mq.broker_name.clone()),
         ("queue_id", mq.queue_id.to_string()),
     ]
 }
@@ -279,6 +285,14 @@ pub(crate) fn set_cached(group: &str, mq: &MessageQueue, count: usize, bytes: u6
 /// Sets the lag gauge of a queue.
 pub(crate) fn set_lag(group: &str, mq: &MessageQueue, lag: i64) {
     metrics::gauge!(names::CONSUMER_LAG, &queue_labels(group, mq)).set(lag as f64);
+}
+
+/// Zeroes the gauges of a queue this consumer no longer reads, which would
+/// otherwise keep their last value for ever (the `metrics` facade cannot
+/// remove a series).
+pub(crate) fn clear_queue(group: &str, mq: &MessageQueue) {
+    set_cached(group, mq, 0, 0);
+    set_lag(group, mq, 0);
 }
 
 #[cfg(test)]

@@ -321,6 +321,7 @@ impl PushConsumerBuilder {
             expiry: OnceLock::new(),
             started_at: SystemTime::now(),
             resetting: tokio::sync::Mutex::new(()),
+            gauged: std::sync::Mutex::default(),
         });
         let subscribed = core.subscriptions.list();
         for topic in subscribed.iter().map(|s| &s.topic) {

@@ -1,9 +1,9 @@
 //! [`PushCore`]: the state of a running push consumer, shared by its public
 //! handle and its client instance (as a [`ConsumerHandle`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -69,6 +69,8 @@ pub(crate) struct PushCore {
     pub(crate) started_at: SystemTime,
     /// One offset reset at a time.
     pub(crate) resetting: tokio::sync::Mutex<()>,
+    /// The queues whose gauges were set last time, to zero those that left.
+    pub(crate) gauged: std::sync::Mutex<BTreeSet<MessageQueue>>,
 }
 
 impl PushCore {
@@ -141,7 +143,17 @@ impl PushCore {
             return;
         };
         let committed = self.store.snapshot();
-        for (mq, pq) in rebalancer.process_queues() {
+        let queues = rebalancer.process_queues();
+        let owned: BTreeSet<MessageQueue> = queues.iter().map(|(mq, _)| mq.clone()).collect();
+        {
+            let mut gauged = self.gauged.lock().unwrap_or_else(PoisonError::into_inner);
+            for gone in gauged.difference(&owned) {
+                stats::clear_queue(self.group(), gone);
+            }
+            gauged.clone_from(&owned);
+        }
+        self.pull_stats.retain(&owned);
+        for (mq, pq) in queues {
             stats::set_cached(self.group(), &mq, pq.cached_count(), pq.cached_bytes());
             if let (Some(max), Some(offset)) = (self.pull_stats.max_offset(&mq), committed.get(&mq))
             {
