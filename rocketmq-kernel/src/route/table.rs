@@ -32,19 +32,45 @@ struct State {
     masters: HashMap<String, Arc<str>>,
     /// The broker id the last pull response of a queue suggested.
     pull_from: HashMap<MessageQueue, i64>,
+    /// Broker name → how many topics' routes name it: a change of one route
+    /// costs its own brokers, not a scan of every topic.
+    named: HashMap<String, usize>,
 }
 
 impl State {
-    /// Forgets the brokers no topic's route names any more.
-    fn forget_unnamed_brokers(&mut self) {
-        let named: HashSet<&str> = self
-            .topics
-            .values()
-            .flat_map(|entry| entry.route.broker_datas.iter())
+    /// Counts the brokers of `route` as named once more (`true`) or once
+    /// less, and forgets those no route names any more (as Java's
+    /// `cleanOfflineBroker` finds them): nothing is sent to them then,
+    /// heartbeats included.
+    fn count_brokers(&mut self, route: &TopicRouteData, more: bool) {
+        let names: HashSet<&str> = route
+            .broker_datas
+            .iter()
             .map(|broker| broker.broker_name.as_str())
             .collect();
-        self.brokers.retain(|name, _| named.contains(name.as_str()));
-        self.masters.retain(|name, _| named.contains(name.as_str()));
+        let mut forgotten = Vec::new();
+        for name in names {
+            if more {
+                *self.named.entry(name.to_owned()).or_default() += 1;
+                continue;
+            }
+            if let Some(count) = self.named.get_mut(name) {
+                *count -= 1;
+                if *count == 0 {
+                    self.named.remove(name);
+                    forgotten.push(name.to_owned());
+                }
+            }
+        }
+        if forgotten.is_empty() {
+            return;
+        }
+        for name in &forgotten {
+            self.brokers.remove(name);
+            self.masters.remove(name);
+        }
+        self.pull_from
+            .retain(|mq, _| !forgotten.contains(&mq.broker_name));
     }
 }
 
@@ -105,11 +131,10 @@ impl RouteTable {
                 subscribe: route.subscribe_queues(topic).into(),
                 route,
             };
-            state.topics.insert(topic.to_owned(), entry);
-            // A broker that left this route may have left every route (as
-            // Java's cleanOfflineBroker finds): then it is forgotten, and
-            // nothing is sent to it any more (heartbeats included).
-            state.forget_unnamed_brokers();
+            state.count_brokers(&entry.route, true);
+            if let Some(old) = state.topics.insert(topic.to_owned(), entry) {
+                state.count_brokers(&old.route, false);
+            }
         }
         changed
     }
@@ -117,10 +142,12 @@ impl RouteTable {
     /// Forgets `topic`, and every broker no remaining route names.
     pub fn remove(&self, topic: &str) -> bool {
         let mut state = self.write();
-        let removed = state.topics.remove(topic).is_some();
-        state.forget_unnamed_brokers();
+        let removed = state.topics.remove(topic);
+        if let Some(old) = &removed {
+            state.count_brokers(&old.route, false);
+        }
         state.pull_from.retain(|mq, _| mq.topic != topic);
-        removed
+        removed.is_some()
     }
 
     /// The topics with a route.
@@ -390,5 +417,66 @@ mod tests {
         assert!(table.broker("broker-b").is_none());
         assert_eq!(table.brokers().len(), 1);
         assert!(table.master_addr("broker-a").is_ok());
+    }
+
+    /// The brokers the table knows are exactly those some current route
+    /// names, whatever the order of updates and removals (the count kept per
+    /// broker against a scan of every route).
+    mod known_brokers {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn route_of(brokers: &[usize]) -> TopicRouteData {
+            let names: Vec<String> = brokers.iter().map(|b| format!("broker-{b}")).collect();
+            TopicRouteData {
+                queue_datas: names
+                    .iter()
+                    .map(|name| queue_data(name, 1, perm::READ | perm::WRITE))
+                    .collect(),
+                broker_datas: names
+                    .iter()
+                    .map(|name| broker(name, &[(0, "h:1")]))
+                    .collect(),
+                ..TopicRouteData::default()
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn follow_the_routes(
+                ops in proptest::collection::vec(
+                    (0usize..4, proptest::option::of(proptest::collection::vec(0usize..4, 0..4))),
+                    1..40,
+                )
+            ) {
+                let table = RouteTable::new();
+                let mut model: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+                for (topic, brokers) in ops {
+                    let name = format!("T{topic}");
+                    match brokers {
+                        Some(brokers) => {
+                            table.update(&name, route_of(&brokers));
+                            model.insert(topic, brokers);
+                        }
+                        None => {
+                            table.remove(&name);
+                            model.remove(&topic);
+                        }
+                    }
+                    let expected: std::collections::BTreeSet<String> = model
+                        .values()
+                        .flatten()
+                        .map(|b| format!("broker-{b}"))
+                        .collect();
+                    let known: std::collections::BTreeSet<String> =
+                        table.brokers().into_iter().map(|b| b.broker_name).collect();
+                    prop_assert_eq!(&known, &expected);
+                    for name in &expected {
+                        prop_assert!(table.master_addr(name).is_ok());
+                    }
+                }
+            }
+        }
     }
 }
