@@ -255,6 +255,34 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
         },
     )
     .await;
+
+    // So are the gauges `lag()` sets for a queue that leaves before the
+    // next update.
+    consumer.subscribe("T", "*").await.unwrap();
+    wait_until("T assigned again", Duration::from_secs(60), || {
+        consumer.assigned().iter().any(|mq| mq.topic == "T")
+    })
+    .await;
+    let set_by_lag: Vec<MessageQueue> = consumer
+        .lag()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(mq, lag)| mq.topic == "T" && *lag > 0)
+        .map(|(mq, _)| mq)
+        .collect();
+    assert!(!set_by_lag.is_empty());
+    consumer.unsubscribe("T").await;
+    wait_until(
+        "gauges set by lag() are zeroed",
+        Duration::from_secs(30),
+        || {
+            set_by_lag
+                .iter()
+                .all(|mq| recorder.gauge(&lag_key(mq)) == Some(0.0))
+        },
+    )
+    .await;
     consumer.shutdown().await;
     producer.shutdown().await;
 }

@@ -870,3 +870,74 @@ async fn a_stream_stops_yielding_a_queue_paused_under_it() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+/// A stream part way through an older batch of a queue whose latest batch
+/// `poll` took: a pause rewinds only the latest batch (nothing fetches the
+/// older one again), so the stream yields its batch to the end. Stopping it
+/// lost the rest.
+#[tokio::test(start_paused = true)]
+async fn a_pause_after_a_later_poll_leaves_the_streams_older_batch_alone() {
+    let (cluster, producer) = two_queues_with(20).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("older_batch")))
+        .assign([q(0)])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+        .poll_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let mut offsets = Vec::new();
+    let mut stream = Box::pin(consumer.stream());
+    offsets.push(stream.next().await.unwrap().unwrap().queue_offset);
+    let polled = consumer.poll(Duration::from_secs(1)).await.unwrap();
+    assert_eq!(polled.first().map(|m| m.queue_offset), Some(10));
+    offsets.extend(polled.iter().map(|m| m.queue_offset));
+    consumer.pause([&q(0)]);
+    consumer.resume([&q(0)]);
+    for _ in 1..10 {
+        let next = tokio::time::timeout(Duration::from_secs(10), stream.next()).await;
+        offsets.push(
+            next.expect("the batch's rest")
+                .unwrap()
+                .unwrap()
+                .queue_offset,
+        );
+    }
+    drop(stream);
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..20).collect::<Vec<_>>(), "each once");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+/// Two streams: the second takes the latest batch, yields one message and
+/// is dropped, giving the rest back; the first goes on with its older batch
+/// to the end, and the rest given back comes again. Nothing is lost.
+#[tokio::test(start_paused = true)]
+async fn a_stream_dropped_beside_another_loses_nothing_of_either() {
+    let (cluster, producer) = two_queues_with(20).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("two_streams")))
+        .assign([q(0)])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+        .poll_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let mut offsets = Vec::new();
+    let mut first = Box::pin(consumer.stream());
+    offsets.push(first.next().await.unwrap().unwrap().queue_offset);
+    {
+        let mut second = Box::pin(consumer.stream());
+        offsets.push(second.next().await.unwrap().unwrap().queue_offset);
+    }
+    while offsets.len() < 20 {
+        let next = tokio::time::timeout(Duration::from_secs(10), first.next()).await;
+        offsets.push(next.expect("more to come").unwrap().unwrap().queue_offset);
+    }
+    drop(first);
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..20).collect::<Vec<_>>(), "each once");
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

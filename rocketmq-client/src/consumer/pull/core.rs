@@ -144,6 +144,7 @@ impl PullCore {
         let found = self.queues.with(mq, |entry| {
             entry.restart_at(Some(offset));
             entry.consumed = Some(offset);
+            entry.seeks += 1;
             self.store.force(mq, offset);
         });
         if found.is_some() {
@@ -163,6 +164,7 @@ impl PullCore {
             entry.paused = paused;
             let from = if paused {
                 entry.consumed = entry.handed_out();
+                entry.rewound_at = Some(entry.accepted);
                 entry.consumed
             } else {
                 entry.next_pull

@@ -280,6 +280,7 @@ async fn on_response(
         next,
         bytes,
         accepted: 0,
+        seeks: 0,
     };
     tokio::select! {
         () = cancel.cancelled() => {}

@@ -206,17 +206,21 @@ impl PullConsumer {
         persist: bool,
     ) -> Result<()> {
         let offsets: BTreeMap<MessageQueue, i64> = offsets.into_iter().collect();
-        let assigned = self.core.assigned();
-        if let Some(mq) = offsets.keys().find(|mq| !assigned.contains(*mq)) {
-            return Err(ClientError::NotAssigned(mq.clone()));
-        }
         if let Some((mq, offset)) = offsets.iter().find(|(_, offset)| **offset < 0) {
             return Err(ClientError::InvalidCall(format!(
                 "offset {offset} of {mq} is negative"
             )));
         }
-        for (mq, offset) in &offsets {
-            self.core.store.force(mq, *offset);
+        {
+            // Under the queues' lock, as a seek: a release cannot take a
+            // queue away between the check and the write.
+            let queues = self.core.queues.lock();
+            if let Some(mq) = offsets.keys().find(|mq| !queues.contains_key(*mq)) {
+                return Err(ClientError::NotAssigned(mq.clone()));
+            }
+            for (mq, offset) in &offsets {
+                self.core.store.force(mq, *offset);
+            }
         }
         if persist {
             for mq in offsets.keys() {

@@ -25,6 +25,8 @@ pub(crate) struct Fetched {
     /// Set by [`Queues::accept`]: the queue's count of accepted batches,
     /// this one included.
     pub(crate) accepted: u64,
+    /// Set by [`Queues::accept`]: the queue's count of seeks then.
+    pub(crate) seeks: u64,
 }
 
 /// Generations are unique in the process: a queue released and added again
@@ -49,6 +51,13 @@ pub(crate) struct QueueEntry {
     pub(crate) paused: bool,
     /// Batches `poll` took from this queue.
     pub(crate) accepted: u64,
+    /// Seeks so far: a stream stops yielding a batch taken before one.
+    pub(crate) seeks: u64,
+    /// The `accepted` count when a pause or a give-back last rewound the
+    /// queue to the unyielded part of its latest batch: that batch is
+    /// fetched again from there, so a stream stops yielding it (older
+    /// batches are not fetched again, and a stream yields them to the end).
+    pub(crate) rewound_at: Option<u64>,
     /// While a stream yields the last batch taken (its `accepted` count):
     /// the offset of its next message not yet yielded, which a commit does
     /// not go past.
@@ -68,6 +77,8 @@ impl QueueEntry {
             consumed: None,
             paused: false,
             accepted: 0,
+            seeks: 0,
+            rewound_at: None,
             yielding: None,
             buffered: 0,
             buffered_bytes: 0,
@@ -135,6 +146,7 @@ impl Queues {
         entry.consumed = Some(batch.next);
         entry.accepted += 1;
         batch.accepted = entry.accepted;
+        batch.seeks = entry.seeks;
         Some(batch)
     }
 
@@ -155,6 +167,7 @@ impl Queues {
         }
         entry.consumed = Some(from);
         entry.yielding = None;
+        entry.rewound_at = Some(entry.accepted);
         entry.restart_at(Some(from));
         true
     }
@@ -180,12 +193,16 @@ impl Queues {
         consumed
     }
 
-    /// Whether `batch` still belongs to its queue as it is now: not
-    /// released, sought or paused since it was pulled.
+    /// Whether a stream may go on yielding `batch`: its queue was not
+    /// released or sought since, nor rewound to the batch's own unyielded
+    /// part (a pause, or another stream giving back, while it was the
+    /// latest batch taken), which is fetched again.
     pub(crate) fn is_current(&self, batch: &Fetched) -> bool {
-        self.lock()
-            .get(&batch.mq)
-            .is_some_and(|entry| entry.generation() == batch.generation)
+        self.lock().get(&batch.mq).is_some_and(|entry| {
+            entry.seeks == batch.seeks
+                && (entry.generation() == batch.generation
+                    || entry.rewound_at != Some(batch.accepted))
+        })
     }
 
     /// Records that a stream yielded `batch` up to (not including) the
@@ -215,6 +232,7 @@ mod tests {
             next,
             bytes: 1,
             accepted: 0,
+            seeks: 0,
         }
     }
 

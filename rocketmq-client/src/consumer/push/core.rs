@@ -131,6 +131,11 @@ impl PushCore {
             let max = self.api.max_offset(&addr, &mq).await?;
             let lag = (max - committed).max(0);
             stats::set_lag(self.group(), &mq, lag);
+            // Zeroed by the next gauge update if the queue has left by then.
+            self.gauged
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(mq.clone());
             lags.insert(mq, lag);
         }
         Ok(lags)
