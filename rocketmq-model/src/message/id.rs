@@ -6,7 +6,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{ModelError, Result};
@@ -105,6 +105,10 @@ pub struct UniqueIdGenerator {
     /// Hex of IP, pid and the per-process constant.
     prefix: String,
     counter: AtomicU16,
+    /// The current month, as Java caches it (`startTime`, `nextStartTime`):
+    /// its first millisecond shifted left by 5, its length in days in the
+    /// low 5 bits. One word, so that a reader never sees half an update.
+    month: AtomicI64,
 }
 
 impl UniqueIdGenerator {
@@ -129,6 +133,8 @@ impl UniqueIdGenerator {
         UniqueIdGenerator {
             prefix: encode_hex(&bytes),
             counter: AtomicU16::new(0),
+            // An empty month: the first id computes the real one.
+            month: AtomicI64::new(0),
         }
     }
 
@@ -140,11 +146,26 @@ impl UniqueIdGenerator {
     /// The next id, stamped with `now`.
     pub fn next_id_at(&self, now: SystemTime) -> String {
         let count = self.counter.fetch_add(1, Ordering::Relaxed);
+        let millis = self.month_millis(epoch_millis(now));
+        let mut tail = [0u8; 6];
+        tail[..4].copy_from_slice(&millis.to_be_bytes());
+        tail[4..].copy_from_slice(&count.to_be_bytes());
         let mut id = String::with_capacity(self.prefix.len() + 12);
         id.push_str(&self.prefix);
-        push_hex(&mut id, &month_millis(epoch_millis(now)).to_be_bytes());
-        push_hex(&mut id, &count.to_be_bytes());
+        push_hex(&mut id, &tail);
         id
+    }
+
+    /// [`month_millis`], with the month's bounds kept from the last call.
+    fn month_millis(&self, now_ms: i64) -> i32 {
+        let packed = self.month.load(Ordering::Relaxed);
+        let (start, days) = (packed >> 5, packed & 31);
+        if now_ms >= start && now_ms - start < days * DAY_MS {
+            return (now_ms - start) as i32;
+        }
+        let (start, days) = month_of(now_ms);
+        self.month.store((start << 5) | days, Ordering::Relaxed);
+        (now_ms - start) as i32
     }
 }
 
@@ -156,14 +177,28 @@ fn epoch_millis(time: SystemTime) -> i64 {
     }
 }
 
+const DAY_MS: i64 = 86_400_000;
+
 /// Milliseconds since the first day of `now_ms`'s month, 00:00 UTC, as an
 /// int32. Past day 24 this wraps, exactly as Java's `(int)` cast does.
+#[cfg(test)]
 fn month_millis(now_ms: i64) -> i32 {
-    const DAY_MS: i64 = 86_400_000;
+    (now_ms - month_of(now_ms).0) as i32
+}
+
+/// The first millisecond (00:00 UTC on the first) and the length in days of
+/// `now_ms`'s month.
+fn month_of(now_ms: i64) -> (i64, i64) {
     let days = now_ms.div_euclid(DAY_MS);
     let (year, month, _) = civil_from_days(days);
-    let month_start = days_from_civil(year, month, 1) * DAY_MS;
-    (now_ms - month_start) as i32
+    let first = days_from_civil(year, month, 1);
+    let (next_year, next_month) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    let next = days_from_civil(next_year, next_month, 1);
+    (first * DAY_MS, next - first)
 }
 
 // Howard Hinnant's proleptic-Gregorian date algorithms.
@@ -326,6 +361,31 @@ mod tests {
     }
 
     #[test]
+    fn the_kept_month_turns_over_at_midnight_on_the_first() {
+        let generator = UniqueIdGenerator::with_parts(None, 1, 2);
+        // The last millisecond of a leap February, the first of March, and
+        // back (a clock stepped back).
+        let last = 1_709_251_199_999;
+        assert_eq!(
+            generator.month_millis(last),
+            (29 * 86_400_000i64 - 1) as i32
+        );
+        assert_eq!(generator.month_millis(last + 1), 0);
+        assert_eq!(generator.month_millis(last + 86_400_000), 86_399_999);
+        assert_eq!(
+            generator.month_millis(last),
+            (29 * 86_400_000i64 - 1) as i32
+        );
+        // December into January.
+        let new_year = 1_735_689_600_000; // 2025-01-01T00:00:00Z
+        assert_eq!(
+            generator.month_millis(new_year - 1),
+            (31 * 86_400_000i64 - 1) as i32
+        );
+        assert_eq!(generator.month_millis(new_year), 0);
+    }
+
+    #[test]
     fn month_start_is_utc_midnight_on_the_first() {
         // 2024-02-29T23:59:59.999Z is the last millisecond of a leap February.
         let last = 1_709_251_199_999;
@@ -344,6 +404,16 @@ mod tests {
             let text = id.to_string();
             prop_assert_eq!(text.len(), if v6 { 56 } else { 32 });
             prop_assert_eq!(OffsetMessageId::parse(&text).unwrap(), id);
+        }
+
+        #[test]
+        fn the_kept_month_gives_what_a_fresh_one_does(times in proptest::collection::vec(-5_000_000_000_000i64..5_000_000_000_000, 1..20), nearby in proptest::collection::vec(-40i64 * 86_400_000..40 * 86_400_000, 1..20)) {
+            let generator = UniqueIdGenerator::with_parts(None, 1, 2);
+            for (time, step) in times.iter().zip(nearby.iter().cycle()) {
+                for now in [*time, time + step, time - 1, time + 1] {
+                    prop_assert_eq!(generator.month_millis(now), month_millis(now), "at {}", now);
+                }
+            }
         }
 
         #[test]
