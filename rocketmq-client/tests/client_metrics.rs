@@ -214,12 +214,6 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
     .await;
     let cached = recorder.gauge(&cached_key);
     assert_eq!(cached, Some(0.0));
-    let lag_key = |mq: &MessageQueue| {
-        format!(
-            "rocketmq_client_consumer_lag{{broker={},group=cg,queue_id={},topic={}}}",
-            mq.broker_name, mq.queue_id, mq.topic
-        )
-    };
     let lag = consumer.lag().await.unwrap();
     for (mq, lag) in &lag {
         let key = lag_key(mq);
@@ -235,6 +229,36 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
             .await
             .unwrap();
     }
+    unsubscribe_and_see_lag_zeroed(&consumer, &recorder, "the left queues' gauges are zeroed")
+        .await;
+
+    // So are the gauges `lag()` sets for a queue that leaves before the
+    // next update.
+    consumer.subscribe("T", "*").await.unwrap();
+    wait_until("T assigned again", Duration::from_secs(60), || {
+        consumer.assigned().iter().any(|mq| mq.topic == "T")
+    })
+    .await;
+    unsubscribe_and_see_lag_zeroed(&consumer, &recorder, "gauges set by lag() are zeroed").await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+/// The lag gauge of a queue as the consumer sets it.
+fn lag_key(mq: &MessageQueue) -> String {
+    format!(
+        "rocketmq_client_consumer_lag{{broker={},group=cg,queue_id={},topic={}}}",
+        mq.broker_name, mq.queue_id, mq.topic
+    )
+}
+
+/// Reads the lag of T's queues (setting their gauges), unsubscribes from T
+/// and waits until the gauges of those that lagged are zero.
+async fn unsubscribe_and_see_lag_zeroed(
+    consumer: &PushConsumer,
+    recorder: &TestRecorder,
+    what: &str,
+) {
     let lagging: Vec<MessageQueue> = consumer
         .lag()
         .await
@@ -245,44 +269,10 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
         .collect();
     assert!(!lagging.is_empty());
     consumer.unsubscribe("T").await;
-    wait_until(
-        "the left queues' gauges are zeroed",
-        Duration::from_secs(30),
-        || {
-            lagging
-                .iter()
-                .all(|mq| recorder.gauge(&lag_key(mq)) == Some(0.0))
-        },
-    )
-    .await;
-
-    // So are the gauges `lag()` sets for a queue that leaves before the
-    // next update.
-    consumer.subscribe("T", "*").await.unwrap();
-    wait_until("T assigned again", Duration::from_secs(60), || {
-        consumer.assigned().iter().any(|mq| mq.topic == "T")
+    wait_until(what, Duration::from_secs(30), || {
+        lagging
+            .iter()
+            .all(|mq| recorder.gauge(&lag_key(mq)) == Some(0.0))
     })
     .await;
-    let set_by_lag: Vec<MessageQueue> = consumer
-        .lag()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|(mq, lag)| mq.topic == "T" && *lag > 0)
-        .map(|(mq, _)| mq)
-        .collect();
-    assert!(!set_by_lag.is_empty());
-    consumer.unsubscribe("T").await;
-    wait_until(
-        "gauges set by lag() are zeroed",
-        Duration::from_secs(30),
-        || {
-            set_by_lag
-                .iter()
-                .all(|mq| recorder.gauge(&lag_key(mq)) == Some(0.0))
-        },
-    )
-    .await;
-    consumer.shutdown().await;
-    producer.shutdown().await;
 }

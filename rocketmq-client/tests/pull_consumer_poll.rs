@@ -11,7 +11,7 @@ use std::time::Duration;
 use consumer_support::{config, msg, producer, unique};
 use futures::StreamExt;
 use rocketmq_client::PullConsumer;
-use rocketmq_client::consumer::ConsumeFromWhere;
+use rocketmq_client::consumer::{ConsumeFromWhere, PullConsumerBuilder};
 use rocketmq_model::body::ConsumeType;
 use rocketmq_model::{MessageExt, MessageQueue};
 use rocketmq_testkit::TestCluster;
@@ -608,6 +608,14 @@ async fn direct_consumption_by_a_pull_consumer_is_refused_as_java_does() {
     cluster.shutdown().await;
 }
 
+/// A consumer of queue 0 of `T` from its first offset, committing by hand.
+fn manual_on_q0(cluster: &TestCluster, instance: &str) -> PullConsumerBuilder {
+    PullConsumer::builder("lg", config(cluster, instance))
+        .assign([q(0)])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+}
+
 /// Everything `rounds` one-second polls return.
 async fn poll_for(consumer: &PullConsumer, rounds: usize) -> Vec<MessageExt> {
     let mut got = Vec::new();
@@ -642,10 +650,7 @@ async fn two_queues_with(n: usize) -> (TestCluster, rocketmq_client::Producer) {
 #[tokio::test(start_paused = true)]
 async fn a_queue_assigned_again_does_not_hand_out_its_old_buffer() {
     let (cluster, producer) = two_queues_with(20).await;
-    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("reassigned")))
-        .assign([q(0)])
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .auto_commit(false)
+    let consumer = manual_on_q0(&cluster, &unique("reassigned"))
         .build()
         .await
         .unwrap();
@@ -670,13 +675,7 @@ async fn a_queue_assigned_again_does_not_hand_out_its_old_buffer() {
 async fn commits_after_the_broker_moved_the_offset_back_are_kept() {
     let (cluster, producer) = two_queues_with(5).await;
     let instance = unique("moved_back");
-    let build = || {
-        PullConsumer::builder("lg", config(&cluster, &instance))
-            .assign([q(0)])
-            .consume_from_where(ConsumeFromWhere::FirstOffset)
-            .auto_commit(false)
-            .build()
-    };
+    let build = || manual_on_q0(&cluster, &instance).build();
     // A previous life committed 1000 (Java would refuse this seek: "Seek
     // offset illegal"; here it is accepted and committed).
     let first = build().await.unwrap();
@@ -708,10 +707,7 @@ async fn commits_after_the_broker_moved_the_offset_back_are_kept() {
 #[tokio::test(start_paused = true)]
 async fn commits_after_assigning_again_and_seeking_are_kept() {
     let (cluster, producer) = two_queues_with(5).await;
-    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("reseek")))
-        .assign([q(0)])
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .auto_commit(false)
+    let consumer = manual_on_q0(&cluster, &unique("reseek"))
         .build()
         .await
         .unwrap();
@@ -754,10 +750,7 @@ async fn commits_after_assigning_again_and_seeking_are_kept() {
 #[tokio::test(start_paused = true)]
 async fn pausing_while_streaming_keeps_what_was_not_yielded() {
     let (cluster, producer) = two_queues_with(10).await;
-    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("pause_stream")))
-        .assign([q(0)])
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .auto_commit(false)
+    let consumer = manual_on_q0(&cluster, &unique("pause_stream"))
         .poll_timeout(Duration::from_millis(500))
         .build()
         .await
@@ -842,10 +835,7 @@ async fn chosen_offsets_are_committed_queue_by_queue() {
 #[tokio::test(start_paused = true)]
 async fn a_stream_stops_yielding_a_queue_paused_under_it() {
     let (cluster, producer) = two_queues_with(10).await;
-    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("pause_mid")))
-        .assign([q(0)])
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .auto_commit(false)
+    let consumer = manual_on_q0(&cluster, &unique("pause_mid"))
         .poll_timeout(Duration::from_millis(500))
         .build()
         .await
@@ -878,10 +868,7 @@ async fn a_stream_stops_yielding_a_queue_paused_under_it() {
 #[tokio::test(start_paused = true)]
 async fn a_pause_after_a_later_poll_leaves_the_streams_older_batch_alone() {
     let (cluster, producer) = two_queues_with(20).await;
-    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("older_batch")))
-        .assign([q(0)])
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .auto_commit(false)
+    let consumer = manual_on_q0(&cluster, &unique("older_batch"))
         .poll_timeout(Duration::from_millis(500))
         .build()
         .await
@@ -916,10 +903,7 @@ async fn a_pause_after_a_later_poll_leaves_the_streams_older_batch_alone() {
 #[tokio::test(start_paused = true)]
 async fn a_stream_dropped_beside_another_loses_nothing_of_either() {
     let (cluster, producer) = two_queues_with(20).await;
-    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("two_streams")))
-        .assign([q(0)])
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .auto_commit(false)
+    let consumer = manual_on_q0(&cluster, &unique("two_streams"))
         .poll_timeout(Duration::from_millis(500))
         .build()
         .await

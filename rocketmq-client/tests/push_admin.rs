@@ -41,6 +41,32 @@ async fn consumed_twelve(
     (cluster, producer, seen, consumer)
 }
 
+/// A cluster with topic `T`, a producer, and a recording push consumer of
+/// `cg` from the first offset, subscribed to tag A, that has consumed eight
+/// A messages.
+async fn consumed_eight_a(instance: &str) -> (TestCluster, Producer, Seen, PushConsumer) {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let seen = Seen::default();
+    let consumer = recording(&cluster, &unique(instance), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    consumer.subscribe("T", "A").await.unwrap();
+    for i in 0..8 {
+        producer
+            .send(msg("T", &format!("a{i}"), "A"))
+            .await
+            .unwrap();
+    }
+    wait_until("the A messages", Duration::from_secs(60), || {
+        seen.len() == 8
+    })
+    .await;
+    (cluster, producer, seen, consumer)
+}
+
 #[tokio::test(start_paused = true)]
 async fn reset_consumer_client_offset_takes_effect() {
     let (cluster, producer, seen, consumer) = consumed_twelve("reset", |b| b).await;
@@ -173,25 +199,7 @@ async fn a_reset_holds_while_the_broker_cannot_be_asked_for_offsets() {
 
 #[tokio::test(start_paused = true)]
 async fn a_subscription_changed_during_a_reset_is_kept() {
-    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
-    let producer = producer(&cluster).await;
-    let seen = Seen::default();
-    let consumer = recording(&cluster, &unique("reset_sub"), "cg", "T", &seen)
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .build()
-        .await
-        .unwrap();
-    consumer.subscribe("T", "A").await.unwrap();
-    for i in 0..8 {
-        producer
-            .send(msg("T", &format!("a{i}"), "A"))
-            .await
-            .unwrap();
-    }
-    wait_until("the A messages", Duration::from_secs(60), || {
-        seen.len() == 8
-    })
-    .await;
+    let (cluster, producer, seen, consumer) = consumed_eight_a("reset_sub").await;
     let broker = cluster.broker(0);
     wait_until("offsets persisted", Duration::from_secs(60), || {
         (0..4).all(|q| {
@@ -499,25 +507,7 @@ async fn an_orderly_consumer_reports_its_locks_and_consumes_directly() {
 
 #[tokio::test(start_paused = true)]
 async fn a_selector_changed_while_running_selects_the_next_messages() {
-    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
-    let producer = producer(&cluster).await;
-    let seen = Seen::default();
-    let consumer = recording(&cluster, &unique("resub"), "cg", "T", &seen)
-        .consume_from_where(ConsumeFromWhere::FirstOffset)
-        .build()
-        .await
-        .unwrap();
-    consumer.subscribe("T", "A").await.unwrap();
-    for i in 0..8 {
-        producer
-            .send(msg("T", &format!("a{i}"), "A"))
-            .await
-            .unwrap();
-    }
-    wait_until("the A messages", Duration::from_secs(60), || {
-        seen.len() == 8
-    })
-    .await;
+    let (cluster, producer, seen, consumer) = consumed_eight_a("resub").await;
     // The queues' pulls are held at the broker, filtering for A, when the
     // selector changes: what comes next is filtered for B, at the broker
     // (as Java re-runs a held pull) and in the client.
