@@ -105,14 +105,19 @@ fn decode_message(body: &Bytes) -> Result<MessageExt, rocketmq_model::ModelError
     decode_record(&mut body.clone())
 }
 
-/// Starts `work` in `lane` without waiting; false when the lane is full.
-fn start_in<F>(instance: &ClientInstance, lane: &Lane, work: F) -> bool
+/// Starts `work` in `lane` on the instance's tasks, without waiting; `None`
+/// when the lane is full. The task's output is `None` once the instance
+/// shuts down.
+fn spawn_in<F>(
+    instance: &ClientInstance,
+    lane: &Lane,
+    work: F,
+) -> Option<tokio::task::JoinHandle<Option<F::Output>>>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
     lane.try_spawn(instance.task_tracker(), instance.cancellation_token(), work)
-        .is_some()
 }
 
 fn check_transaction(instance: &ClientInstance, peer: &str, cmd: &RemotingCommand) -> Answer {
@@ -131,9 +136,10 @@ fn check_transaction(instance: &ClientInstance, peer: &str, cmd: &RemotingComman
     let addr = peer.to_owned();
     let msg_id = header.msg_id.clone();
     let checks = &instance.inner().lanes.checks;
-    if !start_in(instance, checks, async move {
+    let started = spawn_in(instance, checks, async move {
         producer.check_transaction(addr, header, msg).await;
-    }) {
+    });
+    if started.is_none() {
         // As Java's check executor rejecting: the broker asks again later.
         tracing::warn!(%group, ?msg_id, "too many transaction checks waiting; this one is skipped");
     }
@@ -161,9 +167,10 @@ fn reset_offset(instance: &ClientInstance, cmd: &RemotingCommand) -> Answer {
     tracing::info!(group = %header.group, topic = %header.topic, queues = offsets.len(), "offset reset");
     let resets = &instance.inner().lanes.resets;
     let topic = header.topic.clone();
-    if !start_in(instance, resets, async move {
+    let started = spawn_in(instance, resets, async move {
         consumer.reset_offset(&topic, offsets).await;
-    }) {
+    });
+    if started.is_none() {
         tracing::warn!(group = %header.group, topic = %header.topic, "too many offset resets waiting; refused");
         return Ok(busy(cmd, "offset resets"));
     }
@@ -222,11 +229,9 @@ async fn consume_directly(instance: &ClientInstance, cmd: &RemotingCommand) -> A
     let msg = decode_message(&cmd.body)?;
     let broker_name = header.broker_name.clone();
     let direct = &instance.inner().lanes.direct;
-    let Some(task) = direct.try_spawn(
-        instance.task_tracker(),
-        instance.cancellation_token(),
-        async move { consumer.consume_directly(msg, broker_name).await },
-    ) else {
+    let Some(task) = spawn_in(instance, direct, async move {
+        consumer.consume_directly(msg, broker_name).await
+    }) else {
         return Ok(busy(cmd, "direct consumptions"));
     };
     match task.await.ok().flatten() {

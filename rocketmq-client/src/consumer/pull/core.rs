@@ -153,6 +153,23 @@ impl PullCore {
         found.is_some()
     }
 
+    /// Commits `offsets` as they are, all or none: the queue that is not
+    /// read by this consumer is the error. Under the queues' lock, as a
+    /// seek: a release cannot take a queue away between check and write.
+    pub(crate) fn force_offsets(
+        &self,
+        offsets: &BTreeMap<MessageQueue, i64>,
+    ) -> Result<(), MessageQueue> {
+        let queues = self.queues.lock();
+        if let Some(mq) = offsets.keys().find(|mq| !queues.contains_key(*mq)) {
+            return Err(mq.clone());
+        }
+        for (mq, offset) in offsets {
+            self.store.force(mq, *offset);
+        }
+        Ok(())
+    }
+
     /// Pauses or resumes `mq`; pausing drops what is buffered, and what a
     /// stream took but has not yielded, which is pulled again after the
     /// resume.

@@ -211,17 +211,9 @@ impl PullConsumer {
                 "offset {offset} of {mq} is negative"
             )));
         }
-        {
-            // Under the queues' lock, as a seek: a release cannot take a
-            // queue away between the check and the write.
-            let queues = self.core.queues.lock();
-            if let Some(mq) = offsets.keys().find(|mq| !queues.contains_key(*mq)) {
-                return Err(ClientError::NotAssigned(mq.clone()));
-            }
-            for (mq, offset) in &offsets {
-                self.core.store.force(mq, *offset);
-            }
-        }
+        self.core
+            .force_offsets(&offsets)
+            .map_err(ClientError::NotAssigned)?;
         if persist {
             for mq in offsets.keys() {
                 self.core.store.persist(mq).await?;
