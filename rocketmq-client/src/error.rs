@@ -99,6 +99,21 @@ pub enum ClientError {
     /// away by a rebalance).
     #[error("queue {0} is not read by this consumer")]
     NotAssigned(rocketmq_model::MessageQueue),
+    /// A seek to an offset the queue does not have (Java's "Seek offset
+    /// illegal"): it must lie within the queue's bounds as its broker
+    /// reports them, `min..=max` (`max` is where the next message will be
+    /// stored).
+    #[error("offset {offset} is outside queue {queue}'s offsets {min}..={max}")]
+    OffsetOutOfRange {
+        /// The queue sought.
+        queue: rocketmq_model::MessageQueue,
+        /// The offset asked for.
+        offset: i64,
+        /// The queue's first stored offset.
+        min: i64,
+        /// The queue's end: the next message's offset.
+        max: i64,
+    },
     /// The producer, consumer or instance was shut down.
     #[error("{0} is shut down")]
     Shutdown(&'static str),

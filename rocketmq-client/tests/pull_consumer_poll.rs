@@ -196,7 +196,7 @@ async fn assigned_queues_seek_and_pause() {
     assert_eq!(per_queue[&0], all);
     assert_eq!(per_queue[&1], all);
 
-    consumer.seek(&q(0), 7).unwrap();
+    consumer.seek(&q(0), 7).await.unwrap();
     let again = poll_n(&consumer, 3).await;
     assert_eq!(
         again.iter().map(|m| m.queue_offset).collect::<Vec<_>>(),
@@ -218,9 +218,22 @@ async fn assigned_queues_seek_and_pause() {
         .unwrap();
     assert_eq!(poll_n(&consumer, 10).await.len(), 10);
     assert!(
-        matches!(consumer.seek(&q(3), 0), Err(rocketmq_client::ClientError::NotAssigned(mq)) if mq == q(3)),
+        matches!(consumer.seek(&q(3), 0).await, Err(rocketmq_client::ClientError::NotAssigned(mq)) if mq == q(3)),
         "not assigned"
     );
+    // Java's "Seek offset illegal": the queue holds offsets 0..=10.
+    for offset in [-1, 11] {
+        let refused = consumer.seek(&q(0), offset).await;
+        assert!(
+            matches!(
+                refused,
+                Err(rocketmq_client::ClientError::OffsetOutOfRange { ref queue, offset: o, min: 0, max: 10 })
+                    if *queue == q(0) && o == offset
+            ),
+            "seek to {offset}: {refused:?}"
+        );
+    }
+    consumer.seek(&q(0), 10).await.unwrap();
 
     consumer.pause([&q(0)]);
     producer
@@ -676,11 +689,13 @@ async fn commits_after_the_broker_moved_the_offset_back_are_kept() {
     let (cluster, producer) = two_queues_with(5).await;
     let instance = unique("moved_back");
     let build = || manual_on_q0(&cluster, &instance).build();
-    // A previous life committed 1000 (Java would refuse this seek: "Seek
-    // offset illegal"; here it is accepted and committed).
+    // A previous life committed 1000 (a seek there is refused: "Seek
+    // offset illegal", as in Java; a commit of chosen offsets is not).
     let first = build().await.unwrap();
-    first.seek(&q(0), 1000).unwrap();
-    first.commit_sync().await.unwrap();
+    first
+        .commit_offsets(BTreeMap::from([(q(0), 1000)]), true)
+        .await
+        .unwrap();
     first.shutdown().await;
     assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(1000));
 
@@ -716,7 +731,7 @@ async fn commits_after_assigning_again_and_seeking_are_kept() {
     assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(5));
     consumer.assign([q(1)]).await.unwrap();
     consumer.assign([q(0)]).await.unwrap();
-    consumer.seek(&q(0), 0).unwrap();
+    consumer.seek(&q(0), 0).await.unwrap();
     let re: Vec<i64> = poll_for(&consumer, 3)
         .await
         .iter()

@@ -280,28 +280,42 @@ impl PullConsumer {
     }
 
     /// Continues `mq` at `offset`: what was buffered is dropped and the
-    /// offset is committed. An error when `mq` is not read by this
-    /// consumer.
-    pub fn seek(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
-        if self.core.seek(mq, offset) {
-            Ok(())
-        } else {
-            Err(ClientError::NotAssigned(mq.clone()))
+    /// offset is committed. The queue's broker is asked for its bounds
+    /// first, as Java's `seek` does: an offset outside them is
+    /// [`ClientError::OffsetOutOfRange`], a queue not read by this consumer
+    /// [`ClientError::NotAssigned`]. (To set an offset without asking the
+    /// broker, e.g. one the application stored, use
+    /// [`commit_offsets`](Self::commit_offsets) after assigning.)
+    pub async fn seek(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
+        if !self.core.assigned().contains(mq) {
+            return Err(ClientError::NotAssigned(mq.clone()));
         }
+        let addr = self.core.routes.master_addr(mq).await?;
+        let api = self.core.api.as_ref();
+        let (min, max) = tokio::try_join!(api.min_offset(&addr, mq), api.max_offset(&addr, mq))?;
+        if !(min..=max).contains(&offset) {
+            return Err(ClientError::OffsetOutOfRange {
+                queue: mq.clone(),
+                offset,
+                min,
+                max,
+            });
+        }
+        self.seek_within(mq, offset)
     }
 
     /// Continues `mq` at its first stored message.
     pub async fn seek_to_begin(&self, mq: &MessageQueue) -> Result<()> {
         let addr = self.core.routes.master_addr(mq).await?;
         let offset = self.core.api.min_offset(&addr, mq).await?;
-        self.seek(mq, offset)
+        self.seek_within(mq, offset)
     }
 
     /// Continues `mq` after its last stored message.
     pub async fn seek_to_end(&self, mq: &MessageQueue) -> Result<()> {
         let addr = self.core.routes.master_addr(mq).await?;
         let offset = self.core.api.max_offset(&addr, mq).await?;
-        self.seek(mq, offset)
+        self.seek_within(mq, offset)
     }
 
     /// Continues `mq` at the first message stored at or after `time`.
@@ -311,7 +325,16 @@ impl PullConsumer {
         let offset = api
             .search_offset(&addr, mq, time, BoundaryType::Lower)
             .await?;
-        self.seek(mq, offset)
+        self.seek_within(mq, offset)
+    }
+
+    /// Seeks to an offset the broker gave for `mq`, so one within its bounds.
+    fn seek_within(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
+        if self.core.seek(mq, offset) {
+            Ok(())
+        } else {
+            Err(ClientError::NotAssigned(mq.clone()))
+        }
     }
 
     /// Stops fetching `queues` and drops what they buffered; `poll`
