@@ -3,11 +3,12 @@
 //! Java's `ClientConfig` (option names in snake_case).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::ClientError;
+use crate::local_ip::local_ip;
 use rocketmq_remoting::{Credentials, SerializeType, Transport};
 
 /// The instance name that stands for "make one up" (Java's default).
@@ -29,13 +30,22 @@ pub const DEFAULT_INSTANCE_NAME: &str = "DEFAULT";
 /// ```
 #[derive(Clone)]
 pub struct ClientConfig {
-    /// Nameserver addresses ("host:port"); Java's `namesrvAddr` split on `;`.
+    /// Nameserver addresses ("host:port"; Java's `namesrvAddr` split on
+    /// `;`, its `http://host:port` endpoint form too). Left empty, they are
+    /// read from the `NAMESRV_ADDR` environment variable when a client
+    /// starts, as Java's clients do.
     pub namesrv_addrs: Vec<String>,
     /// The instance name; [`DEFAULT_INSTANCE_NAME`] is replaced by
-    /// `<pid>#<nanos>` when a client starts, as Java does.
+    /// `<pid>#<nanos>` when a producer or a clustering consumer starts, as
+    /// Java does. A broadcasting consumer keeps it, as in Java: its local
+    /// offsets file is found by client id, so the id must not change
+    /// between runs (give two broadcasting consumers of one group on one
+    /// host distinct names).
     pub instance_name: String,
-    /// The client's address in its id; `None` picks the first non-loopback
-    /// IPv4 address of the host (else 127.0.0.1).
+    /// The client's address in its id; `None` picks the host's: the
+    /// address of its default route, else (as Java) a public IPv4 address
+    /// of an interface that is up, a private one, then IPv6; else 127.0.0.1
+    /// with a warning.
     pub client_ip: Option<IpAddr>,
     /// The unit name, appended to the client id when set.
     pub unit_name: Option<String>,
@@ -90,11 +100,39 @@ pub(crate) fn split_namesrv_addrs(addrs: impl IntoIterator<Item = String>) -> Ve
             entry
                 .split(';')
                 .map(str::trim)
+                .map(without_endpoint_scheme)
                 .filter(|addr| !addr.is_empty())
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// `host:port` of Java's endpoint form, `http://host:port` (Java's
+/// `ClientConfig.getNamesrvAddr` keeps what follows the last `/`).
+fn without_endpoint_scheme(addr: &str) -> &str {
+    match addr.strip_prefix("http://") {
+        Some(rest) => rest
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default(),
+        None => addr,
+    }
+}
+
+/// The environment variable Java's clients read their nameservers from
+/// when none is configured.
+pub const NAMESRV_ADDR_ENV: &str = "NAMESRV_ADDR";
+
+/// The configured nameservers, else those of `env` (the value of
+/// [`NAMESRV_ADDR_ENV`]), as Java's `ClientConfig` defaults to it.
+pub(crate) fn resolve_namesrv_addrs(configured: Vec<String>, env: Option<String>) -> Vec<String> {
+    let configured = split_namesrv_addrs(configured);
+    if !configured.is_empty() {
+        return configured;
+    }
+    split_namesrv_addrs(env)
 }
 
 impl ClientConfig {
@@ -110,8 +148,11 @@ impl ClientConfig {
     /// The client id (PROTOCOL.md §8.2): `ip@instance`, plus `@unit` when a
     /// unit name is set.
     pub fn client_id(&self) -> String {
-        let ip = self.client_ip.unwrap_or_else(local_ip);
-        let mut id = format!("{ip}@{}", self.instance_name);
+        // IPv6 in brackets, as Java's `NetworkUtil.normalizeHostAddress`.
+        let mut id = match self.effective_client_ip() {
+            IpAddr::V4(ip) => format!("{ip}@{}", self.instance_name),
+            IpAddr::V6(ip) => format!("[{ip}]@{}", self.instance_name),
+        };
         if let Some(unit) = self.unit_name.as_deref().filter(|u| !u.is_empty()) {
             id.push('@');
             id.push_str(unit);
@@ -247,21 +288,6 @@ impl fmt::Debug for ClientConfig {
     }
 }
 
-/// The host's first non-loopback IPv4 address, found by asking the OS which
-/// source address a datagram to a public address would leave from (nothing
-/// is sent); 127.0.0.1 when there is none.
-fn local_ip() -> IpAddr {
-    let probe = || -> std::io::Result<IpAddr> {
-        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-        socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
-        Ok(socket.local_addr()?.ip())
-    };
-    match probe() {
-        Ok(ip @ IpAddr::V4(v4)) if !v4.is_loopback() && !v4.is_unspecified() => ip,
-        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,6 +316,25 @@ mod tests {
         assert_eq!(config.client_id(), "10.1.2.3@i");
         config.unit_name = Some("u".into());
         assert_eq!(config.client_id(), "10.1.2.3@i@u");
+        config.client_ip = Some("fd00::5".parse().unwrap());
+        assert_eq!(config.client_id(), "[fd00::5]@i@u", "as Java writes IPv6");
+    }
+
+    #[test]
+    fn nameservers_come_from_the_config_else_from_namesrv_addr() {
+        let listed = |config: &[&str], env: Option<&str>| {
+            let config = config.iter().map(|a| (*a).to_owned()).collect();
+            resolve_namesrv_addrs(config, env.map(str::to_owned))
+        };
+        assert_eq!(listed(&["a:1"], Some("b:2")), ["a:1"]);
+        assert_eq!(listed(&[" ; "], Some("b:2;c:3")), ["b:2", "c:3"]);
+        assert_eq!(listed(&[], None), Vec::<String>::new());
+        assert_eq!(
+            listed(&["http://ns.example.com:9876"], None),
+            ["ns.example.com:9876"],
+            "Java's endpoint form"
+        );
+        assert_eq!(listed(&[], Some("http://n:1/")), ["n:1"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod instance;
+mod local_ip;
 pub mod metrics;
 pub mod producer;
 

@@ -10,8 +10,11 @@ mod consumer_support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use consumer_support::{Seen, config, msg, producer, recording, unique, wait_assigned, wait_until};
-use rocketmq_client::{ClientInstance, PullConsumer};
+use consumer_support::{
+    Seen, config, msg, owned, producer, recording, unique, wait_assigned, wait_until,
+};
+use rocketmq_client::consumer::ConcurrentResult;
+use rocketmq_client::{ClientInstance, PullConsumer, PushConsumer};
 use rocketmq_testkit::TestCluster;
 
 /// Log lines written to it, shared by its clones.
@@ -75,6 +78,7 @@ fn the_logs_say_what_they_should() {
     a_second_client_of_the_same_id_is_told_which_settings_it_does_not_get();
     a_pull_tasks_log_context_does_not_grow_with_its_pulls();
     a_subscribing_consumer_starts_without_asking_before_its_heartbeat();
+    a_topic_created_after_its_consumer_starts_is_taken_without_asking_first();
 }
 
 fn a_second_client_of_the_same_id_is_told_which_settings_it_does_not_get() {
@@ -159,4 +163,52 @@ fn a_subscribing_consumer_starts_without_asking_before_its_heartbeat() {
     });
     let logs = captured.text();
     assert!(!logs.contains("rebalance skipped"), "{logs}");
+}
+
+/// The topic appears after the consumer started: the route refresh that
+/// finds it must heartbeat its new broker before the rebalance asks that
+/// broker for the group's members, or the broker (not yet told of the
+/// group) answers "no consumer for this group" and the round skips the
+/// topic. Real time and loopback TCP, as above.
+fn a_topic_created_after_its_consumer_starts_is_taken_without_asking_first() {
+    let captured = Captured::default();
+    let logs = captured.dispatch("warn");
+    let _main = tracing::dispatcher::set_default(&logs);
+    runtime(&logs, true).block_on(async {
+        let cluster = TestCluster::builder()
+            .auto_create_topics(false)
+            .start_tcp()
+            .await
+            .unwrap();
+        for round in 0..5 {
+            let topic = format!("Late{round}");
+            let mut tcp = rocketmq_client::ClientConfig::new(cluster.namesrv_addrs());
+            tcp.instance_name = unique("late");
+            tcp.poll_name_server_interval = Duration::from_millis(50);
+            let pull = PullConsumer::builder("lg", tcp.clone())
+                .subscribe(&topic, "*")
+                .build()
+                .await
+                .unwrap();
+            let push = PushConsumer::builder("pg", tcp)
+                .subscribe(&topic, "*")
+                .consume_concurrently(|_, _| async { ConcurrentResult::Success })
+                .build()
+                .await
+                .unwrap();
+            assert!(pull.assignment().is_empty(), "round {round}");
+            cluster.create_topic(&topic, rocketmq_testkit::TopicConfig::new(4, 4));
+            wait_until("the late topic's queues", Duration::from_secs(10), || {
+                pull.assignment().len() == 4 && owned(&push).len() == 4
+            })
+            .await;
+            push.shutdown().await;
+            pull.shutdown().await;
+        }
+        cluster.shutdown().await;
+    });
+    // Until the topic exists, each round says it has no route (as Java's
+    // "topic not exist" warning); once it does, no round may skip it.
+    let logs = captured.text();
+    assert!(!logs.contains("no consumer for this group"), "{logs}");
 }

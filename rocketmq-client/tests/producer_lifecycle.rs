@@ -184,3 +184,28 @@ async fn a_java_style_nameserver_list_in_the_config_is_split() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// `ClientConfig::check` accepts `Duration::MAX` for "no limit"; every call
+/// must then work, the nameserver's too (it adds a little slack to its
+/// timer, which overflowed and panicked).
+#[tokio::test(start_paused = true)]
+async fn a_request_timeout_of_duration_max_means_no_limit() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let mut unlimited = config(&cluster, "no_limit");
+    unlimited.request_timeout = Duration::MAX;
+    unlimited.check().unwrap();
+    let producer = Producer::builder()
+        .client_config(unlimited)
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap();
+    let sent = tokio::spawn(async move {
+        let sent = producer.send(msg("x")).await;
+        producer.shutdown().await;
+        sent
+    });
+    let sent = tokio::time::timeout(Duration::from_secs(60), sent).await;
+    assert!(matches!(sent, Ok(Ok(Ok(_)))), "{sent:?}");
+    cluster.shutdown().await;
+}

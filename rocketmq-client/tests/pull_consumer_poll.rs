@@ -8,7 +8,7 @@ mod consumer_support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use consumer_support::{config, msg, producer, unique};
+use consumer_support::{config, msg, producer, unique, wait_until};
 use futures::StreamExt;
 use rocketmq_client::PullConsumer;
 use rocketmq_client::consumer::{ConsumeFromWhere, PullConsumerBuilder};
@@ -938,5 +938,104 @@ async fn a_stream_dropped_beside_another_loses_nothing_of_either() {
     offsets.sort_unstable();
     assert_eq!(offsets, (0..20).collect::<Vec<_>>(), "each once");
     consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+/// `assign` given up on while it releases a queue (under a timeout): the
+/// queue left the table, so its offset must leave the store too, or the
+/// periodic persistence writes it over whoever reads the queue next.
+#[tokio::test(start_paused = true)]
+async fn an_assign_given_up_on_does_not_keep_persisting_the_released_queue() {
+    let (cluster, producer) = two_queues_with(5).await;
+    let first = manual_on_q0(&cluster, &unique("first"))
+        .build()
+        .await
+        .unwrap();
+    poll_n(&first, 5).await;
+    first.commit_sync().await.unwrap();
+    let _ = tokio::time::timeout(Duration::ZERO, first.assign([q(1)])).await;
+    assert!(!first.assignment().contains(&q(0)));
+    for i in 5..10 {
+        producer
+            .send_to_queue(msg("T", &format!("m{i}"), "x"), &q(0))
+            .await
+            .unwrap();
+    }
+    let second = manual_on_q0(&cluster, &unique("second"))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(poll_n(&second, 5).await[0].queue_offset, 5);
+    second.commit_sync().await.unwrap();
+    assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(10));
+    // Past two periodic persists of `first`'s instance.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(10));
+    first.shutdown().await;
+    second.shutdown().await;
+    producer.shutdown().await;
+}
+
+/// A build given up on (a timeout around `build`) after its heartbeat, while
+/// the instance's rebalance starts fetching for the half-built consumer:
+/// nothing is left running once everything is shut down.
+#[tokio::test(start_paused = true)]
+async fn a_build_given_up_on_leaves_no_fetch_task_behind() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let mut shared = config(&cluster, &unique("given_up"));
+    shared.rebalance_interval = Duration::from_secs(1);
+    let producer = rocketmq_client::Producer::builder()
+        .client_config(shared.clone())
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap();
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::GET_CONSUMER_LIST_BY_GROUP,
+        Duration::from_millis(2500),
+    );
+    let build = PullConsumer::builder("lg", shared)
+        .subscribe("T", "*")
+        .build();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), build)
+            .await
+            .is_err()
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
+    let runtime = tokio::runtime::Handle::current().metrics();
+    wait_until("every task ended", Duration::from_secs(60), || {
+        runtime.num_alive_tasks() == 0
+    })
+    .await;
+}
+
+/// A seek while the queue's fetch task still reads its start offset from
+/// the broker: the answer, older than the seek, must not undo it.
+#[tokio::test(start_paused = true)]
+async fn a_seek_while_the_start_offset_is_read_stands() {
+    let (cluster, producer) = two_queues_with(10).await;
+    let first = manual_on_q0(&cluster, &unique("first"))
+        .build()
+        .await
+        .unwrap();
+    first.commit_offsets([(q(0), 3)], true).await.unwrap();
+    first.shutdown().await;
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::QUERY_CONSUMER_OFFSET,
+        Duration::from_millis(500),
+    );
+    let second = manual_on_q0(&cluster, &unique("second"))
+        .build()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    second.seek(&q(0), 7).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(second.committed_offsets().get(&q(0)), Some(&7));
+    assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(7));
+    second.shutdown().await;
     producer.shutdown().await;
 }

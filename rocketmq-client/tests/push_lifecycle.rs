@@ -380,3 +380,67 @@ async fn the_shutdown_report_counts_what_was_pulled_and_not_consumed() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// A shutdown the caller stops waiting for (a timeout shorter than the
+/// drain, while one listener call is slow) still runs to its end: the
+/// offsets of what was consumed and acknowledged reach the broker.
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_given_up_on_still_persists_the_offsets() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult};
+    use rocketmq_model::MessageExt;
+
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    let q = |id| MessageQueue::new("T", "broker-a", id);
+    producer
+        .send_to_queue(msg("T", "slow", "x"), &q(0))
+        .await
+        .unwrap();
+    for i in 0..9 {
+        producer
+            .send_to_queue(msg("T", &format!("fast{i}"), "x"), &q(1 + i % 3))
+            .await
+            .unwrap();
+    }
+    let fast = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&fast);
+    let consumer = rocketmq_client::PushConsumer::builder(
+        "cg",
+        consumer_support::config(&cluster, &unique("given_up")),
+    )
+    .subscribe("T", "*")
+    .consume_from_where(ConsumeFromWhere::FirstOffset)
+    .consume_concurrently(move |msgs: Vec<MessageExt>, _ctx: ConcurrentContext| {
+        let counted = Arc::clone(&counted);
+        async move {
+            for m in &msgs {
+                if m.body() == &b"slow"[..] {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                } else {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            ConcurrentResult::Success
+        }
+    })
+    .build()
+    .await
+    .unwrap();
+    wait_until("the fast nine", Duration::from_secs(60), || {
+        fast.load(Ordering::SeqCst) == 9
+    })
+    .await;
+    let given_up = tokio::time::timeout(Duration::from_secs(3), consumer.shutdown()).await;
+    assert!(
+        given_up.is_err(),
+        "the drain outlasts the caller's patience"
+    );
+    wait_until("the offsets persisted", Duration::from_secs(60), || {
+        (1..4).all(|i| cluster.broker(0).committed_offset("cg", &q(i)) == Some(3))
+    })
+    .await;
+    producer.shutdown().await;
+}

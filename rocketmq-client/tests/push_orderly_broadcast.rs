@@ -139,12 +139,27 @@ async fn broadcasting_delivers_everything_to_every_member() {
 
 #[tokio::test(start_paused = true)]
 async fn broadcasting_offsets_in_local_files_survive_a_restart() {
+    restart_goes_on_from_the_local_offsets(&unique("bc-restart"), "restart").await;
+}
+
+/// Java keeps the default instance name for broadcasting consumers (it
+/// makes it `<pid>#<nanos>` for clustering ones only): the offsets file is
+/// found by client id, which must be the same after the restart.
+#[tokio::test(start_paused = true)]
+async fn broadcasting_offsets_survive_a_restart_with_the_default_instance_name() {
+    restart_goes_on_from_the_local_offsets(
+        rocketmq_client::config::DEFAULT_INSTANCE_NAME,
+        "default",
+    )
+    .await;
+}
+
+async fn restart_goes_on_from_the_local_offsets(instance: &str, dir: &str) {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
-    let dir = offsets_dir("restart");
-    let instance = unique("bc-restart");
+    let dir = offsets_dir(dir);
     let producer = producer(&cluster).await;
     let seen = Seen::default();
-    let consumer = recording(&cluster, &instance, "cg", "T", &seen)
+    let consumer = recording(&cluster, instance, "cg", "T", &seen)
         .message_model(MessageModel::Broadcasting)
         .offset_store_dir(&dir)
         .build()
@@ -177,7 +192,7 @@ async fn broadcasting_offsets_in_local_files_survive_a_restart() {
             .unwrap();
     }
     let again = Seen::default();
-    let consumer = recording(&cluster, &instance, "cg", "T", &again)
+    let consumer = recording(&cluster, instance, "cg", "T", &again)
         .message_model(MessageModel::Broadcasting)
         .consume_from_where(ConsumeFromWhere::FirstOffset)
         .offset_store_dir(&dir)

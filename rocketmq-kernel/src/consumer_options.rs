@@ -39,7 +39,8 @@ pub struct ConsumerOptions {
     /// Wait before pulling again after flow control (50 ms).
     pub pull_time_delay_when_flow_control: Duration,
     /// Wait before pulling again after an error (Java's
-    /// `pullTimeDelayMillsWhenException`, 3 s).
+    /// `pullTimeDelayMillsWhenException`, 1 s: `ClientConfig`'s, which the
+    /// push consumer takes over its own field's 3 s).
     pub pull_time_delay_when_exception: Duration,
     /// How long the broker holds a pull with no new message (15 s).
     pub broker_suspend_max_time: Duration,
@@ -77,7 +78,7 @@ impl ConsumerOptions {
             consume_concurrently_max_span: 2000,
             pull_interval: Duration::ZERO,
             pull_time_delay_when_flow_control: Duration::from_millis(50),
-            pull_time_delay_when_exception: Duration::from_secs(3),
+            pull_time_delay_when_exception: Duration::from_secs(1),
             broker_suspend_max_time: Duration::from_secs(15),
             consume_message_batch_max_size: 1,
             consume_thread_max: 20,
@@ -117,6 +118,10 @@ mod tests {
     fn java_defaults_and_retry_limits() {
         let options = ConsumerOptions::new("cg");
         assert_eq!(options.pull_batch_size, 32);
+        assert_eq!(
+            options.pull_time_delay_when_exception,
+            Duration::from_secs(1)
+        );
         assert_eq!(options.concurrent_max_reconsume_times(), 16);
         assert_eq!(options.orderly_max_reconsume_times(), i32::MAX);
         assert_eq!(options.retry_topic(), "%RETRY%cg");

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rocketmq_kernel::offset::{
@@ -31,6 +32,8 @@ struct FakeBroker {
     queries: AtomicUsize,
     /// When set, the next update waits for this notification.
     hold_next_update: Mutex<Option<Arc<Notify>>>,
+    /// When set, the next query waits for this notification.
+    hold_next_query: Mutex<Option<Arc<Notify>>>,
 }
 
 impl FakeBroker {
@@ -73,6 +76,10 @@ impl OffsetRemote for FakeBroker {
     async fn query_offset(&self, group: &str, mq: &MessageQueue) -> Result<Option<i64>> {
         assert_eq!(group, "G");
         self.queries.fetch_add(1, Ordering::SeqCst);
+        let hold = self.hold_next_query.lock().unwrap().take();
+        if let Some(hold) = hold {
+            hold.notified().await;
+        }
         self.check(mq)?;
         Ok(self.offsets.lock().unwrap().get(mq).copied())
     }
@@ -169,6 +176,57 @@ async fn remote_store_read_replaces_memory() {
         store.read(&mq(0), ReadOffsetType::Memory).await.unwrap(),
         Some(50)
     );
+}
+
+/// A seek (or an offset reset) while the queue's offset is being read from
+/// the broker: the answer, older than the seek, must not replace it.
+#[tokio::test]
+async fn a_store_read_does_not_undo_an_offset_forced_while_it_ran() {
+    let broker = FakeBroker::with(&[(mq(0), 3)]);
+    let store = Arc::new(remote_store(&broker));
+    let hold = Arc::new(Notify::new());
+    *broker.hold_next_query.lock().unwrap() = Some(Arc::clone(&hold));
+    let read = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { store.read(&mq(0), ReadOffsetType::Store).await }
+    });
+    while broker.queries.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert!(store.force(&mq(0), 7));
+    hold.notify_one();
+    assert_eq!(
+        read.await.unwrap().unwrap(),
+        Some(3),
+        "what the broker holds"
+    );
+    assert_eq!(store.snapshot().get(&mq(0)), Some(&7), "the seek stands");
+}
+
+/// A persist of the local file given up on by its caller (a timeout, a
+/// cancelled rebalance round) must not let the next one write the same
+/// temporary file while its own write still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_file_persists_given_up_on_do_not_overlap_the_next() {
+    let dir = TempDir::new("given-up");
+    let store = file_store(&dir);
+    for round in 0..100_i64 {
+        for q in 0..64 {
+            // Long and short offsets in turn, so that two writes differ.
+            let offset = if round % 2 == 0 { 1 << 40 } else { round };
+            store.update(&mq(q), offset, false);
+        }
+        let _ = tokio::time::timeout(Duration::ZERO, store.persist_all()).await;
+        for q in 0..64 {
+            store.update(&mq(q), round + 1, false);
+        }
+        store.persist_all().await.unwrap();
+    }
+    let _ = std::fs::remove_file(bak(&store));
+    let reloaded = LocalFileOffsetStore::at_path(store.path());
+    reloaded.load().await.unwrap();
+    assert_eq!(reloaded.snapshot().len(), 64);
+    assert!(reloaded.snapshot().values().all(|offset| *offset == 100));
 }
 
 #[tokio::test]

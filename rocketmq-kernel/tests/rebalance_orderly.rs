@@ -11,13 +11,20 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
 use rebalance_support::*;
-use rocketmq_kernel::OffsetStore;
-use rocketmq_kernel::api::CallMode;
+use rocketmq_kernel::api::{BrokerApi, CallMode};
 use rocketmq_kernel::consume::{
     ConsumeEnv, ConsumeService, ConsumeStats, OrderlyContext, OrderlyListener, OrderlyResult,
     OrderlyService,
 };
+use rocketmq_kernel::offset::RemoteOffsetStore;
+use rocketmq_kernel::rebalance::{ConsumerParts, Rebalancer};
+use rocketmq_kernel::route::Routes;
+use rocketmq_kernel::{OffsetStore, Result};
+use rocketmq_model::body::{ConsumeFromWhere, LockBatchRequestBody, UnlockBatchRequestBody};
 use rocketmq_model::{MessageExt, MessageQueue};
 use tokio::sync::Notify;
 
@@ -452,4 +459,77 @@ async fn a_reset_of_a_queue_busy_consuming_takes_effect_after_the_batch() {
             .is_some_and(|pull| pull.header.queue_offset == 100)
     })
     .await;
+}
+
+/// The fake brokers, but GET_MAX_OFFSET never answers: a broker slow to
+/// give a freshly locked queue its start offset.
+struct SlowMaxOffset(ClientBroker);
+
+#[async_trait]
+impl BrokerApi for SlowMaxOffset {
+    async fn consumer_list(&self, addr: &str, group: &str) -> Result<Vec<String>> {
+        self.0.consumer_list(addr, group).await
+    }
+
+    async fn lock_batch(
+        &self,
+        addr: &str,
+        body: LockBatchRequestBody,
+    ) -> Result<BTreeSet<MessageQueue>> {
+        self.0.lock_batch(addr, body).await
+    }
+
+    async fn unlock_batch(
+        &self,
+        addr: &str,
+        body: UnlockBatchRequestBody,
+        mode: CallMode,
+    ) -> Result<()> {
+        self.0.unlock_batch(addr, body, mode).await
+    }
+
+    async fn max_offset(&self, _addr: &str, _mq: &MessageQueue) -> Result<i64> {
+        std::future::pending().await
+    }
+}
+
+/// A shutdown while a round adds a queue the broker has just locked (its
+/// start offset still to come): the queue is unlocked all the same, or its
+/// next owner waits for the broker's lock to expire.
+#[tokio::test(start_paused = true)]
+async fn a_queue_locked_while_being_added_is_unlocked_by_a_shutdown() {
+    let cluster = Cluster::new();
+    let ns = FakeNameServer::with(&[(TOPIC, route(1))]);
+    cluster.set_clients(&["c1"]);
+    let store = Arc::new(RemoteOffsetStore::new(GROUP, cluster.clone()));
+    let mut options = options();
+    options.consume_from_where = ConsumeFromWhere::LastOffset;
+    let consume: Arc<dyn ConsumeService> = Arc::new(ImmediateConsume {
+        client: "c1".into(),
+        store: store.clone(),
+        log: Arc::new(Mutex::new(Vec::new())),
+        orderly: true,
+    });
+    let parts = ConsumerParts {
+        broker: Arc::new(SlowMaxOffset(ClientBroker {
+            cluster: cluster.clone(),
+            client_id: "c1".into(),
+        })),
+        routes: Routes::new(ns.clone()),
+        store,
+        consume,
+    };
+    let rebalancer = Rebalancer::builder("c1", options, parts)
+        .interval(Duration::from_secs(86_400))
+        .subscribe(sub_all(TOPIC))
+        .start();
+    eventually("a queue locked on the broker", || {
+        !cluster.locks.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::timeout(Duration::from_secs(30), rebalancer.shutdown())
+        .await
+        .expect("the shutdown ends");
+    let left = cluster.locks.lock().unwrap().clone();
+    assert!(left.is_empty(), "locks left after the shutdown: {left:?}");
 }

@@ -1,7 +1,8 @@
 //! Wrappers that measure what passes through them: the broker API given to
 //! the kernel (pull latency and found messages, the broker's max offset per
-//! queue) and the user's listener (consume latency and results, messages
-//! sent to the dead-letter queue).
+//! queue; it also heartbeats brokers new to the client before asking one for
+//! the group's members) and the user's listener (consume latency and
+//! results, messages sent to the dead-letter queue).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use super::listener::{
     OrderlyResult,
 };
 use super::stats::{self, BatchFacts, PullStats};
+use crate::instance::ClientInstance;
 use crate::metrics::ConsumeSeries;
 
 /// A [`BrokerApi`] that records every pull in [`PullStats`] and the pull
@@ -36,14 +38,16 @@ pub(crate) struct MeteredBrokerApi {
     inner: Arc<dyn BrokerApi>,
     group: String,
     stats: Arc<PullStats>,
+    instance: ClientInstance,
 }
 
 impl MeteredBrokerApi {
-    pub(crate) fn new(inner: Arc<dyn BrokerApi>, group: String, stats: Arc<PullStats>) -> Self {
+    pub(crate) fn new(instance: ClientInstance, group: String, stats: Arc<PullStats>) -> Self {
         MeteredBrokerApi {
-            inner,
+            inner: instance.broker_api().clone(),
             group,
             stats,
+            instance,
         }
     }
 }
@@ -143,6 +147,7 @@ impl BrokerApi for MeteredBrokerApi {
     }
 
     async fn consumer_list(&self, addr: &str, group: &str) -> Result<Vec<String>> {
+        self.instance.heartbeat_new_brokers().await;
         self.inner.consumer_list(addr, group).await
     }
 

@@ -1,6 +1,7 @@
 //! What both consumer builders share, written once: their common setters
 //! and the default offset store.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,8 +10,41 @@ use rocketmq_kernel::api::{BrokerApi, BrokerOffsetRemote};
 use rocketmq_kernel::offset::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
 use rocketmq_model::body::MessageModel;
 
+use super::report::ShutdownReport;
+use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
-use crate::instance::ClientInstance;
+use crate::instance::{ClientInstance, InstanceLease};
+
+/// Runs a consumer's shutdown to its end even when the caller stops
+/// waiting for it (a timeout around `shutdown`, shorter than the drain): cut
+/// short, it would persist no offset and leave the group registered with
+/// the brokers, and what was consumed would be delivered again. A panic of
+/// the shutdown is the caller's.
+pub(super) async fn shut_down_fully(
+    shutdown: impl Future<Output = ShutdownReport> + Send + 'static,
+) -> ShutdownReport {
+    match tokio::spawn(shutdown).await {
+        Ok(report) => report,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        // The runtime is shutting down: nothing runs any more.
+        Err(_) => ShutdownReport::default(),
+    }
+}
+
+/// Joins the consumer's client instance. Only a clustering consumer has its
+/// default instance name made unique (`<pid>#<nanos>`), as in Java's
+/// consumers' `start`: a broadcasting one keeps it, so its client id, and
+/// with it the path of its local offsets file, stays the same from one run
+/// to the next, and a restart goes on from the offsets it saved.
+pub(super) fn acquire_instance(
+    config: &ClientConfig,
+    model: MessageModel,
+) -> Result<InstanceLease> {
+    match model {
+        MessageModel::Clustering => ClientInstance::acquire(config.clone()),
+        MessageModel::Broadcasting => ClientInstance::acquire_as_named(config.clone()),
+    }
+}
 
 /// The offset store of a group that names none: the brokers (through `api`)
 /// when clustering; when broadcasting, a local file under `dir`, or under
@@ -117,8 +151,8 @@ macro_rules! shared_consumer_setters {
             self
         }
 
-        /// Wait after a failed pull (push consumer 3 s, lite pull consumer
-        /// 1 s).
+        /// Wait after a failed pull (1 s, Java 5.x's default for both
+        /// consumers).
         pub fn pull_time_delay_when_exception(mut self, delay: Duration) -> Self {
             self.options.pull_time_delay_when_exception = delay;
             self

@@ -98,18 +98,31 @@ impl ClientInstance {
     /// original configuration (transport, credentials, intervals) and
     /// runtime. Give clients that must not share distinct instance names.
     pub fn acquire(mut config: ClientConfig) -> Result<InstanceLease> {
+        config.resolve_instance_name();
+        Self::acquire_as_named(config)
+    }
+
+    /// [`acquire`](Self::acquire) keeping the default instance name as it
+    /// is (a broadcasting consumer's, as Java keeps it: its offsets file is
+    /// named by the client id and must be found again after a restart).
+    pub(crate) fn acquire_as_named(mut config: ClientConfig) -> Result<InstanceLease> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ClientError::Config(
                 "a client instance needs a tokio runtime".into(),
             ));
         }
         // The field is public: a Java-style "a;b" list may be in it.
-        config.namesrv_addrs = crate::config::split_namesrv_addrs(config.namesrv_addrs);
+        config.namesrv_addrs = crate::config::resolve_namesrv_addrs(
+            std::mem::take(&mut config.namesrv_addrs),
+            std::env::var(crate::config::NAMESRV_ADDR_ENV).ok(),
+        );
         if config.namesrv_addrs.is_empty() {
-            return Err(ClientError::Config("no nameserver address".into()));
+            return Err(ClientError::Config(format!(
+                "no nameserver address: set ClientConfig::namesrv_addrs or {}",
+                crate::config::NAMESRV_ADDR_ENV
+            )));
         }
         config.check()?;
-        config.resolve_instance_name();
         let instance = registry::acquire(config, ClientInstance::start);
         Ok(InstanceLease {
             instance: Some(instance),
@@ -278,6 +291,15 @@ impl ClientInstance {
         heartbeat::send_to_all(self).await;
     }
 
+    /// Sends a heartbeat to every broker of the route table that has not had
+    /// one on its current connection. A rebalance calls it before asking a
+    /// broker for the group's members: a broker a route just named (a topic
+    /// created after its consumer started) would otherwise answer that the
+    /// group has no consumer, and the round would skip the topic.
+    pub(crate) async fn heartbeat_new_brokers(&self) {
+        heartbeat::send_to_new(self).await;
+    }
+
     /// Sends a heartbeat to `addr` unless it already got one, so that a
     /// broker learns this client's groups before its first message from it
     /// (transaction check-backs need the producer group).
@@ -344,7 +366,7 @@ impl Inner {
         let mut builder = RemotingClient::builder()
             .request_timeout(config.request_timeout)
             .serialize_type(config.serialize_type)
-            .inbound(processor::factory(weak));
+            .inbound(processor::factory(weak.clone()));
         if let Some(transport) = &config.transport {
             builder = builder.shared_transport(transport.clone());
         }
@@ -366,7 +388,7 @@ impl Inner {
             unique_ids: UniqueIdGenerator::new(Some(config.effective_client_ip())),
             config,
             remoting,
-            routes: Routes::new(name_server),
+            routes: Routes::new(name_server).on_change(tasks::rebalance_readers(weak.clone())),
             api,
             producers: Mutex::new(BTreeMap::new()),
             consumers: Mutex::new(BTreeMap::new()),

@@ -1,8 +1,9 @@
 //! The instance's background tasks, each stopped by the instance's
 //! cancellation token and awaited through its task tracker:
 //!
-//! - route refresh every `poll_name_server_interval` and on demand; a
-//!   changed route rebalances the consumers of its topic;
+//! - route refresh every `poll_name_server_interval` and on demand (a
+//!   route found new or changed, by this task or any other lookup,
+//!   rebalances the consumers of its topic);
 //! - heartbeat every `heartbeat_broker_interval`, the first right away;
 //! - rebalance every `rebalance_interval` and on request
 //!   (NOTIFY_CONSUMER_IDS_CHANGED, a new consumer);
@@ -13,14 +14,14 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use rocketmq_kernel::wait::{self, deadline_after};
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
-use super::{ClientInstance, GroupSet, heartbeat, lock};
+use super::{ClientInstance, GroupSet, Inner, heartbeat, lock};
 
 /// Wake-ups of the on-demand tasks.
 #[derive(Debug, Default)]
@@ -174,26 +175,36 @@ async fn rebalance_pending(instance: &ClientInstance) {
     }
 }
 
-/// Refreshes the route of every known topic and every consumer's topics;
-/// consumers of a topic whose route changed are rebalanced.
+/// Refreshes the route of every known topic and every consumer's topics
+/// (the consumers of a topic whose route changed are rebalanced by
+/// [`rebalance_readers`]).
 async fn refresh_routes(instance: ClientInstance) {
-    let consumers = instance.consumers();
     let mut topics: BTreeSet<String> = instance.routes().table().topics().into_iter().collect();
-    for consumer in &consumers {
+    for consumer in instance.consumers() {
         topics.extend(consumer.subscribed_topics());
     }
     for topic in topics {
         match instance.routes().refresh(&topic).await {
-            Ok(true) => {
-                tracing::info!(%topic, "route changed");
-                for consumer in &consumers {
-                    if consumer.subscribed_topics().contains(&topic) {
-                        instance.request_rebalance(Some(consumer.group()));
-                    }
-                }
-            }
+            Ok(true) => tracing::info!(%topic, "route changed"),
             Ok(false) => tracing::debug!(%topic, "route unchanged"),
             Err(error) => tracing::debug!(%topic, %error, "route refresh failed"),
+        }
+    }
+}
+
+/// What the route table calls when a lookup finds a topic's route new or
+/// changed, whichever task looked: the consumers of that topic rebalance
+/// (a topic created after its consumers started, a broker added).
+pub(super) fn rebalance_readers(instance: Weak<Inner>) -> impl Fn(&str) + Send + Sync + 'static {
+    move |topic| {
+        let Some(inner) = instance.upgrade() else {
+            return;
+        };
+        let instance = ClientInstance { inner };
+        for consumer in instance.consumers() {
+            if consumer.subscribed_topics().iter().any(|t| t == topic) {
+                instance.request_rebalance(Some(consumer.group()));
+            }
         }
     }
 }

@@ -169,7 +169,8 @@ impl RemotingBrokerApi {
         // The nameserver service bounds the call itself and passes over a
         // nameserver that did not answer: this timer, a little later, only
         // guards services that do not.
-        let call = async { finish(run(svc, "", call, timeout + NAME_SERVER_SLACK).await) };
+        let call =
+            async { finish(run(svc, "", call, timeout.saturating_add(NAME_SERVER_SLACK)).await) };
         call.instrument(span).await
     }
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rocketmq_model::MessageQueue;
@@ -39,7 +40,7 @@ pub struct LocalFileOffsetStore {
     table: OffsetTable,
     /// What the file holds; also serialises file access (held across the
     /// blocking write, intended).
-    file: tokio::sync::Mutex<FileState>,
+    file: Arc<tokio::sync::Mutex<FileState>>,
 }
 
 #[derive(Debug, Default)]
@@ -70,7 +71,7 @@ impl LocalFileOffsetStore {
         LocalFileOffsetStore {
             path: path.into(),
             table: OffsetTable::default(),
-            file: tokio::sync::Mutex::new(FileState::default()),
+            file: Arc::new(tokio::sync::Mutex::new(FileState::default())),
         }
     }
 
@@ -95,8 +96,12 @@ impl LocalFileOffsetStore {
     /// what the file holds and writes it atomically. The offsets are read
     /// under the file lock, so a write cannot replace a newer one with an
     /// older snapshot.
+    ///
+    /// The file lock goes with the write to the blocking pool: a caller
+    /// that gives up on a persist cannot let the next one start writing the
+    /// same temporary file while the first is still at it.
     async fn write_merged(&self, only: Option<&MessageQueue>) -> Result<()> {
-        let mut file = self.file.lock().await;
+        let file = Arc::clone(&self.file).lock_owned().await;
         let offsets = match only {
             Some(mq) => match self.table.get(mq) {
                 Some(offset) => BTreeMap::from([(mq.clone(), offset)]),
@@ -110,12 +115,13 @@ impl LocalFileOffsetStore {
         let path = self.path.clone();
         let backup_main = file.main_is_good;
         run_blocking("writing the offset file", move || {
-            write_atomically(&path, &bytes, backup_main)
+            let mut file = file;
+            write_atomically(&path, &bytes, backup_main)?;
+            file.persisted = merged;
+            file.main_is_good = true;
+            Ok(())
         })
-        .await?;
-        file.persisted = merged;
-        file.main_is_good = true;
-        Ok(())
+        .await
     }
 }
 
@@ -141,9 +147,10 @@ impl OffsetStore for LocalFileOffsetStore {
                 return Ok(in_memory);
             }
         }
+        let mark = self.table.mark();
         let _file = self.file.lock().await;
         let stored = self.read_file().await?.offsets.get(mq).copied();
-        self.table.restore(mq, stored);
+        self.table.restore(mq, stored, mark);
         Ok(stored)
     }
 

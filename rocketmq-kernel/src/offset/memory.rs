@@ -54,8 +54,9 @@ impl OffsetStore for MemoryOffsetStore {
                 return Ok(in_memory);
             }
         }
+        let mark = self.table.mark();
         let stored = self.stored().get(mq).copied();
-        self.table.restore(mq, stored);
+        self.table.restore(mq, stored, mark);
         Ok(stored)
     }
 

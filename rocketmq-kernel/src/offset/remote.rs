@@ -150,8 +150,9 @@ impl OffsetStore for RemoteOffsetStore {
                 return Ok(in_memory);
             }
         }
+        let mark = self.table.mark();
         let stored = self.remote.query_offset(&self.group, mq).await?;
-        self.table.restore(mq, stored);
+        self.table.restore(mq, stored, mark);
         Ok(stored)
     }
 

@@ -14,8 +14,39 @@ pub(crate) struct OffsetTable {
 
 #[derive(Debug, Default)]
 struct TableState {
-    offsets: HashMap<MessageQueue, i64>,
+    offsets: HashMap<MessageQueue, Slot>,
     removed: HashSet<MessageQueue>,
+    /// Writes so far: what [`ReadMark`]s and [`Slot::written`] count in.
+    writes: u64,
+}
+
+/// One queue's offset, and when it was last written.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    offset: i64,
+    written: u64,
+}
+
+/// Taken before reading a queue's offset from the store, so that what was
+/// read does not replace an offset written while the read was under way
+/// (a seek, a reset, a commit).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadMark(u64);
+
+impl TableState {
+    fn write(&mut self, mq: &MessageQueue, offset: i64) {
+        self.writes += 1;
+        let slot = Slot {
+            offset,
+            written: self.writes,
+        };
+        match self.offsets.get_mut(mq) {
+            Some(current) => *current = slot,
+            None => {
+                self.offsets.insert(mq.clone(), slot);
+            }
+        }
+    }
 }
 
 impl OffsetTable {
@@ -25,7 +56,7 @@ impl OffsetTable {
 
     /// The in-memory offset of `mq`.
     pub(crate) fn get(&self, mq: &MessageQueue) -> Option<i64> {
-        self.state().offsets.get(mq).copied()
+        self.state().offsets.get(mq).map(|slot| slot.offset)
     }
 
     /// Sets the offset of `mq` (see [`OffsetStore::update`](super::OffsetStore::update)).
@@ -37,25 +68,38 @@ impl OffsetTable {
         if state.removed.contains(mq) {
             return false;
         }
-        match state.offsets.get_mut(mq) {
-            Some(current) if increase_only && offset < *current => false,
-            Some(current) => {
-                *current = offset;
-                true
-            }
-            None => {
-                state.offsets.insert(mq.clone(), offset);
-                true
-            }
+        if increase_only
+            && state
+                .offsets
+                .get(mq)
+                .is_some_and(|slot| offset < slot.offset)
+        {
+            return false;
         }
+        state.write(mq, offset);
+        true
     }
 
-    /// Adds `mq` again with what the store holds for it (forced).
-    pub(crate) fn restore(&self, mq: &MessageQueue, stored: Option<i64>) {
+    /// Marks the start of a read from the store (see [`restore`](Self::restore)).
+    pub(crate) fn mark(&self) -> ReadMark {
+        ReadMark(self.state().writes)
+    }
+
+    /// Adds `mq` again with what the store holds for it (forced), unless
+    /// its offset was written since `mark`, which is then newer than what
+    /// was read.
+    pub(crate) fn restore(&self, mq: &MessageQueue, stored: Option<i64>, mark: ReadMark) {
         let mut state = self.state();
+        if state
+            .offsets
+            .get(mq)
+            .is_some_and(|slot| slot.written > mark.0)
+        {
+            return;
+        }
         state.removed.remove(mq);
         if let Some(offset) = stored.filter(|offset| *offset >= 0) {
-            state.offsets.insert(mq.clone(), offset);
+            state.write(mq, offset);
         }
     }
 
@@ -66,7 +110,7 @@ impl OffsetTable {
         }
         let mut state = self.state();
         state.removed.remove(mq);
-        state.offsets.insert(mq.clone(), offset);
+        state.write(mq, offset);
         true
     }
 
@@ -75,7 +119,7 @@ impl OffsetTable {
         let mut state = self.state();
         for (mq, offset) in offsets {
             if offset >= 0 && !state.removed.contains(&mq) {
-                state.offsets.insert(mq, offset);
+                state.write(&mq, offset);
             }
         }
     }
@@ -92,7 +136,7 @@ impl OffsetTable {
         self.state()
             .offsets
             .iter()
-            .map(|(mq, offset)| (mq.clone(), *offset))
+            .map(|(mq, slot)| (mq.clone(), slot.offset))
             .collect()
     }
 }
@@ -131,10 +175,34 @@ mod tests {
         assert!(table.force(&mq(), 25), "a forced offset is taken");
         assert_eq!(table.get(&mq()), Some(25));
         table.remove(&mq());
-        table.restore(&mq(), None);
+        table.restore(&mq(), None, table.mark());
         assert_eq!(table.get(&mq()), None);
         assert!(table.update(&mq(), 20, true));
-        table.restore(&mq(), Some(15));
+        table.restore(&mq(), Some(15), table.mark());
         assert_eq!(table.get(&mq()), Some(15));
+    }
+
+    /// A seek or a reset while the store was being read: what was read is
+    /// older than what was written meanwhile, and must not replace it.
+    #[test]
+    fn a_read_does_not_replace_what_was_written_while_it_ran() {
+        let table = OffsetTable::default();
+        table.update(&mq(), 3, true);
+        table.remove(&mq());
+        let mark = table.mark();
+        assert!(table.force(&mq(), 7), "a seek while reading");
+        table.restore(&mq(), Some(3), mark);
+        assert_eq!(table.get(&mq()), Some(7));
+        let mark = table.mark();
+        table.restore(&mq(), Some(5), mark);
+        assert_eq!(
+            table.get(&mq()),
+            Some(5),
+            "nothing written since this read began"
+        );
+        let mark = table.mark();
+        assert!(table.update(&mq(), 9, false));
+        table.restore(&mq(), Some(5), mark);
+        assert_eq!(table.get(&mq()), Some(9));
     }
 }

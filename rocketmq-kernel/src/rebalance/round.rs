@@ -268,9 +268,17 @@ enum Added {
 /// queue and starts its pull task.
 async fn add_queue(shared: &Arc<Shared>, mq: &MessageQueue) -> Added {
     let group = &shared.options.group;
-    if shared.locks_queues() && !lock::lock_one(shared, mq).await {
-        tracing::warn!(%group, %mq, "queue not added: lock refused");
-        return Added::LockRefused;
+    let mut locked = None;
+    if shared.locks_queues() {
+        if !lock::lock_one(shared, mq).await {
+            tracing::warn!(%group, %mq, "queue not added: lock refused");
+            return Added::LockRefused;
+        }
+        locked = Some(LockedForAdding {
+            shared,
+            mq,
+            armed: true,
+        });
     }
     shared.store.remove(mq);
     let offset = match start_offset(
@@ -285,6 +293,10 @@ async fn add_queue(shared: &Arc<Shared>, mq: &MessageQueue) -> Added {
         Ok(offset) => offset,
         Err(err) => {
             tracing::warn!(%group, %mq, error = %err, "queue not added: no start offset");
+            // The lock lapses on the broker unless the next round adds it.
+            if let Some(locked) = locked {
+                locked.disarm();
+            }
             return Added::Failed;
         }
     };
@@ -301,6 +313,41 @@ async fn add_queue(shared: &Arc<Shared>, mq: &MessageQueue) -> Added {
             pull: Some(pull),
         },
     );
+    if let Some(locked) = locked {
+        locked.disarm();
+    }
     tracing::info!(%group, %mq, offset, "queue added");
     Added::Yes
+}
+
+/// A queue the broker locked for this client while it is being added: if
+/// the add is cut short (a shutdown stopping the round mid-way), the queue
+/// goes into the table dropped and without a pull task, as a [`Removing`]
+/// queue does, so that the shutdown unlocks it rather than leaving its next
+/// owner to wait for the broker's lock to expire.
+struct LockedForAdding<'a> {
+    shared: &'a Shared,
+    mq: &'a MessageQueue,
+    armed: bool,
+}
+
+impl LockedForAdding<'_> {
+    /// The add went its way (done, or given up on with the lock left to
+    /// lapse).
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for LockedForAdding<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let pq = Arc::new(ProcessQueue::new(Instant::now()));
+        pq.mark_dropped();
+        self.shared
+            .assignment
+            .insert(self.mq.clone(), Owned { pq, pull: None });
+    }
 }

@@ -23,6 +23,9 @@ type Fetched = std::result::Result<Arc<TopicRouteData>, Arc<KernelError>>;
 /// One nameserver request in flight, awaited by every caller that missed.
 type Flight = Shared<BoxFuture<'static, Fetched>>;
 
+/// Told the topic whose route a lookup found new or changed.
+type OnChange = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A [`RouteTable`] that fetches what it lacks from the nameservers.
 ///
 /// Lookups are single-flight: concurrent lookups of one topic share one
@@ -33,6 +36,7 @@ pub struct Routes {
     table: Arc<RouteTable>,
     name_server: Arc<dyn NameServerApi>,
     flights: Arc<Mutex<HashMap<String, Flight>>>,
+    on_change: Option<OnChange>,
 }
 
 impl fmt::Debug for Routes {
@@ -55,7 +59,18 @@ impl Routes {
             table,
             name_server,
             flights: Arc::new(Mutex::new(HashMap::new())),
+            on_change: None,
         }
+    }
+
+    /// Calls `on_change` with the topic each time a lookup finds its route
+    /// new or changed, whoever looked it up (the periodic refresh, a
+    /// consumer's rebalance, a producer's first send), so that every
+    /// consumer of the topic can rebalance at once. It runs on the caller's
+    /// task: it must not block.
+    pub fn on_change(mut self, on_change: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_change = Some(Arc::new(on_change));
+        self
     }
 
     /// The table (addresses, publish and subscribe queues, pull suggestions).
@@ -91,7 +106,11 @@ impl Routes {
     /// can rebalance on a route change.
     pub async fn refresh(&self, topic: &str) -> Result<bool> {
         let route = self.fetch(topic).await?;
-        Ok(self.table.update(topic, (*route).clone()))
+        let changed = self.table.update(topic, (*route).clone());
+        if changed && let Some(on_change) = &self.on_change {
+            on_change(topic);
+        }
+        Ok(changed)
     }
 
     /// Where a producer of `topic` sends: the table's publish info, else the
@@ -446,6 +465,29 @@ mod tests {
         assert!(routes.refresh("T").await.unwrap());
         assert_eq!(routes.table().subscribe_queues("T").unwrap().len(), 8);
         assert_eq!(ns.asked("T"), 3);
+    }
+
+    /// Whoever looks a route up, the hook hears of each new or changed
+    /// route once, and of nothing else (not of a template route either).
+    #[tokio::test(start_paused = true)]
+    async fn the_change_hook_hears_of_new_and_changed_routes_only() {
+        let (routes, ns) = routes_with(&[("T", route("broker-a", 4))]);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let routes = routes.on_change({
+            let heard = Arc::clone(&heard);
+            move |topic| heard.lock().unwrap().push(topic.to_owned())
+        });
+        routes.route("T").await.unwrap();
+        routes.refresh("T").await.unwrap();
+        routes.publish_info("T").await.unwrap();
+        assert_eq!(*heard.lock().unwrap(), ["T"]);
+        ns.known
+            .lock()
+            .unwrap()
+            .insert("T".into(), route("broker-b", 4));
+        routes.clone().refresh("T").await.unwrap();
+        routes.use_template_route("N", 4).await.unwrap();
+        assert_eq!(*heard.lock().unwrap(), ["T", "T"]);
     }
 
     #[tokio::test(start_paused = true)]

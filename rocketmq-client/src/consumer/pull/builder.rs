@@ -22,10 +22,10 @@ use super::core::{Mode, PullCore};
 use super::rebalance;
 use crate::config::ClientConfig;
 use crate::consumer::selector::MessageSelector;
-use crate::consumer::shared::{default_offset_store, shared_consumer_setters};
+use crate::consumer::shared::{acquire_instance, default_offset_store, shared_consumer_setters};
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
-use crate::instance::{ClientInstance, ConsumerHandle, InstanceLease};
+use crate::instance::{ConsumerHandle, InstanceLease};
 
 /// How long [`PullConsumer::poll`] waits by default for messages
 /// (Java's `pollTimeoutMillis`).
@@ -64,7 +64,6 @@ impl PullConsumerBuilder {
         let mut options = ConsumerOptions::new(group);
         options.pull_batch_size = 10;
         options.broker_suspend_max_time = Duration::from_secs(20);
-        options.pull_time_delay_when_exception = Duration::from_secs(1);
         PullConsumerBuilder {
             config,
             options,
@@ -146,7 +145,7 @@ impl PullConsumerBuilder {
     pub async fn build(self) -> Result<PullConsumer> {
         self.check()?;
         let subscriptions = self.subscription_table()?;
-        let lease = ClientInstance::acquire(self.config.clone())?;
+        let lease = acquire_instance(&self.config, self.options.message_model)?;
         match self.start(&lease, subscriptions).await {
             Ok((core, receiver)) => Ok(PullConsumer::new(core, receiver, lease, self.poll_timeout)),
             Err(err) => {
@@ -199,6 +198,10 @@ impl PullConsumerBuilder {
             started_at: SystemTime::now(),
             heartbeat_sent: AtomicBool::new(false),
         });
+        // A build given up on (an error, or its future dropped) stops
+        // whatever the instance's rebalance started for the half-built
+        // consumer in the meantime: no handle would ever stop it.
+        let stop_unless_built = core.cancel.clone().drop_guard();
         for topic in &topics {
             if let Err(err) = core.routes.refresh(topic).await {
                 tracing::warn!(group = core.group(), %topic, error = %err, "no route for the topic yet");
@@ -213,6 +216,7 @@ impl PullConsumerBuilder {
             Mode::Subscribe => rebalance::run(&core).await,
         }
         registration.keep();
+        stop_unless_built.disarm();
         tracing::info!(group = core.group(), client_id = %core.client_id, "pull consumer started");
         Ok((core, receiver))
     }

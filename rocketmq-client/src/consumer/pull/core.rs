@@ -106,19 +106,29 @@ impl PullCore {
         tracing::info!(group = self.group(), %mq, "queue added");
     }
 
-    async fn release(&self, mq: &MessageQueue) {
+    /// Stops fetching `mq`, persists its offset and forgets it. Done by a
+    /// task of the consumer's, which a caller that gives up on `assign` or
+    /// a rebalance does not stop half way: a queue that left the table but
+    /// not the store would have its stale offset persisted every 5 s over
+    /// its next reader's.
+    async fn release(self: &Arc<Self>, mq: &MessageQueue) {
         let Some(mut entry) = self.queues.lock().remove(mq) else {
             return;
         };
         entry.cancel.cancel();
-        if let Some(task) = entry.task.take() {
-            let _ = task.await;
-        }
-        if let Err(err) = self.store.persist(mq).await {
-            tracing::warn!(group = self.group(), %mq, error = %err, "persisting a released queue's offset failed");
-        }
-        self.store.remove(mq);
-        tracing::info!(group = self.group(), %mq, "queue released");
+        let core = Arc::clone(self);
+        let mq = mq.clone();
+        let released = self.tasks.spawn(async move {
+            if let Some(task) = entry.task.take() {
+                let _ = task.await;
+            }
+            if let Err(err) = core.store.persist(&mq).await {
+                tracing::warn!(group = core.group(), %mq, error = %err, "persisting a released queue's offset failed");
+            }
+            core.store.remove(&mq);
+            tracing::info!(group = core.group(), %mq, "queue released");
+        });
+        let _ = released.await;
     }
 
     /// Writes the offsets handed out by `poll` to the store's memory (they

@@ -26,6 +26,7 @@ pub use self::builder::{DEFAULT_POLL_TIMEOUT, PullConsumerBuilder};
 use self::core::{Mode, PullCore};
 use self::queues::Fetched;
 use super::report::ShutdownReport;
+use super::shared::shut_down_fully;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::instance::{ConsumerHandle, InstanceLease};
@@ -360,25 +361,31 @@ impl PullConsumer {
     /// delivered again.
     pub async fn shutdown(mut self) -> ShutdownReport {
         let core = Arc::clone(&self.core);
-        let group = core.group().to_owned();
-        let mut report = ShutdownReport::default();
-        core.stop_fetching().await;
-        report.messages_left = core.buffered();
-        report.offsets_committed = core.store.snapshot();
-        if let Err(err) = core.store.persist_all().await {
-            report.errors.push(err.into());
-        }
-        core.instance.unregister_consumer(&group);
-        let timeout = core.instance.config().request_timeout;
-        core.instance
-            .unregister_client(None, Some(&group), timeout)
-            .await;
-        if let Some(lease) = self.lease.take() {
-            lease.release().await;
-        }
-        tracing::info!(%group, "pull consumer shut down");
-        report
+        let lease = self.lease.take();
+        shut_down_fully(shut_down(core, lease)).await
     }
+}
+
+/// The steps of [`PullConsumer::shutdown`], in their order.
+async fn shut_down(core: Arc<PullCore>, lease: Option<InstanceLease>) -> ShutdownReport {
+    let group = core.group().to_owned();
+    let mut report = ShutdownReport::default();
+    core.stop_fetching().await;
+    report.messages_left = core.buffered();
+    report.offsets_committed = core.store.snapshot();
+    if let Err(err) = core.store.persist_all().await {
+        report.errors.push(err.into());
+    }
+    core.instance.unregister_consumer(&group);
+    let timeout = core.instance.config().request_timeout;
+    core.instance
+        .unregister_client(None, Some(&group), timeout)
+        .await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    tracing::info!(%group, "pull consumer shut down");
+    report
 }
 
 /// The stream's batch and what of it is still to be yielded; dropped with

@@ -32,11 +32,11 @@ use crate::consumer::listener::{
 };
 use crate::consumer::metered::{MeteredBrokerApi, MeteredConcurrent, MeteredOrderly};
 use crate::consumer::selector::MessageSelector;
-use crate::consumer::shared::{default_offset_store, shared_consumer_setters};
+use crate::consumer::shared::{acquire_instance, default_offset_store, shared_consumer_setters};
 use crate::consumer::stats::{PullStats, StatusTable};
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
-use crate::instance::{ClientInstance, InstanceLease};
+use crate::instance::InstanceLease;
 use crate::metrics::ConsumeSeries;
 
 /// How long [`PushConsumer::shutdown`] waits for in-flight consumption by
@@ -253,7 +253,7 @@ impl PushConsumerBuilder {
     pub async fn build(self) -> Result<PushConsumer> {
         self.check()?;
         let subscriptions = self.subscription_table()?;
-        let lease = ClientInstance::acquire(self.config.clone())?;
+        let lease = acquire_instance(&self.config, self.options.message_model)?;
         match self.start(&lease, subscriptions).await {
             Ok(core) => Ok(PushConsumer::new(core, lease, self.drain_timeout)),
             Err(err) => {
@@ -271,9 +271,8 @@ impl PushConsumerBuilder {
         let instance = lease.instance();
         let group = self.options.group.clone();
         let pull_stats = Arc::new(PullStats::default());
-        let raw_api: Arc<dyn BrokerApi> = instance.broker_api().clone();
         let api: Arc<dyn BrokerApi> = Arc::new(MeteredBrokerApi::new(
-            raw_api,
+            instance.clone(),
             group.clone(),
             Arc::clone(&pull_stats),
         ));

@@ -17,6 +17,7 @@ pub use self::builder::{DEFAULT_DRAIN_TIMEOUT, PushConsumerBuilder};
 use self::core::PushCore;
 use super::report::ShutdownReport;
 use super::selector::MessageSelector;
+use super::shared::shut_down_fully;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::instance::{ConsumerHandle, InstanceLease};
@@ -185,48 +186,58 @@ impl PushConsumer {
     /// unregisters the group from every broker; releases the client
     /// instance (closing its connections when this was its last user).
     pub async fn shutdown(mut self) -> ShutdownReport {
-        let mut report = ShutdownReport::default();
         let core = Arc::clone(&self.core);
-        let group = core.group().to_owned();
-        if let Some(expiry) = core.expiry.get() {
-            expiry.shutdown().await;
-        }
-        if let Some(rebalancer) = core.rebalancer() {
-            rebalancer.stop_pulling().await;
-        }
-        let drained = core.service.shutdown(self.drain_timeout).await;
-        report.batches_left = drained.batches_left;
-        // What the process queues still hold counts too: a pull task stopped
-        // while it waited to hand a batch over left it there, unconsumed.
-        let cached: usize = core
-            .rebalancer()
-            .map(|rebalancer| {
-                rebalancer
-                    .process_queues()
-                    .iter()
-                    .map(|(_, pq)| pq.cached_count())
-                    .sum()
-            })
-            .unwrap_or(0);
-        report.messages_left = drained.messages_left.max(cached);
-        report.offsets_committed = core.store.snapshot();
-        if let Err(err) = core.store.persist_all().await {
-            report.errors.push(ClientError::from(err));
-        }
-        if let Some(rebalancer) = core.rebalancer() {
-            rebalancer.shutdown().await;
-        }
-        core.instance.unregister_consumer(&group);
-        let timeout = core.instance.config().request_timeout;
-        core.instance
-            .unregister_client(None, Some(&group), timeout)
-            .await;
-        if let Some(lease) = self.lease.take() {
-            lease.release().await;
-        }
-        tracing::info!(%group, messages_left = report.messages_left, "push consumer shut down");
-        report
+        let lease = self.lease.take();
+        shut_down_fully(shut_down(core, lease, self.drain_timeout)).await
     }
+}
+
+/// The steps of [`PushConsumer::shutdown`], in their order.
+async fn shut_down(
+    core: Arc<PushCore>,
+    lease: Option<InstanceLease>,
+    drain_timeout: Duration,
+) -> ShutdownReport {
+    let mut report = ShutdownReport::default();
+    let group = core.group().to_owned();
+    if let Some(expiry) = core.expiry.get() {
+        expiry.shutdown().await;
+    }
+    if let Some(rebalancer) = core.rebalancer() {
+        rebalancer.stop_pulling().await;
+    }
+    let drained = core.service.shutdown(drain_timeout).await;
+    report.batches_left = drained.batches_left;
+    // What the process queues still hold counts too: a pull task stopped
+    // while it waited to hand a batch over left it there, unconsumed.
+    let cached: usize = core
+        .rebalancer()
+        .map(|rebalancer| {
+            rebalancer
+                .process_queues()
+                .iter()
+                .map(|(_, pq)| pq.cached_count())
+                .sum()
+        })
+        .unwrap_or(0);
+    report.messages_left = drained.messages_left.max(cached);
+    report.offsets_committed = core.store.snapshot();
+    if let Err(err) = core.store.persist_all().await {
+        report.errors.push(ClientError::from(err));
+    }
+    if let Some(rebalancer) = core.rebalancer() {
+        rebalancer.shutdown().await;
+    }
+    core.instance.unregister_consumer(&group);
+    let timeout = core.instance.config().request_timeout;
+    core.instance
+        .unregister_client(None, Some(&group), timeout)
+        .await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    tracing::info!(%group, messages_left = report.messages_left, "push consumer shut down");
+    report
 }
 
 impl Drop for PushConsumer {
