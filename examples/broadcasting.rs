@@ -19,7 +19,7 @@ use rocketmq_client::consumer::{
 };
 use rocketmq_client::{Producer, PushConsumer, Result};
 use rocketmq_examples::{
-    BoxError, Cluster, Tally, body_text, exit_code, init_tracing, unique_name, wait_until,
+    BoxError, Cluster, Tally, body_text, run_example, unique_name, wait_until,
 };
 use rocketmq_model::{Message, MessageExt};
 
@@ -28,8 +28,7 @@ const GROUP: &str = "broadcast-consumer";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    exit_code("broadcasting", run().await)
+    run_example("broadcasting", run()).await
 }
 
 async fn run() -> Result<(), BoxError> {

@@ -18,9 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rocketmq_client::consumer::{ConsumeFromWhere, OrderlyContext, OrderlyResult};
 use rocketmq_client::{Producer, PushConsumer};
-use rocketmq_examples::{
-    BoxError, Cluster, body_text, exit_code, init_tracing, unique_name, wait_until,
-};
+use rocketmq_examples::{BoxError, Cluster, body_text, run_example, unique_name, wait_until};
 use rocketmq_model::{Message, MessageExt};
 
 const ORDERS: [&str; 4] = ["order-1001", "order-1002", "order-1003", "order-1004"];
@@ -31,8 +29,7 @@ type Received = Arc<Mutex<BTreeMap<String, Vec<(String, i32)>>>>;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    exit_code("orderly", run().await)
+    run_example("orderly", run()).await
 }
 
 async fn run() -> Result<(), BoxError> {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rocketmq_client::consumer::ConsumeFromWhere;
 use rocketmq_client::{Producer, PullConsumer};
-use rocketmq_examples::{BoxError, Cluster, Tally, exit_code, init_tracing, unique_name};
+use rocketmq_examples::{BoxError, Cluster, Tally, run_example, unique_name};
 use rocketmq_model::Message;
 use tokio::time::Instant;
 
@@ -24,8 +24,7 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    exit_code("pull_consumer", run().await)
+    run_example("pull_consumer", run()).await
 }
 
 async fn run() -> Result<(), BoxError> {

@@ -15,17 +15,14 @@ use std::time::Instant;
 use futures::future::join_all;
 use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, ConsumeFromWhere};
 use rocketmq_client::{Producer, PushConsumer};
-use rocketmq_examples::{
-    BoxError, Cluster, Tally, exit_code, init_tracing, unique_name, wait_until,
-};
+use rocketmq_examples::{BoxError, Cluster, Tally, run_example, unique_name, wait_until};
 use rocketmq_model::{Message, MessageExt};
 
 const MESSAGES: usize = 1_000;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    exit_code("quickstart", run().await)
+    run_example("quickstart", run()).await
 }
 
 async fn run() -> Result<(), BoxError> {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, ConsumeFromWhere};
 use rocketmq_client::{Producer, PushConsumer};
 use rocketmq_examples::{
-    BoxError, Cluster, Tally, body_text, exit_code, init_tracing, unique_name, wait_until,
+    BoxError, Cluster, Tally, body_text, run_example, unique_name, wait_until,
 };
 use rocketmq_model::{Message, MessageExt};
 
@@ -27,8 +27,7 @@ const MESSAGES: usize = 12;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    exit_code("simple_consumer", run().await)
+    run_example("simple_consumer", run()).await
 }
 
 async fn run() -> Result<(), BoxError> {

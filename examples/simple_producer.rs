@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 
 use rocketmq_client::Producer;
-use rocketmq_examples::{BoxError, Cluster, exit_code, init_tracing, unique_name};
+use rocketmq_examples::{BoxError, Cluster, run_example, unique_name};
 use rocketmq_model::Message;
 
 const TAGS: [&str; 3] = ["TagA", "TagB", "TagC"];
@@ -20,8 +20,7 @@ const MESSAGES: usize = 9;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    exit_code("simple_producer", run().await)
+    run_example("simple_producer", run()).await
 }
 
 async fn run() -> Result<(), BoxError> {

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, ConsumeFromWhere};
 use rocketmq_client::{Producer, PushConsumer};
 use rocketmq_examples::{
-    BoxError, Cluster, Tally, body_text, exit_code, init_tracing, unique_name, wait_until,
+    BoxError, Cluster, Tally, body_text, run_example, unique_name, wait_until,
 };
 use rocketmq_model::{Message, MessageExt};
 
@@ -25,8 +25,7 @@ const SEND_EVERY: Duration = Duration::from_millis(100);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    exit_code("simple_producer_consumer", run().await)
+    run_example("simple_producer_consumer", run()).await
 }
 
 async fn run() -> Result<(), BoxError> {

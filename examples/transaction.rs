@@ -29,7 +29,7 @@ use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, ConsumeFrom
 use rocketmq_client::producer::{LocalTransactionState, TransactionListener};
 use rocketmq_client::{Producer, PushConsumer};
 use rocketmq_examples::{
-    BoxError, Cluster, Tally, body_text, exit_code, init_tracing, unique_name, wait_until,
+    BoxError, Cluster, Tally, body_text, run_example, unique_name, wait_until,
 };
 use rocketmq_model::{Message, MessageExt};
 use rocketmq_testkit::TestCluster;
@@ -118,8 +118,7 @@ impl TransactionListener for Payments {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    init_tracing();
-    exit_code("transaction", run().await)
+    run_example("transaction", run()).await
 }
 
 async fn run() -> Result<(), BoxError> {

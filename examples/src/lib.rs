@@ -12,7 +12,7 @@ pub mod run;
 pub mod tally;
 
 pub use cluster::{Cluster, NAMESRV_ADDR_ENV, unique_name};
-pub use run::{BoxError, exit_code, init_tracing, wait_until};
+pub use run::{BoxError, exit_code, init_tracing, run_example, wait_until};
 pub use tally::{Tally, body_text};
 
 /// The workspace README's Rust snippets, compiled as doctests so that "A

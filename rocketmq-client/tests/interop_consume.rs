@@ -367,3 +367,78 @@ async fn the_pull_consumer_polls_commits_and_resumes() {
     resumed.shutdown().await;
     producer.shutdown().await;
 }
+
+/// A consumer started before its topic exists takes the topic up once it
+/// is created, at the next route refresh rather than the next rebalance
+/// (set far off here), and without the broker refusing the first round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_after_its_consumer_started_is_consumed() {
+    let Some(ns) = namesrv("a_topic_created_after_its_consumer_started_is_consumed") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_late");
+    let mut early = config(&ns);
+    early.poll_name_server_interval = secs(1);
+    early.rebalance_interval = secs(600);
+    let seen = Seen::default();
+    let consumer = recording(early, &unique("cg"), &topic, &seen)
+        .build()
+        .await
+        .unwrap();
+    assert!(owned(&consumer).is_empty(), "no topic yet");
+    create_topic(&producer, &topic, 2).await;
+    for i in 0..4 {
+        producer
+            .send(msg(&topic, &format!("late{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    wait_until("the late topic's messages", secs(30), || seen.len() == 4).await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+/// Seeking the pull consumer: within the queue's bounds as the broker
+/// reports them it moves the queue; outside them it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pull_consumer_seeks_within_the_brokers_bounds_only() {
+    let Some(ns) = namesrv("the_pull_consumer_seeks_within_the_brokers_bounds_only") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_seek");
+    create_topic(&producer, &topic, 1).await;
+    for i in 0..5 {
+        producer
+            .send(msg(&topic, &format!("s{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let mq = queues(&producer, &topic).await.remove(0);
+    let consumer = PullConsumer::builder(unique("cg").as_str(), config(&ns))
+        .assign([mq.clone()])
+        .consume_from_where(rocketmq_client::consumer::ConsumeFromWhere::FirstOffset)
+        .auto_commit(false)
+        .build()
+        .await
+        .unwrap();
+    let refused = consumer.seek(&mq, 6).await;
+    assert!(
+        matches!(
+            refused,
+            Err(rocketmq_client::ClientError::OffsetOutOfRange { max: 5, .. })
+        ),
+        "{refused:?}"
+    );
+    consumer.seek(&mq, 3).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + secs(30);
+    while got.len() < 2 && tokio::time::Instant::now() < deadline {
+        got.extend(consumer.poll(secs(1)).await.unwrap());
+    }
+    let offsets: Vec<i64> = got.iter().map(|m| m.queue_offset).collect();
+    assert_eq!(offsets, [3, 4]);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
