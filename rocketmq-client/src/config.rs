@@ -36,16 +36,17 @@ pub struct ClientConfig {
     /// starts, as Java's clients do.
     pub namesrv_addrs: Vec<String>,
     /// The instance name; [`DEFAULT_INSTANCE_NAME`] is replaced by
-    /// `<pid>#<nanos>` when a producer or a clustering consumer starts, as
-    /// Java does. A broadcasting consumer keeps it, as in Java: its local
-    /// offsets file is found by client id, so the id must not change
-    /// between runs (give two broadcasting consumers of one group on one
-    /// host distinct names).
+    /// `<pid>#<nanos>` when a client starts, so that such clients never
+    /// share an instance. A broadcasting consumer's local offsets file is
+    /// kept under the client id with the name as configured (`ip@DEFAULT`,
+    /// as in Java, whose broadcasting consumers keep the default name), so
+    /// it is found again after a restart; give two broadcasting consumers of
+    /// one group in one process distinct names, or they share that file.
     pub instance_name: String,
     /// The client's address in its id; `None` picks the host's: the
-    /// address of its default route, else (as Java) a public IPv4 address
-    /// of an interface that is up, a private one, then IPv6; else 127.0.0.1
-    /// with a warning.
+    /// address of its default route, else (much as Java chooses) a public
+    /// IPv4 address of an interface that is up, a private one, then IPv6;
+    /// else 127.0.0.1 with a warning.
     pub client_ip: Option<IpAddr>,
     /// The unit name, appended to the client id when set.
     pub unit_name: Option<String>,

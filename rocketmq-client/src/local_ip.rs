@@ -4,10 +4,12 @@
 //! First choice: the address the OS would send from to an outside address,
 //! IPv4 then IPv6 (the interface of the default route; nothing is sent).
 //! A host with no default route (a segmented or air-gapped network) has no
-//! such address, so the next choice is Java's (`NetworkUtil
-//! .getLocalInetAddress`) among the addresses of the interfaces that are up,
-//! leaving out loopback, point-to-point links and bridges: IPv4 before
-//! IPv6, a public address before a private one. Last comes 127.0.0.1, with
+//! such address, so the next choice is made as Java's `NetworkUtil
+//! .getLocalInetAddress` makes it among the addresses of the interfaces that
+//! are up, leaving out loopback, point-to-point links and bridges: IPv4
+//! before IPv6, a public address before a private one. (Where Java takes
+//! the last private IPv4 address, this takes the first, and it counts shared
+//! 100.64/10 addresses as private too.) Last comes 127.0.0.1, with
 //! a warning: clients on two hosts with one instance name would then share
 //! a client id, and each would take every queue.
 
@@ -69,8 +71,8 @@ fn is_bridge(name: &str) -> bool {
             .exists()
 }
 
-/// Java's choice among `addresses`: IPv4 before IPv6, a public address
-/// before a private one, the first of its kind. Loopback, unspecified and
+/// The choice among `addresses`: IPv4 before IPv6, a public address before
+/// a private one, the first of its kind. Loopback, unspecified and
 /// link-local addresses are never chosen.
 fn choose(addresses: impl IntoIterator<Item = IpAddr>) -> Option<IpAddr> {
     addresses

@@ -111,6 +111,18 @@ impl TestRecorder {
             .map(|v| f64::from_bits(v.load(Ordering::Relaxed)))
     }
 
+    /// The gauges whose labels contain `label` ("name=value").
+    fn gauges_of(&self, label: &str) -> Vec<(String, f64)> {
+        self.0
+            .gauges
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(key, _)| key.contains(label))
+            .map(|(key, v)| (key.clone(), f64::from_bits(v.load(Ordering::Relaxed))))
+            .collect()
+    }
+
     fn samples(&self, key: &str) -> u64 {
         self.0
             .histograms
@@ -240,7 +252,39 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
     })
     .await;
     unsubscribe_and_see_lag_zeroed(&consumer, &recorder, "gauges set by lag() are zeroed").await;
+    consumer.subscribe("T", "*").await.unwrap();
+    wait_until("T assigned once more", Duration::from_secs(60), || {
+        consumer.assigned().iter().any(|mq| mq.topic == "T")
+    })
+    .await;
+    assert!(consumer.lag().await.unwrap().values().any(|lag| *lag > 0));
     consumer.shutdown().await;
+    // A stopped consumer's gauges do not stand for ever.
+    let standing: Vec<(String, f64)> = recorder
+        .gauges_of("group=cg")
+        .into_iter()
+        .filter(|(_, value)| *value != 0.0)
+        .collect();
+    assert!(
+        standing.is_empty(),
+        "gauges left after shutdown: {standing:?}"
+    );
+
+    // Pulls are counted by outcome.
+    assert!(recorder.counter("rocketmq_client_pull_total{group=cg,result=ok,topic=T}") >= 5);
+
+    // Oneway sends count once written; failed sends by reason.
+    producer.send_oneway(msg("T", "oneway", "x")).await.unwrap();
+    assert_eq!(
+        recorder.counter("rocketmq_client_send_total{result=ok,topic=T}"),
+        6 + 8 + 1
+    );
+    cluster.fail_requests(RequestCode::SEND_MESSAGE_V2, ResponseCode::SYSTEM_BUSY, 3);
+    assert!(producer.send(msg("T", "busy", "x")).await.is_err());
+    assert_eq!(
+        recorder.counter("rocketmq_client_send_total{reason=broker_busy,result=failed,topic=T}"),
+        1
+    );
     producer.shutdown().await;
 }
 

@@ -79,6 +79,7 @@ fn the_logs_say_what_they_should() {
     a_pull_tasks_log_context_does_not_grow_with_its_pulls();
     a_subscribing_consumer_starts_without_asking_before_its_heartbeat();
     a_topic_created_after_its_consumer_starts_is_taken_without_asking_first();
+    refused_pulls_are_reported_once_a_minute_per_queue();
 }
 
 fn a_second_client_of_the_same_id_is_told_which_settings_it_does_not_get() {
@@ -211,4 +212,67 @@ fn a_topic_created_after_its_consumer_starts_is_taken_without_asking_first() {
     // "topic not exist" warning); once it does, no round may skip it.
     let logs = captured.text();
     assert!(!logs.contains("no consumer for this group"), "{logs}");
+}
+
+/// A broker refusing every pull (FLOW_CONTROL: retried every 20 ms; then
+/// SYSTEM_BUSY: every second) for two minutes: each of 16 queues reports
+/// the failure when it starts and then once a minute, naming the group and
+/// the queue, and says when pulls are answered again. (A warning per failed
+/// pull was 48,000 lines a minute under FLOW_CONTROL.)
+fn refused_pulls_are_reported_once_a_minute_per_queue() {
+    use rocketmq_model::{RequestCode, ResponseCode};
+    use rocketmq_testkit::TopicConfig;
+
+    let captured = Captured::default();
+    let logs = captured.dispatch("info");
+    let _main = tracing::dispatcher::set_default(&logs);
+    runtime(&logs, false).block_on(async {
+        let cluster = TestCluster::builder()
+            .topic_with("T", TopicConfig::new(16, 16))
+            .build()
+            .await
+            .unwrap();
+        let seen = Seen::default();
+        let consumer = recording(&cluster, &unique("refused"), "cg", "T", &seen)
+            .build()
+            .await
+            .unwrap();
+        wait_assigned(&consumer, 16).await;
+        for code in [ResponseCode::FLOW_CONTROL, ResponseCode::SYSTEM_BUSY] {
+            cluster.fail_requests(RequestCode::PULL_MESSAGE, code, usize::MAX);
+            // The long polls held when the fault began end within 20 s.
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            let from = captured.text().len();
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            let logs = captured.text()[from..].to_owned();
+            let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
+            // A report at the start of the window's minute and one a minute
+            // later, per queue: at most three in two minutes.
+            assert!(
+                warnings.len() <= 16 * 3,
+                "{code:?}: {} warnings in two minutes: {:?}",
+                warnings.len(),
+                &warnings[..warnings.len().min(5)]
+            );
+            assert!(
+                warnings
+                    .iter()
+                    .any(|l| l.contains("(still)") && l.contains("group=cg")),
+                "{code:?}: the failure going on is reported: {warnings:?}"
+            );
+            assert!(
+                warnings.iter().all(|l| l.contains("mq=")),
+                "every warning names its queue: {warnings:?}"
+            );
+            cluster.clear_faults();
+            // Answered when the broker's long poll (15 s) ends.
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            let answered = captured.text()[from..]
+                .matches("pulls answered again")
+                .count();
+            assert!(answered >= 16, "{code:?}: recovery reported ({answered})");
+        }
+        consumer.shutdown().await;
+        cluster.shutdown().await;
+    });
 }

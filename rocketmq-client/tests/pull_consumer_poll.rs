@@ -1039,3 +1039,41 @@ async fn a_seek_while_the_start_offset_is_read_stands() {
     second.shutdown().await;
     producer.shutdown().await;
 }
+
+/// The release an `assign` given up on goes on (its persist waits on a
+/// slow broker) while the application assigns the queue again: the queue's
+/// new offset must not be removed by the old release, or every later commit
+/// is dropped.
+#[tokio::test(start_paused = true)]
+async fn a_release_that_outlives_its_assign_leaves_the_next_assignment_alone() {
+    let (cluster, producer) = two_queues_with(5).await;
+    let consumer = manual_on_q0(&cluster, &unique("outlived"))
+        .build()
+        .await
+        .unwrap();
+    poll_n(&consumer, 5).await;
+    consumer.commit_sync().await.unwrap();
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::UPDATE_CONSUMER_OFFSET,
+        Duration::from_secs(2),
+    );
+    let given_up = tokio::time::timeout(Duration::from_millis(100), consumer.assign([q(1)])).await;
+    assert!(given_up.is_err());
+    consumer.assign([q(0)]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::UPDATE_CONSUMER_OFFSET,
+        Duration::ZERO,
+    );
+    for i in 5..10 {
+        producer
+            .send_to_queue(msg("T", &format!("m{i}"), "x"), &q(0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(poll_n(&consumer, 5).await[0].queue_offset, 5);
+    consumer.commit_sync().await.unwrap();
+    assert_eq!(cluster.broker(0).committed_offset("lg", &q(0)), Some(10));
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

@@ -444,3 +444,47 @@ async fn a_shutdown_given_up_on_still_persists_the_offsets() {
     .await;
     producer.shutdown().await;
 }
+
+/// A broker of the client's routes that never answers a heartbeat (here one
+/// serving only a producer's topic) must not hold up the rebalance of a
+/// topic it does not serve: a round asks one broker of the topic for the
+/// group's members, and heartbeats only that one first, when it needs to.
+#[tokio::test(start_paused = true)]
+async fn a_broker_silent_to_heartbeats_does_not_hold_up_other_topics_rounds() {
+    use rocketmq_client::consumer::ConcurrentResult;
+    use rocketmq_model::RequestCode;
+
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .auto_create_topics(false)
+        .build()
+        .await
+        .unwrap();
+    cluster.broker(0).create_topic("T", TopicConfig::new(4, 4));
+    cluster.broker(1).create_topic("U", TopicConfig::new(4, 4));
+    cluster
+        .broker(1)
+        .delay_responses(RequestCode::HEART_BEAT, Duration::from_secs(3600));
+    let name = unique("silent");
+    let producer = rocketmq_client::Producer::builder()
+        .client_config(consumer_support::config(&cluster, &name))
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap();
+    producer.send(msg("U", "u", "x")).await.unwrap();
+    let consumer =
+        rocketmq_client::PushConsumer::builder("cg", consumer_support::config(&cluster, &name))
+            .subscribe("T", "*")
+            .consume_concurrently(|_, _| async { ConcurrentResult::Success })
+            .build()
+            .await
+            .unwrap();
+    wait_assigned(&consumer, 4).await;
+    for round in 0..3 {
+        let done = tokio::time::timeout(Duration::from_secs(1), consumer.rebalance()).await;
+        assert!(done.is_ok(), "round {round} waited on broker-b");
+    }
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

@@ -211,3 +211,39 @@ async fn restart_goes_on_from_the_local_offsets(instance: &str, dir: &str) {
     producer.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Default-named broadcasting consumers each have an instance of their own
+/// (one sharing another's would stop with the other's runtime), while their
+/// offsets files keep the stable `ip@DEFAULT` directory.
+#[tokio::test(start_paused = true)]
+async fn default_named_broadcasting_consumers_do_not_share_an_instance() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let dir = offsets_dir("own_instances");
+    let default = rocketmq_client::config::DEFAULT_INSTANCE_NAME;
+    let (seen_a, seen_b) = (Seen::default(), Seen::default());
+    let a = recording(&cluster, default, "ga", "T", &seen_a)
+        .message_model(MessageModel::Broadcasting)
+        .offset_store_dir(&dir)
+        .build()
+        .await
+        .unwrap();
+    let b = recording(&cluster, default, "gb", "T", &seen_b)
+        .message_model(MessageModel::Broadcasting)
+        .offset_store_dir(&dir)
+        .build()
+        .await
+        .unwrap();
+    assert_ne!(a.client_id(), b.client_id());
+    a.shutdown().await;
+    b.shutdown().await;
+    let stable = dir.join("10.7.7.7@DEFAULT");
+    assert!(
+        stable.join("ga").join("offsets.json").exists(),
+        "{stable:?}"
+    );
+    assert!(
+        stable.join("gb").join("offsets.json").exists(),
+        "{stable:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -461,12 +461,20 @@ async fn a_reset_of_a_queue_busy_consuming_takes_effect_after_the_batch() {
     .await;
 }
 
-/// The fake brokers, but GET_MAX_OFFSET never answers: a broker slow to
-/// give a freshly locked queue its start offset.
-struct SlowMaxOffset(ClientBroker);
+/// Where a [`Stalling`] broker leaves an add hanging.
+#[derive(Clone, Copy)]
+enum Stall {
+    /// The lock is granted, but its answer never comes.
+    LockAnswer,
+    /// GET_MAX_OFFSET (the start offset of a locked queue) never answers.
+    MaxOffset,
+}
+
+/// The fake brokers, stalling one step of adding a queue.
+struct Stalling(ClientBroker, Stall);
 
 #[async_trait]
-impl BrokerApi for SlowMaxOffset {
+impl BrokerApi for Stalling {
     async fn consumer_list(&self, addr: &str, group: &str) -> Result<Vec<String>> {
         self.0.consumer_list(addr, group).await
     }
@@ -476,7 +484,11 @@ impl BrokerApi for SlowMaxOffset {
         addr: &str,
         body: LockBatchRequestBody,
     ) -> Result<BTreeSet<MessageQueue>> {
-        self.0.lock_batch(addr, body).await
+        let granted = self.0.lock_batch(addr, body).await;
+        if let Stall::LockAnswer = self.1 {
+            std::future::pending::<()>().await;
+        }
+        granted
     }
 
     async fn unlock_batch(
@@ -488,16 +500,26 @@ impl BrokerApi for SlowMaxOffset {
         self.0.unlock_batch(addr, body, mode).await
     }
 
-    async fn max_offset(&self, _addr: &str, _mq: &MessageQueue) -> Result<i64> {
-        std::future::pending().await
+    async fn max_offset(&self, addr: &str, mq: &MessageQueue) -> Result<i64> {
+        if let Stall::MaxOffset = self.1 {
+            std::future::pending::<()>().await;
+        }
+        self.0.max_offset(addr, mq).await
     }
 }
 
-/// A shutdown while a round adds a queue the broker has just locked (its
-/// start offset still to come): the queue is unlocked all the same, or its
-/// next owner waits for the broker's lock to expire.
+/// A shutdown while a round adds a queue the broker has locked (the lock's
+/// answer, or the queue's start offset, still to come): the queue is
+/// unlocked all the same, or its next owner waits for the broker's lock to
+/// expire.
 #[tokio::test(start_paused = true)]
 async fn a_queue_locked_while_being_added_is_unlocked_by_a_shutdown() {
+    for stall in [Stall::MaxOffset, Stall::LockAnswer] {
+        shutdown_unlocks_a_queue_being_added(stall).await;
+    }
+}
+
+async fn shutdown_unlocks_a_queue_being_added(stall: Stall) {
     let cluster = Cluster::new();
     let ns = FakeNameServer::with(&[(TOPIC, route(1))]);
     cluster.set_clients(&["c1"]);
@@ -510,11 +532,12 @@ async fn a_queue_locked_while_being_added_is_unlocked_by_a_shutdown() {
         log: Arc::new(Mutex::new(Vec::new())),
         orderly: true,
     });
+    let broker = ClientBroker {
+        cluster: cluster.clone(),
+        client_id: "c1".into(),
+    };
     let parts = ConsumerParts {
-        broker: Arc::new(SlowMaxOffset(ClientBroker {
-            cluster: cluster.clone(),
-            client_id: "c1".into(),
-        })),
+        broker: Arc::new(Stalling(broker, stall)),
         routes: Routes::new(ns.clone()),
         store,
         consume,

@@ -122,6 +122,7 @@ impl TestCluster {
     /// Answers the next `times` requests with `code`, to any server of the
     /// cluster, with `response` instead of handling them (a send answered
     /// with a degraded-durability code is stored, as on a Java broker).
+    /// `usize::MAX` means until [`clear_faults`](Self::clear_faults).
     pub fn fail_requests(&self, code: RequestCode, response: ResponseCode, times: usize) {
         self.faults.fail_requests(code, response, times);
     }

@@ -19,7 +19,8 @@ pub(crate) struct Faults {
 
 #[derive(Debug, Default)]
 struct Inner {
-    failures: HashMap<i32, VecDeque<ResponseCode>>,
+    /// Runs of failures in order: answer with the code this many times.
+    failures: HashMap<i32, VecDeque<(ResponseCode, usize)>>,
     delays: HashMap<i32, Duration>,
 }
 
@@ -31,9 +32,15 @@ impl Faults {
     /// Answers the next `times` requests with `code` by `response` (see
     /// [`serve_with_faults`] for the degraded-durability codes).
     pub(crate) fn fail_requests(&self, code: RequestCode, response: ResponseCode, times: usize) {
+        if times == 0 {
+            return;
+        }
         let mut inner = self.inner();
-        let queue = inner.failures.entry(code.0).or_default();
-        queue.extend(std::iter::repeat_n(response, times));
+        let runs = inner.failures.entry(code.0).or_default();
+        match runs.back_mut() {
+            Some((last, left)) if *last == response => *left = left.saturating_add(times),
+            _ => runs.push_back((response, times)),
+        }
     }
 
     /// Delays every response to `code` by `delay` (zero removes the delay).
@@ -56,12 +63,17 @@ impl Faults {
     /// The injected answer for the next request with `code`, consuming it.
     pub(crate) fn take_failure(&self, code: i32) -> Option<ResponseCode> {
         let mut inner = self.inner();
-        let queue = inner.failures.get_mut(&code)?;
-        let failure = queue.pop_front();
-        if queue.is_empty() {
-            inner.failures.remove(&code);
+        let runs = inner.failures.get_mut(&code)?;
+        let (failure, left) = runs.front_mut()?;
+        let failure = *failure;
+        *left -= 1;
+        if *left == 0 {
+            runs.pop_front();
+            if runs.is_empty() {
+                inner.failures.remove(&code);
+            }
         }
-        failure
+        Some(failure)
     }
 
     /// The delay of responses to `code`.
@@ -133,5 +145,21 @@ mod tests {
         assert_eq!(faults.delay(11), Some(Duration::from_secs(1)));
         faults.delay_responses(RequestCode::PULL_MESSAGE, Duration::ZERO);
         assert_eq!(faults.delay(11), None);
+    }
+
+    /// "Fail every one until cleared": a count as large as `usize::MAX`
+    /// is kept as a count, not as that many entries.
+    #[test]
+    fn a_failure_without_end_costs_nothing() {
+        let faults = Faults::default();
+        let code = RequestCode::PULL_MESSAGE;
+        faults.fail_requests(code, ResponseCode::SYSTEM_BUSY, usize::MAX);
+        faults.fail_requests(code, ResponseCode::SYSTEM_BUSY, 5);
+        for _ in 0..1000 {
+            assert_eq!(faults.take_failure(code.0), Some(ResponseCode::SYSTEM_BUSY));
+        }
+        faults.fail_requests(code, ResponseCode::FLOW_CONTROL, 0);
+        faults.clear();
+        assert_eq!(faults.take_failure(code.0), None);
     }
 }

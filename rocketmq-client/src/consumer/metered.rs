@@ -1,7 +1,7 @@
 //! Wrappers that measure what passes through them: the broker API given to
 //! the kernel (pull latency and found messages, the broker's max offset per
-//! queue; it also heartbeats brokers new to the client before asking one for
-//! the group's members) and the user's listener (consume latency and
+//! queue; it also tells a broker new to the client of its heartbeat when
+//! that broker says the group has no consumer, and asks again) and the user's listener (consume latency and
 //! results, messages sent to the dead-letter queue).
 
 use std::collections::BTreeSet;
@@ -108,7 +108,7 @@ impl BrokerApi for MeteredBrokerApi {
         let started = Instant::now();
         let response = self.inner.pull_message(addr, header).await;
         let elapsed = started.elapsed();
-        stats::record_pull(&self.group, &mq.topic, elapsed);
+        stats::record_pull(&self.group, &mq.topic, response.is_ok(), elapsed);
         if let Ok(response) = &response {
             let found = count_records(response);
             self.stats
@@ -147,8 +147,19 @@ impl BrokerApi for MeteredBrokerApi {
     }
 
     async fn consumer_list(&self, addr: &str, group: &str) -> Result<Vec<String>> {
-        self.instance.heartbeat_new_brokers().await;
-        self.inner.consumer_list(addr, group).await
+        let known = self.instance.heartbeated(addr);
+        match self.inner.consumer_list(addr, group).await {
+            // A broker a route just named may not have had this client's
+            // heartbeat when asked, and answers that the group has no
+            // consumer: tell it (unless a heartbeat went meanwhile), and ask
+            // again. (Waiting for the heartbeat on every round would hold
+            // rounds up on a broker slow to answer one.)
+            Err(_) if !known => {
+                self.instance.ensure_heartbeat(addr).await;
+                self.inner.consumer_list(addr, group).await
+            }
+            answer => answer,
+        }
     }
 
     async fn check_client_config(&self, addr: &str, body: CheckClientRequestBody) -> Result<()> {

@@ -13,7 +13,7 @@ use rocketmq_model::body::MessageModel;
 use super::report::ShutdownReport;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
-use crate::instance::{ClientInstance, InstanceLease};
+use crate::instance::ClientInstance;
 
 /// Runs a consumer's shutdown to its end even when the caller stops
 /// waiting for it (a timeout around `shutdown`, shorter than the drain): cut
@@ -31,27 +31,17 @@ pub(super) async fn shut_down_fully(
     }
 }
 
-/// Joins the consumer's client instance. Only a clustering consumer has its
-/// default instance name made unique (`<pid>#<nanos>`), as in Java's
-/// consumers' `start`: a broadcasting one keeps it, so its client id, and
-/// with it the path of its local offsets file, stays the same from one run
-/// to the next, and a restart goes on from the offsets it saved.
-pub(super) fn acquire_instance(
-    config: &ClientConfig,
-    model: MessageModel,
-) -> Result<InstanceLease> {
-    match model {
-        MessageModel::Clustering => ClientInstance::acquire(config.clone()),
-        MessageModel::Broadcasting => ClientInstance::acquire_as_named(config.clone()),
-    }
-}
-
 /// The offset store of a group that names none: the brokers (through `api`)
 /// when clustering; when broadcasting, a local file under `dir`, or under
-/// Java's default directory.
+/// Java's default directory, in a directory named by the client id as
+/// `config` gives it. With the default instance name that is
+/// `ip@DEFAULT`, as in Java (only a clustering consumer's instance name is
+/// made unique there): the file is found again after a restart, while the
+/// consumer's instance, `<pid>#<nanos>`, is its own.
 pub(super) fn default_offset_store(
     options: &ConsumerOptions,
     dir: Option<&PathBuf>,
+    config: &ClientConfig,
     instance: &ClientInstance,
     api: Arc<dyn BrokerApi>,
 ) -> Result<Arc<dyn OffsetStore>> {
@@ -68,7 +58,7 @@ pub(super) fn default_offset_store(
         .ok_or_else(|| ClientError::Config("no offset store directory (HOME is not set)".into()))?;
     Ok(Arc::new(LocalFileOffsetStore::new(
         dir,
-        instance.client_id(),
+        &config.client_id(),
         group,
     )))
 }

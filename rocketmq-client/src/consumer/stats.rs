@@ -263,10 +263,16 @@ pub(crate) fn record_consume(
     }
 }
 
-/// Records the round trip of one pull.
-pub(crate) fn record_pull(group: &str, topic: &str, latency: Duration) {
+/// Records one pull: counted by outcome, and its time to the answer when
+/// answered.
+pub(crate) fn record_pull(group: &str, topic: &str, answered: bool, latency: Duration) {
     let labels = [("group", group.to_owned()), ("topic", topic.to_owned())];
-    metrics::histogram!(names::PULL_LATENCY_SECONDS, &labels).record(latency.as_secs_f64());
+    if answered {
+        metrics::histogram!(names::PULL_LATENCY_SECONDS, &labels).record(latency.as_secs_f64());
+    }
+    let result = ("result", names::result_label(answered).to_owned());
+    let [group, topic] = labels;
+    metrics::counter!(names::PULL_TOTAL, &[group, topic, result]).increment(1);
 }
 
 /// Records a message that goes to the dead-letter queue.
@@ -371,7 +377,8 @@ mod tests {
             0,
             Duration::from_millis(1),
         );
-        record_pull("g", "T", Duration::from_millis(1));
+        record_pull("g", "T", true, Duration::from_millis(1));
+        record_pull("g", "T", false, Duration::from_millis(1));
         record_dlq("g", "T");
         set_cached("g", &mq, 1, 2);
         set_lag("g", &mq, 3);

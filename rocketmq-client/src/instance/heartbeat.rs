@@ -57,26 +57,12 @@ fn broker_addrs(instance: &ClientInstance, masters_only: bool) -> Vec<String> {
 
 /// Sends the heartbeat to every broker at once; failures are logged.
 pub(super) async fn send_to_all(instance: &ClientInstance) {
-    send_to_brokers(instance, false).await;
-}
-
-/// Sends the heartbeat to every broker of the route table that has not had
-/// one on its current connection (e.g. one a route just named).
-pub(super) async fn send_to_new(instance: &ClientInstance) {
-    send_to_brokers(instance, true).await;
-}
-
-async fn send_to_brokers(instance: &ClientInstance, new_only: bool) {
     let Some(data) = heartbeat_data(instance) else {
         tracing::debug!("no group to report; heartbeat skipped");
         return;
     };
     let masters_only = data.consumer_data_set.is_empty();
-    let mut addrs = broker_addrs(instance, masters_only);
-    if new_only {
-        let heartbeated = lock(&instance.inner().heartbeated);
-        addrs.retain(|addr| !heartbeated.contains(addr));
-    }
+    let addrs = broker_addrs(instance, masters_only);
     let sends = addrs.iter().map(|addr| send(instance, addr, data.clone()));
     futures::future::join_all(sends).await;
 }

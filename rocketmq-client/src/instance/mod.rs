@@ -98,14 +98,6 @@ impl ClientInstance {
     /// original configuration (transport, credentials, intervals) and
     /// runtime. Give clients that must not share distinct instance names.
     pub fn acquire(mut config: ClientConfig) -> Result<InstanceLease> {
-        config.resolve_instance_name();
-        Self::acquire_as_named(config)
-    }
-
-    /// [`acquire`](Self::acquire) keeping the default instance name as it
-    /// is (a broadcasting consumer's, as Java keeps it: its offsets file is
-    /// named by the client id and must be found again after a restart).
-    pub(crate) fn acquire_as_named(mut config: ClientConfig) -> Result<InstanceLease> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ClientError::Config(
                 "a client instance needs a tokio runtime".into(),
@@ -123,6 +115,7 @@ impl ClientInstance {
             )));
         }
         config.check()?;
+        config.resolve_instance_name();
         let instance = registry::acquire(config, ClientInstance::start);
         Ok(InstanceLease {
             instance: Some(instance),
@@ -133,6 +126,7 @@ impl ClientInstance {
     fn start(config: ClientConfig) -> ClientInstance {
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner::new(config, weak.clone()));
         let instance = ClientInstance { inner };
+        crate::metrics::describe();
         tasks::spawn_all(&instance);
         tracing::info!(client_id = %instance.inner.client_id, "client instance started");
         instance
@@ -291,20 +285,16 @@ impl ClientInstance {
         heartbeat::send_to_all(self).await;
     }
 
-    /// Sends a heartbeat to every broker of the route table that has not had
-    /// one on its current connection. A rebalance calls it before asking a
-    /// broker for the group's members: a broker a route just named (a topic
-    /// created after its consumer started) would otherwise answer that the
-    /// group has no consumer, and the round would skip the topic.
-    pub(crate) async fn heartbeat_new_brokers(&self) {
-        heartbeat::send_to_new(self).await;
+    /// Whether `addr` got this client's heartbeat on its current connection.
+    pub(crate) fn heartbeated(&self, addr: &str) -> bool {
+        lock(&self.inner.heartbeated).contains(addr)
     }
 
     /// Sends a heartbeat to `addr` unless it already got one, so that a
     /// broker learns this client's groups before its first message from it
     /// (transaction check-backs need the producer group).
     pub async fn ensure_heartbeat(&self, addr: &str) {
-        if !lock(&self.inner.heartbeated).contains(addr) {
+        if !self.heartbeated(addr) {
             heartbeat::send_to(self, addr).await;
         }
     }

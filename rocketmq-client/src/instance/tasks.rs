@@ -17,6 +17,7 @@ use std::future::Future;
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
+use rocketmq_kernel::KernelError;
 use rocketmq_kernel::wait::{self, deadline_after};
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
@@ -183,12 +184,23 @@ async fn refresh_routes(instance: ClientInstance) {
     for consumer in instance.consumers() {
         topics.extend(consumer.subscribed_topics());
     }
+    let mut failed = Vec::new();
     for topic in topics {
         match instance.routes().refresh(&topic).await {
             Ok(true) => tracing::info!(%topic, "route changed"),
             Ok(false) => tracing::debug!(%topic, "route unchanged"),
-            Err(error) => tracing::debug!(%topic, %error, "route refresh failed"),
+            // A topic the nameservers do not know is no outage.
+            Err(KernelError::NoRoute { .. }) => tracing::debug!(%topic, "no route"),
+            Err(error) => {
+                tracing::debug!(%topic, %error, "route refresh failed");
+                failed.push((topic, error));
+            }
         }
+    }
+    // One line a round however many topics failed: a nameserver outage
+    // is seen without every topic writing its own line.
+    if let Some((topic, error)) = failed.first() {
+        tracing::warn!(failed = failed.len(), first = %topic, %error, "route refresh failed");
     }
 }
 

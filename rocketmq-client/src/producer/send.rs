@@ -260,7 +260,7 @@ impl Sender {
         let span = tracing::debug_span!("send", topic = out.topic(), msg_id = %out.msg_id());
         let result = self.send_routed(out, route, budget).instrument(span).await;
         self.metrics
-            .record_send(out.topic(), result.is_ok(), started.elapsed());
+            .record_send(out.topic(), result.as_ref().map(|_| ()), started.elapsed());
         result
     }
 
@@ -330,14 +330,19 @@ impl Sender {
                         && resend_not_ok
                         && attempt < retries =>
                 {
-                    tracing::info!(broker = %mq.broker_name, status = ?result.status, "stored without SEND_OK; retrying");
+                    tracing::info!(topic = out.topic(), broker = %mq.broker_name, status = ?result.status, "stored without SEND_OK; retrying");
                     last_failed = Some(mq.broker_name.clone());
                     stored = Some(result);
                 }
                 Ok(result) => return Ok(result),
                 Err(error @ ClientError::SendTimeout { .. }) => return stored.ok_or(error),
                 Err(error) if error.is_retriable() => {
-                    tracing::info!(broker = %mq.broker_name, queue_id = mq.queue_id, %error, attempt, "send failed; retrying");
+                    // Per send, so at debug level (a broker refusing every
+                    // send would write thousands a minute); the retry
+                    // counter shows them, and the caller gets the last error.
+                    if attempt < retries {
+                        tracing::debug!(topic = out.topic(), broker = %mq.broker_name, queue_id = mq.queue_id, %error, attempt, "send failed; retrying");
+                    }
                     last_failed = Some(mq.broker_name.clone());
                     last_error = Some(error);
                 }
@@ -476,8 +481,17 @@ impl Sender {
         ))
     }
 
-    /// Sends `out` once without waiting for the broker (oneway).
+    /// Sends `out` once without waiting for the broker (oneway); counted in
+    /// the send metrics once written.
     pub(crate) async fn send_oneway(&self, out: &Outgoing) -> Result<()> {
+        let started = Instant::now();
+        let written = self.write_oneway(out).await;
+        self.metrics
+            .record_send(out.topic(), written.as_ref().copied(), started.elapsed());
+        written
+    }
+
+    async fn write_oneway(&self, out: &Outgoing) -> Result<()> {
         let after = self.options.send_msg_timeout;
         let budget = Budget {
             deadline: deadline_after(Instant::now(), after),

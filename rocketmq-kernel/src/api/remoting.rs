@@ -91,6 +91,9 @@ impl ApiTimeouts {
 pub struct RemotingBrokerApi {
     connector: Arc<dyn Connector>,
     timeouts: ApiTimeouts,
+    /// What errors of nameserver calls name as the peer: the list, as
+    /// Java writes it ("a;b"), when known.
+    name_servers: Arc<str>,
 }
 
 impl fmt::Debug for RemotingBrokerApi {
@@ -105,7 +108,11 @@ impl RemotingBrokerApi {
     /// Brokers through `client`; nameservers `name_servers` ("host:port"),
     /// with failover.
     pub fn new(client: RemotingClient, name_servers: Vec<String>) -> Self {
-        Self::with_connector(RemotingConnector::new(client, name_servers))
+        let listed: Arc<str> = name_servers.join(";").into();
+        RemotingBrokerApi {
+            name_servers: listed,
+            ..Self::with_connector(RemotingConnector::new(client, name_servers))
+        }
     }
 
     /// Requests travel through `connector` (e.g. a
@@ -114,6 +121,7 @@ impl RemotingBrokerApi {
         RemotingBrokerApi {
             connector: Arc::new(connector),
             timeouts: ApiTimeouts::default(),
+            name_servers: "nameserver".into(),
         }
     }
 
@@ -169,8 +177,9 @@ impl RemotingBrokerApi {
         // The nameserver service bounds the call itself and passes over a
         // nameserver that did not answer: this timer, a little later, only
         // guards services that do not.
+        let addr = &*self.name_servers;
         let call =
-            async { finish(run(svc, "", call, timeout.saturating_add(NAME_SERVER_SLACK)).await) };
+            async { finish(run(svc, addr, call, timeout.saturating_add(NAME_SERVER_SLACK)).await) };
         call.instrument(span).await
     }
 }

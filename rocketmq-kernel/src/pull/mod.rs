@@ -34,12 +34,14 @@
 //!
 //! The task ends when its queue is dropped or its token cancelled.
 
+mod failures;
 mod flow;
 mod poison;
 mod request;
 mod result;
 mod task;
 
+pub use self::failures::{FailureLog, FailureReport, REPORT_EVERY};
 pub use self::poison::{PoisonStep, UNDECODABLE_RETRIES, Undecodable};
 pub use self::result::{Found, found_messages};
 pub use self::task::OFFSET_FIX_DELAY;

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::failures::{FailureLog, FailureReport};
 use super::flow::{self, Limits};
 use super::poison::{PoisonStep, Undecodable};
 use super::request::{self, PullAt};
@@ -59,6 +60,7 @@ pub(crate) fn spawn(
         previously_locked: false,
         flow_controlled: 0,
         undecodable: Undecodable::default(),
+        failures: FailureLog::default(),
         span_addr: None,
         cancel: cancel.clone(),
     };
@@ -83,6 +85,8 @@ struct PullTask {
     flow_controlled: u64,
     /// Undecodable answers at `next_offset` (see [`super::poison`]).
     undecodable: Undecodable,
+    /// Failed pulls since the last answer, for logging them sparingly.
+    failures: FailureLog,
     /// The broker address last recorded in the task's span.
     span_addr: Option<String>,
     cancel: CancellationToken,
@@ -124,13 +128,14 @@ impl PullTask {
             }
         }
         let Some(subscription) = self.shared.subscription(&self.mq.topic) else {
-            tracing::warn!("no subscription for the queue's topic");
+            tracing::warn!(group = %self.shared.options.group, mq = %self.mq,
+                "no subscription for the queue's topic");
             return self.exception_delay();
         };
         let addr = match self.pull_addr().await {
             Ok(addr) => addr,
             Err(err) => {
-                tracing::warn!(error = %err, "no broker to pull from");
+                self.report_failure("no broker to pull from", &err);
                 return self.exception_delay();
             }
         };
@@ -164,7 +169,13 @@ impl PullTask {
             response = broker.pull_message(&addr.addr, header) => response,
         };
         match response {
-            Ok(response) => self.on_response(response, &subscription).await,
+            Ok(response) => {
+                if let Some(failures) = self.failures.succeeded() {
+                    tracing::info!(group = %self.shared.options.group, mq = %self.mq, failures,
+                        "pulls answered again");
+                }
+                self.on_response(response, &subscription).await
+            }
             Err(err) => self.on_error(&err),
         }
     }
@@ -187,6 +198,8 @@ impl PullTask {
         let reason = flow::check(&self.pq, &limits)?;
         if self.flow_controlled.is_multiple_of(FLOW_CONTROL_LOG_EVERY) {
             tracing::warn!(
+                group = %self.shared.options.group,
+                mq = %self.mq,
                 ?reason,
                 times = self.flow_controlled + 1,
                 "flow control: pull paused"
@@ -232,7 +245,8 @@ impl PullTask {
                 None
             }
             Err(err) => {
-                tracing::warn!(error = %err, "first locked pull: no start offset");
+                tracing::warn!(group = %shared.options.group, mq = %self.mq, error = %err,
+                    "first locked pull: no start offset");
                 Some(self.exception_delay())
             }
         }
@@ -305,12 +319,14 @@ impl PullTask {
                 let next_begin = response.header.next_begin_offset;
                 return match self.undecodable.failed(self.next_offset, next_begin) {
                     PoisonStep::RetryLater => {
-                        tracing::error!(offset = self.next_offset, error = %err,
+                        tracing::error!(group = %self.shared.options.group, mq = %self.mq,
+                            offset = self.next_offset, error = %err,
                             "undecodable pull answer; pulling the offset again");
                         self.exception_delay()
                     }
                     PoisonStep::Skip { to } => {
-                        tracing::error!(offset = self.next_offset, next = to, error = %err,
+                        tracing::error!(group = %self.shared.options.group, mq = %self.mq,
+                            offset = self.next_offset, next = to, error = %err,
                             "a record that cannot be decoded is skipped; it is lost");
                         self.next_offset = to;
                         if self.pq.is_empty() {
@@ -327,6 +343,8 @@ impl PullTask {
         if self.next_offset < requested || msgs.first().is_some_and(|m| m.queue_offset < requested)
         {
             tracing::warn!(
+                group = %self.shared.options.group,
+                mq = %self.mq,
                 requested,
                 next_begin = self.next_offset,
                 "pull answer went backwards"
@@ -354,12 +372,27 @@ impl PullTask {
         }
     }
 
+    /// Logs a failed pull: at once when it is a new kind of failure, then
+    /// once a minute while it goes on (see [`super::failures`]).
+    fn report_failure(&mut self, what: &str, err: &KernelError) {
+        let group = &self.shared.options.group;
+        let mq = &self.mq;
+        match self.failures.failed(err, Instant::now()) {
+            FailureReport::First => tracing::warn!(%group, %mq, error = %err, "{what}"),
+            FailureReport::Again { since_last } => tracing::warn!(%group, %mq, error = %err,
+                failures_since_last_report = since_last, "{what} (still)"),
+            FailureReport::Quiet => tracing::debug!(%group, %mq, error = %err, "{what}"),
+        }
+    }
+
     /// OFFSET_ILLEGAL: the queue is dropped at once; after
     /// [`OFFSET_FIX_DELAY`] its offset is set (forced) to where the broker
     /// says to continue and persisted, and a rebalance removes the queue and
     /// adds it again from there.
     async fn on_offset_illegal(&mut self, next_begin: i64) -> Next {
         tracing::warn!(
+            group = %self.shared.options.group,
+            mq = %self.mq,
             offset = self.next_offset,
             next_begin,
             "offset illegal; the queue is dropped"
@@ -372,14 +405,16 @@ impl PullTask {
         }
         self.shared.store.update(&self.mq, next_begin, false);
         if let Err(err) = self.shared.store.persist(&self.mq).await {
-            tracing::warn!(error = %err, "persisting the corrected offset failed");
+            tracing::warn!(group = %self.shared.options.group, mq = %self.mq, error = %err,
+                "persisting the corrected offset failed");
         }
-        tracing::warn!(offset = next_begin, "offset corrected");
+        tracing::warn!(group = %self.shared.options.group, mq = %self.mq, offset = next_begin,
+            "offset corrected");
         self.shared.trigger.request();
         Next::Stop
     }
 
-    fn on_error(&self, err: &KernelError) -> Next {
+    fn on_error(&mut self, err: &KernelError) -> Next {
         let code = match err {
             KernelError::Remoting(remoting) => remoting.response_code(),
             _ => None,
@@ -387,9 +422,12 @@ impl PullTask {
         if self.mq.topic.starts_with(RETRY_TOPIC_PREFIX) {
             tracing::debug!(error = %err, "pull failed");
         } else if code == Some(ResponseCode::SUBSCRIPTION_NOT_LATEST) {
-            tracing::warn!("pull refused: the broker's subscription is not the latest");
+            self.report_failure(
+                "pull refused: the broker's subscription is not the latest",
+                err,
+            );
         } else {
-            tracing::warn!(error = %err, "pull failed");
+            self.report_failure("pull failed", err);
         }
         if code == Some(ResponseCode::FLOW_CONTROL) {
             Next::After(BROKER_FLOW_CONTROL_DELAY)

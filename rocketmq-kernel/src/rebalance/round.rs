@@ -270,15 +270,19 @@ async fn add_queue(shared: &Arc<Shared>, mq: &MessageQueue) -> Added {
     let group = &shared.options.group;
     let mut locked = None;
     if shared.locks_queues() {
-        if !lock::lock_one(shared, mq).await {
-            tracing::warn!(%group, %mq, "queue not added: lock refused");
-            return Added::LockRefused;
-        }
-        locked = Some(LockedForAdding {
+        // Armed before the request: the broker may grant the lock while the
+        // add is cut short waiting for its answer.
+        let guard = LockedForAdding {
             shared,
             mq,
             armed: true,
-        });
+        };
+        if !lock::lock_one(shared, mq).await {
+            guard.disarm();
+            tracing::warn!(%group, %mq, "queue not added: lock refused");
+            return Added::LockRefused;
+        }
+        locked = Some(guard);
     }
     shared.store.remove(mq);
     let offset = match start_offset(
@@ -320,9 +324,9 @@ async fn add_queue(shared: &Arc<Shared>, mq: &MessageQueue) -> Added {
     Added::Yes
 }
 
-/// A queue the broker locked for this client while it is being added: if
-/// the add is cut short (a shutdown stopping the round mid-way), the queue
-/// goes into the table dropped and without a pull task, as a [`Removing`]
+/// A queue locked (or being locked) on the broker for this client while it
+/// is being added: if the add is cut short (a shutdown stopping the round
+/// mid-way), the queue goes into the table dropped and without a pull task, as a [`Removing`]
 /// queue does, so that the shutdown unlocks it rather than leaving its next
 /// owner to wait for the broker's lock to expire.
 struct LockedForAdding<'a> {

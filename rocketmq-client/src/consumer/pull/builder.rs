@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::allocate::{AllocateStrategy, Averagely};
+use rocketmq_kernel::api::BrokerApi;
 use rocketmq_kernel::offset::OffsetStore;
 use rocketmq_model::MessageQueue;
 use rocketmq_model::body::{ConsumeFromWhere, MessageModel, SUB_ALL};
@@ -21,11 +22,13 @@ use super::PullConsumer;
 use super::core::{Mode, PullCore};
 use super::rebalance;
 use crate::config::ClientConfig;
+use crate::consumer::metered::MeteredBrokerApi;
 use crate::consumer::selector::MessageSelector;
-use crate::consumer::shared::{acquire_instance, default_offset_store, shared_consumer_setters};
+use crate::consumer::shared::{default_offset_store, shared_consumer_setters};
+use crate::consumer::stats::PullStats;
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
-use crate::instance::{ConsumerHandle, InstanceLease};
+use crate::instance::{ClientInstance, ConsumerHandle, InstanceLease};
 
 /// How long [`PullConsumer::poll`] waits by default for messages
 /// (Java's `pollTimeoutMillis`).
@@ -145,7 +148,7 @@ impl PullConsumerBuilder {
     pub async fn build(self) -> Result<PullConsumer> {
         self.check()?;
         let subscriptions = self.subscription_table()?;
-        let lease = acquire_instance(&self.config, self.options.message_model)?;
+        let lease = ClientInstance::acquire(self.config.clone())?;
         match self.start(&lease, subscriptions).await {
             Ok((core, receiver)) => Ok(PullConsumer::new(core, receiver, lease, self.poll_timeout)),
             Err(err) => {
@@ -161,13 +164,20 @@ impl PullConsumerBuilder {
         subscriptions: Subscriptions,
     ) -> Result<(Arc<PullCore>, mpsc::Receiver<super::queues::Fetched>)> {
         let instance = lease.instance();
+        // Metered: the pull latency and pull counts of this group.
+        let api: Arc<dyn BrokerApi> = Arc::new(MeteredBrokerApi::new(
+            instance.clone(),
+            self.options.group.clone(),
+            Arc::new(PullStats::default()),
+        ));
         let store = match &self.store {
             Some(store) => Arc::clone(store),
             None => default_offset_store(
                 &self.options,
                 self.offset_store_dir.as_ref(),
+                &self.config,
                 &instance,
-                instance.broker_api().clone(),
+                Arc::clone(&api),
             )?,
         };
         store.load().await?;
@@ -183,7 +193,7 @@ impl PullConsumerBuilder {
             options: self.options.clone(),
             client_id: instance.client_id().to_owned(),
             instance: instance.clone(),
-            api: instance.broker_api().clone(),
+            api,
             routes: instance.routes().clone(),
             store,
             strategy: Arc::clone(&self.strategy),

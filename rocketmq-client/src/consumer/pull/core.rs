@@ -125,7 +125,13 @@ impl PullCore {
             if let Err(err) = core.store.persist(&mq).await {
                 tracing::warn!(group = core.group(), %mq, error = %err, "persisting a released queue's offset failed");
             }
-            core.store.remove(&mq);
+            // Under the queues' lock: a queue assigned again while this
+            // release ran (its caller gave up) keeps the offset it read.
+            let queues = core.queues.lock();
+            if !queues.contains_key(&mq) {
+                core.store.remove(&mq);
+            }
+            drop(queues);
             tracing::info!(group = core.group(), %mq, "queue released");
         });
         let _ = released.await;

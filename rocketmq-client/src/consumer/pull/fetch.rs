@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocketmq_kernel::pull::{PoisonStep, Undecodable, found_messages};
+use rocketmq_kernel::pull::{FailureLog, FailureReport, PoisonStep, Undecodable, found_messages};
 use rocketmq_kernel::rebalance::start_offset;
 use rocketmq_kernel::{ConsumerOptions, KernelError};
 use rocketmq_model::header::PullMessageRequestHeader;
@@ -14,6 +14,7 @@ use rocketmq_model::message::sysflag::pull;
 use rocketmq_model::{MessageQueue, PullAddr, SubscriptionData};
 use rocketmq_remoting::calls::{PullResponse, PullStatus};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::core::PullCore;
@@ -39,7 +40,7 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) {
     tracing::debug!(%mq, "fetch task started");
-    let mut undecodable = Undecodable::default();
+    let mut faults = Faults::default();
     while !cancel.is_cancelled() {
         generation.mark_unchanged();
         let wait = match plan(&core, &mq) {
@@ -48,7 +49,7 @@ pub(crate) async fn run(
             Plan::FindStart { generation } => {
                 tokio::select! {
                     () = cancel.cancelled() => break,
-                    wait = find_start(&core, &mq, generation) => wait,
+                    wait = find_start(&core, &mq, generation, &mut faults) => wait,
                 }
             }
             Plan::Pull {
@@ -58,7 +59,7 @@ pub(crate) async fn run(
                 tokio::select! {
                     () = cancel.cancelled() => break,
                     _ = generation.changed() => Duration::ZERO,
-                    wait = pull_once(&core, &mq, offset, at, &mut undecodable, &cancel) => wait,
+                    wait = pull_once(&core, &mq, offset, at, &mut faults, &cancel) => wait,
                 }
             }
         };
@@ -96,7 +97,12 @@ fn plan(core: &PullCore, mq: &MessageQueue) -> Plan {
 
 /// Computes where a new queue starts (the committed offset, else by
 /// `consume_from_where`).
-async fn find_start(core: &PullCore, mq: &MessageQueue, generation: u64) -> Duration {
+async fn find_start(
+    core: &PullCore,
+    mq: &MessageQueue,
+    generation: u64,
+    faults: &mut Faults,
+) -> Duration {
     let found = start_offset(
         mq,
         &core.options,
@@ -116,7 +122,7 @@ async fn find_start(core: &PullCore, mq: &MessageQueue, generation: u64) -> Dura
             Duration::ZERO
         }
         Err(err) => {
-            tracing::warn!(%mq, error = %err, "no start offset yet");
+            report_failure(core, mq, faults, "no start offset yet", &err);
             core.options.pull_time_delay_when_exception
         }
     }
@@ -159,43 +165,73 @@ async fn pull_addr(core: &PullCore, mq: &MessageQueue) -> rocketmq_kernel::Resul
     }
 }
 
+/// What a queue's fetch task remembers of its pulls going wrong.
+#[derive(Default)]
+struct Faults {
+    /// Undecodable answers at an offset (see `rocketmq_kernel::pull`).
+    undecodable: Undecodable,
+    /// Failed pulls since the last answer, logged sparingly.
+    failures: FailureLog,
+}
+
 /// One pull of `mq` at `offset`; returns how long to wait before the next.
 async fn pull_once(
     core: &PullCore,
     mq: &MessageQueue,
     offset: i64,
     generation: u64,
-    undecodable: &mut Undecodable,
+    faults: &mut Faults,
     cancel: &CancellationToken,
 ) -> Duration {
     let delay = core.options.pull_time_delay_when_exception;
     let Some(sub) = core.subscriptions.get(&mq.topic) else {
-        tracing::warn!(%mq, "no subscription for the queue's topic");
+        tracing::warn!(group = core.group(), %mq, "no subscription for the queue's topic");
         return delay;
     };
     let addr = match pull_addr(core, mq).await {
         Ok(addr) => addr,
         Err(err) => {
-            tracing::warn!(%mq, error = %err, "no broker to pull from");
+            report_failure(core, mq, faults, "no broker to pull from", &err);
             return delay;
         }
     };
     let mut header = header(&core.options, mq, &sub, offset);
-    header.max_msg_nums = undecodable.batch_size(offset, header.max_msg_nums);
+    header.max_msg_nums = faults.undecodable.batch_size(offset, header.max_msg_nums);
     let response = core.api.pull_message(&addr.addr, header).await;
     match response {
         Ok(response) => {
+            if let Some(failures) = faults.failures.succeeded() {
+                tracing::info!(group = core.group(), %mq, failures, "pulls answered again");
+            }
             let answer = Answer {
                 offset,
                 generation,
                 response,
             };
-            on_response(core, mq, &sub, answer, undecodable, cancel).await
+            on_response(core, mq, &sub, answer, &mut faults.undecodable, cancel).await
         }
         Err(err) => {
-            tracing::warn!(%mq, addr = %addr.addr, error = %err, "pull failed");
+            report_failure(core, mq, faults, "pull failed", &err);
             delay
         }
+    }
+}
+
+/// Logs a failed pull: at once when it is a new kind of failure, then once
+/// a minute while it goes on (`rocketmq_kernel::pull::FailureLog`).
+fn report_failure(
+    core: &PullCore,
+    mq: &MessageQueue,
+    faults: &mut Faults,
+    what: &str,
+    err: &KernelError,
+) {
+    let group = core.group();
+    match faults.failures.failed(err, Instant::now()) {
+        FailureReport::First => tracing::warn!(group, %mq, error = %err, "{what}"),
+        FailureReport::Again { since_last } => tracing::warn!(group, %mq, error = %err,
+            failures_since_last_report = since_last, "{what} (still)"),
+        FailureReport::Quiet => tracing::debug!(group, %mq, error = %err, "{what}"),
     }
 }
 
@@ -236,12 +272,12 @@ async fn on_response(
             }
             Err(err) => match undecodable.failed(offset, next) {
                 PoisonStep::RetryLater => {
-                    tracing::error!(%mq, offset, error = %err,
+                    tracing::error!(group = core.group(), %mq, offset, error = %err,
                         "undecodable pull answer; pulling the offset again");
                     return core.options.pull_time_delay_when_exception;
                 }
                 PoisonStep::Skip { to } => {
-                    tracing::error!(%mq, offset, next = to, error = %err,
+                    tracing::error!(group = core.group(), %mq, offset, next = to, error = %err,
                         "a record that cannot be decoded is skipped; it is lost");
                     next = to;
                     Vec::new()
@@ -249,7 +285,7 @@ async fn on_response(
             },
         },
         PullStatus::OffsetMoved => {
-            tracing::warn!(%mq, next, "offset illegal; continuing where the broker says");
+            tracing::warn!(group = core.group(), %mq, next, "offset illegal; continuing where the broker says");
             Vec::new()
         }
         PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => Vec::new(),

@@ -86,6 +86,6 @@ async fn consumer_ids(core: &PullCore, topic: &str) -> Result<Vec<String>> {
         .master_addr()
         .or_else(|| broker.broker_addrs.values().next().map(String::as_str))
         .ok_or_else(no_route)?;
-    core.instance.heartbeat_new_brokers().await;
+    // (The metered API first heartbeats brokers new to the client.)
     Ok(core.api.consumer_list(addr, core.group()).await?)
 }

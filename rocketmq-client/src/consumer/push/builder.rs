@@ -32,11 +32,11 @@ use crate::consumer::listener::{
 };
 use crate::consumer::metered::{MeteredBrokerApi, MeteredConcurrent, MeteredOrderly};
 use crate::consumer::selector::MessageSelector;
-use crate::consumer::shared::{acquire_instance, default_offset_store, shared_consumer_setters};
+use crate::consumer::shared::{default_offset_store, shared_consumer_setters};
 use crate::consumer::stats::{PullStats, StatusTable};
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
-use crate::instance::InstanceLease;
+use crate::instance::{ClientInstance, InstanceLease};
 use crate::metrics::ConsumeSeries;
 
 /// How long [`PushConsumer::shutdown`] waits for in-flight consumption by
@@ -253,7 +253,7 @@ impl PushConsumerBuilder {
     pub async fn build(self) -> Result<PushConsumer> {
         self.check()?;
         let subscriptions = self.subscription_table()?;
-        let lease = acquire_instance(&self.config, self.options.message_model)?;
+        let lease = ClientInstance::acquire(self.config.clone())?;
         match self.start(&lease, subscriptions).await {
             Ok(core) => Ok(PushConsumer::new(core, lease, self.drain_timeout)),
             Err(err) => {
@@ -281,6 +281,7 @@ impl PushConsumerBuilder {
             None => default_offset_store(
                 &self.options,
                 self.offset_store_dir.as_ref(),
+                &self.config,
                 &instance,
                 Arc::clone(&api),
             )?,

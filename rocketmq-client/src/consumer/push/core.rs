@@ -141,6 +141,16 @@ impl PushCore {
         Ok(lags)
     }
 
+    /// Zeroes the gauges of every queue they were set for (at shutdown: a
+    /// stopped consumer's lag would otherwise stand for ever).
+    pub(crate) fn clear_gauges(&self) {
+        let gauged =
+            std::mem::take(&mut *self.gauged.lock().unwrap_or_else(PoisonError::into_inner));
+        for mq in &gauged {
+            stats::clear_queue(self.group(), mq);
+        }
+    }
+
     /// Updates the per-queue gauges: cached messages and bytes, and the lag
     /// as the last pull answers reported the broker's max offset.
     fn update_gauges(&self) {

@@ -229,6 +229,7 @@ async fn shut_down(
         rebalancer.shutdown().await;
     }
     core.instance.unregister_consumer(&group);
+    core.clear_gauges();
     let timeout = core.instance.config().request_timeout;
     core.instance
         .unregister_client(None, Some(&group), timeout)
