@@ -40,8 +40,9 @@ pub struct ClientConfig {
     /// share an instance. A broadcasting consumer's local offsets file is
     /// kept under the client id with the name as configured (`ip@DEFAULT`,
     /// as in Java, whose broadcasting consumers keep the default name), so
-    /// it is found again after a restart; give two broadcasting consumers of
-    /// one group in one process distinct names, or they share that file.
+    /// it is found again after a restart; a second broadcasting consumer of
+    /// the group in the process, on the same file, is refused (give it
+    /// another name).
     pub instance_name: String,
     /// The client's address in its id; `None` picks the host's: the
     /// address of its default route, else (much as Java chooses) a public

@@ -24,7 +24,8 @@ use crate::error::ClientError;
 /// seconds (labels `topic`, `result`).
 pub const SEND_LATENCY_SECONDS: &str = "rocketmq_client_send_latency_seconds";
 /// Counter: sends by outcome (labels `topic`, `result`, and `reason` when
-/// failed); oneway sends count once written.
+/// failed); oneway sends count once written (and are not in
+/// [`SEND_LATENCY_SECONDS`]).
 pub const SEND_TOTAL: &str = "rocketmq_client_send_total";
 /// Counter: send attempts repeated after a retriable failure (label `topic`).
 pub const SEND_RETRIES_TOTAL: &str = "rocketmq_client_send_retries_total";
@@ -215,8 +216,8 @@ pub(crate) struct SendSeries {
 struct TopicSeries {
     topic: SharedString,
     latency: [Key; 2],
-    /// Successes at index 1 (failures have a `reason` label each).
-    total: [Key; 2],
+    /// Successful sends (failed ones have a `reason` label each).
+    sent: Key,
     retries: Key,
 }
 
@@ -228,22 +229,17 @@ impl SendSeries {
         outcome: Result<(), &ClientError>,
         latency: Duration,
     ) {
-        let ok = outcome.is_ok();
         self.topics.with(topic, TopicSeries::new, |series| {
-            let i = usize::from(ok);
-            record_histogram(&series.latency[i], latency);
-            match outcome {
-                Ok(()) => increment_counter(&series.total[1], 1),
-                // Failures are the slow path: their key is made each time.
-                Err(error) => {
-                    let labels = vec![
-                        Label::new("topic", series.topic.clone()),
-                        Label::from_static_parts("reason", send_failure_reason(error)),
-                    ];
-                    increment_counter(&key(SEND_TOTAL, labels, Some(false)), 1);
-                }
-            }
+            record_histogram(&series.latency[usize::from(outcome.is_ok())], latency);
+            series.count(outcome);
         });
+    }
+
+    /// Records a oneway send to `topic`: counted once written, and not in
+    /// the latency histogram (no answer to wait for).
+    pub(crate) fn record_oneway(&self, topic: &str, outcome: Result<(), &ClientError>) {
+        self.topics
+            .with(topic, TopicSeries::new, |series| series.count(outcome));
     }
 
     /// Records that a send to `topic` is tried again.
@@ -255,13 +251,27 @@ impl SendSeries {
 }
 
 impl TopicSeries {
+    fn count(&self, outcome: Result<(), &ClientError>) {
+        match outcome {
+            Ok(()) => increment_counter(&self.sent, 1),
+            // Failures are the slow path: their key is made each time.
+            Err(error) => {
+                let labels = vec![
+                    Label::new("topic", self.topic.clone()),
+                    Label::from_static_parts("reason", send_failure_reason(error)),
+                ];
+                increment_counter(&key(SEND_TOTAL, labels, Some(false)), 1);
+            }
+        }
+    }
+
     fn new(topic: &str) -> Self {
         let topic: SharedString = SharedString::from_owned(topic.to_owned());
         let key = |name, ok| key(name, vec![Label::new("topic", topic.clone())], ok);
         let both = |name| [key(name, Some(false)), key(name, Some(true))];
         TopicSeries {
             latency: both(SEND_LATENCY_SECONDS),
-            total: both(SEND_TOTAL),
+            sent: key(SEND_TOTAL, Some(true)),
             retries: key(SEND_RETRIES_TOTAL, None),
             topic,
         }

@@ -273,11 +273,17 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
     // Pulls are counted by outcome.
     assert!(recorder.counter("rocketmq_client_pull_total{group=cg,result=ok,topic=T}") >= 5);
 
-    // Oneway sends count once written; failed sends by reason.
+    // Oneway sends count once written, outside the latency histogram;
+    // failed sends by reason.
+    let timed = recorder.samples("rocketmq_client_send_latency_seconds{result=ok,topic=T}");
     producer.send_oneway(msg("T", "oneway", "x")).await.unwrap();
     assert_eq!(
         recorder.counter("rocketmq_client_send_total{result=ok,topic=T}"),
         6 + 8 + 1
+    );
+    assert_eq!(
+        recorder.samples("rocketmq_client_send_latency_seconds{result=ok,topic=T}"),
+        timed
     );
     cluster.fail_requests(RequestCode::SEND_MESSAGE_V2, ResponseCode::SYSTEM_BUSY, 3);
     assert!(producer.send(msg("T", "busy", "x")).await.is_err());

@@ -370,7 +370,7 @@ async fn the_pull_consumer_polls_commits_and_resumes() {
 
 /// A consumer started before its topic exists takes the topic up once it
 /// is created, at the next route refresh rather than the next rebalance
-/// (set far off here), and without the broker refusing the first round.
+/// (set far off here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_created_after_its_consumer_started_is_consumed() {
     let Some(ns) = namesrv("a_topic_created_after_its_consumer_started_is_consumed") else {

@@ -78,7 +78,7 @@ fn the_logs_say_what_they_should() {
     a_second_client_of_the_same_id_is_told_which_settings_it_does_not_get();
     a_pull_tasks_log_context_does_not_grow_with_its_pulls();
     a_subscribing_consumer_starts_without_asking_before_its_heartbeat();
-    a_topic_created_after_its_consumer_starts_is_taken_without_asking_first();
+    a_topic_created_after_its_consumer_starts_is_taken_at_once();
     refused_pulls_are_reported_once_a_minute_per_queue();
 }
 
@@ -166,12 +166,12 @@ fn a_subscribing_consumer_starts_without_asking_before_its_heartbeat() {
     assert!(!logs.contains("rebalance skipped"), "{logs}");
 }
 
-/// The topic appears after the consumer started: the route refresh that
-/// finds it must heartbeat its new broker before the rebalance asks that
-/// broker for the group's members, or the broker (not yet told of the
-/// group) answers "no consumer for this group" and the round skips the
-/// topic. Real time and loopback TCP, as above.
-fn a_topic_created_after_its_consumer_starts_is_taken_without_asking_first() {
+/// The topic appears after the consumer started: whichever lookup finds
+/// its route rebalances every consumer of it, and a new broker that answers
+/// the group's members before it had the heartbeat ("no consumer for this
+/// group") is sent one and asked again, so no round skips the topic. Real
+/// time and loopback TCP, as above.
+fn a_topic_created_after_its_consumer_starts_is_taken_at_once() {
     let captured = Captured::default();
     let logs = captured.dispatch("warn");
     let _main = tracing::dispatcher::set_default(&logs);

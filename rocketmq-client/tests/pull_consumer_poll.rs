@@ -1077,3 +1077,43 @@ async fn a_release_that_outlives_its_assign_leaves_the_next_assignment_alone() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+/// Two releases of one queue overlap: the first (given up on) still
+/// persists on a slow broker when the queue, assigned again and its new
+/// reads committed, is released a second time. Only the latest release may
+/// forget the queue's offset, after persisting the new commit.
+#[tokio::test(start_paused = true)]
+async fn overlapping_releases_of_a_queue_keep_the_later_commit() {
+    use rocketmq_model::RequestCode;
+
+    let (cluster, producer) = two_queues_with(5).await;
+    let consumer = manual_on_q0(&cluster, &unique("overlap"))
+        .build()
+        .await
+        .unwrap();
+    poll_n(&consumer, 5).await;
+    consumer.commit_sync().await.unwrap();
+    cluster.delay_responses(RequestCode::UPDATE_CONSUMER_OFFSET, Duration::from_secs(60));
+    let given_up = tokio::time::timeout(Duration::from_millis(100), consumer.assign([q(1)])).await;
+    assert!(given_up.is_err());
+    consumer.assign([q(0)]).await.unwrap();
+    for i in 5..10 {
+        producer
+            .send_to_queue(msg("T", &format!("m{i}"), "x"), &q(0))
+            .await
+            .unwrap();
+    }
+    assert_eq!(poll_n(&consumer, 5).await[0].queue_offset, 5);
+    consumer.commit();
+    let _ = tokio::time::timeout(Duration::from_millis(100), consumer.assign([q(1)])).await;
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    cluster.delay_responses(RequestCode::UPDATE_CONSUMER_OFFSET, Duration::ZERO);
+    wait_until(
+        "the later commit persisted",
+        Duration::from_secs(30),
+        || cluster.broker(0).committed_offset("lg", &q(0)) == Some(10),
+    )
+    .await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

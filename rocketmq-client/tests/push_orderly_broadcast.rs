@@ -247,3 +247,30 @@ async fn default_named_broadcasting_consumers_do_not_share_an_instance() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two broadcasting consumers of one group and one client id in a process
+/// would write one offsets file over each other: the second is refused (as
+/// Java refuses a group registered twice), until the first has shut down.
+#[tokio::test(start_paused = true)]
+async fn a_second_consumer_of_the_same_offsets_file_is_refused() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let dir = offsets_dir("same_file");
+    let default = rocketmq_client::config::DEFAULT_INSTANCE_NAME;
+    let seen = Seen::default();
+    let build = || {
+        recording(&cluster, default, "cg", "T", &seen)
+            .message_model(MessageModel::Broadcasting)
+            .offset_store_dir(&dir)
+            .build()
+    };
+    let first = build().await.unwrap();
+    let refused = build().await.map(|c| c.client_id().to_owned());
+    assert!(
+        matches!(&refused, Err(rocketmq_client::ClientError::Config(why)) if why.contains("in use")),
+        "{refused:?}"
+    );
+    first.shutdown().await;
+    let again = build().await.unwrap();
+    again.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,9 +1,10 @@
 //! What both consumer builders share, written once: their common setters
 //! and the default offset store.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::api::{BrokerApi, BrokerOffsetRemote};
@@ -38,29 +39,62 @@ pub(super) async fn shut_down_fully(
 /// `ip@DEFAULT`, as in Java (only a clustering consumer's instance name is
 /// made unique there): the file is found again after a restart, while the
 /// consumer's instance, `<pid>#<nanos>`, is its own.
+///
+/// A local file is claimed for the consumer's life (the returned claim):
+/// a second consumer of the process that would use the same file (same
+/// group and client id, e.g. both with the default instance name) is
+/// refused, as Java refuses a group registered twice, rather than have the
+/// two overwrite each other's offsets.
 pub(super) fn default_offset_store(
     options: &ConsumerOptions,
     dir: Option<&PathBuf>,
     config: &ClientConfig,
     instance: &ClientInstance,
     api: Arc<dyn BrokerApi>,
-) -> Result<Arc<dyn OffsetStore>> {
+) -> Result<(Arc<dyn OffsetStore>, Option<OffsetsFileClaim>)> {
     let group = &options.group;
     if options.message_model == MessageModel::Clustering {
         let remote = BrokerOffsetRemote::new(api, instance.routes().clone());
-        return Ok(Arc::new(
-            RemoteOffsetStore::new(group.clone(), Arc::new(remote)).oneway(false),
-        ));
+        let store = RemoteOffsetStore::new(group.clone(), Arc::new(remote)).oneway(false);
+        return Ok((Arc::new(store), None));
     }
     let dir = dir
         .cloned()
         .or_else(LocalFileOffsetStore::default_base_dir)
         .ok_or_else(|| ClientError::Config("no offset store directory (HOME is not set)".into()))?;
-    Ok(Arc::new(LocalFileOffsetStore::new(
-        dir,
-        &config.client_id(),
-        group,
-    )))
+    let store = LocalFileOffsetStore::new(dir, &config.client_id(), group);
+    let claim = OffsetsFileClaim::new(store.path())?;
+    Ok((Arc::new(store), Some(claim)))
+}
+
+/// The local offsets files consumers of this process use.
+static OFFSETS_FILES: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Mutex::default);
+
+/// A consumer's hold on its local offsets file, given up when dropped.
+#[derive(Debug)]
+pub(crate) struct OffsetsFileClaim(PathBuf);
+
+impl OffsetsFileClaim {
+    fn new(path: &Path) -> Result<Self> {
+        let mut files = OFFSETS_FILES.lock().unwrap_or_else(PoisonError::into_inner);
+        if !files.insert(path.to_owned()) {
+            return Err(ClientError::Config(format!(
+                "the offsets file {} is in use by another consumer of this process \
+                 (same group and client id): give this one another instance_name",
+                path.display()
+            )));
+        }
+        Ok(OffsetsFileClaim(path.to_owned()))
+    }
+}
+
+impl Drop for OffsetsFileClaim {
+    fn drop(&mut self) {
+        OFFSETS_FILES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.0);
+    }
 }
 
 /// Expands, inside the `impl` of a consumer builder, to the setters of what

@@ -484,10 +484,9 @@ impl Sender {
     /// Sends `out` once without waiting for the broker (oneway); counted in
     /// the send metrics once written.
     pub(crate) async fn send_oneway(&self, out: &Outgoing) -> Result<()> {
-        let started = Instant::now();
         let written = self.write_oneway(out).await;
         self.metrics
-            .record_send(out.topic(), written.as_ref().copied(), started.elapsed());
+            .record_oneway(out.topic(), written.as_ref().copied());
         written
     }
 

@@ -1,9 +1,12 @@
 //! Failed pulls of one queue, logged without flooding the log: a pull task
 //! retries every second (every 20 ms after FLOW_CONTROL) for as long as a
 //! fault lasts, so a warning per failure would be thousands of lines a
-//! minute per consumer. The first failure of a kind is reported at once;
-//! while the same kind goes on, one report a minute counts what happened
-//! since; the first success after failures is reported too.
+//! minute per consumer. Each kind of failure is reported at most once a
+//! minute, the first time at once and later with how many pulls failed
+//! since the last report, whether the kinds alternate (a broker shedding
+//! load answers some pulls SYSTEM_BUSY and lets others time out) or pulls
+//! flap (one answered in a few). An answer after failures is reported once
+//! per report of failures.
 
 use std::mem::{Discriminant, discriminant};
 use std::time::Duration;
@@ -14,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::error::KernelError;
 
-/// How often a failure that goes on is reported again.
+/// How often one kind of failure is reported at most.
 pub const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// What kind of failure an error is: two errors of one kind (the same
@@ -44,27 +47,30 @@ impl Kind {
 /// What to log for a failure.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FailureReport {
-    /// A new kind of failure: report it.
+    /// A kind of failure not reported in the last minute: report it.
     First,
-    /// The same kind still, and a minute since the last report: report it
-    /// with how many failed since.
+    /// A kind reported a minute ago or more, failing since: report it with
+    /// how many pulls failed since the last report.
     Again {
-        /// Failures since the last report.
+        /// Failures (of any kind) since the last report.
         since_last: u64,
     },
-    /// The same kind, reported less than a minute ago.
+    /// A kind reported less than a minute ago.
     Quiet,
 }
 
-/// The failures of one queue's pulls since its last success.
+/// The failures of one queue's pulls.
 #[derive(Debug, Default)]
 pub struct FailureLog {
-    current: Option<Kind>,
-    /// Failures since the last success.
+    /// When each kind was last reported (a few kinds at most), and whether
+    /// it failed again since.
+    reported: Vec<(Kind, Instant, bool)>,
+    /// Failures since the last answer.
     failures: u64,
     /// Failures since the last report.
     unreported: u64,
-    reported_at: Option<Instant>,
+    /// Whether a failure was reported since the last reported answer.
+    owed_recovery: bool,
 }
 
 impl FailureLog {
@@ -72,31 +78,42 @@ impl FailureLog {
     pub fn failed(&mut self, err: &KernelError, now: Instant) -> FailureReport {
         let kind = Kind::of(err);
         self.failures += 1;
-        let due = self
-            .reported_at
-            .is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY);
-        if self.current != Some(kind) {
-            self.current = Some(kind);
-            self.unreported = 0;
-            self.reported_at = Some(now);
-            return FailureReport::First;
-        }
         self.unreported += 1;
-        if !due {
-            return FailureReport::Quiet;
-        }
-        self.reported_at = Some(now);
-        FailureReport::Again {
-            since_last: std::mem::take(&mut self.unreported),
-        }
+        // Kinds not seen for a minute are forgotten: seen again, they are
+        // a new fault.
+        self.reported
+            .retain(|(_, at, again)| *again || now.saturating_duration_since(*at) < REPORT_EVERY);
+        let report = match self.reported.iter_mut().find(|(k, _, _)| *k == kind) {
+            None => {
+                self.reported.push((kind, now, false));
+                FailureReport::First
+            }
+            Some((_, at, again)) if now.saturating_duration_since(*at) >= REPORT_EVERY => {
+                *at = now;
+                *again = false;
+                FailureReport::Again {
+                    since_last: self.unreported,
+                }
+            }
+            Some((_, _, again)) => {
+                *again = true;
+                return FailureReport::Quiet;
+            }
+        };
+        self.unreported = 0;
+        self.owed_recovery = true;
+        report
     }
 
-    /// A pull was answered: the failures it ends, if any.
+    /// A pull was answered: the failures since the last answer, when an
+    /// answer is worth reporting (a failure was reported since the last one
+    /// that was).
     pub fn succeeded(&mut self) -> Option<u64> {
-        self.current.take()?;
-        self.unreported = 0;
-        self.reported_at = None;
-        Some(std::mem::take(&mut self.failures))
+        let failures = std::mem::take(&mut self.failures);
+        if !std::mem::take(&mut self.owed_recovery) {
+            return None;
+        }
+        Some(failures)
     }
 }
 
@@ -119,46 +136,85 @@ mod tests {
         })
     }
 
-    #[test]
-    fn a_failure_that_goes_on_is_reported_once_a_minute() {
+    /// Reports of a minute of pulls, one every `every`, failing with
+    /// `failure(i)` or answered when it gives `None`.
+    fn reports(
+        every: Duration,
+        minutes: u32,
+        failure: impl Fn(u32) -> Option<KernelError>,
+    ) -> (Vec<FailureReport>, u32) {
         let start = Instant::now();
         let mut log = FailureLog::default();
-        let busy = refused(ResponseCode::SYSTEM_BUSY);
-        assert_eq!(log.failed(&busy, start), FailureReport::First);
-        // Every 20 ms for a minute: quiet, then one report counting them.
-        let mut reports = Vec::new();
-        for tick in 1..=3_000_u32 {
-            let now = start + Duration::from_millis(20) * tick;
-            if let report @ FailureReport::Again { .. } = log.failed(&busy, now) {
-                reports.push(report);
+        let (mut reports, mut answered) = (Vec::new(), 0);
+        let pulls = u32::try_from(
+            Duration::from_secs(60 * u64::from(minutes)).as_millis() / every.as_millis(),
+        )
+        .unwrap();
+        for i in 0..pulls {
+            let now = start + every * i;
+            match failure(i) {
+                Some(err) => match log.failed(&err, now) {
+                    FailureReport::Quiet => {}
+                    report => reports.push(report),
+                },
+                None => answered += u32::from(log.succeeded().is_some()),
             }
         }
-        assert_eq!(reports, [FailureReport::Again { since_last: 3_000 }]);
-        assert_eq!(log.succeeded(), Some(3_001));
-        assert_eq!(log.succeeded(), None, "nothing failed since");
+        (reports, answered)
     }
 
     #[test]
-    fn another_kind_of_failure_is_reported_at_once() {
+    fn a_failure_that_goes_on_is_reported_once_a_minute() {
+        let busy = || Some(refused(ResponseCode::FLOW_CONTROL));
+        let (reports, _) = reports(Duration::from_millis(20), 2, |_| busy());
+        assert_eq!(
+            reports,
+            [
+                FailureReport::First,
+                FailureReport::Again { since_last: 3_000 },
+            ]
+        );
+    }
+
+    #[test]
+    fn alternating_kinds_are_each_reported_once_a_minute() {
+        let (reports, _) = reports(Duration::from_secs(1), 1, |i| {
+            Some(if i % 2 == 0 {
+                timeout("a:1")
+            } else {
+                refused(ResponseCode::SYSTEM_BUSY)
+            })
+        });
+        assert_eq!(reports, [FailureReport::First, FailureReport::First]);
+    }
+
+    #[test]
+    fn flapping_pulls_are_reported_once_a_minute() {
+        let (reports, answered) = reports(Duration::from_secs(1), 2, |i| {
+            (i % 5 != 4).then(|| refused(ResponseCode::SYSTEM_BUSY))
+        });
+        assert_eq!(reports.len(), 2, "{reports:?}");
+        assert_eq!(answered, 2, "an answer reported per report of failures");
+    }
+
+    #[test]
+    fn a_fault_back_after_a_quiet_spell_is_new() {
         let start = Instant::now();
         let mut log = FailureLog::default();
-        assert_eq!(log.failed(&timeout("a:1"), start), FailureReport::First);
+        let busy = refused(ResponseCode::SYSTEM_BUSY);
+        assert_eq!(log.failed(&busy, start), FailureReport::First);
+        assert_eq!(log.succeeded(), Some(1));
+        assert_eq!(log.succeeded(), None, "nothing failed since");
+        let later = start + Duration::from_secs(120);
+        assert_eq!(log.failed(&busy, later), FailureReport::First);
+        assert_eq!(log.failed(&timeout("b:2"), later), FailureReport::First);
         assert_eq!(
-            log.failed(&timeout("b:2"), start),
+            log.failed(&timeout("c:3"), later),
             FailureReport::Quiet,
             "one kind"
         );
-        let busy = refused(ResponseCode::SYSTEM_BUSY);
-        assert_eq!(log.failed(&busy, start), FailureReport::First);
-        let flow = refused(ResponseCode::FLOW_CONTROL);
-        assert_eq!(log.failed(&flow, start), FailureReport::First);
         let no_route = KernelError::NoRoute { topic: "T".into() };
-        assert_eq!(log.failed(&no_route, start), FailureReport::First);
-        assert_eq!(log.succeeded(), Some(5));
-        assert_eq!(
-            log.failed(&no_route, start),
-            FailureReport::First,
-            "after a success"
-        );
+        assert_eq!(log.failed(&no_route, later), FailureReport::First);
+        assert_eq!(log.succeeded(), Some(4));
     }
 }

@@ -170,8 +170,8 @@ impl PullConsumerBuilder {
             self.options.group.clone(),
             Arc::new(PullStats::default()),
         ));
-        let store = match &self.store {
-            Some(store) => Arc::clone(store),
+        let (store, offsets_file) = match &self.store {
+            Some(store) => (Arc::clone(store), None),
             None => default_offset_store(
                 &self.options,
                 self.offset_store_dir.as_ref(),
@@ -205,6 +205,8 @@ impl PullConsumerBuilder {
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             reassigning: tokio::sync::Mutex::new(()),
+            releasing: Default::default(),
+            _offsets_file: offsets_file,
             started_at: SystemTime::now(),
             heartbeat_sent: AtomicBool::new(false),
         });

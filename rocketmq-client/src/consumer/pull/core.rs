@@ -24,6 +24,7 @@ use tracing::Instrument;
 
 use super::queues::{Fetched, QueueEntry, Queues};
 use super::{fetch, rebalance};
+use crate::consumer::shared::OffsetsFileClaim;
 use crate::consumer::subscriptions::Subscriptions;
 use crate::instance::{ClientInstance, ConsumerHandle};
 
@@ -56,6 +57,11 @@ pub(crate) struct PullCore {
     pub(crate) cancel: CancellationToken,
     /// One change of the queue set at a time.
     pub(crate) reassigning: tokio::sync::Mutex<()>,
+    /// Per queue being released, the generation of its latest release
+    /// (taken with the queues' lock after it).
+    pub(crate) releasing: std::sync::Mutex<HashMap<MessageQueue, u64>>,
+    /// The local offsets file held while the consumer lives (broadcasting).
+    pub(crate) _offsets_file: Option<OffsetsFileClaim>,
     pub(crate) started_at: SystemTime,
     /// Set once the build's heartbeat went out: the instance's rebalances
     /// (on registration, on a first route) wait for it, as brokers answer a
@@ -112,9 +118,16 @@ impl PullCore {
     /// not the store would have its stale offset persisted every 5 s over
     /// its next reader's.
     async fn release(self: &Arc<Self>, mq: &MessageQueue) {
-        let Some(mut entry) = self.queues.lock().remove(mq) else {
-            return;
+        let mut entry = {
+            let mut queues = self.queues.lock();
+            let Some(entry) = queues.remove(mq) else {
+                return;
+            };
+            // The latest release of `mq` is the one that may forget it.
+            self.releasing_lock().insert(mq.clone(), entry.generation());
+            entry
         };
+        let generation = entry.generation();
         entry.cancel.cancel();
         let core = Arc::clone(self);
         let mq = mq.clone();
@@ -126,15 +139,26 @@ impl PullCore {
                 tracing::warn!(group = core.group(), %mq, error = %err, "persisting a released queue's offset failed");
             }
             // Under the queues' lock: a queue assigned again while this
-            // release ran (its caller gave up) keeps the offset it read.
+            // release ran (its caller gave up) keeps the offset it read,
+            // and one released again since is forgotten by that release.
             let queues = core.queues.lock();
-            if !queues.contains_key(&mq) {
-                core.store.remove(&mq);
+            let mut releasing = core.releasing_lock();
+            if releasing.get(&mq) == Some(&generation) {
+                releasing.remove(&mq);
+                if !queues.contains_key(&mq) {
+                    core.store.remove(&mq);
+                }
             }
-            drop(queues);
+            drop((releasing, queues));
             tracing::info!(group = core.group(), %mq, "queue released");
         });
         let _ = released.await;
+    }
+
+    fn releasing_lock(&self) -> std::sync::MutexGuard<'_, HashMap<MessageQueue, u64>> {
+        self.releasing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes the offsets handed out by `poll` to the store's memory (they

@@ -86,6 +86,7 @@ async fn consumer_ids(core: &PullCore, topic: &str) -> Result<Vec<String>> {
         .master_addr()
         .or_else(|| broker.broker_addrs.values().next().map(String::as_str))
         .ok_or_else(no_route)?;
-    // (The metered API first heartbeats brokers new to the client.)
+    // (The metered API sends the heartbeat to a broker new to the client
+    // that answers without knowing the group, and asks again.)
     Ok(core.api.consumer_list(addr, core.group()).await?)
 }

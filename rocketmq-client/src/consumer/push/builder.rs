@@ -276,8 +276,8 @@ impl PushConsumerBuilder {
             group.clone(),
             Arc::clone(&pull_stats),
         ));
-        let store = match &self.store {
-            Some(store) => Arc::clone(store),
+        let (store, offsets_file) = match &self.store {
+            Some(store) => (Arc::clone(store), None),
             None => default_offset_store(
                 &self.options,
                 self.offset_store_dir.as_ref(),
@@ -322,6 +322,7 @@ impl PushConsumerBuilder {
             started_at: SystemTime::now(),
             resetting: tokio::sync::Mutex::new(()),
             gauged: std::sync::Mutex::default(),
+            _offsets_file: offsets_file,
         });
         let subscribed = core.subscriptions.list();
         for topic in subscribed.iter().map(|s| &s.topic) {

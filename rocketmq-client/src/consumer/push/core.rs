@@ -24,6 +24,7 @@ use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue, Subscription
 use tokio::time::Instant;
 
 use crate::consumer::listener::Listener;
+use crate::consumer::shared::OffsetsFileClaim;
 use crate::consumer::stats::{self, PullStats, StatusTable};
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::Result;
@@ -71,6 +72,8 @@ pub(crate) struct PushCore {
     pub(crate) resetting: tokio::sync::Mutex<()>,
     /// The queues whose gauges were set last time, to zero those that left.
     pub(crate) gauged: std::sync::Mutex<BTreeSet<MessageQueue>>,
+    /// The local offsets file held while the consumer lives (broadcasting).
+    pub(crate) _offsets_file: Option<OffsetsFileClaim>,
 }
 
 impl PushCore {
