@@ -13,7 +13,7 @@ use futures::StreamExt;
 use rocketmq_client::PullConsumer;
 use rocketmq_client::consumer::{ConsumeFromWhere, PullConsumerBuilder};
 use rocketmq_model::body::ConsumeType;
-use rocketmq_model::{MessageExt, MessageQueue};
+use rocketmq_model::{MessageExt, MessageQueue, RequestCode};
 use rocketmq_testkit::TestCluster;
 
 fn body(m: &MessageExt) -> String {
@@ -1046,25 +1046,10 @@ async fn a_seek_while_the_start_offset_is_read_stands() {
 /// is dropped.
 #[tokio::test(start_paused = true)]
 async fn a_release_that_outlives_its_assign_leaves_the_next_assignment_alone() {
-    let (cluster, producer) = two_queues_with(5).await;
-    let consumer = manual_on_q0(&cluster, &unique("outlived"))
-        .build()
-        .await
-        .unwrap();
-    poll_n(&consumer, 5).await;
-    consumer.commit_sync().await.unwrap();
-    cluster.delay_responses(
-        rocketmq_model::RequestCode::UPDATE_CONSUMER_OFFSET,
-        Duration::from_secs(2),
-    );
-    let given_up = tokio::time::timeout(Duration::from_millis(100), consumer.assign([q(1)])).await;
-    assert!(given_up.is_err());
-    consumer.assign([q(0)]).await.unwrap();
+    let (cluster, producer, consumer) =
+        q0_released_slowly_and_assigned_again("outlived", Duration::from_secs(2)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    cluster.delay_responses(
-        rocketmq_model::RequestCode::UPDATE_CONSUMER_OFFSET,
-        Duration::ZERO,
-    );
+    cluster.delay_responses(RequestCode::UPDATE_CONSUMER_OFFSET, Duration::ZERO);
     for i in 5..10 {
         producer
             .send_to_queue(msg("T", &format!("m{i}"), "x"), &q(0))
@@ -1084,19 +1069,8 @@ async fn a_release_that_outlives_its_assign_leaves_the_next_assignment_alone() {
 /// forget the queue's offset, after persisting the new commit.
 #[tokio::test(start_paused = true)]
 async fn overlapping_releases_of_a_queue_keep_the_later_commit() {
-    use rocketmq_model::RequestCode;
-
-    let (cluster, producer) = two_queues_with(5).await;
-    let consumer = manual_on_q0(&cluster, &unique("overlap"))
-        .build()
-        .await
-        .unwrap();
-    poll_n(&consumer, 5).await;
-    consumer.commit_sync().await.unwrap();
-    cluster.delay_responses(RequestCode::UPDATE_CONSUMER_OFFSET, Duration::from_secs(60));
-    let given_up = tokio::time::timeout(Duration::from_millis(100), consumer.assign([q(1)])).await;
-    assert!(given_up.is_err());
-    consumer.assign([q(0)]).await.unwrap();
+    let (cluster, producer, consumer) =
+        q0_released_slowly_and_assigned_again("overlap", Duration::from_secs(60)).await;
     for i in 5..10 {
         producer
             .send_to_queue(msg("T", &format!("m{i}"), "x"), &q(0))
@@ -1116,4 +1090,22 @@ async fn overlapping_releases_of_a_queue_keep_the_later_commit() {
     .await;
     consumer.shutdown().await;
     producer.shutdown().await;
+}
+
+/// q0's five messages read and committed; then, with the broker answering
+/// offset updates after `persist_delay`, an `assign` releasing q0 given up
+/// on (its release goes on) and q0 assigned again.
+async fn q0_released_slowly_and_assigned_again(
+    name: &str,
+    persist_delay: Duration,
+) -> (TestCluster, rocketmq_client::Producer, PullConsumer) {
+    let (cluster, producer) = two_queues_with(5).await;
+    let consumer = manual_on_q0(&cluster, &unique(name)).build().await.unwrap();
+    poll_n(&consumer, 5).await;
+    consumer.commit_sync().await.unwrap();
+    cluster.delay_responses(RequestCode::UPDATE_CONSUMER_OFFSET, persist_delay);
+    let given_up = tokio::time::timeout(Duration::from_millis(100), consumer.assign([q(1)])).await;
+    assert!(given_up.is_err());
+    consumer.assign([q(0)]).await.unwrap();
+    (cluster, producer, consumer)
 }

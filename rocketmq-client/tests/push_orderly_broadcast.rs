@@ -274,3 +274,27 @@ async fn a_second_consumer_of_the_same_offsets_file_is_refused() {
     again.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A broadcasting pull consumer dropped without shutdown and built again
+/// at once finds its offsets file free (the claim goes with the handle,
+/// not with the fetch tasks that may run a moment longer).
+#[tokio::test(start_paused = true)]
+async fn a_dropped_pull_consumer_frees_its_offsets_file_at_once() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let dir = offsets_dir("pull_dropped");
+    let build = || {
+        rocketmq_client::PullConsumer::builder(
+            "pg",
+            config(&cluster, rocketmq_client::config::DEFAULT_INSTANCE_NAME),
+        )
+        .subscribe("T", "*")
+        .message_model(MessageModel::Broadcasting)
+        .offset_store_dir(&dir)
+        .build()
+    };
+    let first = build().await.unwrap();
+    drop(first);
+    let again = build().await.unwrap();
+    again.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

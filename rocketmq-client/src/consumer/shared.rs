@@ -14,7 +14,20 @@ use rocketmq_model::body::MessageModel;
 use super::report::ShutdownReport;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
-use crate::instance::ClientInstance;
+use crate::instance::{ClientInstance, InstanceLease};
+
+/// A consumer's last steps at shutdown, once its offsets are persisted:
+/// the instance stops reporting `group`, the brokers are told it left
+/// (UNREGISTER_CLIENT, as Java's `unregisterClientWithLock`), and the
+/// instance lease is given back.
+pub(super) async fn leave(instance: &ClientInstance, group: &str, lease: Option<InstanceLease>) {
+    instance.unregister_consumer(group);
+    let timeout = instance.config().request_timeout;
+    instance.unregister_client(None, Some(group), timeout).await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+}
 
 /// Runs a consumer's shutdown to its end even when the caller stops
 /// waiting for it (a timeout around `shutdown`, shorter than the drain): cut

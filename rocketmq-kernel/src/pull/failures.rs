@@ -50,9 +50,9 @@ pub enum FailureReport {
     /// A kind of failure not reported in the last minute: report it.
     First,
     /// A kind reported a minute ago or more, failing since: report it with
-    /// how many pulls failed since the last report.
+    /// how many pulls it failed since its last report.
     Again {
-        /// Failures (of any kind) since the last report.
+        /// Failures of this kind since its last report.
         since_last: u64,
     },
     /// A kind reported less than a minute ago.
@@ -62,15 +62,22 @@ pub enum FailureReport {
 /// The failures of one queue's pulls.
 #[derive(Debug, Default)]
 pub struct FailureLog {
-    /// When each kind was last reported (a few kinds at most), and whether
-    /// it failed again since.
-    reported: Vec<(Kind, Instant, bool)>,
+    /// The kinds that failed in the last minute (a few at most).
+    kinds: Vec<KindLog>,
     /// Failures since the last answer.
     failures: u64,
-    /// Failures since the last report.
-    unreported: u64,
     /// Whether a failure was reported since the last reported answer.
     owed_recovery: bool,
+}
+
+/// One kind of failure going on.
+#[derive(Debug)]
+struct KindLog {
+    kind: Kind,
+    reported_at: Instant,
+    last_failed: Instant,
+    /// Failures of this kind since its last report.
+    unreported: u64,
 }
 
 impl FailureLog {
@@ -78,31 +85,30 @@ impl FailureLog {
     pub fn failed(&mut self, err: &KernelError, now: Instant) -> FailureReport {
         let kind = Kind::of(err);
         self.failures += 1;
-        self.unreported += 1;
-        // Kinds not seen for a minute are forgotten: seen again, they are
-        // a new fault.
-        self.reported
-            .retain(|(_, at, again)| *again || now.saturating_duration_since(*at) < REPORT_EVERY);
-        let report = match self.reported.iter_mut().find(|(k, _, _)| *k == kind) {
-            None => {
-                self.reported.push((kind, now, false));
-                FailureReport::First
-            }
-            Some((_, at, again)) if now.saturating_duration_since(*at) >= REPORT_EVERY => {
-                *at = now;
-                *again = false;
-                FailureReport::Again {
-                    since_last: self.unreported,
-                }
-            }
-            Some((_, _, again)) => {
-                *again = true;
-                return FailureReport::Quiet;
-            }
+        // A kind that has not failed for a minute is over: if it comes
+        // back, it is a new fault.
+        self.kinds
+            .retain(|seen| now.saturating_duration_since(seen.last_failed) < REPORT_EVERY);
+        let Some(seen) = self.kinds.iter_mut().find(|seen| seen.kind == kind) else {
+            self.kinds.push(KindLog {
+                kind,
+                reported_at: now,
+                last_failed: now,
+                unreported: 0,
+            });
+            self.owed_recovery = true;
+            return FailureReport::First;
         };
-        self.unreported = 0;
+        seen.last_failed = now;
+        seen.unreported += 1;
+        if now.saturating_duration_since(seen.reported_at) < REPORT_EVERY {
+            return FailureReport::Quiet;
+        }
+        seen.reported_at = now;
         self.owed_recovery = true;
-        report
+        FailureReport::Again {
+            since_last: std::mem::take(&mut seen.unreported),
+        }
     }
 
     /// A pull was answered: the failures since the last answer, when an
@@ -110,10 +116,7 @@ impl FailureLog {
     /// that was).
     pub fn succeeded(&mut self) -> Option<u64> {
         let failures = std::mem::take(&mut self.failures);
-        if !std::mem::take(&mut self.owed_recovery) {
-            return None;
-        }
-        Some(failures)
+        std::mem::take(&mut self.owed_recovery).then_some(failures)
     }
 }
 
@@ -195,6 +198,43 @@ mod tests {
         });
         assert_eq!(reports.len(), 2, "{reports:?}");
         assert_eq!(answered, 2, "an answer reported per report of failures");
+    }
+
+    #[test]
+    fn alternating_kinds_count_their_own_failures() {
+        let (reports, _) = reports(Duration::from_secs(1), 2, |i| {
+            Some(if i % 2 == 0 {
+                timeout("a:1")
+            } else {
+                refused(ResponseCode::SYSTEM_BUSY)
+            })
+        });
+        assert_eq!(
+            reports,
+            [
+                FailureReport::First,
+                FailureReport::First,
+                FailureReport::Again { since_last: 30 },
+                FailureReport::Again { since_last: 30 },
+            ]
+        );
+    }
+
+    /// Reported, failed once more, recovered: hours later the same fault
+    /// is a new one, not "still" failing.
+    #[test]
+    fn a_fault_back_hours_later_is_new() {
+        let start = Instant::now();
+        let mut log = FailureLog::default();
+        let busy = refused(ResponseCode::SYSTEM_BUSY);
+        assert_eq!(log.failed(&busy, start), FailureReport::First);
+        assert_eq!(
+            log.failed(&busy, start + Duration::from_secs(1)),
+            FailureReport::Quiet
+        );
+        assert_eq!(log.succeeded(), Some(2));
+        let later = start + Duration::from_secs(7_200);
+        assert_eq!(log.failed(&busy, later), FailureReport::First);
     }
 
     #[test]

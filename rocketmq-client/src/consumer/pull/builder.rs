@@ -24,7 +24,7 @@ use super::rebalance;
 use crate::config::ClientConfig;
 use crate::consumer::metered::MeteredBrokerApi;
 use crate::consumer::selector::MessageSelector;
-use crate::consumer::shared::{default_offset_store, shared_consumer_setters};
+use crate::consumer::shared::{OffsetsFileClaim, default_offset_store, shared_consumer_setters};
 use crate::consumer::stats::PullStats;
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
@@ -150,7 +150,13 @@ impl PullConsumerBuilder {
         let subscriptions = self.subscription_table()?;
         let lease = ClientInstance::acquire(self.config.clone())?;
         match self.start(&lease, subscriptions).await {
-            Ok((core, receiver)) => Ok(PullConsumer::new(core, receiver, lease, self.poll_timeout)),
+            Ok((core, receiver, offsets_file)) => Ok(PullConsumer::new(
+                core,
+                receiver,
+                lease,
+                self.poll_timeout,
+                offsets_file,
+            )),
             Err(err) => {
                 lease.release().await;
                 Err(err)
@@ -162,7 +168,11 @@ impl PullConsumerBuilder {
         &self,
         lease: &InstanceLease,
         subscriptions: Subscriptions,
-    ) -> Result<(Arc<PullCore>, mpsc::Receiver<super::queues::Fetched>)> {
+    ) -> Result<(
+        Arc<PullCore>,
+        mpsc::Receiver<super::queues::Fetched>,
+        Option<OffsetsFileClaim>,
+    )> {
         let instance = lease.instance();
         // Metered: the pull latency and pull counts of this group.
         let api: Arc<dyn BrokerApi> = Arc::new(MeteredBrokerApi::new(
@@ -206,7 +216,6 @@ impl PullConsumerBuilder {
             cancel: CancellationToken::new(),
             reassigning: tokio::sync::Mutex::new(()),
             releasing: Default::default(),
-            _offsets_file: offsets_file,
             started_at: SystemTime::now(),
             heartbeat_sent: AtomicBool::new(false),
         });
@@ -230,6 +239,6 @@ impl PullConsumerBuilder {
         registration.keep();
         stop_unless_built.disarm();
         tracing::info!(group = core.group(), client_id = %core.client_id, "pull consumer started");
-        Ok((core, receiver))
+        Ok((core, receiver, offsets_file))
     }
 }

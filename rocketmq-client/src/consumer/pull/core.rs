@@ -24,7 +24,6 @@ use tracing::Instrument;
 
 use super::queues::{Fetched, QueueEntry, Queues};
 use super::{fetch, rebalance};
-use crate::consumer::shared::OffsetsFileClaim;
 use crate::consumer::subscriptions::Subscriptions;
 use crate::instance::{ClientInstance, ConsumerHandle};
 
@@ -60,8 +59,6 @@ pub(crate) struct PullCore {
     /// Per queue being released, the generation of its latest release
     /// (taken with the queues' lock after it).
     pub(crate) releasing: std::sync::Mutex<HashMap<MessageQueue, u64>>,
-    /// The local offsets file held while the consumer lives (broadcasting).
-    pub(crate) _offsets_file: Option<OffsetsFileClaim>,
     pub(crate) started_at: SystemTime,
     /// Set once the build's heartbeat went out: the instance's rebalances
     /// (on registration, on a first route) wait for it, as brokers answer a

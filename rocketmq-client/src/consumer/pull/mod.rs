@@ -26,7 +26,7 @@ pub use self::builder::{DEFAULT_POLL_TIMEOUT, PullConsumerBuilder};
 use self::core::{Mode, PullCore};
 use self::queues::Fetched;
 use super::report::ShutdownReport;
-use super::shared::shut_down_fully;
+use super::shared::{OffsetsFileClaim, leave, shut_down_fully};
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::instance::{ConsumerHandle, InstanceLease};
@@ -65,6 +65,10 @@ pub struct PullConsumer {
     receiver: tokio::sync::Mutex<mpsc::Receiver<Fetched>>,
     lease: Option<InstanceLease>,
     poll_timeout: Duration,
+    /// The local offsets file (broadcasting), held by the handle rather
+    /// than the core, which fetch tasks may hold a moment after a drop:
+    /// a consumer built again at once must find the file free.
+    offsets_file: Option<OffsetsFileClaim>,
 }
 
 impl fmt::Debug for PullConsumer {
@@ -89,12 +93,14 @@ impl PullConsumer {
         receiver: mpsc::Receiver<Fetched>,
         lease: InstanceLease,
         poll_timeout: Duration,
+        offsets_file: Option<OffsetsFileClaim>,
     ) -> Self {
         PullConsumer {
             core,
             receiver: tokio::sync::Mutex::new(receiver),
             lease: Some(lease),
             poll_timeout,
+            offsets_file,
         }
     }
 
@@ -362,7 +368,13 @@ impl PullConsumer {
     pub async fn shutdown(mut self) -> ShutdownReport {
         let core = Arc::clone(&self.core);
         let lease = self.lease.take();
-        shut_down_fully(shut_down(core, lease)).await
+        let offsets_file = self.offsets_file.take();
+        shut_down_fully(async move {
+            let report = shut_down(core, lease).await;
+            drop(offsets_file);
+            report
+        })
+        .await
     }
 }
 
@@ -376,14 +388,7 @@ async fn shut_down(core: Arc<PullCore>, lease: Option<InstanceLease>) -> Shutdow
     if let Err(err) = core.store.persist_all().await {
         report.errors.push(err.into());
     }
-    core.instance.unregister_consumer(&group);
-    let timeout = core.instance.config().request_timeout;
-    core.instance
-        .unregister_client(None, Some(&group), timeout)
-        .await;
-    if let Some(lease) = lease {
-        lease.release().await;
-    }
+    leave(&core.instance, &group, lease).await;
     tracing::info!(%group, "pull consumer shut down");
     report
 }

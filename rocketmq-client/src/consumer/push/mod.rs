@@ -17,7 +17,7 @@ pub use self::builder::{DEFAULT_DRAIN_TIMEOUT, PushConsumerBuilder};
 use self::core::PushCore;
 use super::report::ShutdownReport;
 use super::selector::MessageSelector;
-use super::shared::shut_down_fully;
+use super::shared::{leave, shut_down_fully};
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::instance::{ConsumerHandle, InstanceLease};
@@ -228,15 +228,9 @@ async fn shut_down(
     if let Some(rebalancer) = core.rebalancer() {
         rebalancer.shutdown().await;
     }
-    core.instance.unregister_consumer(&group);
+    leave(&core.instance, &group, lease).await;
+    // After `leave`: the instance's timer no longer sets them.
     core.clear_gauges();
-    let timeout = core.instance.config().request_timeout;
-    core.instance
-        .unregister_client(None, Some(&group), timeout)
-        .await;
-    if let Some(lease) = lease {
-        lease.release().await;
-    }
     tracing::info!(%group, messages_left = report.messages_left, "push consumer shut down");
     report
 }
