@@ -48,8 +48,10 @@ pub const CACHED_MESSAGES: &str = "rocketmq_client_cached_messages";
 pub const CACHED_BYTES: &str = "rocketmq_client_cached_bytes";
 /// Gauge: broker max offset minus committed offset (labels `group`, `topic`,
 /// `broker`, `queue_id`), with the max offset of the last answered pull
-/// (or of the last `PushConsumer::lag` call): while pulls fail it stays
-/// where it was, so alert on [`PULL_TOTAL`] failures too.
+/// (or of the last `PushConsumer::lag` call); a queue whose pulls have
+/// failed for 30 s asks its broker for the max offset instead, so the lag
+/// grows while a consumer is stuck (unless the broker is unreachable: alert
+/// on [`PULL_TOTAL`] failures too).
 pub const CONSUMER_LAG: &str = "rocketmq_client_consumer_lag";
 /// Counter: messages sent to the dead-letter queue (labels `group`, `topic`).
 pub const DLQ_TOTAL: &str = "rocketmq_client_dlq_total";

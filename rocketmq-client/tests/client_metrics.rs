@@ -258,6 +258,38 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
     })
     .await;
     assert!(consumer.lag().await.unwrap().values().any(|lag| *lag > 0));
+
+    // Stuck: every pull refused. The lag gauges still grow with what is
+    // sent (a queue failing for 30 s asks its broker for the max offset).
+    consumer.resume();
+    wait_until(
+        "the late messages consumed",
+        Duration::from_secs(60),
+        || t_lag(&recorder) == 0.0,
+    )
+    .await;
+    cluster.fail_requests(
+        RequestCode::PULL_MESSAGE,
+        ResponseCode::SYSTEM_BUSY,
+        usize::MAX,
+    );
+    // The long polls the broker held when the fault began end within its
+    // suspend time (15 s); sent before, the messages would wake them.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    for i in 0..8 {
+        producer
+            .send(msg("T", &format!("stuck{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    wait_until(
+        "the lag of a stuck consumer",
+        Duration::from_secs(120),
+        || t_lag(&recorder) == 8.0,
+    )
+    .await;
+    assert!(recorder.counter("rocketmq_client_pull_total{group=cg,result=failed,topic=T}") > 0);
+    cluster.clear_faults();
     consumer.shutdown().await;
     // A stopped consumer's gauges do not stand for ever.
     let standing: Vec<(String, f64)> = recorder
@@ -279,7 +311,7 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
     producer.send_oneway(msg("T", "oneway", "x")).await.unwrap();
     assert_eq!(
         recorder.counter("rocketmq_client_send_total{result=ok,topic=T}"),
-        6 + 8 + 1
+        6 + 8 + 8 + 1
     );
     assert_eq!(
         recorder.samples("rocketmq_client_send_latency_seconds{result=ok,topic=T}"),
@@ -292,6 +324,16 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
         1
     );
     producer.shutdown().await;
+}
+
+/// The lag gauges of topic T, summed.
+fn t_lag(recorder: &TestRecorder) -> f64 {
+    recorder
+        .gauges_of("rocketmq_client_consumer_lag")
+        .into_iter()
+        .filter(|(key, _)| key.contains("topic=T}") && key.contains("group=cg"))
+        .map(|(_, value)| value)
+        .sum()
 }
 
 /// The lag gauge of a queue as the consumer sets it.

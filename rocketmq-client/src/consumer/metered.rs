@@ -109,10 +109,13 @@ impl BrokerApi for MeteredBrokerApi {
         let response = self.inner.pull_message(addr, header).await;
         let elapsed = started.elapsed();
         stats::record_pull(&self.group, &mq.topic, response.is_ok(), elapsed);
-        if let Ok(response) = &response {
-            let found = count_records(response);
-            self.stats
-                .record(&mq, elapsed, found, response.header.max_offset);
+        match &response {
+            Ok(response) => {
+                let found = count_records(response);
+                self.stats
+                    .record(&mq, elapsed, found, response.header.max_offset);
+            }
+            Err(_) => self.stats.record_failure(&mq, Instant::now()),
         }
         response
     }

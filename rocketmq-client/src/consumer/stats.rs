@@ -30,11 +30,20 @@ pub(crate) struct TopicPullStats {
     pub(crate) pull_time: Duration,
 }
 
-/// Pull counters per topic and the latest broker max offset per queue.
+/// Pull counters per topic and, per queue, the latest broker max offset and
+/// since when its pulls fail.
 #[derive(Debug, Default)]
 pub(crate) struct PullStats {
     topics: Mutex<HashMap<String, TopicPullStats>>,
-    max_offsets: Mutex<BTreeMap<MessageQueue, i64>>,
+    queues: Mutex<BTreeMap<MessageQueue, QueuePulls>>,
+}
+
+/// What the pulls of one queue said last.
+#[derive(Debug, Default, Clone, Copy)]
+struct QueuePulls {
+    max_offset: Option<i64>,
+    /// Set by a failed pull, cleared by an answer.
+    failing_since: Option<Instant>,
 }
 
 impl PullStats {
@@ -47,7 +56,41 @@ impl PullStats {
             stats.messages += found;
             stats.pull_time += elapsed;
         }
-        lock(&self.max_offsets).insert(mq.clone(), max);
+        lock(&self.queues).insert(
+            mq.clone(),
+            QueuePulls {
+                max_offset: Some(max),
+                failing_since: None,
+            },
+        );
+    }
+
+    /// Records a failed pull of `mq` at `now`.
+    pub(crate) fn record_failure(&self, mq: &MessageQueue, now: Instant) {
+        let mut queues = lock(&self.queues);
+        let pulls = queues.entry(mq.clone()).or_default();
+        pulls.failing_since.get_or_insert(now);
+    }
+
+    /// The queues among `owned` whose pulls have failed since `before` or
+    /// earlier, with no answer since.
+    pub(crate) fn failing_since(
+        &self,
+        owned: &BTreeSet<MessageQueue>,
+        before: Instant,
+    ) -> Vec<MessageQueue> {
+        lock(&self.queues)
+            .iter()
+            .filter(|(mq, pulls)| {
+                owned.contains(*mq) && pulls.failing_since.is_some_and(|since| since <= before)
+            })
+            .map(|(mq, _)| mq.clone())
+            .collect()
+    }
+
+    /// Sets the broker's max offset of `mq`, learnt other than by a pull.
+    pub(crate) fn set_max_offset(&self, mq: &MessageQueue, max: i64) {
+        lock(&self.queues).entry(mq.clone()).or_default().max_offset = Some(max);
     }
 
     /// The counters of every topic pulled from.
@@ -55,14 +98,16 @@ impl PullStats {
         lock(&self.topics).clone()
     }
 
-    /// The broker's max offset of `mq` in the last pull answer.
+    /// The broker's max offset of `mq` as last learnt.
     pub(crate) fn max_offset(&self, mq: &MessageQueue) -> Option<i64> {
-        lock(&self.max_offsets).get(mq).copied()
+        lock(&self.queues)
+            .get(mq)
+            .and_then(|pulls| pulls.max_offset)
     }
 
-    /// Keeps the max offsets of `owned` queues only.
+    /// Keeps what is known of `owned` queues only.
     pub(crate) fn retain(&self, owned: &BTreeSet<MessageQueue>) {
-        lock(&self.max_offsets).retain(|mq, _| owned.contains(mq));
+        lock(&self.queues).retain(|mq, _| owned.contains(mq));
     }
 }
 

@@ -30,6 +30,13 @@ use crate::consumer::subscriptions::Subscriptions;
 use crate::error::Result;
 use crate::instance::{ClientInstance, ConsumerHandle};
 
+/// How long a queue's pulls fail before its lag gauge is refreshed from
+/// the broker's max offset rather than left at the last pull answer's.
+const STUCK_AFTER: Duration = Duration::from_secs(30);
+
+/// How long the refresh of stuck queues' max offsets may take.
+const STUCK_REFRESH_LIMIT: Duration = Duration::from_secs(1);
+
 /// The consume service in use, kept typed for its shutdown.
 pub(crate) enum Service {
     Concurrent(Arc<ConcurrentService>),
@@ -142,6 +149,34 @@ impl PushCore {
             lags.insert(mq, lag);
         }
         Ok(lags)
+    }
+
+    /// Asks the brokers for the max offset of the queues whose pulls have
+    /// failed for [`STUCK_AFTER`] or longer, so that their lag gauge keeps
+    /// growing with what is sent meanwhile instead of standing at its last
+    /// value (the failure a lag alert is for). Bounded by
+    /// [`STUCK_REFRESH_LIMIT`]: a broker that does not answer leaves the
+    /// gauge as it was.
+    async fn refresh_stuck_max_offsets(&self) {
+        let Some(rebalancer) = self.rebalancer() else {
+            return;
+        };
+        let Some(before) = Instant::now().checked_sub(STUCK_AFTER) else {
+            return;
+        };
+        let stuck = self
+            .pull_stats
+            .failing_since(&rebalancer.assigned(), before);
+        if stuck.is_empty() {
+            return;
+        }
+        let asks = stuck.iter().map(|mq| async move {
+            let addr = self.routes.master_addr(mq).await.ok()?;
+            let max = self.api.max_offset(&addr, mq).await.ok()?;
+            self.pull_stats.set_max_offset(mq, max);
+            Some(())
+        });
+        let _ = tokio::time::timeout(STUCK_REFRESH_LIMIT, futures::future::join_all(asks)).await;
     }
 
     /// Zeroes the gauges of every queue they were set for (at shutdown: a
@@ -305,13 +340,14 @@ impl ConsumerHandle for PushCore {
     }
 
     async fn persist_offsets(&self) {
-        self.update_gauges();
         match self.store.persist_all().await {
             Ok(()) => tracing::debug!(group = self.group(), "offsets persisted"),
             Err(err) => {
                 tracing::warn!(group = self.group(), error = %err, "persisting offsets failed")
             }
         }
+        self.refresh_stuck_max_offsets().await;
+        self.update_gauges();
     }
 
     async fn reset_offset(&self, topic: &str, offsets: HashMap<MessageQueue, i64>) {
