@@ -273,9 +273,12 @@ async fn consume_pull_dlq_cache_and_lag_are_measured() {
         ResponseCode::SYSTEM_BUSY,
         usize::MAX,
     );
-    // The long polls the broker held when the fault began end within its
-    // suspend time (15 s); sent before, the messages would wake them.
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // The pulls the broker held when the fault began must be answered
+    // first (within their suspend time): the messages would wake them.
+    wait_until("the held pulls answered", Duration::from_secs(30), || {
+        broker.held_pulls() == 0
+    })
+    .await;
     for i in 0..8 {
         producer
             .send(msg("T", &format!("stuck{i}"), "x"))

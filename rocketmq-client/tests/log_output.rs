@@ -240,9 +240,14 @@ fn refused_pulls_are_reported_once_a_minute_per_queue() {
         wait_assigned(&consumer, 16).await;
         for code in [ResponseCode::FLOW_CONTROL, ResponseCode::SYSTEM_BUSY] {
             cluster.fail_requests(RequestCode::PULL_MESSAGE, code, usize::MAX);
-            // The long polls held when the fault began end within 20 s.
-            tokio::time::sleep(Duration::from_secs(20)).await;
+            // The pulls the broker held when the fault began are answered
+            // first (their suspend time ends, or a message wakes them).
+            wait_until("the held pulls answered", Duration::from_secs(30), || {
+                cluster.broker(0).held_pulls() == 0
+            })
+            .await;
             let from = captured.text().len();
+            // The window whose lines are counted: two minutes of the fault.
             tokio::time::sleep(Duration::from_secs(120)).await;
             let logs = captured.text()[from..].to_owned();
             let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
@@ -266,11 +271,13 @@ fn refused_pulls_are_reported_once_a_minute_per_queue() {
             );
             cluster.clear_faults();
             // Answered when the broker's long poll (15 s) ends.
-            tokio::time::sleep(Duration::from_secs(20)).await;
-            let answered = captured.text()[from..]
-                .matches("pulls answered again")
-                .count();
-            assert!(answered >= 16, "{code:?}: recovery reported ({answered})");
+            wait_until("recovery reported", Duration::from_secs(60), || {
+                captured.text()[from..]
+                    .matches("pulls answered again")
+                    .count()
+                    >= 16
+            })
+            .await;
         }
         consumer.shutdown().await;
         cluster.shutdown().await;

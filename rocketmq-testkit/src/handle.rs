@@ -270,6 +270,15 @@ impl Broker {
         self.core.create_topic(topic, config);
     }
 
+    /// Pulls this broker holds right now (long polling, waiting for a
+    /// message or their suspend time): a test that injects pull failures
+    /// can wait for the pulls held before to be answered.
+    pub fn held_pulls(&self) -> usize {
+        self.core
+            .held_pulls
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Delayed messages not yet delivered.
     pub fn scheduled_count(&self) -> usize {
         self.core.schedule.len()

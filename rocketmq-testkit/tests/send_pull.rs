@@ -353,14 +353,23 @@ async fn a_held_pull_expires_after_its_suspend_timeout() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
     let client = TestClient::new(&cluster);
     let start = Instant::now();
-    let pulled = client
-        .pull(
-            "broker-a:10911",
-            pull_header("g", "T", 0, 0, true, Some("*")),
-        )
-        .await;
+    let held = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .pull(
+                    "broker-a:10911",
+                    pull_header("g", "T", 0, 0, true, Some("*")),
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(cluster.broker(0).held_pulls(), 1, "held while it waits");
+    let pulled = within(held).await.unwrap();
     assert_eq!(pulled.status, PullStatus::NoNewMsg);
     assert_eq!(start.elapsed(), Duration::from_secs(15));
+    assert_eq!(cluster.broker(0).held_pulls(), 0, "answered");
 }
 
 #[tokio::test(start_paused = true)]

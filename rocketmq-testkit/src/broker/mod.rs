@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rocketmq_model::message::{TransactionType, sysflag};
@@ -102,6 +102,8 @@ pub(crate) struct BrokerCore {
     /// Makes UNIQ_KEYs for sends that came without one (Java 5.x).
     pub(crate) unique_ids: UniqueIdGenerator,
     next_conn_id: AtomicU64,
+    /// Pulls held (long polling) right now.
+    pub(crate) held_pulls: AtomicUsize,
 }
 
 impl BrokerCore {
@@ -138,6 +140,7 @@ impl BrokerCore {
             faults,
             unique_ids: UniqueIdGenerator::new(Some(store_host.ip())),
             next_conn_id: AtomicU64::new(0),
+            held_pulls: AtomicUsize::new(0),
         }
     }
 

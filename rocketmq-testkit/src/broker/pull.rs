@@ -8,6 +8,7 @@
 //! answered as a fresh pull that may not suspend again.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -99,6 +100,7 @@ async fn hold(
     filter: &Filter,
     arrivals: &mut tokio::sync::watch::Receiver<i64>,
 ) {
+    let _counted = Held::new(&core.held_pulls);
     let suspend = Duration::from_millis(u64::try_from(header.suspend_timeout_millis).unwrap_or(0));
     let deadline = Instant::now() + suspend;
     let mut checks = tokio::time::interval_at(Instant::now() + HOLD_CHECK, HOLD_CHECK);
@@ -118,6 +120,22 @@ async fn hold(
                 }
             }
         }
+    }
+}
+
+/// One pull counted as held while it lives (a dropped connection drops it).
+struct Held<'a>(&'a AtomicUsize);
+
+impl<'a> Held<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Held(count)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
