@@ -11,14 +11,14 @@
 use std::mem::{Discriminant, discriminant};
 use std::time::Duration;
 
-use rocketmq_model::ResponseCode;
+use rocketmq_model::{MessageQueue, ResponseCode};
 use rocketmq_remoting::RemotingError;
 use tokio::time::Instant;
 
 use crate::error::KernelError;
 
 /// How often one kind of failure is reported at most.
-pub const REPORT_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// What kind of failure an error is: two errors of one kind (the same
 /// refusal code, or both timeouts) are one fault going on, whatever their
@@ -46,7 +46,7 @@ impl Kind {
 
 /// What to log for a failure.
 #[derive(Debug, PartialEq, Eq)]
-pub enum FailureReport {
+enum FailureReport {
     /// A kind of failure not reported in the last minute: report it.
     First,
     /// A kind reported a minute ago or more, failing since: report it with
@@ -81,8 +81,26 @@ struct KindLog {
 }
 
 impl FailureLog {
+    /// Logs that a pull of `mq` (consumer `group`) failed with `err`, as
+    /// `what`: at warn level when it is to be reported, else at debug.
+    pub fn log_failure(&mut self, group: &str, mq: &MessageQueue, what: &str, err: &KernelError) {
+        match self.failed(err, Instant::now()) {
+            FailureReport::First => tracing::warn!(%group, %mq, error = %err, "{what}"),
+            FailureReport::Again { since_last } => tracing::warn!(%group, %mq, error = %err,
+                failures_since_last_report = since_last, "{what} (still)"),
+            FailureReport::Quiet => tracing::debug!(%group, %mq, error = %err, "{what}"),
+        }
+    }
+
+    /// Logs, when worth it, that a pull of `mq` was answered after failures.
+    pub fn log_answer(&mut self, group: &str, mq: &MessageQueue) {
+        if let Some(failures) = self.succeeded() {
+            tracing::info!(%group, %mq, failures, "pulls answered again");
+        }
+    }
+
     /// A pull failed with `err` at `now`.
-    pub fn failed(&mut self, err: &KernelError, now: Instant) -> FailureReport {
+    fn failed(&mut self, err: &KernelError, now: Instant) -> FailureReport {
         let kind = Kind::of(err);
         self.failures += 1;
         // A kind that has not failed for a minute is over: if it comes
@@ -114,7 +132,7 @@ impl FailureLog {
     /// A pull was answered: the failures since the last answer, when an
     /// answer is worth reporting (a failure was reported since the last one
     /// that was).
-    pub fn succeeded(&mut self) -> Option<u64> {
+    fn succeeded(&mut self) -> Option<u64> {
         let failures = std::mem::take(&mut self.failures);
         std::mem::take(&mut self.owed_recovery).then_some(failures)
     }

@@ -41,7 +41,7 @@ mod request;
 mod result;
 mod task;
 
-pub use self::failures::{FailureLog, FailureReport, REPORT_EVERY};
+pub use self::failures::FailureLog;
 pub use self::poison::{PoisonStep, UNDECODABLE_RETRIES, Undecodable};
 pub use self::result::{Found, found_messages};
 pub use self::task::OFFSET_FIX_DELAY;

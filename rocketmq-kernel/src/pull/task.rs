@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::failures::{FailureLog, FailureReport};
+use super::failures::FailureLog;
 use super::flow::{self, Limits};
 use super::poison::{PoisonStep, Undecodable};
 use super::request::{self, PullAt};
@@ -170,10 +170,8 @@ impl PullTask {
         };
         match response {
             Ok(response) => {
-                if let Some(failures) = self.failures.succeeded() {
-                    tracing::info!(group = %self.shared.options.group, mq = %self.mq, failures,
-                        "pulls answered again");
-                }
+                self.failures
+                    .log_answer(&self.shared.options.group, &self.mq);
                 self.on_response(response, &subscription).await
             }
             Err(err) => self.on_error(&err),
@@ -372,17 +370,10 @@ impl PullTask {
         }
     }
 
-    /// Logs a failed pull: at once when it is a new kind of failure, then
-    /// once a minute while it goes on (see [`super::failures`]).
+    /// Logs a failed pull sparingly (see [`super::failures`]).
     fn report_failure(&mut self, what: &str, err: &KernelError) {
-        let group = &self.shared.options.group;
-        let mq = &self.mq;
-        match self.failures.failed(err, Instant::now()) {
-            FailureReport::First => tracing::warn!(%group, %mq, error = %err, "{what}"),
-            FailureReport::Again { since_last } => tracing::warn!(%group, %mq, error = %err,
-                failures_since_last_report = since_last, "{what} (still)"),
-            FailureReport::Quiet => tracing::debug!(%group, %mq, error = %err, "{what}"),
-        }
+        self.failures
+            .log_failure(&self.shared.options.group, &self.mq, what, err);
     }
 
     /// OFFSET_ILLEGAL: the queue is dropped at once; after

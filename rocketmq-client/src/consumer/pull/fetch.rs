@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocketmq_kernel::pull::{FailureLog, FailureReport, PoisonStep, Undecodable, found_messages};
+use rocketmq_kernel::pull::{FailureLog, PoisonStep, Undecodable, found_messages};
 use rocketmq_kernel::rebalance::start_offset;
 use rocketmq_kernel::{ConsumerOptions, KernelError};
 use rocketmq_model::header::PullMessageRequestHeader;
@@ -14,7 +14,6 @@ use rocketmq_model::message::sysflag::pull;
 use rocketmq_model::{MessageQueue, PullAddr, SubscriptionData};
 use rocketmq_remoting::calls::{PullResponse, PullStatus};
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::core::PullCore;
@@ -122,7 +121,9 @@ async fn find_start(
             Duration::ZERO
         }
         Err(err) => {
-            report_failure(core, mq, faults, "no start offset yet", &err);
+            faults
+                .failures
+                .log_failure(core.group(), mq, "no start offset yet", &err);
             core.options.pull_time_delay_when_exception
         }
     }
@@ -191,7 +192,9 @@ async fn pull_once(
     let addr = match pull_addr(core, mq).await {
         Ok(addr) => addr,
         Err(err) => {
-            report_failure(core, mq, faults, "no broker to pull from", &err);
+            faults
+                .failures
+                .log_failure(core.group(), mq, "no broker to pull from", &err);
             return delay;
         }
     };
@@ -200,9 +203,7 @@ async fn pull_once(
     let response = core.api.pull_message(&addr.addr, header).await;
     match response {
         Ok(response) => {
-            if let Some(failures) = faults.failures.succeeded() {
-                tracing::info!(group = core.group(), %mq, failures, "pulls answered again");
-            }
+            faults.failures.log_answer(core.group(), mq);
             let answer = Answer {
                 offset,
                 generation,
@@ -211,27 +212,11 @@ async fn pull_once(
             on_response(core, mq, &sub, answer, &mut faults.undecodable, cancel).await
         }
         Err(err) => {
-            report_failure(core, mq, faults, "pull failed", &err);
+            faults
+                .failures
+                .log_failure(core.group(), mq, "pull failed", &err);
             delay
         }
-    }
-}
-
-/// Logs a failed pull: at once when it is a new kind of failure, then once
-/// a minute while it goes on (`rocketmq_kernel::pull::FailureLog`).
-fn report_failure(
-    core: &PullCore,
-    mq: &MessageQueue,
-    faults: &mut Faults,
-    what: &str,
-    err: &KernelError,
-) {
-    let group = core.group();
-    match faults.failures.failed(err, Instant::now()) {
-        FailureReport::First => tracing::warn!(group, %mq, error = %err, "{what}"),
-        FailureReport::Again { since_last } => tracing::warn!(group, %mq, error = %err,
-            failures_since_last_report = since_last, "{what} (still)"),
-        FailureReport::Quiet => tracing::debug!(group, %mq, error = %err, "{what}"),
     }
 }
 
