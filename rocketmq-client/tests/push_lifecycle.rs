@@ -234,6 +234,64 @@ async fn shutdown_waits_for_in_flight_consumption_up_to_the_drain_timeout() {
     producer.shutdown().await;
 }
 
+/// A pull task waiting to hand pulled messages to a busy listener when the
+/// shutdown stops pulling still hands them over: the drain consumes them
+/// all, and the report is clean (they were left cached, for the queue's
+/// next owner to consume again, before).
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_what_a_waiting_pull_task_had_pulled() {
+    let cluster = TestCluster::builder()
+        .topic_with("T", TopicConfig::new(1, 1))
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster).await;
+    for i in 0..10 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let seen = Seen::default();
+    let seen_in = seen.clone();
+    // One worker, two queued batches: a pull of ten messages waits to hand
+    // over the fourth while the listener takes a second a message.
+    let consumer = rocketmq_client::PushConsumer::builder(
+        "cg",
+        consumer_support::config(&cluster, &unique("handover")),
+    )
+    .subscribe("T", "*")
+    .consume_from_where(ConsumeFromWhere::FirstOffset)
+    .consume_thread_max(1)
+    .consume_message_batch_max_size(1)
+    .shutdown_drain_timeout(Duration::from_secs(60))
+    .consume_concurrently(
+        move |msgs: Vec<rocketmq_model::MessageExt>,
+              _ctx: rocketmq_client::consumer::ConcurrentContext| {
+            let seen = seen_in.clone();
+            async move {
+                seen.push(&msgs);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                rocketmq_client::consumer::ConcurrentResult::Success
+            }
+        },
+    )
+    .build()
+    .await
+    .unwrap();
+    wait_until("the first consumed", Duration::from_secs(60), || {
+        !seen.is_empty()
+    })
+    .await;
+    let report = consumer.shutdown().await;
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(seen.len(), 10, "every pulled message consumed");
+    let mq = MessageQueue::new("T", "broker-a", 0);
+    assert_eq!(report.offsets_committed.get(&mq), Some(&10));
+    assert_eq!(cluster.broker(0).committed_offset("cg", &mq), Some(10));
+    producer.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_sql92_subscription_the_broker_cannot_serve_fails_the_start() {
     use rocketmq_client::ClientError;

@@ -158,17 +158,36 @@ async fn submit_waits_when_the_queue_is_full() {
     let service = ConcurrentService::start(fx.env.clone(), listener.clone());
     let (_pq, request) = queue_with(&mq(0), 0..10);
     // One batch in the worker, two queued: the fourth send waits.
-    let pushed_back =
-        tokio::time::timeout(Duration::from_secs(10), service.submit(request.clone()));
+    let pushed_back = tokio::time::timeout(Duration::from_secs(10), service.submit(request));
     assert!(
         pushed_back.await.is_err(),
         "submit should wait for capacity"
     );
     assert_eq!(listener.seen_offsets(), [0]);
     release.send(true).unwrap();
+    let (_pq, request) = queue_with(&mq(1), 0..10);
     service.submit(request).await;
-    until(|| committed(&fx, &mq(0)) == Some(10)).await;
+    until(|| committed(&fx, &mq(0)) == Some(10) && committed(&fx, &mq(1)) == Some(10)).await;
     service.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A submit given up on while it waits (its pull task stopped) still hands
+/// over the batches it had not queued: they are in the process queue, and
+/// a shutdown must drain them instead of leaving them to the next owner.
+#[tokio::test(start_paused = true)]
+async fn a_submit_given_up_on_still_hands_its_batches_over() {
+    let fx = fixture(with(1, 1));
+    let (listener, release) = Scripted::build(Duration::ZERO, HashSet::from([0]), ok);
+    let service = ConcurrentService::start(fx.env.clone(), listener.clone());
+    let (pq, request) = queue_with(&mq(0), 0..10);
+    let given_up = tokio::time::timeout(Duration::from_secs(10), service.submit(request));
+    assert!(given_up.await.is_err(), "submit should wait for capacity");
+    release.send(true).unwrap();
+    let report = service.shutdown(Duration::from_secs(60)).await;
+    assert_eq!(report, ShutdownReport::default());
+    assert_eq!(listener.seen_offsets(), (0..10).collect::<Vec<_>>());
+    assert_eq!(committed(&fx, &mq(0)), Some(10));
+    assert_eq!(pq.cached_count(), 0);
 }
 
 #[tokio::test(start_paused = true)]

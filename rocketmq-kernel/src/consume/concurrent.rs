@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use rocketmq_model::body::MessageModel;
 use rocketmq_model::{MessageExt, MessageQueue};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,6 +37,9 @@ struct Batch {
     mq: Arc<MessageQueue>,
     pq: Arc<ProcessQueue>,
     msgs: Vec<Arc<MessageExt>>,
+    /// The submit-queue slot the batch holds until a worker takes it; none
+    /// for the rest of a submit given up on (see [`Unqueued`]).
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 /// Consumes messages concurrently: `consume_thread_max` workers take
@@ -66,9 +69,12 @@ struct Shared {
     send_back: SendBack,
     retry_topic: String,
     listener: Arc<dyn ConcurrentListener>,
-    tx: mpsc::Sender<Batch>,
+    /// The submit queue. Its bound is `slots`: a submit waits for a slot per
+    /// batch, and a worker gives the slot back when it takes the batch.
+    tx: mpsc::UnboundedSender<Batch>,
     /// Shared by the workers; whoever holds it waits for the next batch.
-    rx: tokio::sync::Mutex<mpsc::Receiver<Batch>>,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Batch>>,
+    slots: Arc<Semaphore>,
     retries: DelayedQueue<Batch>,
     in_flight_batches: AtomicUsize,
     in_flight_messages: AtomicUsize,
@@ -88,7 +94,7 @@ impl ConcurrentService {
     /// runtime).
     pub fn start(env: ConsumeEnv, listener: Arc<dyn ConcurrentListener>) -> Self {
         let workers = env.options.consume_thread_max.max(1);
-        let (tx, rx) = mpsc::channel(workers * QUEUED_BATCHES_PER_WORKER);
+        let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             send_back: env.send_back(),
             retry_topic: env.options.retry_topic(),
@@ -96,6 +102,7 @@ impl ConcurrentService {
             listener,
             tx,
             rx: tokio::sync::Mutex::new(rx),
+            slots: Arc::new(Semaphore::new(workers * QUEUED_BATCHES_PER_WORKER)),
             retries: DelayedQueue::new(),
             in_flight_batches: AtomicUsize::new(0),
             in_flight_messages: AtomicUsize::new(0),
@@ -159,8 +166,36 @@ impl Drop for ConcurrentService {
     }
 }
 
+/// The batches of a submit not queued yet. Dropped with batches left (the
+/// submit was given up on, e.g. its pull task stopped while it waited for a
+/// slot), it queues them anyway, beyond the bound: their messages are in
+/// the process queue already, and a shutdown's drain must consume them
+/// rather than leave them for the queue's next owner. A stopped pull task
+/// does this once, so the excess is bounded by the owned queues.
+struct Unqueued<'a> {
+    service: &'a ConcurrentService,
+    batches: std::collections::VecDeque<Batch>,
+}
+
+impl Drop for Unqueued<'_> {
+    fn drop(&mut self) {
+        if self.service.closing.is_cancelled() {
+            // Shutting down: the workers take no more; the messages stay
+            // cached and are counted as left.
+            return;
+        }
+        for batch in self.batches.drain(..) {
+            // Fails only when the workers are gone; the messages stay cached.
+            let _ = self.service.shared.tx.send(batch);
+        }
+    }
+}
+
 #[async_trait]
 impl ConsumeService for ConcurrentService {
+    /// Queues the request's batches, waiting for a slot for each. Cancel
+    /// safe: dropped before it finished, it queues the rest without slots
+    /// (see [`Unqueued`]).
     async fn submit(&self, request: ConsumeRequest) {
         let size = self
             .shared
@@ -169,16 +204,31 @@ impl ConsumeService for ConcurrentService {
             .consume_message_batch_max_size
             .max(1);
         let mq = Arc::new(request.mq);
-        for chunk in request.msgs.chunks(size) {
-            let batch = Batch {
-                mq: Arc::clone(&mq),
-                pq: Arc::clone(&request.pq),
-                msgs: chunk.to_vec(),
-            };
-            tokio::select! {
+        let batches = request.msgs.chunks(size).map(|chunk| Batch {
+            mq: Arc::clone(&mq),
+            pq: Arc::clone(&request.pq),
+            msgs: chunk.to_vec(),
+            slot: None,
+        });
+        let mut unqueued = Unqueued {
+            service: self,
+            batches: batches.collect(),
+        };
+        while !unqueued.batches.is_empty() {
+            let slot = tokio::select! {
                 biased;
                 () = self.closing.cancelled() => return,
-                sent = self.shared.tx.send(batch) => if sent.is_err() { return },
+                slot = Arc::clone(&self.shared.slots).acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+            };
+            let Some(mut batch) = unqueued.batches.pop_front() else {
+                return;
+            };
+            batch.slot = Some(slot);
+            if self.shared.tx.send(batch).is_err() {
+                return;
             }
         }
     }
@@ -221,12 +271,17 @@ impl Shared {
             () = stopped.cancelled() => return None,
             rx = self.rx.lock() => rx,
         };
-        tokio::select! {
+        let batch = tokio::select! {
             biased;
             () = stopped.cancelled() => None,
             batch = rx.recv() => batch,
             () = closing.cancelled() => rx.try_recv().ok(),
-        }
+        };
+        batch.map(|mut batch| {
+            // Taken from the queue: its slot is free for the next submit.
+            batch.slot = None;
+            batch
+        })
     }
 
     /// Puts due local retries back into the submit queue until closing.
@@ -246,8 +301,13 @@ impl Shared {
                     self.retries.push(Instant::now(), batch);
                     return;
                 }
-                permit = self.tx.reserve() => match permit {
-                    Ok(permit) => permit.send(batch),
+                slot = Arc::clone(&self.slots).acquire_owned() => match slot {
+                    Ok(slot) => {
+                        let batch = Batch { slot: Some(slot), ..batch };
+                        if self.tx.send(batch).is_err() {
+                            return;
+                        }
+                    }
                     Err(_) => return,
                 },
             }
@@ -255,7 +315,7 @@ impl Shared {
     }
 
     async fn consume(&self, batch: Batch) {
-        let Batch { mq, pq, msgs } = batch;
+        let Batch { mq, pq, msgs, .. } = batch;
         if pq.is_dropped() {
             tracing::debug!(%mq, "queue dropped; not consuming its batch");
             return;
@@ -300,6 +360,7 @@ impl Shared {
                 mq,
                 pq,
                 msgs: failed,
+                slot: None,
             };
             self.retries.push(Instant::now() + LOCAL_RETRY_DELAY, retry);
         }

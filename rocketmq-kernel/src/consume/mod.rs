@@ -129,6 +129,11 @@ pub struct ConsumeRequest {
 pub trait ConsumeService: Send + Sync {
     /// Takes a batch. Waits when the service's bounded queue is full, so that a
     /// slow listener pushes back on pulling instead of growing memory.
+    ///
+    /// The request's messages are in its process queue already, so a submit
+    /// that has been polled and is then dropped should still take them (the
+    /// services of this crate do): a pull task stopped while it waited must
+    /// not leave them behind for a shutdown's drain to miss.
     async fn submit(&self, request: ConsumeRequest);
     /// Whether this service consumes orderly: the pull side then pulls a queue
     /// (in clustering mode) only while its process queue holds the broker lock,

@@ -359,9 +359,15 @@ impl PullTask {
                 dispatch,
             };
             let consume = Arc::clone(&self.shared.consume);
+            // The messages are in the process queue now: they go to the
+            // consume service even when the task is stopped meanwhile, so a
+            // shutdown drains them. The submit is polled first, so it has
+            // started when a stop drops it, and a started submit dropped
+            // queues what it had not queued yet.
             tokio::select! {
-                () = self.cancel.cancelled() => return Next::Stop,
+                biased;
                 () = consume.submit(request) => {}
+                () = self.cancel.cancelled() => return Next::Stop,
             }
         }
         match self.shared.options.pull_interval {
