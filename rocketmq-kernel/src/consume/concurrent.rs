@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use rocketmq_model::body::MessageModel;
 use rocketmq_model::{MessageExt, MessageQueue};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,9 +37,10 @@ struct Batch {
     mq: Arc<MessageQueue>,
     pq: Arc<ProcessQueue>,
     msgs: Vec<Arc<MessageExt>>,
-    /// The submit-queue slot the batch holds until a worker takes it; none
-    /// for the rest of a submit given up on (see [`Unqueued`]).
-    slot: Option<OwnedSemaphorePermit>,
+    /// Whether the batch holds a submit-queue slot, given back when a
+    /// worker takes it; not for the rest of a submit given up on (see
+    /// [`Unqueued`]).
+    slotted: bool,
 }
 
 /// Consumes messages concurrently: `consume_thread_max` workers take
@@ -208,25 +209,20 @@ impl ConsumeService for ConcurrentService {
             mq: Arc::clone(&mq),
             pq: Arc::clone(&request.pq),
             msgs: chunk.to_vec(),
-            slot: None,
+            slotted: false,
         });
         let mut unqueued = Unqueued {
             service: self,
             batches: batches.collect(),
         };
         while !unqueued.batches.is_empty() {
-            let slot = tokio::select! {
-                biased;
-                () = self.closing.cancelled() => return,
-                slot = Arc::clone(&self.shared.slots).acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => return,
-                },
-            };
+            if !self.shared.take_slot(&self.closing).await {
+                return;
+            }
             let Some(mut batch) = unqueued.batches.pop_front() else {
                 return;
             };
-            batch.slot = Some(slot);
+            batch.slotted = true;
             if self.shared.tx.send(batch).is_err() {
                 return;
             }
@@ -279,9 +275,32 @@ impl Shared {
         };
         batch.map(|mut batch| {
             // Taken from the queue: its slot is free for the next submit.
-            batch.slot = None;
+            if std::mem::take(&mut batch.slotted) {
+                self.slots.add_permits(1);
+            }
             batch
         })
+    }
+
+    /// Waits for a free slot of the submit queue and takes it (a worker
+    /// gives it back when it takes the batch); false once closing.
+    async fn take_slot(&self, closing: &CancellationToken) -> bool {
+        if closing.is_cancelled() {
+            return false;
+        }
+        let permit = match self.slots.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => tokio::select! {
+                biased;
+                () = closing.cancelled() => return false,
+                permit = self.slots.acquire() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return false,
+                },
+            },
+        };
+        permit.forget();
+        true
     }
 
     /// Puts due local retries back into the submit queue until closing.
@@ -294,22 +313,20 @@ impl Shared {
             if batch.pq.is_dropped() {
                 continue;
             }
-            tokio::select! {
-                biased;
+            if !self.take_slot(&closing).await {
                 // Kept for the shutdown report.
-                () = closing.cancelled() => {
-                    self.retries.push(Instant::now(), batch);
-                    return;
-                }
-                slot = Arc::clone(&self.slots).acquire_owned() => match slot {
-                    Ok(slot) => {
-                        let batch = Batch { slot: Some(slot), ..batch };
-                        if self.tx.send(batch).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => return,
-                },
+                self.retries.push(Instant::now(), batch);
+                return;
+            }
+            if self
+                .tx
+                .send(Batch {
+                    slotted: true,
+                    ..batch
+                })
+                .is_err()
+            {
+                return;
             }
         }
     }
@@ -360,7 +377,7 @@ impl Shared {
                 mq,
                 pq,
                 msgs: failed,
-                slot: None,
+                slotted: false,
             };
             self.retries.push(Instant::now() + LOCAL_RETRY_DELAY, retry);
         }
