@@ -82,15 +82,19 @@ async fn hung_checks_leave_the_consumer_on_the_same_instance_answering() {
         started.load(Ordering::SeqCst) >= 64
     })
     .await;
-    // Two more check rounds pile on (paused time).
-    tokio::time::sleep(2 * CHECK_INTERVAL).await;
+    // Two more check rounds of the 140 pile on.
+    let broker = cluster.broker(0);
+    let checks = broker.transaction_checks_sent();
+    wait_until("two more check rounds", Duration::from_secs(60), || {
+        broker.transaction_checks_sent() >= checks + 2 * 140
+    })
+    .await;
     assert_eq!(
         started.load(Ordering::SeqCst),
         64,
         "64 checks run at once; the rest wait in their lane"
     );
 
-    let broker = cluster.broker(0);
     let info = broker
         .consumer_running_info("cg", consumer.client_id(), false)
         .await;

@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use rocketmq_client::{ClientConfig, ClientError, Producer};
-use rocketmq_model::Message;
+use rocketmq_model::{Message, RequestCode};
 use rocketmq_testkit::{Broker, TestCluster};
+use tokio::time::Instant;
 
 fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
     let mut config = ClientConfig::new(cluster.namesrv_addrs());
@@ -24,6 +25,24 @@ async fn producer(cluster: &TestCluster, instance: &str, group: &str) -> Produce
         .build()
         .await
         .unwrap()
+}
+
+fn heartbeats(broker: &Broker) -> u64 {
+    broker.requests_received(RequestCode::HEART_BEAT)
+}
+
+/// Waits until `broker` has received `count` heartbeats in all (two
+/// minutes of paused time at most).
+async fn heartbeats_reach(broker: &Broker, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while heartbeats(broker) < count {
+        assert!(
+            Instant::now() < deadline,
+            "{} never had {count} heartbeats",
+            broker.name()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn producer_clients(broker: &Broker, group: &str) -> Vec<String> {
@@ -51,7 +70,9 @@ async fn a_producer_only_client_heartbeats_every_broker_and_unregisters() {
     let producer = producer(&cluster, "producer_only", "pg").await;
     let client_id = producer.instance().client_id().to_owned();
     producer.send(msg("route")).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(31)).await;
+    for broker in cluster.brokers() {
+        heartbeats_reach(broker, 1).await;
+    }
     for broker in cluster.brokers() {
         assert_eq!(
             producer_clients(broker, "pg"),
@@ -91,8 +112,8 @@ async fn producers_sharing_an_instance_shut_down_independently() {
     assert_eq!(first.instance().client_id(), second.instance().client_id());
     first.send(msg("a")).await.unwrap();
     second.send(msg("b")).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(31)).await;
     let broker = cluster.broker(0);
+    heartbeats_reach(broker, 1).await;
     assert_eq!(producer_clients(broker, "pg-1").len(), 1);
 
     let instance = first.instance().clone();
@@ -107,7 +128,7 @@ async fn producers_sharing_an_instance_shut_down_independently() {
     );
     assert_eq!(producer_clients(broker, "pg-2").len(), 1, "pg-2 kept");
     second.send(msg("c")).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(31)).await;
+    heartbeats_reach(broker, heartbeats(broker) + 1).await;
     assert!(
         producer_clients(broker, "pg-1").is_empty(),
         "heartbeats no longer name pg-1"

@@ -279,6 +279,19 @@ impl Broker {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Requests with `code` this broker has received since it was built
+    /// (over restarts; refused ones too): a test can wait for the next
+    /// heartbeat rather than move the clock past its period.
+    pub fn requests_received(&self, code: RequestCode) -> u64 {
+        self.core.counts.received_of(code)
+    }
+
+    /// CHECK_TRANSACTION_STATE requests this broker has written to its
+    /// producers since it was built.
+    pub fn transaction_checks_sent(&self) -> u64 {
+        self.core.counts.checks_sent()
+    }
+
     /// Delayed messages not yet delivered.
     pub fn scheduled_count(&self) -> usize {
         self.core.schedule.len()

@@ -163,10 +163,16 @@ async fn an_unresolved_half_message_is_checked_back_then_committed() {
     producer
         .heartbeat(ADDR, producer_heartbeat("p1", "pg"))
         .await;
+    assert_eq!(
+        cluster.broker(0).requests_received(RequestCode::HEART_BEAT),
+        1
+    );
     let sent = send_half(&producer, "unsure").await;
+    assert_eq!(cluster.broker(0).transaction_checks_sent(), 0);
     let start = tokio::time::Instant::now();
     let check = producer.wait_for(CHECK).await;
     let elapsed = start.elapsed();
+    assert_eq!(cluster.broker(0).transaction_checks_sent(), 1);
     assert!(
         elapsed >= Duration::from_secs(30) && elapsed <= Duration::from_millis(30_010),
         "checked at the first interval, not {elapsed:?}"
@@ -230,6 +236,7 @@ async fn checks_stop_after_the_maximum_and_the_half_message_is_dropped() {
         .filter(|&&c| c == CHECK)
         .count();
     assert_eq!(checks, 2);
+    assert_eq!(cluster.broker(0).transaction_checks_sent(), 2);
     assert_eq!(cluster.broker(0).pending_transactions(), 0);
     assert_eq!(
         cluster

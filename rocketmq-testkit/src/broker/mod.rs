@@ -23,6 +23,7 @@ use crate::reply;
 
 pub(crate) mod admin;
 pub(crate) mod clients;
+mod counts;
 pub(crate) mod delay;
 pub(crate) mod groups;
 pub(crate) mod locks;
@@ -36,6 +37,7 @@ pub(crate) mod store;
 pub(crate) mod topics;
 pub(crate) mod transaction;
 
+use counts::Counts;
 use delay::Schedule;
 use groups::Groups;
 use locks::Locks;
@@ -104,6 +106,8 @@ pub(crate) struct BrokerCore {
     next_conn_id: AtomicU64,
     /// Pulls held (long polling) right now.
     pub(crate) held_pulls: AtomicUsize,
+    /// Requests received and checks sent, over restarts.
+    pub(crate) counts: Counts,
 }
 
 impl BrokerCore {
@@ -141,6 +145,7 @@ impl BrokerCore {
             unique_ids: UniqueIdGenerator::new(Some(store_host.ip())),
             next_conn_id: AtomicU64::new(0),
             held_pulls: AtomicUsize::new(0),
+            counts: Counts::default(),
         }
     }
 
@@ -269,6 +274,7 @@ pub(crate) fn accept(
     InboundService::new(tower::service_fn(move |request: RemotingCommand| {
         let ctx = Arc::clone(&ctx);
         async move {
+            ctx.core.counts.received(request.code);
             if let Some(refusal) = ctx.core.settings.acl.refusal(&request) {
                 return Ok(refusal);
             }

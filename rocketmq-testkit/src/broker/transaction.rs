@@ -263,7 +263,7 @@ async fn send_check(core: &BrokerCore, offset: i64, group: &str, checks: u32) {
         return;
     };
     match tokio::time::timeout(SEND_TIMEOUT, conn.send(cmd)).await {
-        Ok(Ok(_)) => {}
+        Ok(Ok(_)) => core.counts.check_sent(),
         Ok(Err(error)) => tracing::debug!(group, offset, %error, "transaction check failed"),
         Err(_) => tracing::debug!(group, offset, "transaction check timed out"),
     }
