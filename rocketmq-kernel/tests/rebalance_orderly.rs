@@ -466,6 +466,9 @@ async fn a_reset_of_a_queue_busy_consuming_takes_effect_after_the_batch() {
 enum Stall {
     /// The lock is granted, but its answer never comes.
     LockAnswer,
+    /// The lock is granted, but its answer comes too late: the call fails
+    /// with a timeout, as the API's does after its request timeout.
+    LockAnswerTimedOut,
     /// GET_MAX_OFFSET (the start offset of a locked queue) never answers.
     MaxOffset,
 }
@@ -485,8 +488,17 @@ impl BrokerApi for Stalling {
         body: LockBatchRequestBody,
     ) -> Result<BTreeSet<MessageQueue>> {
         let granted = self.0.lock_batch(addr, body).await;
-        if let Stall::LockAnswer = self.1 {
-            std::future::pending::<()>().await;
+        match self.1 {
+            Stall::LockAnswer => std::future::pending::<()>().await,
+            Stall::LockAnswerTimedOut => {
+                return Err(rocketmq_kernel::KernelError::Remoting(
+                    rocketmq_remoting::RemotingError::Timeout {
+                        addr: addr.to_owned(),
+                        after: Duration::from_secs(3),
+                    },
+                ));
+            }
+            Stall::MaxOffset => {}
         }
         granted
     }
@@ -550,6 +562,54 @@ async fn shutdown_unlocks_a_queue_being_added(stall: Stall) {
         !cluster.locks.lock().unwrap().is_empty()
     })
     .await;
+    tokio::time::timeout(Duration::from_secs(30), rebalancer.shutdown())
+        .await
+        .expect("the shutdown ends");
+    let left = cluster.locks.lock().unwrap().clone();
+    assert!(left.is_empty(), "locks left after the shutdown: {left:?}");
+}
+
+/// A queue whose lock call timed out although the broker granted the lock
+/// (its answer came after the request timeout) is not added, but the lock
+/// is the client's on the broker all the same: the shutdown must unlock
+/// it, or the queue's next owner waits for the broker's lock to expire.
+#[tokio::test(start_paused = true)]
+async fn a_queue_whose_lock_call_timed_out_is_unlocked_by_a_shutdown() {
+    let cluster = Cluster::new();
+    let ns = FakeNameServer::with(&[(TOPIC, route(1))]);
+    cluster.set_clients(&["c1"]);
+    let store = Arc::new(RemoteOffsetStore::new(GROUP, cluster.clone()));
+    let consume: Arc<dyn ConsumeService> = Arc::new(ImmediateConsume {
+        client: "c1".into(),
+        store: store.clone(),
+        log: Arc::new(Mutex::new(Vec::new())),
+        orderly: true,
+    });
+    let broker = ClientBroker {
+        cluster: cluster.clone(),
+        client_id: "c1".into(),
+    };
+    let parts = ConsumerParts {
+        broker: Arc::new(Stalling(broker, Stall::LockAnswerTimedOut)),
+        routes: Routes::new(ns.clone()),
+        store,
+        consume,
+    };
+    let rebalancer = Rebalancer::builder("c1", options(), parts)
+        .interval(Duration::from_secs(86_400))
+        .subscribe(sub_all(TOPIC))
+        .start();
+    // The first round's lock calls (one per broker's queue) timed out.
+    eventually("the lock calls made", || {
+        cluster.lock_requests.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    assert!(rebalancer.assigned().is_empty(), "not added");
+    assert_eq!(
+        cluster.locks.lock().unwrap().get(&a(0)).map(String::as_str),
+        Some("c1"),
+        "the broker granted the lock"
+    );
     tokio::time::timeout(Duration::from_secs(30), rebalancer.shutdown())
         .await
         .expect("the shutdown ends");

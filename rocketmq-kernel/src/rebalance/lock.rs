@@ -41,12 +41,11 @@ async fn lock_batch(
 }
 
 /// Locks one queue before it is added (Java's `RebalanceImpl#lock`):
-/// whether the broker granted it. Other queues the answer names are marked
-/// locked too.
-pub(crate) async fn lock_one(shared: &Shared, mq: &MessageQueue) -> bool {
-    let locked = lock_batch(shared, &mq.broker_name, BTreeSet::from([mq.clone()]))
-        .await
-        .unwrap_or_default();
+/// whether the broker granted it; `None` when the request failed, so that
+/// the broker may hold the lock all the same (an answer that came after the
+/// request timeout). Other queues the answer names are marked locked too.
+pub(crate) async fn lock_one(shared: &Shared, mq: &MessageQueue) -> Option<bool> {
+    let locked = lock_batch(shared, &mq.broker_name, BTreeSet::from([mq.clone()])).await?;
     let now = Instant::now();
     for other in &locked {
         if let Some(pq) = shared.assignment.process_queue(other) {
@@ -55,7 +54,7 @@ pub(crate) async fn lock_one(shared: &Shared, mq: &MessageQueue) -> bool {
     }
     let granted = locked.contains(mq);
     tracing::debug!(group = %shared.options.group, %mq, granted, "queue lock");
-    granted
+    Some(granted)
 }
 
 /// Renews the locks of every held queue, one request per broker, marking

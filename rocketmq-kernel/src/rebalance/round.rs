@@ -277,12 +277,22 @@ async fn add_queue(shared: &Arc<Shared>, mq: &MessageQueue) -> Added {
             mq,
             armed: true,
         };
-        if !lock::lock_one(shared, mq).await {
-            guard.disarm();
-            tracing::warn!(%group, %mq, "queue not added: lock refused");
-            return Added::LockRefused;
+        match lock::lock_one(shared, mq).await {
+            Some(true) => locked = Some(guard),
+            Some(false) => {
+                guard.disarm();
+                tracing::warn!(%group, %mq, "queue not added: lock refused");
+                return Added::LockRefused;
+            }
+            None => {
+                // The request failed (e.g. timed out): the broker may have
+                // granted the lock. The guard, still armed, puts the queue
+                // into the table dropped, so that the next round or the
+                // shutdown unlocks it.
+                tracing::warn!(%group, %mq, "queue not added: lock request failed");
+                return Added::LockRefused;
+            }
         }
-        locked = Some(guard);
     }
     shared.store.remove(mq);
     let offset = match start_offset(
