@@ -546,3 +546,82 @@ async fn a_broker_silent_to_heartbeats_does_not_hold_up_other_topics_rounds() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+/// A shutdown while the expiry scan sends a message back (its listener
+/// call is stuck): the broker stored the send-back, so the message must
+/// also leave its process queue and the committed offset move past it.
+/// Abandoned half way, the queue's next owner consumes the message again
+/// from its queue, besides its retry copy.
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_during_an_expiry_send_back_does_not_deliver_the_message_twice() {
+    use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult};
+    use rocketmq_model::{MessageExt, RequestCode};
+
+    let cluster = TestCluster::builder()
+        .topic_with("T", TopicConfig::new(1, 1))
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster).await;
+    producer.send(msg("T", "stuck", "x")).await.unwrap();
+    let started = Seen::default();
+    let started_in = started.clone();
+    let consumer = rocketmq_client::PushConsumer::builder(
+        "cg",
+        consumer_support::config(&cluster, &unique("expiry-cut")),
+    )
+    .subscribe("T", "*")
+    .consume_from_where(ConsumeFromWhere::FirstOffset)
+    .consume_timeout(Duration::from_secs(60))
+    .shutdown_drain_timeout(Duration::from_secs(1))
+    .consume_concurrently(move |msgs: Vec<MessageExt>, _ctx: ConcurrentContext| {
+        let started = started_in.clone();
+        async move {
+            started.push(&msgs);
+            // Never finishes: the message expires after the consume timeout.
+            std::future::pending::<()>().await;
+            ConcurrentResult::Success
+        }
+    })
+    .build()
+    .await
+    .unwrap();
+    wait_until(
+        "the message being consumed",
+        Duration::from_secs(60),
+        || !started.is_empty(),
+    )
+    .await;
+    // The broker stores the send-back at once and answers 2 s later (well
+    // within the request timeout).
+    cluster.delay_responses(RequestCode::CONSUMER_SEND_MSG_BACK, Duration::from_secs(2));
+    wait_until(
+        "the expired message sent back",
+        Duration::from_secs(200),
+        || cluster.broker(0).scheduled_count() == 1,
+    )
+    .await;
+    let report = consumer.shutdown().await;
+    let mq = MessageQueue::new("T", "broker-a", 0);
+    assert_eq!(
+        cluster.broker(0).committed_offset("cg", &mq),
+        Some(1),
+        "the sent-back message is committed past ({report:?})"
+    );
+    cluster.clear_faults();
+
+    // The queue's next owner gets the message once: its retry copy.
+    let seen = Seen::default();
+    let next = recording(&cluster, &unique("expiry-next"), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    wait_until("the retry copy", Duration::from_secs(60), || {
+        seen.all().iter().any(|m| m.reconsume_times == 1)
+    })
+    .await;
+    assert_eq!(seen.counts().get("stuck"), Some(&1), "delivered once");
+    next.shutdown().await;
+    producer.shutdown().await;
+}

@@ -36,10 +36,25 @@ pub async fn clean_expired<I>(env: &ConsumeEnv, queues: I, now: Instant) -> usiz
 where
     I: IntoIterator<Item = (MessageQueue, Arc<ProcessQueue>)>,
 {
+    clean_until(env, queues, now, &CancellationToken::new()).await
+}
+
+/// [`clean_expired`], starting no send-back once `stop` is cancelled. The
+/// send-back under way is finished, its message removed: the broker may
+/// have stored it already.
+async fn clean_until<I>(
+    env: &ConsumeEnv,
+    queues: I,
+    now: Instant,
+    stop: &CancellationToken,
+) -> usize
+where
+    I: IntoIterator<Item = (MessageQueue, Arc<ProcessQueue>)>,
+{
     let send_back = env.send_back();
     let mut removed = 0;
     for (mq, pq) in queues {
-        removed += clean_queue(env, &send_back, &mq, &pq, now).await;
+        removed += clean_queue(env, &send_back, &mq, &pq, now, stop).await;
     }
     removed
 }
@@ -50,6 +65,7 @@ async fn clean_queue(
     mq: &MessageQueue,
     pq: &ProcessQueue,
     now: Instant,
+    stop: &CancellationToken,
 ) -> usize {
     if pq.is_dropped() {
         return 0;
@@ -63,6 +79,9 @@ async fn clean_queue(
         .into_iter()
         .take(MAX_CLEANED_PER_QUEUE)
     {
+        if stop.is_cancelled() {
+            break;
+        }
         let mut msg = (*msg).clone();
         restore_retry_topic(&mut msg, &retry_topic);
         match send_back
@@ -120,10 +139,11 @@ impl ExpiryCleaner {
                     () = stop.cancelled() => return,
                     _ = ticks.tick() => {}
                 }
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    _ = clean_expired(&env, queues(), Instant::now()) => {}
-                }
+                // Not raced against the stop: a send-back cut short after
+                // the broker stored it would leave its message in the
+                // process queue, for the queue's next owner to consume
+                // again besides the retry copy.
+                clean_until(&env, queues(), Instant::now(), &stop).await;
             }
         });
         ExpiryCleaner {
@@ -132,7 +152,8 @@ impl ExpiryCleaner {
         }
     }
 
-    /// Stops the timer (abandoning a scan in progress) and waits for it.
+    /// Stops the timer and waits for it (a scan in progress finishes the
+    /// send-back under way and starts no other).
     pub async fn shutdown(&self) {
         self.token.cancel();
         let task = self
