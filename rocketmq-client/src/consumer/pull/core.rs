@@ -219,7 +219,8 @@ impl PullCore {
             let from = if paused {
                 entry.consumed = entry.handed_out();
                 entry.rewound_at = Some(entry.accepted);
-                entry.consumed
+                // Nothing handed out yet: back to where fetching started.
+                entry.consumed.or(entry.start)
             } else {
                 entry.next_pull
             };

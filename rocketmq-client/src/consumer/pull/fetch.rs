@@ -23,6 +23,17 @@ use super::queues::Fetched;
 /// wakes it at once).
 const PAUSED_RECHECK: Duration = Duration::from_secs(1);
 
+/// The shortest wait of a queue that may not pull now, or whose pull
+/// failed: a zero delay (the setters take it) would loop without ever
+/// yielding, when nothing in the loop has to wait (a queue over its
+/// threshold; a broker down, whose connection fails at once).
+const MIN_WAIT: Duration = Duration::from_millis(1);
+
+/// The wait after a failure.
+fn exception_delay(core: &PullCore) -> Duration {
+    core.options.pull_time_delay_when_exception.max(MIN_WAIT)
+}
+
 /// What the task does next.
 enum Plan {
     Stop,
@@ -44,7 +55,7 @@ pub(crate) async fn run(
         generation.mark_unchanged();
         let wait = match plan(&core, &mq) {
             Plan::Stop => break,
-            Plan::Wait(delay) => delay,
+            Plan::Wait(delay) => delay.max(MIN_WAIT),
             Plan::FindStart { generation } => {
                 tokio::select! {
                     () = cancel.cancelled() => break,
@@ -116,6 +127,7 @@ async fn find_start(
                 if entry.generation() == generation && entry.next_pull.is_none() {
                     tracing::debug!(%mq, offset, "queue starts");
                     entry.next_pull = Some(offset);
+                    entry.start = Some(offset);
                 }
             });
             Duration::ZERO
@@ -124,7 +136,7 @@ async fn find_start(
             faults
                 .failures
                 .log_failure(core.group(), mq, "no start offset yet", &err);
-            core.options.pull_time_delay_when_exception
+            exception_delay(core)
         }
     }
 }
@@ -184,7 +196,7 @@ async fn pull_once(
     faults: &mut Faults,
     cancel: &CancellationToken,
 ) -> Duration {
-    let delay = core.options.pull_time_delay_when_exception;
+    let delay = exception_delay(core);
     let Some(sub) = core.subscriptions.get(&mq.topic) else {
         tracing::warn!(group = core.group(), %mq, "no subscription for the queue's topic");
         return delay;
@@ -259,7 +271,7 @@ async fn on_response(
                 PoisonStep::RetryLater => {
                     tracing::error!(group = core.group(), %mq, offset, error = %err,
                         "undecodable pull answer; pulling the offset again");
-                    return core.options.pull_time_delay_when_exception;
+                    return exception_delay(core);
                 }
                 PoisonStep::Skip { to } => {
                     tracing::error!(group = core.group(), %mq, offset, next = to, error = %err,

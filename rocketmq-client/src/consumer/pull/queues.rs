@@ -45,6 +45,10 @@ pub(crate) struct QueueEntry {
     pub(crate) generation: watch::Sender<u64>,
     /// The next offset to pull; `None` until the start offset is known.
     pub(crate) next_pull: Option<i64>,
+    /// The start offset the fetch task found for the queue: where a pause
+    /// before anything was handed out rewinds to (looking the start up
+    /// again could land past what was buffered, e.g. at the queue's new end).
+    pub(crate) start: Option<i64>,
     /// The offset after the last message handed out by `poll` (what a
     /// commit stores).
     pub(crate) consumed: Option<i64>,
@@ -74,6 +78,7 @@ impl QueueEntry {
         QueueEntry {
             generation: watch::Sender::new(next_generation()),
             next_pull: None,
+            start: None,
             consumed: None,
             paused: false,
             accepted: 0,

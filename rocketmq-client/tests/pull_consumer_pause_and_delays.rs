@@ -1,0 +1,214 @@
+//! Pull consumer: a pause before the first poll skips nothing, and zero
+//! flow-control or exception delays (the setters take them) do not starve
+//! the runtime.
+
+#![allow(clippy::unwrap_used)]
+
+mod consumer_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use consumer_support::{config, msg, producer, unique, wait_for, wait_until};
+use rocketmq_client::PullConsumer;
+use rocketmq_client::consumer::ConsumeFromWhere;
+use rocketmq_kernel::offset::MemoryOffsetStore;
+use rocketmq_model::{MessageExt, MessageQueue};
+use rocketmq_testkit::TestCluster;
+
+fn q(id: i32) -> MessageQueue {
+    MessageQueue::new("T", "broker-a", id)
+}
+
+/// Everything `rounds` one-second polls return.
+async fn poll_for(consumer: &PullConsumer, rounds: usize) -> Vec<MessageExt> {
+    let mut got = Vec::new();
+    for _ in 0..rounds {
+        got.extend(consumer.poll(Duration::from_secs(1)).await.unwrap());
+    }
+    got
+}
+
+/// A queue with no committed offset starts at its last offset (the
+/// default); messages arrive and are buffered; the application pauses the
+/// queue before its first poll and resumes it. The buffered messages must
+/// come after the resume (Java's pause keeps its pull offset and buffer).
+/// The resume looked the start offset up again, at the queue's new end: the
+/// buffered messages were skipped, and the next commit went past them.
+#[tokio::test(start_paused = true)]
+async fn a_pause_before_the_first_poll_skips_nothing() {
+    let cluster = TestCluster::builder()
+        .queues(2, 2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster).await;
+    let send = |range: std::ops::Range<i32>| {
+        let producer = &producer;
+        async move {
+            for i in range {
+                producer
+                    .send_to_queue(msg("T", &format!("m{i}"), "x"), &q(0))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    send(0..5).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("pause_first")))
+        .assign([q(0)])
+        .consume_from_where(ConsumeFromWhere::LastOffset)
+        .offset_store(Arc::new(MemoryOffsetStore::new()))
+        .auto_commit(false)
+        .build()
+        .await
+        .unwrap();
+    let broker = cluster.broker(0);
+    // The queue's fetch task found its start (5) and long-polls there.
+    wait_until("the first pull held", Duration::from_secs(30), || {
+        broker.held_pulls() == 1
+    })
+    .await;
+    send(5..10).await;
+    let client_id = consumer.client_id().to_owned();
+    wait_for("five messages buffered", Duration::from_secs(30), || {
+        let client_id = client_id.clone();
+        async move {
+            let info = broker
+                .consumer_running_info("lg", &client_id, false)
+                .await
+                .unwrap();
+            info.mq_table
+                .get(&q(0))
+                .is_some_and(|pq| pq.cached_msg_count == 5)
+        }
+    })
+    .await;
+    consumer.pause([&q(0)]);
+    consumer.resume([&q(0)]);
+    // Past the broker's long poll (20 s): an empty answer moves the
+    // consumed offset to where the queue's fetch stands.
+    let offsets: Vec<i64> = poll_for(&consumer, 30)
+        .await
+        .iter()
+        .map(|m| m.queue_offset)
+        .collect();
+    consumer.commit_sync().await.unwrap();
+    let committed = consumer.committed_offsets().get(&q(0)).copied();
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    assert_eq!(
+        offsets,
+        (5..10).collect::<Vec<_>>(),
+        "committed {committed:?}"
+    );
+    assert_eq!(committed, Some(10));
+}
+
+/// Runs `scenario` on a paused-clock current-thread runtime of its own
+/// thread and returns its result, failing after a minute of real time: a
+/// task that loops without ever awaiting starves its runtime, whose own
+/// timers then never fire, so only another thread can time it out.
+fn on_own_runtime<T: Send + 'static>(
+    scenario: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+) -> T {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let _ = done.send(runtime.block_on(scenario()));
+    });
+    finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the runtime hung: a fetch task loops without awaiting")
+}
+
+/// A zero flow-control delay (the setter takes it; the push consumer waits
+/// zero and goes on): a queue over its threshold made its fetch task loop
+/// without ever awaiting, so nothing else on its runtime thread ran again
+/// (here: the whole scenario, on a current-thread runtime).
+#[test]
+fn a_zero_flow_control_delay_does_not_hang_the_runtime() {
+    let got = on_own_runtime(|| {
+        Box::pin(async {
+            let cluster = TestCluster::builder()
+                .queues(1, 1)
+                .topic("T")
+                .build()
+                .await
+                .unwrap();
+            let producer = producer(&cluster).await;
+            for i in 0..5 {
+                producer
+                    .send_to_queue(msg("T", &format!("m{i}"), "x"), &q(0))
+                    .await
+                    .unwrap();
+            }
+            let consumer = PullConsumer::builder("lg", config(&cluster, &unique("zero_flow")))
+                .assign([q(0)])
+                .consume_from_where(ConsumeFromWhere::FirstOffset)
+                .pull_threshold_for_queue(1)
+                .pull_time_delay_when_flow_control(Duration::ZERO)
+                .build()
+                .await
+                .unwrap();
+            let got = poll_for(&consumer, 5).await.len();
+            consumer.shutdown().await;
+            producer.shutdown().await;
+            got
+        })
+    });
+    assert_eq!(got, 5);
+}
+
+/// A zero exception delay and the queue's broker down: each pull fails at
+/// once (the connection is refused), and the fetch task tried again without
+/// ever awaiting: the broker's own stop never finished.
+#[test]
+fn a_zero_exception_delay_with_the_broker_down_does_not_hang_the_runtime() {
+    let got = on_own_runtime(|| {
+        Box::pin(async {
+            let cluster = TestCluster::builder()
+                .queues(1, 1)
+                .topic("T")
+                .build()
+                .await
+                .unwrap();
+            let producer = producer(&cluster).await;
+            let consumer = PullConsumer::builder("lg", config(&cluster, &unique("zero_exc")))
+                .assign([q(0)])
+                .consume_from_where(ConsumeFromWhere::FirstOffset)
+                .pull_time_delay_when_exception(Duration::ZERO)
+                .build()
+                .await
+                .unwrap();
+            let broker = cluster.broker(0);
+            wait_until("the first pull held", Duration::from_secs(30), || {
+                broker.held_pulls() == 1
+            })
+            .await;
+            broker.stop().await;
+            assert!(
+                consumer
+                    .poll(Duration::from_secs(2))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            broker.restart().await.unwrap();
+            producer
+                .send_to_queue(msg("T", "after", "x"), &q(0))
+                .await
+                .unwrap();
+            let got = poll_for(&consumer, 10).await.len();
+            consumer.shutdown().await;
+            producer.shutdown().await;
+            got
+        })
+    });
+    assert_eq!(got, 1);
+}
