@@ -179,6 +179,9 @@ pub(crate) async fn remove_queue(shared: &Shared, mq: &MessageQueue) -> bool {
         mq,
         pq: Some(Arc::clone(&owned.pq)),
     };
+    // Without a pull task: a placeholder of a queue whose add was cut short
+    // or whose lock request failed, never consumed here.
+    let was_consumed = owned.pull.is_some();
     if let Some(pull) = owned.pull {
         pull.stop().await;
     }
@@ -190,7 +193,11 @@ pub(crate) async fn remove_queue(shared: &Shared, mq: &MessageQueue) -> bool {
     };
     if removed {
         removing.pq = None;
-        tracing::info!(group = %shared.options.group, %mq, "queue removed");
+        if was_consumed {
+            tracing::info!(group = %shared.options.group, %mq, "queue removed");
+        } else {
+            tracing::debug!(group = %shared.options.group, %mq, "placeholder of a queue not added removed");
+        }
     }
     removed
 }

@@ -181,7 +181,9 @@ impl PushConsumer {
     }
 
     /// Stops the consumer, in this order: stops pulling and rebalancing;
-    /// waits for in-flight consumption up to the drain timeout; persists
+    /// waits for in-flight consumption up to the drain timeout (and, at
+    /// the same time, for an expired message being sent back to the
+    /// broker, which may take longer when the broker is slow); persists
     /// the offsets (and, orderly, unlocks the queues on the brokers);
     /// unregisters the group from every broker; releases the client
     /// instance (closing its connections when this was its last user).
@@ -200,16 +202,23 @@ async fn shut_down(
 ) -> ShutdownReport {
     let mut report = ShutdownReport::default();
     let group = core.group().to_owned();
-    if let Some(expiry) = core.expiry.get() {
-        expiry.shutdown().await;
-    }
-    if let Some(rebalancer) = core.rebalancer() {
-        rebalancer.stop_pulling().await;
-    }
-    let drained = core.service.shutdown(drain_timeout).await;
+    let stop_expiry = async {
+        if let Some(expiry) = core.expiry.get() {
+            expiry.shutdown().await;
+        }
+    };
+    let drain = async {
+        if let Some(rebalancer) = core.rebalancer() {
+            rebalancer.stop_pulling().await;
+        }
+        core.service.shutdown(drain_timeout).await
+    };
+    // The expiry scan's send-back under way (a request timeout and its
+    // fallback at worst) runs alongside the drain instead of before it.
+    let ((), drained) = tokio::join!(stop_expiry, drain);
     report.batches_left = drained.batches_left;
-    // What the process queues still hold counts too: a pull task stopped
-    // while it waited to hand a batch over left it there, unconsumed.
+    // What the process queues still hold counts too, whatever left it
+    // there (an orderly queue's messages not started, for one).
     let cached: usize = core
         .rebalancer()
         .map(|rebalancer| {
