@@ -80,6 +80,7 @@ fn the_logs_say_what_they_should() {
     a_subscribing_consumer_starts_without_asking_before_its_heartbeat();
     a_topic_created_after_its_consumer_starts_is_taken_at_once();
     refused_pulls_are_reported_once_a_minute_per_queue();
+    failed_queue_locks_are_reported_once_a_minute_per_queue();
 }
 
 fn a_second_client_of_the_same_id_is_told_which_settings_it_does_not_get() {
@@ -279,6 +280,75 @@ fn refused_pulls_are_reported_once_a_minute_per_queue() {
             })
             .await;
         }
+        consumer.shutdown().await;
+        cluster.shutdown().await;
+    });
+}
+
+/// While an orderly consumer's lock requests fail, the rebalancer tries
+/// again every 500 ms: the failure is reported once a minute per queue,
+/// not every round, and the add that finally works says so.
+fn failed_queue_locks_are_reported_once_a_minute_per_queue() {
+    use rocketmq_client::consumer::{OrderlyContext, OrderlyResult};
+    use rocketmq_model::{MessageExt, RequestCode, ResponseCode};
+
+    let captured = Captured::default();
+    let logs = captured.dispatch("info");
+    let _main = tracing::dispatcher::set_default(&logs);
+    runtime(&logs, false).block_on(async {
+        let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+        cluster.fail_requests(
+            RequestCode::LOCK_BATCH_MQ,
+            ResponseCode::SYSTEM_ERROR,
+            usize::MAX,
+        );
+        let consumer = PushConsumer::builder("cg", config(&cluster, &unique("locks")))
+            .subscribe("T", "*")
+            .consume_orderly(|_: Vec<MessageExt>, _: OrderlyContext| async {
+                OrderlyResult::Success
+            })
+            .build()
+            .await
+            .unwrap();
+        // The topic's four queues and the group's retry queue.
+        const QUEUES: u64 = 5;
+        let window = Duration::from_secs(120);
+        let rounds = || {
+            cluster
+                .broker(0)
+                .requests_received(RequestCode::LOCK_BATCH_MQ)
+        };
+        let before = rounds();
+        tokio::time::sleep(window).await;
+        let logs = captured.text();
+        let refused = rounds() - before;
+        assert!(
+            refused >= QUEUES * 200,
+            "a round every 500 ms: {refused} lock requests"
+        );
+        let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
+        // Per queue, a report at once and one a minute later (three at most
+        // in two minutes), where every round used to warn.
+        assert!(
+            warnings.len() as u64 <= QUEUES * 3,
+            "{} warnings in two minutes: {:?}",
+            warnings.len(),
+            &warnings[..warnings.len().min(5)]
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|l| l.contains("lock request failed (still)") && l.contains("mq=")),
+            "the failure going on is reported: {warnings:?}"
+        );
+        cluster.clear_faults();
+        wait_assigned(&consumer, 4).await;
+        assert_eq!(
+            captured.text().matches("failed_attempts=").count() as u64,
+            QUEUES,
+            "each queue's add says after how many failures: {}",
+            captured.text()
+        );
         consumer.shutdown().await;
         cluster.shutdown().await;
     });

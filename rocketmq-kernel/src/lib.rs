@@ -35,6 +35,7 @@ pub use rebalance::{ConsumerParts, Rebalancer};
 
 pub mod consume;
 pub mod expire;
+mod report_limit;
 pub mod wait;
 
 pub use consume::{

@@ -1,24 +1,18 @@
 //! Failed pulls of one queue, logged without flooding the log: a pull task
 //! retries every second (every 20 ms after FLOW_CONTROL) for as long as a
-//! fault lasts, so a warning per failure would be thousands of lines a
-//! minute per consumer. Each kind of failure is reported at most once a
-//! minute, the first time at once and later with how many pulls failed
-//! since the last report, whether the kinds alternate (a broker shedding
-//! load answers some pulls SYSTEM_BUSY and lets others time out) or pulls
-//! flap (one answered in a few). An answer after failures is reported once
-//! per report of failures.
+//! fault lasts; each kind of failure is reported at most once a minute
+//! ([`crate::report_limit`]), whether the kinds alternate (a broker
+//! shedding load answers some pulls SYSTEM_BUSY and lets others time out)
+//! or pulls flap (one answered in a few).
 
 use std::mem::{Discriminant, discriminant};
-use std::time::Duration;
 
 use rocketmq_model::{MessageQueue, ResponseCode};
 use rocketmq_remoting::RemotingError;
 use tokio::time::Instant;
 
 use crate::error::KernelError;
-
-/// How often one kind of failure is reported at most.
-pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(60);
+use crate::report_limit::{FailureReport, ReportLimit};
 
 /// What kind of failure an error is: two errors of one kind (the same
 /// refusal code, or both timeouts) are one fault going on, whatever their
@@ -44,40 +38,10 @@ impl Kind {
     }
 }
 
-/// What to log for a failure.
-#[derive(Debug, PartialEq, Eq)]
-enum FailureReport {
-    /// A kind of failure not reported in the last minute: report it.
-    First,
-    /// A kind reported a minute ago or more, failing since: report it with
-    /// how many pulls it failed since its last report.
-    Again {
-        /// Failures of this kind since its last report.
-        since_last: u64,
-    },
-    /// A kind reported less than a minute ago.
-    Quiet,
-}
-
 /// The failures of one queue's pulls.
 #[derive(Debug, Default)]
 pub struct FailureLog {
-    /// The kinds that failed in the last minute (a few at most).
-    kinds: Vec<KindLog>,
-    /// Failures since the last answer.
-    failures: u64,
-    /// Whether a failure was reported since the last reported answer.
-    owed_recovery: bool,
-}
-
-/// One kind of failure going on.
-#[derive(Debug)]
-struct KindLog {
-    kind: Kind,
-    reported_at: Instant,
-    last_failed: Instant,
-    /// Failures of this kind since its last report.
-    unreported: u64,
+    reports: ReportLimit<Kind>,
 }
 
 impl FailureLog {
@@ -101,45 +65,20 @@ impl FailureLog {
 
     /// A pull failed with `err` at `now`.
     fn failed(&mut self, err: &KernelError, now: Instant) -> FailureReport {
-        let kind = Kind::of(err);
-        self.failures += 1;
-        // A kind that has not failed for a minute is over: if it comes
-        // back, it is a new fault.
-        self.kinds
-            .retain(|seen| now.saturating_duration_since(seen.last_failed) < REPORT_EVERY);
-        let Some(seen) = self.kinds.iter_mut().find(|seen| seen.kind == kind) else {
-            self.kinds.push(KindLog {
-                kind,
-                reported_at: now,
-                last_failed: now,
-                unreported: 0,
-            });
-            self.owed_recovery = true;
-            return FailureReport::First;
-        };
-        seen.last_failed = now;
-        seen.unreported += 1;
-        if now.saturating_duration_since(seen.reported_at) < REPORT_EVERY {
-            return FailureReport::Quiet;
-        }
-        seen.reported_at = now;
-        self.owed_recovery = true;
-        FailureReport::Again {
-            since_last: std::mem::take(&mut seen.unreported),
-        }
+        self.reports.failed(Kind::of(err), now)
     }
 
     /// A pull was answered: the failures since the last answer, when an
-    /// answer is worth reporting (a failure was reported since the last one
-    /// that was).
+    /// answer is worth reporting.
     fn succeeded(&mut self) -> Option<u64> {
-        let failures = std::mem::take(&mut self.failures);
-        std::mem::take(&mut self.owed_recovery).then_some(failures)
+        self.reports.succeeded()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn refused(code: ResponseCode) -> KernelError {

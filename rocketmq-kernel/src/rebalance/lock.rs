@@ -5,46 +5,35 @@ use std::collections::BTreeSet;
 
 use rocketmq_model::MessageQueue;
 use rocketmq_model::body::{LockBatchRequestBody, UnlockBatchRequestBody};
+use rocketmq_remoting::RemotingError;
 use tokio::time::Instant;
 
 use super::shared::Shared;
 use crate::api::CallMode;
+use crate::error::{KernelError, Result};
 
 /// Locks `mqs` (all of one broker) and returns the queues the broker
-/// granted; `None` when the request failed (logged).
+/// granted.
 async fn lock_batch(
     shared: &Shared,
     broker_name: &str,
     mqs: BTreeSet<MessageQueue>,
-) -> Option<BTreeSet<MessageQueue>> {
-    let group = &shared.options.group;
-    let addr = match shared.routes.table().master_addr(broker_name) {
-        Ok(addr) => addr,
-        Err(err) => {
-            tracing::warn!(%group, broker = broker_name, error = %err, "cannot lock queues: no master");
-            return None;
-        }
-    };
+) -> Result<BTreeSet<MessageQueue>> {
+    let addr = shared.routes.table().master_addr(broker_name)?;
     let body = LockBatchRequestBody {
         client_id: shared.client_id.clone(),
-        consumer_group: group.clone(),
+        consumer_group: shared.options.group.clone(),
         mq_set: mqs,
         only_this_broker: false,
     };
-    match shared.broker.lock_batch(&addr, body).await {
-        Ok(locked) => Some(locked),
-        Err(err) => {
-            tracing::warn!(%group, broker = %addr, error = %err, "locking queues failed");
-            None
-        }
-    }
+    shared.broker.lock_batch(&addr, body).await
 }
 
 /// Locks one queue before it is added (Java's `RebalanceImpl#lock`):
-/// whether the broker granted it; `None` when the request failed, so that
+/// whether the broker granted it; an error when the request failed, so that
 /// the broker may hold the lock all the same (an answer that came after the
 /// request timeout). Other queues the answer names are marked locked too.
-pub(crate) async fn lock_one(shared: &Shared, mq: &MessageQueue) -> Option<bool> {
+pub(crate) async fn lock_one(shared: &Shared, mq: &MessageQueue) -> Result<bool> {
     let locked = lock_batch(shared, &mq.broker_name, BTreeSet::from([mq.clone()])).await?;
     let now = Instant::now();
     for other in &locked {
@@ -54,7 +43,25 @@ pub(crate) async fn lock_one(shared: &Shared, mq: &MessageQueue) -> Option<bool>
     }
     let granted = locked.contains(mq);
     tracing::debug!(group = %shared.options.group, %mq, granted, "queue lock");
-    Some(granted)
+    Ok(granted)
+}
+
+/// Whether the broker may hold a lock that a request failing with `err`
+/// asked for: unless the request never reached it (no address, no
+/// connection) or it answered with a refusal.
+pub(crate) fn may_have_locked(err: &KernelError) -> bool {
+    match err {
+        KernelError::Remoting(err) => !matches!(
+            err,
+            RemotingError::Connect { .. }
+                | RemotingError::ConnectTimeout { .. }
+                | RemotingError::TooManyPending { .. }
+                | RemotingError::Response { .. }
+                | RemotingError::NoAddress(_)
+        ),
+        KernelError::NoRoute { .. } | KernelError::NoBrokerAddress { .. } => false,
+        _ => true,
+    }
 }
 
 /// Renews the locks of every held queue, one request per broker, marking
@@ -64,8 +71,12 @@ pub(crate) async fn lock_one(shared: &Shared, mq: &MessageQueue) -> Option<bool>
 pub(crate) async fn lock_all(shared: &Shared) {
     for (broker_name, mqs) in shared.assignment.by_broker() {
         let asked = mqs.clone();
-        let Some(locked) = lock_batch(shared, &broker_name, mqs).await else {
-            continue;
+        let locked = match lock_batch(shared, &broker_name, mqs).await {
+            Ok(locked) => locked,
+            Err(err) => {
+                tracing::warn!(group = %shared.options.group, broker = %broker_name, error = %err, "renewing queue locks failed");
+                continue;
+            }
         };
         let now = Instant::now();
         for mq in &asked {
@@ -105,5 +116,53 @@ pub(crate) async fn unlock(
     };
     if let Err(err) = shared.broker.unlock_batch(&addr, body, mode).await {
         tracing::warn!(%group, broker = %addr, error = %err, "unlocking queues failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rocketmq_model::ResponseCode;
+
+    use super::*;
+
+    #[test]
+    fn only_a_request_that_may_have_reached_the_broker_may_hold_a_lock() {
+        let addr = || "b:10911".to_owned();
+        let lost = [
+            RemotingError::Timeout {
+                addr: addr(),
+                after: Duration::from_secs(3),
+            },
+            RemotingError::ConnectionClosed {
+                addr: addr(),
+                reason: "reset".into(),
+            },
+        ];
+        for err in lost {
+            assert!(may_have_locked(&err.into()));
+        }
+        let never_locked = [
+            RemotingError::Connect {
+                addr: addr(),
+                source: std::io::ErrorKind::ConnectionRefused.into(),
+            },
+            RemotingError::ConnectTimeout {
+                addr: addr(),
+                after: Duration::from_secs(3),
+            },
+            RemotingError::Response {
+                addr: addr(),
+                code: ResponseCode::SYSTEM_ERROR,
+                remark: String::new(),
+            },
+        ];
+        for err in never_locked {
+            assert!(!may_have_locked(&err.into()));
+        }
+        assert!(!may_have_locked(&KernelError::NoBrokerAddress {
+            broker_name: "b".into()
+        }));
     }
 }

@@ -27,6 +27,7 @@
 //! orderly clustering consumer also renews the broker locks of all its
 //! queues every 20 s.
 
+mod add_failures;
 pub(crate) mod assignment;
 mod driver;
 mod lock;
@@ -44,6 +45,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::add_failures::AddFailures;
 use self::assignment::Assignment;
 use self::shared::{Shared, Trigger};
 use crate::allocate::{AllocateStrategy, Averagely};
@@ -138,6 +140,7 @@ impl RebalancerBuilder {
             consume: self.parts.consume,
             subscriptions: RwLock::new(self.subscriptions),
             assignment: Assignment::default(),
+            add_failures: AddFailures::default(),
             paused: watch::Sender::new(false),
             changes: watch::Sender::new(0),
             trigger: Trigger::default(),

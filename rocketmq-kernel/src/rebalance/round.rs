@@ -11,6 +11,7 @@ use rocketmq_model::MessageQueue;
 use rocketmq_model::body::MessageModel;
 use tokio::time::Instant;
 
+use super::add_failures::AddFailure;
 use super::assignment::Owned;
 use super::lock;
 use super::shared::Shared;
@@ -60,6 +61,9 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> RoundOutcome {
         }
     }
     let subscribed: BTreeSet<String> = topics.into_iter().collect();
+    shared
+        .add_failures
+        .retain(|mq| subscribed.contains(&mq.topic));
     for mq in shared.assignment.outside(&subscribed) {
         changed |= remove_queue(shared, &mq).await;
     }
@@ -145,6 +149,9 @@ async fn apply(
     for mq in shared.assignment.to_remove(topic, allocated) {
         changed |= remove_queue(shared, &mq).await;
     }
+    shared
+        .add_failures
+        .retain(|mq| mq.topic != topic || allocated.contains(mq));
     let mut all_locked = true;
     for mq in allocated {
         if shared.assignment.contains(mq) {
@@ -285,18 +292,26 @@ async fn add_queue(shared: &Arc<Shared>, mq: &MessageQueue) -> Added {
             armed: true,
         };
         match lock::lock_one(shared, mq).await {
-            Some(true) => locked = Some(guard),
-            Some(false) => {
+            Ok(true) => locked = Some(guard),
+            Ok(false) => {
                 guard.disarm();
-                tracing::warn!(%group, %mq, "queue not added: lock refused");
+                shared
+                    .add_failures
+                    .failed(group, mq, AddFailure::LockRefused, None);
                 return Added::LockRefused;
             }
-            None => {
-                // The request failed (e.g. timed out): the broker may have
-                // granted the lock. The guard, still armed, puts the queue
-                // into the table dropped, so that the next round or the
-                // shutdown unlocks it.
-                tracing::warn!(%group, %mq, "queue not added: lock request failed");
+            Err(err) => {
+                // A request whose answer was lost (e.g. timed out) may have
+                // been granted: the guard, still armed, puts the queue into
+                // the table dropped, so that the next round or the shutdown
+                // unlocks it. One that never reached the broker, or that
+                // the broker refused, holds nothing.
+                if !lock::may_have_locked(&err) {
+                    guard.disarm();
+                }
+                shared
+                    .add_failures
+                    .failed(group, mq, AddFailure::LockRequestFailed, Some(&err));
                 return Added::LockRefused;
             }
         }
@@ -313,7 +328,9 @@ async fn add_queue(shared: &Arc<Shared>, mq: &MessageQueue) -> Added {
     {
         Ok(offset) => offset,
         Err(err) => {
-            tracing::warn!(%group, %mq, error = %err, "queue not added: no start offset");
+            shared
+                .add_failures
+                .failed(group, mq, AddFailure::NoStartOffset, Some(&err));
             // The lock lapses on the broker unless the next round adds it.
             if let Some(locked) = locked {
                 locked.disarm();
@@ -337,7 +354,12 @@ async fn add_queue(shared: &Arc<Shared>, mq: &MessageQueue) -> Added {
     if let Some(locked) = locked {
         locked.disarm();
     }
-    tracing::info!(%group, %mq, offset, "queue added");
+    match shared.add_failures.added(mq) {
+        Some(failed) => {
+            tracing::info!(%group, %mq, offset, failed_attempts = failed, "queue added")
+        }
+        None => tracing::info!(%group, %mq, offset, "queue added"),
+    }
     Added::Yes
 }
 

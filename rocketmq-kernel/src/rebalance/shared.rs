@@ -10,6 +10,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::add_failures::AddFailures;
 use super::assignment::Assignment;
 use crate::allocate::AllocateStrategy;
 use crate::api::BrokerApi;
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) consume: Arc<dyn ConsumeService>,
     pub(crate) subscriptions: RwLock<BTreeMap<String, SubscriptionData>>,
     pub(crate) assignment: Assignment,
+    /// Allocated queues not added yet, for logging.
+    pub(crate) add_failures: AddFailures,
     /// Whether the consumer is suspended (pull tasks wait).
     pub(crate) paused: watch::Sender<bool>,
     /// Bumped whenever a round changed the assignment.
