@@ -6,6 +6,7 @@
 
 mod rebalance_support;
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -140,4 +141,34 @@ fn options_from(from: ConsumeFromWhere) -> rocketmq_kernel::ConsumerOptions {
     let mut options = options();
     options.consume_from_where = from;
     options
+}
+
+/// A queue whose start offset could not be computed (the broker did not
+/// answer the offset query) is tried again soon, not at the next timer
+/// (20 s by default; a day here): Java 5's `RebalanceService` runs again
+/// after its 1 s `minInterval` when a round left the assignment short of
+/// the allocation.
+#[tokio::test(start_paused = true)]
+async fn a_queue_without_a_start_offset_is_tried_again_soon() {
+    let cluster = Cluster::new();
+    let ns = FakeNameServer::with(&[(TOPIC, route(2))]);
+    cluster.set_clients(&["c1"]);
+    cluster.broker_down.store(true, Ordering::SeqCst);
+    let c1 = start_client(
+        &cluster,
+        &ns,
+        "c1",
+        options(),
+        |_| Arc::new(StalledConsume::default()),
+        &[sub_all(TOPIC)],
+    );
+    c1.rebalancer.rebalance().await;
+    assert!(c1.rebalancer.assigned().is_empty(), "no start offset yet");
+    cluster.broker_down.store(false, Ordering::SeqCst);
+    let answered = tokio::time::Instant::now();
+    eventually("the queues are added by a round of their own", || {
+        c1.rebalancer.assigned().len() == 4
+    })
+    .await;
+    assert!(answered.elapsed() <= Duration::from_millis(1_100));
 }

@@ -16,7 +16,11 @@ use crate::route::Routes;
 /// [`OffsetRemote`] over a [`BrokerApi`]: QUERY_CONSUMER_OFFSET and
 /// UPDATE_CONSUMER_OFFSET go to the master of the queue's broker, found in
 /// the route table. When the broker has no known master, the topic's route is
-/// refreshed once first, as Java's `RemoteBrokerOffsetStore` does.
+/// refreshed once first, as Java's `RemoteBrokerOffsetStore` does; when it
+/// still has none (the master is down), they go to one of its slaves, as
+/// Java's do (`findBrokerAddressInSubscribe(name, MASTER_ID, false)`): a
+/// slave answers the offsets it synced from the master, so a queue assigned
+/// meanwhile starts where the group was rather than waiting for the master.
 ///
 /// The query leaves `setZeroIfNotFound` unset, as Java does: a broker then
 /// answers 0 rather than QUERY_NOT_FOUND for a new group on a queue whose
@@ -40,12 +44,30 @@ impl BrokerOffsetRemote {
     pub fn new(api: Arc<dyn BrokerApi>, routes: Routes) -> Self {
         BrokerOffsetRemote { api, routes }
     }
+
+    /// The master of `mq`'s broker, else (no master after a route refresh)
+    /// the broker's lowest-id address.
+    async fn addr(&self, mq: &MessageQueue) -> Result<Arc<str>> {
+        let master = self.routes.master_addr(mq).await;
+        if master.is_ok() {
+            return master;
+        }
+        let slave = self
+            .routes
+            .table()
+            .broker(&mq.broker_name)
+            .and_then(|broker| broker.broker_addrs.into_values().next());
+        match slave {
+            Some(addr) => Ok(addr.into()),
+            None => master,
+        }
+    }
 }
 
 #[async_trait]
 impl OffsetRemote for BrokerOffsetRemote {
     async fn query_offset(&self, group: &str, mq: &MessageQueue) -> Result<Option<i64>> {
-        let addr = self.routes.master_addr(mq).await?;
+        let addr = self.addr(mq).await?;
         let header = QueryConsumerOffsetRequestHeader {
             consumer_group: group.to_owned(),
             topic: mq.topic.clone(),
@@ -63,7 +85,7 @@ impl OffsetRemote for BrokerOffsetRemote {
         offset: i64,
         oneway: bool,
     ) -> Result<()> {
-        let addr = self.routes.master_addr(mq).await?;
+        let addr = self.addr(mq).await?;
         let header = UpdateConsumerOffsetRequestHeader {
             consumer_group: group.to_owned(),
             topic: mq.topic.clone(),
@@ -83,7 +105,7 @@ impl OffsetRemote for BrokerOffsetRemote {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use rocketmq_model::route::perm;
     use rocketmq_model::{BrokerData, QueueData, TopicRouteData};
@@ -134,10 +156,12 @@ mod tests {
         }
     }
 
-    /// Knows topic "T" on broker-a (master a0, slave a1); counts requests.
+    /// Knows topic "T" on broker-a (master a0, slave a1, or only the slave
+    /// when `master_down`); counts requests.
     #[derive(Default)]
     struct FakeNameServer {
         asked: AtomicUsize,
+        master_down: AtomicBool,
     }
 
     #[async_trait]
@@ -159,7 +183,11 @@ mod tests {
                 }],
                 broker_datas: vec![BrokerData {
                     broker_name: "broker-a".into(),
-                    broker_addrs: [(0, "a0:10911".into()), (1, "a1:10911".into())].into(),
+                    broker_addrs: if self.master_down.load(Ordering::SeqCst) {
+                        [(1, "a1:10911".into())].into()
+                    } else {
+                        [(0, "a0:10911".into()), (1, "a1:10911".into())].into()
+                    },
                     ..BrokerData::default()
                 }],
                 ..TopicRouteData::default()
@@ -222,5 +250,32 @@ mod tests {
             matches!(err, KernelError::NoBrokerAddress { broker_name } if broker_name == "broker-z")
         );
         assert!(broker.calls.lock().unwrap().is_empty());
+    }
+
+    /// The master is down (the nameserver names only the slave): as Java's
+    /// `RemoteBrokerOffsetStore` (`findBrokerAddressInSubscribe(.., false)`),
+    /// the offset is read from and committed to the slave, so a queue
+    /// assigned meanwhile starts from the group's offset instead of waiting
+    /// for the master to come back.
+    #[tokio::test]
+    async fn offsets_go_to_a_slave_while_the_master_is_down() {
+        let (remote, broker, ns) = remote();
+        ns.master_down.store(true, Ordering::SeqCst);
+        let mq = MessageQueue::new("T", "broker-a", 0);
+        assert_eq!(remote.query_offset("cg", &mq).await.unwrap(), Some(42));
+        remote.update_offset("cg", &mq, 50, false).await.unwrap();
+        ns.master_down.store(false, Ordering::SeqCst);
+        remote.update_offset("cg", &mq, 51, false).await.unwrap();
+        let calls = broker.calls.lock().unwrap().clone();
+        let (a0, a1) = (String::from("a0:10911"), String::from("a1:10911"));
+        assert_eq!(
+            calls,
+            [
+                (a1.clone(), 0, -1, None),
+                (a1, 0, 50, Some(CallMode::Sync)),
+                (a0, 0, 51, Some(CallMode::Sync)),
+            ],
+            "the master again once the nameserver names it"
+        );
     }
 }

@@ -15,6 +15,10 @@ use crate::process_queue::LOCK_RENEW_INTERVAL;
 /// `rebalanceLater(500)`).
 const LOCK_RETRY_DELAY: Duration = Duration::from_millis(500);
 
+/// How soon a round runs again after a queue could not be added for want of
+/// its start offset (Java 5's `rocketmq.client.rebalance.minInterval`).
+const ADD_RETRY_DELAY: Duration = Duration::from_secs(1);
+
 /// Runs a round on every request and every `interval`, one at a time,
 /// until `cancel`.
 pub(crate) async fn rebalance_loop(
@@ -38,10 +42,12 @@ pub(crate) async fn rebalance_loop(
             }
         };
         shared.trigger.complete(serving);
-        wait = if outcome.all_locked {
-            interval
-        } else {
+        wait = if !outcome.all_locked {
             LOCK_RETRY_DELAY
+        } else if !outcome.all_added {
+            ADD_RETRY_DELAY.min(interval)
+        } else {
+            interval
         };
     }
 }

@@ -18,7 +18,8 @@
 //!   refused lock skips it and the next round comes after 500 ms), gets its
 //!   start offset from [`start_offset`], a fresh [`ProcessQueue`] and a pull
 //!   task ([`crate::pull`]). A queue whose start offset cannot be computed is
-//!   skipped until the next round.
+//!   skipped until the next round, which then comes after 1 s (Java 5's
+//!   `minInterval` for a round that left the assignment short).
 //!
 //! Rounds run one at a time: on a timer (20 s), on [`Rebalancer::trigger`]
 //! (NOTIFY_CONSUMER_IDS_CHANGED), after a route change

@@ -37,20 +37,28 @@ pub(crate) struct RoundOutcome {
     /// False when a queue was not added because its broker lock was refused:
     /// the next round should come soon (Java rebalances again after 500 ms).
     pub(crate) all_locked: bool,
+    /// False when a queue was not added because its start offset could not
+    /// be computed: the next round should come soon too (Java 5 runs again
+    /// after its 1 s `minInterval` when a round left the assignment short).
+    pub(crate) all_added: bool,
 }
 
 /// Runs one round over every subscribed topic. The caller holds the
 /// rebalance lock.
 pub(crate) async fn run(shared: &Arc<Shared>) -> RoundOutcome {
     let mut changed = false;
-    let mut all_locked = true;
+    let mut outcome = RoundOutcome {
+        all_locked: true,
+        all_added: true,
+    };
     let topics = shared.topics();
     for topic in &topics {
         match allocation(shared, topic).await {
             Ok(allocated) => {
-                let (topic_changed, topic_locked) = apply(shared, topic, &allocated).await;
+                let (topic_changed, topic_outcome) = apply(shared, topic, &allocated).await;
                 changed |= topic_changed;
-                all_locked &= topic_locked;
+                outcome.all_locked &= topic_outcome.all_locked;
+                outcome.all_added &= topic_outcome.all_added;
             }
             Err(err) if topic.starts_with(RETRY_TOPIC_PREFIX) => {
                 tracing::debug!(group = %shared.options.group, %topic, error = %err, "rebalance skipped the topic");
@@ -70,7 +78,7 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> RoundOutcome {
     if changed {
         shared.assignment_changed();
     }
-    RoundOutcome { all_locked }
+    outcome
 }
 
 /// The queues of `topic` this client should own: all of them when
@@ -139,12 +147,13 @@ async fn consumer_ids(shared: &Shared, topic: &str) -> Result<Vec<String>> {
 }
 
 /// Applies the allocation of `topic`: removes what is no longer (or no
-/// longer properly) owned, adds what is new. Returns (changed, all locked).
+/// longer properly) owned, adds what is new. Returns whether the assignment
+/// changed, and what was not added.
 async fn apply(
     shared: &Arc<Shared>,
     topic: &str,
     allocated: &BTreeSet<MessageQueue>,
-) -> (bool, bool) {
+) -> (bool, RoundOutcome) {
     let mut changed = false;
     for mq in shared.assignment.to_remove(topic, allocated) {
         changed |= remove_queue(shared, &mq).await;
@@ -152,18 +161,21 @@ async fn apply(
     shared
         .add_failures
         .retain(|mq| mq.topic != topic || allocated.contains(mq));
-    let mut all_locked = true;
+    let mut outcome = RoundOutcome {
+        all_locked: true,
+        all_added: true,
+    };
     for mq in allocated {
         if shared.assignment.contains(mq) {
             continue;
         }
         match add_queue(shared, mq).await {
             Added::Yes => changed = true,
-            Added::LockRefused => all_locked = false,
-            Added::Failed => {}
+            Added::LockRefused => outcome.all_locked = false,
+            Added::Failed => outcome.all_added = false,
         }
     }
-    (changed, all_locked)
+    (changed, outcome)
 }
 
 /// Drops `mq`: marks its process queue dropped, stops its pull task, then
@@ -273,7 +285,7 @@ enum Added {
     Yes,
     /// Orderly: the broker refused the lock; try again soon.
     LockRefused,
-    /// The start offset could not be computed; try again next round.
+    /// The start offset could not be computed; try again soon.
     Failed,
 }
 

@@ -138,7 +138,8 @@ impl Routes {
     }
 
     /// [`publish_info`](Self::publish_info), falling back to the template
-    /// route for a topic the nameserver does not know (§8.3, Java's
+    /// route for a topic with no route at all (one whose route has no
+    /// writable queue stays [`KernelError::NoRoute`]) (§8.3, Java's
     /// `tryToFindTopicPublishInfo`): the route of `TBW102` with every
     /// broker's queue counts capped at `default_topic_queue_nums` (Java's
     /// producer default is
@@ -151,7 +152,11 @@ impl Routes {
         default_topic_queue_nums: i32,
     ) -> Result<Arc<PublishInfo>> {
         match self.publish_info(topic).await {
-            Err(KernelError::NoRoute { .. }) => {
+            // A route without a writable queue (read-only, no write queues)
+            // is the topic's all the same: nothing is sent, as in Java
+            // (`isHaveTopicRouterInfo`). The broker would store what the
+            // template sends.
+            Err(KernelError::NoRoute { .. }) if self.table.route(topic).is_none() => {
                 self.use_template_route(topic, default_topic_queue_nums)
                     .await
             }
@@ -539,6 +544,32 @@ mod tests {
         // The template route is now the topic's route.
         assert_eq!(routes.publish_info("NEW").await.unwrap().queues().len(), 4);
         assert_eq!(ns.asked("NEW"), 2);
+    }
+
+    /// A topic whose route has no writable queue (read-only, or no write
+    /// queues: what an admin sets to stop its writes; or its broker's
+    /// master is down) is not sent to through the template, as in Java
+    /// (`isHaveTopicRouterInfo`): the broker does not check a topic's write
+    /// permission on a send, so the template's queues would store the
+    /// messages (or create the topic on other brokers), and the template
+    /// would replace the topic's route, which its consumers read.
+    #[tokio::test(start_paused = true)]
+    async fn a_topic_without_writable_queues_does_not_use_the_template() {
+        let mut read_only = route("broker-r", 4);
+        read_only.queue_datas[0].perm = perm::READ;
+        let mut master_down = route("broker-s", 4);
+        master_down.broker_datas[0].broker_addrs = [(1, "broker-s1:10911".into())].into();
+        let (routes, ns) = routes_with(&[("R", read_only), ("S", master_down)]);
+        for (topic, broker) in [("R", "broker-r"), ("S", "broker-s")] {
+            assert!(matches!(
+                routes.publish_info_or_template(topic, 4).await,
+                Err(KernelError::NoRoute { topic: t }) if t == topic
+            ));
+            let queues = routes.table().subscribe_queues(topic).unwrap();
+            assert_eq!(queues.len(), 4);
+            assert!(queues.iter().all(|mq| mq.broker_name == broker));
+        }
+        assert_eq!(ns.asked(AUTO_CREATE_TOPIC), 0);
     }
 
     #[tokio::test(start_paused = true)]
