@@ -462,3 +462,118 @@ fn bind_with_a_key_that_does_not_match_fails_with_invalid_input() {
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
 }
+
+#[tokio::test]
+async fn a_tls_client_dialing_a_plain_server_is_told_the_peer_may_not_speak_tls() {
+    let listener = rocketmq_remoting::transport::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let server = Server::spawn(listener, ConnectionConfig::default(), echo_handler);
+    let client = client_over(
+        TlsTransport::builder()
+            .danger_accept_invalid_certs_insecure()
+            .build()
+            .unwrap(),
+    );
+    let err = within(client.invoke_call(server.local_addr(), Ping("x"), CALL_TIMEOUT))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RemotingError::Connect { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("TLS handshake"), "{text}");
+    assert!(text.contains("does the peer speak TLS?"), "{text}");
+    within(server.shutdown()).await;
+}
+
+#[tokio::test]
+async fn a_plain_client_dialing_a_tls_server_is_told_the_peer_speaks_tls() {
+    let ca = TestCa::new("test CA");
+    let server = tls_server(&server_identity(&ca)).await;
+    let client = RemotingClient::builder().build();
+    let err = within(client.invoke_call(server.local_addr(), Ping("x"), CALL_TIMEOUT))
+        .await
+        .unwrap_err();
+    assert!(err.is_connection_error(), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("the peer speaks TLS"), "{text}");
+    within(client.shutdown()).await;
+    within(server.shutdown()).await;
+}
+
+#[test]
+fn a_ca_file_whose_certificate_rustls_cannot_use_names_the_file() {
+    // Good PEM around bytes that are no certificate.
+    let ca_file = TempFile::with(
+        "bad-ca.pem",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    );
+    let err = TlsTransport::builder()
+        .trust_ca_file(&ca_file.path)
+        .build()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains(&ca_file.path.display().to_string()), "{text}");
+}
+
+#[test]
+fn a_client_key_that_does_not_match_its_certificate_names_both_files() {
+    let ca = TestCa::new("test CA");
+    let cert = ca.issue(
+        &["client.rocketmq.test"],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let other = ca.issue(
+        &["client.rocketmq.test"],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let cert_file = TempFile::with("client.pem", &cert.cert_pem);
+    let key_file = TempFile::with("other.key", &other.key_pem);
+    let err = TlsTransport::builder()
+        .trust_ca_certificates([ca.cert.clone()])
+        .client_identity_pem_files(&cert_file.path, &key_file.path)
+        .build()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&cert_file.path.display().to_string())
+            && text.contains(&key_file.path.display().to_string()),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_sent_just_before_the_peer_closes_without_close_notify_arrives() {
+    use futures::{SinkExt, StreamExt};
+    use rocketmq_remoting::RemotingCodec;
+    use rocketmq_remoting::transport::Listener;
+
+    let ca = TestCa::new("test CA");
+    let identity = server_identity(&ca);
+    let mut listener = TlsListener::bind("127.0.0.1:0", identity.chain(), identity.key())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    // Answers one request, then drops the TCP connection at once: no
+    // close_notify, the answer and the FIN arrive together.
+    let peer = tokio::spawn(async move {
+        let accepted = listener.accept().await.unwrap();
+        let mut framed = tokio_util::codec::Framed::new(accepted.io, RemotingCodec::default());
+        let request = framed.next().await.unwrap().unwrap();
+        let answer = RemotingCommand::response(ResponseCode::SUCCESS, request.opaque)
+            .with_remark("last words");
+        framed.send(answer).await.unwrap();
+        drop(framed);
+    });
+    let client = client_over(
+        TlsTransport::builder()
+            .trust_ca_certificates([ca.cert.clone()])
+            .build()
+            .unwrap(),
+    );
+    let answer = within(client.invoke_call(&addr, Ping("x"), CALL_TIMEOUT))
+        .await
+        .unwrap();
+    assert_eq!(answer, "last words");
+    within(peer).await.unwrap();
+    within(client.shutdown()).await;
+}

@@ -88,7 +88,9 @@ fn write_frame(cmd: &RemotingCommand, dst: &mut BytesMut, max_frame_len: usize) 
 ///
 /// Returns `Ok(None)` until the whole frame is buffered (reserving room for it
 /// once its length is known). A length over `max_frame_len` is refused as soon as
-/// the 4-byte length word is read, before anything is buffered for it. The body
+/// the 4-byte length word is read, before anything is buffered for it (a
+/// [`MalformedFrame`](RemotingError::MalformedFrame) saying so when the word is
+/// a TLS record header: the peer speaks TLS and this end does not). The body
 /// is a zero-copy slice of `src`'s memory. On error the connection must be
 /// closed: the stream position is lost.
 pub fn decode(src: &mut BytesMut, max_frame_len: usize) -> Result<Option<RemotingCommand>> {
@@ -121,12 +123,26 @@ fn announced_frame_len(src: &[u8], max_frame_len: usize) -> Result<Option<usize>
         })?;
     let frame_len = length + LENGTH_FIELD_LEN;
     if frame_len > max_frame_len {
+        if is_tls_record(word) {
+            return Err(RemotingError::MalformedFrame(
+                "a TLS record, not a remoting frame: the peer speaks TLS and this end does not"
+                    .to_owned(),
+            ));
+        }
         return Err(RemotingError::FrameTooLarge {
             limit: max_frame_len,
             actual: frame_len,
         });
     }
     Ok(Some(frame_len))
+}
+
+/// Whether the first bytes of a "frame" are a TLS record header instead (a
+/// content type from change_cipher_spec to application_data, then version
+/// 3.x): what a TLS peer sends (a ClientHello) or answers (an alert) to a
+/// plain one. Such a length word is always hundreds of MiB.
+fn is_tls_record(word: &[u8; LENGTH_FIELD_LEN]) -> bool {
+    matches!(word, [0x14..=0x17, 0x03, 0x00..=0x04, _])
 }
 
 /// Parses one complete frame (at least [`PREFIX_LEN`] bytes long).

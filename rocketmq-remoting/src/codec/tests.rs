@@ -123,6 +123,23 @@ fn two_gib_announcement_is_refused_before_allocating() {
 }
 
 #[test]
+fn a_tls_record_is_named_not_taken_for_a_huge_frame() {
+    // A TLS alert (what a TLS server answers a plain frame with) and the
+    // start of a ClientHello (what a TLS client sends a plain server).
+    for record in [
+        &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32][..],
+        &[0x16, 0x03, 0x01, 0x02],
+    ] {
+        let mut src = BytesMut::from(record);
+        let err = decode(&mut src, DEFAULT_MAX_FRAME_LEN).unwrap_err();
+        assert!(
+            matches!(&err, RemotingError::MalformedFrame(why) if why.contains("speaks TLS")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn limit_counts_the_length_word_like_java() {
     let frame = encoded(&route_request(LanguageCode::RUST, SerializeType::RocketMq));
     let exact = frame.len();

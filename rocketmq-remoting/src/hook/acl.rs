@@ -213,6 +213,25 @@ mod tests {
         assert!(shown.contains("<redacted>"));
     }
 
+    #[test]
+    fn a_signed_command_shows_no_security_token_in_debug() {
+        let hook = AclHook::new(
+            Credentials::new("my-access", "super-secret").with_security_token("sts-tok"),
+        );
+        let mut cmd = send_request();
+        hook.sign(&mut cmd);
+        let shown = format!("{cmd:?}");
+        assert!(!shown.contains("sts-tok"), "{shown}");
+        assert!(!shown.contains("super-secret"), "{shown}");
+        assert!(
+            shown.contains("my-access") && shown.contains("TopicTest"),
+            "{shown}"
+        );
+        assert!(shown.contains("SecurityToken"), "{shown}");
+        // The fields themselves are untouched.
+        assert_eq!(cmd.ext_fields[SECURITY_TOKEN], "sts-tok");
+    }
+
     proptest::proptest! {
         #[test]
         fn signature_depends_on_content_not_insertion_order(

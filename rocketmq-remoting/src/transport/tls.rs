@@ -71,6 +71,27 @@ pub enum TlsConfigError {
     /// The server name override is neither a DNS name nor an IP address.
     #[error("invalid TLS server name {0:?}")]
     InvalidServerName(String),
+    /// A CA certificate of a PEM file that rustls cannot use as a trust anchor.
+    #[error("cannot trust the CA certificate in {path}: {source}")]
+    CaCertificate {
+        /// The file.
+        path: PathBuf,
+        /// rustls's reason.
+        #[source]
+        source: rustls::Error,
+    },
+    /// A client certificate chain and key from PEM files that rustls refused
+    /// (e.g. a key that does not match the certificate).
+    #[error("client certificate {chain} with key {key} rejected: {source}")]
+    ClientIdentity {
+        /// The certificate chain file.
+        chain: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+        /// rustls's reason.
+        #[source]
+        source: rustls::Error,
+    },
     /// rustls refused the configuration (e.g. a key that does not match the
     /// certificate, or a CA certificate it cannot parse).
     #[error("TLS configuration rejected: {0}")]

@@ -109,10 +109,17 @@ fn host_of(addr: &str) -> &str {
 }
 
 fn handshake_failed(addr: &str, name: &ServerName<'_>, error: &io::Error) -> io::Error {
+    // A peer that closes on a ClientHello is most likely not a TLS server
+    // (a plain broker drops the connection on a frame length it refuses).
+    let hint = if error.kind() == io::ErrorKind::UnexpectedEof {
+        " (the peer closed the connection: does the peer speak TLS?)"
+    } else {
+        ""
+    };
     io::Error::new(
         error.kind(),
         format!(
-            "TLS handshake with {addr} (server name {}) failed: {error}",
+            "TLS handshake with {addr} (server name {}) failed: {error}{hint}",
             name.to_str()
         ),
     )
@@ -125,6 +132,14 @@ enum ClientIdentity {
 }
 
 impl ClientIdentity {
+    /// The chain and key files, for errors.
+    fn files(&self) -> Option<(PathBuf, PathBuf)> {
+        match self {
+            ClientIdentity::Der(..) => None,
+            ClientIdentity::PemFiles { chain, key } => Some((chain.clone(), key.clone())),
+        }
+    }
+
     fn load(
         self,
     ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsConfigError> {
@@ -265,8 +280,18 @@ impl TlsTransportBuilder {
         };
         let config = match self.identity {
             Some(identity) => {
+                let files = identity.files();
                 let (chain, key) = identity.load()?;
-                verified.with_client_auth_cert(chain, key)?
+                verified
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|error| match files {
+                        Some((chain, key)) => TlsConfigError::ClientIdentity {
+                            chain,
+                            key,
+                            source: error,
+                        },
+                        None => TlsConfigError::Rustls(error),
+                    })?
             }
             None => verified.with_no_client_auth(),
         };
@@ -281,7 +306,12 @@ impl TlsTransportBuilder {
         let mut roots = RootCertStore::empty();
         for path in &self.ca_files {
             for cert in certificates_from_pem_file(path)? {
-                roots.add(cert)?;
+                roots
+                    .add(cert)
+                    .map_err(|source| TlsConfigError::CaCertificate {
+                        path: path.clone(),
+                        source,
+                    })?;
             }
         }
         for cert in &self.ca_certs {
