@@ -230,3 +230,36 @@ async fn a_request_timeout_of_duration_max_means_no_limit() {
     assert!(matches!(sent, Ok(Ok(Ok(_)))), "{sent:?}");
     cluster.shutdown().await;
 }
+
+/// A heartbeat built before a group left, and handled by the broker after
+/// the group's unregister (queued behind other work there), would register
+/// the group again until the broker expires the client (120 s): a leaving
+/// consumer's queues would wait that long for the group's other members,
+/// transaction checks would go to a producer gone. The unregister waits for
+/// the heartbeats in flight.
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_in_flight_does_not_bring_a_leaving_group_back() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let staying = producer(&cluster, "in_flight", "pg-stay").await;
+    let leaving = producer(&cluster, "in_flight", "pg-leave").await;
+    leaving.send(msg("route")).await.unwrap();
+    let broker = cluster.broker(0);
+    heartbeats_reach(broker, 1).await;
+    assert_eq!(producer_clients(broker, "pg-leave").len(), 1);
+    broker.delay_requests(RequestCode::HEART_BEAT, Duration::from_secs(1));
+    let held = heartbeats(broker) + 1;
+    let instance = staying.instance().clone();
+    let heartbeat = tokio::spawn(async move { instance.send_heartbeat().await });
+    // At the broker, naming pg-leave, held there.
+    heartbeats_reach(broker, held).await;
+    leaving.shutdown().await;
+    heartbeat.await.unwrap();
+    assert_eq!(
+        producer_clients(broker, "pg-leave"),
+        Vec::<String>::new(),
+        "the group left for good"
+    );
+    assert_eq!(producer_clients(broker, "pg-stay").len(), 1);
+    staying.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -133,6 +133,13 @@ impl TestCluster {
         self.faults.delay_responses(code, delay);
     }
 
+    /// Holds every request with `code` to any server for `delay` before
+    /// handling it (zero removes the delay): requests a connection sends
+    /// after it may be handled first.
+    pub fn delay_requests(&self, code: RequestCode, delay: Duration) {
+        self.faults.delay_requests(code, delay);
+    }
+
     /// Answers the next `times` requests with `code` to the nameserver with
     /// `response`.
     pub fn fail_namesrv_requests(&self, code: RequestCode, response: ResponseCode, times: usize) {

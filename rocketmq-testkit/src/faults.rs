@@ -1,5 +1,6 @@
 //! Fault injection, modelled on librdkafka's mock cluster: answer a request
-//! code with a chosen response code N times, delay the responses to a code.
+//! code with a chosen response code N times, delay the responses to a code,
+//! hold the requests of a code before handling them.
 //!
 //! A [`Faults`] set belongs to one server (the nameserver or a broker) or to
 //! the whole cluster; a server consults its own set, then the cluster's.
@@ -22,6 +23,8 @@ struct Inner {
     /// Runs of failures in order: answer with the code this many times.
     failures: HashMap<i32, VecDeque<(ResponseCode, usize)>>,
     delays: HashMap<i32, Duration>,
+    /// How long requests wait before they are handled.
+    request_delays: HashMap<i32, Duration>,
 }
 
 impl Faults {
@@ -53,11 +56,23 @@ impl Faults {
         }
     }
 
+    /// Holds every request with `code` for `delay` before handling it
+    /// (zero removes the delay).
+    pub(crate) fn delay_requests(&self, code: RequestCode, delay: Duration) {
+        let mut inner = self.inner();
+        if delay.is_zero() {
+            inner.request_delays.remove(&code.0);
+        } else {
+            inner.request_delays.insert(code.0, delay);
+        }
+    }
+
     /// Removes every injected failure and delay.
     pub(crate) fn clear(&self) {
         let mut inner = self.inner();
         inner.failures.clear();
         inner.delays.clear();
+        inner.request_delays.clear();
     }
 
     /// The injected answer for the next request with `code`, consuming it.
@@ -80,6 +95,11 @@ impl Faults {
     pub(crate) fn delay(&self, code: i32) -> Option<Duration> {
         self.inner().delays.get(&code).copied()
     }
+
+    /// How long requests with `code` wait before they are handled.
+    pub(crate) fn request_delay(&self, code: i32) -> Option<Duration> {
+        self.inner().request_delays.get(&code).copied()
+    }
 }
 
 /// The fault sets a server consults, most specific first.
@@ -96,10 +116,18 @@ impl FaultChain {
     pub(crate) fn delay(&self, code: i32) -> Option<Duration> {
         self.0.iter().find_map(|faults| faults.delay(code))
     }
+
+    /// How long requests with `code` wait before they are handled: the
+    /// first set's that has a delay.
+    pub(crate) fn request_delay(&self, code: i32) -> Option<Duration> {
+        self.0.iter().find_map(|faults| faults.request_delay(code))
+    }
 }
 
 /// Runs `handle` unless a failure is injected for `code`, then holds the
-/// response for the injected delay, if any.
+/// response for the injected delay, if any. A request delay holds the
+/// request before all that, as a busy broker's queue of work does: the
+/// requests a connection sends after it may be handled first.
 ///
 /// An injected code that means "stored, with degraded durability"
 /// (FLUSH_DISK_TIMEOUT, FLUSH_SLAVE_TIMEOUT, SLAVE_NOT_AVAILABLE) is what a
@@ -110,6 +138,9 @@ pub(crate) async fn serve_with_faults(
     code: i32,
     handle: impl Future<Output = RemotingCommand>,
 ) -> RemotingCommand {
+    if let Some(delay) = chain.request_delay(code) {
+        tokio::time::sleep(delay).await;
+    }
     let response = match chain.take_failure(code) {
         Some(injected) if injected.is_stored() => {
             let mut response = handle.await;
@@ -145,6 +176,30 @@ mod tests {
         assert_eq!(faults.delay(11), Some(Duration::from_secs(1)));
         faults.delay_responses(RequestCode::PULL_MESSAGE, Duration::ZERO);
         assert_eq!(faults.delay(11), None);
+    }
+
+    /// A held request is handled after one sent later: what a busy broker
+    /// does with a heartbeat queued behind other work.
+    #[tokio::test(start_paused = true)]
+    async fn a_held_request_is_handled_after_those_sent_later() {
+        let faults = std::sync::Arc::new(Faults::default());
+        faults.delay_requests(RequestCode::HEART_BEAT, Duration::from_secs(1));
+        let chain = FaultChain(vec![faults]);
+        let handled = Mutex::new(Vec::new());
+        let handle = |code: RequestCode| {
+            let handled = &handled;
+            async move {
+                handled.lock().unwrap().push(code);
+                crate::reply::error(ResponseCode::SUCCESS, "")
+            }
+        };
+        let heartbeat = RequestCode::HEART_BEAT;
+        let unregister = RequestCode::UNREGISTER_CLIENT;
+        tokio::join!(
+            serve_with_faults(&chain, heartbeat.0, handle(heartbeat)),
+            serve_with_faults(&chain, unregister.0, handle(unregister)),
+        );
+        assert_eq!(*handled.lock().unwrap(), [unregister, heartbeat]);
     }
 
     /// "Fail every one until cleared": a count as large as `usize::MAX`

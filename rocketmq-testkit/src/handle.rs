@@ -438,6 +438,14 @@ impl Broker {
         self.faults.delay_responses(code, delay);
     }
 
+    /// Holds every request with `code` to this broker for `delay` before
+    /// handling it, as a busy broker's queue of work does: requests a
+    /// connection sends after it may be handled first (zero removes the
+    /// delay).
+    pub fn delay_requests(&self, code: RequestCode, delay: Duration) {
+        self.faults.delay_requests(code, delay);
+    }
+
     /// Corrupts the stored record of the message at `offset` of a queue, as
     /// a damaged disk would: pulls still answer it, but no client can decode
     /// it. False when there is no such message. Tests how consumers get past

@@ -57,6 +57,7 @@ fn broker_addrs(instance: &ClientInstance, masters_only: bool) -> Vec<String> {
 
 /// Sends the heartbeat to every broker at once; failures are logged.
 pub(super) async fn send_to_all(instance: &ClientInstance) {
+    let _sending = instance.inner().heartbeat_gate.read().await;
     let Some(data) = heartbeat_data(instance) else {
         tracing::debug!("no group to report; heartbeat skipped");
         return;
@@ -97,6 +98,7 @@ pub(super) fn on_new_connection(instance: &ClientInstance, addr: &str) {
 
 /// Sends the heartbeat to one broker.
 pub(super) async fn send_to(instance: &ClientInstance, addr: &str) {
+    let _sending = instance.inner().heartbeat_gate.read().await;
     if let Some(data) = heartbeat_data(instance) {
         send(instance, addr, data).await;
     }

@@ -63,6 +63,11 @@ pub(crate) struct Inner {
     consumers: Mutex<BTreeMap<String, Arc<dyn ConsumerHandle>>>,
     /// Broker addresses that got at least one heartbeat from this instance.
     heartbeated: Mutex<HashSet<String>>,
+    /// Held shared by a heartbeat from before its body is built until it is
+    /// answered, and exclusively by an unregister: a heartbeat built before
+    /// a group left cannot reach a broker after the group's unregister and
+    /// register it again (Java 4.x's `lockHeartbeat`).
+    heartbeat_gate: tokio::sync::RwLock<()>,
     signals: tasks::Signals,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -301,7 +306,9 @@ impl ClientInstance {
 
     /// Sends UNREGISTER_CLIENT for these groups to every broker (masters and
     /// slaves) of every known route, as Java does, within `timeout` per
-    /// broker; failures are logged.
+    /// broker; failures are logged. Waits first for the heartbeats in flight
+    /// to be answered: the groups must have left this instance already, so
+    /// that no later heartbeat names them.
     pub async fn unregister_client(
         &self,
         producer_group: Option<&str>,
@@ -314,6 +321,8 @@ impl ClientInstance {
             consumer_group: consumer_group.map(str::to_owned),
             broker_name: None,
         };
+        // After the heartbeats in flight, which may still name the group.
+        let _no_heartbeat = self.inner.heartbeat_gate.write().await;
         let addrs = heartbeat::all_addrs(self);
         let calls = addrs.iter().map(|addr| {
             let header = header.clone();
@@ -383,6 +392,7 @@ impl Inner {
             producers: Mutex::new(BTreeMap::new()),
             consumers: Mutex::new(BTreeMap::new()),
             heartbeated: Mutex::new(HashSet::new()),
+            heartbeat_gate: tokio::sync::RwLock::new(()),
             signals: tasks::Signals::default(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
