@@ -7,8 +7,6 @@ use bytes::Bytes;
 use rocketmq_model::header::DynHeader;
 use rocketmq_model::{CommandHeader, ExtFields, RequestCode, ResponseCode};
 
-use crate::hook::acl::SECURITY_TOKEN;
-
 /// The `version` this client announces: 479 is V5_3_3, what the Java 5.3.3
 /// client sends. Servers gate features on it (PROTOCOL.md §2.7): at 401 and above
 /// the nameserver answers standard JSON routes.
@@ -254,27 +252,9 @@ impl fmt::Debug for RemotingCommand {
             .field("language", &self.language)
             .field("version", &self.version)
             .field("remark", &self.remark)
-            .field("ext_fields", &RedactedFields(&self.ext_fields))
+            .field("ext_fields", &self.ext_fields)
             .field("body_len", &self.body.len())
             .finish()
-    }
-}
-
-/// `extFields` as a command's `Debug` shows them: the ACL session token of a
-/// signed request hidden, as [`Credentials`](crate::Credentials) hides it.
-struct RedactedFields<'a>(&'a ExtFields);
-
-impl fmt::Debug for RedactedFields<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = self.0.iter().map(|(key, value)| {
-            let value = if key == SECURITY_TOKEN {
-                "<redacted>"
-            } else {
-                value
-            };
-            (key, value)
-        });
-        f.debug_map().entries(shown).finish()
     }
 }
 

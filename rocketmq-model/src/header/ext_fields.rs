@@ -417,9 +417,21 @@ impl Index<&str> for ExtFields {
     }
 }
 
+/// The ACL session token field of a signed request (§9.3): a credential,
+/// hidden from `Debug` output.
+const SECURITY_TOKEN: &str = "SecurityToken";
+
 impl fmt::Debug for ExtFields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
+        let shown = self.iter().map(|(key, value)| {
+            let value = if key == SECURITY_TOKEN {
+                "<redacted>"
+            } else {
+                value
+            };
+            (key, value)
+        });
+        f.debug_map().entries(shown).finish()
     }
 }
 
@@ -437,6 +449,20 @@ impl Serialize for ExtFields {
 mod tests {
     use super::*;
     use crate::header::CommandHeader;
+
+    #[test]
+    fn debug_output_hides_the_session_token() {
+        let fields: ExtFields = [("AccessKey", "ak"), ("SecurityToken", "sts-secret")]
+            .into_iter()
+            .collect();
+        let shown = format!("{fields:?}");
+        assert!(!shown.contains("sts-secret"), "{shown}");
+        assert!(
+            shown.contains("\"SecurityToken\": \"<redacted>\""),
+            "{shown}"
+        );
+        assert!(shown.contains("\"AccessKey\": \"ak\""), "{shown}");
+    }
 
     #[test]
     fn behaves_as_a_text_map() {
