@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocketmq_model::header::ReplyMessageRequestHeader;
 use rocketmq_model::message::{DEFAULT_MAX_DECOMPRESSED_BODY, compression, property, sysflag};
@@ -70,7 +70,8 @@ impl Drop for ReplyWaiter {
 }
 
 /// The reply message a PUSH_REPLY_MESSAGE_TO_CLIENT carries, its body
-/// decompressed.
+/// decompressed, with the time it arrived (ARRIVE_TIME, epoch ms, as Java's
+/// `ClientRemotingProcessor#receiveReplyMessage` adds it).
 pub(crate) fn reply_message(
     header: ReplyMessageRequestHeader,
     body: &[u8],
@@ -83,7 +84,10 @@ pub(crate) fn reply_message(
         }
         _ => bytes::Bytes::copy_from_slice(body),
     };
-    let properties = Properties::parse(header.properties.as_deref().unwrap_or_default());
+    let mut properties = Properties::parse(header.properties.as_deref().unwrap_or_default());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH);
+    let arrived = now.map_or(0, |since| since.as_millis());
+    properties.insert(property::ARRIVE_TIME, arrived.to_string())?;
     Ok(MessageExt {
         message: Message {
             topic: header.topic,
@@ -102,8 +106,17 @@ pub(crate) fn reply_message(
     })
 }
 
+/// A host "ip:port" as a Java broker writes it (`getHostAddress() + ":" +
+/// port`, so an IPv6 address comes without brackets), or as "[ip]:port";
+/// 0.0.0.0:0 when it is neither.
 fn socket_addr(text: &str) -> SocketAddr {
+    let java = || {
+        let (ip, port) = text.rsplit_once(':')?;
+        Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+    };
     text.parse()
+        .ok()
+        .or_else(java)
         .unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)))
 }
 
@@ -147,6 +160,8 @@ mod tests {
         let reply = reply_message(header(&props("c-1"), 0), b"pong").unwrap();
         assert_eq!(reply.born_host, "10.0.0.9:5000".parse().unwrap());
         assert_eq!(reply.message.flag, 3);
+        let arrived = reply.message.property(property::ARRIVE_TIME).unwrap();
+        assert!(arrived.parse::<u64>().unwrap() > 1_700_000_000_000);
         assert!(waiters.deliver(reply));
         let got = waiter.wait(Duration::from_secs(1)).await.unwrap();
         assert_eq!(&got.message.body[..], b"pong");
@@ -155,6 +170,19 @@ mod tests {
         assert_eq!(waiters.len(), 0, "a dropped waiter removes its entry");
         let late = reply_message(header(&props("c-2"), 0), b"late").unwrap();
         assert!(!waiters.deliver(late));
+    }
+
+    #[test]
+    fn hosts_are_read_as_java_writes_them_ipv6_too() {
+        for (text, addr) in [
+            ("10.0.0.9:5000", "10.0.0.9:5000"),
+            ("0:0:0:0:0:0:0:1:5000", "[::1]:5000"),
+            ("fe80:0:0:0:0:0:0:7:10911", "[fe80::7]:10911"),
+            ("[::1]:5000", "[::1]:5000"),
+            ("nonsense", "0.0.0.0:0"),
+        ] {
+            assert_eq!(socket_addr(text), addr.parse().unwrap(), "{text}");
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 pub use builder::{DEFAULT_PRODUCER_GROUP, ProducerBuilder, ProducerOptions};
 pub use hook::{SendContext, SendHook};
+pub use request::{REPLY_TOPIC_SUFFIX, create_reply_message};
 pub use result::{SendResult, SendStatus};
 pub use transaction::{
     LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,

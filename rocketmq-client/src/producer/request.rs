@@ -1,9 +1,11 @@
 //! Request-reply (Java's `DefaultMQProducer.request`): send a message that
 //! names this client as the reply target, and wait for the reply the broker
-//! pushes back (PUSH_REPLY_MESSAGE_TO_CLIENT).
+//! pushes back (PUSH_REPLY_MESSAGE_TO_CLIENT). The replier answers with
+//! [`create_reply_message`], sent by any producer.
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use rocketmq_kernel::wait::deadline_after;
 use rocketmq_model::message::property;
 use rocketmq_model::{Message, MessageExt};
@@ -12,6 +14,39 @@ use tokio::time::Instant;
 use super::Producer;
 use super::send::Route;
 use crate::error::{ClientError, Result};
+
+/// The reply topic of a cluster is `<cluster>` + this (Java's
+/// `MixAll.getReplyTopic`).
+pub const REPLY_TOPIC_SUFFIX: &str = "_REPLY_TOPIC";
+
+/// The reply to `request` (a request message as consumed), with `body`
+/// (Java's `MessageUtil.createReplyMessage`): to the reply topic of the
+/// request's CLUSTER, with MSG_TYPE "reply" and the request's
+/// CORRELATION_ID, REPLY_TO_CLIENT and TTL. Send it with any producer: a
+/// reply goes as SEND_REPLY_MESSAGE, which the broker pushes to the
+/// requester. An error when `request` has no CLUSTER (it is no request).
+pub fn create_reply_message(request: &Message, body: impl Into<Bytes>) -> Result<Message> {
+    let Some(cluster) = request.property(property::CLUSTER) else {
+        return Err(ClientError::InvalidMessage(format!(
+            "create reply message fail, requestMessage error, property[{}] is null.",
+            property::CLUSTER
+        )));
+    };
+    let mut reply = Message::new(format!("{cluster}{REPLY_TOPIC_SUFFIX}"), body);
+    reply
+        .properties
+        .insert(property::MSG_TYPE, property::MSG_TYPE_REPLY)?;
+    for name in [
+        property::CORRELATION_ID,
+        property::REPLY_TO_CLIENT,
+        property::TTL,
+    ] {
+        if let Some(value) = request.property(name) {
+            reply.properties.insert(name, value.to_owned())?;
+        }
+    }
+    Ok(reply)
+}
 
 impl Producer {
     /// Sends `msg` as a request and waits, at most `timeout` in all, for its

@@ -1,10 +1,12 @@
 //! Send calls: SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE
-//! (320), PROTOCOL.md §3.
+//! (320), and for a reply message SEND_REPLY_MESSAGE (324) / _V2 (325),
+//! PROTOCOL.md §3.
 
 use bytes::Bytes;
 use rocketmq_model::header::{
     SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
 };
+use rocketmq_model::message::property;
 use rocketmq_model::{RequestCode, ResponseCode};
 
 use crate::call::{Call, rejected};
@@ -53,15 +55,28 @@ impl SendMessage {
 impl Call for SendMessage {
     type Response = SendResponse;
 
+    /// As Java's `MQClientAPIImpl#sendMessage`: a reply message (MSG_TYPE
+    /// "reply") goes as SEND_REPLY_MESSAGE(_V2), which the broker pushes to
+    /// the requester; sent as SEND_MESSAGE(_V2) it would only be stored.
     fn into_command(self) -> Result<RemotingCommand> {
+        let reply = is_reply(self.header.properties.as_deref());
         let cmd = match self.keys {
             SendHeaderKeys::Long => {
-                RemotingCommand::request_from_header(RequestCode::SEND_MESSAGE, self.header)
+                let code = if reply {
+                    RequestCode::SEND_REPLY_MESSAGE
+                } else {
+                    RequestCode::SEND_MESSAGE
+                };
+                RemotingCommand::request_from_header(code, self.header)
             }
-            SendHeaderKeys::Short => RemotingCommand::request_from_header(
-                RequestCode::SEND_MESSAGE_V2,
-                SendMessageRequestHeaderV2(self.header),
-            ),
+            SendHeaderKeys::Short => {
+                let code = if reply {
+                    RequestCode::SEND_REPLY_MESSAGE_V2
+                } else {
+                    RequestCode::SEND_MESSAGE_V2
+                };
+                RemotingCommand::request_from_header(code, SendMessageRequestHeaderV2(self.header))
+            }
         };
         Ok(cmd.with_body(self.body))
     }
@@ -69,6 +84,15 @@ impl Call for SendMessage {
     fn parse_response(response: RemotingCommand) -> Result<SendResponse> {
         SendResponse::parse(response)
     }
+}
+
+/// Whether an encoded properties string has MSG_TYPE "reply".
+fn is_reply(properties: Option<&str>) -> bool {
+    let reply = Some((property::MSG_TYPE, property::MSG_TYPE_REPLY));
+    properties.is_some_and(|text| {
+        text.split('\u{2}')
+            .any(|entry| entry.split_once('\u{1}') == reply)
+    })
 }
 
 /// Sends a batch: the body is the batch encoding of several messages (made by
@@ -203,6 +227,33 @@ mod tests {
         assert_eq!(cmd.ext_fields["producerGroup"], "pg");
         assert_eq!(cmd.ext_fields["defaultTopicQueueNums"], "4");
         assert!(!cmd.ext_fields.contains_key("a"));
+    }
+
+    #[test]
+    fn a_reply_message_goes_as_send_reply_message_as_java_sends_it() {
+        let mut reply = header();
+        reply.properties = Some("CORRELATION_ID\u{1}c\u{2}MSG_TYPE\u{1}reply\u{2}".into());
+        let v2 = SendMessage::new(reply.clone(), "pong");
+        let cmd = v2.clone().into_command().unwrap();
+        assert_eq!(cmd.request_code(), RequestCode::SEND_REPLY_MESSAGE_V2);
+        assert_eq!(cmd.ext_fields["b"], "T");
+        let v1 = v2.with_keys(SendHeaderKeys::Long).into_command().unwrap();
+        assert_eq!(v1.request_code(), RequestCode::SEND_REPLY_MESSAGE);
+        assert_eq!(v1.ext_fields["topic"], "T");
+        // Another value, or the text inside another property, is no reply.
+        for properties in [
+            "MSG_TYPE\u{1}request\u{2}",
+            "KEYS\u{1}MSG_TYPE\u{1}reply\u{2}",
+        ] {
+            let mut plain = header();
+            plain.properties = Some(properties.into());
+            let cmd = SendMessage::new(plain, "b").into_command().unwrap();
+            assert_eq!(
+                cmd.request_code(),
+                RequestCode::SEND_MESSAGE_V2,
+                "{properties:?}"
+            );
+        }
     }
 
     #[test]

@@ -226,6 +226,21 @@ impl Groups {
             .find_map(|member| member.conn.upgrade())
     }
 
+    /// An open connection on which `client_id` registered a producer (Java's
+    /// `ProducerManager#findChannel`, for reply pushes).
+    pub(crate) fn producer_connection_of(
+        &self,
+        client_id: &str,
+    ) -> Option<rocketmq_remoting::Connection> {
+        let tables = self.tables();
+        tables
+            .producers
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|member| member.client_id == client_id)
+            .find_map(|member| member.conn.upgrade())
+    }
+
     /// The member `client_id` of consumer group `group`.
     pub(crate) fn consumer_member(&self, group: &str, client_id: &str) -> Option<Member> {
         let tables = self.tables();

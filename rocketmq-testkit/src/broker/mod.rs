@@ -30,6 +30,7 @@ pub(crate) mod locks;
 mod lookup;
 pub(crate) mod offsets;
 mod pull;
+mod replies;
 mod retry;
 mod send;
 mod sql92;
@@ -127,6 +128,9 @@ impl BrokerCore {
                 TopicConfig::new(read, write).with_perm(all),
             );
         }
+        // As Java's `TopicConfigManager`: the cluster's reply topic.
+        let (reply_topic, reply_config) = replies::reply_topic(&settings.cluster);
+        topics.put(&reply_topic, reply_config);
         for (topic, config) in &settings.topics {
             topics.put(topic, *config);
         }
@@ -307,6 +311,9 @@ async fn dispatch(ctx: &ConnCtx, request: RemotingCommand) -> RemotingCommand {
         RequestCode::SEND_MESSAGE
         | RequestCode::SEND_MESSAGE_V2
         | RequestCode::SEND_BATCH_MESSAGE => send::handle(ctx, &request),
+        RequestCode::SEND_REPLY_MESSAGE | RequestCode::SEND_REPLY_MESSAGE_V2 => {
+            replies::handle(ctx, &request).await
+        }
         RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
             pull::handle(ctx, &request).await
         }

@@ -207,7 +207,7 @@ pub(crate) fn max_reconsume_times(
 /// Java's `msgCheck`: a valid, allowed topic that exists (or is created now).
 /// The topic's permission is not checked (Java checks it only for send-backs
 /// to retry topics): producers keep off read-only topics by their routes.
-fn topic_for_send(
+pub(crate) fn topic_for_send(
     core: &BrokerCore,
     header: &SendMessageRequestHeader,
 ) -> Result<TopicConfig, Rejection> {
