@@ -86,12 +86,25 @@ impl Call for SendMessage {
     }
 }
 
-/// Whether an encoded properties string has MSG_TYPE "reply".
+/// Whether an encoded properties string has MSG_TYPE "reply". Every send
+/// asks, so it looks only around each name-value separator (a few per
+/// message) rather than splitting the string or searching all of it.
 fn is_reply(properties: Option<&str>) -> bool {
-    let reply = Some((property::MSG_TYPE, property::MSG_TYPE_REPLY));
-    properties.is_some_and(|text| {
-        text.split('\u{2}')
-            .any(|entry| entry.split_once('\u{1}') == reply)
+    const NAME: &[u8] = property::MSG_TYPE.as_bytes();
+    const VALUE: &[u8] = property::MSG_TYPE_REPLY.as_bytes();
+    let Some(text) = properties else {
+        return false;
+    };
+    let text = text.as_bytes();
+    memchr::memchr_iter(1, text).any(|at| {
+        let value_end = at + 1 + VALUE.len();
+        let Some(name_start) = at.checked_sub(NAME.len()) else {
+            return false;
+        };
+        text.get(at + 1..value_end) == Some(VALUE)
+            && text.get(value_end).is_none_or(|&next| next == 2)
+            && &text[name_start..at] == NAME
+            && (name_start == 0 || text[name_start - 1] == 2)
     })
 }
 
@@ -244,6 +257,8 @@ mod tests {
         for properties in [
             "MSG_TYPE\u{1}request\u{2}",
             "KEYS\u{1}MSG_TYPE\u{1}reply\u{2}",
+            "MSG_TYPE\u{1}replyX\u{2}",
+            "XMSG_TYPE\u{1}reply",
         ] {
             let mut plain = header();
             plain.properties = Some(properties.into());
@@ -253,6 +268,36 @@ mod tests {
                 RequestCode::SEND_MESSAGE_V2,
                 "{properties:?}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// The search finds what splitting the string into entries finds,
+        /// whatever the entries (drawn from a few names and values, so that
+        /// near misses are common).
+        #[test]
+        fn a_reply_is_found_as_splitting_finds_it(
+            entries in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec!["MSG_TYPE", "XMSG_TYPE", "KEYS", "", "MSG_TYPE\u{1}reply"]),
+                    proptest::sample::select(vec!["reply", "replyX", "request", "", "MSG_TYPE\u{1}reply"]),
+                ),
+                0..5,
+            ),
+            trailing in proptest::bool::ANY,
+        ) {
+            let mut text = entries
+                .iter()
+                .map(|(k, v)| format!("{k}\u{1}{v}"))
+                .collect::<Vec<_>>()
+                .join("\u{2}");
+            if trailing {
+                text.push('\u{2}');
+            }
+            let split = text
+                .split('\u{2}')
+                .any(|entry| entry.split_once('\u{1}') == Some(("MSG_TYPE", "reply")));
+            proptest::prop_assert_eq!(is_reply(Some(&text)), split, "{:?}", text);
         }
     }
 
