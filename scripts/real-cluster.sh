@@ -7,6 +7,16 @@
 #   ACL=1 scripts/real-cluster.sh start   # also prints ROCKETMQ_ACL_NAMESRV_ADDR=127.0.0.1:9877
 #   scripts/real-cluster.sh stop
 #   scripts/real-cluster.sh status
+#   scripts/real-cluster.sh stop-broker [NAME] [TERM|KILL]    # NAME: broker-a (default) or broker-b
+#   scripts/real-cluster.sh start-broker [NAME]               # same store and port; waits for its route
+#   scripts/real-cluster.sh restart-broker [NAME] [TERM|KILL] [SECONDS_DOWN]
+#   scripts/real-cluster.sh restart-namesrv [TERM|KILL] [SECONDS_DOWN]
+#
+# The broker faults keep the store directory: a broker stopped with TERM shuts
+# down cleanly, one stopped with KILL loses what it kept only in memory (the
+# consumer offsets since their last flush: the broker's loss, not a
+# client's). start-broker returns once the nameserver routes to the broker
+# again, so a caller can time the client's recovery from there.
 #
 # Environment: RMQ_CLUSTER_DIR (state, logs, store; default /tmp/rocketmq-real-cluster),
 # BROKERS (1 or 2), NAMESRV_PORT (9876), BROKER_PORT (10911; the second broker uses +10),
@@ -36,18 +46,23 @@ install_servers() {
         cargo install --locked "rocketmq-namesrv@$VERSION" "rocketmq-broker@$VERSION" >&2
 }
 
-# Asks the nameserver for the route of a topic with a hand-built JSON frame;
-# succeeds when it answers SUCCESS (code 0).
-route_exists() {
+# Asks the nameserver on `port` for the route of a topic with a hand-built JSON
+# frame and prints the answer (header and body, as text).
+route_answer() {
     local topic=$1 port=${2:-$NAMESRV_PORT} header len
     header="{\"code\":105,\"extFields\":{\"acceptStandardJsonOnly\":\"true\",\"topic\":\"$topic\"},\"flag\":0,\"language\":\"RUST\",\"opaque\":1,\"serializeTypeCurrentRPC\":\"JSON\",\"version\":479}"
     len=${#header}
     { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
     printf "$(printf '\\x%02x' $(((len + 4) >> 24 & 255)) $(((len + 4) >> 16 & 255)) $(((len + 4) >> 8 & 255)) $(((len + 4) & 255)) 0 $((len >> 16 & 255)) $((len >> 8 & 255)) $((len & 255)))" >&3
     printf '%s' "$header" >&3
-    local answer
-    answer=$(timeout 1 cat <&3 | head -c 4096 | tr -d "\000-\010" || true)
+    timeout 1 cat <&3 | head -c 65536 | tr -d "\000-\010" || true
     exec 3<&- 3>&-
+}
+
+# Succeeds when the nameserver answers the route of a topic with SUCCESS (code 0).
+route_exists() {
+    local answer
+    answer=$(route_answer "$@") || return 1
     [[ $answer == *'"code":0'* ]]
 }
 
@@ -142,6 +157,19 @@ start_acl_pair() {
     echo $! >"$DIR/broker-acl.pid"
 }
 
+# Succeeds when something accepts TCP connections on loopback `port`.
+port_open() {
+    { exec 4<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+    exec 4<&- 4>&-
+}
+
+# Succeeds when the nameserver's route of TBW102 names the broker at `addr`.
+route_names() {
+    local answer
+    answer=$(route_answer TBW102) || return 1
+    [[ $answer == *'"code":0'* && $answer == *"\"$1\""* ]]
+}
+
 # Waits until the nameserver on `port` serves TBW102 (a broker registered).
 wait_for_route() {
     local port=$1 deadline=$((SECONDS + 60))
@@ -173,6 +201,91 @@ stop() {
     rm -rf "$DIR"/store-*
 }
 
+# The port of a broker of this script by name.
+broker_port() {
+    case $1 in
+    broker-a) echo "$BROKER_PORT" ;;
+    broker-b) echo $((BROKER_PORT + 10)) ;;
+    *) echo "unknown broker $1 (broker-a or broker-b)" >&2; return 2 ;;
+    esac
+}
+
+# Sends `signal` (TERM or KILL) to the process of `pidfile` and waits for it to
+# end (TERM: up to 30 s, then KILL).
+stop_process() {
+    local pidfile=$1 signal=$2 pid
+    [[ -f $pidfile ]] || { echo "$(basename "$pidfile" .pid) is not running" >&2; return 1; }
+    pid=$(cat "$pidfile")
+    case $signal in
+    TERM | KILL) ;;
+    *) echo "unknown signal $signal (TERM or KILL)" >&2; return 2 ;;
+    esac
+    kill "-$signal" "$pid" 2>/dev/null || true
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+}
+
+stop_broker() {
+    local name=${1:-broker-a} signal=${2:-TERM}
+    broker_port "$name" >/dev/null
+    stop_process "$DIR/$name.pid" "$signal"
+    echo "$name stopped ($signal)"
+}
+
+# Starts a broker stopped by stop-broker again, on its configuration, store and
+# port, and waits until it listens and the nameserver routes to it.
+start_broker() {
+    local name=${1:-broker-a} port deadline
+    port=$(broker_port "$name")
+    [[ -f $DIR/$name.toml ]] || { echo "no configuration for $name; start the cluster first" >&2; return 1; }
+    if [[ -f $DIR/$name.pid ]] && kill -0 "$(cat "$DIR/$name.pid")" 2>/dev/null; then
+        echo "$name is already running" >&2
+        return 1
+    fi
+    ROCKETMQ_HOME="$DIR/home" "$BIN/rocketmq-broker-rust" -c "$DIR/$name.toml" -n "$NAMESRV_ADDR" \
+        >>"$DIR/$name.log" 2>&1 &
+    echo $! >"$DIR/$name.pid"
+    deadline=$((SECONDS + 60))
+    until port_open "$port" && route_names "127.0.0.1:$port"; do
+        if ((SECONDS > deadline)); then
+            echo "$name did not come back within 60 s; log in $DIR/$name.log" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "$name started on 127.0.0.1:$port"
+}
+
+restart_broker() {
+    local name=${1:-broker-a} signal=${2:-TERM} down=${3:-0}
+    stop_broker "$name" "$signal"
+    sleep "$down"
+    start_broker "$name"
+}
+
+# Restarts the (plain) nameserver on its port; it comes back empty, and the
+# brokers register again on their next registration (every 30 s).
+restart_namesrv() {
+    local signal=${1:-TERM} down=${2:-0}
+    stop_process "$DIR/namesrv.pid" "$signal"
+    echo "namesrv stopped ($signal)"
+    sleep "$down"
+    "$BIN/rocketmq-namesrv-rust" --listenPort "$NAMESRV_PORT" --bindAddress 127.0.0.1 \
+        --rocketmqHome "$DIR/home" --kvConfigPath "$DIR/home/kvConfig.json" \
+        >>"$DIR/namesrv.log" 2>&1 &
+    echo $! >"$DIR/namesrv.pid"
+    local deadline=$((SECONDS + 30))
+    until port_open "$NAMESRV_PORT"; do
+        if ((SECONDS > deadline)); then
+            echo "the nameserver did not come back within 30 s" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "namesrv started on $NAMESRV_ADDR"
+}
+
 status() {
     local pidfile running=0
     for pidfile in "$DIR"/*.pid; do
@@ -189,5 +302,9 @@ case ${1:-} in
 start) start ;;
 stop) stop ;;
 status) status ;;
-*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+stop-broker) stop_broker "${@:2}" ;;
+start-broker) start_broker "${@:2}" ;;
+restart-broker) restart_broker "${@:2}" ;;
+restart-namesrv) restart_namesrv "${@:2}" ;;
+*) echo "usage: $0 start|stop|status|stop-broker|start-broker|restart-broker|restart-namesrv" >&2; exit 2 ;;
 esac

@@ -142,6 +142,8 @@ impl Ledger {
             at: self.elapsed(),
             what: what.into(),
         };
+        // As it happens, so that a run that hangs shows how far it got.
+        tracing::info!(target: "soak", at = event.at.as_secs_f64(), "{}", event.what);
         self.books().faults.push(event);
     }
 
@@ -159,6 +161,18 @@ impl Ledger {
             .filter(|id| !books.deliveries.contains_key(*id))
             .count();
         u64::try_from(missing).unwrap_or(u64::MAX)
+    }
+
+    /// Up to `limit` acknowledged messages not consumed yet.
+    pub(crate) fn missing_ids(&self, limit: usize) -> Vec<String> {
+        let books = self.books();
+        books
+            .acked
+            .keys()
+            .filter(|id| !books.deliveries.contains_key(*id))
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     /// Total deliveries so far.
@@ -180,6 +194,29 @@ impl Ledger {
             .filter(|d| d.at >= mark)
             .count();
         u64::try_from(n).unwrap_or(u64::MAX)
+    }
+
+    /// Where the first few of the redeliveries [`redelivered_after`]
+    /// counts were stored ("host queue offset"), so a failed run says which
+    /// queues they came from.
+    ///
+    /// [`redelivered_after`]: Self::redelivered_after
+    pub(crate) fn redelivered_after_sample(&self, mark: Duration) -> Vec<String> {
+        let books = self.books();
+        let mut sample: Vec<String> = books
+            .deliveries
+            .iter()
+            .filter(|(id, _)| books.acked.get(*id).is_some_and(|at| *at < mark))
+            .flat_map(|(_, deliveries)| deliveries)
+            .filter(|d| d.at >= mark)
+            .map(|d| {
+                let (host, queue, offset) = d.location;
+                format!("{host} queue {queue} offset {offset}")
+            })
+            .collect();
+        sample.sort();
+        sample.truncate(10);
+        sample
     }
 
     /// Draws the verdict from the books.

@@ -12,10 +12,13 @@
 //! Without `--namesrv` (or `ROCKETMQ_NAMESRV_ADDR`) it runs against an
 //! embedded two-broker testkit cluster on loopback TCP, on a runtime of its
 //! own, and stops and restarts its second broker. Against a real cluster it
-//! skips the broker faults. It ends with a summary and one JSON line, and
+//! stops and starts a broker through `--broker-stop-cmd` and
+//! `--broker-start-cmd` (e.g. `scripts/real-cluster.sh stop-broker broker-b
+//! KILL`), and skips the broker faults without them. It ends with a summary and one JSON line, and
 //! exits non-zero when a message was lost, a task outlived shutdown, a
 //! restarted consumer got a message twice or something hung.
 
+mod faults;
 mod ledger;
 mod memory;
 mod report;
@@ -29,7 +32,8 @@ use clap::Parser;
 use rocketmq_testkit::TestCluster;
 use tokio::runtime::{Builder, Runtime};
 
-use scenario::{BrokerFaults, Plan};
+use faults::BrokerFaults;
+use scenario::Plan;
 
 #[derive(Parser)]
 #[command(about = "RocketMQ client soak under faults")]
@@ -43,7 +47,8 @@ struct Cli {
     /// Push consumers of the group (one at the start, the others join).
     #[arg(long, default_value_t = 3)]
     consumers: usize,
-    /// Stop/restart cycles of the second broker (embedded cluster only).
+    /// Stop/restart cycles of the second broker (of a real cluster: with
+    /// `--broker-stop-cmd` and `--broker-start-cmd`).
     #[arg(long, default_value_t = 2)]
     restarts: usize,
     /// Nameserver address list ("a:9876;b:9876"); default `ROCKETMQ_NAMESRV_ADDR`, else an
@@ -65,6 +70,24 @@ struct Cli {
     /// Topic (default: a fresh one per run).
     #[arg(long)]
     topic: Option<String>,
+    /// Shell command that stops a broker of the real cluster; repeat it to
+    /// stop differently by cycle (the last one serves the later cycles).
+    #[arg(long = "broker-stop-cmd", requires = "broker_start_cmd")]
+    broker_stop_cmd: Vec<String>,
+    /// Shell command that starts that broker again and returns once it
+    /// serves (the nameserver routes to it).
+    #[arg(long, requires = "broker_stop_cmd")]
+    broker_start_cmd: Option<String>,
+    /// The `brokerName` of the broker the commands stop.
+    #[arg(long, default_value = "broker-b")]
+    broker_name: String,
+    /// The cluster of a real cluster's brokers: the topic is created on
+    /// each of its masters (with `--topic`, an existing topic is updated).
+    #[arg(long, default_value = "DefaultCluster")]
+    cluster: String,
+    /// Shortest time a stopped broker stays down, in seconds (at least 3).
+    #[arg(long, default_value_t = 3)]
+    broker_down: u64,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -108,12 +131,23 @@ fn main() -> Result<ExitCode, BoxError> {
         restarts: cli.restarts,
         restart_check: cli.restart_check,
         time_limit: Duration::from_secs(cli.time_limit),
+        cluster: None,
+        min_downtime: Duration::from_secs(cli.broker_down),
     };
     let client_runtime = runtime(2)?;
     let (outcome, target) = match &cli.namesrv {
         Some(namesrv) => {
             plan.namesrv = namesrv.split(';').map(str::to_owned).collect();
-            let outcome = client_runtime.block_on(scenario::run(plan.clone(), None));
+            plan.cluster = Some(cli.cluster.clone());
+            let faults = cli
+                .broker_start_cmd
+                .take()
+                .map(|start| BrokerFaults::Commands {
+                    name: cli.broker_name.clone(),
+                    stop: std::mem::take(&mut cli.broker_stop_cmd),
+                    start,
+                });
+            let outcome = client_runtime.block_on(scenario::run(plan.clone(), faults));
             (outcome, format!("cluster at {namesrv}"))
         }
         None => {
@@ -126,7 +160,7 @@ fn main() -> Result<ExitCode, BoxError> {
             )?;
             plan.namesrv = cluster.namesrv_addrs();
             let cluster = Arc::new(cluster);
-            let faults = BrokerFaults {
+            let faults = BrokerFaults::Embedded {
                 cluster: Arc::clone(&cluster),
                 runtime: cluster_runtime.handle().clone(),
                 index: 1,

@@ -26,6 +26,11 @@ pub(crate) fn print(plan: &Plan, target: &str, outcome: &Outcome) {
     );
     println!("  LOST                 {:>9}  {:?}", v.lost, v.lost_sample);
     println!(
+        "    of which no broker can deliver {} (the broker's loss; the client's: {})",
+        outcome.lost_by_broker,
+        outcome.client_lost()
+    );
+    println!(
         "  duplicates           {:>9}  ({} redelivered, {} stored twice, {} unexplained)",
         d.total, d.redelivered, d.stored_twice, d.unexplained
     );
@@ -50,6 +55,15 @@ pub(crate) fn print(plan: &Plan, target: &str, outcome: &Outcome) {
         outcome.run_time.as_secs_f64(),
         send_secs
     );
+    for (broker, took) in &outcome.send_recoveries {
+        match took {
+            Some(took) => println!(
+                "  first send to {broker} acked {:.2}s after its restart",
+                took.as_secs_f64()
+            ),
+            None => println!("  no send to {broker} acked after its restart"),
+        }
+    }
     println!("  faults:");
     for fault in &outcome.faults {
         println!("    {:>8.2}s {}", fault.at.as_secs_f64(), fault.what);
@@ -84,6 +98,8 @@ pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
         "consumed": v.consumed,
         "deliveries": v.deliveries,
         "lost": v.lost,
+        "lost_by_broker": outcome.lost_by_broker,
+        "lost_by_client": outcome.client_lost(),
         "duplicates": d.total,
         "duplicates_redelivered": d.redelivered,
         "duplicates_stored_twice": d.stored_twice,
@@ -100,6 +116,9 @@ pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
         "send_seconds": outcome.send_time.as_secs_f64(),
         "run_seconds": outcome.run_time.as_secs_f64(),
         "timed_out": outcome.timed_out,
+        "send_recovery_seconds": outcome.send_recoveries.iter()
+            .map(|(broker, took)| json!({"broker": broker, "seconds": took.map(|t| t.as_secs_f64())}))
+            .collect::<Vec<_>>(),
         "faults": outcome.faults.iter()
             .map(|f| json!({"at": f.at.as_secs_f64(), "what": f.what}))
             .collect::<Vec<_>>(),

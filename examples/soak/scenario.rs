@@ -3,32 +3,39 @@
 //! every acknowledged message must have been consumed, a cleanly restarted
 //! consumer must consume nothing twice, and no task may outlive shutdown.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, ConsumeFromWhere};
-use rocketmq_client::{ClientConfig, Producer, PushConsumer};
-use rocketmq_model::{Message, MessageExt};
-use rocketmq_testkit::TestCluster;
+use rocketmq_client::{ClientConfig, Producer, PullConsumer, PushConsumer};
+use rocketmq_model::header::CreateTopicRequestHeader;
+use rocketmq_model::{Message, MessageExt, MessageQueue};
 use tokio::runtime::Handle;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::faults::BrokerFaults;
 use crate::ledger::{FaultEvent, Ledger, Verdict};
 use crate::memory::{MemorySampler, status_kib};
 
 /// The shortest time a stopped broker stays down.
 const MIN_DOWNTIME: Duration = Duration::from_secs(3);
-/// The longest: it restarts then even when its share of the sends is not
-/// done (sends slow down while it is down).
+/// The longest, unless the plan's shortest is longer: it restarts then even
+/// when its share of the sends is not done (sends slow down while it is down).
 const MAX_DOWNTIME: Duration = Duration::from_secs(10);
 /// How long deliveries must pause before the run counts as settled.
 const QUIET: Duration = Duration::from_secs(2);
 /// How long a consumer or producer shutdown may take before it is a hang.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(60);
+/// How often a run still waiting for messages says which queues each
+/// consumer holds.
+const STUCK_REPORT: Duration = Duration::from_secs(10);
+/// Most missing messages looked up in the brokers' stores at a time.
+const STORE_LOOKUPS: usize = 200;
 /// How long tasks may take to end after everything was shut down.
 const TASK_GRACE: Duration = Duration::from_secs(5);
 
@@ -57,46 +64,12 @@ pub(crate) struct Plan {
     pub(crate) restart_check: u64,
     /// The bound on the whole run.
     pub(crate) time_limit: Duration,
-}
-
-/// A broker of an embedded cluster that the soak may stop and restart; the
-/// cluster runs on its own runtime so that the client's runtime holds
-/// nothing but the client's tasks.
-pub(crate) struct BrokerFaults {
-    /// The embedded cluster.
-    pub(crate) cluster: Arc<TestCluster>,
-    /// The runtime the cluster runs on.
-    pub(crate) runtime: Handle,
-    /// Which broker to stop.
-    pub(crate) index: usize,
-}
-
-impl BrokerFaults {
-    fn name(&self) -> String {
-        self.cluster.broker(self.index).name().to_owned()
-    }
-
-    async fn stop(&self) {
-        let (cluster, index) = (Arc::clone(&self.cluster), self.index);
-        let stopped = self
-            .runtime
-            .spawn(async move { cluster.broker(index).stop().await });
-        if let Err(err) = stopped.await {
-            tracing::error!(error = %err, "stopping the broker failed");
-        }
-    }
-
-    async fn restart(&self) -> Result<(), String> {
-        let (cluster, index) = (Arc::clone(&self.cluster), self.index);
-        let restarted = self
-            .runtime
-            .spawn(async move { cluster.broker(index).restart().await });
-        match restarted.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(err.to_string()),
-            Err(err) => Err(err.to_string()),
-        }
-    }
+    /// The cluster to create the topic on, on every master (a real cluster;
+    /// `None`: the first send auto-creates it, on one broker).
+    pub(crate) cluster: Option<String>,
+    /// The shortest time a stopped broker stays down (at least
+    /// [`MIN_DOWNTIME`]).
+    pub(crate) min_downtime: Duration,
 }
 
 /// What a run found.
@@ -121,6 +94,14 @@ pub(crate) struct Outcome {
     pub(crate) send_time: Duration,
     /// The whole run.
     pub(crate) run_time: Duration,
+    /// For each broker restart, how long after it served again (its start
+    /// returned) the first send to one of its queues was acknowledged; `None`
+    /// when none was.
+    pub(crate) send_recoveries: Vec<(String, Option<Duration>)>,
+    /// Acknowledged messages never consumed that no broker can deliver: not
+    /// in its store (looked up by UNIQ_KEY), or stored but not at the queue
+    /// offset they were acknowledged with. The broker's loss.
+    pub(crate) lost_by_broker: u64,
     /// Whether the time limit ran out (something hung or was lost).
     pub(crate) timed_out: bool,
     /// Shutdowns that did not end within their limit.
@@ -133,11 +114,20 @@ impl Outcome {
     /// Whether the run passed: nothing lost, nothing redelivered to the
     /// restarted consumer, no task left, nothing hung.
     pub(crate) fn passed(&self) -> bool {
-        self.verdict.lost == 0
+        self.client_lost() == 0
             && self.restart_redeliveries == 0
             && self.tasks_alive == 0
             && !self.timed_out
             && self.hangs.is_empty()
+    }
+}
+
+impl Outcome {
+    /// Lost messages the brokers still store: the client's loss. A message a
+    /// broker acknowledged and then lost (a SIGKILL before its store was
+    /// flushed) is the broker's, and reported apart.
+    pub(crate) fn client_lost(&self) -> u64 {
+        self.verdict.lost.saturating_sub(self.lost_by_broker)
     }
 }
 
@@ -177,6 +167,9 @@ struct Run {
     deadline: CancellationToken,
     started: Instant,
     outcome: std::sync::Mutex<Outcome>,
+    /// The broker restarted last and when its start returned, until a send
+    /// to it is acknowledged.
+    awaiting_recovery: std::sync::Mutex<Option<(String, Instant)>>,
 }
 
 impl Run {
@@ -187,9 +180,50 @@ impl Run {
         }
     }
 
+    fn note(&self, what: String) {
+        if let Ok(mut outcome) = self.outcome.lock() {
+            outcome.notes.push(what);
+        }
+    }
+
     fn note_unclean(&self, what: String) {
         if let Ok(mut outcome) = self.outcome.lock() {
             outcome.unclean_shutdowns.push(what);
+        }
+    }
+
+    /// Starts timing the recovery of sends to `broker`, which serves again.
+    fn await_recovery(&self, broker: String) {
+        self.note_recovery_missed();
+        if let Ok(mut awaiting) = self.awaiting_recovery.lock() {
+            *awaiting = Some((broker, Instant::now()));
+        }
+    }
+
+    /// Records the time since the restart of `broker` if a send to it was
+    /// awaited.
+    fn note_recovery(&self, broker: &str) {
+        let recovered = self.awaiting_recovery.lock().ok().and_then(|mut awaiting| {
+            awaiting
+                .take_if(|(name, _)| name == broker)
+                .map(|(name, since)| (name, since.elapsed()))
+        });
+        if let Some((name, took)) = recovered {
+            if let Ok(mut outcome) = self.outcome.lock() {
+                outcome.send_recoveries.push((name, Some(took)));
+            }
+        }
+    }
+
+    /// Records a restart after which no send to the broker was acknowledged.
+    fn note_recovery_missed(&self) {
+        let missed = self
+            .awaiting_recovery
+            .lock()
+            .ok()
+            .and_then(|mut awaiting| awaiting.take());
+        if let (Some((name, _)), Ok(mut outcome)) = (missed, self.outcome.lock()) {
+            outcome.send_recoveries.push((name, None));
         }
     }
 
@@ -223,7 +257,10 @@ impl Run {
             }
         };
         match producer.send(msg).await {
-            Ok(result) => self.ledger.acked(result.msg_id),
+            Ok(result) => {
+                self.note_recovery(&result.message_queue.broker_name);
+                self.ledger.acked(result.msg_id);
+            }
             Err(err) => {
                 tracing::warn!(n, error = %err, "send failed");
                 self.ledger.send_failed();
@@ -294,6 +331,7 @@ pub(crate) async fn run(plan: Plan, faults: Option<BrokerFaults>) -> Outcome {
         deadline: CancellationToken::new(),
         started: Instant::now(),
         outcome: std::sync::Mutex::new(Outcome::default()),
+        awaiting_recovery: std::sync::Mutex::new(None),
         plan,
     });
     let watchdog = {
@@ -311,6 +349,7 @@ pub(crate) async fn run(plan: Plan, faults: Option<BrokerFaults>) -> Outcome {
             outcome.notes.push(format!("aborted: {err}"));
         }
     }
+    run.note_recovery_missed();
     let timed_out = run.deadline.is_cancelled();
     run.deadline.cancel();
     if let Err(err) = watchdog.await {
@@ -333,7 +372,7 @@ pub(crate) async fn run(plan: Plan, faults: Option<BrokerFaults>) -> Outcome {
     if faults.is_none() && run.plan.restarts > 0 {
         outcome
             .notes
-            .push("broker stop/restart skipped: no embedded cluster to stop (real cluster)".into());
+            .push("broker stop/restart skipped: a real cluster and no --broker-stop-cmd".into());
     }
     outcome
 }
@@ -361,8 +400,11 @@ async fn phases(run: &Arc<Run>, faults: Option<&BrokerFaults>) -> Result<(), Box
             .await?;
         producers.push(Arc::new(producer));
     }
-    // The first send creates the topic on a real cluster (auto-creation),
-    // so that consumers find its route when they start.
+    if let Some(cluster) = &run.plan.cluster {
+        create_topic(run, &producers[0], cluster).await;
+    }
+    // The first send creates the topic on a real cluster if it is not there
+    // yet (auto-creation), so that consumers find its route when they start.
     run.send(&producers[0], u64::MAX).await;
     let mut members: Vec<Option<PushConsumer>> = (0..run.plan.consumers).map(|_| None).collect();
     if let Some(first) = members.first_mut() {
@@ -384,7 +426,7 @@ async fn phases(run: &Arc<Run>, faults: Option<&BrokerFaults>) -> Result<(), Box
     if let Ok(mut outcome) = run.outcome.lock() {
         outcome.send_time = send_time;
     }
-    run.wait_for(|| run.ledger.missing() == 0).await;
+    wait_for_missing(run, &producers[0], &members).await;
     run.settle().await;
     for (index, member) in members.iter_mut().enumerate() {
         if let Some(consumer) = member.take() {
@@ -393,6 +435,14 @@ async fn phases(run: &Arc<Run>, faults: Option<&BrokerFaults>) -> Result<(), Box
         }
     }
     restart_check(run, &producers[0]).await?;
+    let missing = run.ledger.missing_ids(usize::MAX);
+    if !missing.is_empty() {
+        let absent = absent_from_store(run, &producers[0], &missing).await;
+        let absent = u64::try_from(absent.len()).unwrap_or(u64::MAX);
+        if let Ok(mut outcome) = run.outcome.lock() {
+            outcome.lost_by_broker = absent;
+        }
+    }
     for producer in producers {
         match Arc::try_unwrap(producer) {
             Ok(producer) => {
@@ -407,6 +457,152 @@ async fn phases(run: &Arc<Run>, faults: Option<&BrokerFaults>) -> Result<(), Box
         }
     }
     Ok(())
+}
+
+/// Creates the topic on every master of `cluster` (so that a stopped broker
+/// is not the only one holding it) and waits until its route names every one
+/// of them; on failure, auto-creation by the first send is what is left.
+async fn create_topic(run: &Run, producer: &Producer, cluster: &str) {
+    let header = CreateTopicRequestHeader::new(run.plan.topic.as_str(), 4);
+    let created = match producer
+        .admin()
+        .create_topic_in_cluster(cluster, header)
+        .await
+    {
+        Ok(created) => created,
+        Err(err) => {
+            run.note(format!("could not create the topic in {cluster}: {err}"));
+            return;
+        }
+    };
+    let routes = producer.instance().routes().clone();
+    let topic = run.plan.topic.as_str();
+    let all_there = || async {
+        if routes.refresh(topic).await.is_err() {
+            return false;
+        }
+        let brokers: HashSet<String> = match routes.publish_info(topic).await {
+            Ok(info) => info
+                .queues()
+                .iter()
+                .map(|q| q.broker_name.clone())
+                .collect(),
+            Err(_) => return false,
+        };
+        brokers.len() >= created.len()
+    };
+    while !all_there().await {
+        if run.deadline.is_cancelled() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until every acknowledged message was consumed, or the time limit.
+/// Every [`STUCK_REPORT`] it says which queues each consumer holds, and
+/// looks the missing messages up in the brokers' stores: when none of them
+/// is stored any more, the broker lost them and waiting longer is no use.
+async fn wait_for_missing(run: &Run, producer: &Producer, members: &[Option<PushConsumer>]) {
+    loop {
+        let next_check = Instant::now() + STUCK_REPORT;
+        run.wait_for(|| run.ledger.missing() == 0 || Instant::now() >= next_check)
+            .await;
+        let missing = run.ledger.missing();
+        if missing == 0 || run.deadline.is_cancelled() {
+            return;
+        }
+        report_assignments(members, missing);
+        let ids = run.ledger.missing_ids(STORE_LOOKUPS);
+        if u64::try_from(ids.len()).unwrap_or(u64::MAX) == missing {
+            let absent = absent_from_store(run, producer, &ids).await;
+            if absent.len() == ids.len() {
+                tracing::info!(target: "soak", missing, "no broker can deliver the missing messages");
+                return;
+            }
+        }
+    }
+}
+
+/// The ids among `ids` that no consumer can get from a broker: not in its
+/// store (UNIQ_KEY lookup), or stored but not at the queue offset the
+/// message names (the consume queue holds another message there, so no pull
+/// returns it). Both are the broker's loss. A lookup that fails counts as
+/// reachable.
+async fn absent_from_store(run: &Run, producer: &Producer, ids: &[String]) -> Vec<String> {
+    let admin = producer.admin();
+    let mut absent = Vec::new();
+    for id in ids {
+        match admin.query_message_by_uniq_key(&run.plan.topic, id).await {
+            Ok(None) => absent.push(id.clone()),
+            Ok(Some(msg)) => {
+                let held = held_at(run, producer, &msg).await;
+                tracing::info!(target: "soak", %id, store = %msg.store_host, queue = msg.queue_id,
+                    offset = msg.queue_offset, held_there = ?held, "a missing message is stored");
+                if held.is_some_and(|other| other != *id) {
+                    absent.push(id.clone());
+                }
+            }
+            Err(err) => tracing::warn!(%id, error = %err, "looking a missing message up failed"),
+        }
+    }
+    absent
+}
+
+/// The id of the message a pull at `msg`'s queue and offset returns, if the
+/// pull answers.
+async fn held_at(run: &Run, producer: &Producer, msg: &MessageExt) -> Option<String> {
+    let store = msg.store_host.to_string();
+    let route = producer
+        .instance()
+        .routes()
+        .table()
+        .route(&run.plan.topic)?;
+    let broker = route
+        .broker_datas
+        .iter()
+        .find(|b| b.broker_addrs.values().any(|addr| *addr == store))?;
+    let mq = MessageQueue::new(
+        run.plan.topic.as_str(),
+        broker.broker_name.as_str(),
+        msg.queue_id,
+    );
+    let consumer = PullConsumer::builder(format!("{}-audit", run.plan.group), run.config("audit"))
+        .assign([mq.clone()])
+        .auto_commit(false)
+        .build()
+        .await
+        .ok()?;
+    let held = match consumer.seek(&mq, msg.queue_offset).await {
+        Ok(()) => consumer
+            .poll(Duration::from_secs(5))
+            .await
+            .ok()
+            .and_then(|msgs| {
+                msgs.into_iter()
+                    .find(|m| m.queue_offset == msg.queue_offset)
+            })
+            .map(|m| m.msg_id().into_owned()),
+        Err(_) => None,
+    };
+    consumer.shutdown().await;
+    held
+}
+
+/// Logs the queues each running consumer holds, while `missing` messages
+/// wait to be consumed.
+fn report_assignments(members: &[Option<PushConsumer>], missing: u64) {
+    for (index, member) in members.iter().enumerate() {
+        if let Some(consumer) = member {
+            let mut queues: Vec<String> = consumer
+                .assigned()
+                .iter()
+                .map(|mq| format!("{}@{}#{}", mq.topic, mq.broker_name, mq.queue_id))
+                .collect();
+            queues.sort();
+            tracing::info!(target: "soak", missing, consumer = index, ?queues, "still waiting");
+        }
+    }
 }
 
 /// Sends this producer's share of the main phase: messages `index`,
@@ -436,13 +632,19 @@ async fn drive(run: &Run, faults: Option<&BrokerFaults>, members: &mut [Option<P
     };
     let steps = schedule(run.plan.consumers, restarts);
     let total = u64::try_from(steps.len()).unwrap_or(u64::MAX) + 1;
+    let min_downtime = run.plan.min_downtime.max(MIN_DOWNTIME);
+    let max_downtime = MAX_DOWNTIME.max(min_downtime);
     let mut stopped_at = Instant::now();
+    // A broker stays up as long as the shortest downtime before it is
+    // stopped again, so that each restart is seen serving.
+    let mut restarted_at: Option<Instant> = None;
+    let mut cycle = 0;
     for (i, step) in steps.into_iter().enumerate() {
         let threshold = run.plan.messages * (u64::try_from(i).unwrap_or(0) + 1) / total;
         let restarting = step == Step::RestartBroker;
         run.wait_for(|| {
             run.progress.load(Ordering::Relaxed) >= threshold
-                || (restarting && stopped_at.elapsed() >= MAX_DOWNTIME)
+                || (restarting && stopped_at.elapsed() >= max_downtime)
         })
         .await;
         match (step, faults) {
@@ -460,15 +662,30 @@ async fn drive(run: &Run, faults: Option<&BrokerFaults>, members: &mut [Option<P
                 }
             }
             (Step::StopBroker, Some(faults)) => {
-                run.ledger.fault(format!("stop {}", faults.name()));
-                faults.stop().await;
+                if let Some(at) = restarted_at {
+                    tokio::time::sleep_until(at + min_downtime).await;
+                }
+                run.ledger.fault(faults.stop_label(cycle));
+                if let Err(err) = faults.stop(cycle).await {
+                    tracing::error!(error = %err, "stopping the broker failed");
+                    run.note(format!("stop {cycle}: {err}"));
+                }
                 stopped_at = Instant::now();
+                cycle += 1;
             }
             (Step::RestartBroker, Some(faults)) => {
-                tokio::time::sleep_until(stopped_at + MIN_DOWNTIME).await;
+                tokio::time::sleep_until(stopped_at + min_downtime).await;
                 run.ledger.fault(format!("restart {}", faults.name()));
-                if let Err(err) = faults.restart().await {
-                    tracing::error!(error = %err, "the broker did not restart");
+                match faults.restart().await {
+                    Ok(()) => {
+                        run.ledger.fault(format!("{} serves again", faults.name()));
+                        run.await_recovery(faults.name());
+                        restarted_at = Some(Instant::now());
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "the broker did not restart");
+                        run.note(format!("restart: {err}"));
+                    }
                 }
             }
             (Step::StopBroker | Step::RestartBroker, None) => {}
@@ -490,9 +707,16 @@ async fn restart_check(run: &Run, producer: &Producer) -> Result<(), BoxError> {
     }
     run.ledger.fault("restart c0 (clean-restart check)");
     let consumer = run.start_consumer(0).await?;
-    run.wait_for(|| run.ledger.missing() == 0).await;
+    wait_for_missing(run, producer, &[]).await;
     run.settle().await;
     let redeliveries = run.ledger.redelivered_after(mark);
+    if redeliveries > 0 {
+        let sample = run.ledger.redelivered_after_sample(mark);
+        run.note(format!(
+            "clean-restart redeliveries from {}",
+            sample.join(", ")
+        ));
+    }
     if let Ok(mut outcome) = run.outcome.lock() {
         outcome.restart_redeliveries = redeliveries;
     }

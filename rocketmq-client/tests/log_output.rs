@@ -81,6 +81,7 @@ fn the_logs_say_what_they_should() {
     a_topic_created_after_its_consumer_starts_is_taken_at_once();
     refused_pulls_are_reported_once_a_minute_per_queue();
     failed_queue_locks_are_reported_once_a_minute_per_queue();
+    offsets_a_stopped_broker_refuses_are_one_line_per_round();
 }
 
 fn a_second_client_of_the_same_id_is_told_which_settings_it_does_not_get() {
@@ -350,6 +351,68 @@ fn failed_queue_locks_are_reported_once_a_minute_per_queue() {
             captured.text()
         );
         consumer.shutdown().await;
+        cluster.shutdown().await;
+    });
+}
+
+/// While a broker is down, every persistence round (5 s) fails for each of
+/// its queues: that is one warning a round for the consumer, not one per
+/// queue (16 queues were 16 lines every 5 s; a thousand, 12,000 a minute).
+fn offsets_a_stopped_broker_refuses_are_one_line_per_round() {
+    use rocketmq_testkit::TopicConfig;
+
+    let captured = Captured::default();
+    let logs = captured.dispatch("info");
+    let _main = tracing::dispatcher::set_default(&logs);
+    runtime(&logs, false).block_on(async {
+        let cluster = TestCluster::builder()
+            .topic_with("T", TopicConfig::new(16, 16))
+            .build()
+            .await
+            .unwrap();
+        let seen = Seen::default();
+        let consumer = recording(&cluster, &unique("persist"), "cg", "T", &seen)
+            .build()
+            .await
+            .unwrap();
+        wait_assigned(&consumer, 16).await;
+        let producer = producer(&cluster).await;
+        for i in 0..64 {
+            producer
+                .send(msg("T", &format!("m{i}"), "x"))
+                .await
+                .unwrap();
+        }
+        wait_until("every message consumed", Duration::from_secs(30), || {
+            seen.bodies().len() >= 64
+        })
+        .await;
+        cluster.broker(0).stop().await;
+        let from = captured.text().len();
+        // Twelve persistence rounds (every 5 s) with the broker down.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let window = captured.text()[from..].to_owned();
+        let persisting: Vec<&str> = window
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("persisting"))
+            .collect();
+        assert!(
+            !persisting.is_empty(),
+            "the failed persistence is reported: {window}"
+        );
+        assert!(
+            persisting.len() <= 13,
+            "{} persistence warnings in 12 rounds: {:?}",
+            persisting.len(),
+            &persisting[..persisting.len().min(5)]
+        );
+        assert!(
+            persisting.iter().all(|l| l.contains("group=")),
+            "every warning names its group: {persisting:?}"
+        );
+        cluster.broker(0).restart().await.unwrap();
+        consumer.shutdown().await;
+        producer.shutdown().await;
         cluster.shutdown().await;
     });
 }

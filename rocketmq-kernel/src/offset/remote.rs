@@ -122,14 +122,9 @@ impl RemoteOffsetStore {
     }
 
     async fn send(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
-        let sent = self
-            .remote
+        self.remote
             .update_offset(&self.group, mq, offset, self.oneway)
-            .await;
-        if let Err(err) = &sent {
-            tracing::warn!(group = %self.group, %mq, offset, error = %err, "persisting the consume offset failed");
-        }
-        sent
+            .await
     }
 }
 
@@ -158,10 +153,14 @@ impl OffsetStore for RemoteOffsetStore {
 
     async fn persist(&self, mq: &MessageQueue) -> Result<()> {
         let _persisting = self.persisting.lock().await;
-        match self.table.get(mq) {
-            Some(offset) => self.send(mq, offset).await,
-            None => Ok(()),
+        let Some(offset) = self.table.get(mq) else {
+            return Ok(());
+        };
+        let sent = self.send(mq, offset).await;
+        if let Err(err) = &sent {
+            tracing::warn!(group = %self.group, %mq, offset, error = %err, "persisting the consume offset failed");
         }
+        sent
     }
 
     async fn persist_all(&self) -> Result<()> {
@@ -170,17 +169,29 @@ impl OffsetStore for RemoteOffsetStore {
         let mut results = futures::stream::iter(queues)
             .map(|mq| async move {
                 // The offset as of the send; a queue removed meanwhile is skipped.
-                match self.table.get(&mq) {
-                    Some(offset) => self.send(&mq, offset).await,
-                    None => Ok(()),
+                let Some(offset) = self.table.get(&mq) else {
+                    return Ok(());
+                };
+                let sent = self.send(&mq, offset).await;
+                // Per queue at debug only: the caller reports the round once
+                // (a broker that is down fails every one of its queues, every
+                // round; a line per queue was hundreds of lines a minute).
+                if let Err(err) = &sent {
+                    tracing::debug!(group = %self.group, %mq, offset, error = %err, "persisting the consume offset failed");
                 }
+                sent
             })
             .buffer_unordered(PERSIST_CONCURRENCY);
         let mut first_error = None;
+        let mut failed = 0usize;
         while let Some(result) = results.next().await {
             if let Err(err) = result {
+                failed += 1;
                 first_error.get_or_insert(err);
             }
+        }
+        if failed > 0 {
+            tracing::debug!(group = %self.group, failed, "persisting consume offsets failed");
         }
         first_error.map_or(Ok(()), Err)
     }
