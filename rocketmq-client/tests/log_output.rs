@@ -82,6 +82,7 @@ fn the_logs_say_what_they_should() {
     refused_pulls_are_reported_once_a_minute_per_queue();
     failed_queue_locks_are_reported_once_a_minute_per_queue();
     offsets_a_stopped_broker_refuses_are_one_line_per_round();
+    a_failed_final_persist_is_a_warning();
 }
 
 fn a_second_client_of_the_same_id_is_told_which_settings_it_does_not_get() {
@@ -301,7 +302,7 @@ fn failed_queue_locks_are_reported_once_a_minute_per_queue() {
         cluster.fail_requests(
             RequestCode::LOCK_BATCH_MQ,
             ResponseCode::SYSTEM_ERROR,
-            usize::MAX,
+            1_000,
         );
         let consumer = PushConsumer::builder("cg", config(&cluster, &unique("locks")))
             .subscribe("T", "*")
@@ -412,6 +413,57 @@ fn offsets_a_stopped_broker_refuses_are_one_line_per_round() {
         );
         cluster.broker(0).restart().await.unwrap();
         consumer.shutdown().await;
+        producer.shutdown().await;
+        cluster.shutdown().await;
+    });
+}
+
+/// The offsets a pull consumer persists at shutdown, refused by the broker:
+/// a warning, not only an error in a report the application may not read
+/// (the store logs each queue at debug level).
+fn a_failed_final_persist_is_a_warning() {
+    use rocketmq_model::{RequestCode, ResponseCode};
+
+    let captured = Captured::default();
+    let logs = captured.dispatch("warn");
+    let _main = tracing::dispatcher::set_default(&logs);
+    runtime(&logs, false).block_on(async {
+        let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+        let producer = producer(&cluster).await;
+        for i in 0..8 {
+            producer
+                .send(msg("T", &format!("m{i}"), "x"))
+                .await
+                .unwrap();
+        }
+        let consumer = PullConsumer::builder("final", config(&cluster, &unique("final")))
+            .subscribe("T", "*")
+            .consume_from_where(rocketmq_client::consumer::ConsumeFromWhere::FirstOffset)
+            .auto_commit(false)
+            .build()
+            .await
+            .unwrap();
+        let mut got = 0;
+        while got < 8 {
+            got += consumer.poll(Duration::from_secs(1)).await.unwrap().len();
+        }
+        consumer.commit();
+        cluster.broker(0).fail_requests(
+            RequestCode::UPDATE_CONSUMER_OFFSET,
+            ResponseCode::SYSTEM_ERROR,
+            1_000,
+        );
+        let from = captured.text().len();
+        let report = consumer.shutdown().await;
+        assert!(!report.errors.is_empty(), "{report:?}");
+        let window = captured.text()[from..].to_owned();
+        assert!(
+            window
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains("persisting offsets at shutdown")),
+            "{window}"
+        );
+        cluster.broker(0).clear_faults();
         producer.shutdown().await;
         cluster.shutdown().await;
     });

@@ -263,3 +263,35 @@ async fn a_heartbeat_in_flight_does_not_bring_a_leaving_group_back() {
     staying.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// A heartbeat that a broker does not answer holds an unregister up for the
+/// unregister's own timeout at most, not for the heartbeat's request timeout
+/// (which an application may set long): a shutdown does not wait for it on
+/// top of its own timeouts.
+#[tokio::test(start_paused = true)]
+async fn a_hung_heartbeat_holds_a_shutdown_up_no_longer_than_its_timeout() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let mut slow = config(&cluster, "hung_heartbeat");
+    slow.request_timeout = Duration::from_secs(60);
+    let producer = Producer::builder()
+        .client_config(slow)
+        .producer_group("pg-hung")
+        .build()
+        .await
+        .unwrap();
+    producer.send(msg("route")).await.unwrap();
+    let broker = cluster.broker(0);
+    heartbeats_reach(broker, 1).await;
+    broker.delay_requests(RequestCode::HEART_BEAT, Duration::from_secs(600));
+    let held = heartbeats(broker) + 1;
+    let instance = producer.instance().clone();
+    let heartbeat = tokio::spawn(async move { instance.send_heartbeat().await });
+    heartbeats_reach(broker, held).await;
+    let started = Instant::now();
+    producer.shutdown().await;
+    let took = started.elapsed();
+    // The send timeout (3 s) for the gate, as much for the unregister.
+    assert!(took <= Duration::from_secs(7), "shutdown took {took:?}");
+    heartbeat.abort();
+    cluster.shutdown().await;
+}

@@ -306,9 +306,9 @@ impl ClientInstance {
 
     /// Sends UNREGISTER_CLIENT for these groups to every broker (masters and
     /// slaves) of every known route, as Java does, within `timeout` per
-    /// broker; failures are logged. Waits first for the heartbeats in flight
-    /// to be answered: the groups must have left this instance already, so
-    /// that no later heartbeat names them.
+    /// broker; failures are logged. Waits first (within `timeout` too) for
+    /// the heartbeats in flight to be answered: the groups must have left
+    /// this instance already, so that no later heartbeat names them.
     pub async fn unregister_client(
         &self,
         producer_group: Option<&str>,
@@ -321,8 +321,21 @@ impl ClientInstance {
             consumer_group: consumer_group.map(str::to_owned),
             broker_name: None,
         };
-        // After the heartbeats in flight, which may still name the group.
-        let _no_heartbeat = self.inner.heartbeat_gate.write().await;
+        // After the heartbeats in flight, which may still name the group;
+        // but within `timeout`: a heartbeat a broker does not answer holds
+        // the gate for the whole request timeout, and a shutdown should not
+        // wait for that on top of its own.
+        let _no_heartbeat =
+            match tokio::time::timeout(timeout, self.inner.heartbeat_gate.write()).await {
+                Ok(gate) => Some(gate),
+                Err(_) => {
+                    tracing::debug!(
+                        ?timeout,
+                        "a heartbeat in flight is not answered; unregistering all the same"
+                    );
+                    None
+                }
+            };
         let addrs = heartbeat::all_addrs(self);
         let calls = addrs.iter().map(|addr| {
             let header = header.clone();

@@ -153,14 +153,12 @@ impl OffsetStore for RemoteOffsetStore {
 
     async fn persist(&self, mq: &MessageQueue) -> Result<()> {
         let _persisting = self.persisting.lock().await;
-        let Some(offset) = self.table.get(mq) else {
-            return Ok(());
-        };
-        let sent = self.send(mq, offset).await;
-        if let Err(err) = &sent {
-            tracing::warn!(group = %self.group, %mq, offset, error = %err, "persisting the consume offset failed");
+        // A failure is the caller's to report: each says what the offset
+        // was for (a removed queue, a reset, a correction, a user's commit).
+        match self.table.get(mq) {
+            Some(offset) => self.send(mq, offset).await,
+            None => Ok(()),
         }
-        sent
     }
 
     async fn persist_all(&self) -> Result<()> {

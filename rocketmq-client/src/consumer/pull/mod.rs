@@ -386,6 +386,10 @@ async fn shut_down(core: Arc<PullCore>, lease: Option<InstanceLease>) -> Shutdow
     report.messages_left = core.buffered();
     report.offsets_committed = core.store.snapshot();
     if let Err(err) = core.store.persist_all().await {
+        // The store logs each queue's failure at debug only (a periodic
+        // round's caller reports it once): say it here, or a consumer whose
+        // report is not read would lose its last offsets without a word.
+        tracing::warn!(%group, error = %err, "persisting offsets at shutdown failed");
         report.errors.push(err.into());
     }
     leave(&core.instance, &group, lease).await;
