@@ -302,7 +302,7 @@ fn failed_queue_locks_are_reported_once_a_minute_per_queue() {
         cluster.fail_requests(
             RequestCode::LOCK_BATCH_MQ,
             ResponseCode::SYSTEM_ERROR,
-            1_000,
+            usize::MAX,
         );
         let consumer = PushConsumer::builder("cg", config(&cluster, &unique("locks")))
             .subscribe("T", "*")
@@ -314,14 +314,20 @@ fn failed_queue_locks_are_reported_once_a_minute_per_queue() {
             .unwrap();
         // The topic's four queues and the group's retry queue.
         const QUEUES: u64 = 5;
-        let window = Duration::from_secs(120);
         let rounds = || {
             cluster
                 .broker(0)
                 .requests_received(RequestCode::LOCK_BATCH_MQ)
         };
         let before = rounds();
-        tokio::time::sleep(window).await;
+        // The window whose lines are counted: two minutes of rounds 500 ms
+        // apart, a lock request per queue each.
+        wait_until(
+            "two minutes of lock rounds",
+            Duration::from_secs(180),
+            || rounds() - before >= QUEUES * 240,
+        )
+        .await;
         let logs = captured.text();
         let refused = rounds() - before;
         assert!(
@@ -390,8 +396,20 @@ fn offsets_a_stopped_broker_refuses_are_one_line_per_round() {
         .await;
         cluster.broker(0).stop().await;
         let from = captured.text().len();
-        // Twelve persistence rounds (every 5 s) with the broker down.
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        let persisting_lines = |text: &str| {
+            text.lines()
+                .filter(|l| l.contains("WARN") && l.contains("persisting"))
+                .count()
+        };
+        // Twelve persistence rounds (every 5 s) with the broker down: twelve
+        // lines if each round is one, at the first round if it is a line
+        // per queue.
+        wait_until(
+            "twelve persistence warnings",
+            Duration::from_secs(120),
+            || persisting_lines(&captured.text()[from..]) >= 12,
+        )
+        .await;
         let window = captured.text()[from..].to_owned();
         let persisting: Vec<&str> = window
             .lines()
