@@ -62,10 +62,7 @@ impl BrokerFaults {
                 index,
             } => {
                 let (cluster, index) = (Arc::clone(cluster), *index);
-                runtime
-                    .spawn(async move { cluster.broker(index).stop().await })
-                    .await
-                    .map_err(|err| err.to_string())
+                on_runtime(runtime, async move { cluster.broker(index).stop().await }).await
             }
             Self::Commands { stop, .. } => match stop_command(stop, cycle) {
                 Some(cmd) => run_shell(cmd.to_owned()).await,
@@ -83,18 +80,24 @@ impl BrokerFaults {
                 index,
             } => {
                 let (cluster, index) = (Arc::clone(cluster), *index);
-                match runtime
-                    .spawn(async move { cluster.broker(index).restart().await })
-                    .await
-                {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(err)) => Err(err.to_string()),
-                    Err(err) => Err(err.to_string()),
-                }
+                on_runtime(
+                    runtime,
+                    async move { cluster.broker(index).restart().await },
+                )
+                .await?
+                .map_err(|err| err.to_string())
             }
             Self::Commands { start, .. } => run_shell(start.clone()).await,
         }
     }
+}
+
+/// Runs `work` on the embedded cluster's runtime and waits for it.
+async fn on_runtime<T: Send + 'static>(
+    runtime: &Handle,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, String> {
+    runtime.spawn(work).await.map_err(|err| err.to_string())
 }
 
 fn stop_command(stop: &[String], cycle: usize) -> Option<&str> {

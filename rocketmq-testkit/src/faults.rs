@@ -48,23 +48,13 @@ impl Faults {
 
     /// Delays every response to `code` by `delay` (zero removes the delay).
     pub(crate) fn delay_responses(&self, code: RequestCode, delay: Duration) {
-        let mut inner = self.inner();
-        if delay.is_zero() {
-            inner.delays.remove(&code.0);
-        } else {
-            inner.delays.insert(code.0, delay);
-        }
+        set_delay(&mut self.inner().delays, code, delay);
     }
 
     /// Holds every request with `code` for `delay` before handling it
     /// (zero removes the delay).
     pub(crate) fn delay_requests(&self, code: RequestCode, delay: Duration) {
-        let mut inner = self.inner();
-        if delay.is_zero() {
-            inner.request_delays.remove(&code.0);
-        } else {
-            inner.request_delays.insert(code.0, delay);
-        }
+        set_delay(&mut self.inner().request_delays, code, delay);
     }
 
     /// Removes every injected failure and delay.
@@ -99,6 +89,15 @@ impl Faults {
     /// How long requests with `code` wait before they are handled.
     pub(crate) fn request_delay(&self, code: i32) -> Option<Duration> {
         self.inner().request_delays.get(&code).copied()
+    }
+}
+
+/// Sets the delay of `code` in `delays`; zero removes it.
+fn set_delay(delays: &mut HashMap<i32, Duration>, code: RequestCode, delay: Duration) {
+    if delay.is_zero() {
+        delays.remove(&code.0);
+    } else {
+        delays.insert(code.0, delay);
     }
 }
 
