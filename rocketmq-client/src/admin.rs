@@ -1,6 +1,7 @@
 //! [`Admin`]: the basic admin calls (create a topic, offsets, message lookup)
 //! through a client instance's connections.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,7 +9,7 @@ use rocketmq_kernel::BrokerApi;
 use rocketmq_kernel::api::NameServerApi;
 use rocketmq_model::header::{BoundaryType, CreateTopicRequestHeader, QueryMessageRequestHeader};
 use rocketmq_model::route::MASTER_ID;
-use rocketmq_model::{MessageExt, MessageQueue, OffsetMessageId};
+use rocketmq_model::{MessageExt, MessageQueue, Namespace, OffsetMessageId};
 
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
@@ -23,9 +24,15 @@ const UNIQ_KEY_MAX_NUM: i32 = 32;
 
 /// Admin calls; get one from [`ClientInstance::admin`] (or a producer's
 /// `admin()`). Cheap to clone.
+///
+/// A producer's admin works in the producer's namespace: the topics and
+/// queues given to it are put in it, and the messages it finds come back
+/// with their topics taken out of it. The instance's admin has no
+/// namespace: it names topics as the brokers do.
 #[derive(Debug, Clone)]
 pub struct Admin {
     instance: ClientInstance,
+    namespace: Namespace,
 }
 
 /// A lookup by key: which topic, which key, how many and when.
@@ -77,7 +84,15 @@ fn millis(time: SystemTime) -> i64 {
 
 impl Admin {
     pub(crate) fn new(instance: ClientInstance) -> Self {
-        Admin { instance }
+        Admin {
+            instance,
+            namespace: Namespace::none(),
+        }
+    }
+
+    /// The same admin working in `namespace`.
+    pub(crate) fn in_namespace(self, namespace: Namespace) -> Self {
+        Admin { namespace, ..self }
     }
 
     /// Creates (or updates) a topic on the broker at `broker_addr`
@@ -85,8 +100,11 @@ impl Admin {
     pub async fn create_topic(
         &self,
         broker_addr: &str,
-        header: CreateTopicRequestHeader,
+        mut header: CreateTopicRequestHeader,
     ) -> Result<()> {
+        if let Cow::Owned(topic) = self.namespace.wrap(&header.topic) {
+            header.topic = topic;
+        }
         self.instance
             .broker_api()
             .create_topic(broker_addr, header)
@@ -140,23 +158,26 @@ impl Admin {
 
     /// The next offset to be written in `mq` (GET_MAX_OFFSET).
     pub async fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self.instance.routes().master_addr(mq).await?;
-        Ok(self.instance.broker_api().max_offset(&addr, mq).await?)
+        let mq = self.namespace.wrap_queue(mq);
+        let addr = self.instance.routes().master_addr(&mq).await?;
+        Ok(self.instance.broker_api().max_offset(&addr, &mq).await?)
     }
 
     /// The lowest offset still stored in `mq` (GET_MIN_OFFSET).
     pub async fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self.instance.routes().master_addr(mq).await?;
-        Ok(self.instance.broker_api().min_offset(&addr, mq).await?)
+        let mq = self.namespace.wrap_queue(mq);
+        let addr = self.instance.routes().master_addr(&mq).await?;
+        Ok(self.instance.broker_api().min_offset(&addr, &mq).await?)
     }
 
     /// The offset of the first message of `mq` stored at or after `time`
     /// (SEARCH_OFFSET_BY_TIMESTAMP, lower boundary).
     pub async fn search_offset(&self, mq: &MessageQueue, time: SystemTime) -> Result<i64> {
-        let addr = self.instance.routes().master_addr(mq).await?;
+        let mq = self.namespace.wrap_queue(mq);
+        let addr = self.instance.routes().master_addr(&mq).await?;
         let api = self.instance.broker_api();
         Ok(api
-            .search_offset(&addr, mq, time, BoundaryType::Lower)
+            .search_offset(&addr, &mq, time, BoundaryType::Lower)
             .await?)
     }
 
@@ -166,13 +187,19 @@ impl Admin {
         let id = OffsetMessageId::parse(offset_msg_id)?;
         let addr = id.store_host.to_string();
         let api = self.instance.broker_api();
-        Ok(api.view_message(&addr, None, id.commit_log_offset).await?)
+        let mut msg = api.view_message(&addr, None, id.commit_log_offset).await?;
+        self.namespace.unwrap_in_place(&mut msg.message.topic);
+        Ok(msg)
     }
 
     /// Messages matching `query`, merged from every broker of the topic; the
     /// broker index is hash-based, so only messages whose KEYS (or UNIQ_KEY)
     /// really hold the key are kept (PROTOCOL.md §3.11).
     pub async fn query_message(&self, query: &KeyQuery) -> Result<Vec<MessageExt>> {
+        let query = &KeyQuery {
+            topic: self.namespace.wrap(&query.topic).into_owned(),
+            ..query.clone()
+        };
         let route = self.instance.routes().route(&query.topic).await?;
         let header = QueryMessageRequestHeader {
             topic: query.topic.clone(),
@@ -206,6 +233,9 @@ impl Admin {
         }
         found.retain(|msg| matches_key(msg, query));
         found.sort_by_key(|msg| msg.store_timestamp);
+        for msg in &mut found {
+            self.namespace.unwrap_in_place(&mut msg.message.topic);
+        }
         Ok(found)
     }
 

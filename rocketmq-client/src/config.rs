@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::ClientError;
 use crate::local_ip::local_ip;
+use rocketmq_model::Namespace;
 use rocketmq_remoting::{Credentials, SerializeType, Transport};
 
 /// The instance name that stands for "make one up" (Java's default).
@@ -69,6 +70,16 @@ pub struct ClientConfig {
     /// How to reach peers; `None` is TCP. Tests use the testkit's in-memory
     /// network.
     pub transport: Option<Arc<dyn Transport>>,
+    /// The namespace of the client's topics and groups (Java's
+    /// `namespace`): with `Some("ns")`, topic `T` is `ns%T` on the brokers
+    /// and group `g` is `ns%g`, while the application names them `T` and
+    /// `g` in and gets `T` back in what it receives. `None` takes the
+    /// namespace of an Alibaba Cloud instance endpoint
+    /// (`http://MQ_INST_<id>_<x>.<host>`) among the nameservers, as Java
+    /// does, and no namespace otherwise; `Some("")` is no namespace. Each
+    /// client keeps its own: clients of several namespaces may share an
+    /// instance.
+    pub namespace: Option<String>,
 }
 
 /// The longest group name (Java's `Validators.GROUP_MAX_LENGTH`).
@@ -178,6 +189,26 @@ impl ClientConfig {
         self.namesrv_addrs.join(";")
     }
 
+    /// The namespace in effect: [`namespace`](Self::namespace) when set,
+    /// else the one an instance endpoint implies (the first nameserver,
+    /// from `NAMESRV_ADDR` when none is configured), else none. Refuses a
+    /// namespace that cannot prefix names (one holding `%`, say).
+    pub fn effective_namespace(&self) -> Result<Namespace, ClientError> {
+        match self.namespace.as_deref() {
+            Some(name) => Ok(Namespace::new(name)?),
+            None => {
+                let addrs = resolve_namesrv_addrs(
+                    self.namesrv_addrs.clone(),
+                    std::env::var(NAMESRV_ADDR_ENV).ok(),
+                );
+                Ok(addrs
+                    .first()
+                    .and_then(|addr| Namespace::from_instance_endpoint(addr))
+                    .unwrap_or_default())
+            }
+        }
+    }
+
     /// The IP address in the client id.
     pub fn effective_client_ip(&self) -> IpAddr {
         self.client_ip.unwrap_or_else(local_ip)
@@ -198,10 +229,10 @@ impl ClientConfig {
             ),
             ("rebalance_interval", self.rebalance_interval),
         ];
-        match durations.iter().find(|(_, value)| value.is_zero()) {
-            Some((name, _)) => Err(ClientError::Config(format!("{name} must not be zero"))),
-            None => Ok(()),
+        if let Some((name, _)) = durations.iter().find(|(_, value)| value.is_zero()) {
+            return Err(ClientError::Config(format!("{name} must not be zero")));
         }
+        self.effective_namespace().map(drop)
     }
 
     /// The settings in which `other` differs from this configuration, by
@@ -264,6 +295,7 @@ impl Default for ClientConfig {
             rebalance_interval: Duration::from_secs(20),
             credentials: None,
             transport: None,
+            namespace: None,
         }
     }
 }
@@ -286,6 +318,7 @@ impl fmt::Debug for ClientConfig {
             .field("rebalance_interval", &self.rebalance_interval)
             .field("credentials", &self.credentials.is_some())
             .field("transport", &self.transport.is_some())
+            .field("namespace", &self.namespace)
             .finish()
     }
 }
@@ -399,6 +432,33 @@ mod tests {
             ..ClientConfig::new(["ns:9876"])
         };
         assert!(slow.check().is_ok());
+    }
+
+    #[test]
+    fn namespace_is_set_or_read_from_an_instance_endpoint() {
+        let endpoint = ClientConfig::new(["http://MQ_INST_123_abc.mq.example.com:80"]);
+        assert_eq!(
+            endpoint.effective_namespace().unwrap().as_str(),
+            Some("MQ_INST_123_abc")
+        );
+        let set = ClientConfig {
+            namespace: Some("tenant".into()),
+            ..endpoint.clone()
+        };
+        assert_eq!(set.effective_namespace().unwrap().as_str(), Some("tenant"));
+        let cleared = ClientConfig {
+            namespace: Some(String::new()),
+            ..endpoint
+        };
+        assert!(cleared.effective_namespace().unwrap().is_none());
+        let plain = ClientConfig::new(["127.0.0.1:9876"]);
+        assert!(plain.effective_namespace().unwrap().is_none());
+        let bad = ClientConfig {
+            namespace: Some("a%b".into()),
+            ..plain
+        };
+        let err = bad.check().unwrap_err().to_string();
+        assert!(err.contains("invalid namespace \"a%b\""), "{err}");
     }
 
     #[test]

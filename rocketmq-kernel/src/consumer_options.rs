@@ -4,6 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use rocketmq_model::Namespace;
 use rocketmq_model::body::{ConsumeFromWhere, MessageModel};
 
 /// Push-consumer settings (Java `DefaultMQPushConsumer` defaults).
@@ -59,6 +60,10 @@ pub struct ConsumerOptions {
     /// Send the subscription with every pull instead of relying on the heartbeat
     /// (`postSubscriptionWhenPull`, false).
     pub post_subscription_when_pull: bool,
+    /// The namespace `group` and the subscribed topics are in (names given
+    /// here are as the broker knows them, already in it); the listener is
+    /// given topics out of it.
+    pub namespace: Namespace,
 }
 
 impl ConsumerOptions {
@@ -86,6 +91,7 @@ impl ConsumerOptions {
             suspend_current_queue_time: Duration::from_secs(1),
             consume_timeout: Duration::from_secs(15 * 60),
             post_subscription_when_pull: false,
+            namespace: Namespace::none(),
         }
     }
 
@@ -105,10 +111,7 @@ impl ConsumerOptions {
     }
 }
 
-/// The prefix of a group's retry topic.
-pub const RETRY_TOPIC_PREFIX: &str = "%RETRY%";
-/// The prefix of a group's dead-letter topic.
-pub const DLQ_TOPIC_PREFIX: &str = "%DLQ%";
+pub use rocketmq_model::resource::{DLQ_TOPIC_PREFIX, RETRY_TOPIC_PREFIX};
 
 #[cfg(test)]
 mod tests {

@@ -78,6 +78,14 @@ pub enum ModelError {
         /// Why it was rejected.
         reason: &'static str,
     },
+    /// A namespace name that cannot prefix topics and groups.
+    #[error("invalid namespace {namespace:?}: {reason}")]
+    InvalidNamespace {
+        /// The namespace as given.
+        namespace: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
     /// A message property cannot be carried by the properties string (§6.1).
     #[error("invalid message property {name:?}: {reason}")]
     InvalidProperty {

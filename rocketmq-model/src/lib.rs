@@ -9,12 +9,15 @@ pub mod code;
 pub mod error;
 pub mod header;
 pub mod message;
+pub mod namespace;
 pub mod queue;
+pub mod resource;
 pub mod route;
 
 pub use code::{RequestCode, ResponseCode};
 pub use error::{ModelError, Result};
 pub use header::{CommandHeader, ExtFields};
+pub use namespace::Namespace;
 pub use queue::MessageQueue;
 
 pub use message::{

@@ -1,7 +1,7 @@
 //! What both consumer builders share, written once: their common setters
 //! and the default offset store.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
@@ -10,6 +10,7 @@ use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::api::{BrokerApi, BrokerOffsetRemote};
 use rocketmq_kernel::offset::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
 use rocketmq_model::body::MessageModel;
+use rocketmq_model::{MessageQueue, Namespace};
 
 use super::report::ShutdownReport;
 use crate::config::ClientConfig;
@@ -43,6 +44,52 @@ pub(super) async fn shut_down_fully(
         // The runtime is shutting down: nothing runs any more.
         Err(_) => ShutdownReport::default(),
     }
+}
+
+/// Puts a consumer's group and topics in the namespace its `config` gives
+/// (they arrive as the application names them) and records the namespace
+/// in `options`, so that everything after works with the brokers' names.
+pub(super) fn to_namespace<'a>(
+    config: &ClientConfig,
+    options: &mut ConsumerOptions,
+    topics: impl IntoIterator<Item = &'a mut String>,
+) -> Result<()> {
+    let namespace = config.effective_namespace()?;
+    if namespace.is_none() {
+        return Ok(());
+    }
+    options.group = namespace.wrap(&options.group).into_owned();
+    for topic in topics {
+        *topic = namespace.wrap(topic).into_owned();
+    }
+    options.namespace = namespace;
+    Ok(())
+}
+
+/// `queues` as the application names them: out of `namespace`.
+pub(super) fn user_queues(
+    namespace: &Namespace,
+    queues: BTreeSet<MessageQueue>,
+) -> BTreeSet<MessageQueue> {
+    if namespace.is_none() {
+        return queues;
+    }
+    (queues.iter())
+        .map(|mq| namespace.unwrap_queue(mq).into_owned())
+        .collect()
+}
+
+/// A map by queue with its queues as the application names them.
+pub(super) fn user_queue_map<V>(
+    namespace: &Namespace,
+    map: BTreeMap<MessageQueue, V>,
+) -> BTreeMap<MessageQueue, V> {
+    if namespace.is_none() {
+        return map;
+    }
+    (map.into_iter())
+        .map(|(mq, value)| (namespace.unwrap_queue(&mq).into_owned(), value))
+        .collect()
 }
 
 /// The offset store of a group that names none: the brokers (through `api`)
@@ -112,10 +159,18 @@ impl Drop for OffsetsFileClaim {
 
 /// Expands, inside the `impl` of a consumer builder, to the setters of what
 /// both builders hold: `options` (the kernel's `ConsumerOptions`),
-/// `strategy`, `store` and `offset_store_dir`. Where the two consumers'
-/// defaults differ, the documentation names both.
+/// `config`, `strategy`, `store` and `offset_store_dir`. Where the two
+/// consumers' defaults differ, the documentation names both.
 macro_rules! shared_consumer_setters {
     () => {
+        /// The namespace of the group and its topics
+        /// ([`ClientConfig::namespace`](crate::ClientConfig::namespace)):
+        /// the group and topics are named here without it.
+        pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+            self.config.namespace = Some(namespace.into());
+            self
+        }
+
         /// Clustering (members share the queues; default) or broadcasting
         /// (every member gets every message).
         pub fn message_model(mut self, model: MessageModel) -> Self {

@@ -145,6 +145,14 @@ impl ProducerBuilder {
         self
     }
 
+    /// The namespace of the producer's group and topics
+    /// ([`ClientConfig::namespace`]): they are named here, and in the
+    /// messages sent, without it.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.namespace = Some(namespace.into());
+        self
+    }
+
     /// Every producer setting at once.
     pub fn options(mut self, options: ProducerOptions) -> Self {
         self.options = options;

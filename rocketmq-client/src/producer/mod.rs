@@ -9,6 +9,7 @@ mod send;
 mod transaction;
 mod wire_body;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -81,9 +82,11 @@ impl Producer {
             hooks,
         } = builder;
         validate_options(&options)?;
-        let group = options.producer_group.clone();
-        let make_handle =
-            move |_: &Arc<Sender>| -> Arc<dyn ProducerHandle> { Arc::new(PlainProducer { group }) };
+        let make_handle = |sender: &Arc<Sender>| -> Arc<dyn ProducerHandle> {
+            Arc::new(PlainProducer {
+                group: sender.group().to_owned(),
+            })
+        };
         let (lease, sender) = register(options, config, hooks, make_handle, false).await?;
         let slots = sender.options.max_in_flight_async_sends.max(1);
         Ok(Producer {
@@ -94,7 +97,8 @@ impl Producer {
         })
     }
 
-    /// The producer's settings.
+    /// The producer's settings (its group as the brokers know it: in the
+    /// namespace, if the producer has one).
     pub fn options(&self) -> &ProducerOptions {
         &self.sender.options
     }
@@ -104,9 +108,10 @@ impl Producer {
         &self.sender.instance
     }
 
-    /// Admin calls through the producer's connections.
+    /// Admin calls through the producer's connections, in its namespace.
     pub fn admin(&self) -> Admin {
-        self.sender.instance.admin()
+        let namespace = self.sender.namespace.clone();
+        self.sender.instance.admin().in_namespace(namespace)
     }
 
     /// Sends `msg` and waits for the broker: a queue chosen round robin
@@ -163,18 +168,22 @@ impl Producer {
 
     /// Sends `msg` to `mq`, once.
     pub async fn send_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<SendResult> {
-        if msg.topic != mq.topic {
+        let out = self.sender.prepare(msg)?;
+        let mq = self.sender.namespace.wrap_queue(mq);
+        if out.topic() != mq.topic {
             return Err(ClientError::InvalidMessage(format!(
                 "message topic {} differs from queue topic {}",
-                msg.topic, mq.topic
+                out.topic(),
+                mq.topic
             )));
         }
-        let out = self.sender.prepare(msg)?;
-        self.sender.send(&out, Route::Queue(mq)).await
+        self.sender.send(&out, Route::Queue(&mq)).await
     }
 
     /// Sends `msg` to the queue `selector` chooses among the topic's publish
     /// queues, once (no retry on another queue, which would break order).
+    /// The selector sees the queues as the brokers name them, in the
+    /// producer's namespace if it has one (as Java's selectors do).
     /// Java's `arg` is whatever the selector captures, e.g.
     /// `SelectByKey(order_id)`.
     pub async fn send_with_selector(
@@ -255,12 +264,19 @@ async fn register<H>(
 where
     H: FnOnce(&Arc<Sender>) -> Arc<dyn ProducerHandle>,
 {
+    let namespace = config.effective_namespace()?;
+    let mut options = options;
+    if let Cow::Owned(group) = namespace.wrap(&options.producer_group) {
+        crate::config::check_group("producer", &group)?;
+        options.producer_group = group;
+    }
     let lease = ClientInstance::acquire(config)?;
     let sender = Arc::new(Sender::new(
         options,
         lease.instance(),
         hooks,
         heartbeat_first,
+        namespace,
     ));
     let registration = match lease.register_producer_for_build(make_handle(&sender)) {
         Ok(registration) => registration,

@@ -62,6 +62,7 @@ impl Producer {
     pub async fn request(&self, mut msg: Message, timeout: Duration) -> Result<MessageExt> {
         let deadline = deadline_after(Instant::now(), timeout);
         let sender = &self.sender;
+        sender.to_namespace(&mut msg);
         let instance = &sender.instance;
         let correlation_id = instance.unique_ids().next_id();
         let send_timed_out = |attempts| ClientError::SendTimeout {

@@ -3,6 +3,7 @@
 //! compression, queue choice with fault avoidance, retries on another broker
 //! within the send-timeout budget, hooks and metrics.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +16,7 @@ use rocketmq_kernel::{BrokerApi, FaultStrategy, KernelError, QueueSelector};
 use rocketmq_model::header::SendMessageRequestHeader;
 use rocketmq_model::message::{property, sysflag, validate_topic};
 use rocketmq_model::route::AUTO_CREATE_TOPIC;
-use rocketmq_model::{Message, MessageQueue, encode_batch};
+use rocketmq_model::{Message, MessageQueue, Namespace, encode_batch};
 use rocketmq_remoting::calls::{SendBatch, SendMessage, SendResponse};
 use rocketmq_remoting::{Oneway, RemotingError};
 use tokio::time::Instant;
@@ -28,8 +29,6 @@ use super::wire_body::wire_body;
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
 use crate::metrics::SendSeries;
-
-const RETRY_TOPIC_PREFIX: &str = "%RETRY%";
 
 /// System topics no client may send to (Java's `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
 const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
@@ -103,6 +102,8 @@ pub(crate) struct Sender {
     heartbeat_first: bool,
     /// The send metrics, their keys made once per topic.
     metrics: SendSeries,
+    /// The namespace of the producer's topics and group.
+    pub(crate) namespace: Namespace,
 }
 
 impl Sender {
@@ -111,6 +112,7 @@ impl Sender {
         instance: ClientInstance,
         hooks: Vec<Arc<dyn SendHook>>,
         heartbeat_first: bool,
+        namespace: Namespace,
     ) -> Self {
         let fault = FaultStrategy::new(FaultConfig::java_5x(options.send_latency_fault_enable));
         Sender {
@@ -120,6 +122,7 @@ impl Sender {
             hooks,
             heartbeat_first,
             metrics: SendSeries::default(),
+            namespace,
         }
     }
 
@@ -127,9 +130,26 @@ impl Sender {
         &self.options.producer_group
     }
 
-    /// Validates `msg` and makes it ready: UNIQ_KEY, compression, retry
-    /// fields. Fails before any request when it is too large.
+    /// Puts `msg`'s topic in the producer's namespace. A reply keeps its
+    /// topic: it names its cluster's reply topic, which the broker made and
+    /// no namespace prefixes (Java would prefix it, and reach the reply
+    /// topic only where the broker creates topics on first use).
+    pub(crate) fn to_namespace(&self, msg: &mut Message) {
+        if self.namespace.is_none()
+            || msg.property(property::MSG_TYPE) == Some(property::MSG_TYPE_REPLY)
+        {
+            return;
+        }
+        if let Cow::Owned(topic) = self.namespace.wrap(&msg.topic) {
+            msg.topic = topic;
+        }
+    }
+
+    /// Validates `msg` and makes it ready: the topic in the namespace,
+    /// UNIQ_KEY, compression, retry fields. Fails before any request when
+    /// it is too large.
     pub(crate) fn prepare(&self, mut msg: Message) -> Result<Outgoing> {
+        self.to_namespace(&mut msg);
         self.check_message(&msg)?;
         self.assign_uniq_key(&mut msg)?;
         let (reconsume_times, max_reconsume_times) = take_retry_fields(&mut msg);
@@ -153,6 +173,7 @@ impl Sender {
     /// encodes it; batches are never compressed.
     pub(crate) fn prepare_batch(&self, mut msgs: Vec<Message>) -> Result<Outgoing> {
         for msg in &mut msgs {
+            self.to_namespace(msg);
             self.check_message(msg)?;
             self.assign_uniq_key(msg)?;
         }
@@ -476,7 +497,7 @@ impl Sender {
         Ok(SendResult::from_response(
             response,
             out.msg_id().to_owned(),
-            out.topic(),
+            &self.namespace.unwrap(out.topic()),
             &mq.broker_name,
         ))
     }
@@ -576,7 +597,7 @@ fn no_route(topic: &str) -> ClientError {
 /// For a `%RETRY%` topic, the reconsume count and maximum travel in the
 /// header and leave the properties (as Java sends them).
 fn take_retry_fields(msg: &mut Message) -> (Option<i32>, Option<i32>) {
-    if !msg.topic.starts_with(RETRY_TOPIC_PREFIX) {
+    if !rocketmq_model::resource::is_retry_topic(&msg.topic) {
         return (None, None);
     }
     let mut take = |name: &str| {
@@ -613,6 +634,7 @@ mod tests {
             lease.instance(),
             Vec::new(),
             false,
+            Namespace::none(),
         );
         let msgs = vec![Message::new("T", "a"), Message::new("T", "b")];
         let out = sender.prepare_batch(msgs).unwrap();

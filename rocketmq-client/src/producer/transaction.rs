@@ -141,8 +141,11 @@ impl ProducerHandle for CheckResponder {
         &self,
         broker_addr: String,
         header: CheckTransactionStateRequestHeader,
-        msg: MessageExt,
+        mut msg: MessageExt,
     ) {
+        self.sender
+            .namespace
+            .unwrap_in_place(&mut msg.message.topic);
         let state = self.listener.check_local_transaction(&msg).await;
         let end = EndTransactionRequestHeader {
             topic: header.topic.clone(),
@@ -208,9 +211,10 @@ impl TransactionProducer {
         &self.sender.instance
     }
 
-    /// Admin calls through the producer's connections.
+    /// Admin calls through the producer's connections, in its namespace.
     pub fn admin(&self) -> Admin {
-        self.sender.instance.admin()
+        let namespace = self.sender.namespace.clone();
+        self.sender.instance.admin().in_namespace(namespace)
     }
 
     /// Sends `msg` as a half message (TRAN_MSG, PGROUP, prepared sysflag;
@@ -231,6 +235,7 @@ impl TransactionProducer {
         let send_result = self.sender.send(&out, self.sender.sync_route()).await?;
         let local_state = if send_result.status == SendStatus::SendOk {
             let mut msg = out.message.clone();
+            self.sender.namespace.unwrap_in_place(&mut msg.topic);
             if let Some(id) = &send_result.transaction_id {
                 msg.properties
                     .insert(property::TRANSACTION_ID, id.clone())?;
@@ -261,8 +266,8 @@ impl TransactionProducer {
     /// broker's address or the message's commit-log offset is not known.
     /// The request itself is oneway; its failure is logged.
     async fn end(&self, sent: &SendResult, state: LocalTransactionState) -> Result<()> {
-        let mq = &sent.message_queue;
-        let addr = self.sender.instance.routes().master_addr(mq).await?;
+        let mq = self.sender.namespace.wrap_queue(&sent.message_queue);
+        let addr = self.sender.instance.routes().master_addr(&mq).await?;
         // Java falls back to the message id when there is no offset id.
         let commit_log_offset = OffsetMessageId::parse(&sent.offset_msg_id)
             .or_else(|_| OffsetMessageId::parse(&sent.msg_id))

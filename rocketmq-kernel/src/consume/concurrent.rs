@@ -18,7 +18,8 @@ use tokio_util::task::TaskTracker;
 
 use super::listener::{ConcurrentContext, ConcurrentListener, ConcurrentResult};
 use super::retry::DelayedQueue;
-use super::send_back::{SendBack, for_listener};
+use super::send_back::SendBack;
+use super::view::ListenerView;
 use super::{ConsumeEnv, ConsumeRequest, ConsumeService, ShutdownReport};
 use crate::ProcessQueue;
 
@@ -68,7 +69,7 @@ pub struct ConcurrentService {
 struct Shared {
     env: ConsumeEnv,
     send_back: SendBack,
-    retry_topic: String,
+    view: ListenerView,
     listener: Arc<dyn ConcurrentListener>,
     /// The submit queue. Its bound is `slots`: a submit waits for a slot per
     /// batch, and a worker gives the slot back when it takes the batch.
@@ -98,7 +99,7 @@ impl ConcurrentService {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             send_back: env.send_back(),
-            retry_topic: env.options.retry_topic(),
+            view: ListenerView::new(&env.options),
             env,
             listener,
             tx,
@@ -340,10 +341,10 @@ impl Shared {
         let offsets: Vec<i64> = msgs.iter().map(|msg| msg.queue_offset).collect();
         pq.mark_consume_started(&offsets, Instant::now());
         let wall_now = SystemTime::now();
-        let view = |msg: &Arc<MessageExt>| for_listener(msg, &self.retry_topic, wall_now);
+        let view = |msg: &Arc<MessageExt>| self.view.message(msg, wall_now);
         let count = msgs.len();
         let views = msgs.iter().map(view).collect();
-        let mut ctx = ConcurrentContext::new(Arc::clone(&mq));
+        let mut ctx = ConcurrentContext::new(self.view.queue(&mq));
         let started = Instant::now();
         let result = AssertUnwindSafe(self.listener.consume(views, &mut ctx))
             .catch_unwind()

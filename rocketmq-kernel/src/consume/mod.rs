@@ -86,6 +86,7 @@ mod orderly;
 mod retry;
 mod send_back;
 mod stats;
+mod view;
 
 use std::fmt;
 use std::sync::Arc;
@@ -106,8 +107,9 @@ pub use listener::{
 pub use orderly::{
     LOCK_FAILED_RETRY_DELAY, LOCKED_RETRY_DELAY, LONGEST_SUSPEND, OrderlyService, SHORTEST_SUSPEND,
 };
-pub use send_back::{CLIENT_INNER_PRODUCER_GROUP, SendBack, restore_retry_topic, retry_copy};
+pub use send_back::{CLIENT_INNER_PRODUCER_GROUP, SendBack, retry_copy};
 pub use stats::{ConsumeStats, TopicConsumeStats};
+pub use view::restore_retry_topic;
 
 /// One batch of freshly pulled messages for the consume side.
 #[derive(Debug, Clone)]

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::listener::{OrderlyContext, OrderlyListener, OrderlyResult};
-use super::send_back::{SendBack, for_listener, retry_copy};
+use super::send_back::{SendBack, retry_copy};
+use super::view::ListenerView;
 use super::{ConsumeEnv, ConsumeRequest, ConsumeService, ShutdownReport};
 use crate::ProcessQueue;
 use crate::error::Result;
@@ -67,7 +68,7 @@ pub struct OrderlyService {
 struct Shared {
     env: ConsumeEnv,
     send_back: SendBack,
-    retry_topic: String,
+    view: ListenerView,
     listener: Arc<dyn OrderlyListener>,
     /// One per batch being consumed, of any queue.
     permits: Semaphore,
@@ -118,7 +119,7 @@ impl OrderlyService {
         OrderlyService {
             shared: Arc::new(Shared {
                 send_back: env.send_back(),
-                retry_topic: env.options.retry_topic(),
+                view: ListenerView::new(&env.options),
                 env,
                 listener,
                 permits: Semaphore::new(permits),
@@ -376,7 +377,7 @@ impl Shared {
         let views = |attempts: &HashMap<i64, i32>| -> Vec<MessageExt> {
             msgs.iter()
                 .map(|msg| {
-                    let mut view = for_listener(msg, &self.retry_topic, wall_now);
+                    let mut view = self.view.message(msg, wall_now);
                     view.reconsume_times += attempts.get(&msg.queue_offset).copied().unwrap_or(0);
                     view
                 })
@@ -384,7 +385,7 @@ impl Shared {
         };
         let count = msgs.len();
         let batch = views(attempts);
-        let mut ctx = OrderlyContext::new(mq.clone());
+        let mut ctx = OrderlyContext::new(self.view.owned_queue(mq));
         self.in_flight_batches.fetch_add(1, Ordering::AcqRel);
         let started = Instant::now();
         let result = AssertUnwindSafe(self.listener.consume(batch, &mut ctx))

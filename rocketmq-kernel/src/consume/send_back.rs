@@ -1,12 +1,10 @@
 //! Returning failed messages to the broker: CONSUMER_SEND_MSG_BACK, and the
-//! fallback of sending a copy to the group's retry topic (PROTOCOL.md §3.7),
-//! plus the preparation of messages for the listener.
+//! fallback of sending a copy to the group's retry topic (PROTOCOL.md §3.7).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use compact_str::ToCompactString;
 use rocketmq_model::header::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader};
 use rocketmq_model::route::{AUTO_CREATE_TOPIC, DEFAULT_TOPIC_QUEUE_NUMS};
 use rocketmq_model::{Message, MessageExt, MessageQueue, property};
@@ -28,32 +26,6 @@ const RETRY_COPY_ATTEMPTS: usize = 3;
 /// The timeout of each retry-copy send: Java's inner producer sends with its
 /// default `sendMsgTimeout`, 3 s.
 const RETRY_COPY_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Restores the original topic of a message redelivered from the group's
-/// retry topic (Java `resetRetryAndNamespace`): a message whose topic is
-/// `retry_topic` and that carries RETRY_TOPIC gets that topic back.
-pub fn restore_retry_topic(msg: &mut MessageExt, retry_topic: &str) {
-    if msg.message.topic != retry_topic {
-        return;
-    }
-    if let Some(original) = msg.property(property::RETRY_TOPIC).map(str::to_owned) {
-        msg.message.topic = original;
-    }
-}
-
-/// The message as a listener sees it: the original topic restored, and
-/// CONSUME_START_TIME set to `started`.
-pub(crate) fn for_listener(msg: &MessageExt, retry_topic: &str, started: SystemTime) -> MessageExt {
-    let mut msg = msg.clone();
-    restore_retry_topic(&mut msg, retry_topic);
-    // A decimal number is always a valid property value, and fits a compact
-    // string without a heap copy.
-    let _ = msg.message.properties.insert(
-        property::CONSUME_START_TIME,
-        epoch_millis(started).to_compact_string(),
-    );
-    msg
-}
 
 /// The copy of a failed message that goes to `%RETRY%<group>` when
 /// CONSUMER_SEND_MSG_BACK fails, or when an orderly message reached its
@@ -249,25 +221,9 @@ mod tests {
     }
 
     #[test]
-    fn restores_only_the_groups_retry_topic() {
-        let mut msg = retried("%RETRY%cg");
-        restore_retry_topic(&mut msg, "%RETRY%cg");
-        assert_eq!(msg.topic(), "T");
-        let mut other = retried("%RETRY%other");
-        restore_retry_topic(&mut other, "%RETRY%cg");
-        assert_eq!(other.topic(), "%RETRY%other");
-        let listener_view = for_listener(&retried("%RETRY%cg"), "%RETRY%cg", UNIX_EPOCH);
-        assert_eq!(listener_view.topic(), "T");
-        assert_eq!(
-            listener_view.property(property::CONSUME_START_TIME),
-            Some("0")
-        );
-    }
-
-    #[test]
     fn retry_copy_carries_the_java_properties() {
         let mut msg = retried("%RETRY%cg");
-        restore_retry_topic(&mut msg, "%RETRY%cg");
+        crate::consume::restore_retry_topic(&mut msg, "%RETRY%cg");
         let copy = retry_copy(&msg, "cg", 3, 16).unwrap();
         assert_eq!(copy.topic, "%RETRY%cg");
         assert_eq!(copy.flag, 7);

@@ -13,8 +13,6 @@ use crate::error::{ModelError, Result};
 const WHAT: &str = "batch entry";
 /// The fixed part of an entry: TOTALSIZE, MAGICCODE, BODYCRC, FLAG, BODYLEN, PROPLEN.
 const FIXED_LEN: usize = 4 + 4 + 4 + 4 + 4 + 2;
-/// The prefix of retry topics, which Java refuses to batch.
-const RETRY_TOPIC_PREFIX: &str = "%RETRY%";
 
 /// Checks Java's batch rules (`MessageBatch.generateFromList`): at least one
 /// message; all with the first one's topic and WAIT value; none with a delay
@@ -28,7 +26,7 @@ pub fn validate_batch(messages: &[Message]) -> Result<()> {
         if message.delay_level().is_some() {
             return Err(invalid(index, "delay levels are not supported in a batch"));
         }
-        if message.topic.starts_with(RETRY_TOPIC_PREFIX) {
+        if crate::resource::is_retry_topic(&message.topic) {
             return Err(invalid(index, "retry topics are not supported in a batch"));
         }
         if message.topic != first.topic {

@@ -14,10 +14,9 @@ use super::store::NewMessage;
 use super::{BrokerCore, ConnCtx};
 use crate::reply::{self, header};
 
-/// Prefix of a group's retry topic.
-pub(crate) const RETRY_PREFIX: &str = "%RETRY%";
-/// Prefix of a group's dead-letter topic.
-pub(crate) const DLQ_PREFIX: &str = "%DLQ%";
+pub(crate) use rocketmq_model::resource::{
+    DLQ_TOPIC_PREFIX as DLQ_PREFIX, RETRY_TOPIC_PREFIX as RETRY_PREFIX,
+};
 /// The level a first retry waits (10 s); later ones add the reconsume count.
 const FIRST_RETRY_LEVEL: i32 = 3;
 

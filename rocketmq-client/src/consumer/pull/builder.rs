@@ -24,7 +24,9 @@ use super::rebalance;
 use crate::config::ClientConfig;
 use crate::consumer::metered::MeteredBrokerApi;
 use crate::consumer::selector::MessageSelector;
-use crate::consumer::shared::{OffsetsFileClaim, default_offset_store, shared_consumer_setters};
+use crate::consumer::shared::{
+    OffsetsFileClaim, default_offset_store, shared_consumer_setters, to_namespace,
+};
 use crate::consumer::stats::PullStats;
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
@@ -145,7 +147,13 @@ impl PullConsumerBuilder {
 
     /// Starts the consumer: registers the group, sends a heartbeat and
     /// starts fetching its queues.
-    pub async fn build(self) -> Result<PullConsumer> {
+    pub async fn build(mut self) -> Result<PullConsumer> {
+        let topics = self.subscriptions.iter_mut().map(|(topic, _)| topic);
+        to_namespace(&self.config, &mut self.options, topics)?;
+        let namespace = &self.options.namespace;
+        self.assigned = (self.assigned.iter())
+            .map(|mq| namespace.wrap_queue(mq).into_owned())
+            .collect();
         self.check()?;
         let subscriptions = self.subscription_table()?;
         let lease = ClientInstance::acquire(self.config.clone())?;

@@ -19,14 +19,14 @@ use rocketmq_kernel::api::BrokerApi;
 use rocketmq_kernel::offset::ReadOffsetType;
 use rocketmq_kernel::wait::deadline_after;
 use rocketmq_model::header::BoundaryType;
-use rocketmq_model::{MessageExt, MessageQueue};
+use rocketmq_model::{MessageExt, MessageQueue, Namespace};
 use tokio::sync::mpsc;
 
 pub use self::builder::{DEFAULT_POLL_TIMEOUT, PullConsumerBuilder};
 use self::core::{Mode, PullCore};
 use self::queues::Fetched;
 use super::report::ShutdownReport;
-use super::shared::{OffsetsFileClaim, leave, shut_down_fully};
+use super::shared::{OffsetsFileClaim, leave, shut_down_fully, user_queue_map, user_queues};
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::instance::{ConsumerHandle, InstanceLease};
@@ -104,7 +104,8 @@ impl PullConsumer {
         }
     }
 
-    /// The consumer group.
+    /// The consumer group, as the brokers know it (in the namespace, if
+    /// the consumer has one).
     pub fn group(&self) -> &str {
         self.core.group()
     }
@@ -142,7 +143,10 @@ impl PullConsumer {
                 Ok(None) => return Err(ClientError::Shutdown("pull consumer")),
                 Ok(Some(batch)) => batch,
             };
-            if let Some(batch) = self.core.queues.accept(batch) {
+            if let Some(mut batch) = self.core.queues.accept(batch) {
+                for msg in &mut batch.msgs {
+                    self.namespace().unwrap_in_place(&mut msg.message.topic);
+                }
                 return Ok(Some(batch));
             }
         }
@@ -218,9 +222,13 @@ impl PullConsumer {
                 "offset {offset} of {mq} is negative"
             )));
         }
+        let namespace = self.namespace();
+        let offsets: BTreeMap<MessageQueue, i64> = (offsets.iter())
+            .map(|(mq, offset)| (namespace.wrap_queue(mq).into_owned(), *offset))
+            .collect();
         self.core
             .force_offsets(&offsets)
-            .map_err(ClientError::NotAssigned)?;
+            .map_err(|mq| ClientError::NotAssigned(namespace.unwrap_queue(&mq).into_owned()))?;
         if persist {
             for mq in offsets.keys() {
                 self.core.store.persist(mq).await?;
@@ -231,11 +239,12 @@ impl PullConsumer {
 
     /// The committed offsets (in memory).
     pub fn committed_offsets(&self) -> BTreeMap<MessageQueue, i64> {
-        self.core.store.snapshot()
+        user_queue_map(self.namespace(), self.core.store.snapshot())
     }
 
     /// The committed offset of `mq` (in memory, else from the store).
     pub async fn committed(&self, mq: &MessageQueue) -> Result<Option<i64>> {
+        let mq = &*self.namespace().wrap_queue(mq);
         let store = &self.core.store;
         if let Some(offset) = store.read(mq, ReadOffsetType::Memory).await? {
             return Ok(Some(offset));
@@ -254,7 +263,7 @@ impl PullConsumer {
 
     /// The queues read now.
     pub fn assignment(&self) -> BTreeSet<MessageQueue> {
-        self.core.assigned()
+        user_queues(self.namespace(), self.core.assigned())
     }
 
     /// Reads exactly `queues` from now on (assign mode only).
@@ -264,7 +273,10 @@ impl PullConsumer {
                 "assign is for consumers built with assign; this one subscribes".into(),
             ));
         }
-        let queues: BTreeSet<MessageQueue> = queues.into_iter().collect();
+        let namespace = self.namespace();
+        let queues: BTreeSet<MessageQueue> = (queues.into_iter())
+            .map(|mq| namespace.wrap_queue(&mq).into_owned())
+            .collect();
         let mut new_topic = false;
         for mq in &queues {
             if self.core.subscriptions.get(&mq.topic).is_none() {
@@ -294,50 +306,56 @@ impl PullConsumer {
     /// broker, e.g. one the application stored, use
     /// [`commit_offsets`](Self::commit_offsets) after assigning.)
     pub async fn seek(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
+        let user_mq = mq;
+        let mq = &*self.namespace().wrap_queue(user_mq);
         if !self.core.assigned().contains(mq) {
-            return Err(ClientError::NotAssigned(mq.clone()));
+            return Err(ClientError::NotAssigned(user_mq.clone()));
         }
         let addr = self.core.routes.master_addr(mq).await?;
         let api = self.core.api.as_ref();
         let (min, max) = tokio::try_join!(api.min_offset(&addr, mq), api.max_offset(&addr, mq))?;
         if !(min..=max).contains(&offset) {
             return Err(ClientError::OffsetOutOfRange {
-                queue: mq.clone(),
+                queue: user_mq.clone(),
                 offset,
                 min,
                 max,
             });
         }
-        self.seek_within(mq, offset)
+        self.seek_within(user_mq, offset)
     }
 
     /// Continues `mq` at its first stored message.
     pub async fn seek_to_begin(&self, mq: &MessageQueue) -> Result<()> {
-        let addr = self.core.routes.master_addr(mq).await?;
-        let offset = self.core.api.min_offset(&addr, mq).await?;
+        let wrapped = self.namespace().wrap_queue(mq);
+        let addr = self.core.routes.master_addr(&wrapped).await?;
+        let offset = self.core.api.min_offset(&addr, &wrapped).await?;
         self.seek_within(mq, offset)
     }
 
     /// Continues `mq` after its last stored message.
     pub async fn seek_to_end(&self, mq: &MessageQueue) -> Result<()> {
-        let addr = self.core.routes.master_addr(mq).await?;
-        let offset = self.core.api.max_offset(&addr, mq).await?;
+        let wrapped = self.namespace().wrap_queue(mq);
+        let addr = self.core.routes.master_addr(&wrapped).await?;
+        let offset = self.core.api.max_offset(&addr, &wrapped).await?;
         self.seek_within(mq, offset)
     }
 
     /// Continues `mq` at the first message stored at or after `time`.
     pub async fn seek_by_timestamp(&self, mq: &MessageQueue, time: SystemTime) -> Result<()> {
-        let addr = self.core.routes.master_addr(mq).await?;
+        let wrapped = self.namespace().wrap_queue(mq);
+        let addr = self.core.routes.master_addr(&wrapped).await?;
         let api: &dyn BrokerApi = self.core.api.as_ref();
         let offset = api
-            .search_offset(&addr, mq, time, BoundaryType::Lower)
+            .search_offset(&addr, &wrapped, time, BoundaryType::Lower)
             .await?;
         self.seek_within(mq, offset)
     }
 
-    /// Seeks to an offset the broker gave for `mq`, so one within its bounds.
+    /// Seeks to an offset the broker gave for `mq` (as the application
+    /// names it), so one within its bounds.
     fn seek_within(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
-        if self.core.seek(mq, offset) {
+        if self.core.seek(&self.namespace().wrap_queue(mq), offset) {
             Ok(())
         } else {
             Err(ClientError::NotAssigned(mq.clone()))
@@ -348,15 +366,21 @@ impl PullConsumer {
     /// returns none of their messages until [`resume`](Self::resume).
     pub fn pause<'a>(&self, queues: impl IntoIterator<Item = &'a MessageQueue>) {
         for mq in queues {
-            self.core.set_paused(mq, true);
+            self.core.set_paused(&self.namespace().wrap_queue(mq), true);
         }
     }
 
     /// Resumes paused queues where `poll` left them.
     pub fn resume<'a>(&self, queues: impl IntoIterator<Item = &'a MessageQueue>) {
         for mq in queues {
-            self.core.set_paused(mq, false);
+            self.core
+                .set_paused(&self.namespace().wrap_queue(mq), false);
         }
+    }
+
+    /// The namespace of the group and its topics.
+    fn namespace(&self) -> &Namespace {
+        &self.core.options.namespace
     }
 
     /// Stops the consumer: stops fetching; persists the committed offsets;

@@ -32,7 +32,7 @@ use crate::consumer::listener::{
 };
 use crate::consumer::metered::{MeteredBrokerApi, MeteredConcurrent, MeteredOrderly};
 use crate::consumer::selector::MessageSelector;
-use crate::consumer::shared::{default_offset_store, shared_consumer_setters};
+use crate::consumer::shared::{default_offset_store, shared_consumer_setters, to_namespace};
 use crate::consumer::stats::{PullStats, StatusTable};
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
@@ -250,7 +250,9 @@ impl PushConsumerBuilder {
     /// Starts the consumer: joins (or creates) the client instance,
     /// registers the group, sends a heartbeat and starts rebalancing; the
     /// returned consumer is running.
-    pub async fn build(self) -> Result<PushConsumer> {
+    pub async fn build(mut self) -> Result<PushConsumer> {
+        let topics = self.subscriptions.iter_mut().map(|(topic, _)| topic);
+        to_namespace(&self.config, &mut self.options, topics)?;
         self.check()?;
         let subscriptions = self.subscription_table()?;
         let lease = ClientInstance::acquire(self.config.clone())?;

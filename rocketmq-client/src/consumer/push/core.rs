@@ -281,6 +281,9 @@ impl PushCore {
         broker_name: Option<String>,
     ) -> ConsumeMessageDirectlyResult {
         restore_retry_topic(&mut msg, &self.options.retry_topic());
+        self.options
+            .namespace
+            .unwrap_in_place(&mut msg.message.topic);
         let mq = MessageQueue::new(msg.topic(), broker_name.unwrap_or_default(), msg.queue_id);
         let msgs = vec![msg];
         let started = Instant::now();

@@ -17,7 +17,7 @@ pub use self::builder::{DEFAULT_DRAIN_TIMEOUT, PushConsumerBuilder};
 use self::core::PushCore;
 use super::report::ShutdownReport;
 use super::selector::MessageSelector;
-use super::shared::{leave, shut_down_fully};
+use super::shared::{leave, shut_down_fully, user_queue_map, user_queues};
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::instance::{ConsumerHandle, InstanceLease};
@@ -78,7 +78,8 @@ impl PushConsumer {
         }
     }
 
-    /// The consumer group.
+    /// The consumer group, as the brokers know it (in the namespace, if
+    /// the consumer has one).
     pub fn group(&self) -> &str {
         self.core.group()
     }
@@ -95,7 +96,7 @@ impl PushConsumer {
         topic: impl Into<String>,
         selector: impl Into<MessageSelector>,
     ) -> Result<()> {
-        let topic = topic.into();
+        let topic = self.core.options.namespace.wrap(&topic.into()).into_owned();
         let subscription = selector.into().subscription(&topic)?;
         if let Err(err) = self.core.routes.refresh(&topic).await {
             tracing::warn!(group = self.group(), %topic, error = %err, "no route for the topic yet");
@@ -113,9 +114,10 @@ impl PushConsumer {
 
     /// Stops consuming `topic`: its queues are released in the next round.
     pub async fn unsubscribe(&self, topic: &str) {
+        let topic = self.core.options.namespace.wrap(topic);
         {
             let _no_reset = self.core.resetting.lock().await;
-            self.core.remove_subscription(topic);
+            self.core.remove_subscription(&topic);
         }
         self.core.instance.send_heartbeat().await;
         self.rebalance().await;
@@ -150,23 +152,22 @@ impl PushConsumer {
 
     /// The queues this client consumes now.
     pub fn assigned(&self) -> BTreeSet<MessageQueue> {
-        self.core
-            .rebalancer()
-            .map(|r| r.assigned())
-            .unwrap_or_default()
+        let assigned = self.core.rebalancer().map(|r| r.assigned());
+        user_queues(&self.core.options.namespace, assigned.unwrap_or_default())
     }
 
     /// The in-memory committed offsets (the next message to consume, per
     /// queue).
     pub fn committed_offsets(&self) -> BTreeMap<MessageQueue, i64> {
-        self.core.store.snapshot()
+        user_queue_map(&self.core.options.namespace, self.core.store.snapshot())
     }
 
     /// Per owned queue with a committed offset: the broker's max offset
     /// minus the committed offset (asked of each queue's broker now). Also
     /// sets the lag gauge.
     pub async fn lag(&self) -> Result<BTreeMap<MessageQueue, i64>> {
-        self.core.lag().await
+        let lag = self.core.lag().await?;
+        Ok(user_queue_map(&self.core.options.namespace, lag))
     }
 
     /// What GET_CONSUMER_RUNNING_INFO reports about this consumer: settings,

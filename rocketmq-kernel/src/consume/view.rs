@@ -1,0 +1,121 @@
+//! [`ListenerView`]: messages and queues as a listener sees them, which is
+//! how the application named them rather than how the broker stores them.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use compact_str::ToCompactString;
+use rocketmq_model::{MessageExt, MessageQueue, Namespace, property};
+
+use super::send_back::epoch_millis;
+use crate::ConsumerOptions;
+
+/// Restores the original topic of a message redelivered from the group's
+/// retry topic (the first half of Java's `resetRetryAndNamespace`): a
+/// message whose topic is `retry_topic` and that carries RETRY_TOPIC gets
+/// that topic back.
+pub fn restore_retry_topic(msg: &mut MessageExt, retry_topic: &str) {
+    if msg.message.topic != retry_topic {
+        return;
+    }
+    if let Some(original) = msg.property(property::RETRY_TOPIC).map(str::to_owned) {
+        msg.message.topic = original;
+    }
+}
+
+/// Turns what a consumer holds into what its listener is given. The
+/// consumer keeps its own copies (as the broker named them) for sending
+/// back and committing.
+#[derive(Debug, Clone)]
+pub(crate) struct ListenerView {
+    retry_topic: String,
+    namespace: Namespace,
+}
+
+impl ListenerView {
+    pub(crate) fn new(options: &ConsumerOptions) -> Self {
+        ListenerView {
+            retry_topic: options.retry_topic(),
+            namespace: options.namespace.clone(),
+        }
+    }
+
+    /// `msg` for the listener: the original topic of a redelivered message
+    /// restored and taken out of the namespace, CONSUME_START_TIME set to
+    /// `started`.
+    pub(crate) fn message(&self, msg: &MessageExt, started: SystemTime) -> MessageExt {
+        let mut msg = msg.clone();
+        restore_retry_topic(&mut msg, &self.retry_topic);
+        self.namespace.unwrap_in_place(&mut msg.message.topic);
+        // A decimal number is always a valid property value, and fits a
+        // compact string without a heap copy.
+        let _ = msg.message.properties.insert(
+            property::CONSUME_START_TIME,
+            epoch_millis(started).to_compact_string(),
+        );
+        msg
+    }
+
+    /// `mq` for the listener's context: its topic out of the namespace.
+    pub(crate) fn queue(&self, mq: &Arc<MessageQueue>) -> Arc<MessageQueue> {
+        if self.namespace.is_none() {
+            return Arc::clone(mq);
+        }
+        Arc::new(self.namespace.unwrap_queue(mq).into_owned())
+    }
+
+    /// [`queue`](Self::queue) of a queue not yet shared.
+    pub(crate) fn owned_queue(&self, mq: &MessageQueue) -> MessageQueue {
+        self.namespace.unwrap_queue(mq).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use rocketmq_model::Message;
+
+    use super::*;
+
+    fn retried(topic: &str, original: &str) -> MessageExt {
+        let mut msg = MessageExt::from(Message::new(topic, "body"));
+        msg.message
+            .properties
+            .insert(property::RETRY_TOPIC, original)
+            .unwrap();
+        msg
+    }
+
+    #[test]
+    fn restores_only_the_groups_retry_topic() {
+        let mut msg = retried("%RETRY%cg", "T");
+        restore_retry_topic(&mut msg, "%RETRY%cg");
+        assert_eq!(msg.topic(), "T");
+        let mut other = retried("%RETRY%other", "T");
+        restore_retry_topic(&mut other, "%RETRY%cg");
+        assert_eq!(other.topic(), "%RETRY%other");
+        let view = ListenerView::new(&ConsumerOptions::new("cg"));
+        let seen = view.message(&retried("%RETRY%cg", "T"), UNIX_EPOCH);
+        assert_eq!(seen.topic(), "T");
+        assert_eq!(seen.property(property::CONSUME_START_TIME), Some("0"));
+    }
+
+    #[test]
+    fn takes_names_out_of_the_namespace() {
+        let mut options = ConsumerOptions::new("ns%cg");
+        options.namespace = Namespace::new("ns").unwrap();
+        let view = ListenerView::new(&options);
+        let fresh = MessageExt::from(Message::new("ns%T", "body"));
+        assert_eq!(view.message(&fresh, UNIX_EPOCH).topic(), "T");
+        let redelivered = retried("%RETRY%ns%cg", "ns%T");
+        let seen = view.message(&redelivered, UNIX_EPOCH);
+        assert_eq!(seen.topic(), "T");
+        // The consumer's own copy keeps the broker's names.
+        assert_eq!(redelivered.topic(), "%RETRY%ns%cg");
+        let mq = Arc::new(MessageQueue::new("ns%T", "b", 1));
+        assert_eq!(*view.queue(&mq), MessageQueue::new("T", "b", 1));
+        let plain = ListenerView::new(&ConsumerOptions::new("cg"));
+        assert!(Arc::ptr_eq(&plain.queue(&mq), &mq));
+    }
+}

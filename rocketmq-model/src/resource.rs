@@ -1,0 +1,89 @@
+//! Names with a meaning: retry and dead-letter topics, and the system topics
+//! and groups that belong to the broker rather than to an application
+//! (Java's `MixAll` and `TopicValidator`).
+
+/// The prefix of a consumer group's retry topic, `%RETRY%<group>`.
+pub const RETRY_TOPIC_PREFIX: &str = "%RETRY%";
+
+/// The prefix of a consumer group's dead-letter topic, `%DLQ%<group>`.
+pub const DLQ_TOPIC_PREFIX: &str = "%DLQ%";
+
+/// The prefix of topics the broker keeps for itself (`rmq_sys_`).
+pub const SYSTEM_TOPIC_PREFIX: &str = "rmq_sys_";
+
+/// The prefix of the broker's own consumer groups (`CID_RMQ_SYS_`).
+pub const SYSTEM_GROUP_PREFIX: &str = "CID_RMQ_SYS_";
+
+/// The system topics Java's `TopicValidator` names one by one.
+const SYSTEM_TOPICS: [&str; 10] = [
+    crate::route::AUTO_CREATE_TOPIC,
+    "SCHEDULE_TOPIC_XXXX",
+    "BenchmarkTest",
+    "RMQ_SYS_TRANS_HALF_TOPIC",
+    "RMQ_SYS_TRACE_TOPIC",
+    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+    "TRANS_CHECK_MAX_TIME_TOPIC",
+    "SELF_TEST_TOPIC",
+    "OFFSET_MOVED_EVENT",
+    "CHECKPOINT_TOPIC",
+];
+
+/// Whether `topic` is one of the broker's own topics (Java's
+/// `TopicValidator.isSystemTopic`: the named ones, and every `rmq_sys_`
+/// topic). A broker also counts its cluster's and its own name as system
+/// topics; a client cannot know those.
+pub fn is_system_topic(topic: &str) -> bool {
+    SYSTEM_TOPICS.contains(&topic) || topic.starts_with(SYSTEM_TOPIC_PREFIX)
+}
+
+/// Whether `group` is one of the broker's own consumer groups (Java's
+/// `MixAll.isSysConsumerGroup`).
+pub fn is_system_group(group: &str) -> bool {
+    group.starts_with(SYSTEM_GROUP_PREFIX)
+}
+
+/// Whether `topic` is a consumer group's retry topic.
+pub fn is_retry_topic(topic: &str) -> bool {
+    topic.starts_with(RETRY_TOPIC_PREFIX)
+}
+
+/// Whether `topic` is a consumer group's dead-letter topic.
+pub fn is_dlq_topic(topic: &str) -> bool {
+    topic.starts_with(DLQ_TOPIC_PREFIX)
+}
+
+/// `resource` split into its retry or dead-letter prefix (empty when it has
+/// none) and the rest.
+pub(crate) fn split_group_prefix(resource: &str) -> (&str, &str) {
+    for prefix in [RETRY_TOPIC_PREFIX, DLQ_TOPIC_PREFIX] {
+        if let Some(rest) = resource.strip_prefix(prefix) {
+            return (prefix, rest);
+        }
+    }
+    ("", resource)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_topics_and_groups() {
+        assert!(is_system_topic("TBW102"));
+        assert!(is_system_topic("SCHEDULE_TOPIC_XXXX"));
+        assert!(is_system_topic("rmq_sys_wheel_timer"));
+        assert!(!is_system_topic("orders"));
+        assert!(!is_system_topic("RMQ_SYS_TRANS_HALF_TOPIC_X"));
+        assert!(is_system_group("CID_RMQ_SYS_TRANS"));
+        assert!(!is_system_group("orders-consumer"));
+    }
+
+    #[test]
+    fn splits_retry_and_dead_letter_prefixes() {
+        assert_eq!(split_group_prefix("%RETRY%g"), ("%RETRY%", "g"));
+        assert_eq!(split_group_prefix("%DLQ%g"), ("%DLQ%", "g"));
+        assert_eq!(split_group_prefix("T"), ("", "T"));
+        assert!(is_retry_topic("%RETRY%g") && !is_retry_topic("%DLQ%g"));
+        assert!(is_dlq_topic("%DLQ%g") && !is_dlq_topic("g"));
+    }
+}
