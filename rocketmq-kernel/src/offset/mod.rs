@@ -21,6 +21,7 @@
 
 mod local_file;
 mod memory;
+mod persist_log;
 mod remote;
 mod table;
 
@@ -33,6 +34,7 @@ use crate::error::Result;
 
 pub use local_file::LocalFileOffsetStore;
 pub use memory::MemoryOffsetStore;
+pub use persist_log::PersistLog;
 pub use remote::{OffsetRemote, RemoteOffsetStore};
 
 /// Where [`OffsetStore::read`] looks for an offset.

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::allocate::{AllocateStrategy, Averagely};
 use rocketmq_kernel::api::BrokerApi;
-use rocketmq_kernel::offset::OffsetStore;
+use rocketmq_kernel::offset::{OffsetStore, PersistLog};
 use rocketmq_model::MessageQueue;
 use rocketmq_model::body::{ConsumeFromWhere, MessageModel, SUB_ALL};
 use tokio::sync::mpsc;
@@ -226,6 +226,7 @@ impl PullConsumerBuilder {
             releasing: Default::default(),
             started_at: SystemTime::now(),
             heartbeat_sent: AtomicBool::new(false),
+            persist_log: PersistLog::default(),
         });
         // A build given up on (an error, or its future dropped) stops
         // whatever the instance's rebalance started for the half-built

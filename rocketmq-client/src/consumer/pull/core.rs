@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use rocketmq_kernel::allocate::AllocateStrategy;
 use rocketmq_kernel::api::BrokerApi;
-use rocketmq_kernel::offset::OffsetStore;
+use rocketmq_kernel::offset::{OffsetStore, PersistLog};
 use rocketmq_kernel::{ConsumerOptions, Routes};
 use rocketmq_model::body::property_keys::{PROP_CONSUME_TYPE, PROP_CONSUMER_START_TIMESTAMP};
 use rocketmq_model::body::{
@@ -64,6 +64,8 @@ pub(crate) struct PullCore {
     /// (on registration, on a first route) wait for it, as brokers answer a
     /// group they have not heard of with an error.
     pub(crate) heartbeat_sent: AtomicBool,
+    /// The periodic persistence rounds, logged without flooding.
+    pub(crate) persist_log: PersistLog,
 }
 
 impl PullCore {
@@ -290,10 +292,8 @@ impl ConsumerHandle for PullCore {
     /// happens in `poll`).
     async fn persist_offsets(&self) {
         match self.store.persist_all().await {
-            Ok(()) => tracing::debug!(group = self.group(), "offsets persisted"),
-            Err(err) => {
-                tracing::warn!(group = self.group(), error = %err, "persisting offsets failed")
-            }
+            Ok(()) => self.persist_log.persisted(self.group()),
+            Err(err) => self.persist_log.failed(self.group(), &err),
         }
     }
 

@@ -11,7 +11,7 @@ use rocketmq_kernel::allocate::{AllocateStrategy, Averagely};
 use rocketmq_kernel::api::BrokerApi;
 use rocketmq_kernel::consume::{ConsumeEnv, ConsumeStats};
 use rocketmq_kernel::consumer_options::RETRY_TOPIC_PREFIX;
-use rocketmq_kernel::offset::OffsetStore;
+use rocketmq_kernel::offset::{OffsetStore, PersistLog};
 use rocketmq_kernel::{
     ConcurrentService, ConsumeService, ConsumerOptions, ConsumerParts, KernelError, OrderlyService,
     Rebalancer, Routes,
@@ -324,6 +324,7 @@ impl PushConsumerBuilder {
             started_at: SystemTime::now(),
             resetting: tokio::sync::Mutex::new(()),
             gauged: std::sync::Mutex::default(),
+            persist_log: PersistLog::default(),
             _offsets_file: offsets_file,
         });
         let subscribed = core.subscriptions.list();

@@ -13,7 +13,7 @@ use rocketmq_kernel::consume::{
     ConcurrentContext, ConcurrentResult, ConsumeEnv, ConsumeStats, OrderlyContext, OrderlyResult,
     ShutdownReport as ConsumeShutdown, restore_retry_topic,
 };
-use rocketmq_kernel::offset::{OffsetStore, ReadOffsetType};
+use rocketmq_kernel::offset::{OffsetStore, PersistLog, ReadOffsetType};
 use rocketmq_kernel::{
     ConcurrentService, ConsumerOptions, ExpiryCleaner, OrderlyService, Rebalancer, Routes,
 };
@@ -79,6 +79,8 @@ pub(crate) struct PushCore {
     pub(crate) resetting: tokio::sync::Mutex<()>,
     /// The queues whose gauges were set last time, to zero those that left.
     pub(crate) gauged: std::sync::Mutex<BTreeSet<MessageQueue>>,
+    /// The periodic persistence rounds, logged without flooding.
+    pub(crate) persist_log: PersistLog,
     /// The local offsets file held while the consumer lives (broadcasting).
     pub(crate) _offsets_file: Option<OffsetsFileClaim>,
 }
@@ -344,10 +346,8 @@ impl ConsumerHandle for PushCore {
 
     async fn persist_offsets(&self) {
         match self.store.persist_all().await {
-            Ok(()) => tracing::debug!(group = self.group(), "offsets persisted"),
-            Err(err) => {
-                tracing::warn!(group = self.group(), error = %err, "persisting offsets failed")
-            }
+            Ok(()) => self.persist_log.persisted(self.group()),
+            Err(err) => self.persist_log.failed(self.group(), &err),
         }
         self.refresh_stuck_max_offsets().await;
         self.update_gauges();
