@@ -9,6 +9,7 @@ pub mod instance;
 mod local_ip;
 pub mod metrics;
 pub mod producer;
+mod trace;
 
 pub use admin::{Admin, KeyQuery};
 pub use config::ClientConfig;

@@ -334,6 +334,7 @@ async fn a_queue_given_back_mid_batch_is_not_consumed_twice_at_once() {
                     routes: routes.clone(),
                     offsets: store,
                     stats: Arc::new(ConsumeStats::new()),
+                    hooks: Default::default(),
                 };
                 Arc::new(OrderlyService::new(env, listener))
             }

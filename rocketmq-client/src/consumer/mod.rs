@@ -26,6 +26,7 @@ pub use pull::{DEFAULT_POLL_TIMEOUT, PullConsumer, PullConsumerBuilder};
 pub use push::{DEFAULT_DRAIN_TIMEOUT, PushConsumer, PushConsumerBuilder};
 pub use report::ShutdownReport;
 pub use rocketmq_kernel::allocate::AllocateStrategy;
+pub use rocketmq_kernel::consume::{ConsumeHook, ConsumeHookContext, ConsumeOutcome, ConsumeSpan};
 pub use rocketmq_kernel::offset::OffsetStore;
 pub use rocketmq_model::body::{ConsumeFromWhere, MessageModel};
 pub use selector::MessageSelector;

@@ -49,6 +49,11 @@ pub struct ProducerOptions {
     /// Asynchronous sends in flight at once; more wait for a slot (Java's
     /// `backPressureForAsyncSendNum`, 10000).
     pub max_in_flight_async_sends: usize,
+    /// Message traces (Java's `enableTrace`, false): every message sent,
+    /// and every transaction ended, is recorded in `trace_topic`.
+    pub enable_trace: bool,
+    /// Where message traces go (`RMQ_SYS_TRACE_TOPIC`).
+    pub trace_topic: String,
 }
 
 impl Default for ProducerOptions {
@@ -66,6 +71,8 @@ impl Default for ProducerOptions {
             send_latency_fault_enable: false,
             retry_another_broker_when_not_store_ok: false,
             max_in_flight_async_sends: 10_000,
+            enable_trace: false,
+            trace_topic: crate::trace::TRACE_TOPIC.to_owned(),
         }
     }
 }
@@ -230,6 +237,21 @@ impl ProducerBuilder {
     /// Asynchronous sends in flight at once.
     pub fn max_in_flight_async_sends(mut self, sends: usize) -> Self {
         self.options.max_in_flight_async_sends = sends;
+        self
+    }
+
+    /// Records message traces (Java's `enableMsgTrace`) in the default
+    /// trace topic, `RMQ_SYS_TRACE_TOPIC`, which the brokers must have
+    /// (Java's broker setting `traceTopicEnable`, or the topic created).
+    pub fn enable_trace(mut self, enable: bool) -> Self {
+        self.options.enable_trace = enable;
+        self
+    }
+
+    /// Records message traces in `topic` (Java's `customizedTraceTopic`).
+    pub fn trace_topic(mut self, topic: impl Into<String>) -> Self {
+        self.options.enable_trace = true;
+        self.options.trace_topic = topic.into();
         self
     }
 

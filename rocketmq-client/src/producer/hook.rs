@@ -1,6 +1,8 @@
 //! [`SendHook`]: code that sees every send attempt (tracing, auditing,
 //! metrics of one's own).
 
+use std::time::SystemTime;
+
 use rocketmq_model::{Message, MessageQueue};
 
 use super::SendResult;
@@ -20,6 +22,8 @@ pub struct SendContext<'a> {
     pub message: &'a Message,
     /// 0 for the first attempt, then 1, 2, ... for retries.
     pub attempt: u32,
+    /// When the attempt began (wall clock, as message traces record it).
+    pub started: SystemTime,
 }
 
 /// Called before and after every send attempt, oneway sends included (as

@@ -35,6 +35,7 @@ use send::{Route, Sender};
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, InstanceLease, ProducerHandle};
+use crate::trace::{Side, TraceSendHook, Tracer};
 
 /// Sends messages. Built started by [`Producer::builder`]; every send takes
 /// `&self`, so one producer serves many tasks (share it in an `Arc`).
@@ -201,6 +202,7 @@ impl Producer {
     pub async fn shutdown(mut self) {
         self.async_sends.close();
         self.async_sends.wait().await;
+        self.sender.stop_tracing().await;
         if let Some(lease) = self.lease.take() {
             unregister(&self.sender, lease).await;
         }
@@ -270,18 +272,38 @@ where
         crate::config::check_group("producer", &group)?;
         options.producer_group = group;
     }
-    let lease = ClientInstance::acquire(config)?;
-    let sender = Arc::new(Sender::new(
-        options,
-        lease.instance(),
-        hooks,
-        heartbeat_first,
-        namespace,
-    ));
+    let tracer = match options.enable_trace {
+        true => {
+            let topic = options.trace_topic.clone();
+            let group = &options.producer_group;
+            Some(Tracer::start(&config, group, Side::Produce, topic).await?)
+        }
+        false => None,
+    };
+    let mut hooks = hooks;
+    if let Some(tracer) = &tracer {
+        hooks.push(Arc::new(TraceSendHook {
+            tracer: Arc::clone(tracer),
+            namespace: namespace.clone(),
+        }));
+    }
+    let lease = match ClientInstance::acquire(config) {
+        Ok(lease) => lease,
+        Err(error) => {
+            if let Some(tracer) = &tracer {
+                tracer.shutdown().await;
+            }
+            return Err(error);
+        }
+    };
+    let mut sender = Sender::new(options, lease.instance(), hooks, heartbeat_first, namespace);
+    sender.tracer = tracer;
+    let sender = Arc::new(sender);
     let registration = match lease.register_producer_for_build(make_handle(&sender)) {
         Ok(registration) => registration,
         Err(error) => {
             lease.release().await;
+            sender.stop_tracing().await;
             return Err(error);
         }
     };

@@ -29,6 +29,7 @@ use super::wire_body::wire_body;
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
 use crate::metrics::SendSeries;
+use crate::trace::Tracer;
 
 /// System topics no client may send to (Java's `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
 const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
@@ -104,6 +105,8 @@ pub(crate) struct Sender {
     metrics: SendSeries,
     /// The namespace of the producer's topics and group.
     pub(crate) namespace: Namespace,
+    /// Where message traces go, when tracing is on.
+    pub(crate) tracer: Option<Arc<Tracer>>,
 }
 
 impl Sender {
@@ -123,11 +126,19 @@ impl Sender {
             heartbeat_first,
             metrics: SendSeries::default(),
             namespace,
+            tracer: None,
         }
     }
 
     pub(crate) fn group(&self) -> &str {
         &self.options.producer_group
+    }
+
+    /// Sends the message traces still waiting and stops tracing.
+    pub(crate) async fn stop_tracing(&self) {
+        if let Some(tracer) = &self.tracer {
+            tracer.shutdown().await;
+        }
     }
 
     /// Puts `msg`'s topic in the producer's namespace. A reply keeps its
@@ -410,9 +421,10 @@ impl Sender {
             return Err(timeout(out, attempt, budget));
         }
         let addr = self.master_addr(mq)?;
-        let ctx = self.context(out, mq, &addr, attempt);
-        for hook in &self.hooks {
-            hook.before_send(&ctx);
+        // No clock read for the hooks' context when there are none.
+        let ctx = (!self.hooks.is_empty()).then(|| self.context(out, mq, &addr, attempt));
+        if let Some(ctx) = &ctx {
+            self.hooks.iter().for_each(|hook| hook.before_send(ctx));
         }
         let result = self.attempt_call(out, mq, &addr, budget).await;
         let result = match result {
@@ -427,8 +439,8 @@ impl Sender {
             Ok(_) => self.fault.record_latency(&mq.broker_name, latency),
             Err(_) => self.fault.record_failure(&mq.broker_name, latency),
         }
-        for hook in &self.hooks {
-            hook.after_send(&ctx, result.as_ref());
+        if let Some(ctx) = &ctx {
+            (self.hooks.iter()).for_each(|hook| hook.after_send(ctx, result.as_ref()));
         }
         tracing::debug!(addr = %addr, queue_id = mq.queue_id, ok = result.is_ok(), ?latency, "send attempt");
         result
@@ -448,6 +460,7 @@ impl Sender {
             message_queue: mq,
             message: &out.message,
             attempt,
+            started: SystemTime::now(),
         }
     }
 

@@ -19,6 +19,7 @@ use super::{ProducerBuilder, SendResult, SendStatus, register, unregister, valid
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, InstanceLease, ProducerHandle};
+use crate::trace::EndTransactionTrace;
 
 /// The outcome of a local transaction (Java's `LocalTransactionState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,6 +33,15 @@ pub enum LocalTransactionState {
 }
 
 impl LocalTransactionState {
+    /// Java's name of the state (message traces carry it).
+    fn java_name(self) -> &'static str {
+        match self {
+            LocalTransactionState::CommitMessage => "COMMIT_MESSAGE",
+            LocalTransactionState::RollbackMessage => "ROLLBACK_MESSAGE",
+            LocalTransactionState::Unknown => "UNKNOW",
+        }
+    }
+
     fn resolution(self) -> TransactionResolution {
         match self {
             LocalTransactionState::CommitMessage => TransactionResolution::Commit,
@@ -164,6 +174,19 @@ impl ProducerHandle for CheckResponder {
             broker_name: header.broker_name,
         };
         tracing::debug!(addr = %broker_addr, msg_id = %end.msg_id, ?state, "answering transaction check");
+        if let Some(tracer) = &self.sender.tracer {
+            let trace = EndTransactionTrace {
+                namespace: &self.sender.namespace,
+                group: self.sender.group(),
+                msg: &msg.message,
+                msg_id: &end.msg_id,
+                broker_addr: &broker_addr,
+                transaction_id: end.transaction_id.as_deref(),
+                state: state.java_name(),
+                from_transaction_check: true,
+            };
+            trace.record(tracer);
+        }
         end_transaction(&self.sender, &broker_addr, end).await;
     }
 }
@@ -247,7 +270,7 @@ impl TransactionProducer {
         // As Java's: the local transaction has run, so its outcome is the
         // answer even when END_TRANSACTION cannot be sent (the broker then
         // checks back).
-        if let Err(error) = self.end(&send_result, local_state).await {
+        if let Err(error) = self.end(&out.message, &send_result, local_state).await {
             tracing::warn!(
                 group = self.sender.group(),
                 msg_id = %send_result.msg_id,
@@ -265,7 +288,12 @@ impl TransactionProducer {
     /// END_TRANSACTION for a half message just stored: an error when its
     /// broker's address or the message's commit-log offset is not known.
     /// The request itself is oneway; its failure is logged.
-    async fn end(&self, sent: &SendResult, state: LocalTransactionState) -> Result<()> {
+    async fn end(
+        &self,
+        msg: &Message,
+        sent: &SendResult,
+        state: LocalTransactionState,
+    ) -> Result<()> {
         let mq = self.sender.namespace.wrap_queue(&sent.message_queue);
         let addr = self.sender.instance.routes().master_addr(&mq).await?;
         // Java falls back to the message id when there is no offset id.
@@ -284,6 +312,19 @@ impl TransactionProducer {
             transaction_id: sent.transaction_id.clone(),
             broker_name: Some(mq.broker_name.clone()),
         };
+        if let Some(tracer) = &self.sender.tracer {
+            let trace = EndTransactionTrace {
+                namespace: &self.sender.namespace,
+                group: self.sender.group(),
+                msg,
+                msg_id: &sent.msg_id,
+                broker_addr: &addr,
+                transaction_id: sent.transaction_id.as_deref(),
+                state: state.java_name(),
+                from_transaction_check: false,
+            };
+            trace.record(tracer);
+        }
         end_transaction(&self.sender, &addr, header).await;
         Ok(())
     }
@@ -291,6 +332,7 @@ impl TransactionProducer {
     /// Stops the producer: forgets the group locally, unregisters it from
     /// every broker and releases the client instance.
     pub async fn shutdown(mut self) {
+        self.sender.stop_tracing().await;
         if let Some(lease) = self.lease.take() {
             unregister(&self.sender, lease).await;
         }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::hook::{ConsumeHookContext, ConsumeOutcome};
 use super::listener::{ConcurrentContext, ConcurrentListener, ConcurrentResult};
 use super::retry::DelayedQueue;
 use super::send_back::SendBack;
@@ -343,17 +344,29 @@ impl Shared {
         let wall_now = SystemTime::now();
         let view = |msg: &Arc<MessageExt>| self.view.message(msg, wall_now);
         let count = msgs.len();
-        let views = msgs.iter().map(view).collect();
+        let views: Vec<MessageExt> = msgs.iter().map(view).collect();
         let mut ctx = ConcurrentContext::new(self.view.queue(&mq));
+        let spans = self.env.hooks.before(&ConsumeHookContext {
+            group: &self.env.options.group,
+            mq: &ctx.mq,
+            msgs: &views,
+        });
         let started = Instant::now();
-        let result = AssertUnwindSafe(self.listener.consume(views, &mut ctx))
+        let (result, outcome) = match AssertUnwindSafe(self.listener.consume(views, &mut ctx))
             .catch_unwind()
             .await
-            .unwrap_or_else(|_| {
+        {
+            Ok(ConcurrentResult::Success) => (ConcurrentResult::Success, ConsumeOutcome::Success),
+            Ok(ConcurrentResult::RetryLater) => {
+                (ConcurrentResult::RetryLater, ConsumeOutcome::Failed)
+            }
+            Err(_) => {
                 tracing::error!(%mq, "the listener panicked; retrying the batch later");
-                ConcurrentResult::RetryLater
-            });
+                (ConcurrentResult::RetryLater, ConsumeOutcome::Panicked)
+            }
+        };
         let elapsed = started.elapsed();
+        spans.after(outcome, elapsed);
         if pq.is_dropped() {
             tracing::debug!(%mq, "queue dropped while consuming; result ignored");
             return;

@@ -58,6 +58,7 @@
 //!     routes: Routes::new(Arc::new(NoNameServer)),
 //!     offsets: offsets.clone(),
 //!     stats: Arc::new(ConsumeStats::new()),
+//!     hooks: Default::default(),
 //! };
 //! let service = ConcurrentService::start(env, Arc::new(Print));
 //!
@@ -81,6 +82,7 @@
 //! ```
 
 mod concurrent;
+mod hook;
 mod listener;
 mod orderly;
 mod retry;
@@ -100,6 +102,7 @@ use crate::route::Routes;
 use crate::{ConsumerOptions, ProcessQueue};
 
 pub use concurrent::{ConcurrentService, LOCAL_RETRY_DELAY, acked_count};
+pub use hook::{ConsumeHook, ConsumeHookContext, ConsumeHooks, ConsumeOutcome, ConsumeSpan};
 pub use listener::{
     ConcurrentContext, ConcurrentListener, ConcurrentResult, OrderlyContext, OrderlyListener,
     OrderlyResult,
@@ -161,6 +164,8 @@ pub struct ConsumeEnv {
     pub offsets: Arc<dyn OffsetStore>,
     /// Consume counters, read for GET_CONSUMER_RUNNING_INFO.
     pub stats: Arc<ConsumeStats>,
+    /// Called around every listener call.
+    pub hooks: ConsumeHooks,
 }
 
 impl fmt::Debug for ConsumeEnv {

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::hook::{ConsumeHookContext, ConsumeOutcome};
 use super::listener::{OrderlyContext, OrderlyListener, OrderlyResult};
 use super::send_back::{SendBack, retry_copy};
 use super::view::ListenerView;
@@ -386,16 +387,28 @@ impl Shared {
         let count = msgs.len();
         let batch = views(attempts);
         let mut ctx = OrderlyContext::new(self.view.owned_queue(mq));
+        let spans = self.env.hooks.before(&ConsumeHookContext {
+            group: &self.env.options.group,
+            mq: &ctx.mq,
+            msgs: &batch,
+        });
         self.in_flight_batches.fetch_add(1, Ordering::AcqRel);
         let started = Instant::now();
-        let result = AssertUnwindSafe(self.listener.consume(batch, &mut ctx))
+        let (result, outcome) = match AssertUnwindSafe(self.listener.consume(batch, &mut ctx))
             .catch_unwind()
             .await
-            .unwrap_or_else(|_| {
+        {
+            Ok(OrderlyResult::Success) => (OrderlyResult::Success, ConsumeOutcome::Success),
+            Ok(OrderlyResult::SuspendCurrentQueue) => {
+                (OrderlyResult::SuspendCurrentQueue, ConsumeOutcome::Failed)
+            }
+            Err(_) => {
                 tracing::error!(%mq, "the listener panicked; suspending the queue");
-                OrderlyResult::SuspendCurrentQueue
-            });
+                (OrderlyResult::SuspendCurrentQueue, ConsumeOutcome::Panicked)
+            }
+        };
         let elapsed = started.elapsed();
+        spans.after(outcome, elapsed);
         self.in_flight_batches.fetch_sub(1, Ordering::AcqRel);
         match result {
             OrderlyResult::Success => {

@@ -168,6 +168,7 @@ pub(crate) fn fixture(options: ConsumerOptions) -> Fixture {
         routes: routes(),
         offsets: Arc::clone(&offsets) as _,
         stats: Arc::clone(&stats),
+        hooks: Default::default(),
     };
     Fixture {
         broker,

@@ -52,6 +52,7 @@ mod lock;
 pub mod nonstandard_json;
 mod reset_offset;
 mod running_info;
+pub mod trace;
 
 pub use check_client::CheckClientRequestBody;
 pub use consume_directly::{ConsumeMessageDirectlyResult, ConsumeResult};

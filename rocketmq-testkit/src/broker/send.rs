@@ -158,6 +158,15 @@ fn store_sent(
         properties
             .insert(property::CLUSTER, cluster)
             .map_err(illegal)?;
+        // Java's broker marks every message it stores with its region and
+        // whether it traces (AbstractSendMessageProcessor); consumers'
+        // message traces read them.
+        properties
+            .insert(property::MSG_REGION, DEFAULT_REGION)
+            .map_err(illegal)?;
+        properties
+            .insert(property::TRACE_ON, "true")
+            .map_err(illegal)?;
         let message = Message {
             topic,
             body: request.body.clone(),

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use rocketmq_kernel::allocate::{AllocateStrategy, Averagely};
 use rocketmq_kernel::api::BrokerApi;
-use rocketmq_kernel::consume::{ConsumeEnv, ConsumeStats};
+use rocketmq_kernel::consume::{ConsumeEnv, ConsumeHook, ConsumeHooks, ConsumeStats};
 use rocketmq_kernel::consumer_options::RETRY_TOPIC_PREFIX;
 use rocketmq_kernel::offset::{OffsetStore, PersistLog};
 use rocketmq_kernel::{
@@ -19,7 +19,7 @@ use rocketmq_kernel::{
 use rocketmq_model::body::{
     CheckClientRequestBody, ConsumeFromWhere, ExpressionType, MessageModel, SUB_ALL,
 };
-use rocketmq_model::{MessageExt, SubscriptionData};
+use rocketmq_model::{MessageExt, SubscriptionData, UniqueIdGenerator};
 use rocketmq_remoting::RemotingError;
 use tokio::time::Instant;
 
@@ -38,6 +38,7 @@ use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, InstanceLease};
 use crate::metrics::ConsumeSeries;
+use crate::trace::{Side, TRACE_TOPIC, TraceConsumeHook, Tracer};
 
 /// How long [`PushConsumer::shutdown`] waits for in-flight consumption by
 /// default.
@@ -53,6 +54,11 @@ pub struct PushConsumerBuilder {
     store: Option<Arc<dyn OffsetStore>>,
     offset_store_dir: Option<PathBuf>,
     drain_timeout: Duration,
+    consume_hooks: Vec<Arc<dyn ConsumeHook>>,
+    /// The trace topic, when message traces are on.
+    trace_topic: Option<String>,
+    /// Set by `build` when traces are on.
+    tracer: Option<Arc<Tracer>>,
 }
 
 impl fmt::Debug for PushConsumerBuilder {
@@ -79,7 +85,33 @@ impl PushConsumerBuilder {
             store: None,
             offset_store_dir: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            consume_hooks: Vec::new(),
+            trace_topic: None,
+            tracer: None,
         }
+    }
+
+    /// Adds a hook called around every listener call (Java's
+    /// `registerConsumeMessageHook`).
+    pub fn consume_hook(mut self, hook: impl ConsumeHook) -> Self {
+        self.consume_hooks.push(Arc::new(hook));
+        self
+    }
+
+    /// Records message traces (Java's `enableMsgTrace`, off by default): a
+    /// record for every message handed to the listener and one for what
+    /// the listener made of it, sent to `RMQ_SYS_TRACE_TOPIC`, which the
+    /// brokers must have (Java's broker setting `traceTopicEnable`, or the
+    /// topic created).
+    pub fn enable_trace(mut self, enable: bool) -> Self {
+        self.trace_topic = enable.then(|| TRACE_TOPIC.to_owned());
+        self
+    }
+
+    /// Records message traces in `topic` (Java's `customizedTraceTopic`).
+    pub fn trace_topic(mut self, topic: impl Into<String>) -> Self {
+        self.trace_topic = Some(topic.into());
+        self
     }
 
     /// Subscribes to `topic` with a tag expression (`"*"`, `"A || B"`) or a
@@ -255,14 +287,38 @@ impl PushConsumerBuilder {
         to_namespace(&self.config, &mut self.options, topics)?;
         self.check()?;
         let subscriptions = self.subscription_table()?;
-        let lease = ClientInstance::acquire(self.config.clone())?;
-        match self.start(&lease, subscriptions).await {
-            Ok(core) => Ok(PushConsumer::new(core, lease, self.drain_timeout)),
-            Err(err) => {
-                lease.release().await;
-                Err(err)
-            }
+        self.start_tracing().await?;
+        let started = match ClientInstance::acquire(self.config.clone()) {
+            Ok(lease) => match self.start(&lease, subscriptions).await {
+                Ok(core) => return Ok(PushConsumer::new(core, lease, self.drain_timeout)),
+                Err(err) => {
+                    lease.release().await;
+                    Err(err)
+                }
+            },
+            Err(err) => Err(err),
+        };
+        if let Some(tracer) = &self.tracer {
+            tracer.shutdown().await;
         }
+        started
+    }
+
+    /// Starts the tracer when traces are on, and its hook.
+    async fn start_tracing(&mut self) -> Result<()> {
+        let Some(topic) = self.trace_topic.clone() else {
+            return Ok(());
+        };
+        let group = &self.options.group;
+        let tracer = Tracer::start(&self.config, group, Side::Consume, topic).await?;
+        self.consume_hooks.push(Arc::new(TraceConsumeHook {
+            tracer: Arc::clone(&tracer),
+            namespace: self.options.namespace.clone(),
+            ids: UniqueIdGenerator::new(Some(self.config.effective_client_ip())),
+            consume_timeout: self.options.consume_timeout,
+        }));
+        self.tracer = Some(tracer);
+        Ok(())
     }
 
     async fn start(
@@ -299,6 +355,7 @@ impl PushConsumerBuilder {
             routes: routes.clone(),
             offsets: Arc::clone(&store),
             stats: Arc::clone(&consume_stats),
+            hooks: ConsumeHooks::new(self.consume_hooks.clone()),
         };
         let listener = self
             .listener
@@ -324,6 +381,7 @@ impl PushConsumerBuilder {
             started_at: SystemTime::now(),
             resetting: tokio::sync::Mutex::new(()),
             gauged: std::sync::Mutex::default(),
+            tracer: self.tracer.clone(),
             persist_log: PersistLog::default(),
             _offsets_file: offsets_file,
         });

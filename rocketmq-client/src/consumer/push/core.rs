@@ -81,6 +81,8 @@ pub(crate) struct PushCore {
     pub(crate) gauged: std::sync::Mutex<BTreeSet<MessageQueue>>,
     /// The periodic persistence rounds, logged without flooding.
     pub(crate) persist_log: PersistLog,
+    /// Where message traces go, when tracing is on.
+    pub(crate) tracer: Option<Arc<crate::trace::Tracer>>,
     /// The local offsets file held while the consumer lives (broadcasting).
     pub(crate) _offsets_file: Option<OffsetsFileClaim>,
 }

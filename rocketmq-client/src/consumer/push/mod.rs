@@ -231,6 +231,10 @@ async fn shut_down(
         })
         .unwrap_or(0);
     report.messages_left = drained.messages_left.max(cached);
+    // Consumption is over: its last traces go out.
+    if let Some(tracer) = &core.tracer {
+        tracer.shutdown().await;
+    }
     report.offsets_committed = core.store.snapshot();
     if let Err(err) = core.store.persist_all().await {
         report.errors.push(ClientError::from(err));
