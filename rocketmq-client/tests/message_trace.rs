@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use consumer_support::{config, unique, wait_until};
 use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, ConsumeFromWhere};
 use rocketmq_client::producer::{LocalTransactionState, TransactionListener};
-use rocketmq_client::{Producer, PushConsumer};
+use rocketmq_client::{Producer, PullConsumer, PushConsumer};
 use rocketmq_model::body::trace::{TRACE_TOPIC, TraceMessageType, TraceRecord};
 use rocketmq_model::{Message, MessageExt};
 use rocketmq_testkit::TestCluster;
@@ -232,5 +232,44 @@ async fn a_transaction_is_traced_as_a_half_message_and_its_end() {
     assert_eq!(end.state, "COMMIT_MESSAGE");
     assert_eq!(end.transaction_id, result.send_result.transaction_id);
     assert!(!end.from_transaction_check);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lite_pull_consumer_traces_what_a_poll_hands_out() {
+    let cluster = cluster("T").await;
+    let producer = Producer::builder()
+        .client_config(config(&cluster, &unique("plain-producer")))
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap();
+    let sent = producer.send(Message::new("T", "polled")).await.unwrap();
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("traced-pull")))
+        .subscribe("T", "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .enable_trace(true)
+        .build()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut got = Vec::new();
+    while got.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "nothing polled");
+        got = consumer.poll(Duration::from_secs(1)).await.unwrap();
+    }
+    consumer.shutdown().await;
+    producer.shutdown().await;
+
+    let (_, records) = traces(&cluster);
+    let (before, after) = match records.as_slice() {
+        [TraceRecord::SubBefore(before), TraceRecord::SubAfter(after)] => (before, after),
+        other => panic!("a SubBefore and its SubAfter: {other:?}"),
+    };
+    assert_eq!(before.msg_id, sent.msg_id);
+    assert_eq!(before.group, "lg");
+    assert_eq!(after.request_id, before.request_id);
+    assert!(after.success);
+    assert_eq!(after.context_code, 0);
     cluster.shutdown().await;
 }

@@ -8,14 +8,16 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::api::{BrokerApi, BrokerOffsetRemote};
+use rocketmq_kernel::consume::ConsumeHook;
 use rocketmq_kernel::offset::{LocalFileOffsetStore, OffsetStore, RemoteOffsetStore};
 use rocketmq_model::body::MessageModel;
-use rocketmq_model::{MessageQueue, Namespace};
+use rocketmq_model::{MessageQueue, Namespace, UniqueIdGenerator};
 
 use super::report::ShutdownReport;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, InstanceLease};
+use crate::trace::{Side, TraceConsumeHook, Tracer};
 
 /// A consumer's last steps at shutdown, once its offsets are persisted:
 /// the instance stops reporting `group`, the brokers are told it left
@@ -64,6 +66,27 @@ pub(super) fn to_namespace<'a>(
     }
     options.namespace = namespace;
     Ok(())
+}
+
+/// Starts a consumer's tracer when `trace_topic` is set, and adds its hook
+/// to `hooks`.
+pub(super) async fn start_tracing(
+    config: &ClientConfig,
+    options: &ConsumerOptions,
+    trace_topic: Option<String>,
+    hooks: &mut Vec<Arc<dyn ConsumeHook>>,
+) -> Result<Option<Arc<Tracer>>> {
+    let Some(topic) = trace_topic else {
+        return Ok(None);
+    };
+    let tracer = Tracer::start(config, &options.group, Side::Consume, topic).await?;
+    hooks.push(Arc::new(TraceConsumeHook {
+        tracer: Arc::clone(&tracer),
+        namespace: options.namespace.clone(),
+        ids: UniqueIdGenerator::new(Some(config.effective_client_ip())),
+        consume_timeout: options.consume_timeout,
+    }));
+    Ok(Some(tracer))
 }
 
 /// `queues` as the application names them: out of `namespace`.
@@ -159,10 +182,35 @@ impl Drop for OffsetsFileClaim {
 
 /// Expands, inside the `impl` of a consumer builder, to the setters of what
 /// both builders hold: `options` (the kernel's `ConsumerOptions`),
-/// `config`, `strategy`, `store` and `offset_store_dir`. Where the two
+/// `config`, `strategy`, `store`, `offset_store_dir`, `consume_hooks` and
+/// `trace_topic`. Where the two
 /// consumers' defaults differ, the documentation names both.
 macro_rules! shared_consumer_setters {
     () => {
+        /// Adds a hook called around every listener call (Java's
+        /// `registerConsumeMessageHook`); a lite pull consumer calls it when
+        /// a poll hands messages out, as a success, as Java's does.
+        pub fn consume_hook(mut self, hook: impl rocketmq_kernel::consume::ConsumeHook) -> Self {
+            self.consume_hooks.push(std::sync::Arc::new(hook));
+            self
+        }
+
+        /// Records message traces (Java's `enableMsgTrace`, off by
+        /// default): a record for every message handed to the application
+        /// and one for what became of it, sent to `RMQ_SYS_TRACE_TOPIC`,
+        /// which the brokers must have (Java's broker setting
+        /// `traceTopicEnable`, or the topic created).
+        pub fn enable_trace(mut self, enable: bool) -> Self {
+            self.trace_topic = enable.then(|| rocketmq_model::body::trace::TRACE_TOPIC.to_owned());
+            self
+        }
+
+        /// Records message traces in `topic` (Java's `customizedTraceTopic`).
+        pub fn trace_topic(mut self, topic: impl Into<String>) -> Self {
+            self.trace_topic = Some(topic.into());
+            self
+        }
+
         /// The namespace of the group and its topics
         /// ([`ClientConfig::namespace`](crate::ClientConfig::namespace)):
         /// the group and topics are named here without it.

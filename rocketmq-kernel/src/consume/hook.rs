@@ -55,7 +55,7 @@ impl std::fmt::Debug for ConsumeHooks {
 }
 
 /// The spans of one listener call.
-pub(crate) struct Spans(Vec<Box<dyn ConsumeSpan>>);
+pub struct ConsumeSpans(Vec<Box<dyn ConsumeSpan>>);
 
 impl ConsumeHooks {
     /// These hooks, called in this order.
@@ -63,9 +63,15 @@ impl ConsumeHooks {
         ConsumeHooks(hooks.into())
     }
 
-    /// Calls every hook before a listener call. A hook that panics is
-    /// logged and left out of this call.
-    pub(crate) fn before(&self, ctx: &ConsumeHookContext<'_>) -> Spans {
+    /// Whether there is no hook.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Calls every hook before a listener call (or, for a lite pull
+    /// consumer, a poll's hand-over). A hook that panics is logged and left
+    /// out of this call.
+    pub fn before(&self, ctx: &ConsumeHookContext<'_>) -> ConsumeSpans {
         let mut spans = Vec::new();
         for hook in self.0.iter() {
             match std::panic::catch_unwind(AssertUnwindSafe(|| hook.before_consume(ctx))) {
@@ -74,13 +80,13 @@ impl ConsumeHooks {
                 Err(_) => tracing::error!(mq = %ctx.mq, "a consume hook panicked"),
             }
         }
-        Spans(spans)
+        ConsumeSpans(spans)
     }
 }
 
-impl Spans {
+impl ConsumeSpans {
     /// Tells every span how the call ended.
-    pub(crate) fn after(self, outcome: ConsumeOutcome, elapsed: Duration) {
+    pub fn after(self, outcome: ConsumeOutcome, elapsed: Duration) {
         for span in self.0 {
             let told = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 span.after_consume(outcome, elapsed);

@@ -102,7 +102,9 @@ use crate::route::Routes;
 use crate::{ConsumerOptions, ProcessQueue};
 
 pub use concurrent::{ConcurrentService, LOCAL_RETRY_DELAY, acked_count};
-pub use hook::{ConsumeHook, ConsumeHookContext, ConsumeHooks, ConsumeOutcome, ConsumeSpan};
+pub use hook::{
+    ConsumeHook, ConsumeHookContext, ConsumeHooks, ConsumeOutcome, ConsumeSpan, ConsumeSpans,
+};
 pub use listener::{
     ConcurrentContext, ConcurrentListener, ConcurrentResult, OrderlyContext, OrderlyListener,
     OrderlyResult,

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::allocate::{AllocateStrategy, Averagely};
 use rocketmq_kernel::api::BrokerApi;
+use rocketmq_kernel::consume::{ConsumeHook, ConsumeHooks};
 use rocketmq_kernel::offset::{OffsetStore, PersistLog};
 use rocketmq_model::MessageQueue;
 use rocketmq_model::body::{ConsumeFromWhere, MessageModel, SUB_ALL};
@@ -25,12 +26,13 @@ use crate::config::ClientConfig;
 use crate::consumer::metered::MeteredBrokerApi;
 use crate::consumer::selector::MessageSelector;
 use crate::consumer::shared::{
-    OffsetsFileClaim, default_offset_store, shared_consumer_setters, to_namespace,
+    OffsetsFileClaim, default_offset_store, shared_consumer_setters, start_tracing, to_namespace,
 };
 use crate::consumer::stats::PullStats;
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, ConsumerHandle, InstanceLease};
+use crate::trace::Tracer;
 
 /// How long [`PullConsumer::poll`] waits by default for messages
 /// (Java's `pollTimeoutMillis`).
@@ -50,6 +52,9 @@ pub struct PullConsumerBuilder {
     offset_store_dir: Option<PathBuf>,
     auto_commit: bool,
     poll_timeout: Duration,
+    consume_hooks: Vec<Arc<dyn ConsumeHook>>,
+    /// The trace topic, when message traces are on.
+    trace_topic: Option<String>,
 }
 
 impl fmt::Debug for PullConsumerBuilder {
@@ -79,6 +84,8 @@ impl PullConsumerBuilder {
             offset_store_dir: None,
             auto_commit: true,
             poll_timeout: DEFAULT_POLL_TIMEOUT,
+            consume_hooks: Vec::new(),
+            trace_topic: None,
         }
     }
 
@@ -156,26 +163,43 @@ impl PullConsumerBuilder {
             .collect();
         self.check()?;
         let subscriptions = self.subscription_table()?;
-        let lease = ClientInstance::acquire(self.config.clone())?;
-        match self.start(&lease, subscriptions).await {
-            Ok((core, receiver, offsets_file)) => Ok(PullConsumer::new(
-                core,
-                receiver,
-                lease,
-                self.poll_timeout,
-                offsets_file,
-            )),
-            Err(err) => {
-                lease.release().await;
-                Err(err)
-            }
+        let trace_topic = self.trace_topic.take();
+        let tracer = start_tracing(
+            &self.config,
+            &self.options,
+            trace_topic,
+            &mut self.consume_hooks,
+        )
+        .await?;
+        let started = match ClientInstance::acquire(self.config.clone()) {
+            Ok(lease) => match self.start(&lease, subscriptions, tracer.clone()).await {
+                Ok((core, receiver, offsets_file)) => {
+                    return Ok(PullConsumer::new(
+                        core,
+                        receiver,
+                        lease,
+                        self.poll_timeout,
+                        offsets_file,
+                    ));
+                }
+                Err(err) => {
+                    lease.release().await;
+                    Err(err)
+                }
+            },
+            Err(err) => Err(err),
+        };
+        if let Some(tracer) = &tracer {
+            tracer.shutdown().await;
         }
+        started
     }
 
     async fn start(
         &self,
         lease: &InstanceLease,
         subscriptions: Subscriptions,
+        tracer: Option<Arc<Tracer>>,
     ) -> Result<(
         Arc<PullCore>,
         mpsc::Receiver<super::queues::Fetched>,
@@ -227,6 +251,8 @@ impl PullConsumerBuilder {
             started_at: SystemTime::now(),
             heartbeat_sent: AtomicBool::new(false),
             persist_log: PersistLog::default(),
+            hooks: ConsumeHooks::new(self.consume_hooks.clone()),
+            tracer,
         });
         // A build given up on (an error, or its future dropped) stops
         // whatever the instance's rebalance started for the half-built

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use rocketmq_kernel::allocate::AllocateStrategy;
 use rocketmq_kernel::api::BrokerApi;
+use rocketmq_kernel::consume::ConsumeHooks;
 use rocketmq_kernel::offset::{OffsetStore, PersistLog};
 use rocketmq_kernel::{ConsumerOptions, Routes};
 use rocketmq_model::body::property_keys::{PROP_CONSUME_TYPE, PROP_CONSUMER_START_TIMESTAMP};
@@ -66,6 +67,10 @@ pub(crate) struct PullCore {
     pub(crate) heartbeat_sent: AtomicBool,
     /// The periodic persistence rounds, logged without flooding.
     pub(crate) persist_log: PersistLog,
+    /// Called when a poll hands messages out.
+    pub(crate) hooks: ConsumeHooks,
+    /// Where message traces go, when tracing is on.
+    pub(crate) tracer: Option<Arc<crate::trace::Tracer>>,
 }
 
 impl PullCore {

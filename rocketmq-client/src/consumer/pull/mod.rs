@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use futures::Stream;
 use rocketmq_kernel::api::BrokerApi;
+use rocketmq_kernel::consume::{ConsumeHookContext, ConsumeOutcome};
 use rocketmq_kernel::offset::ReadOffsetType;
 use rocketmq_kernel::wait::deadline_after;
 use rocketmq_model::header::BoundaryType;
@@ -147,9 +148,28 @@ impl PullConsumer {
                 for msg in &mut batch.msgs {
                     self.namespace().unwrap_in_place(&mut msg.message.topic);
                 }
+                self.run_hooks(&batch);
                 return Ok(Some(batch));
             }
         }
+    }
+
+    /// Tells the consume hooks that `batch` was handed out: consumed, as
+    /// far as they can know (Java's lite pull consumer says so too).
+    fn run_hooks(&self, batch: &Fetched) {
+        let hooks = &self.core.hooks;
+        if hooks.is_empty() {
+            return;
+        }
+        let mq = self.namespace().unwrap_queue(&batch.mq);
+        let ctx = ConsumeHookContext {
+            group: self.core.group(),
+            mq: &mq,
+            msgs: &batch.msgs,
+        };
+        hooks
+            .before(&ctx)
+            .after(ConsumeOutcome::Success, Duration::ZERO);
     }
 
     /// [`poll`](Self::poll) with the builder's `poll_timeout`.
@@ -407,6 +427,9 @@ async fn shut_down(core: Arc<PullCore>, lease: Option<InstanceLease>) -> Shutdow
     let group = core.group().to_owned();
     let mut report = ShutdownReport::default();
     core.stop_fetching().await;
+    if let Some(tracer) = &core.tracer {
+        tracer.shutdown().await;
+    }
     report.messages_left = core.buffered();
     report.offsets_committed = core.store.snapshot();
     if let Err(err) = core.store.persist_all().await {

@@ -19,7 +19,7 @@ use rocketmq_kernel::{
 use rocketmq_model::body::{
     CheckClientRequestBody, ConsumeFromWhere, ExpressionType, MessageModel, SUB_ALL,
 };
-use rocketmq_model::{MessageExt, SubscriptionData, UniqueIdGenerator};
+use rocketmq_model::{MessageExt, SubscriptionData};
 use rocketmq_remoting::RemotingError;
 use tokio::time::Instant;
 
@@ -32,13 +32,15 @@ use crate::consumer::listener::{
 };
 use crate::consumer::metered::{MeteredBrokerApi, MeteredConcurrent, MeteredOrderly};
 use crate::consumer::selector::MessageSelector;
-use crate::consumer::shared::{default_offset_store, shared_consumer_setters, to_namespace};
+use crate::consumer::shared::{
+    default_offset_store, shared_consumer_setters, start_tracing, to_namespace,
+};
 use crate::consumer::stats::{PullStats, StatusTable};
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, InstanceLease};
 use crate::metrics::ConsumeSeries;
-use crate::trace::{Side, TRACE_TOPIC, TraceConsumeHook, Tracer};
+use crate::trace::Tracer;
 
 /// How long [`PushConsumer::shutdown`] waits for in-flight consumption by
 /// default.
@@ -89,29 +91,6 @@ impl PushConsumerBuilder {
             trace_topic: None,
             tracer: None,
         }
-    }
-
-    /// Adds a hook called around every listener call (Java's
-    /// `registerConsumeMessageHook`).
-    pub fn consume_hook(mut self, hook: impl ConsumeHook) -> Self {
-        self.consume_hooks.push(Arc::new(hook));
-        self
-    }
-
-    /// Records message traces (Java's `enableMsgTrace`, off by default): a
-    /// record for every message handed to the listener and one for what
-    /// the listener made of it, sent to `RMQ_SYS_TRACE_TOPIC`, which the
-    /// brokers must have (Java's broker setting `traceTopicEnable`, or the
-    /// topic created).
-    pub fn enable_trace(mut self, enable: bool) -> Self {
-        self.trace_topic = enable.then(|| TRACE_TOPIC.to_owned());
-        self
-    }
-
-    /// Records message traces in `topic` (Java's `customizedTraceTopic`).
-    pub fn trace_topic(mut self, topic: impl Into<String>) -> Self {
-        self.trace_topic = Some(topic.into());
-        self
     }
 
     /// Subscribes to `topic` with a tag expression (`"*"`, `"A || B"`) or a
@@ -287,7 +266,13 @@ impl PushConsumerBuilder {
         to_namespace(&self.config, &mut self.options, topics)?;
         self.check()?;
         let subscriptions = self.subscription_table()?;
-        self.start_tracing().await?;
+        self.tracer = start_tracing(
+            &self.config,
+            &self.options,
+            self.trace_topic.clone(),
+            &mut self.consume_hooks,
+        )
+        .await?;
         let started = match ClientInstance::acquire(self.config.clone()) {
             Ok(lease) => match self.start(&lease, subscriptions).await {
                 Ok(core) => return Ok(PushConsumer::new(core, lease, self.drain_timeout)),
@@ -302,23 +287,6 @@ impl PushConsumerBuilder {
             tracer.shutdown().await;
         }
         started
-    }
-
-    /// Starts the tracer when traces are on, and its hook.
-    async fn start_tracing(&mut self) -> Result<()> {
-        let Some(topic) = self.trace_topic.clone() else {
-            return Ok(());
-        };
-        let group = &self.options.group;
-        let tracer = Tracer::start(&self.config, group, Side::Consume, topic).await?;
-        self.consume_hooks.push(Arc::new(TraceConsumeHook {
-            tracer: Arc::clone(&tracer),
-            namespace: self.options.namespace.clone(),
-            ids: UniqueIdGenerator::new(Some(self.config.effective_client_ip())),
-            consume_timeout: self.options.consume_timeout,
-        }));
-        self.tracer = Some(tracer);
-        Ok(())
     }
 
     async fn start(
