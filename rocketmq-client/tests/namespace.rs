@@ -129,7 +129,12 @@ async fn sends_and_push_consumption_name_topics_without_the_namespace() {
         subscribed,
         ["%RETRY%tenant1%cg".to_owned(), WIRE_TOPIC.to_owned()].into()
     );
-    consumer.shutdown().await;
+    let report = consumer.shutdown().await;
+    assert!(
+        topics(report.offsets_committed.keys()).contains("T"),
+        "{:?}",
+        report.offsets_committed
+    );
     producer.shutdown().await;
     cluster.shutdown().await;
 }
@@ -194,7 +199,54 @@ async fn the_pull_consumer_takes_and_gives_queues_without_the_namespace() {
         matches!(&error, ClientError::NotAssigned(mq) if *mq == other),
         "{error}"
     );
-    consumer.shutdown().await;
+    let report = consumer.shutdown().await;
+    assert_eq!(report.offsets_committed.get(&queue), Some(&3));
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_selector_is_shown_the_queues_and_the_message_without_the_namespace() {
+    let cluster = cluster().await;
+    let producer = producer(&cluster, "pg").await;
+    let shown = Arc::new(Mutex::new(Vec::<String>::new()));
+    let record = Arc::clone(&shown);
+    let selector = move |queues: &[MessageQueue], msg: &Message| {
+        let mut shown = record.lock().unwrap();
+        shown.push(msg.topic.clone());
+        shown.extend(queues.iter().map(|mq| mq.topic.clone()));
+        queues.iter().position(|mq| mq.queue_id == 2)
+    };
+    let sent = producer
+        .send_with_selector(msg("T", "m", "x"), &selector)
+        .await
+        .unwrap();
+    assert_eq!(sent.message_queue.queue_id, 2);
+    let shown = shown.lock().unwrap().clone();
+    assert!(
+        shown.len() > 1 && shown.iter().all(|topic| topic == "T"),
+        "{shown:?}"
+    );
+    assert_eq!(cluster.broker(0).messages(WIRE_TOPIC, 2).len(), 1);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queue_of_another_topic_is_refused_in_the_applications_names() {
+    let cluster = cluster().await;
+    let producer = producer(&cluster, "pg").await;
+    let queue = MessageQueue::new("T", cluster.broker(0).name(), 0);
+    let error = producer
+        .send_to_queue(msg("U", "m", "x"), &queue)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("message topic U differs from queue topic T"),
+        "{error}"
+    );
     producer.shutdown().await;
     cluster.shutdown().await;
 }

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use consume_fakes::{Fixture, GROUP, MASTER, fixture, mq, options, queue_with, until};
+use consume_fakes::{
+    Fixture, GROUP, MASTER, fixture, in_namespace, mq, options, queue_with, until,
+};
 use rocketmq_kernel::consume::{
     ConcurrentContext, ConcurrentListener, ConcurrentResult, ConcurrentService, LOCAL_RETRY_DELAY,
     ShutdownReport,
@@ -400,6 +402,41 @@ async fn retried_messages_show_their_original_topic() {
     service.submit(request).await;
     until(|| committed(&fx, &retry_mq) == Some(1)).await;
     assert_eq!(listener.seen()[0].3, "T");
+    service.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_namespace_a_message_goes_back_with_the_topic_it_was_stored_in() {
+    let fx = fixture(in_namespace(with(1, 1)));
+    let (listener, _release) = Scripted::new(|_, _| ConcurrentResult::RetryLater);
+    let service = ConcurrentService::start(fx.env.clone(), listener.clone());
+    let wire = MessageQueue::new("ns%T", "broker-a", 0);
+    let (_pq, request) = queue_with(&wire, 0..1);
+    service.submit(request).await;
+    until(|| committed(&fx, &wire) == Some(1)).await;
+    assert_eq!(listener.seen()[0].3, "T", "the listener's name");
+    let sent_back = fx.broker.sent_back.lock().unwrap().clone();
+    let (_, header) = &sent_back[0];
+    assert_eq!(header.group, "ns%cg");
+    assert_eq!(header.origin_topic.as_deref(), Some("ns%T"));
+    service.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_namespace_the_retry_copy_records_the_topic_it_was_stored_in() {
+    let fx = fixture(in_namespace(with(1, 1)));
+    fx.broker.send_back_fails.store(true, Ordering::SeqCst);
+    let (listener, _release) = Scripted::new(|_, _| ConcurrentResult::RetryLater);
+    let service = ConcurrentService::start(fx.env.clone(), listener);
+    let wire = MessageQueue::new("ns%T", "broker-a", 0);
+    let (_pq, request) = queue_with(&wire, 0..1);
+    service.submit(request).await;
+    until(|| committed(&fx, &wire) == Some(1)).await;
+    let sent = fx.broker.sent.lock().unwrap().clone();
+    let (_, request) = &sent[0];
+    assert_eq!(request.header.topic, "%RETRY%ns%cg");
+    let props = rocketmq_model::Properties::parse(request.header.properties.as_deref().unwrap());
+    assert_eq!(props.get(property::RETRY_TOPIC), Some("ns%T"));
     service.shutdown(Duration::from_secs(1)).await;
 }
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use consume_fakes::{Fixture, MASTER, fixture, mq, msg, options, queue_with, until};
+use consume_fakes::{Fixture, MASTER, fixture, in_namespace, mq, msg, options, queue_with, until};
 use rocketmq_kernel::consume::{
     OrderlyContext, OrderlyListener, OrderlyResult, OrderlyService, ShutdownReport,
 };
@@ -239,6 +239,27 @@ async fn a_failed_dead_letter_send_keeps_the_message_suspended() {
     assert_eq!(listener.offsets_of(0).last(), Some(&1));
     let report = service.shutdown(Duration::from_secs(1)).await;
     assert_eq!(report, ShutdownReport::default());
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_a_namespace_a_dead_letter_records_the_topic_it_was_stored_in() {
+    let mut options = in_namespace(with(1, 1));
+    options.max_reconsume_times = Some(0);
+    let fx = fixture(options);
+    // The recorder checks that it is given the topic out of the namespace.
+    let listener = Recorder::new(Duration::ZERO, [0]);
+    let service = OrderlyService::new(fx.env.clone(), listener.clone());
+    let wire = MessageQueue::new("ns%T", "broker-a", 0);
+    let (pq, request) = queue_with(&wire, 0..1);
+    locked(&pq);
+    service.submit(request).await;
+    until(|| committed(&fx, &wire) == Some(1)).await;
+    let sent = fx.broker.sent.lock().unwrap().clone();
+    let (_, request) = &sent[0];
+    assert_eq!(request.header.topic, "%RETRY%ns%cg");
+    let props = Properties::parse(request.header.properties.as_deref().unwrap());
+    assert_eq!(props.get(property::RETRY_TOPIC), Some("ns%T"));
+    service.shutdown(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -12,7 +12,8 @@ use crate::error::ClientError;
 #[non_exhaustive]
 pub struct ShutdownReport {
     /// The offsets persisted at shutdown, per queue (the next message to
-    /// consume).
+    /// consume; the queues out of the consumer's namespace, as its
+    /// `committed_offsets` gives them).
     pub offsets_committed: BTreeMap<MessageQueue, i64>,
     /// Messages pulled but not consumed (in flight when the drain timeout
     /// ran out, waiting for a retry, or still cached); they are consumed

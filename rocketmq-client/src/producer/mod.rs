@@ -30,7 +30,7 @@ pub use transaction::{
     LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
 };
 
-use send::{Route, Sender};
+use send::{InNamespace, Route, Sender};
 
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
@@ -170,12 +170,14 @@ impl Producer {
     /// Sends `msg` to `mq`, once.
     pub async fn send_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<SendResult> {
         let out = self.sender.prepare(msg)?;
-        let mq = self.sender.namespace.wrap_queue(mq);
+        let namespace = &self.sender.namespace;
+        let mq = namespace.wrap_queue(mq);
         if out.topic() != mq.topic {
+            // Named as the application names them.
             return Err(ClientError::InvalidMessage(format!(
                 "message topic {} differs from queue topic {}",
-                out.topic(),
-                mq.topic
+                namespace.unwrap(out.topic()),
+                namespace.unwrap(&mq.topic)
             )));
         }
         self.sender.send(&out, Route::Queue(&mq)).await
@@ -183,9 +185,9 @@ impl Producer {
 
     /// Sends `msg` to the queue `selector` chooses among the topic's publish
     /// queues, once (no retry on another queue, which would break order).
-    /// The selector sees the queues as the brokers name them, in the
-    /// producer's namespace if it has one (as Java's selectors do).
-    /// Java's `arg` is whatever the selector captures, e.g.
+    /// The selector sees the queues and the message as the application
+    /// names them, out of the producer's namespace if it has one (as Java's
+    /// selectors do). Java's `arg` is whatever the selector captures, e.g.
     /// `SelectByKey(order_id)`.
     pub async fn send_with_selector(
         &self,
@@ -193,7 +195,11 @@ impl Producer {
         selector: &dyn QueueSelector,
     ) -> Result<SendResult> {
         let out = self.sender.prepare(msg)?;
-        self.sender.send(&out, Route::Selector(selector)).await
+        let selector = InNamespace {
+            selector,
+            namespace: &self.sender.namespace,
+        };
+        self.sender.send(&out, Route::Selector(&selector)).await
     }
 
     /// Stops the producer: waits for asynchronous sends in flight, forgets

@@ -84,6 +84,30 @@ pub(crate) enum Route<'a> {
     Selector(&'a dyn QueueSelector),
 }
 
+/// An application's selector in the producer's namespace: it is shown the
+/// queues and the message as the application names them, out of the
+/// namespace, and its choice is the broker's queue at the same index (as
+/// Java's `invokeMessageQueueSelector` shows them).
+pub(crate) struct InNamespace<'a> {
+    pub(crate) selector: &'a dyn QueueSelector,
+    pub(crate) namespace: &'a Namespace,
+}
+
+impl QueueSelector for InNamespace<'_> {
+    fn select(&self, queues: &[MessageQueue], msg: &Message) -> Option<usize> {
+        let namespace = self.namespace;
+        if namespace.is_none() {
+            return self.selector.select(queues, msg);
+        }
+        let queues: Vec<MessageQueue> = (queues.iter())
+            .map(|mq| namespace.unwrap_queue(mq).into_owned())
+            .collect();
+        let mut msg = msg.clone();
+        namespace.unwrap_in_place(&mut msg.topic);
+        self.selector.select(&queues, &msg)
+    }
+}
+
 /// How long a send may take: its deadline, and the budget it was given
 /// (which a timeout error reports).
 #[derive(Debug, Clone, Copy)]

@@ -376,10 +376,12 @@ impl Shared {
         self.env
             .stats
             .record(&mq.topic, elapsed, acked, failed_count);
-        // The listener kept its batch: the failed messages are seen again
-        // as it saw them (same topic, same start time).
-        let failed_views: Vec<MessageExt> = msgs[acked..].iter().map(view).collect();
-        let failed = self.return_failed(&mq, &pq, &failed_views, &ctx).await;
+        // The listener kept its batch: the failed messages go back as it
+        // saw them (same original topic, same start time), named as the
+        // broker names them.
+        let returned = |msg: &Arc<MessageExt>| self.view.returned(msg, wall_now);
+        let failed_copies: Vec<MessageExt> = msgs[acked..].iter().map(returned).collect();
+        let failed = self.return_failed(&mq, &pq, &failed_copies, &ctx).await;
         let done: Vec<i64> = offsets
             .into_iter()
             .filter(|offset| !failed.iter().any(|msg| msg.queue_offset == *offset))

@@ -25,6 +25,9 @@ use super::{ConsumeEnv, ConsumeRequest, ConsumeService, ShutdownReport};
 use crate::ProcessQueue;
 use crate::error::Result;
 
+/// One of [`ListenerView`]'s copies of a message.
+type CopyFn = fn(&ListenerView, &MessageExt, SystemTime) -> MessageExt;
+
 /// Wait before consuming after the queue lock was obtained (Java's
 /// `tryLockLaterAndReconsume`, lock granted).
 pub const LOCKED_RETRY_DELAY: Duration = Duration::from_millis(10);
@@ -375,17 +378,19 @@ impl Shared {
         attempts: &mut HashMap<i64, i32>,
     ) -> Step {
         let wall_now = SystemTime::now();
-        let views = |attempts: &HashMap<i64, i32>| -> Vec<MessageExt> {
+        // The batch as `copy` makes it, each message with the reconsume
+        // count it has reached here.
+        let copies = |attempts: &HashMap<i64, i32>, copy: CopyFn| -> Vec<MessageExt> {
             msgs.iter()
                 .map(|msg| {
-                    let mut view = self.view.message(msg, wall_now);
-                    view.reconsume_times += attempts.get(&msg.queue_offset).copied().unwrap_or(0);
-                    view
+                    let mut copy = copy(&self.view, msg, wall_now);
+                    copy.reconsume_times += attempts.get(&msg.queue_offset).copied().unwrap_or(0);
+                    copy
                 })
                 .collect()
         };
         let count = msgs.len();
-        let batch = views(attempts);
+        let batch = copies(attempts, ListenerView::message);
         let mut ctx = OrderlyContext::new(self.view.owned_queue(mq));
         let spans = self.env.hooks.before(&ConsumeHookContext {
             group: &self.env.options.group,
@@ -420,9 +425,11 @@ impl Shared {
             }
             OrderlyResult::SuspendCurrentQueue => {
                 self.env.stats.record(&mq.topic, elapsed, 0, count);
-                // The listener kept its batch: seen again as it saw it.
-                let views = views(attempts);
-                self.suspend(mq, pq, &views, &ctx, attempts).await
+                // The listener kept its batch: the messages go on as it
+                // saw them, named as the broker names them (a dead letter
+                // records the topic the message was stored in).
+                let returned = copies(attempts, ListenerView::returned);
+                self.suspend(mq, pq, &returned, &ctx, attempts).await
             }
         }
     }
@@ -438,18 +445,19 @@ impl Shared {
 
     /// A suspended batch (Java's `checkReconsumeTimes`): messages below the
     /// maximum reconsume count are consumed again after a pause; those at
-    /// the maximum go to the retry topic and count as consumed.
+    /// the maximum go to the retry topic and count as consumed. `msgs` are
+    /// the batch's messages with the broker's names.
     async fn suspend(
         &self,
         mq: &MessageQueue,
         pq: &ProcessQueue,
-        views: &[MessageExt],
+        msgs: &[MessageExt],
         ctx: &OrderlyContext,
         attempts: &mut HashMap<i64, i32>,
     ) -> Step {
         let max = self.env.options.orderly_max_reconsume_times();
         let mut again = Vec::new();
-        for msg in views {
+        for msg in msgs {
             if msg.reconsume_times >= max {
                 match self.dead_letter(msg, max).await {
                     Ok(()) => continue,

@@ -44,9 +44,19 @@ impl ListenerView {
     /// restored and taken out of the namespace, CONSUME_START_TIME set to
     /// `started`.
     pub(crate) fn message(&self, msg: &MessageExt, started: SystemTime) -> MessageExt {
+        let mut msg = self.returned(msg, started);
+        self.namespace.unwrap_in_place(&mut msg.message.topic);
+        msg
+    }
+
+    /// `msg` as the listener was given it, but with the topic the broker
+    /// knows: what goes back to the broker when the listener fails on it
+    /// (Java's `sendMessageBack` puts the topic back into the namespace
+    /// first), so that the send-back names, and the retry copy records,
+    /// the topic the message was stored in.
+    pub(crate) fn returned(&self, msg: &MessageExt, started: SystemTime) -> MessageExt {
         let mut msg = msg.clone();
         restore_retry_topic(&mut msg, &self.retry_topic);
-        self.namespace.unwrap_in_place(&mut msg.message.topic);
         // A decimal number is always a valid property value, and fits a
         // compact string without a heap copy.
         let _ = msg.message.properties.insert(
@@ -113,6 +123,10 @@ mod tests {
         assert_eq!(seen.topic(), "T");
         // The consumer's own copy keeps the broker's names.
         assert_eq!(redelivered.topic(), "%RETRY%ns%cg");
+        // What goes back to the broker keeps the broker's names.
+        let returned = view.returned(&redelivered, UNIX_EPOCH);
+        assert_eq!(returned.topic(), "ns%T");
+        assert_eq!(returned.property(property::CONSUME_START_TIME), Some("0"));
         let mq = Arc::new(MessageQueue::new("ns%T", "b", 1));
         assert_eq!(*view.queue(&mq), MessageQueue::new("T", "b", 1));
         let plain = ListenerView::new(&ConsumerOptions::new("cg"));

@@ -15,7 +15,7 @@ use rocketmq_kernel::offset::MemoryOffsetStore;
 use rocketmq_kernel::{ConsumerOptions, KernelError, ProcessQueue, Result, RouteTable, Routes};
 use rocketmq_model::body::LockBatchRequestBody;
 use rocketmq_model::header::{ConsumerSendMsgBackRequestHeader, SendMessageResponseHeader};
-use rocketmq_model::{Message, MessageExt, MessageQueue, ResponseCode, TopicRouteData};
+use rocketmq_model::{Message, MessageExt, MessageQueue, Namespace, ResponseCode, TopicRouteData};
 use rocketmq_remoting::RemotingError;
 use rocketmq_remoting::calls::{SendMessage, SendResponse, SendStatus};
 use tokio::time::Instant;
@@ -141,12 +141,25 @@ fn route() -> TopicRouteData {
     TopicRouteData::decode(json.as_bytes()).unwrap()
 }
 
-/// Routes knowing topic "T" and "%RETRY%cg" on broker-a.
+/// Routes knowing topic "T" and "%RETRY%cg" on broker-a, and their names
+/// in namespace [`NS`].
 pub(crate) fn routes() -> Routes {
     let table = Arc::new(RouteTable::new());
-    table.update("T", route());
-    table.update("%RETRY%cg", route());
+    for topic in ["T", "%RETRY%cg", "ns%T", "%RETRY%ns%cg"] {
+        table.update(topic, route());
+    }
     Routes::with_table(table, Arc::new(NoNameServer))
+}
+
+/// The namespace of [`in_namespace`].
+pub(crate) const NS: &str = "ns";
+
+/// `options` of a consumer in namespace [`NS`]: group "ns%cg" (the
+/// consumer builders hand the kernel names already in the namespace).
+pub(crate) fn in_namespace(mut options: ConsumerOptions) -> ConsumerOptions {
+    options.group = format!("{NS}%{GROUP}");
+    options.namespace = Namespace::new(NS).unwrap();
+    options
 }
 
 pub(crate) struct Fixture {

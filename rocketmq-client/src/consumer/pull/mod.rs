@@ -431,7 +431,7 @@ async fn shut_down(core: Arc<PullCore>, lease: Option<InstanceLease>) -> Shutdow
         tracer.shutdown().await;
     }
     report.messages_left = core.buffered();
-    report.offsets_committed = core.store.snapshot();
+    report.offsets_committed = user_queue_map(&core.options.namespace, core.store.snapshot());
     if let Err(err) = core.store.persist_all().await {
         // The store logs each queue's failure at debug only (a periodic
         // round's caller reports it once): say it here, or a consumer whose

@@ -235,7 +235,7 @@ async fn shut_down(
     if let Some(tracer) = &core.tracer {
         tracer.shutdown().await;
     }
-    report.offsets_committed = core.store.snapshot();
+    report.offsets_committed = user_queue_map(&core.options.namespace, core.store.snapshot());
     if let Err(err) = core.store.persist_all().await {
         report.errors.push(ClientError::from(err));
     }
