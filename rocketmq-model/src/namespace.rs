@@ -54,8 +54,10 @@ impl Namespace {
 
     /// The namespace `name`; an empty name is no namespace (as Java treats
     /// an empty one). A name holds only `|`, ASCII letters, digits, `_` and
-    /// `-` (the characters of topic names, without the separator `%`), and
-    /// leaves room for a name after it.
+    /// `-` (the characters of topic names, without the separator `%`),
+    /// leaves room for a name after it, and does not start as the broker's
+    /// system names do (`rmq_sys_`, `CID_RMQ_SYS_`: its names could not be
+    /// told from those, and would never be taken out of it).
     pub fn new(name: &str) -> Result<Self> {
         if name.is_empty() {
             return Ok(Namespace::none());
@@ -66,6 +68,9 @@ impl Namespace {
             "only |, ASCII letters, digits, _ and - are allowed"
         } else if name.len() >= TOPIC_MAX_LEN - 1 {
             "it leaves no room for a topic in 127 characters"
+        } else if is_system(&format!("{name}{NAMESPACE_SEPARATOR}")) {
+            // Its names would read as the broker's own, never unwrapped.
+            "it starts as the broker's system topics and groups do"
         } else {
             return Ok(Namespace(Some(name.into())));
         };
@@ -273,7 +278,14 @@ mod tests {
 
     #[test]
     fn refuses_names_that_cannot_prefix() {
-        for bad in ["a%b", "a b", "ns.1", &"n".repeat(126)] {
+        for bad in [
+            "a%b",
+            "a b",
+            "ns.1",
+            &"n".repeat(126),
+            "rmq_sys_x",
+            "CID_RMQ_SYS_x",
+        ] {
             let err = Namespace::new(bad).unwrap_err();
             assert!(
                 matches!(err, ModelError::InvalidNamespace { .. }),
