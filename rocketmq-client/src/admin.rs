@@ -156,6 +156,42 @@ impl Admin {
         }
     }
 
+    /// The queues a consumer of `topic` reads (each broker's read queues),
+    /// from a route asked of the nameserver now (Java's
+    /// `fetchSubscribeMessageQueues`), e.g. to assign them to a pull
+    /// consumer. [`ClientError::Kernel`] with no route when the topic has
+    /// none or no readable queue.
+    pub async fn subscribe_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        let topic = self.namespace.wrap(topic);
+        let routes = self.instance.routes();
+        routes.refresh(&topic).await?;
+        let queues = (routes.table().subscribe_queues(&topic))
+            .filter(|queues| !queues.is_empty())
+            .ok_or_else(|| no_route(&topic))?;
+        Ok(self.user_queues(&queues))
+    }
+
+    /// The queues a producer of `topic` writes (each broker's write queues
+    /// on a master), from a route asked of the nameserver now (Java's
+    /// `fetchPublishMessageQueues`). [`ClientError::Kernel`] with no route
+    /// when the topic has none or no writable queue.
+    pub async fn publish_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        let topic = self.namespace.wrap(topic);
+        let routes = self.instance.routes();
+        routes.refresh(&topic).await?;
+        let info = routes
+            .cached_publish_info(&topic)
+            .ok_or_else(|| no_route(&topic))?;
+        Ok(self.user_queues(info.queues()))
+    }
+
+    /// `queues` as the application names them.
+    fn user_queues(&self, queues: &[MessageQueue]) -> Vec<MessageQueue> {
+        (queues.iter())
+            .map(|mq| self.namespace.unwrap_queue(mq).into_owned())
+            .collect()
+    }
+
     /// The next offset to be written in `mq` (GET_MAX_OFFSET).
     pub async fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
         let mq = self.namespace.wrap_queue(mq);
@@ -257,6 +293,12 @@ impl Admin {
         };
         Ok(self.query_message(&query).await?.into_iter().next())
     }
+}
+
+fn no_route(topic: &str) -> ClientError {
+    ClientError::Kernel(rocketmq_kernel::KernelError::NoRoute {
+        topic: topic.to_owned(),
+    })
 }
 
 /// Whether `msg` is what `query` asked for: the broker's index matches a

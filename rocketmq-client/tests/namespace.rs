@@ -112,6 +112,8 @@ async fn sends_and_push_consumption_name_topics_without_the_namespace() {
         topics(&consumer.assigned()),
         ["%RETRY%cg".to_owned(), "T".to_owned()].into()
     );
+    let fetched = consumer.fetch_subscribe_queues("T").await.unwrap();
+    assert_eq!(topics(&fetched), ["T".to_owned()].into());
     assert!(
         topics(consumer.committed_offsets().keys()).contains("T"),
         "{:?}",
@@ -178,6 +180,10 @@ async fn the_pull_consumer_takes_and_gives_queues_without_the_namespace() {
         .await
         .unwrap();
     assert_eq!(consumer.assignment(), [queue.clone()].into());
+    let fetched = consumer.fetch_message_queues("T").await.unwrap();
+    assert_eq!(topics(&fetched), ["T".to_owned()].into());
+    assert_eq!(fetched.len(), 4);
+    assert_eq!(producer.fetch_publish_queues("T").await.unwrap(), fetched);
     consumer.seek(&queue, 1).await.unwrap();
     let got = consumer.poll(Duration::from_secs(30)).await.unwrap();
     let bodies: Vec<&[u8]> = got.iter().map(|m| &m.body()[..]).collect();

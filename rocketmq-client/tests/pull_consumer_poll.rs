@@ -1109,3 +1109,38 @@ async fn q0_released_slowly_and_assigned_again(
     consumer.assign([q(0)]).await.unwrap();
     (cluster, producer, consumer)
 }
+
+/// Java's way to read chosen queues: start in assign mode with none, fetch
+/// the topic's queues, assign them.
+#[tokio::test(start_paused = true)]
+async fn queues_fetched_after_start_can_be_assigned() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    for i in 0..8 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let consumer = PullConsumer::builder("fetching", config(&cluster, &unique("fetch")))
+        .assign([])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    assert!(consumer.assignment().is_empty());
+    let queues = consumer.fetch_message_queues("T").await.unwrap();
+    assert_eq!(queues, (0..4).map(q).collect::<Vec<_>>());
+    assert_eq!(producer.fetch_publish_queues("T").await.unwrap(), queues);
+    let error = consumer.fetch_message_queues("Nope").await.unwrap_err();
+    assert!(error.to_string().contains("Nope"), "{error}");
+    consumer.assign(queues[..2].to_vec()).await.unwrap();
+    let got = poll_n(&consumer, 4).await;
+    assert!(
+        got.iter().all(|m| m.queue_id < 2),
+        "only the assigned queues"
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -115,6 +115,13 @@ impl Producer {
         self.sender.instance.admin().in_namespace(namespace)
     }
 
+    /// The queues of `topic` a send may go to, from a route asked of the
+    /// nameserver now (Java's `fetchPublishMessageQueues`), e.g. for
+    /// [`send_to_queue`](Self::send_to_queue).
+    pub async fn fetch_publish_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        self.admin().publish_queues(topic).await
+    }
+
     /// Sends `msg` and waits for the broker: a queue chosen round robin
     /// (avoiding isolated brokers when fault avoidance is on), retried up to
     /// `retry_times_when_send_failed` times on another broker after a

@@ -46,6 +46,8 @@ pub struct PullConsumerBuilder {
     config: ClientConfig,
     options: ConsumerOptions,
     subscriptions: Vec<(String, MessageSelector)>,
+    /// Set by `assign`, even with no queue yet.
+    assign_mode: bool,
     assigned: BTreeSet<MessageQueue>,
     strategy: Arc<dyn AllocateStrategy>,
     store: Option<Arc<dyn OffsetStore>>,
@@ -78,6 +80,7 @@ impl PullConsumerBuilder {
             config,
             options,
             subscriptions: Vec::new(),
+            assign_mode: false,
             assigned: BTreeSet::new(),
             strategy: Arc::new(Averagely),
             store: None,
@@ -103,8 +106,13 @@ impl PullConsumerBuilder {
     }
 
     /// Reads exactly these queues (no rebalance); not with
-    /// [`subscribe`](Self::subscribe).
+    /// [`subscribe`](Self::subscribe). With none, the consumer starts in
+    /// assign mode reading nothing, as Java's does before its first
+    /// `assign`: find the queues with
+    /// [`PullConsumer::fetch_message_queues`] and give them to
+    /// [`PullConsumer::assign`].
     pub fn assign(mut self, queues: impl IntoIterator<Item = MessageQueue>) -> Self {
+        self.assign_mode = true;
         self.assigned.extend(queues);
         self
     }
@@ -130,7 +138,7 @@ impl PullConsumerBuilder {
 
     fn check(&self) -> Result<()> {
         crate::config::check_group("consumer", &self.options.group)?;
-        match (self.subscriptions.is_empty(), self.assigned.is_empty()) {
+        match (self.subscriptions.is_empty(), !self.assign_mode) {
             (true, true) => Err(ClientError::Config(
                 "subscribe to a topic or assign queues".into(),
             )),
@@ -224,10 +232,10 @@ impl PullConsumerBuilder {
         };
         store.load().await?;
         let (buffer, receiver) = mpsc::channel(BUFFERED_BATCHES);
-        let mode = if self.assigned.is_empty() {
-            Mode::Subscribe
-        } else {
+        let mode = if self.assign_mode {
             Mode::Assign
+        } else {
+            Mode::Subscribe
         };
         let topics = subscriptions.topics();
         let core = Arc::new_cyclic(|me| PullCore {

@@ -286,6 +286,14 @@ impl PullConsumer {
         user_queues(self.namespace(), self.core.assigned())
     }
 
+    /// The queues of `topic`, from a route asked of the nameserver now
+    /// (Java's `fetchMessageQueues`): what to [`assign`](Self::assign).
+    pub async fn fetch_message_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        let admin = self.core.instance.admin();
+        let admin = admin.in_namespace(self.namespace().clone());
+        admin.subscribe_queues(topic).await
+    }
+
     /// Reads exactly `queues` from now on (assign mode only).
     pub async fn assign(&self, queues: impl IntoIterator<Item = MessageQueue>) -> Result<()> {
         if self.core.mode != Mode::Assign {

@@ -143,6 +143,14 @@ impl PushConsumer {
         self.core.rebalancer().is_some_and(|r| r.is_suspended())
     }
 
+    /// The queues of `topic` a consumer reads, from a route asked of the
+    /// nameserver now (Java's `fetchSubscribeMessageQueues`).
+    pub async fn fetch_subscribe_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        let admin = self.core.instance.admin();
+        let admin = admin.in_namespace(self.core.options.namespace.clone());
+        admin.subscribe_queues(topic).await
+    }
+
     /// Runs a rebalance round now and waits for it.
     pub async fn rebalance(&self) {
         if let Some(rebalancer) = self.core.rebalancer() {
