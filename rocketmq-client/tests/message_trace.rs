@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use consumer_support::{config, unique, wait_until};
+use consumer_support::{Seen, config, recording, unique, wait_until};
 use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, ConsumeFromWhere};
 use rocketmq_client::producer::{LocalTransactionState, TransactionListener};
 use rocketmq_client::{Producer, PullConsumer, PushConsumer};
@@ -174,6 +174,50 @@ async fn a_push_consumer_traces_before_and_after_each_listener_call() {
             .any(|b| b.msg_id == failing.msg_id && b.retry_times == 1),
         "the redelivery is traced with its retry count"
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_trace_topic_does_not_keep_a_stopping_consumer_in_its_group() {
+    let cluster = cluster("T").await;
+    let producer = Producer::builder()
+        .client_config(config(&cluster, &unique("plain-producer")))
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap();
+    producer.send(Message::new("T", "traced")).await.unwrap();
+    let seen = Seen::default();
+    let consumer = recording(&cluster, &unique("traced-consumer"), "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .enable_trace(true)
+        .build()
+        .await
+        .unwrap();
+    wait_until("the message is consumed", Duration::from_secs(60), || {
+        seen.len() == 1
+    })
+    .await;
+    // The consume traces wait for their flush; the brokers now answer
+    // sends slowly.
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::SEND_MESSAGE_V2,
+        Duration::from_secs(60),
+    );
+    let stopping = tokio::spawn(consumer.shutdown());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let groups = cluster.broker(0).groups();
+    let members: Vec<&String> = (groups.consumers.iter())
+        .filter(|g| g.group == "cg")
+        .flat_map(|g| &g.client_ids)
+        .collect();
+    assert!(
+        members.is_empty(),
+        "the group is left before the traces are sent: {members:?}"
+    );
+    stopping.await.unwrap();
+    cluster.clear_faults();
+    producer.shutdown().await;
     cluster.shutdown().await;
 }
 

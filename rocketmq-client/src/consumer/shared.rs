@@ -79,7 +79,10 @@ pub(super) async fn start_tracing(
     let Some(topic) = trace_topic else {
         return Ok(None);
     };
-    let tracer = Tracer::start(config, &options.group, Side::Consume, topic).await?;
+    // Java names the trace producer after the group as the application
+    // named it.
+    let group = options.namespace.unwrap(&options.group);
+    let tracer = Tracer::start(config, &group, Side::Consume, topic).await?;
     hooks.push(Arc::new(TraceConsumeHook {
         tracer: Arc::clone(&tracer),
         namespace: options.namespace.clone(),

@@ -211,14 +211,16 @@ impl Producer {
 
     /// Stops the producer: waits for asynchronous sends in flight, forgets
     /// the group locally, sends UNREGISTER_CLIENT for it to every broker,
-    /// then releases the client instance (the last user shuts it down).
+    /// then releases the client instance (the last user shuts it down);
+    /// last, sends the message traces left (as Java stops its trace
+    /// dispatcher last).
     pub async fn shutdown(mut self) {
         self.async_sends.close();
         self.async_sends.wait().await;
-        self.sender.stop_tracing().await;
         if let Some(lease) = self.lease.take() {
             unregister(&self.sender, lease).await;
         }
+        self.sender.stop_tracing().await;
     }
 }
 
@@ -288,8 +290,8 @@ where
     let tracer = match options.enable_trace {
         true => {
             let topic = options.trace_topic.clone();
-            let group = &options.producer_group;
-            Some(Tracer::start(&config, group, Side::Produce, topic).await?)
+            let group = namespace.unwrap(&options.producer_group);
+            Some(Tracer::start(&config, &group, Side::Produce, topic).await?)
         }
         false => None,
     };

@@ -330,12 +330,14 @@ impl TransactionProducer {
     }
 
     /// Stops the producer: forgets the group locally, unregisters it from
-    /// every broker and releases the client instance.
+    /// every broker and releases the client instance; then sends the
+    /// message traces left (after the last check-back it answered, as
+    /// Java stops its trace dispatcher last).
     pub async fn shutdown(mut self) {
-        self.sender.stop_tracing().await;
         if let Some(lease) = self.lease.take() {
             unregister(&self.sender, lease).await;
         }
+        self.sender.stop_tracing().await;
     }
 }
 

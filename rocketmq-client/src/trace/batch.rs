@@ -1,8 +1,8 @@
 //! Trace records gathered into trace messages, as Java's
 //! `AsyncTraceDispatcher` gathers them: by the topic the records are
-//! about, each message's body at most [`MAX_BODY`] bytes of records, its
-//! keys the message ids and business keys the records name (so that the
-//! dashboard finds a message's trace by its id or key).
+//! about, each message at most [`MAX_RECORDS`] records and [`MAX_BODY`]
+//! bytes of them, its keys the message ids and business keys the records
+//! name (so that the dashboard finds a message's trace by its id or key).
 
 use std::collections::BTreeSet;
 
@@ -11,6 +11,13 @@ use rocketmq_model::body::trace::TraceRecord;
 /// The most record bytes in one trace message (Java's trace producer's
 /// `maxMessageSize`, 128,000). A single larger record goes alone.
 pub(crate) const MAX_BODY: usize = 128_000;
+
+/// The most records in one trace message (Java's `batchNum`, 20: Java
+/// never sends more contexts together, even when it flushes a full buffer
+/// at shutdown). Their keys then stay well within the 32,767 bytes a
+/// message's properties may take; a backlog of short records filling
+/// [`MAX_BODY`] would name far more ids than that.
+pub(crate) const MAX_RECORDS: usize = 20;
 
 /// A record waiting to be sent, with the topic it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +43,8 @@ impl TraceMessage {
 }
 
 /// `records` as trace messages: per topic (in the order topics first
-/// appear), records in their order, each message's body kept within
-/// [`MAX_BODY`].
+/// appear), records in their order, each message kept within
+/// [`MAX_RECORDS`] and [`MAX_BODY`].
 pub(crate) fn trace_messages(records: Vec<Traced>) -> Vec<TraceMessage> {
     let mut topics: Vec<(String, Vec<TraceRecord>)> = Vec::new();
     for Traced { topic, record } in records {
@@ -49,15 +56,19 @@ pub(crate) fn trace_messages(records: Vec<Traced>) -> Vec<TraceMessage> {
     let mut messages = Vec::new();
     for (_, list) in topics {
         let mut current = TraceMessage::new();
+        let mut count = 0;
         let mut text = String::new();
         for record in list {
             text.clear();
             record.encode_into(&mut text);
-            if !current.body.is_empty() && current.body.len() + text.len() > MAX_BODY {
+            let full = count == MAX_RECORDS || current.body.len() + text.len() > MAX_BODY;
+            if !current.body.is_empty() && full {
                 messages.push(std::mem::replace(&mut current, TraceMessage::new()));
+                count = 0;
             }
             current.body.push_str(&text);
             current.keys.extend(record.index_keys().map(str::to_owned));
+            count += 1;
         }
         if !current.body.is_empty() {
             messages.push(current);
@@ -101,6 +112,26 @@ mod tests {
         let ids: Vec<&str> = decoded.iter().map(TraceRecord::msg_id).collect();
         assert_eq!(ids, ["m1", "m3"]);
         assert_eq!(messages[1].keys.iter().collect::<Vec<_>>(), ["m2"]);
+    }
+
+    #[test]
+    fn a_full_buffer_flushed_at_once_keeps_each_messages_keys_storable() {
+        // What a shutdown flushes when tracing fell behind: the whole
+        // buffer, short records with 32-character ids and a business key.
+        let records = (0..2048)
+            .map(|i| traced("A", &format!("{i:032X}"), Some(&format!("order-{i:012}"))))
+            .collect();
+        let messages = trace_messages(records);
+        let mut count = 0;
+        for message in &messages {
+            let keys: Vec<&str> = message.keys.iter().map(String::as_str).collect();
+            // KEYS, space separated, is one of the message's properties,
+            // which a broker stores in at most 32,767 bytes.
+            let keys_len = keys.join(" ").len();
+            assert!(keys_len < 32_767, "{keys_len} bytes of keys");
+            count += TraceRecord::decode_all(&message.body).unwrap().len();
+        }
+        assert_eq!(count, 2048);
     }
 
     #[test]

@@ -53,7 +53,7 @@ fn message_type(msg: &Message) -> TraceMessageType {
 impl SendHook for TraceSendHook {
     fn after_send(&self, ctx: &SendContext<'_>, result: Result<&SendResult, &ClientError>) {
         let Ok(result) = result else { return };
-        if !result.trace_on {
+        if !result.trace_on || self.tracer.is_trace_topic(&ctx.message.topic) {
             return;
         }
         let msg = ctx.message;
@@ -129,7 +129,6 @@ impl ConsumeHook for TraceConsumeHook {
             tracer: Arc::clone(&self.tracer),
             request_id,
             group,
-            timestamp,
             consume_timeout: self.consume_timeout,
             msgs: after,
         }))
@@ -141,7 +140,6 @@ struct ConsumeTrace {
     tracer: Arc<Tracer>,
     request_id: String,
     group: String,
-    timestamp: i64,
     consume_timeout: Duration,
     /// Topic, message id and keys of each traced message.
     msgs: Vec<(String, String, Option<String>)>,
@@ -157,6 +155,10 @@ impl ConsumeSpan for ConsumeTrace {
             ConsumeOutcome::Success => ConsumeReturnType::Success,
         };
         let cost = cost_ms(elapsed, self.msgs.len());
+        // When the listener returned, as Java's SubAfter (a context of its
+        // own, made after the call): the dashboard ends the consume span
+        // there.
+        let timestamp = millis(SystemTime::now());
         for (topic, msg_id, keys) in self.msgs {
             let record = TraceRecord::SubAfter(SubAfter {
                 request_id: self.request_id.clone(),
@@ -165,7 +167,7 @@ impl ConsumeSpan for ConsumeTrace {
                 success: outcome == ConsumeOutcome::Success,
                 keys,
                 context_code: returned.code(),
-                timestamp: self.timestamp,
+                timestamp,
                 group: self.group.clone(),
             });
             self.tracer.record(&topic, record);
@@ -234,6 +236,99 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(message_type(&delayed), TraceMessageType::Delay);
+    }
+
+    /// A tracer whose records land in the returned receiver.
+    fn bare_tracer() -> (
+        Arc<Tracer>,
+        tokio::sync::mpsc::Receiver<super::super::Traced>,
+    ) {
+        let (records, receiver) = tokio::sync::mpsc::channel(16);
+        let tracer = Tracer {
+            topic: super::super::TRACE_TOPIC.to_owned(),
+            records,
+            stop: tokio_util::sync::CancellationToken::new(),
+            task: std::sync::Mutex::new(None),
+            dropped: std::sync::atomic::AtomicU64::new(0),
+        };
+        (Arc::new(tracer), receiver)
+    }
+
+    #[test]
+    fn sends_to_the_trace_topic_are_not_traced() {
+        let (tracer, mut receiver) = bare_tracer();
+        let hook = TraceSendHook {
+            tracer,
+            namespace: Namespace::none(),
+        };
+        let mq = rocketmq_model::MessageQueue::new("T", "b", 0);
+        let result = SendResult {
+            status: SendStatus::SendOk,
+            msg_id: "M".into(),
+            offset_msg_id: "O".into(),
+            message_queue: mq.clone(),
+            queue_offset: 0,
+            transaction_id: None,
+            region_id: DEFAULT_REGION.into(),
+            trace_on: true,
+        };
+        for topic in ["T", super::super::TRACE_TOPIC] {
+            let msg = Message::new(topic, "x");
+            let ctx = SendContext {
+                producer_group: "pg",
+                broker_addr: "b:10911",
+                message_queue: &mq,
+                message: &msg,
+                attempt: 0,
+                started: SystemTime::now(),
+            };
+            hook.after_send(&ctx, Ok(&result));
+        }
+        let traced = receiver.try_recv().unwrap();
+        assert_eq!(traced.topic, "T");
+        assert!(
+            receiver.try_recv().is_err(),
+            "the trace topic's send is not traced"
+        );
+    }
+
+    #[test]
+    fn a_sub_after_is_stamped_when_the_listener_returned() {
+        let (tracer, mut receiver) = bare_tracer();
+        let hook = TraceConsumeHook {
+            tracer,
+            namespace: Namespace::none(),
+            ids: UniqueIdGenerator::new(None),
+            consume_timeout: Duration::from_secs(900),
+        };
+        let mq = rocketmq_model::MessageQueue::new("T", "b", 0);
+        let msgs = [MessageExt::from(Message::new("T", "x"))];
+        let ctx = ConsumeHookContext {
+            group: "cg",
+            mq: &mq,
+            msgs: &msgs,
+        };
+        let span = hook.before_consume(&ctx).unwrap();
+        let took = Duration::from_millis(50);
+        std::thread::sleep(took);
+        span.after_consume(ConsumeOutcome::Success, took);
+
+        let before = match receiver.try_recv().unwrap().record {
+            TraceRecord::SubBefore(before) => before,
+            other => panic!("a SubBefore first: {other:?}"),
+        };
+        let after = match receiver.try_recv().unwrap().record {
+            TraceRecord::SubAfter(after) => after,
+            other => panic!("then a SubAfter: {other:?}"),
+        };
+        // Java's SubAfter is a context of its own, made after the call; the
+        // dashboard ends the consume span at its timestamp.
+        assert!(
+            after.timestamp >= before.timestamp + 50,
+            "before {} after {}",
+            before.timestamp,
+            after.timestamp
+        );
     }
 
     #[test]

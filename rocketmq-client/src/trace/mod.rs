@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use hooks::{EndTransactionTrace, TraceConsumeHook, TraceSendHook};
 
-use self::batch::{Traced, trace_messages};
+use self::batch::{TraceMessage, Traced, trace_messages};
 use crate::config::{ClientConfig, GROUP_MAX_LEN};
 use crate::error::Result;
 use crate::producer::Producer;
@@ -37,7 +37,7 @@ pub(crate) use rocketmq_model::body::trace::TRACE_TOPIC;
 /// Records waiting to be sent, at most (Java's 2,048).
 const BUFFERED: usize = 2048;
 /// Records sent together, at most (Java's `batchNum`, capped at 20).
-const BATCH: usize = 20;
+const BATCH: usize = batch::MAX_RECORDS;
 /// Waiting records go out this long after the last flush at the latest.
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// The budget of one trace message's send (Java's 5 s).
@@ -57,6 +57,8 @@ pub(crate) enum Side {
 /// or once every handle is gone.
 #[derive(Debug)]
 pub(crate) struct Tracer {
+    /// Where the records go.
+    topic: String,
     records: mpsc::Sender<Traced>,
     stop: CancellationToken,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -86,8 +88,9 @@ impl Tracer {
                 .await?;
             let (records, receiver) = mpsc::channel(BUFFERED);
             let stop = CancellationToken::new();
-            let task = tokio::spawn(send_loop(producer, topic, receiver, stop.clone()));
+            let task = tokio::spawn(send_loop(producer, topic.clone(), receiver, stop.clone()));
             Ok(Arc::new(Tracer {
+                topic,
                 records,
                 stop,
                 task: std::sync::Mutex::new(Some(task)),
@@ -103,12 +106,24 @@ impl Tracer {
             topic: topic.to_owned(),
             record,
         };
-        if self.records.try_send(traced).is_err() {
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() {
-                tracing::info!(dropped, "trace buffer full; trace records dropped");
+        match self.records.try_send(traced) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    tracing::info!(dropped, "trace buffer full; trace records dropped");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!("tracing has stopped; a trace record is dropped");
             }
         }
+    }
+
+    /// Whether `topic` is where traces go (Java's hooks do not trace
+    /// messages sent there).
+    pub(crate) fn is_trace_topic(&self, topic: &str) -> bool {
+        topic.starts_with(&self.topic)
     }
 
     /// Sends what is waiting, stops the task and shuts its producer down.
@@ -168,7 +183,18 @@ async fn send_loop(
             biased;
             () = stop.cancelled() => break,
             received = receiver.recv() => match received {
-                Some(traced) => waiting.push(traced),
+                Some(traced) => {
+                    waiting.push(traced);
+                    // What else is there goes in the same flush, its
+                    // messages sent together: a busy client's records go
+                    // out a buffer at a time, not 20 a round trip.
+                    while waiting.len() < BUFFERED {
+                        match receiver.try_recv() {
+                            Ok(traced) => waiting.push(traced),
+                            Err(_) => break,
+                        }
+                    }
+                }
                 None => break,
             },
             () = tokio::time::sleep_until(next_flush), if !waiting.is_empty() => {
@@ -188,20 +214,29 @@ async fn send_loop(
     producer.shutdown().await;
 }
 
-/// Sends `records` to `topic`; a message that fails is logged and dropped.
+/// Sends `records` to `topic`, their trace messages all at once (as
+/// Java's asynchronous sends), so that a full buffer flushed at shutdown
+/// takes one send's time, not one per message; a message that fails is
+/// logged and dropped.
 async fn flush(producer: &Producer, topic: &str, records: Vec<Traced>) {
-    for message in trace_messages(records) {
-        let built = Message::builder(topic)
-            .body(message.body)
-            .keys(message.keys)
-            .build();
-        let sent = match built {
-            Ok(msg) => producer.send(msg).await.map(drop),
-            Err(err) => Err(err.into()),
-        };
-        if let Err(error) = sent {
-            tracing::warn!(%topic, %error, "sending trace data failed; it is dropped");
-        }
+    let sends = trace_messages(records)
+        .into_iter()
+        .map(|message| send_one(producer, topic, message));
+    futures::future::join_all(sends).await;
+}
+
+/// Sends one trace message; a failure is logged and the message dropped.
+async fn send_one(producer: &Producer, topic: &str, message: TraceMessage) {
+    let built = Message::builder(topic)
+        .body(message.body)
+        .keys(message.keys)
+        .build();
+    let sent = match built {
+        Ok(msg) => producer.send(msg).await.map(drop),
+        Err(err) => Err(err.into()),
+    };
+    if let Err(error) = sent {
+        tracing::warn!(%topic, %error, "sending trace data failed; it is dropped");
     }
 }
 

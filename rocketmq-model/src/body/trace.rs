@@ -138,7 +138,8 @@ pub struct SubAfter {
     pub keys: Option<String>,
     /// [`ConsumeReturnType::code`].
     pub context_code: i32,
-    /// When the listener was called, in milliseconds since the epoch.
+    /// When the listener returned, in milliseconds since the epoch (the
+    /// dashboard's end of the consumption).
     pub timestamp: i64,
     /// The consumer group, out of its namespace.
     pub group: String,

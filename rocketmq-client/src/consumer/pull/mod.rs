@@ -435,9 +435,6 @@ async fn shut_down(core: Arc<PullCore>, lease: Option<InstanceLease>) -> Shutdow
     let group = core.group().to_owned();
     let mut report = ShutdownReport::default();
     core.stop_fetching().await;
-    if let Some(tracer) = &core.tracer {
-        tracer.shutdown().await;
-    }
     report.messages_left = core.buffered();
     report.offsets_committed = user_queue_map(&core.options.namespace, core.store.snapshot());
     if let Err(err) = core.store.persist_all().await {
@@ -448,6 +445,11 @@ async fn shut_down(core: Arc<PullCore>, lease: Option<InstanceLease>) -> Shutdow
         report.errors.push(err.into());
     }
     leave(&core.instance, &group, lease).await;
+    // Last, as for the push consumer: a slow trace topic holds back
+    // neither the offsets nor the group's queues.
+    if let Some(tracer) = &core.tracer {
+        tracer.shutdown().await;
+    }
     tracing::info!(%group, "pull consumer shut down");
     report
 }

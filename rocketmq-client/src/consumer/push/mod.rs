@@ -195,7 +195,8 @@ impl PushConsumer {
     /// broker, which may take longer when the broker is slow); persists
     /// the offsets (and, orderly, unlocks the queues on the brokers);
     /// unregisters the group from every broker; releases the client
-    /// instance (closing its connections when this was its last user).
+    /// instance (closing its connections when this was its last user);
+    /// sends the message traces left, when tracing is on.
     pub async fn shutdown(mut self) -> ShutdownReport {
         let core = Arc::clone(&self.core);
         let lease = self.lease.take();
@@ -239,10 +240,6 @@ async fn shut_down(
         })
         .unwrap_or(0);
     report.messages_left = drained.messages_left.max(cached);
-    // Consumption is over: its last traces go out.
-    if let Some(tracer) = &core.tracer {
-        tracer.shutdown().await;
-    }
     report.offsets_committed = user_queue_map(&core.options.namespace, core.store.snapshot());
     if let Err(err) = core.store.persist_all().await {
         report.errors.push(ClientError::from(err));
@@ -253,6 +250,12 @@ async fn shut_down(
     leave(&core.instance, &group, lease).await;
     // After `leave`: the instance's timer no longer sets them.
     core.clear_gauges();
+    // Last, as Java stops its trace dispatcher after the consumer: sending
+    // the traces left (slow when the trace topic's brokers are) holds back
+    // neither the offsets nor the group's queues going to other members.
+    if let Some(tracer) = &core.tracer {
+        tracer.shutdown().await;
+    }
     tracing::info!(%group, messages_left = report.messages_left, "push consumer shut down");
     report
 }
