@@ -63,10 +63,37 @@ async fn a_producer_traces_each_message_it_sent() {
             .unwrap();
         sent.push(producer.send(msg).await.unwrap());
     }
+    // A compressed body and a batch, traced as Java traces what it sends.
+    let big = "compressible ".repeat(1000);
+    let zipped = producer.send(Message::new("T", big.clone())).await.unwrap();
+    let batch = [Message::new("T", "b1"), Message::new("T", "b2")];
+    let batch = batch.map(|mut m| {
+        m.properties.insert("TAGS", "TagB").unwrap();
+        m
+    });
+    let batched = producer.send_batch(batch.to_vec()).await.unwrap();
     producer.shutdown().await;
 
-    let (messages, records) = traces(&cluster);
-    assert_eq!(records.len(), 3, "{records:?}");
+    let (messages, mut records) = traces(&cluster);
+    assert_eq!(records.len(), 5, "{records:?}");
+    let batch_record = records.pop().unwrap();
+    let TraceRecord::Pub(b) = batch_record else {
+        panic!("a Pub record")
+    };
+    assert_eq!(b.msg_id, batched.msg_id, "the ids of the batch's messages");
+    assert!(b.msg_id.contains(','));
+    assert_eq!(
+        (b.tags, b.keys),
+        (None, None),
+        "a batch has none of its own"
+    );
+    assert!(b.body_length > 4, "the encoded batch: {}", b.body_length);
+    let TraceRecord::Pub(z) = records.pop().unwrap() else {
+        panic!("a Pub record")
+    };
+    assert_eq!(z.msg_id, zipped.msg_id);
+    let length = usize::try_from(z.body_length).unwrap();
+    assert!(length < big.len() / 4, "the compressed length: {length}");
     let broker_addr = cluster.broker(0).addr().to_owned();
     for (record, result) in records.iter().zip(&sent) {
         let TraceRecord::Pub(p) = record else {

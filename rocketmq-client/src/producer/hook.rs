@@ -20,6 +20,10 @@ pub struct SendContext<'a> {
     /// The message as the application gave it (the first one of a batch),
     /// with its UNIQ_KEY.
     pub message: &'a Message,
+    /// Whether the send is a batch (of which `message` is the first).
+    pub batch: bool,
+    /// The length of the body as sent: compressed, or the encoded batch.
+    pub wire_body_len: usize,
     /// 0 for the first attempt, then 1, 2, ... for retries.
     pub attempt: u32,
     /// When the attempt began (wall clock, as message traces record it).

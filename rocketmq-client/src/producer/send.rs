@@ -483,6 +483,8 @@ impl Sender {
             broker_addr: addr,
             message_queue: mq,
             message: &out.message,
+            batch: out.batch,
+            wire_body_len: out.body.len(),
             attempt,
             started: SystemTime::now(),
         }

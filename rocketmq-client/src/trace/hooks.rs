@@ -61,16 +61,26 @@ impl SendHook for TraceSendHook {
             .duration_since(ctx.started)
             .unwrap_or_default();
         let topic = self.namespace.unwrap(&msg.topic).into_owned();
+        // Java traces a batch as the one message it sends: no tags or keys
+        // of its own, and the ids of all its messages.
+        let (tags, keys) = match ctx.batch {
+            true => (None, None),
+            false => (
+                msg.tags().map(str::to_owned),
+                msg.property(property::KEYS).map(str::to_owned),
+            ),
+        };
         let record = TraceRecord::Pub(Pub {
             timestamp: millis(ctx.started),
             region_id: result.region_id.clone(),
             group: self.namespace.unwrap(ctx.producer_group).into_owned(),
             topic: topic.clone(),
             msg_id: result.msg_id.clone(),
-            tags: msg.tags().map(str::to_owned),
-            keys: msg.property(property::KEYS).map(str::to_owned),
+            tags,
+            keys,
             store_host: ctx.broker_addr.to_owned(),
-            body_length: i32::try_from(msg.body.len()).unwrap_or(i32::MAX),
+            // Java's hook sees the body as sent (compressed, or the batch).
+            body_length: i32::try_from(ctx.wire_body_len).unwrap_or(i32::MAX),
             cost_ms: cost_ms(elapsed, 1),
             msg_type: message_type(msg),
             offset_msg_id: Some(result.offset_msg_id.clone()),
@@ -279,6 +289,8 @@ mod tests {
                 broker_addr: "b:10911",
                 message_queue: &mq,
                 message: &msg,
+                batch: false,
+                wire_body_len: 1,
                 attempt: 0,
                 started: SystemTime::now(),
             };
