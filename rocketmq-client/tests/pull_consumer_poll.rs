@@ -1144,3 +1144,39 @@ async fn queues_fetched_after_start_can_be_assigned() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// Java's topic queue change listener: a topic that gains queues is seen
+/// at the next check, and the watch ends with the consumer.
+#[tokio::test(start_paused = true)]
+async fn a_watched_topic_that_gains_queues_is_seen_at_the_next_check() {
+    use rocketmq_testkit::TopicConfig;
+
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let consumer = PullConsumer::builder("watching", config(&cluster, &unique("watch")))
+        .assign([])
+        .build()
+        .await
+        .unwrap();
+    let mut queues = consumer.watch_message_queues("T").await.unwrap();
+    assert_eq!(
+        *queues.borrow_and_update(),
+        (0..4).map(q).collect::<Vec<_>>()
+    );
+    cluster.create_topic("T", TopicConfig::new(8, 8));
+    tokio::time::timeout(Duration::from_secs(60), queues.changed())
+        .await
+        .expect("seen within two checks")
+        .unwrap();
+    assert_eq!(
+        *queues.borrow_and_update(),
+        (0..8).map(q).collect::<Vec<_>>()
+    );
+    assert!(consumer.watch_message_queues("Nope").await.is_err());
+    consumer.shutdown().await;
+    let ended = tokio::time::timeout(Duration::from_secs(60), queues.changed()).await;
+    assert!(
+        matches!(ended, Ok(Err(_))),
+        "the watch ends with the consumer"
+    );
+    cluster.shutdown().await;
+}

@@ -8,6 +8,7 @@ mod core;
 mod fetch;
 mod queues;
 mod rebalance;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -26,6 +27,7 @@ use tokio::sync::mpsc;
 pub use self::builder::{DEFAULT_POLL_TIMEOUT, PullConsumerBuilder};
 use self::core::{Mode, PullCore};
 use self::queues::Fetched;
+pub use self::watch::QUEUE_CHECK_INTERVAL;
 use super::report::ShutdownReport;
 use super::shared::{OffsetsFileClaim, leave, shut_down_fully, user_queue_map, user_queues};
 use crate::config::ClientConfig;
