@@ -1180,3 +1180,38 @@ async fn a_watched_topic_that_gains_queues_is_seen_at_the_next_check() {
     );
     cluster.shutdown().await;
 }
+
+/// Java's `MessageQueueListener` of a subscribing lite pull consumer: a
+/// member sees its queues change when another joins the group.
+#[tokio::test(start_paused = true)]
+async fn a_member_sees_its_queues_change_when_another_joins() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let first = PullConsumer::builder("sharing", config(&cluster, &unique("first")))
+        .subscribe("T", "*")
+        .build()
+        .await
+        .unwrap();
+    let mut assignment = first.watch_assignment();
+    assert_eq!(assignment.borrow_and_update().len(), 4);
+    let second = PullConsumer::builder("sharing", config(&cluster, &unique("second")))
+        .subscribe("T", "*")
+        .build()
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while assignment.borrow_and_update().len() != 2 {
+            assignment.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("half the queues within a rebalance");
+    assert_eq!(*assignment.borrow(), first.assignment());
+    second.shutdown().await;
+    first.shutdown().await;
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        while assignment.changed().await.is_ok() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch ends with the consumer");
+    cluster.shutdown().await;
+}

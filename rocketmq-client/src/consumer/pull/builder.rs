@@ -260,6 +260,7 @@ impl PullConsumerBuilder {
             heartbeat_sent: AtomicBool::new(false),
             persist_log: PersistLog::default(),
             hooks: ConsumeHooks::new(self.consume_hooks.clone()),
+            assignment: tokio::sync::watch::Sender::new(BTreeSet::new()),
             tracer,
         });
         // A build given up on (an error, or its future dropped) stops

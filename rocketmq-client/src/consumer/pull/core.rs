@@ -69,6 +69,9 @@ pub(crate) struct PullCore {
     pub(crate) persist_log: PersistLog,
     /// Called when a poll hands messages out.
     pub(crate) hooks: ConsumeHooks,
+    /// The queues read, as the application names them, for those watching
+    /// them (`PullConsumer::watch_assignment`).
+    pub(crate) assignment: tokio::sync::watch::Sender<BTreeSet<MessageQueue>>,
     /// Where message traces go, when tracing is on.
     pub(crate) tracer: Option<Arc<crate::trace::Tracer>>,
 }
@@ -95,6 +98,14 @@ impl PullCore {
         for mq in wanted.difference(&current) {
             self.add(mq.clone());
         }
+        let now = crate::consumer::shared::user_queues(&self.options.namespace, self.assigned());
+        self.assignment.send_if_modified(|known| {
+            let changed = *known != now;
+            if changed {
+                *known = now;
+            }
+            changed
+        });
     }
 
     fn add(self: &Arc<Self>, mq: MessageQueue) {

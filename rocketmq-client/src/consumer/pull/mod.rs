@@ -296,6 +296,14 @@ impl PullConsumer {
         admin.subscribe_queues(topic).await
     }
 
+    /// The queues read now, in a receiver that changes whenever they do:
+    /// after a rebalance gives this member other queues (Java's
+    /// `MessageQueueListener` of `subscribe`), or an `assign`. Its
+    /// `changed()` fails once the consumer has shut down and is gone.
+    pub fn watch_assignment(&self) -> tokio::sync::watch::Receiver<BTreeSet<MessageQueue>> {
+        self.core.assignment.subscribe()
+    }
+
     /// Reads exactly `queues` from now on (assign mode only).
     pub async fn assign(&self, queues: impl IntoIterator<Item = MessageQueue>) -> Result<()> {
         if self.core.mode != Mode::Assign {
