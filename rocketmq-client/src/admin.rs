@@ -159,12 +159,12 @@ impl Admin {
     /// The queues a consumer of `topic` reads (each broker's read queues),
     /// from a route asked of the nameserver now (Java's
     /// `fetchSubscribeMessageQueues`), e.g. to assign them to a pull
-    /// consumer. [`ClientError::Kernel`] with no route when the topic has
-    /// none or no readable queue.
+    /// consumer. [`ClientError::NoRoute`] when the topic has none or no
+    /// readable queue.
     pub async fn subscribe_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         let topic = self.namespace.wrap(topic);
         let routes = self.instance.routes();
-        routes.refresh(&topic).await?;
+        self.refresh(&topic).await?;
         let queues = (routes.table().subscribe_queues(&topic))
             .filter(|queues| !queues.is_empty())
             .ok_or_else(|| no_route(&topic))?;
@@ -173,16 +173,26 @@ impl Admin {
 
     /// The queues a producer of `topic` writes (each broker's write queues
     /// on a master), from a route asked of the nameserver now (Java's
-    /// `fetchPublishMessageQueues`). [`ClientError::Kernel`] with no route
-    /// when the topic has none or no writable queue.
+    /// `fetchPublishMessageQueues`). [`ClientError::NoRoute`] when the
+    /// topic has none or no writable queue.
     pub async fn publish_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
         let topic = self.namespace.wrap(topic);
         let routes = self.instance.routes();
-        routes.refresh(&topic).await?;
+        self.refresh(&topic).await?;
         let info = routes
             .cached_publish_info(&topic)
             .ok_or_else(|| no_route(&topic))?;
         Ok(self.user_queues(info.queues()))
+    }
+
+    /// Asks the nameserver for `topic`'s route now; a topic it has no route
+    /// for is [`ClientError::NoRoute`], as a send reports it.
+    async fn refresh(&self, topic: &str) -> Result<()> {
+        match self.instance.routes().refresh(topic).await {
+            Ok(_) => Ok(()),
+            Err(rocketmq_kernel::KernelError::NoRoute { .. }) => Err(no_route(topic)),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// `queues` as the application names them.
@@ -296,9 +306,9 @@ impl Admin {
 }
 
 fn no_route(topic: &str) -> ClientError {
-    ClientError::Kernel(rocketmq_kernel::KernelError::NoRoute {
+    ClientError::NoRoute {
         topic: topic.to_owned(),
-    })
+    }
 }
 
 /// Whether `msg` is what `query` asked for: the broker's index matches a

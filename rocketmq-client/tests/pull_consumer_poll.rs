@@ -1133,7 +1133,10 @@ async fn queues_fetched_after_start_can_be_assigned() {
     assert_eq!(queues, (0..4).map(q).collect::<Vec<_>>());
     assert_eq!(producer.fetch_publish_queues("T").await.unwrap(), queues);
     let error = consumer.fetch_message_queues("Nope").await.unwrap_err();
-    assert!(error.to_string().contains("Nope"), "{error}");
+    assert!(
+        matches!(&error, rocketmq_client::ClientError::NoRoute { topic } if topic == "Nope"),
+        "{error}"
+    );
     consumer.assign(queues[..2].to_vec()).await.unwrap();
     let got = poll_n(&consumer, 4).await;
     assert!(
@@ -1214,4 +1217,46 @@ async fn a_member_sees_its_queues_change_when_another_joins() {
     .await;
     assert!(ended.is_ok(), "the watch ends with the consumer");
     cluster.shutdown().await;
+}
+
+/// Records the offsets of the messages the consume hooks were told of.
+#[derive(Clone, Default)]
+struct HandedOut(std::sync::Arc<std::sync::Mutex<Vec<i64>>>);
+
+impl rocketmq_client::consumer::ConsumeHook for HandedOut {
+    fn before_consume(
+        &self,
+        ctx: &rocketmq_client::consumer::ConsumeHookContext<'_>,
+    ) -> Option<Box<dyn rocketmq_client::consumer::ConsumeSpan>> {
+        let mut seen = self.0.lock().unwrap();
+        seen.extend(ctx.msgs.iter().map(|m| m.queue_offset));
+        None
+    }
+}
+
+/// A stream's hooks hear of the messages it yields, not of the batch it
+/// took: what a dropped stream gives back is reported once, when it is
+/// handed out again (a trace would show it consumed twice otherwise).
+#[tokio::test(start_paused = true)]
+async fn the_hooks_hear_once_of_what_a_dropped_stream_gives_back() {
+    let (cluster, producer) = one_queue_with(10).await;
+    let hook = HandedOut::default();
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("stream_hooks")))
+        .subscribe("T", "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .poll_timeout(Duration::from_millis(500))
+        .consume_hook(hook.clone())
+        .build()
+        .await
+        .unwrap();
+    let yielded: Vec<i64> = (consumer.stream().take(2))
+        .map(|m| m.unwrap().queue_offset)
+        .collect()
+        .await;
+    assert_eq!(yielded, [0, 1]);
+    assert_eq!(*hook.0.lock().unwrap(), [0, 1], "only what was yielded");
+    poll_n(&consumer, 8).await;
+    assert_eq!(*hook.0.lock().unwrap(), (0..10).collect::<Vec<_>>());
+    consumer.shutdown().await;
+    producer.shutdown().await;
 }

@@ -192,7 +192,8 @@ macro_rules! shared_consumer_setters {
     () => {
         /// Adds a hook called around every listener call (Java's
         /// `registerConsumeMessageHook`); a lite pull consumer calls it when
-        /// a poll hands messages out, as a success, as Java's does.
+        /// a poll hands messages out (a stream, for each message it yields),
+        /// as a success, as Java's does.
         pub fn consume_hook(mut self, hook: impl rocketmq_kernel::consume::ConsumeHook) -> Self {
             self.consume_hooks.push(std::sync::Arc::new(hook));
             self

@@ -260,6 +260,7 @@ mod tests {
             stop: tokio_util::sync::CancellationToken::new(),
             task: std::sync::Mutex::new(None),
             dropped: std::sync::atomic::AtomicU64::new(0),
+            reported: std::sync::Mutex::new(None),
         };
         (Arc::new(tracer), receiver)
     }
@@ -321,9 +322,15 @@ mod tests {
             msgs: &msgs,
         };
         let span = hook.before_consume(&ctx).unwrap();
-        let took = Duration::from_millis(50);
-        std::thread::sleep(took);
-        span.after_consume(ConsumeOutcome::Success, took);
+        // The listener returns in a later millisecond than it was called
+        // in: waited for on the wall clock, which the records read.
+        let called = millis(SystemTime::now());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while millis(SystemTime::now()) <= called {
+            assert!(std::time::Instant::now() < deadline, "the clock stands");
+            std::thread::yield_now();
+        }
+        span.after_consume(ConsumeOutcome::Success, Duration::from_millis(1));
 
         let before = match receiver.try_recv().unwrap().record {
             TraceRecord::SubBefore(before) => before,
@@ -336,7 +343,7 @@ mod tests {
         // Java's SubAfter is a context of its own, made after the call; the
         // dashboard ends the consume span at its timestamp.
         assert!(
-            after.timestamp >= before.timestamp + 50,
+            after.timestamp > called && called >= before.timestamp,
             "before {} after {}",
             before.timestamp,
             after.timestamp

@@ -42,6 +42,8 @@ const BATCH: usize = batch::MAX_RECORDS;
 const FLUSH_EVERY: Duration = Duration::from_secs(5);
 /// The budget of one trace message's send (Java's 5 s).
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often drops for a full buffer are reported at most.
+const DROPS_REPORTED_EVERY: Duration = Duration::from_secs(60);
 /// Prefix of the trace producers' groups (Java's `GROUP_NAME_PREFIX`).
 const GROUP_PREFIX: &str = "_INNER_TRACE_PRODUCER";
 
@@ -62,7 +64,10 @@ pub(crate) struct Tracer {
     records: mpsc::Sender<Traced>,
     stop: CancellationToken,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Records dropped since the last report of drops.
     dropped: AtomicU64,
+    /// When drops were last reported.
+    reported: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Tracer {
@@ -95,6 +100,7 @@ impl Tracer {
                 stop,
                 task: std::sync::Mutex::new(Some(task)),
                 dropped: AtomicU64::new(0),
+                reported: std::sync::Mutex::new(None),
             }))
         })
     }
@@ -109,10 +115,8 @@ impl Tracer {
         match self.records.try_send(traced) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if dropped.is_power_of_two() {
-                    tracing::info!(dropped, "trace buffer full; trace records dropped");
-                }
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.report_drops();
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 tracing::debug!("tracing has stopped; a trace record is dropped");
@@ -120,8 +124,24 @@ impl Tracer {
         }
     }
 
-    /// Whether `topic` is where traces go (Java's hooks do not trace
-    /// messages sent there).
+    /// Reports the records dropped for a full buffer, at most once a
+    /// minute, with how many since the last report.
+    fn report_drops(&self) {
+        let now = Instant::now();
+        let mut reported = self
+            .reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if reported.is_some_and(|at| now.saturating_duration_since(at) < DROPS_REPORTED_EVERY) {
+            return;
+        }
+        *reported = Some(now);
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        tracing::warn!(dropped, "trace buffer full; trace records dropped");
+    }
+
+    /// Whether `topic` starts with the trace topic's name: Java's hooks do
+    /// not trace messages sent there.
     pub(crate) fn is_trace_topic(&self, topic: &str) -> bool {
         topic.starts_with(&self.topic)
     }
@@ -243,6 +263,40 @@ async fn send_one(producer: &Producer, topic: &str, message: TraceMessage) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn drops_for_a_full_buffer_are_reported_once_a_minute() {
+        let (records, _receiver) = mpsc::channel(1);
+        let tracer = Tracer {
+            topic: TRACE_TOPIC.to_owned(),
+            records,
+            stop: CancellationToken::new(),
+            task: std::sync::Mutex::new(None),
+            dropped: AtomicU64::new(0),
+            reported: std::sync::Mutex::new(None),
+        };
+        let record = || {
+            TraceRecord::decode_all(
+                "SubAfter\u{1}R\u{1}M\u{1}1\u{1}true\u{1}null\u{1}0\u{1}1\u{1}g\u{2}",
+            )
+            .unwrap()
+            .remove(0)
+        };
+        tracer.record("T", record());
+        // The buffer is full: the first drop is reported at once, the next
+        // ones wait for the minute to pass.
+        for _ in 0..3 {
+            tracer.record("T", record());
+        }
+        assert_eq!(tracer.dropped.load(Ordering::Relaxed), 2);
+        tokio::time::advance(DROPS_REPORTED_EVERY).await;
+        tracer.record("T", record());
+        assert_eq!(
+            tracer.dropped.load(Ordering::Relaxed),
+            0,
+            "reported with a count"
+        );
+    }
 
     #[test]
     fn trace_groups_fit_the_group_rules() {

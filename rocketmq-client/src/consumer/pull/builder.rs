@@ -140,7 +140,7 @@ impl PullConsumerBuilder {
         crate::config::check_group("consumer", &self.options.group)?;
         match (self.subscriptions.is_empty(), !self.assign_mode) {
             (true, true) => Err(ClientError::Config(
-                "subscribe to a topic or assign queues".into(),
+                "subscribe to a topic or assign queues (assign([]) to assign them later)".into(),
             )),
             (false, false) => Err(ClientError::Config("subscribe or assign, not both".into())),
             _ if self.options.pull_batch_size < 1 => Err(ClientError::Config(

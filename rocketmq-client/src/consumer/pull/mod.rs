@@ -124,13 +124,16 @@ impl PullConsumer {
     /// commits in `poll` alone, so a batch still being processed is never
     /// committed behind the application's back).
     pub async fn poll(&self, timeout: Duration) -> Result<Vec<MessageExt>> {
-        Ok(self
-            .poll_batch(timeout)
-            .await?
-            .map_or_else(Vec::new, |batch| batch.msgs))
+        let Some(batch) = self.poll_batch(timeout).await? else {
+            return Ok(Vec::new());
+        };
+        self.run_hooks(&batch.mq, &batch.msgs);
+        Ok(batch.msgs)
     }
 
-    /// [`poll`](Self::poll), keeping the batch's queue and position.
+    /// [`poll`](Self::poll), keeping the batch's queue and position, and
+    /// without the consume hooks: the caller runs them on what it hands
+    /// out (a stream, one message at a time as it yields them).
     async fn poll_batch(&self, timeout: Duration) -> Result<Option<Fetched>> {
         if self.core.cancel.is_cancelled() {
             return Err(ClientError::Shutdown("pull consumer"));
@@ -150,24 +153,24 @@ impl PullConsumer {
                 for msg in &mut batch.msgs {
                     self.namespace().unwrap_in_place(&mut msg.message.topic);
                 }
-                self.run_hooks(&batch);
                 return Ok(Some(batch));
             }
         }
     }
 
-    /// Tells the consume hooks that `batch` was handed out: consumed, as
-    /// far as they can know (Java's lite pull consumer says so too).
-    fn run_hooks(&self, batch: &Fetched) {
+    /// Tells the consume hooks that `msgs` of `mq` (in the namespace) were
+    /// handed out: consumed, as far as they can know (Java's lite pull
+    /// consumer says so too).
+    fn run_hooks(&self, mq: &MessageQueue, msgs: &[MessageExt]) {
         let hooks = &self.core.hooks;
         if hooks.is_empty() {
             return;
         }
-        let mq = self.namespace().unwrap_queue(&batch.mq);
+        let mq = self.namespace().unwrap_queue(mq);
         let ctx = ConsumeHookContext {
             group: self.core.group(),
             mq: &mq,
-            msgs: &batch.msgs,
+            msgs,
         };
         hooks
             .before(&ctx)
@@ -190,6 +193,8 @@ impl PullConsumer {
     /// batch, the messages it did not yield are given back: their queue is
     /// consumed only up to the first of them, which the next poll gets
     /// again (unless the queue was sought, paused or polled further since).
+    /// The consume hooks (and message traces) hear of each message when the
+    /// stream yields it, so a message given back is not reported twice.
     pub fn stream(&self) -> impl Stream<Item = Result<MessageExt>> + '_ {
         let unyielded = Unyielded::new(self);
         futures::stream::unfold((unyielded, false), |(mut unyielded, done)| async move {
@@ -422,7 +427,8 @@ impl PullConsumer {
     }
 
     /// Stops the consumer: stops fetching; persists the committed offsets;
-    /// unregisters the group; releases the client instance. What the last
+    /// unregisters the group; releases the client instance; sends the
+    /// message traces still waiting (with tracing on). What the last
     /// poll handed out is not committed here, even with auto commit (as
     /// Java's): it may still be in processing. Call
     /// [`commit_sync`](Self::commit_sync) first once it is done, or it is
@@ -502,6 +508,10 @@ impl<'a> Unyielded<'a> {
         let msg = self.rest.next()?;
         let next = self.rest.as_slice().first().map(|m| m.queue_offset);
         self.consumer.core.queues.yielded_up_to(batch, next);
+        // Handed out now: what the stream never yields goes back to its
+        // queue, and the hooks hear of it when it is handed out again.
+        self.consumer
+            .run_hooks(&batch.mq, std::slice::from_ref(&msg));
         if next.is_none() {
             self.batch = None;
         }
