@@ -250,8 +250,25 @@ fn refused_pulls_are_reported_once_a_minute_per_queue() {
             })
             .await;
             let from = captured.text().len();
-            // The window whose lines are counted: two minutes of the fault.
-            tokio::time::sleep(Duration::from_secs(120)).await;
+            // The window whose lines are counted: two minutes of the fault,
+            // by the pulls the broker refused: one per queue every 20 ms
+            // after FLOW_CONTROL, every second after another refusal.
+            let per_queue_in_two_minutes: u64 = match code {
+                ResponseCode::FLOW_CONTROL => 6000,
+                _ => 120,
+            };
+            let pulls = || {
+                cluster
+                    .broker(0)
+                    .requests_received(RequestCode::PULL_MESSAGE)
+            };
+            let before = pulls();
+            wait_until(
+                "two minutes of refused pulls",
+                Duration::from_secs(300),
+                || pulls() - before >= 16 * per_queue_in_two_minutes,
+            )
+            .await;
             let logs = captured.text()[from..].to_owned();
             let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
             // A report at the start of the window's minute and one a minute

@@ -232,15 +232,22 @@ async fn a_slow_trace_topic_does_not_keep_a_stopping_consumer_in_its_group() {
         Duration::from_secs(60),
     );
     let stopping = tokio::spawn(consumer.shutdown());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let groups = cluster.broker(0).groups();
-    let members: Vec<&String> = (groups.consumers.iter())
-        .filter(|g| g.group == "cg")
-        .flat_map(|g| &g.client_ids)
-        .collect();
+    let members = || -> Vec<String> {
+        let groups = cluster.broker(0).groups();
+        (groups.consumers.into_iter())
+            .filter(|g| g.group == "cg")
+            .flat_map(|g| g.client_ids)
+            .collect()
+    };
+    // The traces' sends take a minute: the group is left well before.
+    wait_until("the group is left", Duration::from_secs(30), || {
+        members().is_empty()
+    })
+    .await;
     assert!(
-        members.is_empty(),
-        "the group is left before the traces are sent: {members:?}"
+        !stopping.is_finished(),
+        "the group is left before the traces are sent: {:?}",
+        members()
     );
     stopping.await.unwrap();
     cluster.clear_faults();
