@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use consumer_support::{Seen, config, recording, unique, wait_until};
+use consumer_support::{Seen, config, producer, recording, unique, wait_until};
 use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, ConsumeFromWhere};
 use rocketmq_client::producer::{LocalTransactionState, TransactionListener};
 use rocketmq_client::{Producer, PullConsumer, PushConsumer};
@@ -123,12 +123,7 @@ async fn a_producer_traces_each_message_it_sent() {
 #[tokio::test(start_paused = true)]
 async fn a_push_consumer_traces_before_and_after_each_listener_call() {
     let cluster = cluster("T").await;
-    let producer = Producer::builder()
-        .client_config(config(&cluster, &unique("plain-producer")))
-        .producer_group("pg")
-        .build()
-        .await
-        .unwrap();
+    let producer = producer(&cluster).await;
     let ok = producer.send(Message::new("T", "fine")).await.unwrap();
     let failing = producer
         .send(Message::new("T", "fails-once"))
@@ -207,12 +202,7 @@ async fn a_push_consumer_traces_before_and_after_each_listener_call() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_trace_topic_does_not_keep_a_stopping_consumer_in_its_group() {
     let cluster = cluster("T").await;
-    let producer = Producer::builder()
-        .client_config(config(&cluster, &unique("plain-producer")))
-        .producer_group("pg")
-        .build()
-        .await
-        .unwrap();
+    let producer = producer(&cluster).await;
     producer.send(Message::new("T", "traced")).await.unwrap();
     let seen = Seen::default();
     let consumer = recording(&cluster, &unique("traced-consumer"), "cg", "T", &seen)
@@ -316,12 +306,7 @@ async fn a_transaction_is_traced_as_a_half_message_and_its_end() {
 #[tokio::test(start_paused = true)]
 async fn a_lite_pull_consumer_traces_what_a_poll_hands_out() {
     let cluster = cluster("T").await;
-    let producer = Producer::builder()
-        .client_config(config(&cluster, &unique("plain-producer")))
-        .producer_group("pg")
-        .build()
-        .await
-        .unwrap();
+    let producer = producer(&cluster).await;
     let sent = producer.send(Message::new("T", "polled")).await.unwrap();
     let consumer = PullConsumer::builder("lg", config(&cluster, &unique("traced-pull")))
         .subscribe("T", "*")
