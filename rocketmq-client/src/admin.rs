@@ -1,6 +1,7 @@
 //! [`Admin`]: the basic admin calls (create a topic, offsets, message lookup)
 //! through a client instance's connections.
 
+use rocketmq_model::time::epoch_millis;
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -75,11 +76,6 @@ fn far_future() -> SystemTime {
     UNIX_EPOCH
         .checked_add(Duration::from_millis(i64::MAX.unsigned_abs()))
         .unwrap_or(UNIX_EPOCH + YEAR_9999)
-}
-
-fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Admin {
@@ -251,8 +247,8 @@ impl Admin {
             topic: query.topic.clone(),
             key: query.key.clone(),
             max_num: query.max_num,
-            begin_timestamp: millis(query.begin),
-            end_timestamp: millis(query.end),
+            begin_timestamp: epoch_millis(query.begin),
+            end_timestamp: epoch_millis(query.end),
             unique_key_query: query.unique_key,
             broker_name: None,
         };
@@ -366,7 +362,7 @@ mod tests {
             .checked_add(Duration::from_millis(i64::MAX.unsigned_abs()))
             .is_some()
         {
-            assert_eq!(millis(end), i64::MAX);
+            assert_eq!(epoch_millis(end), i64::MAX);
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod namespace;
 pub mod queue;
 pub mod resource;
 pub mod route;
+pub mod time;
 
 pub use code::{RequestCode, ResponseCode};
 pub use error::{ModelError, Result};

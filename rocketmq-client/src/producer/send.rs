@@ -3,9 +3,10 @@
 //! compression, queue choice with fault avoidance, retries on another broker
 //! within the send-timeout budget, hooks and metrics.
 
+use rocketmq_model::time::epoch_millis;
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use rocketmq_kernel::fault::FaultConfig;
@@ -598,7 +599,7 @@ impl Sender {
             default_topic_queue_nums: self.options.default_topic_queue_nums,
             queue_id: mq.queue_id,
             sys_flag: out.sys_flag,
-            born_timestamp: now_millis(),
+            born_timestamp: epoch_millis(SystemTime::now()),
             flag: out.message.flag,
             properties: Some(out.properties.clone()),
             reconsume_times: Some(out.reconsume_times.unwrap_or(0)),
@@ -649,12 +650,6 @@ fn take_retry_fields(msg: &mut Message) -> (Option<i32>, Option<i32>) {
         take(property::RECONSUME_TIME),
         take(property::MAX_RECONSUME_TIMES),
     )
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //! it), and the transaction producer's END_TRANSACTION. Names in the
 //! records are out of the client's namespace, as Java writes them.
 
+use rocketmq_model::time::epoch_millis;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rocketmq_kernel::consume::{ConsumeHook, ConsumeHookContext, ConsumeOutcome, ConsumeSpan};
 use rocketmq_model::body::trace::{
@@ -17,12 +18,6 @@ use rocketmq_model::{Message, MessageExt, Namespace, UniqueIdGenerator};
 use super::Tracer;
 use crate::error::ClientError;
 use crate::producer::{SendContext, SendHook, SendResult, SendStatus};
-
-/// Milliseconds since the epoch.
-fn millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 /// Whole milliseconds of `elapsed` per one of `count` messages.
 fn cost_ms(elapsed: Duration, count: usize) -> i32 {
@@ -71,7 +66,7 @@ impl SendHook for TraceSendHook {
             ),
         };
         let record = TraceRecord::Pub(Pub {
-            timestamp: millis(ctx.started),
+            timestamp: epoch_millis(ctx.started),
             region_id: result.region_id.clone(),
             group: self.namespace.unwrap(ctx.producer_group).into_owned(),
             topic: topic.clone(),
@@ -110,7 +105,7 @@ impl ConsumeHook for TraceConsumeHook {
         if traced.is_empty() {
             return None;
         }
-        let timestamp = millis(SystemTime::now());
+        let timestamp = epoch_millis(SystemTime::now());
         let group = self.namespace.unwrap(ctx.group).into_owned();
         let request_id = self.ids.next_id();
         let mut after = Vec::with_capacity(traced.len());
@@ -168,7 +163,7 @@ impl ConsumeSpan for ConsumeTrace {
         // When the listener returned, as Java's SubAfter (a context of its
         // own, made after the call): the dashboard ends the consume span
         // there.
-        let timestamp = millis(SystemTime::now());
+        let timestamp = epoch_millis(SystemTime::now());
         for (topic, msg_id, keys) in self.msgs {
             let record = TraceRecord::SubAfter(SubAfter {
                 request_id: self.request_id.clone(),
@@ -212,7 +207,7 @@ impl EndTransactionTrace<'_> {
         let msg = end.msg;
         let topic = end.namespace.unwrap(&msg.topic).into_owned();
         let record = TraceRecord::EndTransaction(EndTransaction {
-            timestamp: millis(SystemTime::now()),
+            timestamp: epoch_millis(SystemTime::now()),
             region_id: msg
                 .property(property::MSG_REGION)
                 .unwrap_or(DEFAULT_REGION)
@@ -324,9 +319,9 @@ mod tests {
         let span = hook.before_consume(&ctx).unwrap();
         // The listener returns in a later millisecond than it was called
         // in: waited for on the wall clock, which the records read.
-        let called = millis(SystemTime::now());
+        let called = epoch_millis(SystemTime::now());
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while millis(SystemTime::now()) <= called {
+        while epoch_millis(SystemTime::now()) <= called {
             assert!(std::time::Instant::now() < deadline, "the clock stands");
             std::thread::yield_now();
         }

@@ -6,6 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rocketmq_model::time::epoch_millis;
+
 use async_trait::async_trait;
 use rocketmq_model::body::{CheckClientRequestBody, LockBatchRequestBody, UnlockBatchRequestBody};
 use rocketmq_model::header::{
@@ -236,12 +238,6 @@ fn queue_span(request: &'static str, addr: &str, mq: &MessageQueue) -> Span {
     span(request, addr, Some(&mq.topic), Some(mq.queue_id))
 }
 
-fn millis_since_epoch(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-    })
-}
-
 fn time_from_millis(millis: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
 }
@@ -431,7 +427,7 @@ impl BrokerApi for RemotingBrokerApi {
         let header = SearchOffsetRequestHeader {
             topic: mq.topic.clone(),
             queue_id: mq.queue_id,
-            timestamp: millis_since_epoch(time),
+            timestamp: epoch_millis(time),
             boundary_type: Some(boundary),
             broker_name: Some(mq.broker_name.clone()),
         };

@@ -3,7 +3,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
+
+use rocketmq_model::time::epoch_millis;
 
 use rocketmq_model::header::{ConsumerSendMsgBackRequestHeader, SendMessageRequestHeader};
 use rocketmq_model::route::{AUTO_CREATE_TOPIC, DEFAULT_TOPIC_QUEUE_NUMS};
@@ -192,13 +194,6 @@ impl SendBack {
             topic: copy.topic.clone(),
         }))
     }
-}
-
-/// Milliseconds since the Unix epoch (0 before it).
-pub(crate) fn epoch_millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-    })
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use compact_str::ToCompactString;
+use rocketmq_model::time::epoch_millis;
 use rocketmq_model::{MessageExt, MessageQueue, Namespace, property};
 
-use super::send_back::epoch_millis;
 use crate::ConsumerOptions;
 
 /// Restores the original topic of a message redelivered from the group's

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -179,19 +179,13 @@ fn split_tags(expression: &str) -> Result<BTreeSet<String>> {
 /// would leave the broker filtering with the first.
 fn next_sub_version() -> i64 {
     static LAST: AtomicI64 = AtomicI64::new(0);
-    let now = now_millis();
+    let now = crate::time::epoch_millis(SystemTime::now());
     let previous = LAST
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
             Some(now.max(last.saturating_add(1)))
         })
         .unwrap_or(now);
     now.max(previous.saturating_add(1))
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// How a consumer gets messages (Java `ConsumeType`).

@@ -2,8 +2,9 @@
 //! settings, subscriptions, the queue table of its process queues with the
 //! committed offsets, and the status table from its counters.
 
+use rocketmq_model::time::epoch_millis;
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_model::ConsumerRunningInfo;
@@ -42,11 +43,6 @@ pub(crate) fn build(core: &PushCore) -> ConsumerRunningInfo {
         status_table,
         ..ConsumerRunningInfo::default()
     }
-}
-
-fn epoch_millis(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The consumer's settings under Java's property names, and the `PROP_*`
