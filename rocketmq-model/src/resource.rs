@@ -14,17 +14,22 @@ pub const SYSTEM_TOPIC_PREFIX: &str = "rmq_sys_";
 /// The prefix of the broker's own consumer groups (`CID_RMQ_SYS_`).
 pub const SYSTEM_GROUP_PREFIX: &str = "CID_RMQ_SYS_";
 
-/// The system topics Java's `TopicValidator` names one by one.
-const SYSTEM_TOPICS: [&str; 10] = [
-    crate::route::AUTO_CREATE_TOPIC,
+/// The system topics no client may send to (Java's
+/// `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
+const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
     "SCHEDULE_TOPIC_XXXX",
-    "BenchmarkTest",
     "RMQ_SYS_TRANS_HALF_TOPIC",
-    "RMQ_SYS_TRACE_TOPIC",
     "RMQ_SYS_TRANS_OP_HALF_TOPIC",
     "TRANS_CHECK_MAX_TIME_TOPIC",
     "SELF_TEST_TOPIC",
     "OFFSET_MOVED_EVENT",
+];
+
+/// The other system topics Java's `TopicValidator` names one by one.
+const SENDABLE_SYSTEM_TOPICS: [&str; 4] = [
+    crate::route::AUTO_CREATE_TOPIC,
+    "BenchmarkTest",
+    crate::body::trace::TRACE_TOPIC,
     "CHECKPOINT_TOPIC",
 ];
 
@@ -33,7 +38,16 @@ const SYSTEM_TOPICS: [&str; 10] = [
 /// topic). A broker also counts its cluster's and its own name as system
 /// topics; a client cannot know those.
 pub fn is_system_topic(topic: &str) -> bool {
-    SYSTEM_TOPICS.contains(&topic) || topic.starts_with(SYSTEM_TOPIC_PREFIX)
+    NOT_ALLOWED_SEND_TOPICS.contains(&topic)
+        || SENDABLE_SYSTEM_TOPICS.contains(&topic)
+        || topic.starts_with(SYSTEM_TOPIC_PREFIX)
+}
+
+/// Whether no client may send to `topic` (Java's
+/// `TopicValidator.isNotAllowedSendTopic`): the broker's schedule,
+/// transaction, self-test and offset-event topics.
+pub fn is_send_forbidden(topic: &str) -> bool {
+    NOT_ALLOWED_SEND_TOPICS.contains(&topic)
 }
 
 /// Whether `group` is one of the broker's own consumer groups (Java's
@@ -74,6 +88,9 @@ mod tests {
         assert!(is_system_topic("rmq_sys_wheel_timer"));
         assert!(!is_system_topic("orders"));
         assert!(!is_system_topic("RMQ_SYS_TRANS_HALF_TOPIC_X"));
+        assert!(is_system_topic("RMQ_SYS_TRACE_TOPIC"));
+        assert!(is_send_forbidden("RMQ_SYS_TRANS_HALF_TOPIC"));
+        assert!(!is_send_forbidden("RMQ_SYS_TRACE_TOPIC"));
         assert!(is_system_group("CID_RMQ_SYS_TRANS"));
         assert!(!is_system_group("orders-consumer"));
     }

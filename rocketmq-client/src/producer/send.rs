@@ -32,16 +32,6 @@ use crate::instance::ClientInstance;
 use crate::metrics::SendSeries;
 use crate::trace::Tracer;
 
-/// System topics no client may send to (Java's `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
-const NOT_ALLOWED_SEND_TOPICS: [&str; 6] = [
-    "SCHEDULE_TOPIC_XXXX",
-    "RMQ_SYS_TRANS_HALF_TOPIC",
-    "RMQ_SYS_TRANS_OP_HALF_TOPIC",
-    "TRANS_CHECK_MAX_TIME_TOPIC",
-    "SELF_TEST_TOPIC",
-    "OFFSET_MOVED_EVENT",
-];
-
 /// A message (or batch) ready for the wire.
 #[derive(Debug, Clone)]
 pub(crate) struct Outgoing {
@@ -248,7 +238,7 @@ impl Sender {
 
     fn check_message(&self, msg: &Message) -> Result<()> {
         validate_topic(&msg.topic).map_err(|e| ClientError::InvalidMessage(e.to_string()))?;
-        if NOT_ALLOWED_SEND_TOPICS.contains(&msg.topic.as_str()) {
+        if rocketmq_model::resource::is_send_forbidden(&msg.topic) {
             return Err(ClientError::InvalidMessage(format!(
                 "sending message to topic {} is forbidden",
                 msg.topic
