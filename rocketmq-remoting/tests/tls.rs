@@ -577,3 +577,42 @@ async fn an_answer_sent_just_before_the_peer_closes_without_close_notify_arrives
     within(peer).await.unwrap();
     within(client.shutdown()).await;
 }
+
+#[tokio::test]
+async fn a_client_closing_its_connection_sends_close_notify() {
+    use futures::{SinkExt, StreamExt};
+    use rocketmq_remoting::RemotingCodec;
+    use rocketmq_remoting::transport::Listener;
+    use tokio::io::AsyncReadExt;
+
+    let ca = TestCa::new("test CA");
+    let identity = server_identity(&ca);
+    let mut listener = TlsListener::bind("127.0.0.1:0", identity.chain(), identity.key())
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    // Answers one request, then reads on until the client has gone: a
+    // clean end (close_notify, then the FIN) reads as 0 bytes, a FIN
+    // without close_notify as an `UnexpectedEof` error.
+    let peer = tokio::spawn(async move {
+        let accepted = listener.accept().await.unwrap();
+        let mut framed = tokio_util::codec::Framed::new(accepted.io, RemotingCodec::default());
+        let request = framed.next().await.unwrap().unwrap();
+        let answer = RemotingCommand::response(ResponseCode::SUCCESS, request.opaque);
+        framed.send(answer).await.unwrap();
+        let mut io = framed.into_inner();
+        let mut rest = Vec::new();
+        io.read_to_end(&mut rest).await.map(|_| rest)
+    });
+    let client = client_over(
+        TlsTransport::builder()
+            .trust_ca_certificates([ca.cert.clone()])
+            .build()
+            .unwrap(),
+    );
+    let answer = within(client.invoke_call(&addr, Ping("x"), CALL_TIMEOUT)).await;
+    assert_eq!(answer.unwrap(), "");
+    within(client.shutdown()).await;
+    let read = within(peer).await.unwrap();
+    assert_eq!(read.unwrap(), Vec::<u8>::new(), "the client ends cleanly");
+}

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures::SinkExt;
 use rocketmq_model::ResponseCode;
-use tokio::io::WriteHalf;
+use tokio::io::{AsyncWriteExt, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedWrite;
 
@@ -19,6 +20,9 @@ use crate::transport::BoxedIo;
 
 /// Frames written before a flush when callers queue faster than the socket drains.
 const MAX_BATCH: usize = 64;
+
+/// How long a closing connection waits to tell its peer (see `say_goodbye`).
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A frame queued for writing.
 #[derive(Debug)]
@@ -40,15 +44,32 @@ type Sink = FramedWrite<WriteHalf<BoxedIo>, RemotingCodec>;
 
 /// Writes queued frames until the connection closes; on an I/O error it closes
 /// the connection.
-pub(crate) async fn run(shared: Arc<Shared>, sink: Sink, mut queue: mpsc::Receiver<Outbound>) {
+pub(crate) async fn run(shared: Arc<Shared>, mut sink: Sink, mut queue: mpsc::Receiver<Outbound>) {
     let cancel = shared.cancel.clone();
     let result = tokio::select! {
         biased;
         () = cancel.cancelled() => Ok(()),
-        result = write_loop(&shared, sink, &mut queue) => result,
+        result = write_loop(&shared, &mut sink, &mut queue) => result,
     };
-    if let Err(error) = result {
-        tracing::debug!(peer = %shared.peer, %error, "connection write failed");
+    match result {
+        Ok(()) => say_goodbye(&shared, sink).await,
+        Err(error) => tracing::debug!(peer = %shared.peer, %error, "connection write failed"),
+    }
+}
+
+/// Ends the write side of a connection closed in order: TLS sends its
+/// close_notify (without one, a Java peer logs an SSL error for every
+/// connection a client closes), then TCP its FIN. Frames still buffered are
+/// not sent: their callers were told the connection closed. A peer that
+/// does not take the few bytes within [`GOODBYE_TIMEOUT`] is not waited for.
+async fn say_goodbye(shared: &Shared, sink: Sink) {
+    let mut io = sink.into_inner();
+    match tokio::time::timeout(GOODBYE_TIMEOUT, io.shutdown()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::debug!(peer = %shared.peer, %error, "connection shutdown failed")
+        }
+        Err(_) => tracing::debug!(peer = %shared.peer, "connection shutdown timed out"),
     }
 }
 
@@ -57,7 +78,7 @@ pub(crate) async fn run(shared: Arc<Shared>, sink: Sink, mut queue: mpsc::Receiv
 /// flush learn of it, so they report that cause.
 async fn write_loop(
     shared: &Shared,
-    sink: Sink,
+    sink: &mut Sink,
     queue: &mut mpsc::Receiver<Outbound>,
 ) -> Result<()> {
     let mut written = Vec::new();
@@ -71,7 +92,7 @@ async fn write_loop(
 
 async fn write_frames(
     shared: &Shared,
-    mut sink: Sink,
+    sink: &mut Sink,
     queue: &mut mpsc::Receiver<Outbound>,
     written: &mut Vec<oneshot::Sender<Result<()>>>,
 ) -> Result<()> {
@@ -80,13 +101,13 @@ async fn write_frames(
         // Callers whose responses arrived since the last write may be about
         // to send again.
         let mut expected = shared.answered.swap(0, Ordering::Relaxed);
-        feed(shared, &mut sink, first, written).await?;
+        feed(shared, sink, first, written).await?;
         let mut batched = 1;
         let mut yielded_at = None;
         while batched < MAX_BATCH {
             match queue.try_recv() {
                 Ok(next) => {
-                    feed(shared, &mut sink, next, written).await?;
+                    feed(shared, sink, next, written).await?;
                     batched += 1;
                 }
                 Err(mpsc::error::TryRecvError::Empty)
