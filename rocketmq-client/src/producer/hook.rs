@@ -9,7 +9,11 @@ use super::SendResult;
 use crate::error::ClientError;
 
 /// One send attempt, as a hook sees it.
+///
+/// More fields may come; build one with [`new`](Self::new) and set the
+/// fields that matter (in a hook's own tests, say).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct SendContext<'a> {
     /// The producer group.
     pub producer_group: &'a str,
@@ -28,6 +32,28 @@ pub struct SendContext<'a> {
     pub attempt: u32,
     /// When the attempt began (wall clock, as message traces record it).
     pub started: SystemTime,
+}
+
+impl<'a> SendContext<'a> {
+    /// The first attempt, starting now, to send `message` alone (not a
+    /// batch, its body as it is) to `message_queue` of `broker_addr`.
+    pub fn new(
+        producer_group: &'a str,
+        broker_addr: &'a str,
+        message_queue: &'a MessageQueue,
+        message: &'a Message,
+    ) -> Self {
+        Self {
+            producer_group,
+            broker_addr,
+            message_queue,
+            message,
+            batch: false,
+            wire_body_len: message.body.len(),
+            attempt: 0,
+            started: SystemTime::now(),
+        }
+    }
 }
 
 /// Called before and after every send attempt, oneway sends included (as
@@ -54,6 +80,16 @@ pub struct SendContext<'a> {
 ///         }
 ///     }
 /// }
+///
+/// // A hook's own test builds the context it is shown.
+/// use rocketmq_model::{Message, MessageQueue};
+///
+/// let hook = CountFailures::default();
+/// let mq = MessageQueue::new("T", "broker-a", 0);
+/// let msg = Message::new("T", "hello");
+/// let ctx = SendContext::new("group", "127.0.0.1:10911", &mq, &msg);
+/// hook.after_send(&ctx, Err(&ClientError::Shutdown("the producer")));
+/// assert_eq!(hook.0.load(Ordering::Relaxed), 1);
 /// ```
 pub trait SendHook: Send + Sync + 'static {
     /// Before the request is sent.

@@ -280,16 +280,7 @@ mod tests {
         };
         for topic in ["T", super::super::TRACE_TOPIC] {
             let msg = Message::new(topic, "x");
-            let ctx = SendContext {
-                producer_group: "pg",
-                broker_addr: "b:10911",
-                message_queue: &mq,
-                message: &msg,
-                batch: false,
-                wire_body_len: 1,
-                attempt: 0,
-                started: SystemTime::now(),
-            };
+            let ctx = SendContext::new("pg", "b:10911", &mq, &msg);
             hook.after_send(&ctx, Ok(&result));
         }
         let traced = receiver.try_recv().unwrap();
@@ -311,11 +302,7 @@ mod tests {
         };
         let mq = rocketmq_model::MessageQueue::new("T", "b", 0);
         let msgs = [MessageExt::from(Message::new("T", "x"))];
-        let ctx = ConsumeHookContext {
-            group: "cg",
-            mq: &mq,
-            msgs: &msgs,
-        };
+        let ctx = ConsumeHookContext::new("cg", &mq, &msgs);
         let span = hook.before_consume(&ctx).unwrap();
         // The listener returns in a later millisecond than it was called
         // in: waited for on the wall clock, which the records read.

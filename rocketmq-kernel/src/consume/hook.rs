@@ -9,7 +9,11 @@ use std::time::Duration;
 use rocketmq_model::{MessageExt, MessageQueue};
 
 /// One listener call, as a hook sees it before the call.
+///
+/// More fields may come; build one with [`new`](Self::new) (in a hook's own
+/// tests, say).
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct ConsumeHookContext<'a> {
     /// The consumer group, as the brokers know it.
     pub group: &'a str,
@@ -17,6 +21,13 @@ pub struct ConsumeHookContext<'a> {
     pub mq: &'a MessageQueue,
     /// The messages, as the listener gets them.
     pub msgs: &'a [MessageExt],
+}
+
+impl<'a> ConsumeHookContext<'a> {
+    /// The call of a listener of `group` with `msgs` of `mq`.
+    pub fn new(group: &'a str, mq: &'a MessageQueue, msgs: &'a [MessageExt]) -> Self {
+        Self { group, mq, msgs }
+    }
 }
 
 /// How a listener call ended.

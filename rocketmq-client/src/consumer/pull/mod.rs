@@ -167,11 +167,7 @@ impl PullConsumer {
             return;
         }
         let mq = self.namespace().unwrap_queue(mq);
-        let ctx = ConsumeHookContext {
-            group: self.core.group(),
-            mq: &mq,
-            msgs,
-        };
+        let ctx = ConsumeHookContext::new(self.core.group(), &mq, msgs);
         hooks
             .before(&ctx)
             .after(ConsumeOutcome::Success, Duration::ZERO);
