@@ -28,9 +28,11 @@ pub struct ConsumerOptions {
     pub pull_threshold_for_queue: usize,
     /// Pause pulling a queue when it caches this many body bytes (100 MiB).
     pub pull_threshold_size_for_queue: u64,
-    /// Per-topic message limit, spread over the topic's queues (`None`: off).
+    /// Per-topic message limit, spread over every owned queue, of all topics
+    /// (`None`: off).
     pub pull_threshold_for_topic: Option<usize>,
-    /// Per-topic byte limit, spread over the topic's queues (`None`: off).
+    /// Per-topic byte limit, spread over every owned queue, of all topics
+    /// (`None`: off).
     pub pull_threshold_size_for_topic: Option<u64>,
     /// Concurrent consumption: pause when a queue's cached offsets span more than
     /// this (2000).

@@ -92,6 +92,43 @@ async fn cached_count_is_bounded_per_topic_divided_over_its_queues() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_topic_threshold_is_divided_over_every_owned_queue_of_every_topic() {
+    // T and the retry topic, one queue per broker each: Java divides the
+    // per-topic threshold by the size of the whole process queue table.
+    const RETRY: &str = "%RETRY%cg";
+    let cluster = Cluster::new();
+    let retry_queues = [
+        MessageQueue::new(RETRY, "broker-a", 0),
+        MessageQueue::new(RETRY, "broker-b", 0),
+    ];
+    for mq in queues().iter().chain(&retry_queues) {
+        cluster.append(mq, 1000, "t");
+    }
+    cluster.set_clients(&["c1"]);
+    let ns = FakeNameServer::with(&[(TOPIC, route(1)), (RETRY, route(1))]);
+    let mut options = options();
+    options.pull_batch_size = 3;
+    options.pull_threshold_for_topic = Some(8); // 2 per queue over 4 queues
+    let consume = Arc::new(StalledConsume::default());
+    let c1 = start_client(
+        &cluster,
+        &ns,
+        "c1",
+        options,
+        move |_| consume,
+        &[sub_all(TOPIC), sub_all(RETRY)],
+    );
+    c1.rebalancer.rebalance().await;
+    assert_eq!(c1.rebalancer.assigned().len(), 4);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    for mq in queues().iter().chain(&retry_queues) {
+        let pq = c1.rebalancer.process_queue(mq).unwrap();
+        assert_eq!(pq.cached_count(), 3, "{mq}: pulled at 0 cached, not at 3");
+        assert_eq!(cluster.pulls_of(mq).len(), 1, "{mq}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_wide_span_stops_concurrent_pulls() {
     let mut options = options();
     options.pull_batch_size = 10;

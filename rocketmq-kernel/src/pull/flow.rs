@@ -25,11 +25,13 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    /// The limits of a queue of a topic of which `topic_queues` queues are
-    /// owned: a per-topic threshold, when set, is divided over them (at
-    /// least 1 each) and replaces the per-queue one, as Java does.
-    pub(crate) fn new(options: &ConsumerOptions, topic_queues: usize, orderly: bool) -> Self {
-        let queues = topic_queues.max(1);
+    /// The limits of a queue of a consumer that owns `owned_queues` queues
+    /// (of all its topics, the retry topic included): a per-topic threshold,
+    /// when set, is divided over them (at least 1 each) and replaces the
+    /// per-queue one, as Java's `messageQueueChanged` divides it by the
+    /// size of the process queue table.
+    pub(crate) fn new(options: &ConsumerOptions, owned_queues: usize, orderly: bool) -> Self {
+        let queues = owned_queues.max(1);
         let count = options
             .pull_threshold_for_topic
             .map_or(options.pull_threshold_for_queue, |topic| {

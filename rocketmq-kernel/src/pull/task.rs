@@ -187,10 +187,10 @@ impl PullTask {
     }
 
     fn flow_control(&mut self) -> Option<Next> {
-        let topic_queues = self.shared.assignment.count_for_topic(&self.mq.topic);
+        let owned_queues = self.shared.assignment.count_owned();
         let limits = Limits::new(
             &self.shared.options,
-            topic_queues,
+            owned_queues,
             self.shared.consume.is_orderly(),
         );
         let reason = flow::check(&self.pq, &limits)?;

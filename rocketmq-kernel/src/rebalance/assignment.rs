@@ -97,12 +97,13 @@ impl Assignment {
         self.entries().contains_key(mq)
     }
 
-    /// How many queues of `topic` are held and not dropped (the divisor of
-    /// the per-topic flow-control thresholds).
-    pub(crate) fn count_for_topic(&self, topic: &str) -> usize {
+    /// How many queues are held and not dropped, of every topic (the divisor
+    /// of the per-topic flow-control thresholds: Java divides them by the
+    /// size of the whole process queue table).
+    pub(crate) fn count_owned(&self) -> usize {
         self.entries()
-            .iter()
-            .filter(|(mq, owned)| mq.topic == topic && !owned.pq.is_dropped())
+            .values()
+            .filter(|owned| !owned.pq.is_dropped())
             .count()
     }
 

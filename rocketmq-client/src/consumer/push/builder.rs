@@ -155,13 +155,15 @@ impl PushConsumerBuilder {
         self
     }
 
-    /// Cached messages per topic, spread over its queues (off).
+    /// Cached messages per topic, spread over every queue the consumer owns
+    /// (its retry topic's too), as Java spreads it (off).
     pub fn pull_threshold_for_topic(mut self, n: usize) -> Self {
         self.options.pull_threshold_for_topic = Some(n);
         self
     }
 
-    /// Cached body bytes per topic, spread over its queues (off).
+    /// Cached body bytes per topic, spread over every queue the consumer
+    /// owns, as Java spreads it (off).
     pub fn pull_threshold_size_for_topic(mut self, bytes: u64) -> Self {
         self.options.pull_threshold_size_for_topic = Some(bytes);
         self
