@@ -983,3 +983,50 @@ async fn duration_max_means_a_long_wait_not_a_panic() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// As Java's async sends (`MQClientAPIImpl.sendMessageAsync`): a broker's
+/// refusal is the answer, not resent elsewhere (a sync send resends it), while
+/// a request that could not reach its broker is still sent to another.
+#[tokio::test(start_paused = true)]
+async fn an_async_send_a_broker_refuses_is_not_resent() {
+    use rocketmq_model::{RequestCode, ResponseCode};
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = producer(&cluster, "async_refused").await;
+    answer_sends(&cluster, "broker-a", ResponseCode::SYSTEM_BUSY);
+    let mut refused = 0;
+    // Round robin over the 8 queues starts at broker-a for some of them.
+    for i in 0..8 {
+        let handle = producer.send_async(to_t(format!("m{i}"))).await.unwrap();
+        match handle.await {
+            Ok(result) => assert_eq!(result.message_queue.broker_name, "broker-b"),
+            Err(error) => {
+                assert!(
+                    matches!(&error, ClientError::Kernel(rocketmq_kernel::KernelError::Remoting(
+                        rocketmq_remoting::RemotingError::Response { code, .. }
+                    )) if *code == ResponseCode::SYSTEM_BUSY),
+                    "{error:?}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    let broker_a = cluster.broker_named("broker-a").unwrap();
+    assert!(refused > 0, "round robin never picked broker-a");
+    assert_eq!(
+        broker_a.requests_received(RequestCode::SEND_MESSAGE_V2),
+        refused,
+        "each refusal ended its send"
+    );
+    assert_eq!(stored(&cluster, "T").len(), 8 - refused as usize);
+
+    // A broker that cannot be reached: sent to the other one.
+    cluster.clear_faults();
+    broker_a.stop().await;
+    for i in 0..8 {
+        let handle = producer.send_async(to_t(format!("n{i}"))).await.unwrap();
+        let result = handle.await.unwrap();
+        assert_eq!(result.message_queue.broker_name, "broker-b");
+    }
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

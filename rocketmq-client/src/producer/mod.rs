@@ -137,7 +137,9 @@ impl Producer {
     /// Waits only while `max_in_flight_async_sends` sends are in flight
     /// (back-pressure; it never fails for lack of room). The send runs
     /// whether or not the handle is awaited, with
-    /// `retry_times_when_send_async_failed` retries.
+    /// `retry_times_when_send_async_failed` retries when a request or its
+    /// answer is lost (a broker's refusal, SYSTEM_BUSY say, is the answer, as
+    /// in Java's async sends).
     pub async fn send_async(&self, msg: Message) -> Result<SendHandle> {
         let out = self.sender.prepare(msg)?;
         let permit = self
@@ -153,6 +155,7 @@ impl Producer {
             let route = Route::Balanced {
                 retries,
                 resend_not_ok: false,
+                resend_refused: false,
             };
             sender.send(&out, route).await
         });

@@ -67,8 +67,14 @@ pub(crate) enum Route<'a> {
     /// Round robin with fault avoidance, retried on another broker after a
     /// retriable failure; with `resend_not_ok`, also after a result stored
     /// without SEND_OK (sync sends with `retry_another_broker_when_not_store_ok`;
-    /// Java never resends an async one).
-    Balanced { retries: u32, resend_not_ok: bool },
+    /// Java never resends an async one). Without `resend_refused`, a broker's
+    /// refusal (a response code, SYSTEM_BUSY say) ends the send: Java's async
+    /// sends are retried only when the request or its answer was lost.
+    Balanced {
+        retries: u32,
+        resend_not_ok: bool,
+        resend_refused: bool,
+    },
     /// Exactly this queue, once.
     Queue(&'a MessageQueue),
     /// The selector's choice among the publish queues, once.
@@ -274,6 +280,7 @@ impl Sender {
         Route::Balanced {
             retries: self.options.retry_times_when_send_failed,
             resend_not_ok: self.options.retry_another_broker_when_not_store_ok,
+            resend_refused: true,
         }
     }
 
@@ -321,8 +328,9 @@ impl Sender {
             Route::Balanced {
                 retries,
                 resend_not_ok,
+                resend_refused,
             } => {
-                self.send_balanced(out, retries, resend_not_ok, budget)
+                self.send_balanced(out, retries, resend_not_ok, resend_refused, budget)
                     .await
             }
             Route::Queue(mq) => {
@@ -351,6 +359,7 @@ impl Sender {
         out: &Outgoing,
         retries: u32,
         resend_not_ok: bool,
+        resend_refused: bool,
         budget: Budget,
     ) -> Result<SendResult> {
         let mut last_failed: Option<String> = None;
@@ -383,7 +392,7 @@ impl Sender {
                 }
                 Ok(result) => return Ok(result),
                 Err(error @ ClientError::SendTimeout { .. }) => return stored.ok_or(error),
-                Err(error) if error.is_retriable() => {
+                Err(error) if error.is_retriable() && (resend_refused || !refused(&error)) => {
                     // Per send, so at debug level (a broker refusing every
                     // send would write thousands a minute); the retry
                     // counter shows them, and the caller gets the last error.
@@ -616,6 +625,16 @@ fn timed_out(error: &ClientError) -> bool {
         error,
         ClientError::Remoting(RemotingError::Timeout { .. })
             | ClientError::Kernel(KernelError::Remoting(RemotingError::Timeout { .. }))
+    )
+}
+
+/// Whether the broker answered the attempt with a refusal (a response code),
+/// rather than the request or its answer being lost.
+fn refused(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Remoting(RemotingError::Response { .. })
+            | ClientError::Kernel(KernelError::Remoting(RemotingError::Response { .. }))
     )
 }
 
