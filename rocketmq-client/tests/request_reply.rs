@@ -115,3 +115,54 @@ fn only_a_request_can_be_replied_to() {
     let error = create_reply_message(&plain, "pong").unwrap_err();
     assert!(matches!(error, ClientError::InvalidMessage(_)), "{error}");
 }
+
+/// Java sends a request as an async send, so it is resent after a lost
+/// attempt as often as an async send is (`retry_times_when_send_async_failed`),
+/// whatever the sync sends' count.
+#[tokio::test(start_paused = true)]
+async fn a_request_is_resent_as_often_as_an_async_send() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let requester = Producer::builder()
+        .client_config(config(&cluster, "resent_requester"))
+        .producer_group("req_pg")
+        .retry_times_when_send_failed(0)
+        .retry_times_when_send_async_failed(1)
+        .build()
+        .await
+        .unwrap();
+    let replier = producer(&cluster, "resent_replier", "rep_pg").await;
+    // The requester knows broker-a, which then goes away: an attempt
+    // there fails to connect, and the request must go on to broker-b.
+    requester.fetch_publish_queues("T").await.unwrap();
+    cluster.broker_named("broker-a").unwrap().stop().await;
+    let broker_b = cluster.broker_named("broker-b").unwrap();
+    let stored = || -> Vec<MessageExt> { (0..4).flat_map(|q| broker_b.messages("T", q)).collect() };
+    // Round robin over 8 queues, 4 on each broker: some of 8 requests
+    // start at broker-a.
+    for i in 0..8 {
+        let ping = Message::builder("T")
+            .body(format!("ping {i}"))
+            .build()
+            .unwrap();
+        let mine = |m: &MessageExt| m.message.body == format!("ping {i}").as_bytes();
+        let answer = async {
+            wait_until("the request is stored", Duration::from_secs(5), || {
+                stored().iter().any(mine)
+            })
+            .await;
+            let request = stored().into_iter().find(mine).unwrap();
+            let reply = create_reply_message(&request.message, "pong").unwrap();
+            replier.send(reply).await.unwrap();
+        };
+        let (got, ()) = tokio::join!(requester.request(ping, Duration::from_secs(10)), answer);
+        assert_eq!(&got.unwrap().message.body[..], b"pong", "request {i}");
+    }
+    requester.shutdown().await;
+    replier.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -58,7 +58,9 @@ impl Producer {
     /// `<cluster>_REPLY_TOPIC`). The send has the whole `timeout` (not
     /// `send_msg_timeout`), as in Java, and fails with its own error when
     /// the request was not stored; [`ClientError::RequestTimeout`] means it
-    /// was, and no reply came in time.
+    /// was, and no reply came in time. As Java sends a request as an async
+    /// send, it is resent `retry_times_when_send_async_failed` times when
+    /// an attempt is lost, and a broker's refusal is the answer.
     pub async fn request(&self, mut msg: Message, timeout: Duration) -> Result<MessageExt> {
         let deadline = deadline_after(Instant::now(), timeout);
         let sender = &self.sender;
@@ -97,12 +99,14 @@ impl Producer {
         }
         let waiter = instance.expect_reply(&correlation_id);
         let out = sender.prepare(msg)?;
-        let retries = sender.options.retry_times_when_send_failed;
-        // Java sends a request as an async send: a result stored without
-        // SEND_OK is not sent again.
+        let retries = sender.options.retry_times_when_send_async_failed;
+        // Java sends a request as an async send: its retries, and a result
+        // stored without SEND_OK is not sent again, nor is one a broker
+        // refused.
         let route = Route::Balanced {
             retries,
             resend_not_ok: false,
+            resend_refused: false,
         };
         let budget = deadline.saturating_duration_since(Instant::now());
         sender.send_within(&out, route, budget).await?;
