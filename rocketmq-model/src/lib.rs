@@ -1,7 +1,7 @@
 //! RocketMQ wire data: messages, queues, routes, codes, command headers and
 //! bodies. Pure data: nothing here knows that sockets exist.
 //!
-//! Every decoder returns a [`Result`](error::Result); malformed input is a
+//! Every decoder returns a [`Result`]; malformed input is a
 //! [`ModelError`], never a panic.
 
 pub mod body;

@@ -198,7 +198,7 @@ impl Drop for Unqueued<'_> {
 impl ConsumeService for ConcurrentService {
     /// Queues the request's batches, waiting for a slot for each. Cancel
     /// safe: dropped before it finished, it queues the rest without slots
-    /// (see [`Unqueued`]).
+    /// (see `Unqueued`).
     async fn submit(&self, request: ConsumeRequest) {
         let size = self
             .shared
