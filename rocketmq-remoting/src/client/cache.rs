@@ -312,6 +312,7 @@ impl ConnectionCache {
         let Some(slots) = self.slots().take() else {
             return;
         };
+        let mut closing = Vec::new();
         for Entry { slot, .. } in slots.into_values() {
             let (conn, dialing) = {
                 let mut state = slot.state();
@@ -323,9 +324,11 @@ impl ConnectionCache {
             }
             if let Some((conn, _)) = conn {
                 conn.close();
-                conn.closed().await;
+                closing.push(conn);
             }
         }
+        // Together: each may take a moment to tell its peer goodbye.
+        futures::future::join_all(closing.iter().map(Connection::closed)).await;
     }
 }
 
