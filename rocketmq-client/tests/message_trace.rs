@@ -245,6 +245,45 @@ async fn a_slow_trace_topic_does_not_keep_a_stopping_consumer_in_its_group() {
     cluster.shutdown().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_backlog_of_records_goes_out_as_concurrent_sends() {
+    let cluster = cluster("T").await;
+    let producer = Producer::builder()
+        .client_config(config(&cluster, &unique("backlog-producer")))
+        .producer_group("pg")
+        .enable_trace(true)
+        .build()
+        .await
+        .unwrap();
+    // Every send takes a second, the trace messages' too: 200 records, 10
+    // trace messages of 20, would take 10 s sent one after another.
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::SEND_MESSAGE_V2,
+        Duration::from_secs(1),
+    );
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let msg = Message::new("T", format!("m{i}"));
+        handles.push(producer.send_async(msg).await.unwrap());
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let sent = tokio::time::Instant::now();
+    wait_until("every send is traced", Duration::from_secs(60), || {
+        traces(&cluster).1.len() == 200
+    })
+    .await;
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "the backlog took {took:?}: its trace messages went one at a time"
+    );
+    cluster.clear_faults();
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
 struct CommitAll;
 
 #[async_trait]
