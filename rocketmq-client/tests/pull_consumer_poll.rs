@@ -1260,3 +1260,36 @@ async fn the_hooks_hear_once_of_what_a_dropped_stream_gives_back() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn fetching_pauses_at_the_threshold_for_all_queues() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = producer(&cluster).await;
+    for i in 0..400 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("all")))
+        .subscribe("T", "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .pull_batch_size(10)
+        .pull_threshold_for_all(20)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(consumer.assignment().len(), 4);
+    // Nobody polls: the fetches fill the buffer and wait (a minute of
+    // paused time is many pull rounds).
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let report = consumer.shutdown().await;
+    // Two batches in the buffer, and one more waiting per queue.
+    assert!(
+        (20..=60).contains(&report.messages_left),
+        "{} messages fetched ahead of the polls",
+        report.messages_left
+    );
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -22,7 +22,10 @@ pub use listener::{
     ConcurrentContext, ConcurrentListener, ConcurrentResult, IntoConcurrentReply, IntoOrderlyReply,
     OrderlyContext, OrderlyListener, OrderlyResult,
 };
-pub use pull::{DEFAULT_POLL_TIMEOUT, PullConsumer, PullConsumerBuilder, QUEUE_CHECK_INTERVAL};
+pub use pull::{
+    DEFAULT_POLL_TIMEOUT, DEFAULT_PULL_THRESHOLD_FOR_ALL, PullConsumer, PullConsumerBuilder,
+    QUEUE_CHECK_INTERVAL,
+};
 pub use push::{DEFAULT_DRAIN_TIMEOUT, PushConsumer, PushConsumerBuilder};
 pub use report::ShutdownReport;
 pub use rocketmq_kernel::allocate::AllocateStrategy;

@@ -38,8 +38,9 @@ use crate::trace::Tracer;
 /// (Java's `pollTimeoutMillis`).
 pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Batches the poll buffer holds before fetch tasks wait.
-const BUFFERED_BATCHES: usize = 256;
+/// Messages the poll buffer holds, of all queues, before fetching pauses
+/// (Java's `pullThresholdForAll`).
+pub const DEFAULT_PULL_THRESHOLD_FOR_ALL: usize = 10_000;
 
 /// Builds a [`PullConsumer`]; see [`PullConsumer::builder`].
 pub struct PullConsumerBuilder {
@@ -54,6 +55,7 @@ pub struct PullConsumerBuilder {
     offset_store_dir: Option<PathBuf>,
     auto_commit: bool,
     poll_timeout: Duration,
+    pull_threshold_for_all: usize,
     consume_hooks: Vec<Arc<dyn ConsumeHook>>,
     /// The trace topic, when message traces are on.
     trace_topic: Option<String>,
@@ -87,6 +89,7 @@ impl PullConsumerBuilder {
             offset_store_dir: None,
             auto_commit: true,
             poll_timeout: DEFAULT_POLL_TIMEOUT,
+            pull_threshold_for_all: DEFAULT_PULL_THRESHOLD_FOR_ALL,
             consume_hooks: Vec::new(),
             trace_topic: None,
         }
@@ -134,6 +137,26 @@ impl PullConsumerBuilder {
     pub fn poll_timeout(mut self, timeout: Duration) -> Self {
         self.poll_timeout = timeout;
         self
+    }
+
+    /// Messages waiting to be polled, of all queues, before fetching
+    /// pauses (10,000, Java's `pullThresholdForAll`): the buffer holds
+    /// this many divided by `pull_batch_size` batches (at least one), and
+    /// each queue's fetch waiting for room holds one more batch. Each
+    /// queue is also bounded by `pull_threshold_for_queue` and
+    /// `pull_threshold_size_for_queue`.
+    pub fn pull_threshold_for_all(mut self, n: usize) -> Self {
+        self.pull_threshold_for_all = n;
+        self
+    }
+
+    /// Batches the poll buffer holds: `pull_threshold_for_all` in batches
+    /// of `pull_batch_size`.
+    fn buffered_batches(&self) -> usize {
+        let batch = usize::try_from(self.options.pull_batch_size)
+            .unwrap_or(1)
+            .max(1);
+        (self.pull_threshold_for_all / batch).max(1)
     }
 
     fn check(&self) -> Result<()> {
@@ -231,7 +254,7 @@ impl PullConsumerBuilder {
             )?,
         };
         store.load().await?;
-        let (buffer, receiver) = mpsc::channel(BUFFERED_BATCHES);
+        let (buffer, receiver) = mpsc::channel(self.buffered_batches());
         let mode = if self.assign_mode {
             Mode::Assign
         } else {

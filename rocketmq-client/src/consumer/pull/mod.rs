@@ -24,7 +24,9 @@ use rocketmq_model::header::BoundaryType;
 use rocketmq_model::{MessageExt, MessageQueue, Namespace};
 use tokio::sync::mpsc;
 
-pub use self::builder::{DEFAULT_POLL_TIMEOUT, PullConsumerBuilder};
+pub use self::builder::{
+    DEFAULT_POLL_TIMEOUT, DEFAULT_PULL_THRESHOLD_FOR_ALL, PullConsumerBuilder,
+};
 use self::core::{Mode, PullCore};
 use self::queues::Fetched;
 pub use self::watch::QUEUE_CHECK_INTERVAL;
