@@ -21,7 +21,7 @@ use rocketmq_remoting::server::Server;
 use rocketmq_remoting::transport::tls::rustls;
 use rocketmq_remoting::transport::tls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rocketmq_remoting::transport::{TlsListener, TlsTransport};
-use rocketmq_remoting::{RemotingCommand, RemotingError};
+use rocketmq_remoting::{RemotingCodec, RemotingCommand, RemotingError};
 use tokio::io::AsyncWriteExt;
 
 /// Bounds every await of these tests: a hang fails instead of blocking CI.
@@ -541,10 +541,16 @@ fn a_client_key_that_does_not_match_its_certificate_names_both_files() {
     );
 }
 
-#[tokio::test]
-async fn an_answer_sent_just_before_the_peer_closes_without_close_notify_arrives() {
+type PeerStream = tokio_util::codec::Framed<rocketmq_remoting::transport::BoxedIo, RemotingCodec>;
+
+/// A TLS peer at the returned address that answers one request with
+/// `remark`, then does `then` with its end of the connection; and a client
+/// trusting it.
+async fn answering_once<T: Send + 'static, F: Future<Output = T> + Send + 'static>(
+    remark: &'static str,
+    then: impl FnOnce(PeerStream) -> F + Send + 'static,
+) -> (String, tokio::task::JoinHandle<T>, RemotingClient) {
     use futures::{SinkExt, StreamExt};
-    use rocketmq_remoting::RemotingCodec;
     use rocketmq_remoting::transport::Listener;
 
     let ca = TestCa::new("test CA");
@@ -553,16 +559,14 @@ async fn an_answer_sent_just_before_the_peer_closes_without_close_notify_arrives
         .await
         .unwrap();
     let addr = listener.local_addr();
-    // Answers one request, then drops the TCP connection at once: no
-    // close_notify, the answer and the FIN arrive together.
     let peer = tokio::spawn(async move {
         let accepted = listener.accept().await.unwrap();
-        let mut framed = tokio_util::codec::Framed::new(accepted.io, RemotingCodec::default());
+        let mut framed = PeerStream::new(accepted.io, RemotingCodec::default());
         let request = framed.next().await.unwrap().unwrap();
-        let answer = RemotingCommand::response(ResponseCode::SUCCESS, request.opaque)
-            .with_remark("last words");
+        let answer =
+            RemotingCommand::response(ResponseCode::SUCCESS, request.opaque).with_remark(remark);
         framed.send(answer).await.unwrap();
-        drop(framed);
+        then(framed).await
     });
     let client = client_over(
         TlsTransport::builder()
@@ -570,6 +574,15 @@ async fn an_answer_sent_just_before_the_peer_closes_without_close_notify_arrives
             .build()
             .unwrap(),
     );
+    (addr, peer, client)
+}
+
+#[tokio::test]
+async fn an_answer_sent_just_before_the_peer_closes_without_close_notify_arrives() {
+    // The peer drops the TCP connection at once: no close_notify, the
+    // answer and the FIN arrive together.
+    let (addr, peer, client) =
+        answering_once("last words", |framed| async move { drop(framed) }).await;
     let answer = within(client.invoke_call(&addr, Ping("x"), CALL_TIMEOUT))
         .await
         .unwrap();
@@ -580,36 +593,17 @@ async fn an_answer_sent_just_before_the_peer_closes_without_close_notify_arrives
 
 #[tokio::test]
 async fn a_client_closing_its_connection_sends_close_notify() {
-    use futures::{SinkExt, StreamExt};
-    use rocketmq_remoting::RemotingCodec;
-    use rocketmq_remoting::transport::Listener;
     use tokio::io::AsyncReadExt;
 
-    let ca = TestCa::new("test CA");
-    let identity = server_identity(&ca);
-    let mut listener = TlsListener::bind("127.0.0.1:0", identity.chain(), identity.key())
-        .await
-        .unwrap();
-    let addr = listener.local_addr();
-    // Answers one request, then reads on until the client has gone: a
-    // clean end (close_notify, then the FIN) reads as 0 bytes, a FIN
-    // without close_notify as an `UnexpectedEof` error.
-    let peer = tokio::spawn(async move {
-        let accepted = listener.accept().await.unwrap();
-        let mut framed = tokio_util::codec::Framed::new(accepted.io, RemotingCodec::default());
-        let request = framed.next().await.unwrap().unwrap();
-        let answer = RemotingCommand::response(ResponseCode::SUCCESS, request.opaque);
-        framed.send(answer).await.unwrap();
+    // The peer reads on until the client has gone: a clean end
+    // (close_notify, then the FIN) reads as 0 bytes, a FIN without
+    // close_notify as an `UnexpectedEof` error.
+    let (addr, peer, client) = answering_once("", |framed| async move {
         let mut io = framed.into_inner();
         let mut rest = Vec::new();
         io.read_to_end(&mut rest).await.map(|_| rest)
-    });
-    let client = client_over(
-        TlsTransport::builder()
-            .trust_ca_certificates([ca.cert.clone()])
-            .build()
-            .unwrap(),
-    );
+    })
+    .await;
     let answer = within(client.invoke_call(&addr, Ping("x"), CALL_TIMEOUT)).await;
     assert_eq!(answer.unwrap(), "");
     within(client.shutdown()).await;
