@@ -1030,3 +1030,31 @@ async fn an_async_send_a_broker_refuses_is_not_resent() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// As Java's `sendDefaultImpl`, which looks the route up once before its
+/// attempts: a topic the nameserver has no route for fails at once, not
+/// after a lookup per attempt.
+#[tokio::test(start_paused = true)]
+async fn a_topic_without_a_route_fails_after_one_lookup() {
+    let cluster = TestCluster::builder()
+        .topic("T")
+        .auto_create_topics(false)
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster, "no_route_once").await;
+    // Each lookup (the topic's, then the template's) takes a second.
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::GET_ROUTEINFO_BY_TOPIC,
+        Duration::from_secs(1),
+    );
+    let started = tokio::time::Instant::now();
+    let error = producer
+        .send(Message::new("Nowhere", "x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ClientError::NoRoute { .. }), "{error}");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

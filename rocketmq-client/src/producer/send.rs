@@ -371,6 +371,9 @@ impl Sender {
             }
             let info = match self.publish_info(out.topic(), budget).await {
                 Ok(info) => info,
+                // The nameserver's answer: looking again will not change it
+                // (Java looks the route up once, before its attempts).
+                Err(error @ ClientError::NoRoute { .. }) => return stored.ok_or(error),
                 Err(error) if error.is_retriable() && Instant::now() < budget.deadline => {
                     last_error = Some(error);
                     continue;
