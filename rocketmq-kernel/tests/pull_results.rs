@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rebalance_support::*;
-use rocketmq_kernel::OffsetStore;
 use rocketmq_kernel::consume::ConsumeService;
 use rocketmq_kernel::offset::ReadOffsetType;
 use rocketmq_kernel::pull::{OFFSET_FIX_DELAY, UNDECODABLE_RETRIES};
+use rocketmq_kernel::{ConsumerOptions, OffsetStore};
 use rocketmq_model::body::ExpressionType;
 use rocketmq_model::message::sysflag::pull as pull_flag;
 use rocketmq_model::{MessageQueue, ResponseCode, SubscriptionData, property};
@@ -36,6 +36,15 @@ fn msgs(from: i64, tags: &[&str]) -> Vec<rocketmq_model::MessageExt> {
 /// Client c1, alone in the group, subscribed to `TagA || TagB` of [`TOPIC`]
 /// (one queue per broker), handing batches to `consume`.
 async fn client_with(cluster: &Arc<Cluster>, consume: Arc<dyn ConsumeService>) -> Client {
+    client_with_options(cluster, consume, options()).await
+}
+
+/// [`client_with`] with options of the test's own.
+async fn client_with_options(
+    cluster: &Arc<Cluster>,
+    consume: Arc<dyn ConsumeService>,
+    options: ConsumerOptions,
+) -> Client {
     let mut route = route(1);
     route.broker_datas[0]
         .broker_addrs
@@ -48,7 +57,7 @@ async fn client_with(cluster: &Arc<Cluster>, consume: Arc<dyn ConsumeService>) -
         cluster,
         &ns,
         "c1",
-        options(),
+        options,
         move |_| consume,
         &[subscription],
     );
@@ -348,6 +357,25 @@ async fn errors_back_off_and_broker_flow_control_briefly() {
         pulls[2].header.queue_offset, 0,
         "a failed pull does not advance"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_exception_delay_still_waits_between_failed_pulls() {
+    let cluster = Cluster::new();
+    for _ in 0..5 {
+        cluster.script(&a0(), Err(refusal(ResponseCode::SYSTEM_ERROR)));
+    }
+    let mut options = options();
+    options.pull_time_delay_when_exception = Duration::ZERO;
+    let _c1 = client_with_options(&cluster, Arc::new(StalledConsume::default()), options).await;
+    eventually("six pulls", || cluster.pulls_of(&a0()).len() >= 6).await;
+    let pulls = cluster.pulls_of(&a0());
+    for pair in pulls[..6].windows(2) {
+        assert!(
+            pair[1].at > pair[0].at,
+            "a failed pull is not followed by another at the same instant (a busy loop)"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

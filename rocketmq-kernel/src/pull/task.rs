@@ -30,11 +30,17 @@ use crate::rebalance::start_offset;
 pub const OFFSET_FIX_DELAY: Duration = Duration::from_secs(10);
 
 /// The wait after the broker answered FLOW_CONTROL (Java's
-/// `PULL_TIME_DELAY_MILLS_WHEN_BROKER_FLOW_CONTROL`).
-const BROKER_FLOW_CONTROL_DELAY: Duration = Duration::from_millis(20);
+/// `PULL_TIME_DELAY_MILLS_WHEN_BROKER_FLOW_CONTROL`, both consumers').
+pub const BROKER_FLOW_CONTROL_DELAY: Duration = Duration::from_millis(20);
 
 /// Flow control is logged at warn level once per this many occurrences.
 const FLOW_CONTROL_LOG_EVERY: u64 = 1000;
+
+/// The shortest wait of a step that asks to wait: a zero delay (the setters
+/// take it) would pull again at once, without the timer ever running, a busy
+/// loop for as long as a queue is flow controlled or its broker refuses at
+/// once (the lite consumer's fetch task waits as long).
+const MIN_WAIT: Duration = Duration::from_millis(1);
 
 /// Starts the pull task of `mq` at `offset`, owned by the returned handle.
 pub(crate) fn spawn(
@@ -101,7 +107,7 @@ impl PullTask {
                 Next::After(delay) => {
                     tokio::select! {
                         () = self.cancel.cancelled() => break,
-                        () = tokio::time::sleep(delay) => {}
+                        () = tokio::time::sleep(delay.max(MIN_WAIT)) => {}
                     }
                 }
                 Next::Stop => break,
