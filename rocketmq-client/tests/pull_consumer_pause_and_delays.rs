@@ -1,6 +1,6 @@
-//! Pull consumer: a pause before the first poll skips nothing, and zero
+//! Pull consumer: a pause before the first poll skips nothing, zero
 //! flow-control or exception delays (the setters take them) do not starve
-//! the runtime.
+//! the runtime, and the broker's FLOW_CONTROL is waited out briefly.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,7 +13,7 @@ use consumer_support::{config, msg, producer, unique, wait_for, wait_until};
 use rocketmq_client::PullConsumer;
 use rocketmq_client::consumer::ConsumeFromWhere;
 use rocketmq_kernel::offset::MemoryOffsetStore;
-use rocketmq_model::{MessageExt, MessageQueue};
+use rocketmq_model::{MessageExt, MessageQueue, RequestCode, ResponseCode};
 use rocketmq_testkit::TestCluster;
 
 fn q(id: i32) -> MessageQueue {
@@ -106,6 +106,40 @@ async fn a_pause_before_the_first_poll_skips_nothing() {
     assert_eq!(committed, Some(10));
 }
 
+/// A pull the broker answers FLOW_CONTROL is tried again after 20 ms, as
+/// Java's lite pull consumer does, not after the exception delay (here 30 s,
+/// so the message would not come within the poll).
+#[tokio::test(start_paused = true)]
+async fn the_brokers_flow_control_is_waited_out_briefly() {
+    let cluster = TestCluster::builder()
+        .queues(1, 1)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster).await;
+    producer
+        .send_to_queue(msg("T", "m0", "x"), &q(0))
+        .await
+        .unwrap();
+    cluster.fail_requests(
+        RequestCode::LITE_PULL_MESSAGE,
+        ResponseCode::FLOW_CONTROL,
+        1,
+    );
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("broker_flow")))
+        .assign([q(0)])
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .pull_time_delay_when_exception(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let got = consumer.poll(Duration::from_secs(5)).await.unwrap().len();
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    assert_eq!(got, 1);
+}
+
 /// Runs `scenario` on a paused-clock current-thread runtime of its own
 /// thread and returns its result, failing after a minute of real time: a
 /// task that loops without ever awaiting starves its runtime, whose own
@@ -127,8 +161,8 @@ fn on_own_runtime<T: Send + 'static>(
         .expect("the runtime hung: a fetch task loops without awaiting")
 }
 
-/// A zero flow-control delay (the setter takes it; the push consumer waits
-/// zero and goes on): a queue over its threshold made its fetch task loop
+/// A zero flow-control delay (the setter takes it; both consumers wait at
+/// least 1 ms): a queue over its threshold made its fetch task loop
 /// without ever awaiting, so nothing else on its runtime thread ran again
 /// (here: the whole scenario, on a current-thread runtime).
 #[test]

@@ -6,12 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocketmq_kernel::pull::{FailureLog, PoisonStep, Undecodable, found_messages};
+use rocketmq_kernel::pull::{
+    BROKER_FLOW_CONTROL_DELAY, FailureLog, PoisonStep, Undecodable, found_messages,
+};
 use rocketmq_kernel::rebalance::start_offset;
 use rocketmq_kernel::{ConsumerOptions, KernelError};
 use rocketmq_model::header::PullMessageRequestHeader;
 use rocketmq_model::message::sysflag::pull;
-use rocketmq_model::{MessageQueue, PullAddr, SubscriptionData};
+use rocketmq_model::{MessageQueue, PullAddr, ResponseCode, SubscriptionData};
 use rocketmq_remoting::calls::{PullResponse, PullStatus};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -227,7 +229,16 @@ async fn pull_once(
             faults
                 .failures
                 .log_failure(core.group(), mq, "pull failed", &err);
-            delay
+            match &err {
+                // The broker sheds load for a moment: try again soon, as
+                // Java's lite pull consumer does.
+                KernelError::Remoting(remoting)
+                    if remoting.response_code() == Some(ResponseCode::FLOW_CONTROL) =>
+                {
+                    BROKER_FLOW_CONTROL_DELAY
+                }
+                _ => delay,
+            }
         }
     }
 }
