@@ -125,8 +125,9 @@ impl ProcessQueue {
             let broker_max = last
                 .property(property::MAX_OFFSET)
                 .and_then(|max| max.parse::<i64>().ok());
+            // The broker's numbers: no overflow panics (debug) or wraps.
             if let Some(backlog) = broker_max
-                .map(|max| max - last.queue_offset)
+                .map(|max| max.saturating_sub(last.queue_offset))
                 .filter(|backlog| *backlog > 0)
             {
                 state.backlog = backlog;
@@ -214,7 +215,9 @@ impl ProcessQueue {
         let consumed = std::mem::take(&mut state.consuming);
         let freed: u64 = consumed.values().map(Cached::size).sum();
         state.bytes -= freed;
-        consumed.last_key_value().map(|(offset, _)| offset + 1)
+        consumed
+            .last_key_value()
+            .map(|(offset, _)| offset.saturating_add(1))
     }
 
     /// Orderly: the taken messages go back to waiting, to be taken again.
@@ -254,7 +257,7 @@ impl ProcessQueue {
             state.messages.first_key_value(),
             state.messages.last_key_value(),
         ) {
-            (Some((min, _)), Some((max, _))) => max - min,
+            (Some((min, _)), Some((max, _))) => max.saturating_sub(*min),
             _ => 0,
         }
     }
@@ -399,7 +402,7 @@ impl State {
             (Some(a), Some(b)) => Some(*a.min(b)),
             (a, b) => a.or(b).copied(),
         };
-        Some(lowest.unwrap_or(max + 1))
+        Some(lowest.unwrap_or(max.saturating_add(1)))
     }
 }
 

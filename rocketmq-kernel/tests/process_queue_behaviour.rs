@@ -90,6 +90,31 @@ fn backlog_from_the_max_offset_property() {
     assert_eq!(pq.backlog(), 21);
 }
 
+/// Offsets come from the broker (a static topic's adds its offsetDelta,
+/// saturating): extreme ones must not overflow (a panic in debug builds).
+#[test]
+fn extreme_broker_offsets_do_not_overflow() {
+    let now = Instant::now();
+    let pq = ProcessQueue::new(now);
+    let mut last = MessageExt {
+        message: Message::new("T", "x"),
+        queue_offset: i64::MAX,
+        ..MessageExt::default()
+    };
+    let max_offset = i64::MIN.to_string();
+    last.message
+        .properties
+        .insert(property::MAX_OFFSET, max_offset.as_str())
+        .unwrap();
+    pq.put(&[msg(-1, 1), Arc::new(last)]);
+    assert_eq!(pq.backlog(), 0);
+    assert_eq!(pq.span(), i64::MAX);
+    assert_eq!(pq.remove(&[-1, i64::MAX], now), Some(i64::MAX));
+    pq.put(&[msg(i64::MAX - 1, 1), msg(i64::MAX, 1)]);
+    pq.take(2, now);
+    assert_eq!(pq.commit(), Some(i64::MAX));
+}
+
 #[test]
 fn put_dispatches_once_until_a_take_finds_nothing() {
     let now = Instant::now();
