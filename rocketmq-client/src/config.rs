@@ -184,9 +184,14 @@ impl ClientConfig {
         }
     }
 
-    /// The nameserver list as Java writes it in running info ("a;b").
+    /// The nameserver list as Java writes it in running info
+    /// (`MQClientInstance#consumerRunningInfo`: each address followed by a
+    /// `;`, so "a;b;").
     pub fn namesrv_addr_string(&self) -> String {
-        self.namesrv_addrs.join(";")
+        self.namesrv_addrs
+            .iter()
+            .map(|addr| format!("{addr};"))
+            .collect()
     }
 
     /// The namespace in effect: [`namespace`](Self::namespace) when set,
@@ -409,6 +414,12 @@ mod tests {
         let config = ClientConfig::new([" ns1:9876;ns2:9876 ", ";", "ns3:9876"]);
         assert_eq!(config.namesrv_addrs, ["ns1:9876", "ns2:9876", "ns3:9876"]);
         assert!(ClientConfig::new([" ; "]).namesrv_addrs.is_empty());
+    }
+
+    #[test]
+    fn running_info_nameserver_list_ends_each_address_with_a_semicolon() {
+        let config = ClientConfig::new(["ns1:9876;ns2:9876"]);
+        assert_eq!(config.namesrv_addr_string(), "ns1:9876;ns2:9876;");
     }
 
     #[test]

@@ -42,7 +42,7 @@ async fn the_broker_reaches_a_registered_consumer() {
         props
             .get(property_keys::PROP_NAMESERVER_ADDR)
             .map(String::as_str),
-        Some(cluster.namesrv_addr())
+        Some(format!("{};", cluster.namesrv_addr()).as_str())
     );
     assert!(props.contains_key(property_keys::PROP_CLIENT_VERSION));
     assert_eq!(
