@@ -5,7 +5,7 @@
 
 mod consumer_support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use consumer_support::{config, msg, producer, unique, wait_until};
@@ -1291,5 +1291,83 @@ async fn fetching_pauses_at_the_threshold_for_all_queues() {
         report.messages_left
     );
     producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+/// Java's lite pull consumer may subscribe and unsubscribe after `start`.
+#[tokio::test(start_paused = true)]
+async fn a_running_consumer_subscribes_and_unsubscribes() {
+    let cluster = TestCluster::builder()
+        .topic("T")
+        .topic("U")
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster).await;
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("resub")))
+        .subscribe("T", "*")
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    let topics = |consumer: &PullConsumer| -> BTreeSet<String> {
+        consumer
+            .assignment()
+            .into_iter()
+            .map(|mq| mq.topic)
+            .collect()
+    };
+    assert_eq!(topics(&consumer), BTreeSet::from(["T".to_owned()]));
+
+    consumer.subscribe("U", "TagA").await.unwrap();
+    assert_eq!(consumer.assignment().len(), 8);
+    let subscribed = || -> BTreeSet<String> {
+        let groups = cluster.broker(0).groups().consumers;
+        let group = groups.into_iter().find(|g| g.group == "lg").unwrap();
+        group.subscriptions.into_iter().map(|s| s.topic).collect()
+    };
+    assert!(subscribed().contains("U"), "{:?}", subscribed());
+    producer.send(msg("U", "u-b", "TagB")).await.unwrap();
+    producer.send(msg("U", "u-a", "TagA")).await.unwrap();
+    assert_eq!(body(&poll_n(&consumer, 1).await[0]), "u-a");
+
+    producer.send(msg("T", "t0", "x")).await.unwrap();
+    assert_eq!(body(&poll_n(&consumer, 1).await[0]), "t0");
+    consumer.commit();
+    consumer.unsubscribe("T").await.unwrap();
+    assert_eq!(topics(&consumer), BTreeSet::from(["U".to_owned()]));
+    assert!(!subscribed().contains("T"), "{:?}", subscribed());
+    // What was committed of T was persisted on release.
+    let committed: i64 = (0..4)
+        .filter_map(|id| cluster.broker(0).committed_offset("lg", &q(id)))
+        .sum();
+    assert_eq!(committed, 1);
+    producer.send(msg("T", "t1", "x")).await.unwrap();
+    producer.send(msg("U", "u-a2", "TagA")).await.unwrap();
+    let got: Vec<String> = poll_for(&consumer, 10).await.iter().map(body).collect();
+    assert_eq!(got, ["u-a2"]);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_assigning_consumer_may_not_subscribe() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let consumer = manual_on_q0(&cluster, &unique("assigned"))
+        .build()
+        .await
+        .unwrap();
+    let error = consumer.subscribe("T", "*").await.unwrap_err();
+    assert!(
+        matches!(error, rocketmq_client::ClientError::InvalidCall(_)),
+        "{error}"
+    );
+    let error = consumer.unsubscribe("T").await.unwrap_err();
+    assert!(
+        matches!(error, rocketmq_client::ClientError::InvalidCall(_)),
+        "{error}"
+    );
+    consumer.shutdown().await;
     cluster.shutdown().await;
 }

@@ -334,6 +334,45 @@ impl PullConsumer {
         Ok(())
     }
 
+    /// Subscribes to another topic, or gives a topic another selector,
+    /// while running (subscribe mode; Java's `subscribe` after `start`):
+    /// the brokers learn it from a heartbeat sent now, and a rebalance
+    /// gives this member its share of the topic's queues.
+    pub async fn subscribe(
+        &self,
+        topic: impl Into<String>,
+        selector: impl Into<super::MessageSelector>,
+    ) -> Result<()> {
+        self.check_subscribe_mode("subscribe")?;
+        let topic = self.namespace().wrap(&topic.into()).into_owned();
+        let subscription = selector.into().subscription(&topic)?;
+        self.core.subscriptions.insert(subscription);
+        self.core.instance.send_heartbeat().await;
+        self.core.rebalance().await;
+        Ok(())
+    }
+
+    /// Stops reading `topic` (subscribe mode; Java's `unsubscribe`): its
+    /// queues are released and their committed offsets persisted; what
+    /// was fetched of them and not polled is dropped.
+    pub async fn unsubscribe(&self, topic: &str) -> Result<()> {
+        self.check_subscribe_mode("unsubscribe")?;
+        let topic = self.namespace().wrap(topic);
+        self.core.subscriptions.remove(&topic);
+        self.core.instance.send_heartbeat().await;
+        self.core.rebalance().await;
+        Ok(())
+    }
+
+    fn check_subscribe_mode(&self, call: &str) -> Result<()> {
+        if self.core.mode == Mode::Subscribe {
+            return Ok(());
+        }
+        Err(ClientError::InvalidCall(format!(
+            "{call} is for consumers built with subscribe; this one is assigned its queues"
+        )))
+    }
+
     /// Runs a rebalance round now (subscribe mode).
     pub async fn rebalance(&self) {
         self.core.rebalance().await;
