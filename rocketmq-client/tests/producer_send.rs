@@ -1058,3 +1058,33 @@ async fn a_topic_without_a_route_fails_after_one_lookup() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_sent_to_a_queue_is_stored_there_in_order() {
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = producer(&cluster, "batch_to_queue").await;
+    let broker_b = cluster.broker_named("broker-b").unwrap();
+    let mq = MessageQueue::new("T", "broker-b", 3);
+    for round in 0..2 {
+        let msgs = (0..3).map(|i| to_t(format!("r{round}-m{i}"))).collect();
+        let result = producer.send_batch_to_queue(msgs, &mq).await.unwrap();
+        assert_eq!(result.message_queue, mq);
+    }
+    let bodies: Vec<String> = broker_b
+        .messages("T", 3)
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["r0-m0", "r0-m1", "r0-m2", "r1-m0", "r1-m1", "r1-m2"]
+    );
+    let elsewhere = MessageQueue::new("U", "broker-b", 0);
+    let error = producer
+        .send_batch_to_queue(vec![to_t("x")], &elsewhere)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ClientError::InvalidMessage(_)), "{error}");
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

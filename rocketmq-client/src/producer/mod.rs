@@ -30,7 +30,7 @@ pub use transaction::{
     LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
 };
 
-use send::{InNamespace, Route, Sender};
+use send::{InNamespace, Outgoing, Route, Sender};
 
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
@@ -180,6 +180,25 @@ impl Producer {
     /// Sends `msg` to `mq`, once.
     pub async fn send_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<SendResult> {
         let out = self.sender.prepare(msg)?;
+        self.send_prepared_to_queue(&out, mq).await
+    }
+
+    /// Sends `msgs` as one batch to `mq`, once (Java's `send(msgs, mq)`):
+    /// stored in that queue one after another, e.g. an order's events.
+    pub async fn send_batch_to_queue(
+        &self,
+        msgs: Vec<Message>,
+        mq: &MessageQueue,
+    ) -> Result<SendResult> {
+        let out = self.sender.prepare_batch(msgs)?;
+        self.send_prepared_to_queue(&out, mq).await
+    }
+
+    async fn send_prepared_to_queue(
+        &self,
+        out: &Outgoing,
+        mq: &MessageQueue,
+    ) -> Result<SendResult> {
         let namespace = &self.sender.namespace;
         let mq = namespace.wrap_queue(mq);
         if out.topic() != mq.topic {
@@ -190,7 +209,7 @@ impl Producer {
                 namespace.unwrap(&mq.topic)
             )));
         }
-        self.sender.send(&out, Route::Queue(&mq)).await
+        self.sender.send(out, Route::Queue(&mq)).await
     }
 
     /// Sends `msg` to the queue `selector` chooses among the topic's publish
