@@ -223,6 +223,16 @@ impl Admin {
             .await?)
     }
 
+    /// When the earliest message still in `mq` was stored
+    /// (GET_EARLIEST_MSG_STORETIME, Java's `earliestMsgStoreTime`); `None`
+    /// when the queue holds no message.
+    pub async fn earliest_msg_store_time(&self, mq: &MessageQueue) -> Result<Option<SystemTime>> {
+        let mq = self.namespace.wrap_queue(mq);
+        let addr = self.instance.routes().master_addr(&mq).await?;
+        let api = self.instance.broker_api();
+        Ok(api.earliest_store_time(&addr, &mq).await?)
+    }
+
     /// The message with offset message id `offset_msg_id` (VIEW_MESSAGE_BY_ID
     /// to the store host the id names).
     pub async fn view_message(&self, offset_msg_id: &str) -> Result<MessageExt> {

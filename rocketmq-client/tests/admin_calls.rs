@@ -87,6 +87,15 @@ async fn offsets_and_lookups() {
     assert_eq!(admin.min_offset(&mq).await.unwrap(), 0);
     let past = before.checked_sub(Duration::from_secs(3600)).unwrap();
     assert_eq!(admin.search_offset(&mq, past).await.unwrap(), 0);
+    let earliest = admin.earliest_msg_store_time(&mq).await.unwrap().unwrap();
+    // In whole milliseconds, as brokers store it.
+    let stored_since = before.checked_sub(Duration::from_millis(1)).unwrap();
+    assert!(
+        earliest >= stored_since && earliest <= SystemTime::now(),
+        "{earliest:?}"
+    );
+    let empty = MessageQueue::new("T", "broker-a", 2);
+    assert_eq!(admin.earliest_msg_store_time(&empty).await.unwrap(), None);
 
     let viewed = admin.view_message(&results[1].offset_msg_id).await.unwrap();
     assert_eq!(&viewed.message.body[..], b"m1");

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use rocketmq_kernel::KernelError;
@@ -356,9 +356,8 @@ async fn queue_bounds_and_time_lookups_carry_the_broker_name() {
         .unwrap();
     assert_eq!(
         earliest,
-        UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)
+        Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123))
     );
-    assert!(earliest < SystemTime::now());
 }
 
 #[tokio::test(start_paused = true)]

@@ -212,7 +212,11 @@ impl BrokerApi for MeteredBrokerApi {
         self.inner.search_offset(addr, mq, time, boundary).await
     }
 
-    async fn earliest_store_time(&self, addr: &str, mq: &MessageQueue) -> Result<SystemTime> {
+    async fn earliest_store_time(
+        &self,
+        addr: &str,
+        mq: &MessageQueue,
+    ) -> Result<Option<SystemTime>> {
         self.inner.earliest_store_time(addr, mq).await
     }
 

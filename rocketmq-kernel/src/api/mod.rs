@@ -238,8 +238,12 @@ pub trait BrokerApi: Send + Sync {
     }
 
     /// GET_EARLIEST_MSG_STORETIME: the store time of the earliest message
-    /// still in `mq`.
-    async fn earliest_store_time(&self, addr: &str, mq: &MessageQueue) -> Result<SystemTime> {
+    /// still in `mq`; `None` when it holds none (the broker's -1).
+    async fn earliest_store_time(
+        &self,
+        addr: &str,
+        mq: &MessageQueue,
+    ) -> Result<Option<SystemTime>> {
         let _ = mq;
         unsupported(addr, "earliest_store_time")
     }

@@ -439,7 +439,11 @@ impl BrokerApi for RemotingBrokerApi {
         .await
     }
 
-    async fn earliest_store_time(&self, addr: &str, mq: &MessageQueue) -> Result<SystemTime> {
+    async fn earliest_store_time(
+        &self,
+        addr: &str,
+        mq: &MessageQueue,
+    ) -> Result<Option<SystemTime>> {
         let header = GetEarliestMsgStoretimeRequestHeader {
             topic: mq.topic.clone(),
             queue_id: mq.queue_id,
@@ -449,7 +453,7 @@ impl BrokerApi for RemotingBrokerApi {
         let millis = self
             .call(addr, GetEarliestMsgStoreTime(header), span)
             .await?;
-        Ok(time_from_millis(millis))
+        Ok((millis >= 0).then(|| time_from_millis(millis)))
     }
 
     async fn view_message(
