@@ -368,6 +368,51 @@ async fn the_pull_consumer_polls_commits_and_resumes() {
     producer.shutdown().await;
 }
 
+/// A running lite pull consumer takes up a topic it subscribes to and lets
+/// go of one it unsubscribes from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pull_consumer_subscribes_while_running() {
+    let Some(ns) = namesrv("the_pull_consumer_subscribes_while_running") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let first = unique("it_resub");
+    let second = unique("it_resub");
+    create_topic(&producer, &first, 2).await;
+    create_topic(&producer, &second, 2).await;
+    let consumer = PullConsumer::builder(unique("cg").as_str(), config(&ns))
+        .subscribe(first.as_str(), "*")
+        .consume_from_where(rocketmq_client::consumer::ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    consumer.subscribe(second.as_str(), "TagA").await.unwrap();
+    let topics = || -> BTreeSet<String> {
+        consumer
+            .assignment()
+            .into_iter()
+            .map(|mq| mq.topic)
+            .collect()
+    };
+    assert_eq!(topics(), BTreeSet::from([first.clone(), second.clone()]));
+    producer.send(msg(&second, "b", "TagB")).await.unwrap();
+    producer.send(msg(&second, "a", "TagA")).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + secs(30);
+    while got.is_empty() && tokio::time::Instant::now() < deadline {
+        got = consumer.poll(secs(1)).await.unwrap();
+    }
+    let bodies: Vec<_> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.body()).into_owned())
+        .collect();
+    assert_eq!(bodies, ["a"], "the broker filters by the new subscription");
+    consumer.unsubscribe(&first).await.unwrap();
+    assert_eq!(topics(), BTreeSet::from([second.clone()]));
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
 /// A consumer started before its topic exists takes the topic up once it
 /// is created, at the next route refresh rather than the next rebalance
 /// (set far off here).

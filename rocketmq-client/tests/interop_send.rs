@@ -324,5 +324,17 @@ async fn sends_to_chosen_queues_land_there_in_order() {
         chosen.insert(producer.send(message).await.unwrap().message_queue);
     }
     assert_eq!(chosen.len(), 1, "{chosen:?}");
+    // A batch to a chosen queue lands there, at consecutive offsets.
+    let mq = &mqs[2];
+    let before = producer.admin().max_offset(mq).await.unwrap();
+    let batch = (0..3).map(|i| msg(&topic, &format!("b{i}"), "x")).collect();
+    let result = producer.send_batch_to_queue(batch, mq).await.unwrap();
+    assert_eq!(&result.message_queue, mq);
+    assert_eq!(result.queue_offset, before);
+    assert_eq!(producer.admin().max_offset(mq).await.unwrap(), before + 3);
+    // The broker knows when the queue's first message was stored.
+    let earliest = producer.admin().earliest_msg_store_time(mq).await.unwrap();
+    let earliest = earliest.expect("the queue holds messages");
+    assert!(earliest <= std::time::SystemTime::now(), "{earliest:?}");
     producer.shutdown().await;
 }
