@@ -155,6 +155,43 @@ async fn async_sends_at_high_load_all_succeed() {
     cluster.shutdown().await;
 }
 
+/// As Java's `backPressureForAsyncSendSize`: the bodies in flight are
+/// bounded too, not only their count.
+#[tokio::test(start_paused = true)]
+async fn async_sends_wait_for_room_for_their_bodies() {
+    let cluster = cluster_with_topic_t(1).await;
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "async_bytes"))
+        .producer_group("pg")
+        .max_in_flight_async_bytes(1000)
+        .compress_msg_body_over_howmuch(1 << 20)
+        .build()
+        .await
+        .unwrap();
+    // Every send takes a second to be answered.
+    cluster.delay_responses(
+        rocketmq_model::RequestCode::SEND_MESSAGE_V2,
+        Duration::from_secs(1),
+    );
+    let started = tokio::time::Instant::now();
+    let mut handles = Vec::new();
+    let mut queued_at = Vec::new();
+    // 600 + 600 bytes do not fit in 1000: the second waits for the first;
+    // 2000 bytes, more than the limit, go alone once both are done.
+    for size in [600, 600, 2000, 10] {
+        handles.push(producer.send_async(to_t("x".repeat(size))).await.unwrap());
+        queued_at.push(started.elapsed().as_secs());
+    }
+    assert_eq!(queued_at, [0, 1, 2, 3]);
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    assert_eq!(stored(&cluster, "T").len(), 4);
+    cluster.clear_faults();
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_oneway_send_is_stored() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();

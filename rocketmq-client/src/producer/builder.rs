@@ -49,6 +49,10 @@ pub struct ProducerOptions {
     /// Asynchronous sends in flight at once; more wait for a slot (Java's
     /// `backPressureForAsyncSendNum`, 10000).
     pub max_in_flight_async_sends: usize,
+    /// Body bytes of the asynchronous sends in flight at once; more wait
+    /// (Java's `backPressureForAsyncSendSize`, 100 MiB). A body larger than
+    /// this goes alone.
+    pub max_in_flight_async_bytes: usize,
     /// Message traces (Java's `enableTrace`, false): every message sent,
     /// and every transaction ended, is recorded in `trace_topic`.
     pub enable_trace: bool,
@@ -71,6 +75,7 @@ impl Default for ProducerOptions {
             send_latency_fault_enable: false,
             retry_another_broker_when_not_store_ok: false,
             max_in_flight_async_sends: 10_000,
+            max_in_flight_async_bytes: 100 * 1024 * 1024,
             enable_trace: false,
             trace_topic: crate::trace::TRACE_TOPIC.to_owned(),
         }
@@ -237,6 +242,13 @@ impl ProducerBuilder {
     /// Asynchronous sends in flight at once.
     pub fn max_in_flight_async_sends(mut self, sends: usize) -> Self {
         self.options.max_in_flight_async_sends = sends;
+        self
+    }
+
+    /// Body bytes of the asynchronous sends in flight at once (100 MiB);
+    /// a body larger than this goes alone.
+    pub fn max_in_flight_async_bytes(mut self, bytes: usize) -> Self {
+        self.options.max_in_flight_async_bytes = bytes;
         self
     }
 

@@ -46,6 +46,8 @@ pub struct Producer {
     sender: Arc<Sender>,
     lease: Option<InstanceLease>,
     async_slots: Arc<Semaphore>,
+    /// Body bytes of the async sends in flight, one permit a byte.
+    async_bytes: Arc<Semaphore>,
     async_sends: TaskTracker,
 }
 
@@ -90,10 +92,12 @@ impl Producer {
         };
         let (lease, sender) = register(options, config, hooks, make_handle, false).await?;
         let slots = sender.options.max_in_flight_async_sends.max(1);
+        let bytes = async_byte_permits(&sender.options);
         Ok(Producer {
             sender,
             lease: Some(lease),
             async_slots: Arc::new(Semaphore::new(slots)),
+            async_bytes: Arc::new(Semaphore::new(bytes)),
             async_sends: TaskTracker::new(),
         })
     }
@@ -134,24 +138,36 @@ impl Producer {
     }
 
     /// Starts sending `msg` and returns a handle resolving to the result.
-    /// Waits only while `max_in_flight_async_sends` sends are in flight
-    /// (back-pressure; it never fails for lack of room). The send runs
+    /// Waits only while `max_in_flight_async_sends` sends, or
+    /// `max_in_flight_async_bytes` of bodies, are in flight (back-pressure;
+    /// it never fails for lack of room). The send runs
     /// whether or not the handle is awaited, with
     /// `retry_times_when_send_async_failed` retries when a request or its
     /// answer is lost (a broker's refusal, SYSTEM_BUSY say, is the answer, as
     /// in Java's async sends).
     pub async fn send_async(&self, msg: Message) -> Result<SendHandle> {
         let out = self.sender.prepare(msg)?;
+        let closed = |_| ClientError::Shutdown("producer");
         let permit = self
             .async_slots
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| ClientError::Shutdown("producer"))?;
+            .map_err(closed)?;
+        let total = async_byte_permits(&self.sender.options);
+        // At least one (an empty batch body), at most all of them (a body
+        // larger than the limit goes alone).
+        let bytes = u32::try_from(out.body.len().clamp(1, total)).unwrap_or(u32::MAX);
+        let bytes = self
+            .async_bytes
+            .clone()
+            .acquire_many_owned(bytes)
+            .await
+            .map_err(closed)?;
         let sender = self.sender.clone();
         let retries = sender.options.retry_times_when_send_async_failed;
         let task = self.async_sends.spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, bytes);
             let route = Route::Balanced {
                 retries,
                 resend_not_ok: false,
@@ -358,4 +374,10 @@ async fn unregister(sender: &Sender, lease: InstanceLease) {
         .unregister_client(Some(group), None, sender.options.send_msg_timeout)
         .await;
     lease.release().await;
+}
+
+/// The byte permits of the async sends: `max_in_flight_async_bytes`, at
+/// least 1, at most what one acquisition may take (`u32`).
+fn async_byte_permits(options: &ProducerOptions) -> usize {
+    (options.max_in_flight_async_bytes).clamp(1, u32::MAX as usize)
 }
