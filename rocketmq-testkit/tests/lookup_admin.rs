@@ -116,6 +116,34 @@ async fn an_admin_creates_topics_that_are_routed_at_once() {
     client.send(ADDR, &message("Created", "x", "a"), 1).await;
 }
 
+/// Java's `AdminBrokerProcessor.updateAndCreateTopic`: an invalid name and
+/// a system topic (5.1+, `validateSystemTopicWhenUpdateTopic`) are refused
+/// with INVALID_PARAMETER and never routed.
+#[tokio::test(start_paused = true)]
+async fn an_admin_may_not_create_invalid_or_system_topics() {
+    let cluster = TestCluster::builder().build().await.unwrap();
+    let client = TestClient::new(&cluster);
+    for topic in [
+        "bad topic",
+        "RMQ_SYS_TRACE_TOPIC",
+        "rmq_sys_mine",
+        "SCHEDULE_TOPIC_XXXX",
+        "DefaultCluster",
+        "broker-a",
+        "DefaultCluster_REPLY_TOPIC",
+    ] {
+        let header = CreateTopicRequestHeader::new(topic, 2);
+        let refused = client.call(ADDR, CreateTopic(header)).await.unwrap_err();
+        assert_eq!(
+            refused.response_code(),
+            Some(ResponseCode::INVALID_PARAMETER),
+            "{topic}: {refused}"
+        );
+    }
+    assert!(client.route("RMQ_SYS_TRACE_TOPIC").await.is_err());
+    assert!(cluster.broker(0).topic("rmq_sys_mine").is_none());
+}
+
 /// A consumer answering the admin requests as a client would.
 fn consumer(cluster: &TestCluster) -> TestClient {
     let answer = Arc::new(|req: &RemotingCommand| {

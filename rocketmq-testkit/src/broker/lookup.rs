@@ -7,10 +7,11 @@ use rocketmq_model::header::{
     CreateTopicRequestHeader, QueryMessageRequestHeader, QueryMessageResponseHeader,
     ViewMessageRequestHeader,
 };
+use rocketmq_model::resource::is_system_topic;
 use rocketmq_remoting::RemotingCommand;
 
-use super::ConnCtx;
 use super::topics::TopicConfig;
+use super::{ConnCtx, replies};
 use crate::reply::{self, header};
 
 /// Java's `defaultQueryMaxNum`, the cap of a unique-key query.
@@ -62,11 +63,31 @@ pub(crate) fn query(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand
     reply::ok_with(&response_header).with_body(body.freeze())
 }
 
-/// UPDATE_AND_CREATE_TOPIC: creates or updates a topic on this broker.
+/// UPDATE_AND_CREATE_TOPIC: creates or updates a topic on this broker. An
+/// invalid name, or a system topic (Java 5.1+'s default
+/// `validateSystemTopicWhenUpdateTopic`: the named ones, `rmq_sys_` topics,
+/// and the cluster's, the broker's and the reply topic the broker made at
+/// start), is refused with INVALID_PARAMETER.
 pub(crate) fn create_topic(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     let header = header!(request, CreateTopicRequestHeader);
     if let Err(error) = rocketmq_model::message::validate_topic(&header.topic) {
-        return reply::error(ResponseCode::SYSTEM_ERROR, error.to_string());
+        return reply::error(ResponseCode::INVALID_PARAMETER, error.to_string());
+    }
+    let settings = &ctx.core.settings;
+    let (reply_topic, _) = replies::reply_topic(&settings.cluster);
+    let topic = header.topic.as_str();
+    if is_system_topic(topic)
+        || [
+            settings.cluster.as_str(),
+            settings.name.as_str(),
+            &reply_topic,
+        ]
+        .contains(&topic)
+    {
+        return reply::error(
+            ResponseCode::INVALID_PARAMETER,
+            format!("The topic[{topic}] is conflict with system topic."),
+        );
     }
     let config = TopicConfig {
         read_queue_nums: header.read_queue_nums,
