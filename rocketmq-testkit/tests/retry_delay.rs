@@ -275,3 +275,32 @@ async fn a_level_above_the_longest_waits_the_longest() {
     .await;
     cluster.shutdown().await;
 }
+
+/// A reconsume count at `i32::MAX` (any value a client may send) wraps as
+/// Java's int does: the copy goes to the DLQ with the count past the top,
+/// and the broker answers instead of failing the request's task.
+#[tokio::test(start_paused = true)]
+async fn a_send_back_of_the_largest_reconsume_count_is_dead_lettered() {
+    let cluster = TestCluster::builder().build().await.unwrap();
+    let client = TestClient::new(&cluster);
+    let broker = cluster.broker(0);
+    let m = message("%RETRY%g", "worn out", "a");
+    let mut header = send_header(&m, 0);
+    header.reconsume_times = Some(i32::MAX);
+    header.max_reconsume_times = Some(i32::MAX);
+    client
+        .call(
+            ADDR,
+            rocketmq_remoting::calls::SendMessage::new(header, m.body.clone()),
+        )
+        .await
+        .unwrap();
+    let stored = broker.messages("%RETRY%g", 0).remove(0);
+    assert_eq!(stored.reconsume_times, i32::MAX);
+
+    let dead = within(client.call(ADDR, send_back(&stored, 0))).await;
+    assert!(dead.is_ok(), "{dead:?}");
+    let dead = broker.messages("%DLQ%g", 0);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].reconsume_times, i32::MIN);
+}

@@ -69,7 +69,9 @@ pub(crate) fn send_back(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCom
             message.topic = dead_letter_topic(core, &header.group);
         } else {
             let level = match header.delay_level {
-                0 => FIRST_RETRY_LEVEL + ext.reconsume_times,
+                // Java's int arithmetic: a count near the top wraps to a
+                // level below 1, which is no delay.
+                0 => FIRST_RETRY_LEVEL.wrapping_add(ext.reconsume_times),
                 level => level,
             };
             message
@@ -83,7 +85,7 @@ pub(crate) fn send_back(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCom
             sys_flag: ext.sys_flag,
             born_timestamp: ext.born_timestamp,
             born_host: ext.born_host,
-            reconsume_times: ext.reconsume_times + 1,
+            reconsume_times: ext.reconsume_times.wrapping_add(1),
             prepared_transaction_offset: ext.prepared_transaction_offset,
         })
     })();
