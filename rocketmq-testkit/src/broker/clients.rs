@@ -192,10 +192,12 @@ pub(crate) fn unlock(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingComman
 /// How often silent clients are looked for (Java's `ClientHousekeepingService`).
 const EXPIRY_SCAN_EVERY: Duration = Duration::from_secs(10);
 
-/// Java's client housekeeping: every 10 s, a connection whose producer or
-/// consumer registration has had no heartbeat for longer than the broker's
-/// client expiry (Java's `channelExpiredTimeout`, 120 s) is closed, which
-/// removes it from its groups and tells the remaining consumers. Runs until
+/// Java's client housekeeping: every 10 s, a producer or consumer
+/// registration that has had no heartbeat for longer than the broker's client
+/// expiry (Java's `channelExpiredTimeout`, 120 s) is removed and its
+/// connection closed. Java's `scanNotActiveChannel` removes it before the
+/// close, so the close finds it gone and the remaining consumers are not
+/// told: they rebalance at their next periodic rebalance. Runs until
 /// `cancel`.
 pub(crate) async fn run_expiry(core: Arc<BrokerCore>, cancel: CancellationToken) {
     let mut ticks = tokio::time::interval_at(Instant::now() + EXPIRY_SCAN_EVERY, EXPIRY_SCAN_EVERY);
@@ -203,27 +205,21 @@ pub(crate) async fn run_expiry(core: Arc<BrokerCore>, cancel: CancellationToken)
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = ticks.tick() => expire_silent(&core).await,
+            _ = ticks.tick() => expire_silent(&core),
         }
     }
 }
 
-async fn expire_silent(core: &BrokerCore) {
+fn expire_silent(core: &BrokerCore) {
     for (conn_id, conn) in core
         .groups
-        .silent(Instant::now(), core.settings.client_expiry)
+        .expire(Instant::now(), core.settings.client_expiry)
     {
-        match conn.upgrade() {
-            // Its close watcher forgets it and notifies the groups.
-            Some(conn) => {
-                tracing::info!(conn_id, "closing a client that stopped heartbeating");
-                conn.close();
-            }
-            None => {
-                for change in core.groups.connection_closed(conn_id) {
-                    change.notify().await;
-                }
-            }
+        // Its close watcher forgets what was still live on it (and tells
+        // those groups).
+        if let Some(conn) = conn.upgrade() {
+            tracing::info!(conn_id, "closing a client that stopped heartbeating");
+            conn.close();
         }
     }
 }

@@ -265,19 +265,32 @@ impl Groups {
             .collect()
     }
 
-    /// The connections with a producer or consumer registration older than
-    /// `expiry` at `now` (no heartbeat since), once each.
-    pub(crate) fn silent(&self, now: Instant, expiry: Duration) -> Vec<(u64, WeakConnection)> {
-        let tables = self.tables();
-        let producers = tables.producers.values().flat_map(BTreeMap::values);
-        let consumers = tables.consumers.values().flat_map(|g| g.members.values());
-        producers
-            .chain(consumers)
-            .filter(|m| now.saturating_duration_since(m.last_heartbeat) > expiry)
-            .map(|m| (m.conn_id, m.conn.clone()))
-            .collect::<BTreeMap<_, _>>()
-            .into_iter()
-            .collect()
+    /// Removes every producer and consumer registration older than `expiry`
+    /// at `now` (no heartbeat since), telling no one (Java's
+    /// `scanNotActiveChannel`); returns their connections, once each, to be
+    /// closed. Closing them then removes what was still live on them.
+    pub(crate) fn expire(&self, now: Instant, expiry: Duration) -> Vec<(u64, WeakConnection)> {
+        let expired = |m: &Member| now.saturating_duration_since(m.last_heartbeat) > expiry;
+        let mut gone = BTreeMap::new();
+        let mut take = |members: &mut BTreeMap<u64, Member>| {
+            members.retain(|&conn_id, member| {
+                if expired(member) {
+                    gone.insert(conn_id, member.conn.clone());
+                }
+                !expired(member)
+            });
+        };
+        let mut tables = self.tables();
+        tables.producers.values_mut().for_each(&mut take);
+        tables.producers.retain(|_, members| !members.is_empty());
+        tables
+            .consumers
+            .values_mut()
+            .for_each(|group| take(&mut group.members));
+        tables
+            .consumers
+            .retain(|_, group| !group.members.is_empty());
+        gone.into_iter().collect()
     }
 
     /// Forgets everything (the broker stopped).
