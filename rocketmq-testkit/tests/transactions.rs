@@ -238,12 +238,17 @@ async fn checks_stop_after_the_maximum_and_the_half_message_is_dropped() {
     assert_eq!(checks, 2);
     assert_eq!(cluster.broker(0).transaction_checks_sent(), 2);
     assert_eq!(cluster.broker(0).pending_transactions(), 0);
+    let dropped = cluster.broker(0).messages("TRANS_CHECK_MAX_TIME_TOPIC", 0);
+    assert_eq!(dropped.len(), 1);
+    // Java's resolveDiscardMsg stores the half message as it is: where it
+    // was going, still prepared, with the check count it last had.
+    let dropped = &dropped[0].message;
+    assert_eq!(dropped.property(property::REAL_TOPIC), Some("T"));
+    assert_eq!(dropped.property(property::REAL_QID), Some("2"));
+    assert_eq!(dropped.property(property::TRAN_MSG), Some("true"));
     assert_eq!(
-        cluster
-            .broker(0)
-            .messages("TRANS_CHECK_MAX_TIME_TOPIC", 0)
-            .len(),
-        1
+        dropped.property(property::TRANSACTION_CHECK_TIMES),
+        Some("2")
     );
     assert!(cluster.broker(0).messages("T", 2).is_empty());
 }

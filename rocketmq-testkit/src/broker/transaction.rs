@@ -218,32 +218,53 @@ async fn check_once(core: &BrokerCore) {
                 continue;
             }
             if half.checks >= settings.max_checks {
-                exhausted.push(offset);
+                exhausted.push((offset, half.checks));
             } else {
                 half.checks += 1;
                 to_check.push((offset, half.producer_group.clone(), half.checks));
             }
         }
-        for offset in &exhausted {
+        for (offset, _) in &exhausted {
             table.remove(offset);
         }
     }
-    for offset in exhausted {
-        discard(core, offset);
+    for (offset, checks) in exhausted {
+        discard(core, offset, checks);
     }
     for (offset, group, checks) in to_check {
         send_check(core, offset, &group, checks).await;
     }
 }
 
-fn discard(core: &BrokerCore, offset: i64) {
+/// Moves a half message checked the maximum number of times to
+/// `TRANS_CHECK_MAX_TIME_TOPIC` as it is (Java's `resolveDiscardMsg`): its
+/// properties, REAL_TOPIC, REAL_QID and TRAN_MSG among them, with the check
+/// count it last had.
+fn discard(core: &BrokerCore, offset: i64, checks: u32) {
     let Some(stored) = core.store.by_commit_log_offset(offset) else {
         return;
     };
-    let mut new = committed(&stored);
-    new.message.topic = CHECK_MAX_TOPIC.to_owned();
-    new.queue_id = 0;
-    new.sys_flag = stored.ext.sys_flag;
+    let ext = &stored.ext;
+    let mut message = ext.message.clone();
+    message.topic = CHECK_MAX_TOPIC.to_owned();
+    if checks > 0 {
+        let counted = message
+            .properties
+            .insert(property::TRANSACTION_CHECK_TIMES, checks.to_string());
+        if let Err(error) = counted {
+            tracing::warn!(offset, %error, "half message not discarded");
+            return;
+        }
+    }
+    let new = NewMessage {
+        message,
+        queue_id: 0,
+        sys_flag: ext.sys_flag,
+        born_timestamp: ext.born_timestamp,
+        born_host: ext.born_host,
+        reconsume_times: ext.reconsume_times,
+        prepared_transaction_offset: ext.prepared_transaction_offset,
+    };
     if let Err(error) = core.store.put(new) {
         tracing::warn!(offset, %error, "half message not discarded");
     }
