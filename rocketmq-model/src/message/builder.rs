@@ -94,18 +94,28 @@ impl MessageBuilder {
         keys.into_iter().fold(self, |builder, key| builder.key(key))
     }
 
-    /// Sets a user property. Name and value must be non-empty and free of
-    /// 0x01 and 0x02 (see [`Properties::insert`]), and the name must not be
-    /// one the client or broker uses ([`property::RESERVED`]: TAGS, KEYS,
-    /// DELAY, ... have their setters; the rest are not the sender's).
+    /// Sets a user property. Name and value must not be blank (as Java's
+    /// `putUserProperty`) and must be free of 0x01 and 0x02 (see
+    /// [`Properties::insert`]), and the name must not be one the client or
+    /// broker uses ([`property::RESERVED`]: TAGS, KEYS, DELAY, ... have their
+    /// setters; the rest are not the sender's).
     pub fn property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        let name: String = name.into();
+        let (name, value): (String, String) = (name.into(), value.into());
         if property::is_reserved(&name) {
             // As Java's `putUserProperty`: TRAN_MSG, for one, would turn a
             // plain send into a half message that is never delivered.
             self.fail(ModelError::InvalidProperty {
                 name,
                 reason: "the name is used by the client or broker itself; use its setter",
+            });
+            return self;
+        }
+        // Java's `String.trim` takes off every character up to the space.
+        let blank = |text: &str| text.chars().all(|c| c <= ' ');
+        if blank(&name) || blank(&value) {
+            self.fail(ModelError::InvalidProperty {
+                name,
+                reason: "the name and the value may not be blank",
             });
             return self;
         }
@@ -149,6 +159,18 @@ impl MessageBuilder {
                 self
             }
         }
+    }
+
+    /// Delivers `secs` seconds after the broker stores it, with the 5.x timer
+    /// (TIMER_DELAY_SEC, Java's `setDelayTimeSec`).
+    pub fn delay_time_sec(self, secs: u64) -> Self {
+        self.set(property::TIMER_DELAY_SEC, secs.to_string())
+    }
+
+    /// Delivers `ms` milliseconds after the broker stores it, with the 5.x
+    /// timer (TIMER_DELAY_MS, Java's `setDelayTimeMs`).
+    pub fn delay_time_ms(self, ms: u64) -> Self {
+        self.set(property::TIMER_DELAY_MS, ms.to_string())
     }
 
     /// The sharding key (`__SHARDINGKEY`), used by ordered sends.
@@ -205,6 +227,8 @@ mod tests {
             .property("custom", "v")
             .delay_level(18)
             .deliver_at(at)
+            .delay_time_sec(30)
+            .delay_time_ms(1500)
             .sharding_key("user-1")
             .wait_store_ok(false)
             .build()
@@ -221,6 +245,8 @@ mod tests {
             Some("1700000000123")
         );
         assert_eq!(msg.deliver_at(), Some(at));
+        assert_eq!(msg.property(property::TIMER_DELAY_SEC), Some("30"));
+        assert_eq!(msg.property(property::TIMER_DELAY_MS), Some("1500"));
         assert_eq!(msg.property(property::SHARDING_KEY), Some("user-1"));
         assert_eq!(msg.property(property::WAIT), Some("false"));
         assert!(!msg.wait_store_ok());
@@ -271,6 +297,26 @@ mod tests {
     }
 
     #[test]
+    fn blank_user_properties_are_refused() {
+        for (name, value) in [(" ", "v"), ("k", " "), ("k", "\t\n"), ("\r", "v")] {
+            let err = Message::builder("T")
+                .body("x")
+                .property(name, value)
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(err, ModelError::InvalidProperty { .. }),
+                "{name:?}={value:?}: {err}"
+            );
+        }
+        let msg = Message::builder("T")
+            .property(" k ", " v ")
+            .build()
+            .unwrap();
+        assert_eq!(msg.property(" k "), Some(" v "));
+    }
+
+    #[test]
     fn reserved_names_are_not_user_properties() {
         for name in [
             property::TRAN_MSG,
@@ -288,6 +334,20 @@ mod tests {
                 "{name}: {err}"
             );
         }
+        // Names Java leaves to its users, as its documentation uses them.
+        let msg = Message::builder("T")
+            .body("x")
+            .property(property::CHECK_IMMUNITY_TIME_IN_SECONDS, "60")
+            .property(property::INNER_MULTI_DISPATCH, "%LMQ%123,%LMQ%456")
+            .property(property::START_DELIVER_TIME, "1700000000000")
+            .property(property::TRANSACTION_ID, "tx")
+            .build()
+            .unwrap();
+        assert_eq!(
+            msg.property(property::CHECK_IMMUNITY_TIME_IN_SECONDS),
+            Some("60")
+        );
+        assert_eq!(property::RESERVED.len(), 51, "MessageConst.STRING_HASH_SET");
         // Their setters still set them.
         let msg = Message::builder("T")
             .body("x")

@@ -139,7 +139,9 @@ pub const TRANSIENT_PREFIX: &str = "__RMQ.TRANSIENT.";
 /// The names above that the client and the broker set themselves (Java's
 /// `MessageConst.STRING_HASH_SET`, which `Message.putUserProperty`
 /// refuses): a user property of one of these names would change how the
-/// message is sent, stored or delivered.
+/// message is sent, stored or delivered. The others are user properties in
+/// Java too: CHECK_IMMUNITY_TIME_IN_SECONDS (a half message's first check),
+/// INNER_MULTI_DISPATCH (LMQ queues), `__STARTDELIVERTIME`, ...
 pub const RESERVED: &[&str] = &[
     TAGS,
     KEYS,
@@ -164,13 +166,8 @@ pub const RESERVED: &[&str] = &[
     EXTEND_UNIQ_INFO,
     MAX_RECONSUME_TIMES,
     CONSUME_START_TIME,
-    INNER_NUM,
-    INNER_BASE,
     DUP_INFO,
-    CHECK_IMMUNITY_TIME_IN_SECONDS,
     TRAN_PREPARED_QUEUE_OFFSET,
-    TRANSACTION_ID,
-    TRANSACTION_CHECK_TIMES,
     INSTANCE_ID,
     CORRELATION_ID,
     REPLY_TO_CLIENT,
@@ -179,7 +176,6 @@ pub const RESERVED: &[&str] = &[
     PUSH_REPLY_TIME,
     CLUSTER,
     MSG_TYPE,
-    SHARDING_KEY,
     TIMER_DELIVER_MS,
     TIMER_DELAY_SEC,
     TIMER_DELAY_MS,
@@ -189,7 +185,6 @@ pub const RESERVED: &[&str] = &[
     TIMER_OUT_MS,
     TIMER_DEL_UNIQKEY,
     TIMER_DELAY_LEVEL,
-    START_DELIVER_TIME,
     POP_CK,
     POP_CK_OFFSET,
     FIRST_POP_TIME,
@@ -198,11 +193,7 @@ pub const RESERVED: &[&str] = &[
     CRC32,
     DLQ_ORIGIN_TOPIC,
     DLQ_ORIGIN_MESSAGE_ID,
-    INNER_MULTI_DISPATCH,
     INNER_MULTI_QUEUE_OFFSET,
-    TRACE_CONTEXT,
-    FORWARD_QUEUE_ID,
-    REDIRECT,
 ];
 
 /// Whether `name` is one of the [`RESERVED`] names.
