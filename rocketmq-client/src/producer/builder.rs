@@ -46,8 +46,9 @@ pub struct ProducerOptions {
     /// Retry on another broker when a synchronous send was stored with a
     /// status other than SEND_OK (false).
     pub retry_another_broker_when_not_store_ok: bool,
-    /// Asynchronous sends in flight at once; more wait for a slot (Java's
-    /// `backPressureForAsyncSendNum`, 10000).
+    /// Asynchronous sends in flight at once; more wait for a slot (10000;
+    /// Java's `backPressureForAsyncSendNum`, 1024 in recent releases, which
+    /// bounds them only with `enableBackpressureForAsyncMode`).
     pub max_in_flight_async_sends: usize,
     /// Body bytes of the asynchronous sends in flight at once; more wait
     /// (Java's `backPressureForAsyncSendSize`, 100 MiB). A body larger than

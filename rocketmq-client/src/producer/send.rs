@@ -184,6 +184,7 @@ impl Sender {
         self.to_namespace(&mut msg);
         self.check_message(&msg)?;
         self.assign_uniq_key(&mut msg)?;
+        self.name_instance(&mut msg.properties)?;
         let (reconsume_times, max_reconsume_times) = take_retry_fields(&mut msg);
         let (body, mut sys_flag) = wire_body(&msg.body, &self.options)?;
         if msg.is_transaction_prepared() {
@@ -222,14 +223,16 @@ impl Sender {
             });
         }
         let first = msgs.swap_remove(0);
-        // The batch's own header properties: WAIT only. Java 5.x's producer
-        // also gives the batch a UNIQ_KEY of its own (for BatchCQ inner
-        // batches), but brokers before apache/rocketmq#9417 (May 2025) and
-        // rocketmq-broker 1.0 append the header's properties to every
-        // message of the batch, so each would be consumed with the batch's
-        // id instead of its own (docs/interop.md).
+        // The batch's own header properties: WAIT, and INSTANCE_ID in a
+        // namespace. Java 5.x's producer also gives the batch a UNIQ_KEY of
+        // its own (for BatchCQ inner batches), but brokers before
+        // apache/rocketmq#9417 (May 2025) and rocketmq-broker 1.0 append the
+        // header's properties to every message of the batch, so each would
+        // be consumed with the batch's id instead of its own
+        // (docs/interop.md).
         let mut properties = rocketmq_model::Properties::new();
         properties.insert(property::WAIT, first.wait_store_ok().to_string())?;
+        self.name_instance(&mut properties)?;
         Ok(Outgoing {
             properties: properties.encode(),
             message: first,
@@ -260,6 +263,26 @@ impl Sender {
                 size: msg.body.len(),
                 limit: self.options.max_message_size,
             });
+        }
+        // The broker makes a file of each LMQ queue named here (Java's
+        // `Validators.checkMessage`).
+        if let Some(queues) = msg.property(property::INNER_MULTI_DISPATCH) {
+            if queues.contains(std::path::MAIN_SEPARATOR) {
+                return Err(ClientError::InvalidMessage(format!(
+                    "{} {queues} may not hold the character {}",
+                    property::INNER_MULTI_DISPATCH,
+                    std::path::MAIN_SEPARATOR
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Names the producer's namespace in INSTANCE_ID, as Java's
+    /// `sendKernelImpl` does for every message (a batch: in its header).
+    fn name_instance(&self, properties: &mut rocketmq_model::Properties) -> Result<()> {
+        if let Some(namespace) = self.namespace.as_str() {
+            properties.insert(property::INSTANCE_ID, namespace)?;
         }
         Ok(())
     }
@@ -692,6 +715,63 @@ mod tests {
         assert_eq!(header.get(property::UNIQ_KEY), None);
         let message_keys = out.batch_ids.as_deref().unwrap();
         assert_eq!(message_keys.split(',').count(), 2);
+        lease.release().await;
+    }
+
+    async fn sender_in(
+        namespace: &str,
+        instance: &str,
+    ) -> (crate::instance::InstanceLease, Sender) {
+        let mut config = ClientConfig::new(["127.0.0.1:1"]);
+        config.instance_name = instance.into();
+        config.client_ip = Some("10.0.0.1".parse().unwrap());
+        let lease = ClientInstance::acquire(config).unwrap();
+        let sender = Sender::new(
+            ProducerOptions::default(),
+            lease.instance(),
+            Vec::new(),
+            false,
+            Namespace::new(namespace).unwrap(),
+        );
+        (lease, sender)
+    }
+
+    #[tokio::test]
+    async fn a_namespaced_send_names_its_instance() {
+        let (lease, sender) = sender_in("ns1", "instance_id").await;
+        let out = sender.prepare(Message::new("T", "a")).unwrap();
+        assert_eq!(out.topic(), "ns1%T");
+        let properties = Properties::parse(&out.properties);
+        assert_eq!(properties.get(property::INSTANCE_ID), Some("ns1"));
+        let msgs = vec![Message::new("T", "a"), Message::new("T", "b")];
+        let out = sender.prepare_batch(msgs).unwrap();
+        let header = Properties::parse(&out.properties);
+        assert_eq!(header.get(property::INSTANCE_ID), Some("ns1"));
+        lease.release().await;
+
+        let (lease, sender) = sender_in("", "no_instance_id").await;
+        let out = sender.prepare(Message::new("T", "a")).unwrap();
+        let properties = Properties::parse(&out.properties);
+        assert_eq!(properties.get(property::INSTANCE_ID), None);
+        lease.release().await;
+    }
+
+    #[tokio::test]
+    async fn lmq_queues_may_not_name_a_path() {
+        let (lease, sender) = sender_in("", "lmq_path").await;
+        let lmq = |queues: &str| {
+            Message::builder("T")
+                .body("a")
+                .property(property::INNER_MULTI_DISPATCH, queues)
+                .build()
+                .unwrap()
+        };
+        assert!(sender.prepare(lmq("%LMQ%1,%LMQ%2")).is_ok());
+        let bad = format!("%LMQ%..{}x", std::path::MAIN_SEPARATOR);
+        assert!(matches!(
+            sender.prepare(lmq(&bad)),
+            Err(ClientError::InvalidMessage(_))
+        ));
         lease.release().await;
     }
 
