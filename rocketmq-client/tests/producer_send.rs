@@ -163,8 +163,7 @@ async fn async_sends_wait_for_room_for_their_bodies() {
     let producer = Producer::builder()
         .client_config(config(&cluster, "async_bytes"))
         .producer_group("pg")
-        .max_in_flight_async_bytes(1000)
-        .compress_msg_body_over_howmuch(1 << 20)
+        .max_in_flight_async_bytes(1000) // raised to 1 MiB, Java's floor
         .build()
         .await
         .unwrap();
@@ -176,9 +175,10 @@ async fn async_sends_wait_for_room_for_their_bodies() {
     let started = tokio::time::Instant::now();
     let mut handles = Vec::new();
     let mut queued_at = Vec::new();
-    // 600 + 600 bytes do not fit in 1000: the second waits for the first;
-    // 2000 bytes, more than the limit, go alone once both are done.
-    for size in [600, 600, 2000, 10] {
+    // 600 + 600 KiB do not fit in 1 MiB: the second waits for the first;
+    // 2 MiB, more than the limit, go alone once both are done. Bodies are
+    // counted as given (these compress to nearly nothing).
+    for size in [600 << 10, 600 << 10, 2 << 20, 10] {
         handles.push(producer.send_async(to_t("x".repeat(size))).await.unwrap());
         queued_at.push(started.elapsed().as_secs());
     }
@@ -188,6 +188,24 @@ async fn async_sends_wait_for_room_for_their_bodies() {
     }
     assert_eq!(stored(&cluster, "T").len(), 4);
     cluster.clear_faults();
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+/// "No limit" said with the largest number builds and sends.
+#[tokio::test(start_paused = true)]
+async fn unbounded_async_limits_are_taken() {
+    let cluster = cluster_with_topic_t(1).await;
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "async_unbounded"))
+        .producer_group("pg")
+        .max_in_flight_async_sends(usize::MAX)
+        .max_in_flight_async_bytes(usize::MAX)
+        .build()
+        .await
+        .unwrap();
+    let handle = producer.send_async(to_t("x")).await.unwrap();
+    handle.await.unwrap();
     producer.shutdown().await;
     cluster.shutdown().await;
 }

@@ -1371,3 +1371,18 @@ async fn an_assigning_consumer_may_not_subscribe() {
     consumer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// "No limit" said with the largest number builds (tokio bounds a channel).
+#[tokio::test(start_paused = true)]
+async fn an_unbounded_threshold_for_all_is_taken() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("unbounded")))
+        .subscribe("T", "*")
+        .pull_batch_size(1)
+        .pull_threshold_for_all(usize::MAX)
+        .build()
+        .await
+        .unwrap();
+    consumer.shutdown().await;
+    cluster.shutdown().await;
+}

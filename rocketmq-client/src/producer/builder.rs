@@ -50,9 +50,9 @@ pub struct ProducerOptions {
     /// Java's `backPressureForAsyncSendNum`, 1024 in recent releases, which
     /// bounds them only with `enableBackpressureForAsyncMode`).
     pub max_in_flight_async_sends: usize,
-    /// Body bytes of the asynchronous sends in flight at once; more wait
-    /// (Java's `backPressureForAsyncSendSize`, 100 MiB). A body larger than
-    /// this goes alone.
+    /// Body bytes (as given, before compression) of the asynchronous sends
+    /// in flight at once; more wait (Java's `backPressureForAsyncSendSize`,
+    /// 100 MiB, at least 1 MiB). A body larger than this goes alone.
     pub max_in_flight_async_bytes: usize,
     /// Message traces (Java's `enableTrace`, false): every message sent,
     /// and every transaction ended, is recorded in `trace_topic`.
@@ -246,8 +246,8 @@ impl ProducerBuilder {
         self
     }
 
-    /// Body bytes of the asynchronous sends in flight at once (100 MiB);
-    /// a body larger than this goes alone.
+    /// Body bytes of the asynchronous sends in flight at once (100 MiB;
+    /// at least 1 MiB, as in Java); a body larger than this goes alone.
     pub fn max_in_flight_async_bytes(mut self, bytes: usize) -> Self {
         self.options.max_in_flight_async_bytes = bytes;
         self
@@ -255,7 +255,9 @@ impl ProducerBuilder {
 
     /// Records message traces (Java's `enableMsgTrace`) in the default
     /// trace topic, `RMQ_SYS_TRACE_TOPIC`, which the brokers must have
-    /// (Java's broker setting `traceTopicEnable`, or the topic created).
+    /// (Java's broker setting `traceTopicEnable`; a Java 5.1+ broker refuses
+    /// to create it through the admin call, as a system topic). A topic of
+    /// one's own is [`trace_topic`](Self::trace_topic).
     pub fn enable_trace(mut self, enable: bool) -> Self {
         self.options.enable_trace = enable;
         self

@@ -91,7 +91,7 @@ impl Producer {
             })
         };
         let (lease, sender) = register(options, config, hooks, make_handle, false).await?;
-        let slots = sender.options.max_in_flight_async_sends.max(1);
+        let slots = (sender.options.max_in_flight_async_sends).clamp(1, Semaphore::MAX_PERMITS);
         let bytes = async_byte_permits(&sender.options);
         Ok(Producer {
             sender,
@@ -157,7 +157,8 @@ impl Producer {
         let total = async_byte_permits(&self.sender.options);
         // At least one (an empty batch body), at most all of them (a body
         // larger than the limit goes alone).
-        let bytes = u32::try_from(out.body.len().clamp(1, total)).unwrap_or(u32::MAX);
+        let body = out.message.body.len();
+        let bytes = u32::try_from(body.clamp(1, total)).unwrap_or(u32::MAX);
         let bytes = self
             .async_bytes
             .clone()
@@ -165,15 +166,9 @@ impl Producer {
             .await
             .map_err(closed)?;
         let sender = self.sender.clone();
-        let retries = sender.options.retry_times_when_send_async_failed;
         let task = self.async_sends.spawn(async move {
             let _permits = (permit, bytes);
-            let route = Route::Balanced {
-                retries,
-                resend_not_ok: false,
-                resend_refused: false,
-            };
-            sender.send(&out, route).await
+            sender.send(&out, sender.async_route()).await
         });
         Ok(SendHandle { task })
     }
@@ -377,7 +372,11 @@ async fn unregister(sender: &Sender, lease: InstanceLease) {
 }
 
 /// The byte permits of the async sends: `max_in_flight_async_bytes`, at
-/// least 1, at most what one acquisition may take (`u32`).
+/// least 1 MiB (as Java raises `backPressureForAsyncSendSize` to it), at
+/// most what one acquisition may take (`u32`).
 fn async_byte_permits(options: &ProducerOptions) -> usize {
-    (options.max_in_flight_async_bytes).clamp(1, u32::MAX as usize)
+    (options.max_in_flight_async_bytes).clamp(MIN_ASYNC_BYTES, u32::MAX as usize)
 }
+
+/// The least `max_in_flight_async_bytes` (Java's floor).
+const MIN_ASYNC_BYTES: usize = 1024 * 1024;

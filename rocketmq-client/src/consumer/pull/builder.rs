@@ -156,7 +156,8 @@ impl PullConsumerBuilder {
         let batch = usize::try_from(self.options.pull_batch_size)
             .unwrap_or(1)
             .max(1);
-        (self.pull_threshold_for_all / batch).max(1)
+        // usize::MAX ("no limit") must not make a channel tokio refuses.
+        (self.pull_threshold_for_all / batch).clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
     }
 
     fn check(&self) -> Result<()> {
