@@ -203,7 +203,8 @@ macro_rules! shared_consumer_setters {
         /// default): a record for every message handed to the application
         /// and one for what became of it, sent to `RMQ_SYS_TRACE_TOPIC`,
         /// which the brokers must have (Java's broker setting
-        /// `traceTopicEnable`, or the topic created).
+        /// `traceTopicEnable`; a Java 5.1+ broker refuses to create it
+        /// through the admin call, as a system topic), or to `trace_topic`.
         pub fn enable_trace(mut self, enable: bool) -> Self {
             self.trace_topic = enable.then(|| rocketmq_model::body::trace::TRACE_TOPIC.to_owned());
             self

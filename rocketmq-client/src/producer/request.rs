@@ -12,7 +12,6 @@ use rocketmq_model::{Message, MessageExt};
 use tokio::time::Instant;
 
 use super::Producer;
-use super::send::Route;
 use crate::error::{ClientError, Result};
 
 /// The reply topic of a cluster is `<cluster>` + this (Java's
@@ -99,17 +98,11 @@ impl Producer {
         }
         let waiter = instance.expect_reply(&correlation_id);
         let out = sender.prepare(msg)?;
-        let retries = sender.options.retry_times_when_send_async_failed;
-        // Java sends a request as an async send: its retries, and a result
-        // stored without SEND_OK is not sent again, nor is one a broker
-        // refused.
-        let route = Route::Balanced {
-            retries,
-            resend_not_ok: false,
-            resend_refused: false,
-        };
+        // Java sends a request as an async send.
         let budget = deadline.saturating_duration_since(Instant::now());
-        sender.send_within(&out, route, budget).await?;
+        sender
+            .send_within(&out, sender.async_route(), budget)
+            .await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         waiter
             .wait(remaining)

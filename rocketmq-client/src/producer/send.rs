@@ -307,6 +307,18 @@ impl Sender {
         }
     }
 
+    /// The route of an async send, and of a request (Java sends one as an
+    /// async send): round robin with `retry_times_when_send_async_failed`
+    /// retries after a lost attempt only; a broker's refusal, or a result
+    /// stored without SEND_OK, is the answer.
+    pub(crate) fn async_route(&self) -> Route<'static> {
+        Route::Balanced {
+            retries: self.options.retry_times_when_send_async_failed,
+            resend_not_ok: false,
+            resend_refused: false,
+        }
+    }
+
     /// Sends `out` as `route` says, within the send timeout.
     pub(crate) async fn send(&self, out: &Outgoing, route: Route<'_>) -> Result<SendResult> {
         self.send_within(out, route, self.options.send_msg_timeout)
@@ -695,17 +707,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_header_carries_wait_and_no_uniq_key() {
-        let mut config = ClientConfig::new(["127.0.0.1:1"]);
-        config.instance_name = "batch_header".into();
-        config.client_ip = Some("10.0.0.1".parse().unwrap());
-        let lease = ClientInstance::acquire(config).unwrap();
-        let sender = Sender::new(
-            ProducerOptions::default(),
-            lease.instance(),
-            Vec::new(),
-            false,
-            Namespace::none(),
-        );
+        let (lease, sender) = sender_in("", "batch_header").await;
         let msgs = vec![Message::new("T", "a"), Message::new("T", "b")];
         let out = sender.prepare_batch(msgs).unwrap();
         let header = Properties::parse(&out.properties);

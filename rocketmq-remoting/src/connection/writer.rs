@@ -59,8 +59,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut sink: Sink, mut queue: mpsc::Re
 
 /// Ends the write side of a connection closed in order: TLS sends its
 /// close_notify (without one, a Java peer logs an SSL error for every
-/// connection a client closes), then TCP its FIN. Frames still buffered are
-/// not sent: their callers were told the connection closed. A peer that
+/// connection a client closes), then TCP its FIN. Frames not yet handed to
+/// the transport are not sent: their callers were told the connection
+/// closed (what the transport holds, perhaps part of a frame, goes first). A peer that
 /// does not take the few bytes within [`GOODBYE_TIMEOUT`] is not waited for.
 async fn say_goodbye(shared: &Shared, sink: Sink) {
     let mut io = sink.into_inner();

@@ -200,7 +200,8 @@ async fn pull_once(
 ) -> Duration {
     let delay = exception_delay(core);
     let Some(sub) = core.subscriptions.get(&mq.topic) else {
-        tracing::warn!(group = core.group(), %mq, "no subscription for the queue's topic");
+        // Unsubscribed: the rebalance under way releases the queue.
+        tracing::debug!(group = core.group(), %mq, "no subscription for the queue's topic");
         return delay;
     };
     let addr = match pull_addr(core, mq).await {

@@ -359,8 +359,9 @@ impl PullConsumer {
         self.check_subscribe_mode("unsubscribe")?;
         let topic = self.namespace().wrap(topic);
         self.core.subscriptions.remove(&topic);
-        self.core.instance.send_heartbeat().await;
+        // The queues go first: their fetches have no subscription now.
         self.core.rebalance().await;
+        self.core.instance.send_heartbeat().await;
         Ok(())
     }
 
