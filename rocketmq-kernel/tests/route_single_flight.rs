@@ -92,3 +92,35 @@ async fn a_cancelled_lookup_does_not_strand_the_others() {
     assert!(patient.is_ok());
     assert_eq!(asked(&counts, "T"), 1);
 }
+
+/// A lookup that misses while another stores the template route for the
+/// same topic uses that route: the first sends to a new topic, many at once
+/// (a burst of async sends), must not fail with NoRoute because one of
+/// them was quicker.
+#[tokio::test(start_paused = true)]
+async fn a_miss_uses_the_template_route_another_lookup_stored_meanwhile() {
+    let svc = tower::service_fn(move |req: RemotingCommand| async move {
+        let topic = req.ext_fields["topic"].to_string();
+        let response = if topic == "TBW102" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            RemotingCommand::response(ResponseCode::SUCCESS, req.opaque).with_body(ROUTE)
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            RemotingCommand::response(ResponseCode::TOPIC_NOT_EXIST, req.opaque)
+        };
+        Ok::<_, RemotingError>(response)
+    });
+    let api = RemotingBrokerApi::with_connector(ServiceConnector::new(svc));
+    let routes = Routes::new(Arc::new(api));
+    // The first lookup misses at 100 ms and stores the template at 150 ms;
+    // the second starts its own lookup at 120 ms, which misses at 220 ms.
+    let first = routes.publish_info_or_template("New", 4);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        routes.publish_info_or_template("New", 4).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert!(first.is_ok(), "{first:?}");
+    let second = second.expect("the stored template route");
+    assert_eq!(second.queues().len(), 4);
+}

@@ -160,6 +160,11 @@ impl Routes {
                 self.use_template_route(topic, default_topic_queue_nums)
                     .await
             }
+            // Another lookup stored a route (the template, say) while this
+            // one asked the nameserver.
+            Err(error @ KernelError::NoRoute { .. }) => {
+                self.cached_publish_info(topic).ok_or(error)
+            }
             other => other,
         }
     }
