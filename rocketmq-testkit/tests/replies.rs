@@ -60,9 +60,13 @@ async fn a_reply_is_pushed_to_the_requesting_producer_and_stored() {
     let properties = Properties::parse(header.properties.as_deref().unwrap());
     assert_eq!(properties.get(property::CORRELATION_ID), Some("corr-1"));
     assert!(properties.get(property::PUSH_REPLY_TIME).is_some());
+    // Marked as Java's broker marks every message it takes.
+    assert_eq!(properties.get(property::MSG_REGION), Some("DefaultRegion"));
+    assert_eq!(properties.get(property::TRACE_ON), Some("true"));
     assert_eq!(&push.body[..], b"pong");
     let stored = broker.messages(REPLY_TOPIC, 0);
     assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].message.property(property::TRACE_ON), Some("true"));
     assert_eq!(sent.header.msg_id, stored[0].offset_msg_id());
     assert_eq!(
         broker.requests_received(RequestCode::SEND_REPLY_MESSAGE_V2),

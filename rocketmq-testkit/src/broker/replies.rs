@@ -44,7 +44,17 @@ pub(crate) async fn handle(ctx: &ConnCtx, request: &RemotingCommand) -> Remoting
         Ok(_) => header.queue_id,
         Err(rejection) => return rejection.into_response(),
     };
-    let properties = Properties::parse(header.properties.as_deref().unwrap_or_default());
+    let mut properties = Properties::parse(header.properties.as_deref().unwrap_or_default());
+    // As on every send (Java's `buildMsgContext`, which a reply goes
+    // through too): in the pushed reply and the stored one.
+    for (name, value) in [
+        (property::MSG_REGION, DEFAULT_REGION),
+        (property::TRACE_ON, "true"),
+    ] {
+        if let Err(error) = properties.insert(name, value) {
+            return reply::error(ResponseCode::MESSAGE_ILLEGAL, error.to_string());
+        }
+    }
     let pushed = push(ctx, &header, &properties, request).await;
     let response = match &pushed {
         Ok(()) => reply::ok(),
