@@ -1143,3 +1143,56 @@ async fn a_batch_sent_to_a_queue_is_stored_there_in_order() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn async_and_oneway_sends_to_a_queue_land_there() {
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = producer(&cluster, "modes_to_queue").await;
+    let broker_b = cluster.broker_named("broker-b").unwrap();
+    let mq = MessageQueue::new("T", "broker-b", 1);
+    let mut handles = Vec::new();
+    for i in 0..3 {
+        let msg = to_t(format!("async-{i}"));
+        handles.push(producer.send_async_to_queue(msg, &mq).await.unwrap());
+    }
+    for handle in handles {
+        assert_eq!(handle.await.unwrap().message_queue, mq);
+    }
+    producer
+        .send_oneway_to_queue(to_t("oneway"), &mq)
+        .await
+        .unwrap();
+    let stored = || -> Vec<String> {
+        (broker_b.messages("T", 1).iter())
+            .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
+            .collect()
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while stored().len() < 4 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let mut bodies = stored();
+    bodies.sort();
+    assert_eq!(bodies, ["async-0", "async-1", "async-2", "oneway"]);
+    let elsewhere = MessageQueue::new("U", "broker-b", 1);
+    for error in [
+        producer
+            .send_async_to_queue(to_t("x"), &elsewhere)
+            .await
+            .err(),
+        producer
+            .send_oneway_to_queue(to_t("x"), &elsewhere)
+            .await
+            .err(),
+    ] {
+        assert!(
+            matches!(error, Some(ClientError::InvalidMessage(_))),
+            "{error:?}"
+        );
+    }
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -147,6 +147,20 @@ impl Producer {
     /// in Java's async sends).
     pub async fn send_async(&self, msg: Message) -> Result<SendHandle> {
         let out = self.sender.prepare(msg)?;
+        self.spawn_async(out, None).await
+    }
+
+    /// [`send_async`](Self::send_async) to `mq`, once (Java's
+    /// `send(msg, mq, callback)`).
+    pub async fn send_async_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<SendHandle> {
+        let out = self.sender.prepare(msg)?;
+        let mq = self.queue_for(&out, mq)?;
+        self.spawn_async(out, Some(mq)).await
+    }
+
+    /// Starts the async send of `out`, round robin or to `queue`, once
+    /// there is room for it.
+    async fn spawn_async(&self, out: Outgoing, queue: Option<MessageQueue>) -> Result<SendHandle> {
         let closed = |_| ClientError::Shutdown("producer");
         let permit = self
             .async_slots
@@ -168,7 +182,10 @@ impl Producer {
         let sender = self.sender.clone();
         let task = self.async_sends.spawn(async move {
             let _permits = (permit, bytes);
-            sender.send(&out, sender.async_route()).await
+            match &queue {
+                Some(mq) => sender.send(&out, Route::Queue(mq)).await,
+                None => sender.send(&out, sender.async_route()).await,
+            }
         });
         Ok(SendHandle { task })
     }
@@ -177,7 +194,15 @@ impl Producer {
     /// written. No retry.
     pub async fn send_oneway(&self, msg: Message) -> Result<()> {
         let out = self.sender.prepare(msg)?;
-        self.sender.send_oneway(&out).await
+        self.sender.send_oneway(&out, None).await
+    }
+
+    /// [`send_oneway`](Self::send_oneway) to `mq` (Java's
+    /// `sendOneway(msg, mq)`).
+    pub async fn send_oneway_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<()> {
+        let out = self.sender.prepare(msg)?;
+        let mq = self.queue_for(&out, mq)?;
+        self.sender.send_oneway(&out, Some(&mq)).await
     }
 
     /// Sends several messages of one topic as one SEND_BATCH_MESSAGE (Java's
@@ -210,6 +235,12 @@ impl Producer {
         out: &Outgoing,
         mq: &MessageQueue,
     ) -> Result<SendResult> {
+        let mq = self.queue_for(out, mq)?;
+        self.sender.send(out, Route::Queue(&mq)).await
+    }
+
+    /// `mq` in the producer's namespace, if `out` may go there.
+    fn queue_for(&self, out: &Outgoing, mq: &MessageQueue) -> Result<MessageQueue> {
         let namespace = &self.sender.namespace;
         let mq = namespace.wrap_queue(mq);
         if out.topic() != mq.topic {
@@ -220,7 +251,7 @@ impl Producer {
                 namespace.unwrap(&mq.topic)
             )));
         }
-        self.sender.send(out, Route::Queue(&mq)).await
+        Ok(mq.into_owned())
     }
 
     /// Sends `msg` to the queue `selector` chooses among the topic's publish

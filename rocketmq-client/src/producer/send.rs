@@ -581,23 +581,29 @@ impl Sender {
 
     /// Sends `out` once without waiting for the broker (oneway); counted in
     /// the send metrics once written.
-    pub(crate) async fn send_oneway(&self, out: &Outgoing) -> Result<()> {
-        let written = self.write_oneway(out).await;
+    /// Writes `out` as a oneway send: round robin, or to `queue`.
+    pub(crate) async fn send_oneway(
+        &self,
+        out: &Outgoing,
+        queue: Option<&MessageQueue>,
+    ) -> Result<()> {
+        let written = self.write_oneway(out, queue).await;
         self.metrics
             .record_oneway(out.topic(), written.as_ref().copied());
         written
     }
 
-    async fn write_oneway(&self, out: &Outgoing) -> Result<()> {
+    async fn write_oneway(&self, out: &Outgoing, queue: Option<&MessageQueue>) -> Result<()> {
         let after = self.options.send_msg_timeout;
         let budget = Budget {
             deadline: deadline_after(Instant::now(), after),
             after,
         };
         let info = self.publish_info(out.topic(), budget).await?;
-        let mq = match out.message.sharding_key() {
-            Some(_) => select_queue(&SelectByShardingKey, info.queues(), &out.message),
-            None => self.fault.select_queue(&info, None),
+        let mq = match (queue, out.message.sharding_key()) {
+            (Some(mq), _) => Some(mq),
+            (None, Some(_)) => select_queue(&SelectByShardingKey, info.queues(), &out.message),
+            (None, None) => self.fault.select_queue(&info, None),
         }
         .ok_or_else(|| no_route(out.topic()))?;
         let addr = self.master_addr(mq)?;
