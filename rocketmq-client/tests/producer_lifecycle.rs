@@ -3,12 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "waiting/mod.rs"]
+#[allow(dead_code)]
+mod waiting;
+
 use std::time::Duration;
 
 use rocketmq_client::{ClientConfig, ClientError, Producer};
 use rocketmq_model::{Message, RequestCode};
 use rocketmq_testkit::{Broker, TestCluster};
 use tokio::time::Instant;
+use waiting::wait_until;
 
 fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
     let mut config = ClientConfig::new(cluster.namesrv_addrs());
@@ -34,15 +39,11 @@ fn heartbeats(broker: &Broker) -> u64 {
 /// Waits until `broker` has received `count` heartbeats in all (two
 /// minutes of paused time at most).
 async fn heartbeats_reach(broker: &Broker, count: u64) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while heartbeats(broker) < count {
-        assert!(
-            Instant::now() < deadline,
-            "{} never had {count} heartbeats",
-            broker.name()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("{} has {count} heartbeats", broker.name());
+    wait_until(&what, Duration::from_secs(120), || {
+        heartbeats(broker) >= count
+    })
+    .await;
 }
 
 fn producer_clients(broker: &Broker, group: &str) -> Vec<String> {

@@ -2,6 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "waiting/mod.rs"]
+#[allow(dead_code)]
+mod waiting;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +17,7 @@ use rocketmq_kernel::select::SelectByKey;
 use rocketmq_model::message::{compression, property, sysflag};
 use rocketmq_model::{Message, MessageExt, MessageQueue, OffsetMessageId};
 use rocketmq_testkit::TestCluster;
+use waiting::wait_until;
 
 fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
     let mut config = ClientConfig::new(cluster.namesrv_addrs());
@@ -220,13 +225,10 @@ async fn a_oneway_send_is_stored() {
         .build()
         .unwrap();
     producer.send_oneway(msg).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while stored(&cluster, "T").is_empty() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    wait_until("the oneway send is stored", Duration::from_secs(10), || {
+        !stored(&cluster, "T").is_empty()
     })
-    .await
-    .unwrap();
+    .await;
     let got = stored(&cluster, "T").remove(0);
     assert_eq!(got.message.tags(), Some("F"));
     assert!(got.message.uniq_key().is_some());
@@ -597,7 +599,12 @@ async fn delayed_messages_are_scheduled_by_the_broker() {
         stored(&cluster, "T").is_empty(),
         "not visible before its delay"
     );
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    wait_until(
+        "the delayed message is delivered",
+        Duration::from_secs(30),
+        || !stored(&cluster, "T").is_empty(),
+    )
+    .await;
     let delivered = stored(&cluster, "T");
     assert_eq!(delivered.len(), 1);
     assert_eq!(
@@ -1167,13 +1174,10 @@ async fn async_and_oneway_sends_to_a_queue_land_there() {
             .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
             .collect()
     };
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while stored().len() < 4 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    wait_until("the four sends are stored", Duration::from_secs(10), || {
+        stored().len() == 4
     })
-    .await
-    .unwrap();
+    .await;
     let mut bodies = stored();
     bodies.sort();
     assert_eq!(bodies, ["async-0", "async-1", "async-2", "oneway"]);
