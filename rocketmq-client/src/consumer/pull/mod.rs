@@ -309,11 +309,7 @@ impl PullConsumer {
 
     /// Reads exactly `queues` from now on (assign mode only).
     pub async fn assign(&self, queues: impl IntoIterator<Item = MessageQueue>) -> Result<()> {
-        if self.core.mode != Mode::Assign {
-            return Err(ClientError::InvalidCall(
-                "assign is for consumers built with assign; this one subscribes".into(),
-            ));
-        }
+        self.require_mode(Mode::Assign, "assign")?;
         let namespace = self.namespace();
         let queues: BTreeSet<MessageQueue> = (queues.into_iter())
             .map(|mq| namespace.wrap_queue(&mq).into_owned())
@@ -343,7 +339,7 @@ impl PullConsumer {
         topic: impl Into<String>,
         selector: impl Into<super::MessageSelector>,
     ) -> Result<()> {
-        self.check_subscribe_mode("subscribe")?;
+        self.require_mode(Mode::Subscribe, "subscribe")?;
         let topic = self.namespace().wrap(&topic.into()).into_owned();
         let subscription = selector.into().subscription(&topic)?;
         self.core.subscriptions.insert(subscription);
@@ -356,7 +352,7 @@ impl PullConsumer {
     /// queues are released and their committed offsets persisted; what
     /// was fetched of them and not polled is dropped.
     pub async fn unsubscribe(&self, topic: &str) -> Result<()> {
-        self.check_subscribe_mode("unsubscribe")?;
+        self.require_mode(Mode::Subscribe, "unsubscribe")?;
         let topic = self.namespace().wrap(topic);
         self.core.subscriptions.remove(&topic);
         // The queues go first: their fetches have no subscription now.
@@ -365,12 +361,18 @@ impl PullConsumer {
         Ok(())
     }
 
-    fn check_subscribe_mode(&self, call: &str) -> Result<()> {
-        if self.core.mode == Mode::Subscribe {
+    /// Refuses `call` unless the consumer was built in `mode` (Java's lite
+    /// consumer does not mix subscribing and assigning either).
+    fn require_mode(&self, mode: Mode, call: &str) -> Result<()> {
+        if self.core.mode == mode {
             return Ok(());
         }
+        let (built, now) = match mode {
+            Mode::Assign => ("assign", "subscribes"),
+            Mode::Subscribe => ("subscribe", "is assigned its queues"),
+        };
         Err(ClientError::InvalidCall(format!(
-            "{call} is for consumers built with subscribe; this one is assigned its queues"
+            "{call} is for consumers built with {built}; this one {now}"
         )))
     }
 
