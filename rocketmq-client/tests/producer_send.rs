@@ -1200,3 +1200,57 @@ async fn async_and_oneway_sends_to_a_queue_land_there() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// Async and oneway sends through a selector go to its choice (Java's
+/// `send(msg, selector, arg, callback)` and `sendOneway(msg, selector,
+/// arg)`); a selector that chooses nothing fails the call itself.
+#[tokio::test(start_paused = true)]
+async fn async_and_oneway_sends_through_a_selector_land_on_its_choice() {
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = producer(&cluster, "modes_by_selector").await;
+    let broker_b = cluster.broker_named("broker-b").unwrap();
+    // 8 queues, 4 a broker: the sixth is broker-b's queue 1.
+    let sixth = |_: &[MessageQueue], _: &Message| Some(5);
+    let mut handles = Vec::new();
+    for i in 0..3 {
+        let msg = to_t(format!("async-{i}"));
+        handles.push(
+            producer
+                .send_async_with_selector(msg, &sixth)
+                .await
+                .unwrap(),
+        );
+    }
+    let mq = MessageQueue::new("T", "broker-b", 1);
+    for handle in handles {
+        assert_eq!(handle.await.unwrap().message_queue, mq);
+    }
+    producer
+        .send_oneway_with_selector(to_t("oneway"), &sixth)
+        .await
+        .unwrap();
+    wait_until("the four sends are stored", Duration::from_secs(10), || {
+        broker_b.messages("T", 1).len() == 4
+    })
+    .await;
+    let none = |_: &[MessageQueue], _: &Message| None;
+    let out_of_range = |queues: &[MessageQueue], _: &Message| Some(queues.len());
+    for error in [
+        producer
+            .send_async_with_selector(to_t("x"), &none)
+            .await
+            .err(),
+        producer
+            .send_oneway_with_selector(to_t("x"), &out_of_range)
+            .await
+            .err(),
+    ] {
+        assert!(
+            matches!(error, Some(ClientError::NoQueueSelected { .. })),
+            "{error:?}"
+        );
+    }
+    assert_eq!(stored(&cluster, "T").len(), 4, "nothing more stored");
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

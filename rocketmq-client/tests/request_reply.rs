@@ -12,7 +12,7 @@ use std::time::Duration;
 use rocketmq_client::producer::create_reply_message;
 use rocketmq_client::{ClientConfig, ClientError, Producer};
 use rocketmq_model::message::{property, sysflag};
-use rocketmq_model::{Message, MessageExt, RequestCode};
+use rocketmq_model::{Message, MessageExt, MessageQueue, RequestCode};
 use rocketmq_testkit::TestCluster;
 use waiting::wait_until;
 
@@ -162,6 +162,67 @@ async fn a_request_is_resent_as_often_as_an_async_send() {
         let (got, ()) = tokio::join!(requester.request(ping, Duration::from_secs(10)), answer);
         assert_eq!(&got.unwrap().message.body[..], b"pong", "request {i}");
     }
+    requester.shutdown().await;
+    replier.shutdown().await;
+    cluster.shutdown().await;
+}
+
+/// A request to a chosen queue, or to a selector's choice, is stored in
+/// that queue and gets its reply (Java's `request(msg, mq, timeout)` and
+/// `request(msg, selector, arg, timeout)`); a queue of another topic is
+/// refused before anything is sent.
+#[tokio::test(start_paused = true)]
+async fn a_request_to_a_queue_or_a_selectors_choice_lands_there() {
+    let cluster = TestCluster::builder()
+        .brokers(2)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let requester = producer(&cluster, "placed_requester", "req_pg").await;
+    let replier = producer(&cluster, "placed_replier", "rep_pg").await;
+    let chosen = MessageQueue::new("T", "broker-b", 2);
+    // The selector sees the 8 queues, 4 a broker, and takes the last.
+    let last = |queues: &[MessageQueue], _: &Message| queues.len().checked_sub(1);
+    let broker_b = cluster.broker_named("broker-b").unwrap();
+    let stored = |queue| broker_b.messages("T", queue);
+    for (i, queue_id) in [(0, 2), (1, 3)] {
+        let ping = Message::builder("T")
+            .body(format!("ping {i}"))
+            .build()
+            .unwrap();
+        let answer = async {
+            wait_until("the request is stored", Duration::from_secs(5), || {
+                !stored(queue_id).is_empty()
+            })
+            .await;
+            let request = stored(queue_id).remove(0);
+            assert_eq!(request.message.body, format!("ping {i}").as_bytes());
+            let reply = create_reply_message(&request.message, "pong").unwrap();
+            replier.send(reply).await.unwrap();
+        };
+        let timeout = Duration::from_secs(10);
+        let request = async {
+            if i == 0 {
+                requester.request_to_queue(ping, &chosen, timeout).await
+            } else {
+                requester.request_with_selector(ping, &last, timeout).await
+            }
+        };
+        let (got, ()) = tokio::join!(request, answer);
+        assert_eq!(&got.unwrap().message.body[..], b"pong", "request {i}");
+    }
+    let elsewhere = MessageQueue::new("U", "broker-b", 2);
+    let error = requester
+        .request_to_queue(
+            Message::builder("T").body("x").build().unwrap(),
+            &elsewhere,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ClientError::InvalidMessage(_)), "{error}");
+    assert_eq!(stored(2).len() + stored(3).len(), 2, "nothing more stored");
     requester.shutdown().await;
     replier.shutdown().await;
     cluster.shutdown().await;

@@ -154,7 +154,7 @@ impl Producer {
     /// `send(msg, mq, callback)`).
     pub async fn send_async_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<SendHandle> {
         let out = self.sender.prepare(msg)?;
-        let mq = self.queue_for(&out, mq)?;
+        let mq = self.queue_for(out.topic(), mq)?;
         self.spawn_async(out, Some(mq)).await
     }
 
@@ -201,7 +201,7 @@ impl Producer {
     /// `sendOneway(msg, mq)`).
     pub async fn send_oneway_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<()> {
         let out = self.sender.prepare(msg)?;
-        let mq = self.queue_for(&out, mq)?;
+        let mq = self.queue_for(out.topic(), mq)?;
         self.sender.send_oneway(&out, Some(&mq)).await
     }
 
@@ -235,23 +235,33 @@ impl Producer {
         out: &Outgoing,
         mq: &MessageQueue,
     ) -> Result<SendResult> {
-        let mq = self.queue_for(out, mq)?;
+        let mq = self.queue_for(out.topic(), mq)?;
         self.sender.send(out, Route::Queue(&mq)).await
     }
 
-    /// `mq` in the producer's namespace, if `out` may go there.
-    fn queue_for(&self, out: &Outgoing, mq: &MessageQueue) -> Result<MessageQueue> {
+    /// `mq` in the producer's namespace, if a message to `topic` (in the
+    /// namespace too) may go there.
+    fn queue_for(&self, topic: &str, mq: &MessageQueue) -> Result<MessageQueue> {
         let namespace = &self.sender.namespace;
         let mq = namespace.wrap_queue(mq);
-        if out.topic() != mq.topic {
+        if topic != mq.topic {
             // Named as the application names them.
             return Err(ClientError::InvalidMessage(format!(
                 "message topic {} differs from queue topic {}",
-                namespace.unwrap(out.topic()),
+                namespace.unwrap(topic),
                 namespace.unwrap(&mq.topic)
             )));
         }
         Ok(mq.into_owned())
+    }
+
+    /// `selector` shown the queues and messages as the application names
+    /// them.
+    fn in_namespace<'a>(&'a self, selector: &'a dyn QueueSelector) -> InNamespace<'a> {
+        InNamespace {
+            selector,
+            namespace: &self.sender.namespace,
+        }
     }
 
     /// Sends `msg` to the queue `selector` chooses among the topic's publish
@@ -266,11 +276,41 @@ impl Producer {
         selector: &dyn QueueSelector,
     ) -> Result<SendResult> {
         let out = self.sender.prepare(msg)?;
-        let selector = InNamespace {
-            selector,
-            namespace: &self.sender.namespace,
-        };
+        let selector = self.in_namespace(selector);
         self.sender.send(&out, Route::Selector(&selector)).await
+    }
+
+    /// [`send_async`](Self::send_async) to the queue `selector` chooses,
+    /// once (Java's `send(msg, selector, arg, callback)`). The selector runs
+    /// before this returns (looking the topic's route up first if need be),
+    /// so it may borrow from the caller; its error, or a route that cannot
+    /// be found, is this call's.
+    pub async fn send_async_with_selector(
+        &self,
+        msg: Message,
+        selector: &dyn QueueSelector,
+    ) -> Result<SendHandle> {
+        let out = self.sender.prepare(msg)?;
+        let mq = self
+            .sender
+            .select(&out, &self.in_namespace(selector))
+            .await?;
+        self.spawn_async(out, Some(mq)).await
+    }
+
+    /// [`send_oneway`](Self::send_oneway) to the queue `selector` chooses
+    /// (Java's `sendOneway(msg, selector, arg)`).
+    pub async fn send_oneway_with_selector(
+        &self,
+        msg: Message,
+        selector: &dyn QueueSelector,
+    ) -> Result<()> {
+        let out = self.sender.prepare(msg)?;
+        let mq = self
+            .sender
+            .select(&out, &self.in_namespace(selector))
+            .await?;
+        self.sender.send_oneway(&out, Some(&mq)).await
     }
 
     /// Stops the producer: waits for asynchronous sends in flight, forgets

@@ -6,13 +6,25 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use rocketmq_kernel::QueueSelector;
 use rocketmq_kernel::wait::deadline_after;
 use rocketmq_model::message::property;
-use rocketmq_model::{Message, MessageExt};
+use rocketmq_model::{Message, MessageExt, MessageQueue};
 use tokio::time::Instant;
 
 use super::Producer;
+use super::send::Route;
 use crate::error::{ClientError, Result};
+
+/// Where a request goes.
+enum Target<'a> {
+    /// Round robin, as an async send.
+    Balanced,
+    /// This queue, once.
+    Queue(&'a MessageQueue),
+    /// The selector's choice, once.
+    Selector(&'a dyn QueueSelector),
+}
 
 /// The reply topic of a cluster is `<cluster>` + this (Java's
 /// `MixAll.getReplyTopic`).
@@ -60,10 +72,50 @@ impl Producer {
     /// was, and no reply came in time. As Java sends a request as an async
     /// send, it is resent `retry_times_when_send_async_failed` times when
     /// an attempt is lost, and a broker's refusal is the answer.
-    pub async fn request(&self, mut msg: Message, timeout: Duration) -> Result<MessageExt> {
+    pub async fn request(&self, msg: Message, timeout: Duration) -> Result<MessageExt> {
+        self.request_to(msg, timeout, Target::Balanced).await
+    }
+
+    /// [`request`](Self::request) sent to `mq`, once (Java's
+    /// `request(msg, mq, timeout)`); `mq` must be a queue of the message's
+    /// topic.
+    pub async fn request_to_queue(
+        &self,
+        msg: Message,
+        mq: &MessageQueue,
+        timeout: Duration,
+    ) -> Result<MessageExt> {
+        self.request_to(msg, timeout, Target::Queue(mq)).await
+    }
+
+    /// [`request`](Self::request) sent to the queue `selector` chooses among
+    /// the topic's publish queues, once (Java's
+    /// `request(msg, selector, arg, timeout)`); the selector sees them as
+    /// [`send_with_selector`](Self::send_with_selector)'s does.
+    pub async fn request_with_selector(
+        &self,
+        msg: Message,
+        selector: &dyn QueueSelector,
+        timeout: Duration,
+    ) -> Result<MessageExt> {
+        self.request_to(msg, timeout, Target::Selector(selector))
+            .await
+    }
+
+    async fn request_to(
+        &self,
+        mut msg: Message,
+        timeout: Duration,
+        target: Target<'_>,
+    ) -> Result<MessageExt> {
         let deadline = deadline_after(Instant::now(), timeout);
         let sender = &self.sender;
         sender.to_namespace(&mut msg);
+        // A wrong queue fails before anything is sent or registered.
+        let queue = match target {
+            Target::Queue(mq) => Some(self.queue_for(&msg.topic, mq)?),
+            _ => None,
+        };
         let instance = &sender.instance;
         let correlation_id = instance.unique_ids().next_id();
         let send_timed_out = |attempts| ClientError::SendTimeout {
@@ -100,9 +152,16 @@ impl Producer {
         let out = sender.prepare(msg)?;
         // Java sends a request as an async send.
         let budget = deadline.saturating_duration_since(Instant::now());
-        sender
-            .send_within(&out, sender.async_route(), budget)
-            .await?;
+        let selector;
+        let route = match (target, &queue) {
+            (_, Some(mq)) => Route::Queue(mq),
+            (Target::Selector(chosen), _) => {
+                selector = self.in_namespace(chosen);
+                Route::Selector(&selector)
+            }
+            _ => sender.async_route(),
+        };
+        sender.send_within(&out, route, budget).await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         waiter
             .wait(remaining)

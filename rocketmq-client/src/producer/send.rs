@@ -113,6 +113,19 @@ struct Budget {
     after: Duration,
 }
 
+impl Budget {
+    fn starting_at(start: Instant, after: Duration) -> Self {
+        Budget {
+            deadline: deadline_after(start, after),
+            after,
+        }
+    }
+
+    fn starting_now(after: Duration) -> Self {
+        Self::starting_at(Instant::now(), after)
+    }
+}
+
 /// The producer's sending machinery.
 pub(crate) struct Sender {
     pub(crate) options: ProducerOptions,
@@ -335,10 +348,7 @@ impl Sender {
         budget: Duration,
     ) -> Result<SendResult> {
         let started = Instant::now();
-        let budget = Budget {
-            deadline: deadline_after(started, budget),
-            after: budget,
-        };
+        let budget = Budget::starting_at(started, budget);
         let route = match route {
             // A batch's messages may have keys of their own: it stays balanced.
             Route::Balanced { .. } if !out.batch && out.message.sharding_key().is_some() => {
@@ -373,15 +383,37 @@ impl Sender {
                 self.attempt(out, mq, 0, budget).await
             }
             Route::Selector(selector) => {
-                let info = self.publish_info(out.topic(), budget).await?;
-                let mq = select_queue(selector, info.queues(), &out.message)
-                    .ok_or_else(|| ClientError::NoQueueSelected {
-                        topic: out.topic().to_owned(),
-                    })?
-                    .clone();
+                let mq = self.select_within(out, selector, budget).await?;
                 self.attempt(out, &mq, 0, budget).await
             }
         }
+    }
+
+    /// The queue `selector` chooses for `out` among its topic's publish
+    /// queues, the route looked up within the send timeout if need be (for
+    /// async and oneway sends, which choose before they start).
+    pub(crate) async fn select(
+        &self,
+        out: &Outgoing,
+        selector: &dyn QueueSelector,
+    ) -> Result<MessageQueue> {
+        let budget = Budget::starting_now(self.options.send_msg_timeout);
+        self.select_within(out, selector, budget).await
+    }
+
+    async fn select_within(
+        &self,
+        out: &Outgoing,
+        selector: &dyn QueueSelector,
+        budget: Budget,
+    ) -> Result<MessageQueue> {
+        let info = self.publish_info(out.topic(), budget).await?;
+        let mq = select_queue(selector, info.queues(), &out.message).ok_or_else(|| {
+            ClientError::NoQueueSelected {
+                topic: out.topic().to_owned(),
+            }
+        })?;
+        Ok(mq.clone())
     }
 
     /// Up to `1 + retries` attempts, each on another broker than the last
@@ -594,11 +626,7 @@ impl Sender {
     }
 
     async fn write_oneway(&self, out: &Outgoing, queue: Option<&MessageQueue>) -> Result<()> {
-        let after = self.options.send_msg_timeout;
-        let budget = Budget {
-            deadline: deadline_after(Instant::now(), after),
-            after,
-        };
+        let budget = Budget::starting_now(self.options.send_msg_timeout);
         let info = self.publish_info(out.topic(), budget).await?;
         let mq = match (queue, out.message.sharding_key()) {
             (Some(mq), _) => Some(mq),
