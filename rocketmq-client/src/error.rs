@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use rocketmq_kernel::KernelError;
-use rocketmq_model::ModelError;
+use rocketmq_model::{ModelError, ResponseCode};
 use rocketmq_remoting::RemotingError;
 
 /// What went wrong in a producer, a consumer or the client instance.
@@ -131,6 +131,18 @@ impl ClientError {
             _ => false,
         }
     }
+
+    /// The code a broker or nameserver answered with, when the error is its
+    /// refusal (Java's `MQBrokerException.getResponseCode`), e.g.
+    /// SYSTEM_BUSY or NO_PERMISSION.
+    pub fn response_code(&self) -> Option<ResponseCode> {
+        match self {
+            ClientError::Remoting(err) | ClientError::Kernel(KernelError::Remoting(err)) => {
+                err.response_code()
+            }
+            _ => None,
+        }
+    }
 }
 
 /// `Result` with [`ClientError`].
@@ -153,6 +165,11 @@ mod tests {
     #[test]
     fn busy_brokers_and_missing_routes_are_retriable() {
         assert!(response(ResponseCode::SYSTEM_BUSY).is_retriable());
+        assert_eq!(
+            response(ResponseCode::SYSTEM_BUSY).response_code(),
+            Some(ResponseCode::SYSTEM_BUSY)
+        );
+        assert_eq!(ClientError::Shutdown("producer").response_code(), None);
         assert!(ClientError::Kernel(KernelError::NoRoute { topic: "t".into() }).is_retriable());
         assert!(
             ClientError::Kernel(KernelError::Remoting(RemotingError::Timeout {

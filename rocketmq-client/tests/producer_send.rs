@@ -1254,3 +1254,46 @@ async fn async_and_oneway_sends_through_a_selector_land_on_its_choice() {
     producer.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// A broker answer outside Java's retry codes ends a sync send, unless the
+/// producer added it (Java's `addRetryResponseCode`): then the send goes on
+/// to the other broker.
+#[tokio::test(start_paused = true)]
+async fn an_added_retry_code_sends_on_to_another_broker() {
+    let cluster = cluster_with_topic_t(2).await;
+    let try_elsewhere = rocketmq_model::ResponseCode(4321);
+    cluster.broker_named("broker-a").unwrap().fail_requests(
+        rocketmq_model::RequestCode::SEND_MESSAGE_V2,
+        try_elsewhere,
+        1000,
+    );
+    let plain = producer(&cluster, "plain_codes").await;
+    let retrying = Producer::builder()
+        .client_config(config(&cluster, "added_code"))
+        .producer_group("pg")
+        .retry_response_code(try_elsewhere)
+        .build()
+        .await
+        .unwrap();
+    // Round robin over 8 queues, 4 a broker: some of 8 sends start at
+    // broker-a.
+    let mut refused = 0;
+    for i in 0..8 {
+        match plain.send(to_t(format!("plain {i}"))).await {
+            Ok(result) => assert_eq!(result.message_queue.broker_name, "broker-b"),
+            Err(error) => {
+                assert_eq!(error.response_code(), Some(try_elsewhere), "{error}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "a plain producer takes the code as the answer");
+    for i in 0..8 {
+        let result = retrying.send(to_t(format!("retried {i}"))).await.unwrap();
+        assert_eq!(result.message_queue.broker_name, "broker-b");
+    }
+    assert_eq!(stored(&cluster, "T").len(), 8 - refused + 8);
+    plain.shutdown().await;
+    retrying.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -234,19 +234,23 @@ impl ResponseCode {
         )
     }
 
-    /// Whether the Java producer retries a send on another broker after this code.
+    /// The codes after which the Java producer resends a sync send to
+    /// another broker by default (`DefaultMQProducer.retryResponseCodes`).
+    pub const SEND_RETRY_CODES: [ResponseCode; 8] = [
+        ResponseCode::TOPIC_NOT_EXIST,
+        ResponseCode::SERVICE_NOT_AVAILABLE,
+        ResponseCode::SYSTEM_ERROR,
+        ResponseCode::SYSTEM_BUSY,
+        ResponseCode::NO_PERMISSION,
+        ResponseCode::NO_BUYER_ID,
+        ResponseCode::NOT_IN_CURRENT_UNIT,
+        ResponseCode::GO_AWAY,
+    ];
+
+    /// Whether the Java producer retries a send on another broker after this
+    /// code by default: one of [`SEND_RETRY_CODES`](Self::SEND_RETRY_CODES).
     pub fn is_send_retriable(self) -> bool {
-        matches!(
-            self,
-            ResponseCode::TOPIC_NOT_EXIST
-                | ResponseCode::SERVICE_NOT_AVAILABLE
-                | ResponseCode::SYSTEM_ERROR
-                | ResponseCode::SYSTEM_BUSY
-                | ResponseCode::NO_PERMISSION
-                | ResponseCode::NO_BUYER_ID
-                | ResponseCode::NOT_IN_CURRENT_UNIT
-                | ResponseCode::GO_AWAY
-        )
+        Self::SEND_RETRY_CODES.contains(&self)
     }
 }
 

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rocketmq_model::ResponseCode;
 use rocketmq_model::message::compression::{CompressionType, DEFAULT_LEVEL};
 use rocketmq_model::route::DEFAULT_TOPIC_QUEUE_NUMS;
 use rocketmq_remoting::{Credentials, Transport};
@@ -46,6 +47,13 @@ pub struct ProducerOptions {
     /// Retry on another broker when a synchronous send was stored with a
     /// status other than SEND_OK (false).
     pub retry_another_broker_when_not_store_ok: bool,
+    /// The broker answers after which a synchronous send is resent to
+    /// another broker (Java's `retryResponseCodes`, which
+    /// `addRetryResponseCode` extends): at first
+    /// [`ResponseCode::SEND_RETRY_CODES`], SYSTEM_BUSY and NO_PERMISSION
+    /// among them. Other answers end the send with their error. Async sends
+    /// and requests are never resent after an answer, whatever it is.
+    pub retry_response_codes: Vec<ResponseCode>,
     /// Asynchronous sends in flight at once; more wait for a slot (10000;
     /// Java's `backPressureForAsyncSendNum`, 1024 in recent releases, which
     /// bounds them only with `enableBackpressureForAsyncMode`).
@@ -75,6 +83,7 @@ impl Default for ProducerOptions {
             default_topic_queue_nums: DEFAULT_TOPIC_QUEUE_NUMS,
             send_latency_fault_enable: false,
             retry_another_broker_when_not_store_ok: false,
+            retry_response_codes: ResponseCode::SEND_RETRY_CODES.to_vec(),
             max_in_flight_async_sends: 10_000,
             max_in_flight_async_bytes: 100 * 1024 * 1024,
             enable_trace: false,
@@ -237,6 +246,16 @@ impl ProducerBuilder {
     /// Retry on another broker when a message was stored without SEND_OK.
     pub fn retry_another_broker_when_not_store_ok(mut self, retry: bool) -> Self {
         self.options.retry_another_broker_when_not_store_ok = retry;
+        self
+    }
+
+    /// Resends a synchronous send to another broker after `code` too
+    /// (Java's `addRetryResponseCode`), e.g. a code of a broker of one's
+    /// own that means "try elsewhere".
+    pub fn retry_response_code(mut self, code: ResponseCode) -> Self {
+        if !self.options.retry_response_codes.contains(&code) {
+            self.options.retry_response_codes.push(code);
+        }
         self
     }
 

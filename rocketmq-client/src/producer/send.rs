@@ -462,7 +462,7 @@ impl Sender {
                 }
                 Ok(result) => return Ok(result),
                 Err(error @ ClientError::SendTimeout { .. }) => return stored.ok_or(error),
-                Err(error) if error.is_retriable() && (resend_refused || !refused(&error)) => {
+                Err(error) if self.may_resend(&error, resend_refused) => {
                     // Per send, so at debug level (a broker refusing every
                     // send would write thousands a minute); the retry
                     // counter shows them, and the caller gets the last error.
@@ -476,6 +476,17 @@ impl Sender {
             }
         }
         stored.ok_or_else(|| last_error.unwrap_or_else(|| timeout(out, retries + 1, budget)))
+    }
+
+    /// Whether an attempt that failed with `error` may be resent: when its
+    /// request or answer was lost, or, with `resend_refused`, when the
+    /// broker refused it with one of `retry_response_codes`.
+    fn may_resend(&self, error: &ClientError, resend_refused: bool) -> bool {
+        // A code is the broker's answer: the request and answer were not lost.
+        match error.response_code() {
+            Some(code) => resend_refused && self.options.retry_response_codes.contains(&code),
+            None => error.is_retriable(),
+        }
     }
 
     async fn publish_info(&self, topic: &str, budget: Budget) -> Result<Arc<PublishInfo>> {
@@ -697,16 +708,6 @@ fn timed_out(error: &ClientError) -> bool {
         error,
         ClientError::Remoting(RemotingError::Timeout { .. })
             | ClientError::Kernel(KernelError::Remoting(RemotingError::Timeout { .. }))
-    )
-}
-
-/// Whether the broker answered the attempt with a refusal (a response code),
-/// rather than the request or its answer being lost.
-fn refused(error: &ClientError) -> bool {
-    matches!(
-        error,
-        ClientError::Remoting(RemotingError::Response { .. })
-            | ClientError::Kernel(KernelError::Remoting(RemotingError::Response { .. }))
     )
 }
 
