@@ -148,6 +148,11 @@ pub(crate) fn resolve_namesrv_addrs(configured: Vec<String>, env: Option<String>
     split_namesrv_addrs(env)
 }
 
+/// `addrs` as Java lists them: each followed by `;`.
+pub(crate) fn namesrv_addr_string(addrs: &[String]) -> String {
+    addrs.iter().map(|addr| format!("{addr};")).collect()
+}
+
 impl ClientConfig {
     /// The defaults with these nameservers. Each may also be a Java-style
     /// list, `"ns1:9876;ns2:9876"`.
@@ -188,10 +193,7 @@ impl ClientConfig {
     /// (`MQClientInstance#consumerRunningInfo`: each address followed by a
     /// `;`, so "a;b;").
     pub fn namesrv_addr_string(&self) -> String {
-        self.namesrv_addrs
-            .iter()
-            .map(|addr| format!("{addr};"))
-            .collect()
+        namesrv_addr_string(&self.namesrv_addrs)
     }
 
     /// The namespace in effect: [`namespace`](Self::namespace) when set,

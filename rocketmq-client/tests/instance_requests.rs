@@ -45,6 +45,19 @@ async fn the_broker_reaches_a_registered_consumer() {
         Some(format!("{};", cluster.namesrv_addr()).as_str())
     );
     assert!(props.contains_key(property_keys::PROP_CLIENT_VERSION));
+    // The list in use, after a replacement too.
+    let replaced = [cluster.namesrv_addr().to_owned(), "ns-b:9876".to_owned()];
+    lease.update_namesrv_addrs(replaced.clone()).unwrap();
+    let info = broker
+        .consumer_running_info("cg", lease.client_id(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        info.properties
+            .get(property_keys::PROP_NAMESERVER_ADDR)
+            .map(String::as_str),
+        Some(format!("{};ns-b:9876;", cluster.namesrv_addr()).as_str())
+    );
     assert_eq!(
         props
             .get(property_keys::PROP_CONSUME_TYPE)

@@ -207,6 +207,35 @@ async fn a_java_style_nameserver_list_in_the_config_is_split() {
     cluster.shutdown().await;
 }
 
+/// Nameservers replaced while running (Java's `updateNameServerAddress`):
+/// a producer started with one that does not exist finds its routes once
+/// given the cluster's, and the instance reports the new list.
+#[tokio::test(start_paused = true)]
+async fn nameservers_replaced_while_running_are_used() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let mut config = config(&cluster, "moved_namesrv");
+    config.namesrv_addrs = vec!["gone-namesrv:9876".into()];
+    let producer = Producer::builder()
+        .client_config(config)
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap();
+    let msg = || Message::builder("T").body("x").build().unwrap();
+    producer.send(msg()).await.unwrap_err();
+    let instance = producer.instance();
+    let blank = instance.update_namesrv_addrs([" ; "]).unwrap_err();
+    assert!(matches!(blank, ClientError::Config(_)), "{blank}");
+    assert_eq!(instance.namesrv_addrs(), ["gone-namesrv:9876"]);
+    instance
+        .update_namesrv_addrs([cluster.namesrv_addrs().join(";")])
+        .unwrap();
+    assert_eq!(instance.namesrv_addrs(), cluster.namesrv_addrs());
+    producer.send(msg()).await.unwrap();
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
 /// `ClientConfig::check` accepts `Duration::MAX` for "no limit"; every call
 /// must then work, the nameserver's too (it adds a little slack to its
 /// timer, which overflowed and panicked).

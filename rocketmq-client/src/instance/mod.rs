@@ -157,6 +157,34 @@ impl ClientInstance {
         &self.inner.api
     }
 
+    /// The nameservers in use: those configured, or the last
+    /// [`update_namesrv_addrs`](Self::update_namesrv_addrs) gave.
+    pub fn namesrv_addrs(&self) -> Vec<String> {
+        match self.inner.api.name_server_addrs() {
+            Some(addrs) => addrs.to_vec(),
+            None => self.inner.config.namesrv_addrs.clone(),
+        }
+    }
+
+    /// Replaces the nameservers of this instance, so of every producer and
+    /// consumer sharing it (Java's `updateNameServerAddress`), e.g. when a
+    /// discovery service reports new ones. Each entry may be a Java-style
+    /// list, `"ns1:9876;ns2:9876"`. The next route lookup uses them; routes
+    /// already known are kept until it. An error, and nothing changed, for
+    /// a list without an address.
+    pub fn update_namesrv_addrs<S: Into<String>>(
+        &self,
+        addrs: impl IntoIterator<Item = S>,
+    ) -> Result<()> {
+        let addrs = crate::config::split_namesrv_addrs(addrs.into_iter().map(Into::into));
+        if addrs.is_empty() {
+            return Err(ClientError::Config("no nameserver address given".into()));
+        }
+        tracing::info!(client_id = %self.inner.client_id, namesrv = ?addrs, "nameservers replaced");
+        self.inner.api.set_name_server_addrs(addrs);
+        Ok(())
+    }
+
     /// The route table, filled from the nameservers.
     pub fn routes(&self) -> &Routes {
         &self.inner.routes

@@ -199,7 +199,7 @@ fn running_info(instance: &ClientInstance, cmd: &RemotingCommand) -> Answer {
     let properties = &mut info.properties;
     properties.insert(
         property_keys::PROP_NAMESERVER_ADDR.to_owned(),
-        instance.config().namesrv_addr_string(),
+        crate::config::namesrv_addr_string(&instance.namesrv_addrs()),
     );
     properties.insert(
         property_keys::PROP_CLIENT_VERSION.to_owned(),

@@ -29,6 +29,7 @@ use rocketmq_remoting::calls::{
     SendBatch, SendMessage, SendResponse, UnlockBatchMq, Unregister, UpdateConsumerOffset,
     ViewMessage,
 };
+use rocketmq_remoting::client::NameServerService;
 use rocketmq_remoting::{RemotingClient, RemotingError};
 use tracing::{Instrument, Span};
 
@@ -93,9 +94,11 @@ impl ApiTimeouts {
 pub struct RemotingBrokerApi {
     connector: Arc<dyn Connector>,
     timeouts: ApiTimeouts,
-    /// What errors of nameserver calls name as the peer: the list, as
-    /// Java writes it ("a;b"), when known.
-    name_servers: Arc<str>,
+    /// The nameservers, when this API made their service: errors of
+    /// nameserver calls name them as the peer ("a;b", as Java writes the
+    /// list), and [`set_name_server_addrs`](Self::set_name_server_addrs)
+    /// replaces them.
+    name_servers: Option<NameServerService>,
 }
 
 impl fmt::Debug for RemotingBrokerApi {
@@ -110,10 +113,30 @@ impl RemotingBrokerApi {
     /// Brokers through `client`; nameservers `name_servers` ("host:port"),
     /// with failover.
     pub fn new(client: RemotingClient, name_servers: Vec<String>) -> Self {
-        let listed: Arc<str> = name_servers.join(";").into();
+        let connector = RemotingConnector::new(client, name_servers);
         RemotingBrokerApi {
-            name_servers: listed,
-            ..Self::with_connector(RemotingConnector::new(client, name_servers))
+            name_servers: Some(connector.name_servers().clone()),
+            ..Self::with_connector(connector)
+        }
+    }
+
+    /// The nameserver addresses in use, when this API was made with a list
+    /// of them ([`new`](Self::new)).
+    pub fn name_server_addrs(&self) -> Option<Arc<[String]>> {
+        self.name_servers.as_ref().map(NameServerService::addrs)
+    }
+
+    /// Replaces the nameserver addresses (Java's
+    /// `updateNameServerAddressList`): the next nameserver call uses the new
+    /// list. False, and nothing changed, when this API was made over a
+    /// connector of its own, whose nameservers it does not know.
+    pub fn set_name_server_addrs(&self, addrs: Vec<String>) -> bool {
+        match &self.name_servers {
+            Some(service) => {
+                service.set_addrs(addrs);
+                true
+            }
+            None => false,
         }
     }
 
@@ -123,7 +146,7 @@ impl RemotingBrokerApi {
         RemotingBrokerApi {
             connector: Arc::new(connector),
             timeouts: ApiTimeouts::default(),
-            name_servers: "nameserver".into(),
+            name_servers: None,
         }
     }
 
@@ -179,9 +202,13 @@ impl RemotingBrokerApi {
         // The nameserver service bounds the call itself and passes over a
         // nameserver that did not answer: this timer, a little later, only
         // guards services that do not.
-        let addr = &*self.name_servers;
-        let call =
-            async { finish(run(svc, addr, call, timeout.saturating_add(NAME_SERVER_SLACK)).await) };
+        let listed = self.name_server_addrs();
+        let addr = listed
+            .as_deref()
+            .map_or_else(|| "nameserver".into(), |addrs| addrs.join(";"));
+        let call = async {
+            finish(run(svc, &addr, call, timeout.saturating_add(NAME_SERVER_SLACK)).await)
+        };
         call.instrument(span).await
     }
 }
