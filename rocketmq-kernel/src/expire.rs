@@ -1,8 +1,8 @@
 //! Expired-message cleaning for concurrent consumption (Java's
-//! `ProcessQueue#cleanExpiredMsg`): a message whose listener call has run
-//! longer than the consume timeout is sent back to the broker (delay level
-//! 3) and removed from its process queue, so that one stuck listener call
-//! does not hold the queue's committed offset back forever.
+//! `ProcessQueue#cleanExpiredMsg`): the lowest message of a process queue,
+//! when its listener call has run longer than the consume timeout, is sent
+//! back to the broker (delay level 3) and removed, so that one stuck
+//! listener call does not hold the queue's committed offset back forever.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,11 +25,13 @@ pub const EXPIRED_DELAY_LEVEL: i32 = 3;
 /// At most this many messages are cleaned per queue and scan (Java's 16).
 const MAX_CLEANED_PER_QUEUE: usize = 16;
 
-/// Sends back and removes, in each of `queues`, the messages whose
-/// consumption started more than the consumer's `consume_timeout` before
-/// `now` (at most 16 per queue), then records each queue's new commit
-/// offset (unless the queue was dropped). A message whose send-back fails
-/// stays. Returns how many messages were removed.
+/// Sends back and removes, in each of `queues`, the lowest message while
+/// its consumption started more than the consumer's `consume_timeout`
+/// before `now` (at most 16 per queue), and records each queue's new
+/// commit offset (unless the queue was dropped). An expired message behind
+/// one that is not (or not started) stays, as in Java: it does not hold the
+/// offset back, and its listener call may still end well. A message whose
+/// send-back fails stays. Returns how many messages were removed.
 ///
 /// Only for concurrent consumption: an orderly consumer never calls it.
 pub async fn clean_expired<I>(env: &ConsumeEnv, queues: I, now: Instant) -> usize
@@ -59,6 +61,9 @@ where
     removed
 }
 
+/// Cleans the head of `pq` while it is expired, up to 16 messages (Java's
+/// `cleanExpiredMsg`): each is sent back, then removed. A send-back that
+/// fails ends the queue's scan, leaving its message for the next one.
 async fn clean_queue(
     env: &ConsumeEnv,
     send_back: &SendBack,
@@ -74,14 +79,12 @@ async fn clean_queue(
     let retry_topic = options.retry_topic();
     let max = options.concurrent_max_reconsume_times();
     let mut removed = 0;
-    for msg in pq
-        .expired(now, options.consume_timeout)
-        .into_iter()
-        .take(MAX_CLEANED_PER_QUEUE)
-    {
-        if stop.is_cancelled() {
+    while removed < MAX_CLEANED_PER_QUEUE && !stop.is_cancelled() {
+        // Looked up again each time: the listener may have finished with
+        // the head meanwhile, and what is behind it may not be expired.
+        let Some(msg) = pq.expired_head(now, options.consume_timeout) else {
             break;
-        }
+        };
         let mut msg = (*msg).clone();
         restore_retry_topic(&mut msg, &retry_topic);
         match send_back
@@ -98,6 +101,7 @@ async fn clean_queue(
             Err(err) => {
                 tracing::warn!(%mq, offset = msg.queue_offset, error = %err,
                     "could not send back an expired message; keeping it");
+                break;
             }
         }
     }

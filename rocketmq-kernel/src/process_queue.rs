@@ -161,7 +161,7 @@ impl ProcessQueue {
     }
 
     /// Records that consuming the messages at `offsets` started at `now`
-    /// (again, for a retry), for the [expiry scan](Self::expired).
+    /// (again, for a retry), for the [expiry scan](Self::expired_head).
     pub fn mark_consume_started(&self, offsets: &[i64], now: Instant) {
         let mut state = self.state();
         for offset in offsets {
@@ -171,20 +171,20 @@ impl ProcessQueue {
         }
     }
 
-    /// The cached messages whose consumption started more than `timeout`
-    /// before `now`, by offset: the consume service sends them back and
-    /// removes them. Messages taken by orderly consumption are not listed.
-    pub fn expired(&self, now: Instant, timeout: Duration) -> Vec<Arc<MessageExt>> {
-        self.state()
-            .messages
-            .values()
-            .filter(|cached| {
-                cached
-                    .consume_started
-                    .is_some_and(|started| now.saturating_duration_since(started) > timeout)
-            })
-            .map(|cached| Arc::clone(&cached.msg))
-            .collect()
+    /// The lowest waiting message, if its consumption started more than
+    /// `timeout` before `now`: the expiry scan sends it back and removes it.
+    ///
+    /// Only the lowest is looked at, as Java's `cleanExpiredMsg` does: it is
+    /// the one holding the commit offset back. A message behind it is left
+    /// to its listener call, however old, until it becomes the lowest; so
+    /// is every message behind a lowest one not started yet. Messages taken
+    /// by orderly consumption are not considered.
+    pub fn expired_head(&self, now: Instant, timeout: Duration) -> Option<Arc<MessageExt>> {
+        let state = self.state();
+        let (_, head) = state.messages.first_key_value()?;
+        head.consume_started
+            .is_some_and(|started| now.saturating_duration_since(started) > timeout)
+            .then(|| Arc::clone(&head.msg))
     }
 
     /// Orderly: moves up to `batch_size` of the lowest waiting messages into

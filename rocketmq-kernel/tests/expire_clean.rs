@@ -54,6 +54,29 @@ async fn an_old_in_flight_message_is_sent_back_with_level_3_and_removed() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_expired_message_behind_a_younger_or_unstarted_one_stays() {
+    let fx = fixture(options());
+    let (pq, _) = queue_with(&mq(0), 0..3);
+    pq.mark_consume_started(&[1, 2], Instant::now());
+    tokio::time::sleep(TIMEOUT + Duration::from_secs(1)).await;
+
+    // The lowest message waits for a worker: Java's scan stops at it.
+    let queues = || [(mq(0), Arc::clone(&pq))];
+    assert_eq!(clean_expired(&fx.env, queues(), Instant::now()).await, 0);
+    // The lowest message started recently: the same.
+    pq.mark_consume_started(&[0], Instant::now());
+    assert_eq!(clean_expired(&fx.env, queues(), Instant::now()).await, 0);
+    assert_eq!(fx.broker.sent_back_count(), 0);
+    assert_eq!(pq.cached_count(), 3);
+
+    // Once the lowest is consumed, the expired ones behind it go.
+    pq.remove(&[0], Instant::now());
+    assert_eq!(clean_expired(&fx.env, queues(), Instant::now()).await, 2);
+    assert_eq!(fx.broker.sent_back_offsets(), [1001, 1002]);
+    assert_eq!(committed(fx.offsets.as_ref(), &mq(0)), Some(3));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_message_that_cannot_be_sent_back_stays() {
     let fx = fixture(options());
     fx.broker.send_back_fails.store(true, Ordering::SeqCst);

@@ -159,22 +159,30 @@ fn orderly_take_commit_rollback() {
 }
 
 #[test]
-fn expiry_scan_lists_messages_consuming_too_long() {
+fn expiry_scan_looks_only_at_the_lowest_message() {
     let start = Instant::now();
     let pq = ProcessQueue::new(start);
     pq.put(&msgs(0..4));
     let timeout = Duration::from_secs(15 * 60);
+    let head = |now| pq.expired_head(now, timeout).map(|msg| msg.queue_offset);
     pq.mark_consume_started(&[0, 1], start);
     pq.mark_consume_started(&[2], start + Duration::from_secs(600));
-    assert!(pq.expired(start + timeout, timeout).is_empty());
+    assert_eq!(head(start + timeout), None);
     let later = start + timeout + Duration::from_secs(1);
-    assert_eq!(offsets(&pq.expired(later, timeout)), [0, 1]);
-    // A retry restarts the clock; a removed message is no longer listed.
+    assert_eq!(head(later), Some(0));
+    // A retry restarts the clock: the expired message behind it waits.
     pq.mark_consume_started(&[0], later);
+    assert_eq!(head(later), None);
+    // Removed, the lowest is the next one.
+    pq.remove(&[0], later);
+    assert_eq!(head(later), Some(1));
     pq.remove(&[1], later);
-    assert!(pq.expired(later, timeout).is_empty());
+    assert_eq!(head(later), None);
     let much_later = later + timeout + Duration::from_secs(1);
-    assert_eq!(offsets(&pq.expired(much_later, timeout)), [0, 2]);
+    assert_eq!(head(much_later), Some(2));
+    // Not started: nothing behind it is looked at.
+    pq.remove(&[2], much_later);
+    assert_eq!(head(much_later + timeout * 2), None);
 }
 
 #[test]
