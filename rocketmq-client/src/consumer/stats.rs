@@ -119,8 +119,9 @@ struct Sample {
     pull: HashMap<String, TopicPullStats>,
 }
 
-/// Derives the status table's rates from the counters: per second since the
-/// previous report (or since the consumer started).
+/// Derives the status table's rates and mean times from the counters: over
+/// the time since the previous report (or since the consumer started), as
+/// Java's are over the last minute.
 #[derive(Debug)]
 pub(crate) struct StatusTable {
     previous: Mutex<Sample>,
@@ -170,8 +171,11 @@ impl StatusTable {
                     consume_failed_msgs: i64::try_from(c.failed_last_hour).unwrap_or(i64::MAX),
                     consume_failed_tps: rate(c.failed.saturating_sub(c0.failed)),
                     consume_ok_tps: rate(c.ok.saturating_sub(c0.ok)),
-                    consume_rt: millis(c.mean_consume_time()),
-                    pull_rt: mean_millis(p.pull_time, p.pulls),
+                    consume_rt: consume_rt(&c, &c0),
+                    pull_rt: mean_millis(
+                        p.pull_time.saturating_sub(p0.pull_time),
+                        p.pulls.saturating_sub(p0.pulls),
+                    ),
                     pull_tps: rate(p.messages.saturating_sub(p0.messages)),
                 };
                 (topic.clone(), status)
@@ -182,6 +186,18 @@ impl StatusTable {
 
 fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
+}
+
+/// consumeRT: the mean listener call time since the previous report. As
+/// Java's falls back from its last minute to its last hour when the
+/// consumer was idle, it falls back to the mean since the start when no
+/// call ended since that report.
+fn consume_rt(now: &TopicConsumeStats, before: &TopicConsumeStats) -> f64 {
+    let calls = now.batches.saturating_sub(before.batches);
+    if calls == 0 {
+        return millis(now.mean_consume_time());
+    }
+    mean_millis(now.consume_time.saturating_sub(before.consume_time), calls)
 }
 
 fn mean_millis(total: Duration, count: u64) -> f64 {
@@ -374,6 +390,35 @@ mod tests {
         let again = table.report(&consume, &pull, &topics, start + Duration::from_secs(3));
         assert_eq!(again["T"].consume_ok_tps, 0.0, "nothing new since");
         assert_eq!(again["T"].consume_failed_msgs, 2, "still within the hour");
+    }
+
+    /// consumeRT and pullRT are the means of the calls since the last
+    /// report, as Java's are of the last minute: a long-running consumer
+    /// that slowed down shows it, rather than its mean since the start.
+    #[test]
+    fn mean_times_are_of_the_calls_since_the_last_report() {
+        let start = Instant::now();
+        let table = StatusTable::new(start);
+        let consume = ConsumeStats::new();
+        let pull = PullStats::default();
+        let mq = MessageQueue::new("T", "b", 0);
+        let topics = vec!["T".to_owned()];
+        for _ in 0..9 {
+            consume.record("T", Duration::from_millis(2), 1, 0);
+            pull.record(&mq, Duration::from_millis(1), 1, 100);
+        }
+        let first = table.report(&consume, &pull, &topics, start + Duration::from_secs(60));
+        assert_eq!((first["T"].consume_rt, first["T"].pull_rt), (2.0, 1.0));
+
+        consume.record("T", Duration::from_millis(50), 1, 0);
+        pull.record(&mq, Duration::from_millis(30), 1, 100);
+        let slower = table.report(&consume, &pull, &topics, start + Duration::from_secs(120));
+        assert_eq!((slower["T"].consume_rt, slower["T"].pull_rt), (50.0, 30.0));
+
+        // Idle since: consumeRT falls back to the mean since the start
+        // (Java: of the last hour), pullRT is 0 (Java's last minute).
+        let idle = table.report(&consume, &pull, &topics, start + Duration::from_secs(180));
+        assert_eq!((idle["T"].consume_rt, idle["T"].pull_rt), (6.8, 0.0));
     }
 
     #[test]
