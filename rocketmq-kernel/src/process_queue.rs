@@ -288,9 +288,23 @@ impl ProcessQueue {
     }
 
     /// Marks the queue dropped: it is no longer assigned here, its pull and
-    /// consumption stop and its offset must not be committed again.
+    /// consumption stop and its offset must not be committed again. Once
+    /// this returns, no [`while_live`](Self::while_live) call is running or
+    /// will run its closure.
     pub fn mark_dropped(&self) {
+        let _state = self.state();
         self.dropped.store(true, Ordering::Release);
+    }
+
+    /// Runs `f` unless the queue is dropped, and with no drop in between:
+    /// an offset committed through it cannot land after the drop (and so
+    /// after an offset the dropper wrote, Java's `updateAndFreezeOffset`).
+    /// `f` must not call back into this queue.
+    pub fn while_live(&self, f: impl FnOnce()) {
+        let _state = self.state();
+        if !self.dropped.load(Ordering::Acquire) {
+            f();
+        }
     }
 
     /// Whether the queue was dropped.

@@ -217,6 +217,45 @@ fn pull_idle_time_and_dropped_flag() {
     assert!(pq.is_dropped());
 }
 
+/// A commit made through `while_live` cannot straddle a drop: the drop
+/// waits for one under way, and none runs after it. (Without the wait, an
+/// offset checked before an OFFSET_ILLEGAL drop could land after the
+/// corrected one.)
+#[test]
+fn a_drop_waits_for_a_commit_under_way_and_stops_later_ones() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    let pq = Arc::new(ProcessQueue::new(Instant::now()));
+    let committed = Arc::new(AtomicBool::new(false));
+    let (started_tx, started) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let committer = {
+        let (pq, committed) = (pq.clone(), committed.clone());
+        std::thread::spawn(move || {
+            pq.while_live(|| {
+                started_tx.send(()).unwrap();
+                // Held until the dropper says go, or at most 200 ms (the
+                // dropper cannot say it while the drop waits for us).
+                let _ = go_rx.recv_timeout(Duration::from_millis(200));
+                committed.store(true, Ordering::SeqCst);
+            });
+        })
+    };
+    started.recv().unwrap();
+    pq.mark_dropped();
+    let done_when_dropped = committed.load(Ordering::SeqCst);
+    let _ = go.send(());
+    committer.join().unwrap();
+    assert!(
+        done_when_dropped,
+        "the drop returned while a commit was under way"
+    );
+    let mut ran = false;
+    pq.while_live(|| ran = true);
+    assert!(!ran, "nothing commits after a drop");
+}
+
 #[test]
 fn running_info_snapshot() {
     let start = Instant::now();

@@ -191,10 +191,13 @@ impl ConsumeEnv {
     }
 
     /// Records the offset safe to commit for `mq`, unless the queue was
-    /// dropped (a dropped queue never commits).
+    /// dropped (a dropped queue never commits, not even while it is being
+    /// dropped: see [`ProcessQueue::while_live`]).
     pub(crate) fn commit(&self, mq: &MessageQueue, pq: &ProcessQueue, offset: Option<i64>) {
-        if let Some(offset) = offset.filter(|_| !pq.is_dropped()) {
-            self.offsets.update(mq, offset, true);
+        if let Some(offset) = offset {
+            pq.while_live(|| {
+                self.offsets.update(mq, offset, true);
+            });
         }
     }
 }

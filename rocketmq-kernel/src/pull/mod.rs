@@ -25,9 +25,8 @@
 //!    which waits when the consume side is full (back-pressure); NO_NEW_MSG
 //!    and NO_MATCHED_MSG: continue at `next_begin_offset`, which becomes the
 //!    consume offset when nothing is in flight; OFFSET_ILLEGAL: the queue is
-//!    dropped and, 10 s later, its offset set to `next_begin_offset`,
-//!    persisted, and a rebalance asked for, which adds the queue again from
-//!    there; an error waits `pull_time_delay_when_exception` (20 ms after
+//!    dropped, its offset set to `next_begin_offset` and persisted at once,
+//!    and a rebalance asked for, which adds the queue again from there; an error waits `pull_time_delay_when_exception` (20 ms after
 //!    the broker's FLOW_CONTROL); an answer whose first record cannot be
 //!    decoded is pulled again, then alone, then skipped ([`Undecodable`]);
 //! 6. waits `pull_interval` after a FOUND answer when it is set.
@@ -44,5 +43,5 @@ mod task;
 pub use self::failures::FailureLog;
 pub use self::poison::{PoisonStep, UNDECODABLE_RETRIES, Undecodable};
 pub use self::result::{Found, found_messages};
+pub use self::task::BROKER_FLOW_CONTROL_DELAY;
 pub(crate) use self::task::spawn;
-pub use self::task::{BROKER_FLOW_CONTROL_DELAY, OFFSET_FIX_DELAY};

@@ -25,10 +25,6 @@ use crate::rebalance::assignment::PullHandle;
 use crate::rebalance::shared::Shared;
 use crate::rebalance::start_offset;
 
-/// After OFFSET_ILLEGAL, how long the dropped queue waits before its
-/// offset is corrected and it is handed back to the rebalance (Java 4.x).
-pub const OFFSET_FIX_DELAY: Duration = Duration::from_secs(10);
-
 /// The wait after the broker answered FLOW_CONTROL (Java's
 /// `PULL_TIME_DELAY_MILLS_WHEN_BROKER_FLOW_CONTROL`, both consumers').
 pub const BROKER_FLOW_CONTROL_DELAY: Duration = Duration::from_millis(20);
@@ -388,10 +384,12 @@ impl PullTask {
             .log_failure(&self.shared.options.group, &self.mq, what, err);
     }
 
-    /// OFFSET_ILLEGAL: the queue is dropped at once; after
-    /// [`OFFSET_FIX_DELAY`] its offset is set (forced) to where the broker
-    /// says to continue and persisted, and a rebalance removes the queue and
-    /// adds it again from there.
+    /// OFFSET_ILLEGAL: the queue is dropped, its offset set (forced) to
+    /// where the broker says to continue and persisted, and a rebalance
+    /// removes the queue and adds it again from there, all at once (Java
+    /// 5's; 4.x waited 10 s first). No commit of the dropped queue's
+    /// consumption can land after the forced offset: commits check the drop
+    /// under the queue's lock (Java 5 freezes the offset instead).
     async fn on_offset_illegal(&mut self, next_begin: i64) -> Next {
         tracing::warn!(
             group = %self.shared.options.group,
@@ -402,10 +400,6 @@ impl PullTask {
         );
         self.next_offset = next_begin;
         self.pq.mark_dropped();
-        tokio::select! {
-            () = self.cancel.cancelled() => return Next::Stop,
-            () = tokio::time::sleep(OFFSET_FIX_DELAY) => {}
-        }
         self.shared.store.update(&self.mq, next_begin, false);
         if let Err(err) = self.shared.store.persist(&self.mq).await {
             tracing::warn!(group = %self.shared.options.group, mq = %self.mq, error = %err,
