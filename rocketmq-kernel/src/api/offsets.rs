@@ -15,12 +15,17 @@ use crate::route::Routes;
 
 /// [`OffsetRemote`] over a [`BrokerApi`]: QUERY_CONSUMER_OFFSET and
 /// UPDATE_CONSUMER_OFFSET go to the master of the queue's broker, found in
-/// the route table. When the broker has no known master, the topic's route is
-/// refreshed once first, as Java's `RemoteBrokerOffsetStore` does; when it
-/// still has none (the master is down), they go to one of its slaves, as
+/// the route table, or, when the master is down, to one of its slaves, as
 /// Java's do (`findBrokerAddressInSubscribe(name, MASTER_ID, false)`): a
 /// slave answers the offsets it synced from the master, so a queue assigned
 /// meanwhile starts where the group was rather than waiting for the master.
+///
+/// The topic's route is refreshed once first as Java's
+/// `RemoteBrokerOffsetStore` does it: a query when the broker has no known
+/// master (`fetchConsumeOffsetFromBroker` asks for the master only at first),
+/// an update only when the broker has no known address at all
+/// (`updateConsumeOffsetToBroker` takes a slave at once), so that persisting
+/// every 5 s while a master is down does not ask the nameserver each time.
 ///
 /// The query leaves `setZeroIfNotFound` unset, as Java does: a broker then
 /// answers 0 rather than QUERY_NOT_FOUND for a new group on a queue whose
@@ -45,29 +50,45 @@ impl BrokerOffsetRemote {
         BrokerOffsetRemote { api, routes }
     }
 
-    /// The master of `mq`'s broker, else (no master after a route refresh)
-    /// the broker's lowest-id address.
-    async fn addr(&self, mq: &MessageQueue) -> Result<Arc<str>> {
+    /// Where a query goes: the master of `mq`'s broker (the route
+    /// refreshed once when it has none), else the broker's lowest-id
+    /// address.
+    async fn query_addr(&self, mq: &MessageQueue) -> Result<Arc<str>> {
         let master = self.routes.master_addr(mq).await;
         if master.is_ok() {
             return master;
         }
-        let slave = self
-            .routes
-            .table()
-            .broker(&mq.broker_name)
-            .and_then(|broker| broker.broker_addrs.into_values().next());
-        match slave {
-            Some(addr) => Ok(addr.into()),
+        match self.slave_addr(mq) {
+            Some(addr) => Ok(addr),
             None => master,
         }
+    }
+
+    /// Where an update goes: the master of `mq`'s broker, else the
+    /// broker's lowest-id address, as the route table has them; the route
+    /// is refreshed only when the table has no address of the broker.
+    async fn update_addr(&self, mq: &MessageQueue) -> Result<Arc<str>> {
+        let known = self.routes.table().master_addr(&mq.broker_name).ok();
+        match known.or_else(|| self.slave_addr(mq)) {
+            Some(addr) => Ok(addr),
+            None => self.query_addr(mq).await,
+        }
+    }
+
+    /// The lowest-id address the route table has for `mq`'s broker.
+    fn slave_addr(&self, mq: &MessageQueue) -> Option<Arc<str>> {
+        self.routes
+            .table()
+            .broker(&mq.broker_name)
+            .and_then(|broker| broker.broker_addrs.into_values().next())
+            .map(Arc::from)
     }
 }
 
 #[async_trait]
 impl OffsetRemote for BrokerOffsetRemote {
     async fn query_offset(&self, group: &str, mq: &MessageQueue) -> Result<Option<i64>> {
-        let addr = self.addr(mq).await?;
+        let addr = self.query_addr(mq).await?;
         let header = QueryConsumerOffsetRequestHeader {
             consumer_group: group.to_owned(),
             topic: mq.topic.clone(),
@@ -85,7 +106,7 @@ impl OffsetRemote for BrokerOffsetRemote {
         offset: i64,
         oneway: bool,
     ) -> Result<()> {
-        let addr = self.addr(mq).await?;
+        let addr = self.update_addr(mq).await?;
         let header = UpdateConsumerOffsetRequestHeader {
             consumer_group: group.to_owned(),
             topic: mq.topic.clone(),
@@ -265,6 +286,7 @@ mod tests {
         assert_eq!(remote.query_offset("cg", &mq).await.unwrap(), Some(42));
         remote.update_offset("cg", &mq, 50, false).await.unwrap();
         ns.master_down.store(false, Ordering::SeqCst);
+        remote.routes.refresh("T").await.unwrap();
         remote.update_offset("cg", &mq, 51, false).await.unwrap();
         let calls = broker.calls.lock().unwrap().clone();
         let (a0, a1) = (String::from("a0:10911"), String::from("a1:10911"));
@@ -275,7 +297,43 @@ mod tests {
                 (a1, 0, 50, Some(CallMode::Sync)),
                 (a0, 0, 51, Some(CallMode::Sync)),
             ],
-            "the master again once the nameserver names it"
+            "the master again once the route names it"
+        );
+    }
+
+    /// While the master is down, Java's `updateConsumeOffsetToBroker` goes
+    /// to the slave its table names without asking the nameserver again
+    /// (`findBrokerAddressInSubscribe(name, MASTER_ID, false)` finds it);
+    /// only a broker it knows no address of makes it refresh the route.
+    #[tokio::test]
+    async fn updates_go_to_a_known_slave_without_a_route_refresh() {
+        let (offsets, broker, ns) = remote();
+        ns.master_down.store(true, Ordering::SeqCst);
+        let mq = MessageQueue::new("T", "broker-a", 0);
+        assert_eq!(offsets.query_offset("cg", &mq).await.unwrap(), Some(42));
+        assert_eq!(ns.asked.load(Ordering::SeqCst), 1);
+        for offset in [50, 51, 52] {
+            offsets
+                .update_offset("cg", &mq, offset, true)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            ns.asked.load(Ordering::SeqCst),
+            1,
+            "no refresh per persisted offset while the master is down"
+        );
+        let calls = broker.calls.lock().unwrap().clone();
+        assert!(calls[1..].iter().all(|(addr, ..)| addr == "a1:10911"));
+        assert_eq!(calls.len(), 4);
+
+        let (offsets, _, ns) = remote();
+        ns.master_down.store(true, Ordering::SeqCst);
+        offsets.update_offset("cg", &mq, 53, true).await.unwrap();
+        assert_eq!(
+            ns.asked.load(Ordering::SeqCst),
+            1,
+            "an unknown broker: one refresh"
         );
     }
 }
