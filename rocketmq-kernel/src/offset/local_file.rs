@@ -267,7 +267,8 @@ fn corrupt(reason: &str) -> KernelError {
     ))
 }
 
-/// Encodes the offsets as Java writes `OffsetSerializeWrapper` (compact).
+/// Encodes the offsets in the shape of Java's `OffsetSerializeWrapper`,
+/// compact (Java writes it pretty, `toJson(true)`; each side reads both).
 fn encode_offsets(offsets: &BTreeMap<MessageQueue, i64>) -> Result<Vec<u8>> {
     let mut writer = JavaJsonWriter::new(WRAPPER);
     writer.mq_map_field("offsetTable", offsets)?;
