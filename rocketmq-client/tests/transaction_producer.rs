@@ -3,6 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "waiting/mod.rs"]
+#[allow(dead_code)]
+mod waiting;
+
 use std::any::Any;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -12,8 +16,9 @@ use async_trait::async_trait;
 use rocketmq_client::producer::{LocalTransactionState, TransactionListener};
 use rocketmq_client::{ClientConfig, Producer, TransactionProducer};
 use rocketmq_model::message::{TransactionType, property, sysflag};
-use rocketmq_model::{Message, MessageExt};
+use rocketmq_model::{Message, MessageExt, RequestCode};
 use rocketmq_testkit::TestCluster;
+use waiting::wait_until;
 
 fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
     let mut config = ClientConfig::new(cluster.namesrv_addrs());
@@ -276,5 +281,86 @@ async fn producers_need_a_group_of_their_own() {
             other => panic!("the default group was not refused: {other:?}"),
         }
     }
+    cluster.shutdown().await;
+}
+
+/// Panics in the local transaction when the body says "panic", and in every
+/// check; anything else is left unknown.
+struct Panicking;
+
+#[async_trait]
+impl TransactionListener for Panicking {
+    async fn execute_local_transaction(
+        &self,
+        msg: &Message,
+        _arg: &(dyn Any + Send + Sync),
+    ) -> LocalTransactionState {
+        assert_ne!(&msg.body[..], b"panic", "the local transaction failed");
+        LocalTransactionState::Unknown
+    }
+
+    async fn check_local_transaction(&self, _msg: &MessageExt) -> LocalTransactionState {
+        panic!("the check failed");
+    }
+}
+
+/// Java's `sendMessageInTransaction` catches the local transaction's
+/// exception: the outcome is UNKNOW, END_TRANSACTION says so (with the
+/// exception as its remark) and the caller gets its result, not the
+/// exception; the broker checks back.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_local_transaction_is_an_unknown_outcome() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "tx_execute_panics"))
+        .producer_group("tx-group")
+        .build_transactional(Panicking)
+        .await
+        .unwrap();
+    let msg = Message::builder("T").body("panic").build().unwrap();
+    let result = producer.send_in_transaction(msg, &()).await.unwrap();
+    assert_eq!(result.local_state, LocalTransactionState::Unknown);
+    let broker = cluster.broker(0);
+    wait_until("END_TRANSACTION sent", Duration::from_secs(10), || {
+        broker.requests_received(RequestCode::END_TRANSACTION) == 1
+    })
+    .await;
+    assert_eq!(broker.pending_transactions(), 1, "left for the check");
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+/// Java's check executor catches the listener's exception and answers
+/// UNKNOW (with the exception as the remark), so that every check is
+/// answered.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_check_is_answered_unknown() {
+    let cluster = TestCluster::builder()
+        .topic("T")
+        .transaction_check_interval(Duration::from_secs(5))
+        .transaction_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "tx_check_panics"))
+        .producer_group("tx-group")
+        .build_transactional(Panicking)
+        .await
+        .unwrap();
+    let msg = Message::builder("T").body("later").build().unwrap();
+    let result = producer.send_in_transaction(msg, &()).await.unwrap();
+    assert_eq!(result.local_state, LocalTransactionState::Unknown);
+    let broker = cluster.broker(0);
+    wait_until("a check sent", Duration::from_secs(30), || {
+        broker.transaction_checks_sent() >= 1
+    })
+    .await;
+    wait_until("the check answered", Duration::from_secs(30), || {
+        broker.requests_received(RequestCode::END_TRANSACTION) >= 2
+    })
+    .await;
+    assert_eq!(broker.pending_transactions(), 1, "still unknown");
+    producer.shutdown().await;
     cluster.shutdown().await;
 }

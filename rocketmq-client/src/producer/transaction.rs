@@ -3,9 +3,12 @@
 //! check-backs (PROTOCOL.md §3.8).
 
 use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use rocketmq_kernel::BrokerApi;
 use rocketmq_model::header::{
     CheckTransactionStateRequestHeader, EndTransactionRequestHeader, TransactionResolution,
@@ -53,6 +56,11 @@ impl LocalTransactionState {
 
 /// The application's side of a transaction: run the local transaction after
 /// the half message is stored, and tell its outcome when the broker asks.
+///
+/// A method that panics counts as [`LocalTransactionState::Unknown`], as a
+/// Java listener's exception does: the producer answers "unknown" with the
+/// panic's message as the remark (the broker logs it) and the broker checks
+/// back later.
 ///
 /// ```
 /// use std::any::Any;
@@ -156,23 +164,12 @@ impl ProducerHandle for CheckResponder {
         self.sender
             .namespace
             .unwrap_in_place(&mut msg.message.topic);
-        let state = self.listener.check_local_transaction(&msg).await;
-        let end = EndTransactionRequestHeader {
-            topic: header.topic.clone(),
-            producer_group: self.sender.group().to_owned(),
-            tran_state_table_offset: header.tran_state_table_offset,
-            commit_log_offset: header.commit_log_offset,
-            commit_or_rollback: state.resolution(),
-            from_transaction_check: true,
-            msg_id: msg
-                .message
-                .uniq_key()
-                .map(str::to_owned)
-                .or(header.msg_id)
-                .unwrap_or_default(),
-            transaction_id: header.transaction_id,
-            broker_name: header.broker_name,
-        };
+        let (state, failure) = run_listener(self.listener.check_local_transaction(&msg)).await;
+        let remark = failure.map(|panic| {
+            tracing::error!(addr = %broker_addr, %panic, "the transaction check panicked; answering unknown");
+            format!("checkLocalTransactionState Exception: {panic}")
+        });
+        let end = check_answer(self.sender.group(), header, &msg, state);
         tracing::debug!(addr = %broker_addr, msg_id = %end.msg_id, ?state, "answering transaction check");
         if let Some(tracer) = &self.sender.tracer {
             let trace = EndTransactionTrace {
@@ -187,7 +184,50 @@ impl ProducerHandle for CheckResponder {
             };
             trace.record(tracer);
         }
-        end_transaction(&self.sender, &broker_addr, end).await;
+        end_transaction(&self.sender, &broker_addr, end, remark).await;
+    }
+}
+
+/// END_TRANSACTION in answer to a check (Java's `processTransactionState`):
+/// topic, offsets, transaction id and broker name as the check gave them,
+/// and as message id the message's UNIQ_KEY, else its own (offset) id, as
+/// Java's `message.getMsgId()` (the check's `msgId` is the UNIQ_KEY too, so
+/// it is empty then).
+fn check_answer(
+    group: &str,
+    check: CheckTransactionStateRequestHeader,
+    msg: &MessageExt,
+    state: LocalTransactionState,
+) -> EndTransactionRequestHeader {
+    EndTransactionRequestHeader {
+        topic: check.topic,
+        producer_group: group.to_owned(),
+        tran_state_table_offset: check.tran_state_table_offset,
+        commit_log_offset: check.commit_log_offset,
+        commit_or_rollback: state.resolution(),
+        from_transaction_check: true,
+        msg_id: msg.msg_id().into_owned(),
+        transaction_id: check.transaction_id,
+        broker_name: check.broker_name,
+    }
+}
+
+/// Runs a listener method. A panic is what Java's exception is: the
+/// outcome is unknown, and the panic's message is returned for
+/// END_TRANSACTION's remark.
+async fn run_listener(
+    call: impl Future<Output = LocalTransactionState>,
+) -> (LocalTransactionState, Option<String>) {
+    match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(state) => (state, None),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            (LocalTransactionState::Unknown, Some(text))
+        }
     }
 }
 
@@ -256,21 +296,36 @@ impl TransactionProducer {
             .insert(property::PGROUP, self.sender.group().to_owned())?;
         let out = self.sender.prepare(msg)?;
         let send_result = self.sender.send(&out, self.sender.sync_route()).await?;
-        let local_state = if send_result.status == SendStatus::SendOk {
+        // As Java's: a half message stored without SEND_OK (a flush or a
+        // slave timed out, no slave) is rolled back without running the
+        // local transaction.
+        let (local_state, failure) = if send_result.status == SendStatus::SendOk {
             let mut msg = out.message.clone();
             self.sender.namespace.unwrap_in_place(&mut msg.topic);
             if let Some(id) = &send_result.transaction_id {
                 msg.properties
                     .insert(property::TRANSACTION_ID, id.clone())?;
             }
-            self.listener.execute_local_transaction(&msg, arg).await
+            run_listener(self.listener.execute_local_transaction(&msg, arg)).await
         } else {
-            LocalTransactionState::RollbackMessage
+            (LocalTransactionState::RollbackMessage, None)
         };
+        let remark = failure.map(|panic| {
+            tracing::error!(
+                group = self.sender.group(),
+                msg_id = %send_result.msg_id,
+                %panic,
+                "the local transaction panicked; its outcome is unknown"
+            );
+            format!("executeLocalTransactionBranch exception: {panic}")
+        });
         // As Java's: the local transaction has run, so its outcome is the
         // answer even when END_TRANSACTION cannot be sent (the broker then
         // checks back).
-        if let Err(error) = self.end(&out.message, &send_result, local_state).await {
+        if let Err(error) = self
+            .end(&out.message, &send_result, local_state, remark)
+            .await
+        {
             tracing::warn!(
                 group = self.sender.group(),
                 msg_id = %send_result.msg_id,
@@ -285,14 +340,16 @@ impl TransactionProducer {
         })
     }
 
-    /// END_TRANSACTION for a half message just stored: an error when its
-    /// broker's address or the message's commit-log offset is not known.
-    /// The request itself is oneway; its failure is logged.
+    /// END_TRANSACTION for a half message just stored, with `remark` (what
+    /// the local transaction's panic said): an error when its broker's
+    /// address or the message's commit-log offset is not known. The request
+    /// itself is oneway; its failure is logged.
     async fn end(
         &self,
         msg: &Message,
         sent: &SendResult,
         state: LocalTransactionState,
+        remark: Option<String>,
     ) -> Result<()> {
         let mq = self.sender.namespace.wrap_queue(&sent.message_queue);
         let addr = self.sender.instance.routes().master_addr(&mq).await?;
@@ -325,7 +382,7 @@ impl TransactionProducer {
             };
             trace.record(tracer);
         }
-        end_transaction(&self.sender, &addr, header).await;
+        end_transaction(&self.sender, &addr, header, remark).await;
         Ok(())
     }
 
@@ -351,14 +408,16 @@ impl Drop for TransactionProducer {
     }
 }
 
-/// Sends END_TRANSACTION (oneway) to `addr`; a failure is logged, as the
-/// broker will check back.
-async fn end_transaction(sender: &Sender, addr: &str, header: EndTransactionRequestHeader) {
+/// Sends END_TRANSACTION (oneway) to `addr`, with `remark` for the
+/// broker's log; a failure is logged, as the broker will check back.
+async fn end_transaction(
+    sender: &Sender,
+    addr: &str,
+    header: EndTransactionRequestHeader,
+    remark: Option<String>,
+) {
     let resolution = header.commit_or_rollback;
-    let request = EndTransaction {
-        header,
-        remark: None,
-    };
+    let request = EndTransaction { header, remark };
     match sender
         .instance
         .broker_api()
@@ -369,5 +428,80 @@ async fn end_transaction(sender: &Sender, addr: &str, header: EndTransactionRequ
         Err(error) => {
             tracing::warn!(%addr, %error, "END_TRANSACTION failed; the broker will check back")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(msg: &MessageExt) -> CheckTransactionStateRequestHeader {
+        // As Java's broker fills it: msgId and transactionId are the
+        // message's UNIQ_KEY, absent when it has none.
+        let uniq = msg.message.uniq_key().map(str::to_owned);
+        CheckTransactionStateRequestHeader {
+            topic: Some("ns%T".into()),
+            tran_state_table_offset: 5,
+            commit_log_offset: msg.commit_log_offset,
+            msg_id: uniq.clone(),
+            transaction_id: uniq,
+            offset_msg_id: Some(msg.offset_msg_id()),
+            broker_name: Some("broker-a".into()),
+        }
+    }
+
+    fn half() -> MessageExt {
+        let mut msg = MessageExt {
+            commit_log_offset: 4096,
+            store_host: "10.0.0.1:10911".parse().unwrap(),
+            ..MessageExt::default()
+        };
+        msg.message.topic = "T".into();
+        msg
+    }
+
+    /// Java's `processTransactionState`: the UNIQ_KEY, else the message's
+    /// own id (`message.getMsgId()`, the offset id of a decoded message),
+    /// never an empty id the broker cannot name the message by.
+    #[test]
+    fn a_check_is_answered_with_the_uniq_key_else_the_offset_id() {
+        let msg = half();
+        let end = check_answer("pg", check(&msg), &msg, LocalTransactionState::Unknown);
+        assert_eq!(end.msg_id, msg.offset_msg_id());
+        assert_eq!(end.transaction_id, None);
+
+        let mut msg = half();
+        msg.message
+            .properties
+            .insert(property::UNIQ_KEY, "0A0000010000000000000000000000AB")
+            .unwrap();
+        let end = check_answer(
+            "pg",
+            check(&msg),
+            &msg,
+            LocalTransactionState::CommitMessage,
+        );
+        assert_eq!(end.msg_id, "0A0000010000000000000000000000AB");
+        assert_eq!(
+            end.transaction_id.as_deref(),
+            Some("0A0000010000000000000000000000AB")
+        );
+        assert_eq!(end.topic.as_deref(), Some("ns%T"), "the check's topic");
+        assert_eq!(end.producer_group, "pg");
+        assert_eq!(end.tran_state_table_offset, 5);
+        assert_eq!(end.commit_log_offset, 4096);
+        assert_eq!(end.commit_or_rollback, TransactionResolution::Commit);
+        assert!(end.from_transaction_check);
+        assert_eq!(end.broker_name.as_deref(), Some("broker-a"));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_listener_is_an_unknown_outcome_with_its_message() {
+        let (state, remark) = run_listener(async { panic!("db down") }).await;
+        assert_eq!(state, LocalTransactionState::Unknown);
+        assert_eq!(remark.as_deref(), Some("db down"));
+        let (state, remark) = run_listener(async { LocalTransactionState::RollbackMessage }).await;
+        assert_eq!(state, LocalTransactionState::RollbackMessage);
+        assert_eq!(remark, None);
     }
 }
