@@ -192,6 +192,9 @@ async fn a_restart_keeps_messages_and_offsets_but_not_connections() {
     let cluster = TestCluster::builder().topic("T").build().await.unwrap();
     let client = TestClient::new(&cluster);
     try_send(&client, ADDR, "kept").await.unwrap();
+    client
+        .heartbeat(ADDR, consumer_heartbeat("c1", "g", "T", "*"))
+        .await;
     let update = UpdateConsumerOffset(UpdateConsumerOffsetRequestHeader {
         consumer_group: "g".into(),
         topic: "T".into(),
@@ -200,9 +203,6 @@ async fn a_restart_keeps_messages_and_offsets_but_not_connections() {
         broker_name: None,
     });
     client.call(ADDR, update).await.unwrap();
-    client
-        .heartbeat(ADDR, consumer_heartbeat("c1", "g", "T", "*"))
-        .await;
 
     let broker = cluster.broker(0);
     broker.stop().await;

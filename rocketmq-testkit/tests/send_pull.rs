@@ -392,14 +392,26 @@ async fn offsets_are_committed_queried_and_bounded() {
         None,
         "an empty queue"
     );
-    let update = UpdateConsumerOffset(UpdateConsumerOffsetRequestHeader {
-        consumer_group: "g".into(),
-        topic: "T".into(),
-        queue_id: 1,
-        commit_offset: 7,
-        broker_name: None,
-    });
-    client.call(addr, update).await.unwrap();
+    let update = || {
+        UpdateConsumerOffset(UpdateConsumerOffsetRequestHeader {
+            consumer_group: "g".into(),
+            topic: "T".into(),
+            queue_id: 1,
+            commit_offset: 7,
+            broker_name: None,
+        })
+    };
+    // As Java's: a group the broker never saw a consumer of has no offsets
+    // to update (its subscription group is made by a heartbeat, a pull or
+    // a send-back).
+    assert_eq!(
+        rejected_code(client.call(addr, update()).await),
+        ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST
+    );
+    client
+        .heartbeat(addr, consumer_heartbeat("c1", "g", "T", "*"))
+        .await;
+    client.call(addr, update()).await.unwrap();
     assert_eq!(
         client.call(addr, query(Some(false))).await.unwrap(),
         Some(7)

@@ -53,6 +53,7 @@ pub(crate) async fn heartbeat(ctx: &ConnCtx, request: &RemotingCommand) -> Remot
     let mut subscriptions_changed = false;
     for consumer in &data.consumer_data_set {
         let group = &consumer.group_name;
+        core.subscription_groups.note(group);
         subscriptions_changed |= core
             .groups
             .record_fingerprint(group, data.heartbeat_fingerprint)

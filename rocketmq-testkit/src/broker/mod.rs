@@ -35,6 +35,7 @@ mod retry;
 mod send;
 mod sql92;
 pub(crate) mod store;
+mod subscription_groups;
 pub(crate) mod topics;
 pub(crate) mod transaction;
 
@@ -44,6 +45,7 @@ use groups::Groups;
 use locks::Locks;
 use offsets::Offsets;
 use store::{NewMessage, Store, StoredMessage};
+use subscription_groups::SubscriptionGroups;
 use topics::{Lookup, TopicConfig, Topics};
 use transaction::HalfMessages;
 
@@ -98,6 +100,8 @@ pub(crate) struct BrokerCore {
     pub(crate) store: Store,
     pub(crate) offsets: Offsets,
     pub(crate) groups: Groups,
+    /// The subscription groups known, which survive restarts.
+    pub(crate) subscription_groups: SubscriptionGroups,
     pub(crate) locks: Locks,
     pub(crate) schedule: Schedule,
     pub(crate) half: HalfMessages,
@@ -142,6 +146,7 @@ impl BrokerCore {
             store: Store::new(store_host),
             offsets: Offsets::default(),
             groups: Groups::default(),
+            subscription_groups: SubscriptionGroups::default(),
             locks: Locks::default(),
             schedule: Schedule::default(),
             half: HalfMessages::default(),

@@ -77,10 +77,18 @@ pub(crate) fn query(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand
     )
 }
 
-/// UPDATE_CONSUMER_OFFSET; TOPIC_NOT_EXIST for a topic the broker does not
-/// have, as Java's `ConsumerManageProcessor.updateConsumerOffset`.
+/// UPDATE_CONSUMER_OFFSET; SUBSCRIPTION_GROUP_NOT_EXIST for a group the
+/// broker has never seen a consumer of, then TOPIC_NOT_EXIST for a topic it
+/// does not have, as Java's `ConsumerManageProcessor.updateConsumerOffset`.
 pub(crate) fn update(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     let header = header!(request, UpdateConsumerOffsetRequestHeader);
+    let group = &header.consumer_group;
+    if !ctx.core.subscription_groups.contains(group) {
+        return reply::error(
+            ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+            format!("Group {group} not exist!"),
+        );
+    }
     if ctx.core.topics.get(&header.topic).is_none() {
         return reply::error(
             ResponseCode::TOPIC_NOT_EXIST,

@@ -62,6 +62,7 @@ impl Filter {
 pub(crate) async fn handle(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     let header = header!(request, PullMessageRequestHeader);
     let core = &ctx.core;
+    core.subscription_groups.note(&header.consumer_group);
     if let Err(rejection) = check_queue(core, &header) {
         return rejection.into_response();
     }

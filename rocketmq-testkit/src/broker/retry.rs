@@ -32,6 +32,7 @@ pub(crate) fn dead_letter_topic(core: &BrokerCore, group: &str) -> String {
 pub(crate) fn send_back(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     let header = header!(request, ConsumerSendMsgBackRequestHeader);
     let core = &ctx.core;
+    core.subscription_groups.note(&header.group);
     let retry_topic = format!("{RETRY_PREFIX}{}", header.group);
     let config = core.internal_topic(&retry_topic, 1, perm::READ | perm::WRITE);
     if !perm::is_writeable(config.perm) {
