@@ -50,7 +50,7 @@ pub struct ClientConfig {
     /// IPv4 address of an interface that is up, a private one, then IPv6;
     /// else 127.0.0.1 with a warning.
     pub client_ip: Option<IpAddr>,
-    /// The unit name, appended to the client id when set.
+    /// The unit name, appended to the client id when set and not blank.
     pub unit_name: Option<String>,
     /// Header serialization of outgoing requests (Java default JSON).
     pub serialize_type: SerializeType,
@@ -171,7 +171,8 @@ impl ClientConfig {
             IpAddr::V4(ip) => format!("{ip}@{}", self.instance_name),
             IpAddr::V6(ip) => format!("[{ip}]@{}", self.instance_name),
         };
-        if let Some(unit) = self.unit_name.as_deref().filter(|u| !u.is_empty()) {
+        // A blank unit name is no unit name (Java's `UtilAll.isBlank`).
+        if let Some(unit) = self.unit_name.as_deref().filter(|u| !u.trim().is_empty()) {
             id.push('@');
             id.push_str(unit);
         }
@@ -356,6 +357,8 @@ mod tests {
         assert_eq!(config.client_id(), "10.1.2.3@i");
         config.unit_name = Some(String::new());
         assert_eq!(config.client_id(), "10.1.2.3@i");
+        config.unit_name = Some(" \t".into());
+        assert_eq!(config.client_id(), "10.1.2.3@i", "blank, as Java's isBlank");
         config.unit_name = Some("u".into());
         assert_eq!(config.client_id(), "10.1.2.3@i@u");
         config.client_ip = Some("fd00::5".parse().unwrap());
