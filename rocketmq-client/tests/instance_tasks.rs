@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use instance_support::{FakeConsumer, config, eventually};
 use rocketmq_client::ClientInstance;
+use rocketmq_kernel::BrokerApi;
+use rocketmq_model::{RequestCode, ResponseCode};
 use rocketmq_testkit::{TestCluster, TopicConfig};
 
 /// Moves the paused clock on by `by`. Nothing waits in real time: the
@@ -160,5 +162,49 @@ async fn a_zero_timeout_or_interval_is_refused_before_anything_starts() {
         let error = ClientInstance::acquire(config).err().unwrap().to_string();
         assert!(error.contains(field), "{error}");
     }
+    cluster.shutdown().await;
+}
+
+/// A new connection to a broker brings a heartbeat, and the consumers
+/// rebalance only when the broker took it, as Java's `onChannelActive`: a
+/// broker that refused it does not list this client among the group's
+/// members, and a rebalance on that list would give up the client's queues.
+#[tokio::test(start_paused = true)]
+async fn a_refused_heartbeat_on_a_new_connection_does_not_rebalance() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let mut config = config(&cluster, "refused_heartbeat");
+    config.rebalance_interval = Duration::from_secs(3600);
+    config.heartbeat_broker_interval = Duration::from_secs(3600);
+    let lease = ClientInstance::acquire(config).unwrap();
+    let consumer = Arc::new(FakeConsumer::new("cg", "T"));
+    lease.register_consumer(consumer.clone()).unwrap();
+    eventually(|| lease.routes().table().route("T").is_some()).await;
+    clock_moves(Duration::from_secs(1)).await;
+    let broker = cluster.broker(0);
+    let addr = broker.addr().to_owned();
+    let rebalances = || FakeConsumer::count(&consumer.rebalances);
+    let heartbeats = || broker.requests_received(RequestCode::HEART_BEAT);
+
+    // The first connection opens with a request other than a heartbeat;
+    // the broker refuses the heartbeat the connection brings.
+    let before = rebalances();
+    broker.fail_requests(RequestCode::HEART_BEAT, ResponseCode::SYSTEM_ERROR, 1);
+    let _ = lease.broker_api().consumer_list(&addr, "cg").await;
+    eventually(|| heartbeats() == 1).await;
+    clock_moves(Duration::from_secs(5)).await;
+    assert_eq!(
+        rebalances(),
+        before,
+        "no rebalance after a refused heartbeat"
+    );
+    assert!(broker.clients().is_empty(), "the broker knows no client");
+
+    // The next connection's heartbeat is taken: the consumers rebalance.
+    broker.drop_connections().await;
+    clock_moves(Duration::from_secs(1)).await;
+    let _ = lease.broker_api().consumer_list(&addr, "cg").await;
+    eventually(|| heartbeats() == 2).await;
+    eventually(|| rebalances() > before).await;
+    lease.release().await;
     cluster.shutdown().await;
 }

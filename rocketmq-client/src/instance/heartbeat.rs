@@ -71,8 +71,12 @@ pub(super) async fn send_to_all(instance: &ClientInstance) {
 /// A new connection to `addr` opened. A broker that restarted has forgotten
 /// this client's groups (its pulls would get SUBSCRIPTION_NOT_EXIST until the
 /// next 30 s heartbeat), so, as Java 5.x does on a channel connect, a known
-/// broker gets a heartbeat at once and the consumers rebalance. Runs on the
-/// instance's own task, so the connection's setup is not held up.
+/// broker gets a heartbeat at once and, once the broker has taken it, the
+/// consumers rebalance. A heartbeat that failed (refused, timed out) is no
+/// reason to rebalance, as in Java: the broker does not list this client
+/// among the group's members then, and a rebalance on that list would give
+/// up the client's queues. Runs on the instance's own task, so the
+/// connection's setup is not held up.
 pub(super) fn on_new_connection(instance: &ClientInstance, addr: &str) {
     lock(&instance.inner().heartbeated).remove(addr);
     if !broker_addrs(instance, false)
@@ -88,28 +92,37 @@ pub(super) fn on_new_connection(instance: &ClientInstance, addr: &str) {
     tasks.spawn(async move {
         tokio::select! {
             () = cancel.cancelled() => {}
-            () = send_to(&instance, &addr) => {
-                tracing::debug!(%addr, "heartbeat after a new connection; rebalancing");
-                instance.request_rebalance(None);
+            sent = send_to(&instance, &addr) => {
+                if sent {
+                    tracing::debug!(%addr, "heartbeat after a new connection; rebalancing");
+                    instance.request_rebalance(None);
+                }
             }
         }
     });
 }
 
-/// Sends the heartbeat to one broker.
-pub(super) async fn send_to(instance: &ClientInstance, addr: &str) {
+/// Sends the heartbeat to one broker; whether the broker took it (false
+/// too when the client has no group to report).
+pub(super) async fn send_to(instance: &ClientInstance, addr: &str) -> bool {
     let _sending = instance.inner().heartbeat_gate.read().await;
-    if let Some(data) = heartbeat_data(instance) {
-        send(instance, addr, data).await;
+    match heartbeat_data(instance) {
+        Some(data) => send(instance, addr, data).await,
+        None => false,
     }
 }
 
-async fn send(instance: &ClientInstance, addr: &str, data: HeartbeatData) {
+/// Sends `data` to `addr`; whether the broker answered it with success.
+async fn send(instance: &ClientInstance, addr: &str, data: HeartbeatData) -> bool {
     match instance.broker_api().heartbeat(addr, data).await {
         Ok(version) => {
             lock(&instance.inner().heartbeated).insert(addr.to_owned());
             tracing::debug!(%addr, broker_version = version, "heartbeat sent");
+            true
         }
-        Err(error) => tracing::warn!(%addr, %error, "heartbeat failed"),
+        Err(error) => {
+            tracing::warn!(%addr, %error, "heartbeat failed");
+            false
+        }
     }
 }
