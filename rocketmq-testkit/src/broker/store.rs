@@ -371,7 +371,10 @@ impl Store {
     }
 
     /// Messages of `topic` indexed under `key` (a KEYS entry or a UNIQ_KEY)
-    /// stored within `[begin, end]`, at most `max`.
+    /// stored within `[begin, end]`: the latest `max` of them, in commit-log
+    /// order. Java's index walks a key's entries from the newest back and
+    /// stops at `max` (`IndexFile.selectPhyOffset`), then the store sorts
+    /// the offsets (`DefaultMessageStore.queryMessage`).
     pub(crate) fn query(
         &self,
         topic: &str,
@@ -381,16 +384,18 @@ impl Store {
         end: i64,
     ) -> (Vec<Arc<StoredMessage>>, (i64, i64)) {
         let tables = self.tables();
-        let found = tables
+        let mut found: Vec<_> = tables
             .index
             .get(&(topic.to_owned(), key.to_owned()))
             .into_iter()
             .flatten()
+            .rev()
             .filter_map(|offset| tables.commit_log.get(offset))
             .filter(|m| (begin..=end).contains(&m.ext.store_timestamp))
             .take(max)
             .cloned()
             .collect();
+        found.reverse();
         (found, tables.index_last_update)
     }
 }
@@ -537,6 +542,27 @@ mod tests {
         }
         assert!(store.query("T", "k3", 32, 0, i64::MAX).0.is_empty());
         assert!(store.query("T", "k1", 32, 0, 1).0.is_empty());
+    }
+
+    /// Java's index answers the newest `max` messages of a key, oldest
+    /// first; the oldest ones used to be answered.
+    #[test]
+    fn a_capped_query_keeps_the_latest_messages_in_offset_order() {
+        let store = Store::new(host());
+        for i in 0..5 {
+            let mut new = new_message("T", "a");
+            new.message.body = bytes::Bytes::from(i.to_string());
+            new.message.properties.insert(property::KEYS, "k").unwrap();
+            store.put(new).unwrap();
+        }
+        let bodies = |max| {
+            let (found, _) = store.query("T", "k", max, 0, i64::MAX);
+            (found.iter())
+                .map(|m| String::from_utf8_lossy(&m.ext.message.body).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bodies(2), ["3", "4"]);
+        assert_eq!(bodies(32), ["0", "1", "2", "3", "4"]);
     }
 
     proptest::proptest! {
