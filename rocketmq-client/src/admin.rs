@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rocketmq_kernel::BrokerApi;
 use rocketmq_kernel::api::NameServerApi;
 use rocketmq_model::header::{BoundaryType, CreateTopicRequestHeader, QueryMessageRequestHeader};
-use rocketmq_model::route::MASTER_ID;
+use rocketmq_model::message::validate_topic;
+use rocketmq_model::resource::is_system_topic;
+use rocketmq_model::route::{MASTER_ID, perm};
 use rocketmq_model::{MessageExt, MessageQueue, Namespace, OffsetMessageId};
 
 use crate::error::{ClientError, Result};
@@ -92,12 +94,15 @@ impl Admin {
     }
 
     /// Creates (or updates) a topic on the broker at `broker_addr`
-    /// (UPDATE_AND_CREATE_TOPIC).
+    /// (UPDATE_AND_CREATE_TOPIC). A permission outside `0..8` is refused
+    /// here, before any request, as Java's `MQClientAPIImpl.createTopic`
+    /// does: a broker would store it as it is.
     pub async fn create_topic(
         &self,
         broker_addr: &str,
         mut header: CreateTopicRequestHeader,
     ) -> Result<()> {
+        check_perm(header.perm)?;
         if let Cow::Owned(topic) = self.namespace.wrap(&header.topic) {
             header.topic = topic;
         }
@@ -112,12 +117,16 @@ impl Admin {
     /// addresses it was created on. As Java's `createTopic`, each master is
     /// tried up to five times, and the call succeeds when at least one
     /// master took the topic (the others are logged); it fails with the
-    /// last error when none did.
+    /// last error when none did. As Java's, it first checks the topic (its
+    /// name, not a system topic) and the permission, and refuses a bad one
+    /// without asking any broker.
     pub async fn create_topic_in_cluster(
         &self,
         cluster: &str,
         header: CreateTopicRequestHeader,
     ) -> Result<Vec<String>> {
+        check_new_topic(&self.namespace.wrap(&header.topic))?;
+        check_perm(header.perm)?;
         let info = self.instance.broker_api().cluster_info().await?;
         let names = info
             .cluster_addr_table
@@ -215,12 +224,24 @@ impl Admin {
     /// The offset of the first message of `mq` stored at or after `time`
     /// (SEARCH_OFFSET_BY_TIMESTAMP, lower boundary).
     pub async fn search_offset(&self, mq: &MessageQueue, time: SystemTime) -> Result<i64> {
+        self.search_offset_with_boundary(mq, time, BoundaryType::Lower)
+            .await
+    }
+
+    /// [`search_offset`](Self::search_offset) with the boundary chosen
+    /// (Java's `searchOffset(mq, timestamp, boundaryType)`): `Lower` is the
+    /// first message stored at or after `time` (the max offset when none
+    /// is), `Upper` the last one stored at or before it (0 when none is).
+    pub async fn search_offset_with_boundary(
+        &self,
+        mq: &MessageQueue,
+        time: SystemTime,
+        boundary: BoundaryType,
+    ) -> Result<i64> {
         let mq = self.namespace.wrap_queue(mq);
         let addr = self.instance.routes().master_addr(&mq).await?;
         let api = self.instance.broker_api();
-        Ok(api
-            .search_offset(&addr, &mq, time, BoundaryType::Lower)
-            .await?)
+        Ok(api.search_offset(&addr, &mq, time, boundary).await?)
     }
 
     /// When the earliest message still in `mq` was stored
@@ -234,7 +255,8 @@ impl Admin {
     }
 
     /// The message with offset message id `offset_msg_id` (VIEW_MESSAGE_BY_ID
-    /// to the store host the id names).
+    /// to the store host the id names). For an id that may be a unique key
+    /// (a send's `msg_id`), see [`view_message_in`](Self::view_message_in).
     pub async fn view_message(&self, offset_msg_id: &str) -> Result<MessageExt> {
         let id = OffsetMessageId::parse(offset_msg_id)?;
         let addr = id.store_host.to_string();
@@ -242,6 +264,34 @@ impl Admin {
         let mut msg = api.view_message(&addr, None, id.commit_log_offset).await?;
         self.namespace.unwrap_in_place(&mut msg.message.topic);
         Ok(msg)
+    }
+
+    /// The message of `topic` with id `msg_id`, which may be either id a
+    /// send answers (Java's `viewMessage(topic, msgId)` of producers and
+    /// consumers): first as an offset message id (VIEW_MESSAGE_BY_ID, naming
+    /// the topic); when that id does not decode, or its broker does not
+    /// answer with the message, as a unique key
+    /// ([`query_message_by_uniq_key`](Self::query_message_by_uniq_key)).
+    /// `None` when neither finds it.
+    pub async fn view_message_in(&self, topic: &str, msg_id: &str) -> Result<Option<MessageExt>> {
+        if let Ok(id) = OffsetMessageId::parse(msg_id) {
+            let addr = id.store_host.to_string();
+            let wrapped = self.namespace.wrap(topic);
+            let api = self.instance.broker_api();
+            match api
+                .view_message(&addr, Some(&wrapped), id.commit_log_offset)
+                .await
+            {
+                Ok(mut msg) => {
+                    self.namespace.unwrap_in_place(&mut msg.message.topic);
+                    return Ok(Some(msg));
+                }
+                Err(error) => {
+                    tracing::debug!(%addr, %error, msg_id, "no message at the offset id; trying it as a unique key");
+                }
+            }
+        }
+        self.query_message_by_uniq_key(topic, msg_id).await
     }
 
     /// Messages matching `query`, merged from every broker of the topic; the
@@ -309,6 +359,29 @@ impl Admin {
         };
         Ok(self.query_message(&query).await?.into_iter().next())
     }
+}
+
+/// Java's `Validators.checkTopic` and `isSystemTopic` on a topic to create
+/// (`MQAdminImpl.createTopic`).
+fn check_new_topic(topic: &str) -> Result<()> {
+    validate_topic(topic)?;
+    if is_system_topic(topic) {
+        return Err(ClientError::Config(format!(
+            "the topic {topic} is a system topic"
+        )));
+    }
+    Ok(())
+}
+
+/// Java's `Validators.checkTopicConfig`: a permission is a set of the
+/// read, write and inherit bits (`PermName.isValid`).
+fn check_perm(perm: i32) -> Result<()> {
+    if (0..perm::PRIORITY).contains(&perm) {
+        return Ok(());
+    }
+    Err(ClientError::Config(format!(
+        "topic permission {perm} is invalid: only the read (4), write (2) and inherit (1) bits may be set"
+    )))
 }
 
 fn no_route(topic: &str) -> ClientError {
