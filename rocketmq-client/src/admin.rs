@@ -8,11 +8,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocketmq_kernel::BrokerApi;
 use rocketmq_kernel::api::NameServerApi;
-use rocketmq_model::header::{BoundaryType, CreateTopicRequestHeader, QueryMessageRequestHeader};
+use rocketmq_model::body::ConsumeStats;
+use rocketmq_model::header::{
+    BoundaryType, CreateTopicRequestHeader, GetConsumeStatsRequestHeader, QueryMessageRequestHeader,
+};
 use rocketmq_model::message::validate_topic;
+use rocketmq_model::resource::RETRY_TOPIC_PREFIX;
 use rocketmq_model::resource::is_system_topic;
 use rocketmq_model::route::{MASTER_ID, perm};
-use rocketmq_model::{MessageExt, MessageQueue, Namespace, OffsetMessageId};
+use rocketmq_model::{BrokerData, MessageExt, MessageQueue, Namespace, OffsetMessageId};
 
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
@@ -312,14 +316,7 @@ impl Admin {
             unique_key_query: query.unique_key,
             broker_name: None,
         };
-        let addrs: HashSet<&str> = route
-            .broker_datas
-            .iter()
-            .filter_map(|b| {
-                b.master_addr()
-                    .or_else(|| b.broker_addrs.values().next().map(String::as_str))
-            })
-            .collect();
+        let addrs: HashSet<&str> = route.broker_datas.iter().filter_map(any_addr).collect();
         let api = self.instance.broker_api();
         let answers = futures::future::join_all(addrs.into_iter().map(|addr| {
             let header = header.clone();
@@ -339,6 +336,47 @@ impl Admin {
             self.namespace.unwrap_in_place(&mut msg.message.topic);
         }
         Ok(found)
+    }
+
+    /// How far consumer group `group` is behind: each queue's end against
+    /// the group's committed offset, and the group's consume rate, from
+    /// every broker serving the group (GET_CONSUME_STATS, Java's admin
+    /// `examineConsumeStats`). With a topic, that topic's queues; without,
+    /// every topic the group has committed offsets of (its retry topic
+    /// among them). The brokers are those of the group's retry topic (made
+    /// by its consumers' heartbeats), else of `topic`, looked up now. Any
+    /// broker's failure fails the call: a partial lag would read as a
+    /// smaller one. [`ConsumeStats::total_lag`] sums the queues' lags.
+    pub async fn consume_stats(&self, group: &str, topic: Option<&str>) -> Result<ConsumeStats> {
+        let group = self.namespace.wrap(group).into_owned();
+        let topic = topic.map(|topic| self.namespace.wrap(topic).into_owned());
+        let api = self.instance.broker_api();
+        let retry_topic = format!("{RETRY_TOPIC_PREFIX}{group}");
+        let route = match (api.topic_route(&retry_topic).await, &topic) {
+            (Ok(route), _) => route,
+            (Err(_), Some(topic)) => api.topic_route(topic).await?,
+            (Err(error), None) => return Err(error.into()),
+        };
+        let header = GetConsumeStatsRequestHeader {
+            consumer_group: group,
+            topic,
+            topic_list: None,
+        };
+        let addrs: HashSet<&str> = route.broker_datas.iter().filter_map(any_addr).collect();
+        let answers = futures::future::join_all(
+            (addrs.into_iter()).map(|addr| api.consume_stats(addr, header.clone())),
+        )
+        .await;
+        let mut stats = ConsumeStats::default();
+        for answer in answers {
+            stats.merge(answer?);
+        }
+        if !self.namespace.is_none() {
+            stats.offset_table = (stats.offset_table.into_iter())
+                .map(|(mq, offsets)| (self.namespace.unwrap_queue(&mq).into_owned(), offsets))
+                .collect();
+        }
+        Ok(stats)
     }
 
     /// The message of `topic` with UNIQ_KEY `uniq_key` (the first found when
@@ -382,6 +420,12 @@ fn check_perm(perm: i32) -> Result<()> {
     Err(ClientError::Config(format!(
         "topic permission {perm} is invalid: only the read (4), write (2) and inherit (1) bits may be set"
     )))
+}
+
+/// A broker's master, else its lowest-id address (Java's
+/// `BrokerData.selectBrokerAddr` prefers the master too).
+fn any_addr(broker: &BrokerData) -> Option<&str> {
+    (broker.master_addr()).or_else(|| broker.broker_addrs.values().next().map(String::as_str))
 }
 
 fn no_route(topic: &str) -> ClientError {

@@ -487,3 +487,46 @@ async fn the_pull_consumer_seeks_within_the_brokers_bounds_only() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_reads_a_groups_lag_from_the_brokers() {
+    let Some(ns) = namesrv("an_admin_reads_a_groups_lag_from_the_brokers") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_stats");
+    create_topic(&producer, &topic, 4).await;
+    let group = unique("cg");
+    let seen = Seen::default();
+    let consumer = recording(config(&ns), &group, &topic, &seen)
+        .build()
+        .await
+        .unwrap();
+    wait_assigned(&consumer, 4).await;
+    for i in 0..16 {
+        producer
+            .send(msg(&topic, &format!("read-{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    wait_until("the 16 consumed", secs(30), || seen.distinct() >= 16).await;
+    let report = consumer.shutdown().await;
+    assert!(report.is_clean(), "{report:?}");
+    for i in 0..5 {
+        producer
+            .send(msg(&topic, &format!("unread-{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let stats = producer
+        .admin()
+        .consume_stats(&group, Some(&topic))
+        .await
+        .unwrap();
+    assert_eq!(stats.offset_table.len(), 4, "{stats:?}");
+    let stored: i64 = stats.offset_table.values().map(|q| q.broker_offset).sum();
+    let committed: i64 = stats.offset_table.values().map(|q| q.consumer_offset).sum();
+    assert_eq!((stored, committed), (21, 16), "{stats:?}");
+    assert_eq!(stats.total_lag(), 5);
+    producer.shutdown().await;
+}

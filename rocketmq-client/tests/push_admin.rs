@@ -9,7 +9,9 @@ mod consumer_support;
 
 use std::time::Duration;
 
-use consumer_support::{Seen, msg, owned, producer, recording, unique, wait_assigned, wait_until};
+use consumer_support::{
+    Seen, msg, owned, producer, recording, unique, wait_assigned, wait_for, wait_until,
+};
 use rocketmq_client::consumer::{
     ConcurrentContext, ConcurrentResult, ConsumeFromWhere, PushConsumerBuilder,
 };
@@ -522,6 +524,53 @@ async fn a_selector_changed_while_running_selects_the_next_messages() {
         seen.len() == 12
     })
     .await;
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
+/// The broker's view of a group's lag (GET_CONSUME_STATS, Java's admin
+/// `examineConsumeStats`), asked by another client: none once the
+/// consumer's offsets are persisted, then what arrived while it was
+/// suspended; without a topic, every topic the group committed in.
+#[tokio::test(start_paused = true)]
+async fn the_brokers_report_a_groups_lag_to_an_admin() {
+    let (cluster, producer, _seen, consumer) = consumed_twelve("stats", |b| b).await;
+    let admin = producer.admin();
+    let stats = || admin.consume_stats("cg", Some("T"));
+    wait_for(
+        "the consumer's offsets persisted",
+        Duration::from_secs(60),
+        || async { stats().await.unwrap().total_lag() == 0 },
+    )
+    .await;
+    let caught_up = stats().await.unwrap();
+    assert_eq!(caught_up.offset_table.len(), 4, "{caught_up:?}");
+    let stored: i64 = (caught_up.offset_table.values())
+        .map(|q| q.broker_offset)
+        .sum();
+    assert_eq!(stored, 12);
+    for (mq, offsets) in &caught_up.offset_table {
+        assert_eq!(mq.topic, "T");
+        if offsets.consumer_offset > 0 {
+            assert!(offsets.last_timestamp > 0, "{mq}: {offsets:?}");
+        }
+    }
+
+    consumer.suspend();
+    for i in 0..5 {
+        producer
+            .send(msg("T", &format!("late{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(stats().await.unwrap().total_lag(), 5);
+    let every_topic = admin.consume_stats("cg", None).await.unwrap();
+    let topics: std::collections::BTreeSet<&str> = (every_topic.offset_table.keys())
+        .map(|mq| mq.topic.as_str())
+        .collect();
+    assert!(topics.contains("T"), "{topics:?}");
+    assert_eq!(every_topic.total_lag(), 5);
     consumer.shutdown().await;
     producer.shutdown().await;
     cluster.shutdown().await;

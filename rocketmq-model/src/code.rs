@@ -104,6 +104,9 @@ codes! {
         GET_ROUTEINFO_BY_TOPIC = 105,
         /// Every broker and cluster (nameserver).
         GET_BROKER_CLUSTER_INFO = 106,
+        /// A consumer group's offsets on a broker against the queues' ends
+        /// (admin; Java's `examineConsumeStats`).
+        GET_CONSUME_STATS = 208,
         /// Broker tells a consumer to reset its offsets.
         RESET_CONSUMER_CLIENT_OFFSET = 220,
         /// Broker asks a consumer for its offsets (deprecated).

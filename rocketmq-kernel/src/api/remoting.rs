@@ -9,13 +9,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rocketmq_model::time::epoch_millis;
 
 use async_trait::async_trait;
-use rocketmq_model::body::{CheckClientRequestBody, LockBatchRequestBody, UnlockBatchRequestBody};
+use rocketmq_model::body::{
+    CheckClientRequestBody, ConsumeStats, LockBatchRequestBody, UnlockBatchRequestBody,
+};
 use rocketmq_model::header::{
     BoundaryType, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
-    GetConsumerListByGroupRequestHeader, GetEarliestMsgStoretimeRequestHeader,
-    GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader, PullMessageRequestHeader,
-    QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader, SearchOffsetRequestHeader,
-    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+    GetConsumeStatsRequestHeader, GetConsumerListByGroupRequestHeader,
+    GetEarliestMsgStoretimeRequestHeader, GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader,
+    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader,
+    SearchOffsetRequestHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+    ViewMessageRequestHeader,
 };
 use rocketmq_model::message::sysflag;
 use rocketmq_model::{
@@ -24,10 +27,10 @@ use rocketmq_model::{
 use rocketmq_remoting::call::{Call, Oneway, execute_at};
 use rocketmq_remoting::calls::{
     CheckClientConfig, ConsumerSendMsgBack, CreateTopic, EndTransaction, GetClusterInfo,
-    GetConsumerList, GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset, GetRouteInfo, Heartbeat,
-    LockBatchMq, PullMessage, PullResponse, QueryConsumerOffset, QueryMessage, SearchOffset,
-    SendBatch, SendMessage, SendResponse, UnlockBatchMq, Unregister, UpdateConsumerOffset,
-    ViewMessage,
+    GetConsumeStats, GetConsumerList, GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset,
+    GetRouteInfo, Heartbeat, LockBatchMq, PullMessage, PullResponse, QueryConsumerOffset,
+    QueryMessage, SearchOffset, SendBatch, SendMessage, SendResponse, UnlockBatchMq, Unregister,
+    UpdateConsumerOffset, ViewMessage,
 };
 use rocketmq_remoting::client::NameServerService;
 use rocketmq_remoting::{RemotingClient, RemotingError};
@@ -159,6 +162,20 @@ impl RemotingBrokerApi {
     /// The timeouts in use.
     pub fn timeouts(&self) -> ApiTimeouts {
         self.timeouts
+    }
+
+    /// GET_CONSUME_STATS to the broker at `addr`: the group's offsets there
+    /// against its queues' ends. Within three call timeouts, as Java's admin
+    /// (the broker reads every queue of every topic asked).
+    pub async fn consume_stats(
+        &self,
+        addr: &str,
+        header: GetConsumeStatsRequestHeader,
+    ) -> Result<ConsumeStats> {
+        let span = span("consume_stats", addr, header.topic.as_deref(), None);
+        let timeout = self.timeouts.call.saturating_mul(3);
+        self.broker_call(addr, GetConsumeStats(header), timeout, span)
+            .await
     }
 
     /// Runs `call` against the broker at `addr` within `timeout`.

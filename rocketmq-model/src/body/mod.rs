@@ -46,6 +46,7 @@ macro_rules! json_body_trait {
 
 mod check_client;
 mod consume_directly;
+mod consume_stats;
 mod consumer_list;
 mod heartbeat;
 mod lock;
@@ -56,6 +57,7 @@ pub mod trace;
 
 pub use check_client::CheckClientRequestBody;
 pub use consume_directly::{ConsumeMessageDirectlyResult, ConsumeResult};
+pub use consume_stats::{ConsumeStats, QueueOffsets};
 pub use consumer_list::ConsumerListBody;
 pub use heartbeat::{
     ConsumeFromWhere, ConsumeType, ConsumerData, ExpressionType, HeartbeatData, MessageModel,

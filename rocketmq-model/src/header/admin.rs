@@ -86,3 +86,17 @@ impl CreateTopicRequestHeader {
         }
     }
 }
+
+command_header! {
+    /// GET_CONSUME_STATS (208) request header.
+    pub struct GetConsumeStatsRequestHeader {
+        /// Consumer group.
+        req consumer_group: String = "consumerGroup";
+        /// One topic; without it (and without `topic_list`) the broker
+        /// answers every topic the group has offsets of.
+        opt topic: String = "topic";
+        /// Several topics, `;`-separated (5.x); takes precedence over
+        /// `topic`.
+        opt topic_list: String = "topicList";
+    }
+}

@@ -32,8 +32,8 @@ mod transaction;
 mod value;
 
 pub use admin::{
-    CreateTopicRequestHeader, QueryMessageRequestHeader, QueryMessageResponseHeader,
-    ViewMessageRequestHeader,
+    CreateTopicRequestHeader, GetConsumeStatsRequestHeader, QueryMessageRequestHeader,
+    QueryMessageResponseHeader, ViewMessageRequestHeader,
 };
 pub use client::{
     ConsumeMessageDirectlyResultRequestHeader, GetConsumerListByGroupRequestHeader,

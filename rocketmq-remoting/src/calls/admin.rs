@@ -1,14 +1,15 @@
 //! Admin and lookup calls (PROTOCOL.md §3): create a topic, read a message by
-//! its commit-log offset, query messages by key.
+//! its commit-log offset, query messages by key, a group's consume stats.
 
 use bytes::Bytes;
+use rocketmq_model::body::ConsumeStats;
 use rocketmq_model::header::{
-    CreateTopicRequestHeader, QueryMessageRequestHeader, QueryMessageResponseHeader,
-    ViewMessageRequestHeader,
+    CreateTopicRequestHeader, GetConsumeStatsRequestHeader, QueryMessageRequestHeader,
+    QueryMessageResponseHeader, ViewMessageRequestHeader,
 };
 use rocketmq_model::{RequestCode, ResponseCode};
 
-use crate::call::{Call, expect_codes, parse_success, parse_success_body};
+use crate::call::{Call, expect_codes, parse_success, parse_success_body, parse_success_json};
 use crate::command::RemotingCommand;
 use crate::error::Result;
 
@@ -90,10 +91,49 @@ impl Call for QueryMessage {
     }
 }
 
+/// GET_CONSUME_STATS (208): a consumer group's offsets on one broker
+/// against its queues' ends, and its consume rate there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetConsumeStats(pub GetConsumeStatsRequestHeader);
+
+impl Call for GetConsumeStats {
+    type Response = ConsumeStats;
+
+    fn into_command(self) -> Result<RemotingCommand> {
+        Ok(RemotingCommand::request_from_header(
+            RequestCode::GET_CONSUME_STATS,
+            self.0,
+        ))
+    }
+
+    fn parse_response(response: RemotingCommand) -> Result<ConsumeStats> {
+        parse_success_json(response)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::calls::test_support::{answer, answer_with, assert_rejected, sent_fields};
+
+    #[test]
+    fn consume_stats_request_and_answers() {
+        let header = GetConsumeStatsRequestHeader {
+            consumer_group: "cg".into(),
+            topic: Some("T".into()),
+            topic_list: None,
+        };
+        let cmd = GetConsumeStats(header).into_command().unwrap();
+        assert_eq!(cmd.request_code().0, 208);
+        assert_eq!(cmd.ext_fields["consumerGroup"], "cg");
+        assert_eq!(cmd.ext_fields["topic"], "T");
+        assert!(!cmd.ext_fields.contains_key("topicList"));
+        let body = br#"{"consumeTps":0.0,"offsetTable":{{"brokerName":"b","queueId":0,"topic":"T"}:{"brokerOffset":5,"consumerOffset":2,"lastTimestamp":0,"pullOffset":2}}}"#;
+        let ok = answer(ResponseCode::SUCCESS).with_body(&body[..]);
+        assert_eq!(GetConsumeStats::parse_response(ok).unwrap().total_lag(), 3);
+        let err = GetConsumeStats::parse_response(answer(ResponseCode::SYSTEM_ERROR));
+        assert_rejected(err, ResponseCode::SYSTEM_ERROR);
+    }
 
     #[test]
     fn create_topic_request_and_answers() {

@@ -15,7 +15,7 @@ mod route;
 mod send;
 mod transaction;
 
-pub use admin::{CreateTopic, QueryMessage, QueryMessageResponse, ViewMessage};
+pub use admin::{CreateTopic, GetConsumeStats, QueryMessage, QueryMessageResponse, ViewMessage};
 pub use client::{CheckClientConfig, GetConsumerList, Heartbeat, Unregister};
 pub use consume::{ConsumerSendMsgBack, LockBatchMq, UnlockBatchMq};
 pub use offset::{

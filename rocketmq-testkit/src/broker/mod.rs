@@ -328,6 +328,7 @@ async fn dispatch(ctx: &ConnCtx, request: RemotingCommand) -> RemotingCommand {
         RequestCode::GET_MIN_OFFSET => offsets::min(ctx, &request),
         RequestCode::SEARCH_OFFSET_BY_TIMESTAMP => offsets::search(ctx, &request),
         RequestCode::GET_EARLIEST_MSG_STORETIME => offsets::earliest(ctx, &request),
+        RequestCode::GET_CONSUME_STATS => offsets::consume_stats(ctx, &request),
         RequestCode::HEART_BEAT => clients::heartbeat(ctx, &request).await,
         RequestCode::UNREGISTER_CLIENT => clients::unregister(ctx, &request).await,
         RequestCode::CHECK_CLIENT_CONFIG => clients::check_config(ctx, &request),

@@ -2,17 +2,18 @@
 //! `ConsumerOffsetManager`), which survive broker restarts, and the offset
 //! requests of `ConsumerManageProcessor` and `AdminBrokerProcessor`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use rocketmq_model::ResponseCode;
+use rocketmq_model::body::{ConsumeStats, QueueOffsets};
 use rocketmq_model::header::{
-    BoundaryType, GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,
-    GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader, GetMinOffsetRequestHeader,
-    GetMinOffsetResponseHeader, QueryConsumerOffsetRequestHeader,
+    BoundaryType, GetConsumeStatsRequestHeader, GetEarliestMsgStoretimeRequestHeader,
+    GetEarliestMsgStoretimeResponseHeader, GetMaxOffsetRequestHeader, GetMaxOffsetResponseHeader,
+    GetMinOffsetRequestHeader, GetMinOffsetResponseHeader, QueryConsumerOffsetRequestHeader,
     QueryConsumerOffsetResponseHeader, SearchOffsetRequestHeader, SearchOffsetResponseHeader,
     UpdateConsumerOffsetRequestHeader,
 };
+use rocketmq_model::{MessageQueue, ResponseCode};
 use rocketmq_remoting::RemotingCommand;
 
 use super::ConnCtx;
@@ -43,6 +44,65 @@ impl Offsets {
             .get(&(group.to_owned(), topic.to_owned()))?
             .get(&queue_id)
             .copied()
+    }
+
+    /// The topics `group` has committed offsets of (Java's
+    /// `whichTopicByConsumer`).
+    pub(crate) fn topics_of(&self, group: &str) -> BTreeSet<String> {
+        (self.table().keys())
+            .filter(|(g, _)| g == group)
+            .map(|(_, topic)| topic.clone())
+            .collect()
+    }
+}
+
+/// GET_CONSUME_STATS (Java's `AdminBrokerProcessor.getConsumeStats`): for
+/// each topic asked (`topicList`, else `topic`, else every topic the group
+/// has offsets of) that the broker has, each readable queue's max offset,
+/// the group's committed offset (0 without one), and the store time of the
+/// last message consumed. The testkit counts no rates (consumeTps 0) and
+/// keeps no pull offsets apart (the committed one stands for it).
+pub(crate) fn consume_stats(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
+    let header = header!(request, GetConsumeStatsRequestHeader);
+    let core = &ctx.core;
+    let group = &header.consumer_group;
+    let listed: BTreeSet<String> = (header.topic_list.iter())
+        .flat_map(|list| list.split(';'))
+        .filter(|topic| !topic.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let topics = match (listed.is_empty(), &header.topic) {
+        (false, _) => listed,
+        (true, Some(topic)) if !topic.trim().is_empty() => BTreeSet::from([topic.clone()]),
+        (true, _) => core.offsets.topics_of(group),
+    };
+    let mut stats = ConsumeStats::default();
+    for topic in topics {
+        let Some(config) = core.topics.get(&topic) else {
+            continue;
+        };
+        for queue_id in 0..config.read_queue_nums {
+            let consumer_offset = core
+                .offsets
+                .get(group, &topic, queue_id)
+                .unwrap_or(0)
+                .max(0);
+            let last_timestamp = (core.store)
+                .store_time_at(&topic, queue_id, consumer_offset - 1)
+                .unwrap_or(0);
+            let offsets = QueueOffsets {
+                broker_offset: core.store.max_offset(&topic, queue_id).max(0),
+                consumer_offset,
+                last_timestamp,
+                pull_offset: consumer_offset,
+            };
+            let mq = MessageQueue::new(topic.clone(), core.name(), queue_id);
+            stats.offset_table.insert(mq, offsets);
+        }
+    }
+    match stats.encode() {
+        Ok(body) => reply::ok().with_body(body),
+        Err(error) => reply::error(ResponseCode::SYSTEM_ERROR, error.to_string()),
     }
 }
 

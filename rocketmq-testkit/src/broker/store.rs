@@ -248,6 +248,14 @@ impl Store {
         true
     }
 
+    /// The store time of the message at `offset` of a queue, if there is one.
+    pub(crate) fn store_time_at(&self, topic: &str, queue_id: i32, offset: i64) -> Option<i64> {
+        let index = usize::try_from(offset).ok()?;
+        let tables = self.tables();
+        let queue = tables.queues.get(&(topic.to_owned(), queue_id))?;
+        queue.entries.get(index).map(|msg| msg.ext.store_timestamp)
+    }
+
     /// The store time of the first message of a queue, -1 when it is empty.
     pub(crate) fn earliest_store_time(&self, topic: &str, queue_id: i32) -> i64 {
         self.tables()
