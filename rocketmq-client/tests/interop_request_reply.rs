@@ -56,6 +56,21 @@ async fn a_consumer_answers_a_request() {
             Some(property::MSG_TYPE_REPLY)
         );
     }
+    // To a chosen queue, and to a selector's choice.
+    let mqs = requester.fetch_publish_queues(&topic).await.unwrap();
+    let request = msg(&topic, "to-queue", "ping");
+    let reply = requester
+        .request_to_queue(request, &mqs[1], secs(30))
+        .await
+        .unwrap();
+    assert_eq!(&reply.message.body[..], b"re: to-queue");
+    let first = |_: &[rocketmq_model::MessageQueue], _: &rocketmq_model::Message| Some(0);
+    let request = msg(&topic, "by-selector", "ping");
+    let reply = requester
+        .request_with_selector(request, &first, secs(30))
+        .await
+        .unwrap();
+    assert_eq!(&reply.message.body[..], b"re: by-selector");
     consumer.shutdown().await;
     Arc::try_unwrap(replier).unwrap().shutdown().await;
     requester.shutdown().await;

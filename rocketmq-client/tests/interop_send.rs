@@ -1,5 +1,6 @@
 //! Interop against a real broker: every way of sending (sync, async,
-//! oneway, batch, to a queue, compressed bodies) and consuming what was sent
+//! oneway, batch, to a queue or a selector's choice, compressed bodies),
+//! finding a message by either id, and consuming what was sent
 //! with a push consumer, in both header serializations.
 //!
 //! Skipped unless `ROCKETMQ_NAMESRV_ADDR` is set (`scripts/real-cluster.sh start`).
@@ -12,12 +13,12 @@ use std::collections::BTreeSet;
 
 use interop_support::{
     Seen, config, config_with, create_topic, msg, namesrv, producer, producer_with, queues,
-    recording, secs, unique, wait_assigned, wait_until,
+    recording, secs, unique, wait_assigned, wait_for, wait_until,
 };
 use rocketmq_client::{ClientConfig, Producer, SendStatus};
-use rocketmq_model::Message;
 use rocketmq_model::message::compression::CompressionType;
 use rocketmq_model::message::{property, sysflag};
+use rocketmq_model::{Message, MessageQueue};
 use rocketmq_remoting::SerializeType;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,5 +337,54 @@ async fn sends_to_chosen_queues_land_there_in_order() {
     let earliest = producer.admin().earliest_msg_store_time(mq).await.unwrap();
     let earliest = earliest.expect("the queue holds messages");
     assert!(earliest <= std::time::SystemTime::now(), "{earliest:?}");
+    // Async and oneway sends through a selector land on its choice.
+    let fourth = |_: &[MessageQueue], _: &Message| Some(3);
+    let before = producer.admin().max_offset(&mqs[3]).await.unwrap();
+    let handle = producer
+        .send_async_with_selector(msg(&topic, "async-sel", "x"), &fourth)
+        .await
+        .unwrap();
+    assert_eq!(handle.await.unwrap().message_queue, mqs[3]);
+    producer
+        .send_oneway_with_selector(msg(&topic, "oneway-sel", "x"), &fourth)
+        .await
+        .unwrap();
+    wait_for("the oneway send stored", secs(10), || async {
+        producer.admin().max_offset(&mqs[3]).await.unwrap() == before + 2
+    })
+    .await;
+    producer.shutdown().await;
+}
+
+/// A send's two ids both find the message (Java's `viewMessage(topic,
+/// msgId)`), and an offset search at either boundary brackets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_found_by_either_id_and_either_boundary() {
+    let Some(ns) = namesrv("a_message_is_found_by_either_id_and_either_boundary") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_view");
+    create_topic(&producer, &topic, 1).await;
+    let mq = queues(&producer, &topic).await.remove(0);
+    let sent = producer
+        .send_to_queue(msg(&topic, "look me up", "x"), &mq)
+        .await
+        .unwrap();
+    let admin = producer.admin();
+    for id in [&sent.offset_msg_id, &sent.msg_id] {
+        let found = admin.view_message_in(&topic, id).await.unwrap();
+        let found = found.unwrap_or_else(|| panic!("{id} not found"));
+        assert_eq!(&found.message.body[..], b"look me up", "{id}");
+    }
+    let later = std::time::SystemTime::now() + secs(3600);
+    let lower = admin.search_offset(&mq, later).await.unwrap();
+    let upper = admin
+        .search_offset_with_boundary(&mq, later, rocketmq_model::header::BoundaryType::Upper)
+        .await
+        .unwrap();
+    // Nothing stored after the hour to come: the lower boundary is the
+    // queue's end, the upper one its last message.
+    assert_eq!((upper, lower), (sent.queue_offset, sent.queue_offset + 1));
     producer.shutdown().await;
 }
