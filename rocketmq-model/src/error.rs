@@ -94,9 +94,6 @@ pub enum ModelError {
         /// Why it was rejected.
         reason: &'static str,
     },
-    /// A delay level above 18 (§8.7; 0 means no delay).
-    #[error("delay level {0} is outside 1..=18")]
-    InvalidDelayLevel(u8),
     /// Messages that Java's batch rules do not allow in one batch (§5.5).
     #[error("invalid batch: message {index}: {reason}")]
     InvalidBatch {

@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::{MAX_DELAY_LEVEL, Message, Properties, property};
+use super::{Message, Properties, property};
 use crate::error::{ModelError, Result};
 
 /// The longest user topic, in characters (`TopicValidator.TOPIC_MAX_LENGTH`).
@@ -131,19 +131,17 @@ impl MessageBuilder {
         self
     }
 
-    /// The delay level (DELAY), 1..=18 (1 s .. 2 h with the broker's default
-    /// table, §8.7); 0 means no delay and removes the property.
+    /// The delay level (DELAY): 1..=18 with the broker's default table
+    /// (1 s .. 2 h, §8.7, up to [`MAX_DELAY_LEVEL`](super::MAX_DELAY_LEVEL)); a broker configured
+    /// with a longer `messageDelayLevel` has more levels, and delays a level
+    /// above its highest by its longest, as Java's client leaves it to do.
+    /// 0 means no delay and removes the property.
     pub fn delay_level(mut self, level: u8) -> Self {
-        match level {
-            0 => {
-                self.message.properties.remove(property::DELAY);
-                self
-            }
-            1..=MAX_DELAY_LEVEL => self.set(property::DELAY, level.to_string()),
-            _ => {
-                self.fail(ModelError::InvalidDelayLevel(level));
-                self
-            }
+        if level == 0 {
+            self.message.properties.remove(property::DELAY);
+            self
+        } else {
+            self.set(property::DELAY, level.to_string())
         }
     }
 
@@ -190,7 +188,7 @@ impl MessageBuilder {
     }
 
     /// The message, or the first invalid value met: [`ModelError::InvalidTopic`],
-    /// [`ModelError::InvalidProperty`] or [`ModelError::InvalidDelayLevel`].
+    /// [`ModelError::InvalidProperty`].
     pub fn build(self) -> Result<Message> {
         if let Some(e) = self.error {
             return Err(e);
@@ -274,14 +272,33 @@ mod tests {
         }
     }
 
+    /// Java's client sends any level; a broker with a longer
+    /// `messageDelayLevel` table than the default 18 serves the higher ones.
+    #[test]
+    fn levels_past_the_default_table_are_sent_for_the_broker_to_judge() {
+        for level in [19_u8, 255] {
+            let msg = Message::builder("t").delay_level(level).build().unwrap();
+            assert_eq!(msg.delay_level(), Some(u32::from(level)));
+        }
+        let msg = Message::builder("t")
+            .delay_level(3)
+            .delay_level(0)
+            .build()
+            .unwrap();
+        assert_eq!(msg.delay_level(), None);
+    }
+
     #[test]
     fn first_error_is_reported() {
         let err = Message::builder("t")
-            .delay_level(19)
             .tags("")
+            .key("a b")
             .build()
             .unwrap_err();
-        assert!(matches!(err, ModelError::InvalidDelayLevel(19)), "{err}");
+        assert!(
+            matches!(&err, ModelError::InvalidProperty { name, .. } if name == property::TAGS),
+            "{err}"
+        );
         let err = Message::builder("t").key("a b").build().unwrap_err();
         assert!(matches!(err, ModelError::InvalidProperty { .. }), "{err}");
         let err = Message::builder("t")
