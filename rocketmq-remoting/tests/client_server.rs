@@ -693,3 +693,80 @@ async fn a_name_server_attempt_counts_its_connect_in_the_timeout() {
         "2.5 s to connect, then what is left"
     );
 }
+
+/// A server going away: every connection before the `from`th answers
+/// HEART_BEAT with GO_AWAY, as a Java server shutting down gracefully does,
+/// and takes a second over any other request; later connections echo.
+fn going_away(net: &MemoryNetwork, from: usize) -> Server {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    Server::spawn(
+        net.bind(BROKER).unwrap(),
+        ConnectionConfig::default(),
+        move |conn: &Connection| {
+            if accepted.fetch_add(1, Ordering::SeqCst) >= from {
+                return echo_handler(conn);
+            }
+            InboundService::new(tower::service_fn(|req: RemotingCommand| async move {
+                if req.request_code() == RequestCode::HEART_BEAT {
+                    return Ok(RemotingCommand::response(ResponseCode::GO_AWAY, 0)
+                        .with_remark("please go away"));
+                }
+                tokio::time::sleep(SECOND).await;
+                Ok(RemotingCommand::response(ResponseCode::SUCCESS, 0).with_remark("slow"))
+            }))
+        },
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn go_away_is_sent_again_on_a_new_connection() {
+    let net = MemoryNetwork::new();
+    let server = going_away(&net, 1);
+    let client = memory_client(&net);
+    let (_, first_generation) = client.connection(BROKER).await.unwrap();
+    let old_server_side = server.connections();
+    // A call in progress on the connection that will say GO_AWAY.
+    let slow = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let cmd = RemotingCommand::request(RequestCode::SEND_MESSAGE);
+            client.invoke(BROKER, cmd, 3 * SECOND).await
+        }
+    });
+    tokio::task::yield_now().await;
+    let answer = client
+        .invoke(BROKER, heartbeat("again"), SECOND)
+        .await
+        .unwrap();
+    assert_eq!(answer.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(answer.remark.unwrap(), "34 again");
+    let (_, generation) = client.connection(BROKER).await.unwrap();
+    assert!(
+        generation > first_generation,
+        "new calls use the new connection"
+    );
+    // The old connection still answers what was asked on it, then closes.
+    let slow = within(slow).await.unwrap().unwrap();
+    assert_eq!(slow.remark.unwrap(), "slow");
+    for conn in old_server_side {
+        within(conn.closed()).await;
+    }
+    assert_eq!(server.connections().len(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn go_away_twice_is_the_answer() {
+    let net = MemoryNetwork::new();
+    let _server = going_away(&net, usize::MAX);
+    let recording = Recording {
+        net: net.clone(),
+        ..Recording::default()
+    };
+    let client = RemotingClient::builder()
+        .transport(recording.clone())
+        .build();
+    let answer = client.invoke(BROKER, heartbeat("x"), SECOND).await.unwrap();
+    assert_eq!(answer.response_code(), ResponseCode::GO_AWAY);
+    assert_eq!(*recording.dialed.lock().unwrap(), [BROKER, BROKER]);
+}

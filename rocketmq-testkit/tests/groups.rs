@@ -316,13 +316,17 @@ async fn a_client_that_stops_heartbeating_is_dropped_after_the_expiry() {
     assert_eq!(notified(&alive, 2).await, 2);
     let (conn, _) = silent.remoting.connection(ADDR).await.unwrap();
 
-    // The live member heartbeats every 30 s, as clients do; the other stops.
-    // Nothing happens before 120 s of silence.
+    // The live member heartbeats every 30 s, as clients do; the other stops
+    // heartbeating but keeps its connection busy (say its heartbeat task
+    // died while it pulls), so neither end closes it as idle. Nothing
+    // happens before 120 s without a heartbeat.
+    let busy = || async { silent.call(ADDR, list("g")).await.unwrap() };
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_secs(30)).await;
         alive
             .heartbeat(ADDR, consumer_heartbeat("c1", "g", "T", "*"))
             .await;
+        busy().await;
     }
     let mut ids = alive.call(ADDR, list("g")).await.unwrap();
     ids.sort();
@@ -338,6 +342,7 @@ async fn a_client_that_stops_heartbeating_is_dropped_after_the_expiry() {
     alive
         .heartbeat(ADDR, consumer_heartbeat("c1", "g", "T", "*"))
         .await;
+    busy().await;
     tokio::time::sleep(Duration::from_secs(11)).await;
     assert!(conn.is_closed(), "the silent client's connection is closed");
     assert_eq!(alive.call(ADDR, list("g")).await.unwrap(), ["c1"]);

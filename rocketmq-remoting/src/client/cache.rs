@@ -306,6 +306,27 @@ impl ConnectionCache {
         }
     }
 
+    /// Forgets the connection to `addr` if it is still the one of
+    /// `generation`, without closing it: the calls waiting on it keep
+    /// waiting for their answers, and it closes once the last of them ends
+    /// (as the last handle drops). The next call dials again. Returns
+    /// whether it was forgotten.
+    pub(crate) fn retire(&self, addr: &str, generation: Generation) -> bool {
+        let Ok(slot) = self.slot(addr) else {
+            return false;
+        };
+        let mut state = slot.state();
+        match &state.conn {
+            Some((_, current)) if *current == generation => {
+                tracing::debug!(%addr, generation = generation.0, "connection retired");
+                state.conn = None;
+                self.publish(addr, None);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Closes every connection and refuses later calls; stops the dials
     /// under way; waits for the connections' tasks to end.
     pub(crate) async fn shutdown(&self) {

@@ -7,9 +7,10 @@
 //! calls fail fast. Requests from the peer go to an [`InboundService`].
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -27,6 +28,7 @@ use crate::error::{RemotingError, Result};
 use crate::transport::BoxedIo;
 
 mod coalesce;
+mod idle;
 mod pending;
 mod reader;
 mod writer;
@@ -70,7 +72,14 @@ pub struct ConnectionConfig {
     /// Peer requests handled at once; more are answered SYSTEM_BUSY at once (a
     /// server holding long-poll pulls needs room for one per polled queue).
     pub max_inbound_in_flight: usize,
+    /// How long a connection may go without reading a frame or writing one
+    /// before it is closed; `None`: never (Java: 120 s on both ends,
+    /// `clientChannelMaxIdleTimeSeconds` and `serverChannelMaxIdleTimeSeconds`).
+    pub max_idle: Option<Duration>,
 }
+
+/// Java's idle limit of a channel, client and server alike.
+pub const DEFAULT_MAX_IDLE: Duration = Duration::from_secs(120);
 
 impl Default for ConnectionConfig {
     fn default() -> Self {
@@ -79,6 +88,7 @@ impl Default for ConnectionConfig {
             max_pending: 65_535,
             write_queue: 1024,
             max_inbound_in_flight: 64,
+            max_idle: Some(DEFAULT_MAX_IDLE),
         }
     }
 }
@@ -92,9 +102,10 @@ struct Shared {
     /// Responses handed to their callers since the writer last looked: how
     /// many callers may be about to send again (see `coalesce`).
     answered: AtomicUsize,
-    /// Frames read so far: whether the peer said anything while a call
-    /// waited (see `RemotingClient::invoke`).
-    frames_read: AtomicU64,
+    /// Frames read and flushes written so far: whether the peer said
+    /// anything while a call waited (see `RemotingClient::invoke`), and
+    /// whether the connection is idle (see `idle`).
+    activity: idle::Activity,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -152,7 +163,8 @@ struct Handle {
 /// Calls have no timeout of their own; wrap them (dropping a call is safe).
 ///
 /// The connection closes on EOF, an I/O or decode error, [`close`](Self::close),
-/// or when the last handle drops. Handles held by the inbound handler count, so
+/// when the last handle drops, or when nothing was read or written for
+/// [`ConnectionConfig::max_idle`]. Handles held by the inbound handler count, so
 /// a handler should keep a [`WeakConnection`] instead.
 #[derive(Clone)]
 pub struct Connection {
@@ -216,7 +228,7 @@ impl Connection {
             peer,
             outbound,
             answered: AtomicUsize::new(0),
-            frames_read: AtomicU64::new(0),
+            activity: idle::Activity::default(),
             cancel: cancel.clone(),
             tasks: TaskTracker::new(),
         });
@@ -237,6 +249,7 @@ impl Connection {
             frames,
             handler,
             max_in_flight,
+            config.max_idle,
         ));
         shared
             .tasks
@@ -281,7 +294,7 @@ impl Connection {
 
     /// How many frames were read on this connection so far.
     pub(crate) fn frames_read(&self) -> u64 {
-        self.shared().frames_read.load(Ordering::Relaxed)
+        self.shared().activity.frames_read.load(Ordering::Relaxed)
     }
 
     /// Waits until the connection has closed and both of its tasks have ended.

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::future::OptionFuture;
@@ -38,11 +39,14 @@ pub(crate) async fn run(
     frames: Frames,
     handler: Option<InboundService>,
     max_in_flight: usize,
+    max_idle: Option<Duration>,
 ) {
     let cancel = shared.cancel.clone();
+    let idle = OptionFuture::from(max_idle.map(|max_idle| shared.activity.idle_for(max_idle)));
     let reason = tokio::select! {
         biased;
         () = cancel.cancelled() => super::CLOSED_LOCALLY.to_owned(),
+        Some(idle) = idle => format!("closed after {idle:?} without reading or writing"),
         reason = read_loop(&shared, frames, handler, max_in_flight) => reason,
     };
     tracing::debug!(peer = %shared.peer, %reason, "connection closed");
@@ -90,7 +94,7 @@ async fn read_loop(
             // request over the limit is refused at once, as Java refuses what
             // its executor rejects.
             frame = frames.next() => match frame.inspect(|_| {
-                shared.frames_read.fetch_add(1, Ordering::Relaxed);
+                shared.activity.read();
             }) {
                 None => return PEER_CLOSED.to_owned(),
                 Some(Err(error)) => return error.to_string(),

@@ -634,3 +634,40 @@ async fn callers_answered_together_send_again_in_one_write() {
         "{second_round} writes for {CALLERS} frames"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_idle_for_the_limit_is_closed_and_traffic_keeps_it_open() {
+    let (conn, mut peer) = pair(&ConnectionConfig::default());
+    let start = Instant::now();
+    // A call answered after 100 s: both the request and its answer count.
+    let call = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    let req = peer.recv().await;
+    tokio::time::sleep_until(start + Duration::from_secs(100)).await;
+    peer.send(reply(&req, "late but alive")).await;
+    call.await.unwrap().unwrap();
+    assert!(!conn.is_closed());
+    // Then nothing: the connection closes 120 s after the check that saw
+    // that answer (checks every 30 s: at 120 s), so at 240 s; between the
+    // limit and a quarter more after the last frame.
+    tokio::time::timeout(Duration::from_secs(600), conn.closed())
+        .await
+        .expect("the idle connection was never closed");
+    assert_eq!(Instant::now(), start + Duration::from_secs(240));
+    assert!(
+        conn.close_reason()
+            .unwrap()
+            .contains("without reading or writing")
+    );
+    assert!(peer.sees_eof().await, "the peer is told");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_an_idle_limit_a_quiet_connection_stays_open() {
+    let config = ConnectionConfig {
+        max_idle: None,
+        ..ConnectionConfig::default()
+    };
+    let (conn, _peer) = pair(&config);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert!(!conn.is_closed());
+}

@@ -125,6 +125,7 @@ async fn write_frames(
             coalescing.yielded(batched - at);
         }
         sink.flush().await?;
+        shared.activity.wrote();
         for ack in written.drain(..) {
             let _ = ack.send(Ok(()));
         }
