@@ -1,6 +1,7 @@
 //! Pull consumer: a pause before the first poll skips nothing, zero
 //! flow-control or exception delays (the setters take them) do not starve
-//! the runtime, and the broker's FLOW_CONTROL is waited out briefly.
+//! the runtime, the broker's FLOW_CONTROL is waited out briefly, and a
+//! failed start offset lookup is tried again after Java's 3 s.
 
 #![allow(clippy::unwrap_used)]
 
@@ -138,6 +139,48 @@ async fn the_brokers_flow_control_is_waited_out_briefly() {
     consumer.shutdown().await;
     producer.shutdown().await;
     assert_eq!(got, 1);
+}
+
+/// A failed lookup of a queue's start offset is tried again after 3 s, as
+/// Java's lite pull task does (`PULL_TIME_DELAY_MILLS_ON_EXCEPTION`), not
+/// after the delay set for failed pulls (here 30 s, so the message would
+/// not come within the poll).
+#[tokio::test(start_paused = true)]
+async fn a_failed_start_offset_lookup_is_tried_again_after_three_seconds() {
+    let cluster = TestCluster::builder()
+        .queues(1, 1)
+        .topic("T")
+        .build()
+        .await
+        .unwrap();
+    let producer = producer(&cluster).await;
+    producer
+        .send_to_queue(msg("T", "m0", "x"), &q(0))
+        .await
+        .unwrap();
+    cluster.fail_requests(
+        RequestCode::SEARCH_OFFSET_BY_TIMESTAMP,
+        ResponseCode::SYSTEM_ERROR,
+        1,
+    );
+    let consumer = PullConsumer::builder("lg", config(&cluster, &unique("start_retry")))
+        .assign([q(0)])
+        .consume_timestamp(std::time::UNIX_EPOCH)
+        .offset_store(Arc::new(MemoryOffsetStore::new()))
+        .pull_time_delay_when_exception(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let got = consumer.poll(Duration::from_secs(10)).await.unwrap().len();
+    let waited = started.elapsed();
+    let lookups = cluster
+        .broker(0)
+        .requests_received(RequestCode::SEARCH_OFFSET_BY_TIMESTAMP);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+    assert_eq!((got, lookups), (1, 2));
+    assert!(waited >= Duration::from_secs(3), "{waited:?}");
 }
 
 /// Runs `scenario` on a paused-clock current-thread runtime of its own

@@ -47,9 +47,11 @@ pub struct PullConsumerBuilder {
     config: ClientConfig,
     options: ConsumerOptions,
     subscriptions: Vec<(String, MessageSelector)>,
-    /// Set by `assign`, even with no queue yet.
+    /// Set by `assign` (even with no queue yet) and `assign_selector`.
     assign_mode: bool,
     assigned: BTreeSet<MessageQueue>,
+    /// The filters of topics read in assign mode (all messages otherwise).
+    assign_selectors: Vec<(String, MessageSelector)>,
     strategy: Arc<dyn AllocateStrategy>,
     store: Option<Arc<dyn OffsetStore>>,
     offset_store_dir: Option<PathBuf>,
@@ -84,6 +86,7 @@ impl PullConsumerBuilder {
             subscriptions: Vec::new(),
             assign_mode: false,
             assigned: BTreeSet::new(),
+            assign_selectors: Vec::new(),
             strategy: Arc::new(Averagely),
             store: None,
             offset_store_dir: None,
@@ -117,6 +120,23 @@ impl PullConsumerBuilder {
     pub fn assign(mut self, queues: impl IntoIterator<Item = MessageQueue>) -> Self {
         self.assign_mode = true;
         self.assigned.extend(queues);
+        self
+    }
+
+    /// Reads only the messages of `topic` that `selector` selects, from
+    /// the queues of it this consumer is assigned (Java's
+    /// `setSubExpressionForAssign`; all of them by default). It puts the
+    /// consumer in assign mode, so not with [`subscribe`](Self::subscribe);
+    /// set it here, before the consumer starts, as Java requires.
+    pub fn assign_selector(
+        mut self,
+        topic: impl Into<String>,
+        selector: impl Into<MessageSelector>,
+    ) -> Self {
+        let topic = topic.into();
+        self.assign_mode = true;
+        self.assign_selectors.retain(|(t, _)| *t != topic);
+        self.assign_selectors.push((topic, selector.into()));
         self
     }
 
@@ -160,6 +180,17 @@ impl PullConsumerBuilder {
         (self.pull_threshold_for_all / batch).clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
     }
 
+    /// Refuses an empty topic, as Java's `subscribe` does ("Topic can not
+    /// be null or empty"): no route would ever be found for it. Before the
+    /// namespace is added, which would make it `namespace%`.
+    fn check_topics(&self) -> Result<()> {
+        let topics = (self.subscriptions.iter()).chain(&self.assign_selectors);
+        if topics.map(|(topic, _)| topic).any(String::is_empty) {
+            return Err(ClientError::Config("a topic is empty".into()));
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<()> {
         crate::config::check_group("consumer", &self.options.group)?;
         match (self.subscriptions.is_empty(), !self.assign_mode) {
@@ -175,7 +206,8 @@ impl PullConsumerBuilder {
     }
 
     fn subscription_table(&self) -> Result<Subscriptions> {
-        let table = Subscriptions::from_selectors(&self.subscriptions)?;
+        let table =
+            Subscriptions::from_selectors(self.subscriptions.iter().chain(&self.assign_selectors))?;
         for mq in &self.assigned {
             if table.get(&mq.topic).is_none() {
                 table.insert(MessageSelector::tag(SUB_ALL).subscription(&mq.topic)?);
@@ -187,7 +219,10 @@ impl PullConsumerBuilder {
     /// Starts the consumer: registers the group, sends a heartbeat and
     /// starts fetching its queues.
     pub async fn build(mut self) -> Result<PullConsumer> {
-        let topics = self.subscriptions.iter_mut().map(|(topic, _)| topic);
+        self.check_topics()?;
+        let topics = (self.subscriptions.iter_mut())
+            .chain(&mut self.assign_selectors)
+            .map(|(topic, _)| topic);
         to_namespace(&self.config, &mut self.options, topics)?;
         let namespace = &self.options.namespace;
         self.assigned = (self.assigned.iter())

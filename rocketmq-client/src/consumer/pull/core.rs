@@ -190,6 +190,25 @@ impl PullCore {
         });
     }
 
+    /// [`commit`](Self::commit) for `queues` only, all or none: the queue
+    /// that is not read by this consumer is the error (Java's `commit(Set,
+    /// persist)` passes over it in silence).
+    pub(crate) fn commit_queues(
+        &self,
+        queues: &BTreeSet<MessageQueue>,
+    ) -> Result<(), MessageQueue> {
+        let entries = self.queues.lock();
+        if let Some(mq) = queues.iter().find(|mq| !entries.contains_key(*mq)) {
+            return Err(mq.clone());
+        }
+        for mq in queues {
+            if let Some(offset) = entries.get(mq).and_then(QueueEntry::handed_out) {
+                self.store.update(mq, offset, false);
+            }
+        }
+        Ok(())
+    }
+
     /// Moves `mq` to `offset`: buffered messages are dropped, the next
     /// poll starts there and the offset is committed (forced, also for a
     /// queue whose fetch has not read its offset yet).

@@ -31,6 +31,11 @@ const PAUSED_RECHECK: Duration = Duration::from_secs(1);
 /// threshold; a broker down, whose connection fails at once).
 const MIN_WAIT: Duration = Duration::from_millis(1);
 
+/// The wait after a failed lookup of a queue's start offset (Java's
+/// `PULL_TIME_DELAY_MILLS_ON_EXCEPTION`, a constant): not the pull
+/// exception delay, which the application sets for failed pulls.
+const START_OFFSET_RETRY: Duration = Duration::from_secs(3);
+
 /// The wait after a failure.
 fn exception_delay(core: &PullCore) -> Duration {
     core.options.pull_time_delay_when_exception.max(MIN_WAIT)
@@ -138,7 +143,7 @@ async fn find_start(
             faults
                 .failures
                 .log_failure(core.group(), mq, "no start offset yet", &err);
-            exception_delay(core)
+            START_OFFSET_RETRY
         }
     }
 }

@@ -228,6 +228,33 @@ impl PullConsumer {
         Ok(self.core.store.persist_all().await?)
     }
 
+    /// Commits what `poll` handed out of `queues` only (Java's
+    /// `commit(Set<MessageQueue>, persist)`), e.g. once the application is
+    /// done with those queues' messages while others are still in work;
+    /// with `persist`, the queues' offsets are written to the store now,
+    /// else within 5 s. Each queue must be read by this consumer
+    /// ([`ClientError::NotAssigned`] otherwise, and nothing is committed).
+    /// With auto commit on, the next `poll` commits every queue anyway.
+    pub async fn commit_queues<'a>(
+        &self,
+        queues: impl IntoIterator<Item = &'a MessageQueue>,
+        persist: bool,
+    ) -> Result<()> {
+        let namespace = self.namespace();
+        let queues: BTreeSet<MessageQueue> = (queues.into_iter())
+            .map(|mq| namespace.wrap_queue(mq).into_owned())
+            .collect();
+        self.core
+            .commit_queues(&queues)
+            .map_err(|mq| ClientError::NotAssigned(namespace.unwrap_queue(&mq).into_owned()))?;
+        if persist {
+            for mq in &queues {
+                self.core.store.persist(mq).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Commits chosen offsets (per queue, the offset of the next message to
     /// read), for an application that finishes queues at its own pace (Java's
     /// `commit(offsets, persist)`); with `persist`, they are written to the
@@ -299,6 +326,19 @@ impl PullConsumer {
         admin.subscribe_queues(topic).await
     }
 
+    /// Replaces the nameservers this consumer asks for routes (Java's
+    /// `updateNameServerAddress`), e.g. when a discovery service reports
+    /// new ones: those of its client instance, so of every producer and
+    /// consumer sharing it. Each entry may be a Java-style list,
+    /// `"ns1:9876;ns2:9876"`. An error, and nothing changed, for a list
+    /// without an address.
+    pub fn update_namesrv_addrs<S: Into<String>>(
+        &self,
+        addrs: impl IntoIterator<Item = S>,
+    ) -> Result<()> {
+        self.core.instance.update_namesrv_addrs(addrs)
+    }
+
     /// The queues read now, in a receiver that changes whenever they do:
     /// after a rebalance gives this member other queues (Java's
     /// `MessageQueueListener` of `subscribe`), or an `assign`. Its
@@ -340,7 +380,12 @@ impl PullConsumer {
         selector: impl Into<super::MessageSelector>,
     ) -> Result<()> {
         self.require_mode(Mode::Subscribe, "subscribe")?;
-        let topic = self.namespace().wrap(&topic.into()).into_owned();
+        let topic = topic.into();
+        if topic.is_empty() {
+            // As Java's "Topic can not be null or empty".
+            return Err(ClientError::InvalidCall("the topic is empty".into()));
+        }
+        let topic = self.namespace().wrap(&topic).into_owned();
         let subscription = selector.into().subscription(&topic)?;
         self.core.subscriptions.insert(subscription);
         self.core.instance.send_heartbeat().await;
@@ -426,13 +471,21 @@ impl PullConsumer {
 
     /// Continues `mq` at the first message stored at or after `time`.
     pub async fn seek_by_timestamp(&self, mq: &MessageQueue, time: SystemTime) -> Result<()> {
+        let offset = self.offset_for_timestamp(mq, time).await?;
+        self.seek_within(mq, offset)
+    }
+
+    /// The offset of the first message of `mq` stored at or after `time`,
+    /// as its broker answers (Java's `offsetForTimestamp`). Any queue of
+    /// the cluster, read by this consumer or not; nothing moves (see
+    /// [`seek_by_timestamp`](Self::seek_by_timestamp) for that).
+    pub async fn offset_for_timestamp(&self, mq: &MessageQueue, time: SystemTime) -> Result<i64> {
         let wrapped = self.namespace().wrap_queue(mq);
         let addr = self.core.routes.master_addr(&wrapped).await?;
         let api: &dyn BrokerApi = self.core.api.as_ref();
-        let offset = api
+        Ok(api
             .search_offset(&addr, &wrapped, time, BoundaryType::Lower)
-            .await?;
-        self.seek_within(mq, offset)
+            .await?)
     }
 
     /// Seeks to an offset the broker gave for `mq` (as the application
