@@ -1093,6 +1093,31 @@ async fn an_async_send_a_broker_refuses_is_not_resent() {
     cluster.shutdown().await;
 }
 
+/// GO_AWAY (a broker shutting down gracefully) means the request was not
+/// processed: an async send goes on to another broker, as after a lost
+/// attempt (Java's client resends it on a new connection), though a
+/// refusal would end it.
+#[tokio::test(start_paused = true)]
+async fn an_async_send_answered_go_away_goes_to_another_broker() {
+    let cluster = cluster_with_topic_t(2).await;
+    let producer = producer(&cluster, "async_go_away").await;
+    answer_sends(&cluster, "broker-a", rocketmq_model::ResponseCode::GO_AWAY);
+    // Round robin over the 8 queues starts at broker-a for some of them.
+    for i in 0..8 {
+        let handle = producer.send_async(to_t(format!("m{i}"))).await.unwrap();
+        let result = handle.await.unwrap();
+        assert_eq!(result.message_queue.broker_name, "broker-b");
+    }
+    let broker_a = cluster.broker_named("broker-a").unwrap();
+    assert!(
+        broker_a.requests_received(rocketmq_model::RequestCode::SEND_MESSAGE_V2) > 0,
+        "round robin never picked broker-a"
+    );
+    assert_eq!(stored(&cluster, "T").len(), 8);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
 /// As Java's `sendDefaultImpl`, which looks the route up once before its
 /// attempts: a topic the nameserver has no route for fails at once, not
 /// after a lookup per attempt.

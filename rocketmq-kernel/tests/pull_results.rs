@@ -349,6 +349,21 @@ async fn errors_back_off_and_broker_flow_control_briefly() {
     );
 }
 
+/// A pull answered GO_AWAY was not processed, and its connection is
+/// retired: it goes again at once on a new one, not after the exception
+/// delay.
+#[tokio::test(start_paused = true)]
+async fn a_pull_answered_go_away_goes_again_at_once() {
+    let cluster = Cluster::new();
+    cluster.script(&a0(), Err(refusal(ResponseCode::GO_AWAY)));
+    let _c1 = client_with(&cluster, Arc::new(StalledConsume::default())).await;
+    eventually("two pulls", || cluster.pulls_of(&a0()).len() >= 2).await;
+    let pulls = cluster.pulls_of(&a0());
+    let gap = pulls[1].at - pulls[0].at;
+    assert!(gap < Duration::from_millis(100), "{gap:?}");
+    assert_eq!(pulls[1].header.queue_offset, pulls[0].header.queue_offset);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_zero_exception_delay_still_waits_between_failed_pulls() {
     let cluster = Cluster::new();

@@ -17,7 +17,7 @@ use rocketmq_kernel::{BrokerApi, FaultStrategy, KernelError, QueueSelector};
 use rocketmq_model::header::SendMessageRequestHeader;
 use rocketmq_model::message::{property, sysflag, validate_topic};
 use rocketmq_model::route::AUTO_CREATE_TOPIC;
-use rocketmq_model::{Message, MessageQueue, Namespace, encode_batch};
+use rocketmq_model::{Message, MessageQueue, Namespace, ResponseCode, encode_batch};
 use rocketmq_remoting::calls::{SendBatch, SendMessage, SendResponse};
 use rocketmq_remoting::{Oneway, RemotingError};
 use tokio::time::Instant;
@@ -479,11 +479,15 @@ impl Sender {
     }
 
     /// Whether an attempt that failed with `error` may be resent: when its
-    /// request or answer was lost, or, with `resend_refused`, when the
-    /// broker refused it with one of `retry_response_codes`.
+    /// request or answer was lost, or the broker said GO_AWAY (it is
+    /// shutting down and did not process it; Java's client resends such a
+    /// request on a new connection, whatever the send mode); or, with
+    /// `resend_refused`, when the broker refused it with one of
+    /// `retry_response_codes`.
     fn may_resend(&self, error: &ClientError, resend_refused: bool) -> bool {
         // A code is the broker's answer: the request and answer were not lost.
         match error.response_code() {
+            Some(ResponseCode::GO_AWAY) => true,
             Some(code) => resend_refused && self.options.retry_response_codes.contains(&code),
             None => error.is_retriable(),
         }

@@ -26,7 +26,10 @@ use crate::rebalance::shared::Shared;
 use crate::rebalance::start_offset;
 
 /// The wait after the broker answered FLOW_CONTROL (Java's
-/// `PULL_TIME_DELAY_MILLS_WHEN_BROKER_FLOW_CONTROL`, both consumers').
+/// `PULL_TIME_DELAY_MILLS_WHEN_BROKER_FLOW_CONTROL`, both consumers'), and
+/// after GO_AWAY (the broker is shutting down and did not process the pull;
+/// its connection is retired, so the next pull goes on a new one, as
+/// Java's client resends such a request at once).
 pub const BROKER_FLOW_CONTROL_DELAY: Duration = Duration::from_millis(20);
 
 /// Flow control is logged at warn level once per this many occurrences.
@@ -426,10 +429,11 @@ impl PullTask {
         } else {
             self.report_failure("pull failed", err);
         }
-        if code == Some(ResponseCode::FLOW_CONTROL) {
-            Next::After(BROKER_FLOW_CONTROL_DELAY)
-        } else {
-            self.exception_delay()
+        match code {
+            Some(ResponseCode::FLOW_CONTROL | ResponseCode::GO_AWAY) => {
+                Next::After(BROKER_FLOW_CONTROL_DELAY)
+            }
+            _ => self.exception_delay(),
         }
     }
 }

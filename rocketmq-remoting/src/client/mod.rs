@@ -13,7 +13,7 @@ use rocketmq_model::ResponseCode;
 use tower::Service;
 
 use crate::call::{self, Call};
-use crate::command::{FLAG_ONEWAY, RemotingCommand, SerializeType};
+use crate::command::{RemotingCommand, SerializeType};
 use crate::connection::{Connection, ConnectionConfig, InboundFactory, InboundService};
 use crate::error::{RemotingError, Result};
 use crate::hook::RpcHook;
@@ -95,9 +95,7 @@ impl RemotingClient {
     /// `clientCloseSocketIfTimeout`; a connection that answers other calls
     /// is alive, and is kept here, for a broker slow on one request.)
     ///
-    /// A request answered GO_AWAY (the peer is shutting down) is sent once
-    /// more on a new connection, as Java's client does; see
-    /// `invoke_tracked`.
+    /// A GO_AWAY answer retires the connection; see `invoke_tracked`.
     pub fn invoke<'a>(
         &'a self,
         addr: &'a str,
@@ -133,7 +131,7 @@ impl RemotingClient {
             return self.invoke_without_timeout(addr, cmd).await;
         };
         let mut waiting = None;
-        let call = self.invoke_tracked(addr, cmd, &mut waiting, true);
+        let call = self.invoke_tracked(addr, cmd, &mut waiting);
         match tokio::time::timeout_at(deadline, call).await {
             Ok(answer) => answer,
             Err(_elapsed) => {
@@ -150,7 +148,7 @@ impl RemotingClient {
         addr: &str,
         cmd: RemotingCommand,
     ) -> Result<RemotingCommand> {
-        self.invoke_tracked(addr, cmd, &mut None, true).await
+        self.invoke_tracked(addr, cmd, &mut None).await
     }
 
     /// Closes the connection of a request that timed out, if it had time
@@ -187,23 +185,18 @@ impl RemotingClient {
     /// connection it waits for its answer, and since when.
     ///
     /// A request answered GO_AWAY (a server shutting down gracefully, or a
-    /// proxy about to) is sent once more, on a new connection, within the
-    /// same timeout; its answer, GO_AWAY again perhaps, is the call's. The
-    /// connection that said GO_AWAY is no longer used for new calls (it
-    /// closes once the calls on it have their answers), as Java's client
-    /// reconnects on GO_AWAY and resends (`enableReconnectForGoAway`);
-    /// `again` is false for that second try.
+    /// proxy about to) retires its connection: it takes no new calls and
+    /// closes once the calls on it have their answers; the next call dials
+    /// again. The GO_AWAY is the call's answer: the request was not
+    /// processed, and the caller sends it again if it wants, as the
+    /// producer does (Java's client resends at this layer; keeping a copy
+    /// of every request for that rare answer costs every call).
     async fn invoke_tracked(
         &self,
         addr: &str,
-        cmd: RemotingCommand,
+        mut cmd: RemotingCommand,
         waiting: &mut Option<Waiting>,
-        again: bool,
     ) -> Result<RemotingCommand> {
-        // A copy for the second try, taken before the hook signs the
-        // request (the second try is signed anew). Boxed: it waits beside
-        // every call, for a rare answer.
-        let (cmd, again) = with_copy(cmd, again);
         // The clock is read only when a dial came first: a call on an open
         // connection waits from its start.
         let (conn, generation, since) = match self.inner.cache.open(addr)? {
@@ -213,9 +206,11 @@ impl RemotingClient {
                 (conn, generation, Some(tokio::time::Instant::now()))
             }
         };
-        let cmd = self.prepared(addr, cmd);
-        // Read, not borrowed: see `prepared`.
-        let oneway = cmd.flag & FLAG_ONEWAY != 0;
+        cmd.serialize_type = self.inner.serialize_type;
+        if let Some(hook) = &self.inner.hook {
+            hook.before_request(addr, &mut cmd);
+        }
+        let oneway = cmd.is_oneway();
         let answer = match conn.start(cmd) {
             Ok(started) => {
                 if !oneway {
@@ -230,53 +225,26 @@ impl RemotingClient {
             }
             Err(error) => Err(error),
         };
-        let again = match answer {
+        match answer {
             Ok(response) if !oneway && response.response_code() == ResponseCode::GO_AWAY => {
                 // The peer goes away: new calls go to a new connection.
                 self.inner.cache.retire(addr, generation);
-                match again {
-                    Some(again) => again,
-                    None => return Ok(response),
-                }
+                tracing::info!(%addr, "GO_AWAY: the connection takes no new calls");
+                Ok(response)
             }
             Ok(mut response) => {
                 if let (Some(hook), false) = (&self.inner.hook, oneway) {
                     hook.after_response(addr, &mut response);
                 }
-                return Ok(response);
+                Ok(response)
             }
             Err(error) => {
                 if let RemotingError::ConnectionClosed { reason, .. } = &error {
                     self.inner.cache.invalidate(addr, generation, reason);
                 }
-                return Err(error);
+                Err(error)
             }
-        };
-        drop(conn);
-        tracing::info!(%addr, "GO_AWAY: sending again on a new connection");
-        self.second_try(addr, *again, waiting).await
-    }
-
-    /// `cmd` in the client's serialization, through the hook. Not done in
-    /// place in `invoke_tracked`: a command borrowed there would be kept in
-    /// its future across every wait.
-    fn prepared(&self, addr: &str, mut cmd: RemotingCommand) -> RemotingCommand {
-        cmd.serialize_type = self.inner.serialize_type;
-        if let Some(hook) = &self.inner.hook {
-            hook.before_request(addr, &mut cmd);
         }
-        cmd
-    }
-
-    /// The second try after a GO_AWAY; boxed, being rare: in place it would
-    /// make every call's future twice as large.
-    fn second_try<'a>(
-        &'a self,
-        addr: &'a str,
-        cmd: RemotingCommand,
-        waiting: &'a mut Option<Waiting>,
-    ) -> BoxFuture<'a, Result<RemotingCommand>> {
-        self.invoke_tracked(addr, cmd, waiting, false).boxed()
     }
 
     /// Sends `cmd` to `addr` as a oneway request; done once written (bounded by
@@ -350,17 +318,6 @@ impl RemotingClient {
     pub async fn shutdown(&self) {
         self.inner.cache.shutdown().await;
     }
-}
-
-/// `cmd`, and a copy of it when `wanted` and it is not oneway. Not done in
-/// `invoke_tracked`: a command borrowed there would be kept in its future
-/// across every wait.
-fn with_copy(
-    cmd: RemotingCommand,
-    wanted: bool,
-) -> (RemotingCommand, Option<Box<RemotingCommand>>) {
-    let copy = (wanted && !cmd.is_oneway()).then(|| Box::new(cmd.clone()));
-    (cmd, copy)
 }
 
 /// The connection a written request waits on for its answer, since when
@@ -569,9 +526,8 @@ mod tests {
     /// Every call's future is moved (into a task, a box, a timer) several
     /// times, and an async send keeps one per message in flight. Nested
     /// `async fn`s, each holding the command again, made it 2.1 KB (2.7 KB
-    /// for a typed call); 1.2 KB now, the boxed copy kept for a GO_AWAY
-    /// included. The bound leaves room for compiler changes, not for
-    /// another layer holding the command.
+    /// for a typed call); 1.1 KB now. The bound leaves room for compiler
+    /// changes, not for another layer holding the command.
     #[test]
     fn a_call_is_a_small_future() {
         // Made outside a runtime: nothing of tokio's is touched before a poll.

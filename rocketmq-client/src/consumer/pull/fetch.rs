@@ -236,10 +236,14 @@ async fn pull_once(
                 .failures
                 .log_failure(core.group(), mq, "pull failed", &err);
             match &err {
-                // The broker sheds load for a moment: try again soon, as
-                // Java's lite pull consumer does.
+                // The broker sheds load for a moment, or goes away (the
+                // pull goes on a new connection): try again soon, as Java's
+                // lite pull consumer does.
                 KernelError::Remoting(remoting)
-                    if remoting.response_code() == Some(ResponseCode::FLOW_CONTROL) =>
+                    if matches!(
+                        remoting.response_code(),
+                        Some(ResponseCode::FLOW_CONTROL | ResponseCode::GO_AWAY)
+                    ) =>
                 {
                     BROKER_FLOW_CONTROL_DELAY
                 }
