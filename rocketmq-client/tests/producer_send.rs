@@ -1118,6 +1118,49 @@ async fn an_async_send_answered_go_away_goes_to_another_broker() {
     cluster.shutdown().await;
 }
 
+/// A send to a chosen queue answered GO_AWAY goes again to that queue, on a
+/// new connection, as Java's `invokeImpl` resends any request answered so
+/// (once): the broker did not process it. A second GO_AWAY is the error.
+#[tokio::test(start_paused = true)]
+async fn a_send_to_a_queue_answered_go_away_goes_again_to_that_queue() {
+    use rocketmq_model::{RequestCode, ResponseCode};
+    let cluster = cluster_with_topic_t(1).await;
+    let producer = producer(&cluster, "queue_go_away").await;
+    let broker = cluster.broker_named("broker-a").unwrap();
+    let mq = MessageQueue::new("T", "broker-a", 2);
+    broker.fail_requests(RequestCode::SEND_MESSAGE_V2, ResponseCode::GO_AWAY, 1);
+    let result = producer.send_to_queue(to_t("sync"), &mq).await.unwrap();
+    assert_eq!(result.message_queue, mq);
+    broker.fail_requests(RequestCode::SEND_MESSAGE_V2, ResponseCode::GO_AWAY, 1);
+    let handle = producer
+        .send_async_to_queue(to_t("async"), &mq)
+        .await
+        .unwrap();
+    assert_eq!(handle.await.unwrap().message_queue, mq);
+    broker.fail_requests(RequestCode::SEND_MESSAGE_V2, ResponseCode::GO_AWAY, 1);
+    let selected = producer
+        .send_with_selector(to_t("selected"), &SelectByKey("k".into()))
+        .await
+        .unwrap();
+    assert_eq!(selected.message_queue.broker_name, "broker-a");
+    assert_eq!(stored(&cluster, "T").len(), 3);
+    assert_eq!(broker.requests_received(RequestCode::SEND_MESSAGE_V2), 6);
+
+    broker.fail_requests(RequestCode::SEND_MESSAGE_V2, ResponseCode::GO_AWAY, 2);
+    let error = producer
+        .send_to_queue(to_t("twice"), &mq)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.response_code(),
+        Some(ResponseCode::GO_AWAY),
+        "{error:?}"
+    );
+    assert_eq!(stored(&cluster, "T").len(), 3);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}
+
 /// As Java's `sendDefaultImpl`, which looks the route up once before its
 /// attempts: a topic the nameserver has no route for fails at once, not
 /// after a lookup per attempt.

@@ -52,7 +52,8 @@ pub struct ProducerOptions {
     /// `addRetryResponseCode` extends): at first
     /// [`ResponseCode::SEND_RETRY_CODES`], SYSTEM_BUSY and NO_PERMISSION
     /// among them. Other answers end the send with their error. Async sends
-    /// and requests are never resent after an answer, whatever it is.
+    /// and requests are never resent after an answer but GO_AWAY (the
+    /// broker did not process it), which every send is resent after.
     pub retry_response_codes: Vec<ResponseCode>,
     /// Asynchronous sends in flight at once; more wait for a slot (10000;
     /// Java's `backPressureForAsyncSendNum`, 1024 in recent releases, which

@@ -75,9 +75,10 @@ pub(crate) enum Route<'a> {
         resend_not_ok: bool,
         resend_refused: bool,
     },
-    /// Exactly this queue, once.
+    /// Exactly this queue, once (twice after a GO_AWAY).
     Queue(&'a MessageQueue),
-    /// The selector's choice among the publish queues, once.
+    /// The selector's choice among the publish queues, once (twice after a
+    /// GO_AWAY).
     Selector(&'a dyn QueueSelector),
 }
 
@@ -380,12 +381,33 @@ impl Sender {
             }
             Route::Queue(mq) => {
                 self.publish_info(out.topic(), budget).await?;
-                self.attempt(out, mq, 0, budget).await
+                self.attempt_to(out, mq, budget).await
             }
             Route::Selector(selector) => {
                 let mq = self.select_within(out, selector, budget).await?;
-                self.attempt(out, &mq, 0, budget).await
+                self.attempt_to(out, &mq, budget).await
             }
+        }
+    }
+
+    /// The one attempt of a send to a chosen queue, sent again to that
+    /// queue, once, when the broker answered GO_AWAY: it did not process
+    /// it, and its connection is retired, so the second goes on a new one
+    /// (Java's `NettyRemotingClient.invokeImpl` resends any request so,
+    /// once, whatever the send mode).
+    async fn attempt_to(
+        &self,
+        out: &Outgoing,
+        mq: &MessageQueue,
+        budget: Budget,
+    ) -> Result<SendResult> {
+        match self.attempt(out, mq, 0, budget).await {
+            Err(error) if error.response_code() == Some(ResponseCode::GO_AWAY) => {
+                tracing::debug!(topic = out.topic(), broker = %mq.broker_name, queue_id = mq.queue_id, "GO_AWAY; sending again on a new connection");
+                self.metrics.record_retry(out.topic());
+                self.attempt(out, mq, 1, budget).await
+            }
+            result => result,
         }
     }
 
