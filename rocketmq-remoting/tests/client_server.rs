@@ -192,6 +192,38 @@ async fn name_server_failover_to_the_second_address() {
     );
 }
 
+/// A nameserver shutting down gracefully answers GO_AWAY (Java's
+/// `NettyRemotingServer` with `enableShutdownGracefully`): the call was not
+/// processed, so it is asked of the next nameserver, and the next call
+/// starts there, rather than a route lookup failing until it is gone.
+#[tokio::test(start_paused = true)]
+async fn a_name_server_going_away_is_passed_over() {
+    let net = MemoryNetwork::new();
+    let _first = Server::spawn(
+        net.bind("ns-1:9876").unwrap(),
+        ConnectionConfig::default(),
+        |_: &Connection| {
+            InboundService::new(tower::service_fn(|_: RemotingCommand| async {
+                Ok(RemotingCommand::response(ResponseCode::GO_AWAY, 0))
+            }))
+        },
+    );
+    let _second = memory_server(&net, "ns-2:9876");
+    let client = memory_client(&net);
+    let name_servers = client
+        .name_server_service(vec!["ns-1:9876".into(), "ns-2:9876".into()])
+        .starting_at(0);
+    let answer = name_servers.invoke(heartbeat("ns")).await.unwrap();
+    assert_eq!(answer.response_code(), ResponseCode::SUCCESS);
+    assert_eq!(answer.remark.unwrap(), "34 ns");
+    assert_eq!(name_servers.current_addr().as_deref(), Some("ns-2:9876"));
+
+    // With no other nameserver, GO_AWAY is the answer.
+    let alone = client.name_server_service(vec!["ns-1:9876".into()]);
+    let answer = alone.invoke(heartbeat("ns")).await.unwrap();
+    assert_eq!(answer.response_code(), ResponseCode::GO_AWAY);
+}
+
 #[tokio::test(start_paused = true)]
 async fn name_server_without_any_reachable_address_fails_with_the_last_error() {
     let client = memory_client(&MemoryNetwork::new());

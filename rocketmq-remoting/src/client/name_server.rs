@@ -9,6 +9,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use rand::Rng;
+use rocketmq_model::ResponseCode;
 use tower::Service;
 
 use super::RemotingClient;
@@ -17,7 +18,9 @@ use crate::error::{RemotingError, Result};
 
 /// A `tower::Service` over a list of nameservers. Each call starts at the last
 /// address that answered (at first a random one) and moves to the next when an
-/// address cannot be reached or its connection dies; other errors, timeouts
+/// address cannot be reached, its connection dies or it answers GO_AWAY (a
+/// nameserver shutting down, which did not process the call; its answer
+/// when no other address does better); other errors, timeouts
 /// of a request on an open connection included, end the call. An address
 /// that cannot be reached or did not answer in time is not tried first by
 /// the next call (as Java, which moves on once the chosen nameserver's
@@ -93,6 +96,7 @@ impl NameServerService {
         // One budget for the whole call, whichever addresses it tries.
         let began = tokio::time::Instant::now();
         let mut last_error = None;
+        let mut gone_away = None;
         for step in 0..addrs.len() {
             let index = (start + step) % addrs.len();
             let addr = &addrs[index];
@@ -120,6 +124,15 @@ impl NameServerService {
                 Err(error) => Err(error),
             };
             match answer {
+                Ok(response) if response.response_code() == ResponseCode::GO_AWAY => {
+                    // A nameserver shutting down did not process the call
+                    // (and its connection is retired): asked of the next,
+                    // as when one is unreachable; the answer when none
+                    // does better.
+                    tracing::debug!(%addr, "nameserver going away, trying the next");
+                    self.pass_over(index, addrs.len());
+                    gone_away = Some(response);
+                }
                 Ok(response) => {
                     self.current.store(index, Ordering::Relaxed);
                     return Ok(response);
@@ -127,6 +140,7 @@ impl NameServerService {
                 Err(error) if fails_over(&error) => {
                     tracing::debug!(%addr, %error, "nameserver unreachable, trying the next");
                     self.pass_over(index, addrs.len());
+                    gone_away = None;
                     last_error = Some(error);
                 }
                 Err(error @ RemotingError::Timeout { .. }) => {
@@ -139,6 +153,9 @@ impl NameServerService {
                 }
                 Err(error) => return Err(error),
             }
+        }
+        if let Some(response) = gone_away {
+            return Ok(response);
         }
         Err(last_error.unwrap_or_else(|| RemotingError::Timeout {
             addr: addrs[start].clone(),
