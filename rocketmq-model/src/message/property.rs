@@ -11,7 +11,8 @@ pub const KEYS: &str = "KEYS";
 pub const KEY_SEPARATOR: &str = " ";
 /// WAIT_STORE_MSG_OK, "true"/"false"; absent means true.
 pub const WAIT: &str = "WAIT";
-/// Delay level 1..=18 (§8.7).
+/// Delay level: 1..=18 with the broker's default table, more with a longer
+/// `messageDelayLevel` (§8.7).
 pub const DELAY: &str = "DELAY";
 /// Original topic of a retry message.
 pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
