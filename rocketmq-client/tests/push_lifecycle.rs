@@ -633,3 +633,52 @@ async fn a_shutdown_during_an_expiry_send_back_does_not_deliver_the_message_twic
     next.shutdown().await;
     producer.shutdown().await;
 }
+
+/// A shutdown right after a broker came back, while this client's dial
+/// backoff still fails its calls to it at once, persists its offsets all
+/// the same (once more after the backoff), so the group's next owner does
+/// not consume them again.
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_just_after_a_broker_returns_persists_its_offsets() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let seen = Seen::default();
+    // The producer shares the consumer's client instance, so its
+    // connections and their dial backoff.
+    let instance = unique("back");
+    let producer = rocketmq_client::Producer::builder()
+        .client_config(consumer_support::config(&cluster, &instance))
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap();
+    let consumer = recording(&cluster, &instance, "cg", "T", &seen)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .build()
+        .await
+        .unwrap();
+    wait_assigned(&consumer, 4).await;
+    for i in 0..12 {
+        producer
+            .send(msg("T", &format!("m{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    wait_until("12 consumed", Duration::from_secs(60), || seen.len() == 12).await;
+    let broker = cluster.broker(0);
+    broker.stop().await;
+    // A call while it is down: the failed dial starts the backoff.
+    let mq = MessageQueue::new("T", broker.name(), 0);
+    assert!(producer.admin().max_offset(&mq).await.is_err());
+    broker.restart().await.unwrap();
+    let report = consumer.shutdown().await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let committed: i64 = (0..4)
+        .map(|q| {
+            let mq = MessageQueue::new("T", broker.name(), q);
+            broker.committed_offset("cg", &mq).unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(committed, 12);
+    producer.shutdown().await;
+    cluster.shutdown().await;
+}

@@ -32,6 +32,23 @@ pub(super) async fn leave(instance: &ClientInstance, group: &str, lease: Option<
     }
 }
 
+/// Persists every offset at shutdown. A broker just back from an outage
+/// may still be inside this client's dial backoff (calls to it fail at once
+/// for up to a second after the last failed dial), and a shutdown then
+/// would lose its last offsets, so the group's next owner consumes them
+/// again: after a connection error the offsets are persisted once more,
+/// once the longest backoff has passed.
+pub(super) async fn persist_at_shutdown(store: &dyn OffsetStore) -> rocketmq_kernel::Result<()> {
+    match store.persist_all().await {
+        Err(rocketmq_kernel::KernelError::Remoting(error)) if error.is_connection_error() => {
+            tracing::debug!(%error, "persisting offsets at shutdown failed; once more after the dial backoff");
+            tokio::time::sleep(rocketmq_remoting::client::Backoff::default().max).await;
+            store.persist_all().await
+        }
+        result => result,
+    }
+}
+
 /// Runs a consumer's shutdown to its end even when the caller stops
 /// waiting for it (a timeout around `shutdown`, shorter than the drain): cut
 /// short, it would persist no offset and leave the group registered with

@@ -31,7 +31,9 @@ use self::core::{Mode, PullCore};
 use self::queues::Fetched;
 pub use self::watch::QUEUE_CHECK_INTERVAL;
 use super::report::ShutdownReport;
-use super::shared::{OffsetsFileClaim, leave, shut_down_fully, user_queue_map, user_queues};
+use super::shared::{
+    OffsetsFileClaim, leave, persist_at_shutdown, shut_down_fully, user_queue_map, user_queues,
+};
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::instance::{ConsumerHandle, InstanceLease};
@@ -546,7 +548,7 @@ async fn shut_down(core: Arc<PullCore>, lease: Option<InstanceLease>) -> Shutdow
     core.stop_fetching().await;
     report.messages_left = core.buffered();
     report.offsets_committed = user_queue_map(&core.options.namespace, core.store.snapshot());
-    if let Err(err) = core.store.persist_all().await {
+    if let Err(err) = persist_at_shutdown(core.store.as_ref()).await {
         // The store logs each queue's failure at debug only (a periodic
         // round's caller reports it once): say it here, or a consumer whose
         // report is not read would lose its last offsets without a word.

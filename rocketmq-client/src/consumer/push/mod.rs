@@ -17,7 +17,7 @@ pub use self::builder::{DEFAULT_DRAIN_TIMEOUT, PushConsumerBuilder};
 use self::core::PushCore;
 use super::report::ShutdownReport;
 use super::selector::MessageSelector;
-use super::shared::{leave, shut_down_fully, user_queue_map, user_queues};
+use super::shared::{leave, persist_at_shutdown, shut_down_fully, user_queue_map, user_queues};
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::instance::{ConsumerHandle, InstanceLease};
@@ -241,7 +241,7 @@ async fn shut_down(
         .unwrap_or(0);
     report.messages_left = drained.messages_left.max(cached);
     report.offsets_committed = user_queue_map(&core.options.namespace, core.store.snapshot());
-    if let Err(err) = core.store.persist_all().await {
+    if let Err(err) = persist_at_shutdown(core.store.as_ref()).await {
         report.errors.push(ClientError::from(err));
     }
     if let Some(rebalancer) = core.rebalancer() {
