@@ -114,6 +114,17 @@ async fn sends_and_push_consumption_name_topics_without_the_namespace() {
     );
     let fetched = consumer.fetch_subscribe_queues("T").await.unwrap();
     assert_eq!(topics(&fetched), ["T".to_owned()].into());
+    // The consumer's own admin works in its namespace too: its group's lag,
+    // by the queues' names the application uses.
+    assert_eq!(consumer.instance().client_id(), consumer.client_id());
+    let stats = consumer
+        .admin()
+        .consume_stats("cg", Some("T"))
+        .await
+        .unwrap();
+    assert_eq!(topics(stats.offset_table.keys()), ["T".to_owned()].into());
+    let stored: i64 = stats.offset_table.values().map(|q| q.broker_offset).sum();
+    assert_eq!(stored, 2);
     assert!(
         topics(consumer.committed_offsets().keys()).contains("T"),
         "{:?}",
@@ -184,6 +195,7 @@ async fn the_pull_consumer_takes_and_gives_queues_without_the_namespace() {
     assert_eq!(topics(&fetched), ["T".to_owned()].into());
     assert_eq!(fetched.len(), 4);
     assert_eq!(producer.fetch_publish_queues("T").await.unwrap(), fetched);
+    assert_eq!(consumer.admin().max_offset(&queue).await.unwrap(), 3);
     consumer.seek(&queue, 1).await.unwrap();
     let got = consumer.poll(Duration::from_secs(30)).await.unwrap();
     let bodies: Vec<&[u8]> = got.iter().map(|m| &m.body()[..]).collect();

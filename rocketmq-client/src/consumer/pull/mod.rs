@@ -34,9 +34,10 @@ use super::report::ShutdownReport;
 use super::shared::{
     OffsetsFileClaim, leave, persist_at_shutdown, shut_down_fully, user_queue_map, user_queues,
 };
+use crate::admin::Admin;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
-use crate::instance::{ConsumerHandle, InstanceLease};
+use crate::instance::{ClientInstance, ConsumerHandle, InstanceLease};
 
 /// A pull consumer: subscribe (queues rebalanced among the group) or
 /// assign queues, then `poll` or read [`stream`](Self::stream).
@@ -323,9 +324,21 @@ impl PullConsumer {
     /// The queues of `topic`, from a route asked of the nameserver now
     /// (Java's `fetchMessageQueues`): what to [`assign`](Self::assign).
     pub async fn fetch_message_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        self.admin().subscribe_queues(topic).await
+    }
+
+    /// The client instance the consumer uses (shared by the producers and
+    /// consumers of the same client id).
+    pub fn instance(&self) -> &ClientInstance {
+        &self.core.instance
+    }
+
+    /// Admin calls through the consumer's connections, in its namespace
+    /// (what Java's consumer offers as `MQAdmin`: offsets, message lookup,
+    /// topic creation), e.g. [`Admin::consume_stats`] of its own group.
+    pub fn admin(&self) -> Admin {
         let admin = self.core.instance.admin();
-        let admin = admin.in_namespace(self.namespace().clone());
-        admin.subscribe_queues(topic).await
+        admin.in_namespace(self.namespace().clone())
     }
 
     /// Replaces the nameservers this consumer asks for routes (Java's

@@ -18,9 +18,10 @@ use self::core::PushCore;
 use super::report::ShutdownReport;
 use super::selector::MessageSelector;
 use super::shared::{leave, persist_at_shutdown, shut_down_fully, user_queue_map, user_queues};
+use crate::admin::Admin;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
-use crate::instance::{ConsumerHandle, InstanceLease};
+use crate::instance::{ClientInstance, ConsumerHandle, InstanceLease};
 
 /// A push consumer (Java's `DefaultMQPushConsumer`), running from
 /// [`build`](PushConsumerBuilder::build) until
@@ -146,9 +147,21 @@ impl PushConsumer {
     /// The queues of `topic` a consumer reads, from a route asked of the
     /// nameserver now (Java's `fetchSubscribeMessageQueues`).
     pub async fn fetch_subscribe_queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        self.admin().subscribe_queues(topic).await
+    }
+
+    /// The client instance the consumer uses (shared by the producers and
+    /// consumers of the same client id), e.g. to replace its nameservers.
+    pub fn instance(&self) -> &ClientInstance {
+        &self.core.instance
+    }
+
+    /// Admin calls through the consumer's connections, in its namespace
+    /// (what Java's consumer offers as `MQAdmin`: offsets, message lookup,
+    /// topic creation), e.g. [`Admin::consume_stats`] of its own group.
+    pub fn admin(&self) -> Admin {
         let admin = self.core.instance.admin();
-        let admin = admin.in_namespace(self.core.options.namespace.clone());
-        admin.subscribe_queues(topic).await
+        admin.in_namespace(self.core.options.namespace.clone())
     }
 
     /// Runs a rebalance round now and waits for it.
