@@ -16,16 +16,6 @@ use super::Producer;
 use super::send::Route;
 use crate::error::{ClientError, Result};
 
-/// Where a request goes.
-enum Target<'a> {
-    /// Round robin, as an async send.
-    Balanced,
-    /// This queue, once.
-    Queue(&'a MessageQueue),
-    /// The selector's choice, once.
-    Selector(&'a dyn QueueSelector),
-}
-
 /// The reply topic of a cluster is `<cluster>` + this (Java's
 /// `MixAll.getReplyTopic`).
 pub const REPLY_TOPIC_SUFFIX: &str = "_REPLY_TOPIC";
@@ -73,7 +63,7 @@ impl Producer {
     /// send, it is resent `retry_times_when_send_async_failed` times when
     /// an attempt is lost, and a broker's refusal is the answer.
     pub async fn request(&self, msg: Message, timeout: Duration) -> Result<MessageExt> {
-        self.request_to(msg, timeout, Target::Balanced).await
+        self.request_to(msg, timeout, None).await
     }
 
     /// [`request`](Self::request) sent to `mq`, once (Java's
@@ -85,7 +75,9 @@ impl Producer {
         mq: &MessageQueue,
         timeout: Duration,
     ) -> Result<MessageExt> {
-        self.request_to(msg, timeout, Target::Queue(mq)).await
+        // A wrong queue fails before anything is sent or registered.
+        let mq = self.queue_for(&self.sender.namespace.wrap(&msg.topic), mq)?;
+        self.request_to(msg, timeout, Some(Route::Queue(&mq))).await
     }
 
     /// [`request`](Self::request) sent to the queue `selector` chooses among
@@ -98,24 +90,22 @@ impl Producer {
         selector: &dyn QueueSelector,
         timeout: Duration,
     ) -> Result<MessageExt> {
-        self.request_to(msg, timeout, Target::Selector(selector))
+        let selector = self.in_namespace(selector);
+        self.request_to(msg, timeout, Some(Route::Selector(&selector)))
             .await
     }
 
+    /// Sends the request as `route` says (round robin, as an async send,
+    /// when `None`) and waits for its reply.
     async fn request_to(
         &self,
         mut msg: Message,
         timeout: Duration,
-        target: Target<'_>,
+        route: Option<Route<'_>>,
     ) -> Result<MessageExt> {
         let deadline = deadline_after(Instant::now(), timeout);
         let sender = &self.sender;
         sender.to_namespace(&mut msg);
-        // A wrong queue fails before anything is sent or registered.
-        let queue = match target {
-            Target::Queue(mq) => Some(self.queue_for(&msg.topic, mq)?),
-            _ => None,
-        };
         let instance = &sender.instance;
         let correlation_id = instance.unique_ids().next_id();
         let send_timed_out = |attempts| ClientError::SendTimeout {
@@ -152,15 +142,7 @@ impl Producer {
         let out = sender.prepare(msg)?;
         // Java sends a request as an async send.
         let budget = deadline.saturating_duration_since(Instant::now());
-        let selector;
-        let route = match (target, &queue) {
-            (_, Some(mq)) => Route::Queue(mq),
-            (Target::Selector(chosen), _) => {
-                selector = self.in_namespace(chosen);
-                Route::Selector(&selector)
-            }
-            _ => sender.async_route(),
-        };
+        let route = route.unwrap_or_else(|| sender.async_route());
         sender.send_within(&out, route, budget).await?;
         let remaining = deadline.saturating_duration_since(Instant::now());
         waiter
