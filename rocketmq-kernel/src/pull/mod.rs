@@ -43,5 +43,5 @@ mod task;
 pub use self::failures::FailureLog;
 pub use self::poison::{PoisonStep, UNDECODABLE_RETRIES, Undecodable};
 pub use self::result::{Found, found_messages};
-pub use self::task::BROKER_FLOW_CONTROL_DELAY;
 pub(crate) use self::task::spawn;
+pub use self::task::{BROKER_FLOW_CONTROL_DELAY, retry_soon};

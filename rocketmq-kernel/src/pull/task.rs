@@ -27,10 +27,23 @@ use crate::rebalance::start_offset;
 
 /// The wait after the broker answered FLOW_CONTROL (Java's
 /// `PULL_TIME_DELAY_MILLS_WHEN_BROKER_FLOW_CONTROL`, both consumers'), and
-/// after GO_AWAY (the broker is shutting down and did not process the pull;
-/// its connection is retired, so the next pull goes on a new one, as
-/// Java's client resends such a request at once).
+/// after GO_AWAY (see [`retry_soon`]).
 pub const BROKER_FLOW_CONTROL_DELAY: Duration = Duration::from_millis(20);
+
+/// Whether a failed pull goes again after [`BROKER_FLOW_CONTROL_DELAY`]
+/// rather than the exception delay: the broker shed load for a moment
+/// (FLOW_CONTROL), or is shutting down and did not process the pull
+/// (GO_AWAY: its connection is retired, so the next pull goes on a new
+/// one, as Java's client resends such a request at once). Both consumers'.
+pub fn retry_soon(err: &KernelError) -> bool {
+    matches!(
+        err,
+        KernelError::Remoting(remoting) if matches!(
+            remoting.response_code(),
+            Some(ResponseCode::FLOW_CONTROL | ResponseCode::GO_AWAY)
+        )
+    )
+}
 
 /// Flow control is logged at warn level once per this many occurrences.
 const FLOW_CONTROL_LOG_EVERY: u64 = 1000;
@@ -429,11 +442,10 @@ impl PullTask {
         } else {
             self.report_failure("pull failed", err);
         }
-        match code {
-            Some(ResponseCode::FLOW_CONTROL | ResponseCode::GO_AWAY) => {
-                Next::After(BROKER_FLOW_CONTROL_DELAY)
-            }
-            _ => self.exception_delay(),
+        if retry_soon(err) {
+            Next::After(BROKER_FLOW_CONTROL_DELAY)
+        } else {
+            self.exception_delay()
         }
     }
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rocketmq_kernel::pull::{
-    BROKER_FLOW_CONTROL_DELAY, FailureLog, PoisonStep, Undecodable, found_messages,
+    BROKER_FLOW_CONTROL_DELAY, FailureLog, PoisonStep, Undecodable, found_messages, retry_soon,
 };
 use rocketmq_kernel::rebalance::start_offset;
 use rocketmq_kernel::{ConsumerOptions, KernelError};
 use rocketmq_model::header::PullMessageRequestHeader;
 use rocketmq_model::message::sysflag::pull;
-use rocketmq_model::{MessageQueue, PullAddr, ResponseCode, SubscriptionData};
+use rocketmq_model::{MessageQueue, PullAddr, SubscriptionData};
 use rocketmq_remoting::calls::{PullResponse, PullStatus};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -235,19 +235,13 @@ async fn pull_once(
             faults
                 .failures
                 .log_failure(core.group(), mq, "pull failed", &err);
-            match &err {
-                // The broker sheds load for a moment, or goes away (the
-                // pull goes on a new connection): try again soon, as Java's
-                // lite pull consumer does.
-                KernelError::Remoting(remoting)
-                    if matches!(
-                        remoting.response_code(),
-                        Some(ResponseCode::FLOW_CONTROL | ResponseCode::GO_AWAY)
-                    ) =>
-                {
-                    BROKER_FLOW_CONTROL_DELAY
-                }
-                _ => delay,
+            // The broker sheds load for a moment, or goes away (the pull
+            // goes on a new connection): try again soon, as Java's lite
+            // pull consumer does.
+            if retry_soon(&err) {
+                BROKER_FLOW_CONTROL_DELAY
+            } else {
+                delay
             }
         }
     }
