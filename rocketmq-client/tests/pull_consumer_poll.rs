@@ -285,11 +285,12 @@ async fn subscribing_members_share_the_queues() {
     let first = build(unique("share")).await.unwrap();
     assert_eq!(first.assignment().len(), 4);
     let second = build(unique("share")).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while first.assignment().len() != 2 || second.assignment().len() != 2 {
-        assert!(tokio::time::Instant::now() < deadline, "no split");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "the queues split two and two",
+        Duration::from_secs(60),
+        || first.assignment().len() == 2 && second.assignment().len() == 2,
+    )
+    .await;
     assert!(first.assignment().is_disjoint(&second.assignment()));
     for i in 0..12 {
         producer
