@@ -18,6 +18,7 @@ use rocketmq_model::resource::is_system_topic;
 use rocketmq_model::route::{MASTER_ID, perm};
 use rocketmq_model::{BrokerData, MessageExt, MessageQueue, Namespace, OffsetMessageId};
 
+use crate::consumer::user_queue_map;
 use crate::error::{ClientError, Result};
 use crate::instance::ClientInstance;
 
@@ -371,11 +372,7 @@ impl Admin {
         for answer in answers {
             stats.merge(answer?);
         }
-        if !self.namespace.is_none() {
-            stats.offset_table = (stats.offset_table.into_iter())
-                .map(|(mq, offsets)| (self.namespace.unwrap_queue(&mq).into_owned(), offsets))
-                .collect();
-        }
+        stats.offset_table = user_queue_map(&self.namespace, stats.offset_table);
         Ok(stats)
     }
 

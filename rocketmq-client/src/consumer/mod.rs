@@ -15,6 +15,8 @@ mod push;
 mod report;
 mod selector;
 mod shared;
+
+pub(crate) use shared::user_queue_map;
 mod stats;
 mod subscriptions;
 

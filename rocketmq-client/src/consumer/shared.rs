@@ -123,7 +123,7 @@ pub(super) fn user_queues(
 }
 
 /// A map by queue with its queues as the application names them.
-pub(super) fn user_queue_map<V>(
+pub(crate) fn user_queue_map<V>(
     namespace: &Namespace,
     map: BTreeMap<MessageQueue, V>,
 ) -> BTreeMap<MessageQueue, V> {
