@@ -167,6 +167,44 @@ async fn a_timer_message_is_delivered_at_its_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recalled_timer_message_is_never_delivered() {
+    let Some(ns) = namesrv("a_recalled_timer_message_is_never_delivered") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_recall");
+    create_topic(&producer, &topic, 1).await;
+    let deliveries = Deliveries::default();
+    let consumer = judging(&ns, &unique("cg"), &topic, &deliveries, |_| {
+        ConcurrentResult::Success
+    })
+    .build()
+    .await
+    .unwrap();
+    wait_assigned(&consumer, 1).await;
+    let timed = |body: &str, secs: u64| {
+        Message::builder(topic.as_str())
+            .body(body.to_owned())
+            .deliver_at(SystemTime::now() + Duration::from_secs(secs))
+            .build()
+            .unwrap()
+    };
+    let recalled = producer.send(timed("recalled", 3)).await.unwrap();
+    producer.send(timed("kept", 5)).await.unwrap();
+    let handle = recalled.recall_handle.expect("a timer message's recall handle");
+    let msg_id = producer.recall_message(&topic, &handle).await.unwrap();
+    assert_eq!(msg_id, recalled.msg_id);
+    // The one due later arrives; the recalled one, due first, never does.
+    wait_until("the kept timer message", secs(20), || {
+        count(&deliveries, "kept") >= 1
+    })
+    .await;
+    assert_eq!(count(&deliveries, "recalled"), 0);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_message_comes_back_through_the_retry_topic() {
     let Some(ns) = namesrv("a_failed_message_comes_back_through_the_retry_topic") else {
         return;

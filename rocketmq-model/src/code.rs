@@ -127,6 +127,9 @@ codes! {
         PUSH_REPLY_MESSAGE_TO_CLIENT = 326,
         /// Pull for a lite pull consumer.
         LITE_PULL_MESSAGE = 361,
+        /// Take back a timer message before it is due, by the recall handle
+        /// its send answered (5.3.1+).
+        RECALL_MESSAGE = 370,
         /// Ask the broker which queues to pop from (5.x).
         QUERY_ASSIGNMENT = 400,
     }

@@ -186,6 +186,7 @@ pub struct TestClusterBuilder {
     topics: Vec<(String, Option<TopicConfig>)>,
     auto_create_topics: bool,
     property_filter: bool,
+    recall_messages: bool,
     retry_max_times: HashMap<String, i32>,
     transactions: TransactionSettings,
     client_expiry: Duration,
@@ -204,6 +205,7 @@ impl Default for TestClusterBuilder {
             topics: Vec::new(),
             auto_create_topics: true,
             property_filter: false,
+            recall_messages: false,
             retry_max_times: HashMap::new(),
             transactions: TransactionSettings::default(),
             client_expiry: DEFAULT_CLIENT_EXPIRY,
@@ -274,6 +276,15 @@ impl TestClusterBuilder {
     /// answered SYSTEM_ERROR).
     pub fn property_filter(mut self, enabled: bool) -> Self {
         self.property_filter = enabled;
+        self
+    }
+
+    /// Whether brokers let producers recall timer messages (Java 5.3.1+'s
+    /// `recallMessageEnable`; off by default, as in Java, when a recall is
+    /// answered NO_PERMISSION). Sends of timer messages answer a recall
+    /// handle either way.
+    pub fn recall_messages(mut self, enabled: bool) -> Self {
+        self.recall_messages = enabled;
         self
     }
 
@@ -362,6 +373,7 @@ impl TestClusterBuilder {
             cluster: self.cluster_name.clone(),
             auto_create_topics: self.auto_create_topics,
             property_filter: self.property_filter,
+            recall_messages: self.recall_messages,
             default_queues: self.queues,
             topics: self
                 .topics

@@ -3,6 +3,7 @@
 
 mod builder;
 mod hook;
+mod recall;
 mod request;
 mod result;
 mod send;

@@ -24,6 +24,11 @@ pub struct SendResult {
     pub queue_offset: i64,
     /// The transaction id of a half message.
     pub transaction_id: Option<String>,
+    /// The handle to take the message back with before it is due
+    /// ([`Producer::recall_message`](crate::Producer::recall_message)), for a
+    /// timer message (`deliver_at`, `delay_time_sec`, `delay_time_ms`) a
+    /// 5.3.1+ broker stored.
+    pub recall_handle: Option<String>,
     /// The broker's region ("DefaultRegion" when it reports none).
     pub region_id: String,
     /// Whether the broker has message tracing on.
@@ -46,6 +51,7 @@ impl SendResult {
             message_queue: MessageQueue::new(topic, broker_name, header.queue_id),
             queue_offset: header.queue_offset,
             transaction_id: header.transaction_id,
+            recall_handle: header.recall_handle,
             region_id: header
                 .msg_region
                 .unwrap_or_else(|| DEFAULT_REGION.to_owned()),

@@ -129,7 +129,7 @@ pub struct TransactionSendResult {
 /// A producer of transactional messages. Build it with
 /// [`ProducerBuilder::build_transactional`].
 pub struct TransactionProducer {
-    sender: Arc<Sender>,
+    pub(super) sender: Arc<Sender>,
     listener: Arc<dyn TransactionListener>,
     lease: Option<InstanceLease>,
 }

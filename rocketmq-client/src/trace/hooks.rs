@@ -275,6 +275,7 @@ mod tests {
             message_queue: mq.clone(),
             queue_offset: 0,
             transaction_id: None,
+            recall_handle: None,
             region_id: DEFAULT_REGION.into(),
             trace_on: true,
         };

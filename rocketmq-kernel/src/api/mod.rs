@@ -15,7 +15,7 @@ use rocketmq_model::body::{CheckClientRequestBody, LockBatchRequestBody, UnlockB
 use rocketmq_model::header::{
     BoundaryType, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
     PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader,
-    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+    RecallMessageRequestHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use rocketmq_model::{
     ClusterInfo, HeartbeatData, MessageExt, MessageQueue, ResponseCode, TopicRouteData,
@@ -189,6 +189,17 @@ pub trait BrokerApi: Send + Sync {
     async fn end_transaction(&self, addr: &str, request: EndTransaction) -> Result<()> {
         let _ = request;
         unsupported(addr, "end_transaction")
+    }
+
+    /// RECALL_MESSAGE: takes back a timer message before it is due;
+    /// answers its unique id.
+    async fn recall_message(
+        &self,
+        addr: &str,
+        header: RecallMessageRequestHeader,
+    ) -> Result<String> {
+        let _ = header;
+        unsupported(addr, "recall_message")
     }
 
     /// LOCK_BATCH_MQ: locks queues for orderly consumption; answers the queues

@@ -17,8 +17,8 @@ use rocketmq_model::header::{
     GetConsumeStatsRequestHeader, GetConsumerListByGroupRequestHeader,
     GetEarliestMsgStoretimeRequestHeader, GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader,
     PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader,
-    SearchOffsetRequestHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
-    ViewMessageRequestHeader,
+    RecallMessageRequestHeader, SearchOffsetRequestHeader, UnregisterClientRequestHeader,
+    UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
 use rocketmq_model::message::sysflag;
 use rocketmq_model::{
@@ -29,8 +29,8 @@ use rocketmq_remoting::calls::{
     CheckClientConfig, ConsumerSendMsgBack, CreateTopic, EndTransaction, GetClusterInfo,
     GetConsumeStats, GetConsumerList, GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset,
     GetRouteInfo, Heartbeat, LockBatchMq, PullMessage, PullResponse, QueryConsumerOffset,
-    QueryMessage, SearchOffset, SendBatch, SendMessage, SendResponse, UnlockBatchMq, Unregister,
-    UpdateConsumerOffset, ViewMessage,
+    QueryMessage, RecallMessage, SearchOffset, SendBatch, SendMessage, SendResponse, UnlockBatchMq,
+    Unregister, UpdateConsumerOffset, ViewMessage,
 };
 use rocketmq_remoting::client::NameServerService;
 use rocketmq_remoting::{RemotingClient, RemotingError};
@@ -405,6 +405,15 @@ impl BrokerApi for RemotingBrokerApi {
             None,
         );
         self.call(addr, request, span).await
+    }
+
+    async fn recall_message(
+        &self,
+        addr: &str,
+        header: RecallMessageRequestHeader,
+    ) -> Result<String> {
+        let span = span("recall_message", addr, Some(&header.topic), None);
+        self.call(addr, RecallMessage(header), span).await
     }
 
     async fn lock_batch(

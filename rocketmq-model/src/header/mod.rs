@@ -22,6 +22,7 @@ mod consume;
 mod ext_fields;
 mod offset;
 mod pull;
+mod recall;
 mod reply;
 #[cfg(test)]
 mod roundtrip_tests;
@@ -49,6 +50,7 @@ pub use offset::{
     UpdateConsumerOffsetRequestHeader,
 };
 pub use pull::{PullMessageRequestHeader, PullMessageResponseHeader};
+pub use recall::{RecallMessageRequestHeader, RecallMessageResponseHeader};
 pub use reply::ReplyMessageRequestHeader;
 pub use route::GetRouteInfoRequestHeader;
 pub use send::{

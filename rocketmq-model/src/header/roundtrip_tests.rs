@@ -92,6 +92,8 @@ round_trip_tests! {
     query_message_response: QueryMessageResponseHeader,
     create_topic: CreateTopicRequestHeader,
     reply_message: ReplyMessageRequestHeader,
+    recall_message: RecallMessageRequestHeader,
+    recall_message_response: RecallMessageResponseHeader,
 }
 
 proptest! {

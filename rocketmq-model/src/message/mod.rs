@@ -9,6 +9,7 @@ mod ext;
 mod id;
 pub mod properties;
 pub mod property;
+mod recall;
 mod record;
 pub mod sysflag;
 
@@ -22,6 +23,7 @@ pub use compression::CompressionType;
 pub use ext::MessageExt;
 pub use id::{OffsetMessageId, UniqueIdGenerator};
 pub use properties::Properties;
+pub use recall::RecallHandle;
 pub use record::{
     DEFAULT_MAX_DECOMPRESSED_BODY, DEFAULT_MAX_DECOMPRESSED_TOTAL, DecodeOptions, DecodedRecords,
     MAGIC_CODE_V1, MAGIC_CODE_V2, decode_record, decode_record_with, decode_records,

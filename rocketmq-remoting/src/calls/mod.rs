@@ -11,6 +11,7 @@ mod client;
 mod consume;
 mod offset;
 mod pull;
+mod recall;
 mod route;
 mod send;
 mod transaction;
@@ -23,6 +24,7 @@ pub use offset::{
     UpdateConsumerOffset,
 };
 pub use pull::{PullMessage, PullResponse, PullStatus};
+pub use recall::RecallMessage;
 pub use route::{GetClusterInfo, GetRouteInfo};
 pub use send::{SendBatch, SendHeaderKeys, SendMessage, SendResponse, SendStatus};
 pub use transaction::EndTransaction;

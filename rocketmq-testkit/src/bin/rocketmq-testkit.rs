@@ -47,6 +47,9 @@ struct Options {
     /// Serve SQL92 subscriptions (Java's `enablePropertyFilter`).
     #[arg(long)]
     property_filter: bool,
+    /// Let producers recall timer messages (Java's `recallMessageEnable`).
+    #[arg(long)]
+    recall_messages: bool,
     /// Serve TLS with this PEM certificate chain (leaf first); needs
     /// `--tls-key`.
     #[arg(long, requires = "tls_key")]
@@ -92,6 +95,7 @@ async fn serve(options: Options) -> Result<(), TestkitError> {
         .queues(options.queues, options.queues)
         .auto_create_topics(!options.no_auto_create)
         .property_filter(options.property_filter)
+        .recall_messages(options.recall_messages)
         .listen(options.listen);
     for topic in options.topics {
         builder = builder.topic(topic);

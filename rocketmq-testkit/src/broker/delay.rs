@@ -45,7 +45,7 @@ pub(crate) const DELAY_LEVELS: [Duration; MAX_DELAY_LEVEL as usize] = [
 ];
 
 /// Java's `timerMaxDelaySec`: 3 days.
-const TIMER_MAX_DELAY_MS: i64 = 3 * 24 * 3600 * 1000;
+pub(crate) const TIMER_MAX_DELAY_MS: i64 = 3 * 24 * 3600 * 1000;
 /// Java's `timerPrecisionMs`.
 const TIMER_PRECISION_MS: i64 = 1000;
 
@@ -156,6 +156,9 @@ pub(crate) fn park(
 #[derive(Debug, Default)]
 pub(crate) struct Schedule {
     due: Mutex<BTreeSet<(Instant, i64)>>,
+    /// The commit-log offsets of parked messages recalled before they were
+    /// due.
+    recalled: Mutex<BTreeSet<i64>>,
     wake: Notify,
 }
 
@@ -172,6 +175,20 @@ impl Schedule {
     /// Messages waiting for delivery.
     pub(crate) fn len(&self) -> usize {
         self.due().len()
+    }
+
+    /// Takes the parked message at `commit_log_offset` out of the
+    /// schedule; false when it was delivered already (true when it was
+    /// recalled before).
+    pub(crate) fn recall(&self, commit_log_offset: i64) -> bool {
+        let mut due = self.due();
+        let before = due.len();
+        due.retain(|(_, offset)| *offset != commit_log_offset);
+        let mut recalled = self.recalled.lock().unwrap_or_else(PoisonError::into_inner);
+        if due.len() < before {
+            recalled.insert(commit_log_offset);
+        }
+        recalled.contains(&commit_log_offset)
     }
 
     fn take_due(&self, now: Instant) -> Vec<i64> {

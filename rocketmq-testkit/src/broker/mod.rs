@@ -30,6 +30,7 @@ pub(crate) mod locks;
 mod lookup;
 pub(crate) mod offsets;
 mod pull;
+mod recall;
 mod replies;
 mod retry;
 mod send;
@@ -79,6 +80,8 @@ pub(crate) struct BrokerSettings {
     pub(crate) auto_create_topics: bool,
     /// Java's `enablePropertyFilter`: SQL92 subscriptions are served.
     pub(crate) property_filter: bool,
+    /// Java's `recallMessageEnable`: timer messages may be recalled.
+    pub(crate) recall_messages: bool,
     pub(crate) default_queues: (i32, i32),
     pub(crate) topics: Vec<(String, TopicConfig)>,
     pub(crate) retry_max_times: HashMap<String, i32>,
@@ -337,6 +340,7 @@ async fn dispatch(ctx: &ConnCtx, request: RemotingCommand) -> RemotingCommand {
         RequestCode::UNLOCK_BATCH_MQ => clients::unlock(ctx, &request),
         RequestCode::CONSUMER_SEND_MSG_BACK => retry::send_back(ctx, &request),
         RequestCode::END_TRANSACTION => transaction::end(ctx, &request),
+        RequestCode::RECALL_MESSAGE => recall::recall(ctx, &request),
         RequestCode::VIEW_MESSAGE_BY_ID => lookup::view(ctx, &request),
         RequestCode::QUERY_MESSAGE => lookup::query(ctx, &request),
         RequestCode::UPDATE_AND_CREATE_TOPIC => lookup::create_topic(ctx, &request),

@@ -18,7 +18,7 @@ use super::pull::FAQ;
 use super::retry::{self, DLQ_PREFIX, RETRY_PREFIX};
 use super::store::{NewMessage, StoredMessage};
 use super::topics::{Lookup, TopicConfig};
-use super::{BrokerCore, ConnCtx, delay, transaction};
+use super::{BrokerCore, ConnCtx, delay, recall, transaction};
 use crate::reply::{self, Rejection, header};
 
 /// Topics clients may not send to (Java's `TopicValidator.NOT_ALLOWED_SEND_TOPIC_SET`).
@@ -55,6 +55,7 @@ struct Sent {
     queue_id: i32,
     stored: Vec<Arc<StoredMessage>>,
     transaction_id: Option<String>,
+    recall_handle: Option<String>,
 }
 
 impl Sent {
@@ -70,6 +71,7 @@ impl Sent {
             queue_id: self.queue_id,
             queue_offset: self.stored.first().map_or(0, |m| m.ext.queue_offset),
             transaction_id: self.transaction_id.clone(),
+            recall_handle: self.recall_handle.clone(),
             msg_region: Some(DEFAULT_REGION.to_owned()),
             trace_on: Some(true),
             ..SendMessageResponseHeader::default()
@@ -179,10 +181,12 @@ fn store_sent(
         .first()
         .filter(|m| m.ext.message.topic == transaction::HALF_TOPIC)
         .and_then(|m| m.ext.message.uniq_key().map(str::to_owned));
+    let recall_handle = (stored.first()).and_then(|m| recall::handle_for_send(core, request, m));
     Ok(Sent {
         queue_id,
         stored,
         transaction_id,
+        recall_handle,
     })
 }
 
