@@ -191,7 +191,9 @@ async fn a_recalled_timer_message_is_never_delivered() {
     };
     let recalled = producer.send(timed("recalled", 3)).await.unwrap();
     producer.send(timed("kept", 5)).await.unwrap();
-    let handle = recalled.recall_handle.expect("a timer message's recall handle");
+    let handle = recalled
+        .recall_handle
+        .expect("a timer message's recall handle");
     let msg_id = producer.recall_message(&topic, &handle).await.unwrap();
     assert_eq!(msg_id, recalled.msg_id);
     // The one due later arrives; the recalled one, due first, never does.

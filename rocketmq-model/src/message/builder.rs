@@ -69,8 +69,14 @@ impl MessageBuilder {
         self
     }
 
-    /// The tag (TAGS).
-    pub fn tags(self, tags: impl Into<String>) -> Self {
+    /// The tag (TAGS). An empty tag is no tag, as Java's `Message`
+    /// constructors take it (and removes one set before).
+    pub fn tags(mut self, tags: impl Into<String>) -> Self {
+        let tags = tags.into();
+        if tags.is_empty() {
+            self.message.properties.remove(property::TAGS);
+            return self;
+        }
         self.set(property::TAGS, tags)
     }
 
@@ -289,9 +295,17 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_tag_is_no_tag() {
+        let msg = Message::builder("t").tags("").build().unwrap();
+        assert_eq!(msg.tags(), None);
+        let msg = Message::builder("t").tags("A").tags("").build().unwrap();
+        assert_eq!(msg.tags(), None);
+    }
+
+    #[test]
     fn first_error_is_reported() {
         let err = Message::builder("t")
-            .tags("")
+            .tags("a\u{1}")
             .key("a b")
             .build()
             .unwrap_err();
