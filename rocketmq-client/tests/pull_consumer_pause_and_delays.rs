@@ -289,3 +289,38 @@ fn a_zero_exception_delay_with_the_broker_down_does_not_hang_the_runtime() {
     });
     assert_eq!(got, 1);
 }
+
+/// A Java broker looks at a held pull's suspend time only at its hold
+/// checks, every 5 s (`PullRequestHoldService`), so it answers an idle long
+/// poll up to 5 s after that time; the call must wait that long too. A 40 s
+/// poll sent 1 s after the broker started is answered at its check at 45 s;
+/// the call gave up at 44 s (the suspend time plus the 3 s call timeout).
+#[tokio::test(start_paused = true)]
+async fn a_long_poll_waits_for_the_brokers_next_hold_check() {
+    use rocketmq_kernel::api::{BrokerApi, RemotingBrokerApi};
+    use rocketmq_model::header::PullMessageRequestHeader;
+    use rocketmq_model::message::sysflag::pull;
+    use rocketmq_remoting::RemotingClient;
+    use rocketmq_remoting::calls::PullStatus;
+
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let client = RemotingClient::builder()
+        .shared_transport(cluster.transport())
+        .build();
+    let api = RemotingBrokerApi::new(client, cluster.namesrv_addrs());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let header = PullMessageRequestHeader {
+        consumer_group: "lg".into(),
+        topic: "T".into(),
+        queue_id: 0,
+        queue_offset: 0,
+        max_msg_nums: 32,
+        sys_flag: pull::SUSPEND | pull::SUBSCRIPTION,
+        suspend_timeout_millis: 40_000,
+        subscription: Some("*".into()),
+        expression_type: Some("TAG".into()),
+        ..PullMessageRequestHeader::default()
+    };
+    let pulled = api.pull_message(cluster.broker(0).addr(), header).await;
+    assert_eq!(pulled.unwrap().status, PullStatus::NoNewMsg);
+}

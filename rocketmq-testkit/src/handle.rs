@@ -173,6 +173,7 @@ impl Broker {
                 servers.push(self.spawn_server(listener, &tasks, &cancel));
             }
         }
+        self.core.hold_checks.restart();
         tasks.spawn(delay::run_scheduler(Arc::clone(&self.core), cancel.clone()));
         tasks.spawn(transaction::run_checker(
             Arc::clone(&self.core),

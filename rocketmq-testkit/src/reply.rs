@@ -30,9 +30,15 @@ impl Rejection {
     }
 }
 
+impl From<RemotingCommand> for Rejection {
+    fn from(response: RemotingCommand) -> Self {
+        Rejection(Box::new(response))
+    }
+}
+
 /// A refusal with `code` and `remark`.
 pub(crate) fn reject(code: ResponseCode, remark: impl Into<String>) -> Rejection {
-    Rejection(Box::new(error(code, remark)))
+    Rejection::from(error(code, remark))
 }
 
 /// The answer to a request whose header does not decode: Java's

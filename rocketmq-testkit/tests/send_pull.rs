@@ -17,12 +17,12 @@ use rocketmq_model::header::{
 use rocketmq_model::message::{property, sysflag};
 use rocketmq_model::route::perm;
 use rocketmq_model::{Message, OffsetMessageId, ResponseCode, decode_records, encode_batch};
-use rocketmq_remoting::RemotingError;
 use rocketmq_remoting::calls::{
     GetClusterInfo, GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset, PullStatus,
     QueryConsumerOffset, SearchOffset, SendBatch, SendHeaderKeys, SendMessage,
     UpdateConsumerOffset,
 };
+use rocketmq_remoting::{Call, RemotingError};
 use rocketmq_testkit::{TestCluster, TopicConfig};
 use tokio::time::Instant;
 
@@ -654,4 +654,247 @@ async fn sql92_filters_by_properties_when_the_broker_enables_it() {
         .pull(addr, pull_header("g", "T", 0, 0, false, None))
         .await;
     assert_eq!(bodies(&records(&pulled)), ["big", "huge"]);
+}
+
+/// Java's `PullRequestHoldService` looks at a held pull's suspend timeout
+/// only when it checks, every 5 s from the broker's start, or when a message
+/// arrives in its queue: a pull held from 1 s with 15 s to wait is answered
+/// at the check at 20 s, not at 16 s.
+#[tokio::test(start_paused = true)]
+async fn an_idle_held_pull_is_answered_at_the_first_check_after_its_timeout() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let client = TestClient::new(&cluster);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let pulled = client
+                .pull(
+                    "broker-a:10911",
+                    pull_header("g", "T", 0, 0, true, Some("*")),
+                )
+                .await;
+            (pulled, Instant::now())
+        })
+    };
+    tokio::time::sleep_until(started + Duration::from_millis(19_500)).await;
+    assert!(!held.is_finished(), "still held after its 15 s");
+    let (pulled, answered) = within(held).await.unwrap();
+    assert_eq!(pulled.status, PullStatus::NoNewMsg);
+    assert_eq!(answered - started, Duration::from_secs(20));
+}
+
+/// An arrival that does not match wakes no pull, but one after the pull's
+/// time is up answers it at once (Java checks the timeout of every pull of
+/// the queue on each arrival).
+#[tokio::test(start_paused = true)]
+async fn an_arrival_after_the_timeout_answers_a_held_pull_at_once() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let client = TestClient::new(&cluster);
+    let addr = "broker-a:10911";
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut header = pull_header("g", "T", 0, 0, true, Some("b"));
+            header.suspend_timeout_millis = 2_000;
+            let pulled = client.pull(addr, header).await;
+            (pulled, Instant::now())
+        })
+    };
+    tokio::time::sleep_until(started + Duration::from_millis(3_500)).await;
+    assert!(
+        !held.is_finished(),
+        "its time is up, but nothing looked yet"
+    );
+    tokio::time::sleep_until(started + Duration::from_secs(4)).await;
+    client.send(addr, &message("T", "skipped", "a"), 0).await;
+    let (pulled, answered) = within(held).await.unwrap();
+    assert_eq!(answered - started, Duration::from_secs(4));
+    assert_eq!(
+        (pulled.status, pulled.header.next_begin_offset),
+        (PullStatus::NoMatchedMsg, 1)
+    );
+}
+
+/// A pull answer carries the store's `GetMessageStatus` name as its remark
+/// and the topic's sys flag, as Java's `composeResponseHeader` writes them.
+#[tokio::test(start_paused = true)]
+async fn pull_answers_carry_the_status_name_and_the_topic_sys_flag() {
+    let unit = TopicConfig {
+        topic_sys_flag: 1,
+        ..TopicConfig::new(4, 4)
+    };
+    let cluster = TestCluster::builder()
+        .topic_with("T", unit)
+        .build()
+        .await
+        .unwrap();
+    let client = TestClient::new(&cluster);
+    let addr = "broker-a:10911";
+    let pull = |offset: i64, expression: &str| {
+        let header = pull_header("g", "T", 0, offset, false, Some(expression));
+        let cmd = rocketmq_remoting::calls::PullMessage(header)
+            .into_command()
+            .unwrap();
+        let client = client.clone();
+        async move {
+            let response = client
+                .remoting
+                .invoke(addr, cmd, CALL_TIMEOUT)
+                .await
+                .unwrap();
+            let code = response.response_code();
+            let remark = response.remark.clone().unwrap_or_default();
+            let sys_flag = response.ext_fields.get("topicSysFlag").map(str::to_owned);
+            (code, remark, sys_flag)
+        }
+    };
+    let expect = |code: ResponseCode, remark: &str| (code, remark.to_owned(), Some("1".to_owned()));
+    assert_eq!(
+        pull(0, "*").await,
+        expect(ResponseCode::PULL_NOT_FOUND, "NO_MESSAGE_IN_QUEUE")
+    );
+    assert_eq!(
+        pull(3, "*").await,
+        expect(ResponseCode::PULL_OFFSET_MOVED, "NO_MESSAGE_IN_QUEUE")
+    );
+    client.send(addr, &message("T", "1", "a"), 0).await;
+    assert_eq!(pull(0, "*").await, expect(ResponseCode::SUCCESS, "FOUND"));
+    assert_eq!(
+        pull(0, "b").await,
+        expect(ResponseCode::PULL_RETRY_IMMEDIATELY, "NO_MATCHED_MESSAGE")
+    );
+    assert_eq!(
+        pull(1, "*").await,
+        expect(ResponseCode::PULL_NOT_FOUND, "OFFSET_OVERFLOW_ONE")
+    );
+    assert_eq!(
+        pull(5, "*").await,
+        expect(ResponseCode::PULL_OFFSET_MOVED, "OFFSET_OVERFLOW_BADLY")
+    );
+    assert_eq!(
+        pull(-1, "*").await,
+        expect(ResponseCode::PULL_OFFSET_MOVED, "OFFSET_TOO_SMALL")
+    );
+}
+
+/// Java scans `max(16000, 20 × maxMsgNums)` bytes of consume queue for
+/// matches: 800 entries, or as many as the pull asks messages.
+#[tokio::test(start_paused = true)]
+async fn a_pull_asking_for_many_messages_scans_as_many_entries() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let client = TestClient::new(&cluster);
+    let addr = "broker-a:10911";
+    for i in 0..900 {
+        let tag = if i == 850 { "b" } else { "a" };
+        client
+            .send(addr, &message("T", &i.to_string(), tag), 0)
+            .await;
+    }
+    let small = client
+        .pull(addr, pull_header("g", "T", 0, 0, false, Some("b")))
+        .await;
+    assert_eq!(
+        (small.status, small.header.next_begin_offset),
+        (PullStatus::NoMatchedMsg, 800)
+    );
+    let mut many = pull_header("g", "T", 0, 0, false, Some("b"));
+    many.max_msg_nums = 1024;
+    let many = client.pull(addr, many).await;
+    assert_eq!(many.status, PullStatus::Found);
+    assert_eq!(bodies(&records(&many)), ["850"]);
+    assert_eq!(many.header.next_begin_offset, 900);
+}
+
+/// Refusals of a pull as Java words them: a topic that is not readable
+/// with `forbiddenType` TOPIC_FORBIDDEN (3) in the header, a queue the topic
+/// does not have naming the consumer's address, no heartbeat subscription
+/// with the 5.x FAQ link.
+#[tokio::test(start_paused = true)]
+async fn pull_refusals_carry_javas_remarks_and_forbidden_type() {
+    let write_only = TopicConfig::new(4, 4).with_perm(perm::WRITE);
+    let cluster = TestCluster::builder()
+        .topic("T")
+        .topic_with("WO", write_only)
+        .build()
+        .await
+        .unwrap();
+    let client = TestClient::new(&cluster);
+    let addr = "broker-a:10911";
+    let refuse = |header| {
+        let cmd = rocketmq_remoting::calls::PullMessage(header)
+            .into_command()
+            .unwrap();
+        let client = client.clone();
+        async move {
+            let response = client
+                .remoting
+                .invoke(addr, cmd, CALL_TIMEOUT)
+                .await
+                .unwrap();
+            let forbidden = response.ext_fields.get("forbiddenType").map(str::to_owned);
+            (
+                response.response_code(),
+                response.remark.clone().unwrap_or_default(),
+                forbidden,
+            )
+        }
+    };
+    let (code, remark, forbidden) = refuse(pull_header("g", "WO", 0, 0, false, Some("*"))).await;
+    assert_eq!(code, ResponseCode::NO_PERMISSION);
+    assert_eq!(remark, "the topic[WO] pulling message is forbidden");
+    assert_eq!(forbidden.as_deref(), Some("3"));
+    let (code, remark, _) = refuse(pull_header("g", "T", 7, 0, false, Some("*"))).await;
+    assert_eq!(code, ResponseCode::INVALID_PARAMETER);
+    assert!(
+        remark.starts_with(
+            "queueId[7] is illegal, topic:[T] topicConfig.readQueueNums:[4] consumer:[/127.0.0.1:"
+        ),
+        "{remark}"
+    );
+    let (code, remark, _) = refuse(pull_header("g", "T", 0, 0, false, None)).await;
+    assert_eq!(code, ResponseCode::SUBSCRIPTION_NOT_EXIST);
+    assert_eq!(
+        remark,
+        "the consumer's group info not exist\nSee https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details."
+    );
+}
+
+/// Java's `queryOffset` answers -1 for "none", so a negative offset a
+/// client committed reads as no offset at all.
+#[tokio::test(start_paused = true)]
+async fn a_negative_committed_offset_reads_as_none() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let client = TestClient::new(&cluster);
+    let addr = "broker-a:10911";
+    client
+        .heartbeat(addr, consumer_heartbeat("c1", "g", "T", "*"))
+        .await;
+    let update = UpdateConsumerOffset(UpdateConsumerOffsetRequestHeader {
+        consumer_group: "g".into(),
+        topic: "T".into(),
+        queue_id: 1,
+        commit_offset: -1,
+        broker_name: None,
+    });
+    client.call(addr, update).await.unwrap();
+    let query = |zero: Option<bool>| {
+        QueryConsumerOffset(QueryConsumerOffsetRequestHeader {
+            consumer_group: "g".into(),
+            topic: "T".into(),
+            queue_id: 1,
+            set_zero_if_not_found: zero,
+            broker_name: None,
+        })
+    };
+    assert_eq!(client.call(addr, query(Some(false))).await.unwrap(), None);
+    client.send(addr, &message("T", "1", "a"), 1).await;
+    assert_eq!(
+        client.call(addr, query(None)).await.unwrap(),
+        Some(0),
+        "as for a group without an offset"
+    );
 }

@@ -50,8 +50,9 @@ pub struct ApiTimeouts {
     /// carry their own timeout: what is left of the producer's budget.
     pub call: Duration,
     /// Pulls (Java's push consumer waits 30 s). A long-polling pull waits at
-    /// least its suspend time plus [`call`](Self::call), so the broker's
-    /// "nothing new" answer always arrives before the timeout (§8.6).
+    /// least its suspend time plus 5 s (the broker's hold check, which may
+    /// answer that late) plus [`call`](Self::call), so the broker's "nothing
+    /// new" answer always arrives before the timeout (§8.6).
     pub pull: Duration,
 }
 
@@ -64,17 +65,22 @@ impl Default for ApiTimeouts {
     }
 }
 
+/// How late a Java broker may answer a held pull: its
+/// `PullRequestHoldService` looks at suspend times only every 5 s.
+const BROKER_HOLD_CHECK: Duration = Duration::from_secs(5);
+
 impl ApiTimeouts {
     /// The timeout of the pull `header` describes: [`pull`](Self::pull), but
-    /// never less than the suspend time plus [`call`](Self::call) when the
-    /// broker may hold the request.
+    /// never less than the suspend time plus the broker's 5 s hold check
+    /// plus [`call`](Self::call) when the broker may hold the request.
     pub fn pull_timeout(&self, header: &PullMessageRequestHeader) -> Duration {
         if header.sys_flag & sysflag::pull::SUSPEND == 0 {
             return self.pull;
         }
         let suspend =
             Duration::from_millis(u64::try_from(header.suspend_timeout_millis).unwrap_or(0));
-        self.pull.max(suspend.saturating_add(self.call))
+        let answered_by = suspend.saturating_add(BROKER_HOLD_CHECK);
+        self.pull.max(answered_by.saturating_add(self.call))
     }
 }
 

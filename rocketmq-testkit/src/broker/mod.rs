@@ -114,6 +114,8 @@ pub(crate) struct BrokerCore {
     next_conn_id: AtomicU64,
     /// Pulls held (long polling) right now.
     pub(crate) held_pulls: AtomicUsize,
+    /// When held pulls are checked (restarted with each run).
+    pub(crate) hold_checks: pull::HoldChecks,
     /// Requests received and checks sent, over restarts.
     pub(crate) counts: Counts,
 }
@@ -157,6 +159,7 @@ impl BrokerCore {
             unique_ids: UniqueIdGenerator::new(Some(store_host.ip())),
             next_conn_id: AtomicU64::new(0),
             held_pulls: AtomicUsize::new(0),
+            hold_checks: pull::HoldChecks::default(),
             counts: Counts::default(),
         }
     }

@@ -106,16 +106,19 @@ pub(crate) fn consume_stats(ctx: &ConnCtx, request: &RemotingCommand) -> Remotin
     }
 }
 
-/// QUERY_CONSUMER_OFFSET (Java 5.x): the committed offset; without one,
-/// QUERY_NOT_FOUND when `setZeroIfNotFound` is false, else 0 while the
-/// queue's first message is still held in memory (always here: nothing is
-/// ever deleted), else QUERY_NOT_FOUND (an empty queue).
+/// QUERY_CONSUMER_OFFSET (Java 5.x): the committed offset; without one (or
+/// with a negative one), QUERY_NOT_FOUND when `setZeroIfNotFound` is false,
+/// else 0 while the queue's first message is still held in memory (always
+/// here: nothing is ever deleted), else QUERY_NOT_FOUND (an empty queue).
 pub(crate) fn query(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     let header = header!(request, QueryConsumerOffsetRequestHeader);
     let core = &ctx.core;
+    // Java's `queryOffset` answers -1 for none, so a negative offset
+    // committed is taken for none too.
     if let Some(offset) = core
         .offsets
         .get(&header.consumer_group, &header.topic, header.queue_id)
+        .filter(|&offset| offset >= 0)
     {
         return reply::ok_with(&QueryConsumerOffsetResponseHeader { offset });
     }

@@ -2,13 +2,18 @@
 //! filtering (Java's `PullMessageProcessor` and `PullRequestHoldService`).
 //!
 //! A pull that finds nothing new (PULL_NOT_FOUND) with the SUSPEND flag is
-//! held up to `suspendTimeoutMillis`, waiting on its queue's arrival channel;
-//! an arrival that matches its filter wakes it at once, and the check every
-//! 5 s wakes it when anything arrived (filtered out or not); then it is
-//! answered as a fresh pull that may not suspend again.
+//! held, waiting on its queue's arrival channel; an arrival that matches its
+//! filter wakes it at once, and the hold service's check, every 5 s from the
+//! broker's start, wakes it when anything arrived (filtered out or not).
+//! Its `suspendTimeoutMillis` is only looked at then, at a check or at an
+//! arrival in its queue, so an idle pull is answered at the first check
+//! after its time is up, up to 5 s late, as Java's
+//! `PullRequestHoldService` does. Once woken it is answered as a fresh pull
+//! that may not suspend again.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -22,6 +27,7 @@ use tokio::time::Instant;
 
 use super::sql92::Sql92;
 use super::store::{ReadLimits, ReadResult, ReadStatus, StoredMessage};
+use super::topics::TopicConfig;
 use super::{BrokerCore, ConnCtx};
 use crate::reply::{self, Rejection, header};
 
@@ -29,13 +35,54 @@ use crate::reply::{self, Rejection, header};
 const MAX_TRANSFER_COUNT: usize = 32;
 /// Java's `maxTransferBytesOnMessageInMemory`.
 const MAX_TRANSFER_BYTES: usize = 256 * 1024;
+/// Queue entries a pull scans for matches at least (Java's
+/// `maxFilterMessageSize`, 16000 bytes of consume queue at 20 bytes an
+/// entry; more when the pull asks for more messages).
+const MIN_SCAN: usize = 800;
+/// Java's `ForbiddenType.TOPIC_FORBIDDEN`, in the header of a pull refused
+/// for a topic that is not readable.
+const TOPIC_FORBIDDEN: &str = "3";
 
 /// How often held pulls are checked for any new message, matching or not
 /// (Java's `PullRequestHoldService` with long polling).
 const HOLD_CHECK: Duration = Duration::from_secs(5);
 
-/// Java's FAQ link, appended to some remarks.
-pub(crate) const FAQ: &str = "See http://rocketmq.apache.org/docs/faq/ for further details.";
+/// Java 5.x's FAQ link, appended to some remarks (`FAQUrl.suggestTodo`).
+pub(crate) const FAQ: &str =
+    "\nSee https://rocketmq.apache.org/docs/bestPractice/06FAQ for further details.";
+
+/// When the hold service checks held pulls: every 5 s from the broker's
+/// start, the same instants for every pull.
+#[derive(Debug)]
+pub(crate) struct HoldChecks {
+    started: Mutex<Instant>,
+}
+
+impl Default for HoldChecks {
+    fn default() -> Self {
+        HoldChecks {
+            started: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl HoldChecks {
+    /// Starts the checks again from now (the broker started).
+    pub(crate) fn restart(&self) {
+        *self.started.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    /// The first check strictly after `now`.
+    fn next_after(&self, now: Instant) -> Instant {
+        let started = *self.started.lock().unwrap_or_else(PoisonError::into_inner);
+        let elapsed = now.saturating_duration_since(started);
+        let done = elapsed.as_nanos() / HOLD_CHECK.as_nanos();
+        u32::try_from(done + 1)
+            .ok()
+            .and_then(|checks| HOLD_CHECK.checked_mul(checks))
+            .map_or(now + HOLD_CHECK, |offset| started + offset)
+    }
+}
 
 /// Which messages a pull wants, by the tag hash codes the consume queue
 /// keeps.
@@ -63,9 +110,10 @@ pub(crate) async fn handle(ctx: &ConnCtx, request: &RemotingCommand) -> Remoting
     let header = header!(request, PullMessageRequestHeader);
     let core = &ctx.core;
     core.subscription_groups.note(&header.consumer_group);
-    if let Err(rejection) = check_queue(core, &header) {
-        return rejection.into_response();
-    }
+    let topic = match check_queue(ctx, &header) {
+        Ok(topic) => topic,
+        Err(rejection) => return rejection.into_response(),
+    };
     let filter = match filter_for(core, &header) {
         Ok(filter) => filter,
         Err(rejection) => return rejection.into_response(),
@@ -82,19 +130,20 @@ pub(crate) async fn handle(ctx: &ConnCtx, request: &RemotingCommand) -> Remoting
     let first = read(core, &header, &filter);
     let may_suspend = header.sys_flag & pull_flags::SUSPEND != 0;
     if !may_suspend || response_code(&first, &header) != ResponseCode::PULL_NOT_FOUND {
-        return respond(first, &header);
+        return respond(first, &header, topic);
     }
     hold(core, &header, &filter, &mut arrivals).await;
     // Java runs the request again once woken, with the group's subscription
     // as it is then: a heartbeat that changed the selector meanwhile counts.
     match filter_for(core, &header) {
-        Ok(now) => respond(read(core, &header, &now), &header),
+        Ok(now) => respond(read(core, &header, &now), &header, topic),
         Err(rejection) => rejection.into_response(),
     }
 }
 
-/// Holds a pull until a matching message arrives, the periodic check finds
-/// any new message, or the suspend timeout passes.
+/// Holds a pull until a matching message arrives or a check finds any new
+/// message; its suspend timeout counts only at a check or at an arrival in
+/// its queue (Java's `PullRequestHoldService.notifyMessageArriving`).
 async fn hold(
     core: &BrokerCore,
     header: &PullMessageRequestHeader,
@@ -104,19 +153,18 @@ async fn hold(
     let _counted = Held::new(&core.held_pulls);
     let suspend = Duration::from_millis(u64::try_from(header.suspend_timeout_millis).unwrap_or(0));
     let deadline = Instant::now() + suspend;
-    let mut checks = tokio::time::interval_at(Instant::now() + HOLD_CHECK, HOLD_CHECK);
     let (topic, queue_id, offset) = (&header.topic, header.queue_id, header.queue_offset);
     loop {
+        let check = core.hold_checks.next_after(Instant::now());
         tokio::select! {
-            () = tokio::time::sleep_until(deadline) => return,
             changed = arrivals.changed() => {
                 let matched = core.store.has_match_from(topic, queue_id, offset, |m| filter.matches(m));
-                if changed.is_err() || matched {
+                if changed.is_err() || matched || Instant::now() >= deadline {
                     return;
                 }
             }
-            _ = checks.tick() => {
-                if core.store.max_offset(topic, queue_id) > offset {
+            () = tokio::time::sleep_until(check) => {
+                if core.store.max_offset(topic, queue_id) > offset || Instant::now() >= deadline {
                     return;
                 }
             }
@@ -140,9 +188,9 @@ impl Drop for Held<'_> {
     }
 }
 
-/// The topic must exist, be readable, and have the queue.
-fn check_queue(core: &BrokerCore, header: &PullMessageRequestHeader) -> Result<(), Rejection> {
-    let Some(config) = core.topics.get(&header.topic) else {
+/// The topic must exist, be readable, and have the queue; its config.
+fn check_queue(ctx: &ConnCtx, header: &PullMessageRequestHeader) -> Result<TopicConfig, Rejection> {
+    let Some(config) = ctx.core.topics.get(&header.topic) else {
         return Err(reply::reject(
             ResponseCode::TOPIC_NOT_EXIST,
             format!(
@@ -152,21 +200,25 @@ fn check_queue(core: &BrokerCore, header: &PullMessageRequestHeader) -> Result<(
         ));
     };
     if !perm::is_readable(config.perm) {
-        return Err(reply::reject(
+        let mut refusal = reply::error(
             ResponseCode::NO_PERMISSION,
             format!("the topic[{}] pulling message is forbidden", header.topic),
-        ));
+        );
+        refusal
+            .ext_fields
+            .insert("forbiddenType".to_owned(), TOPIC_FORBIDDEN.to_owned());
+        return Err(Rejection::from(refusal));
     }
     if header.queue_id < 0 || header.queue_id >= config.read_queue_nums {
         return Err(reply::reject(
             ResponseCode::INVALID_PARAMETER,
             format!(
-                "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}] consumer:[{}]",
-                header.queue_id, header.topic, config.read_queue_nums, header.consumer_group
+                "queueId[{}] is illegal, topic:[{}] topicConfig.readQueueNums:[{}] consumer:[/{}]",
+                header.queue_id, header.topic, config.read_queue_nums, ctx.peer
             ),
         ));
     }
-    Ok(())
+    Ok(config)
 }
 
 /// The subscription from the request (SUBSCRIPTION flag) or from the group's
@@ -229,13 +281,13 @@ fn from_heartbeat(
     let Some(group) = core.groups.consumer_group(&header.consumer_group) else {
         return Err(reply::reject(
             ResponseCode::SUBSCRIPTION_NOT_EXIST,
-            format!("the consumer's group info not exist {FAQ}"),
+            format!("the consumer's group info not exist{FAQ}"),
         ));
     };
     let Some(subscription) = group.subscriptions.get(&header.topic) else {
         return Err(reply::reject(
             ResponseCode::SUBSCRIPTION_NOT_EXIST,
-            format!("the consumer's subscription not exist {FAQ}"),
+            format!("the consumer's subscription not exist{FAQ}"),
         ));
     };
     if subscription.sub_version < header.sub_version {
@@ -248,11 +300,11 @@ fn from_heartbeat(
 }
 
 fn read(core: &BrokerCore, header: &PullMessageRequestHeader, filter: &Filter) -> ReadResult {
+    let asked = usize::try_from(header.max_msg_nums).unwrap_or(0);
     let limits = ReadLimits {
-        max_count: usize::try_from(header.max_msg_nums)
-            .unwrap_or(0)
-            .clamp(1, MAX_TRANSFER_COUNT),
+        max_count: asked.clamp(1, MAX_TRANSFER_COUNT),
         max_bytes: MAX_TRANSFER_BYTES,
+        max_scan: asked.max(MIN_SCAN),
     };
     core.store.read(
         &header.topic,
@@ -278,7 +330,13 @@ fn response_code(result: &ReadResult, header: &PullMessageRequestHeader) -> Resp
     }
 }
 
-fn respond(result: ReadResult, header: &PullMessageRequestHeader) -> RemotingCommand {
+/// The answer to a read: Java's code, the status name as remark, the
+/// offsets, the topic's sys flag, and the records.
+fn respond(
+    result: ReadResult,
+    header: &PullMessageRequestHeader,
+    topic: TopicConfig,
+) -> RemotingCommand {
     let code = response_code(&result, header);
     let response_header = PullMessageResponseHeader {
         suggest_which_broker_id: 0,
@@ -286,7 +344,7 @@ fn respond(result: ReadResult, header: &PullMessageRequestHeader) -> RemotingCom
         min_offset: result.min_offset,
         max_offset: result.max_offset,
         offset_delta: None,
-        topic_sys_flag: Some(0),
+        topic_sys_flag: Some(topic.topic_sys_flag),
         group_sys_flag: Some(0),
         forbidden_type: None,
     };
@@ -295,6 +353,7 @@ fn respond(result: ReadResult, header: &PullMessageRequestHeader) -> RemotingCom
         body.extend_from_slice(&message.record);
     }
     RemotingCommand::response(code, 0)
+        .with_remark(result.status.name())
         .with_header(&response_header)
         .with_body(body.freeze())
 }

@@ -248,7 +248,7 @@ pub(crate) fn topic_for_send(
     let Some(config) = lookup.config() else {
         return Err(reply::reject(
             ResponseCode::TOPIC_NOT_EXIST,
-            format!("topic[{topic}] not exist, apply first please! {FAQ}"),
+            format!("topic[{topic}] not exist, apply first please!{FAQ}"),
         ));
     };
     Ok(config)

@@ -14,10 +14,6 @@ use rocketmq_model::message::property;
 use rocketmq_model::{Message, MessageExt, encode_record};
 use tokio::sync::watch;
 
-/// Queue entries one pull may scan for matches (Java: 16000 bytes of consume
-/// queue, 20 bytes an entry).
-const MAX_SCAN: usize = 800;
-
 /// A message to store: everything but the offsets and the store time.
 #[derive(Debug, Clone)]
 pub(crate) struct NewMessage {
@@ -58,6 +54,21 @@ pub(crate) enum ReadStatus {
     OffsetOverflowBadly,
 }
 
+impl ReadStatus {
+    /// Java's name of the status, which a pull answer carries as its remark
+    /// (`PullMessageProcessor.composeResponseHeader`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ReadStatus::Found => "FOUND",
+            ReadStatus::NoMatchedMessage => "NO_MATCHED_MESSAGE",
+            ReadStatus::NoMessageInQueue => "NO_MESSAGE_IN_QUEUE",
+            ReadStatus::OffsetTooSmall => "OFFSET_TOO_SMALL",
+            ReadStatus::OffsetOverflowOne => "OFFSET_OVERFLOW_ONE",
+            ReadStatus::OffsetOverflowBadly => "OFFSET_OVERFLOW_BADLY",
+        }
+    }
+}
+
 /// The result of reading a queue from an offset.
 #[derive(Debug)]
 pub(crate) struct ReadResult {
@@ -73,6 +84,8 @@ pub(crate) struct ReadResult {
 pub(crate) struct ReadLimits {
     pub(crate) max_count: usize,
     pub(crate) max_bytes: usize,
+    /// How many queue entries the read may look at for matches.
+    pub(crate) max_scan: usize,
 }
 
 #[derive(Debug, Default)]
@@ -420,7 +433,7 @@ fn scan(
     let mut found = Vec::new();
     let mut bytes = 0;
     let mut scanned = 0;
-    for entry in entries.iter().skip(start).take(MAX_SCAN) {
+    for entry in entries.iter().skip(start).take(limits.max_scan) {
         if !found.is_empty()
             && (found.len() >= limits.max_count || bytes + entry.record.len() > limits.max_bytes)
         {
@@ -487,6 +500,7 @@ mod tests {
     const ALL: ReadLimits = ReadLimits {
         max_count: 32,
         max_bytes: 1 << 20,
+        max_scan: 800,
     };
 
     #[test]
