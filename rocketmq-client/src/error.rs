@@ -1,5 +1,6 @@
 //! [`ClientError`]: the one error type of this crate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rocketmq_kernel::KernelError;
@@ -117,6 +118,11 @@ pub enum ClientError {
     /// The producer, consumer or instance was shut down.
     #[error("{0} is shut down")]
     Shutdown(&'static str),
+    /// The automatic batch a message was sent in failed (with
+    /// `ProducerBuilder::auto_batch`): every message of the batch gets the
+    /// batch's error.
+    #[error("the batch the message was sent in failed: {0}")]
+    BatchFailed(Arc<ClientError>),
 }
 
 impl ClientError {
@@ -128,6 +134,7 @@ impl ClientError {
             ClientError::Kernel(err) => err.is_retriable(),
             ClientError::Remoting(err) => err.is_retriable(),
             ClientError::NoRoute { .. } | ClientError::SendTimeout { .. } => true,
+            ClientError::BatchFailed(err) => err.is_retriable(),
             _ => false,
         }
     }
@@ -140,6 +147,7 @@ impl ClientError {
             ClientError::Remoting(err) | ClientError::Kernel(KernelError::Remoting(err)) => {
                 err.response_code()
             }
+            ClientError::BatchFailed(err) => err.response_code(),
             _ => None,
         }
     }

@@ -200,6 +200,51 @@ async fn a_batch_is_stored_as_consecutive_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn automatic_batches_give_each_sender_its_own_message() {
+    let Some(ns) = namesrv("automatic_batches_give_each_sender_its_own_message") else {
+        return;
+    };
+    let producer = Producer::builder()
+        .client_config(config(&ns))
+        .producer_group(unique("pg"))
+        .send_msg_timeout(std::time::Duration::from_secs(10))
+        .auto_batch(true)
+        .batch_max_delay(std::time::Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let topic = unique("it_autobatch");
+    create_topic(&producer, &topic, 1).await;
+    let sends = (0..8).map(|i| producer.send(msg(&topic, &format!("a{i}"), "auto")));
+    let results = futures::future::join_all(sends).await;
+    let results: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    let offsets: BTreeSet<i64> = results.iter().map(|r| r.queue_offset).collect();
+    assert_eq!(offsets.len(), 8, "each its own offset: {offsets:?}");
+
+    let seen = Seen::default();
+    let consumer = recording(config(&ns), &unique("cg"), &topic, &seen)
+        .build()
+        .await
+        .unwrap();
+    wait_until("the batched messages consumed", secs(30), || {
+        seen.len() >= 8
+    })
+    .await;
+    for (i, result) in results.iter().enumerate() {
+        let got = seen.all();
+        let m = got
+            .iter()
+            .find(|m| m.queue_offset == result.queue_offset)
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(m.body()), format!("a{i}"));
+        assert_eq!(m.msg_id(), result.msg_id, "the sender's own id");
+        assert_eq!(m.offset_msg_id(), result.offset_msg_id);
+    }
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_bodies_come_back_whole() {
     let Some(ns) = namesrv("compressed_bodies_come_back_whole") else {
         return;

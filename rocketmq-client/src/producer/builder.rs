@@ -63,6 +63,28 @@ pub struct ProducerOptions {
     /// in flight at once; more wait (Java's `backPressureForAsyncSendSize`,
     /// 100 MiB, at least 1 MiB). A body larger than this goes alone.
     pub max_in_flight_async_bytes: usize,
+    /// Automatic batching (Java 5.x's `autoBatch`, false): `send`,
+    /// `send_async`, `send_to_queue` and `send_async_to_queue` of one topic
+    /// (and queue, and WAIT) within `batch_max_delay` of each other go as one
+    /// SEND_BATCH_MESSAGE, each caller getting its own message's result. A
+    /// send then waits up to `batch_max_delay` for its batch. Not batched:
+    /// delayed, transactional and reply messages, retry topics, messages
+    /// with a sharding key (unless sent to a chosen queue), one too big for a
+    /// batch (sent alone, compressed if that helps), and any while
+    /// `total_batch_max_bytes` are held. Send hooks and traces see the
+    /// batch; when it fails, each of its messages fails with
+    /// [`ClientError::BatchFailed`](crate::ClientError::BatchFailed). A
+    /// message in a batch goes with it even when its caller stops waiting.
+    pub auto_batch: bool,
+    /// How long a batch waits for more messages (Java's `batchMaxDelayMs`,
+    /// 10 ms; 1 ms to 30 s).
+    pub batch_max_delay: Duration,
+    /// A batch goes once it is this big, encoded (Java's `batchMaxBytes`,
+    /// 32 KiB; 1 B to 2 MiB, and never above `max_message_size`).
+    pub batch_max_bytes: usize,
+    /// Bytes all open batches may hold; past them messages are sent alone
+    /// (Java's `totalBatchMaxBytes`, 32 MiB).
+    pub total_batch_max_bytes: usize,
     /// Message traces (Java's `enableTrace`, false): every message sent,
     /// and every transaction ended, is recorded in `trace_topic`.
     pub enable_trace: bool,
@@ -87,6 +109,10 @@ impl Default for ProducerOptions {
             retry_response_codes: ResponseCode::SEND_RETRY_CODES.to_vec(),
             max_in_flight_async_sends: 10_000,
             max_in_flight_async_bytes: 100 * 1024 * 1024,
+            auto_batch: false,
+            batch_max_delay: Duration::from_millis(10),
+            batch_max_bytes: 32 * 1024,
+            total_batch_max_bytes: 32 * 1024 * 1024,
             enable_trace: false,
             trace_topic: crate::trace::TRACE_TOPIC.to_owned(),
         }
@@ -270,6 +296,34 @@ impl ProducerBuilder {
     /// at least 1 MiB, as in Java); a body larger than this goes alone.
     pub fn max_in_flight_async_bytes(mut self, bytes: usize) -> Self {
         self.options.max_in_flight_async_bytes = bytes;
+        self
+    }
+
+    /// Batches sends automatically (Java 5.x's `setAutoBatch`); see
+    /// [`ProducerOptions::auto_batch`].
+    pub fn auto_batch(mut self, enabled: bool) -> Self {
+        self.options.auto_batch = enabled;
+        self
+    }
+
+    /// How long an automatic batch waits for more messages (10 ms; 1 ms to
+    /// 30 s; Java's `batchMaxDelayMs`).
+    pub fn batch_max_delay(mut self, delay: Duration) -> Self {
+        self.options.batch_max_delay = delay;
+        self
+    }
+
+    /// The size, encoded, at which an automatic batch goes (32 KiB; 1 B to
+    /// 2 MiB; Java's `batchMaxBytes`).
+    pub fn batch_max_bytes(mut self, bytes: usize) -> Self {
+        self.options.batch_max_bytes = bytes;
+        self
+    }
+
+    /// The bytes all open automatic batches may hold (32 MiB; Java's
+    /// `totalBatchMaxBytes`).
+    pub fn total_batch_max_bytes(mut self, bytes: usize) -> Self {
+        self.options.total_batch_max_bytes = bytes;
         self
     }
 

@@ -1,6 +1,7 @@
 //! Producers: [`Producer`] (sync, async, oneway, batch, ordered sends) and
 //! [`TransactionProducer`], their builder, results and hooks.
 
+mod accumulate;
 mod builder;
 mod hook;
 mod recall;
@@ -15,11 +16,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rocketmq_kernel::QueueSelector;
 use rocketmq_model::{Message, MessageQueue};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
@@ -31,6 +33,7 @@ pub use transaction::{
     LocalTransactionState, TransactionListener, TransactionProducer, TransactionSendResult,
 };
 
+use accumulate::{Accumulator, Held, Mode};
 use send::{InNamespace, Outgoing, Route, Sender};
 
 use crate::admin::Admin;
@@ -50,6 +53,8 @@ pub struct Producer {
     /// Body bytes of the async sends in flight, one permit a byte.
     async_bytes: Arc<Semaphore>,
     async_sends: TaskTracker,
+    /// The open automatic batches, with `auto_batch`.
+    batches: Option<Arc<Accumulator>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -95,6 +100,7 @@ impl Producer {
         let slots = (sender.options.max_in_flight_async_sends).clamp(1, Semaphore::MAX_PERMITS);
         let bytes = async_byte_permits(&sender.options);
         Ok(Producer {
+            batches: Accumulator::for_sender(&sender),
             sender,
             lease: Some(lease),
             async_slots: Arc::new(Semaphore::new(slots)),
@@ -133,9 +139,29 @@ impl Producer {
     /// retriable failure, all within `send_msg_timeout`. A message with a
     /// sharding key goes to the queue of its key instead, once; so it does
     /// with every send mode (async, oneway, request, transactional).
+    ///
+    /// With [`auto_batch`](ProducerBuilder::auto_batch), the message may
+    /// wait up to `batch_max_delay` for others to go with it.
     pub async fn send(&self, msg: Message) -> Result<SendResult> {
+        let msg = match self.batch(msg, None, Mode::Sync)? {
+            Held::Waiting(result) => return batched(result).await,
+            Held::Declined(msg) => msg,
+        };
         let out = self.sender.prepare(msg)?;
         self.sender.send(&out, self.sender.sync_route()).await
+    }
+
+    /// Puts `msg` in an automatic batch when the producer batches and the
+    /// message may go in one.
+    fn batch(&self, msg: Message, queue: Option<&MessageQueue>, mode: Mode) -> Result<Held> {
+        let Some(batches) = &self.batches else {
+            return Ok(Held::Declined(msg));
+        };
+        let queue = match queue {
+            Some(mq) => Some(self.queue_for(&self.sender.namespace.wrap(&msg.topic), mq)?),
+            None => None,
+        };
+        batches.hold(msg, queue, mode)
     }
 
     /// Starts sending `msg` and returns a handle resolving to the result.
@@ -147,21 +173,69 @@ impl Producer {
     /// answer is lost (a broker's refusal, SYSTEM_BUSY say, is the answer, as
     /// in Java's async sends).
     pub async fn send_async(&self, msg: Message) -> Result<SendHandle> {
-        let out = self.sender.prepare(msg)?;
-        self.spawn_async(out, None).await
+        self.start_async(msg, None).await
     }
 
     /// [`send_async`](Self::send_async) to `mq`, once (Java's
     /// `send(msg, mq, callback)`).
     pub async fn send_async_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<SendHandle> {
-        let out = self.sender.prepare(msg)?;
-        let mq = self.queue_for(out.topic(), mq)?;
-        self.spawn_async(out, Some(mq)).await
+        self.start_async(msg, Some(mq)).await
     }
 
-    /// Starts the async send of `out`, round robin or to `queue`, once
-    /// there is room for it.
-    async fn spawn_async(&self, out: Outgoing, queue: Option<MessageQueue>) -> Result<SendHandle> {
+    /// Starts the async send of `msg`, round robin or to `mq`, in an
+    /// automatic batch or alone, once there is room for it.
+    async fn start_async(&self, msg: Message, mq: Option<&MessageQueue>) -> Result<SendHandle> {
+        let (msg, permits) = if self.batches.is_some() {
+            // Room first: a message put in a batch is on its way.
+            let permits = self.async_permits(msg.body.len()).await?;
+            match self.batch(msg, mq, Mode::Async)? {
+                Held::Waiting(result) => return Ok(self.spawn_async(permits, batched(result))),
+                Held::Declined(msg) => (msg, Some(permits)),
+            }
+        } else {
+            (msg, None)
+        };
+        let out = self.sender.prepare(msg)?;
+        let queue = mq.map(|mq| self.queue_for(out.topic(), mq)).transpose()?;
+        self.start_prepared_async(out, queue, permits).await
+    }
+
+    /// Starts the async send of `out` alone, round robin or to `queue` (in
+    /// the namespace), with `permits` or once there is room for it.
+    async fn start_prepared_async(
+        &self,
+        out: Outgoing,
+        queue: Option<MessageQueue>,
+        permits: Option<AsyncPermits>,
+    ) -> Result<SendHandle> {
+        let permits = match permits {
+            Some(permits) => permits,
+            None => self.async_permits(out.message.body.len()).await?,
+        };
+        let sender = self.sender.clone();
+        Ok(self.spawn_async(permits, async move {
+            match &queue {
+                Some(mq) => sender.send(&out, Route::Queue(mq)).await,
+                None => sender.send(&out, sender.async_route()).await,
+            }
+        }))
+    }
+
+    /// Runs an async send, holding its permits until it is done.
+    fn spawn_async(
+        &self,
+        permits: AsyncPermits,
+        send: impl Future<Output = Result<SendResult>> + Send + 'static,
+    ) -> SendHandle {
+        let task = self.async_sends.spawn(async move {
+            let _permits = permits;
+            send.await
+        });
+        SendHandle { task }
+    }
+
+    /// A slot and `body` byte permits for an async send, waited for.
+    async fn async_permits(&self, body: usize) -> Result<AsyncPermits> {
         let closed = |_| ClientError::Shutdown("producer");
         let permit = self
             .async_slots
@@ -172,7 +246,6 @@ impl Producer {
         let total = async_byte_permits(&self.sender.options);
         // At least one (an empty batch body), at most all of them (a body
         // larger than the limit goes alone).
-        let body = out.message.body.len();
         let bytes = u32::try_from(body.clamp(1, total)).unwrap_or(u32::MAX);
         let bytes = self
             .async_bytes
@@ -180,15 +253,7 @@ impl Producer {
             .acquire_many_owned(bytes)
             .await
             .map_err(closed)?;
-        let sender = self.sender.clone();
-        let task = self.async_sends.spawn(async move {
-            let _permits = (permit, bytes);
-            match &queue {
-                Some(mq) => sender.send(&out, Route::Queue(mq)).await,
-                None => sender.send(&out, sender.async_route()).await,
-            }
-        });
-        Ok(SendHandle { task })
+        Ok((permit, bytes))
     }
 
     /// Sends `msg` without waiting for the broker's answer: done once
@@ -216,6 +281,10 @@ impl Producer {
 
     /// Sends `msg` to `mq`, once.
     pub async fn send_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<SendResult> {
+        let msg = match self.batch(msg, Some(mq), Mode::Sync)? {
+            Held::Waiting(result) => return batched(result).await,
+            Held::Declined(msg) => msg,
+        };
         let out = self.sender.prepare(msg)?;
         self.send_prepared_to_queue(&out, mq).await
     }
@@ -296,7 +365,7 @@ impl Producer {
             .sender
             .select(&out, &self.in_namespace(selector))
             .await?;
-        self.spawn_async(out, Some(mq)).await
+        self.start_prepared_async(out, Some(mq), None).await
     }
 
     /// [`send_oneway`](Self::send_oneway) to the queue `selector` chooses
@@ -320,6 +389,9 @@ impl Producer {
     /// last, sends the message traces left (as Java stops its trace
     /// dispatcher last).
     pub async fn shutdown(mut self) {
+        if let Some(batches) = &self.batches {
+            batches.close().await;
+        }
         self.async_sends.close();
         self.async_sends.wait().await;
         if let Some(lease) = self.lease.take() {
@@ -337,6 +409,16 @@ impl Drop for Producer {
                 .unregister_producer(self.sender.group());
         }
     }
+}
+
+/// The permits of one async send in flight: a slot and its body's bytes.
+type AsyncPermits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// The result of a message sent in an automatic batch.
+async fn batched(result: oneshot::Receiver<Result<SendResult>>) -> Result<SendResult> {
+    result
+        .await
+        .unwrap_or(Err(ClientError::Shutdown("producer")))
 }
 
 /// The outcome of [`Producer::send_async`]: a future of the send's result.
@@ -369,6 +451,24 @@ fn validate_options(options: &ProducerOptions) -> Result<()> {
     if options.max_message_size == 0 {
         return Err(ClientError::Config(
             "max_message_size must be above zero".into(),
+        ));
+    }
+    // Java's ranges for its `ProduceAccumulator`.
+    let delay = options.batch_max_delay;
+    if delay < Duration::from_millis(1) || delay > Duration::from_secs(30) {
+        return Err(ClientError::Config(format!(
+            "batch_max_delay must be between 1 ms and 30 s, not {delay:?}"
+        )));
+    }
+    if !(1..=MAX_BATCH_BYTES).contains(&options.batch_max_bytes) {
+        return Err(ClientError::Config(format!(
+            "batch_max_bytes must be between 1 and {MAX_BATCH_BYTES}, not {}",
+            options.batch_max_bytes
+        )));
+    }
+    if options.total_batch_max_bytes == 0 {
+        return Err(ClientError::Config(
+            "total_batch_max_bytes must be above zero".into(),
         ));
     }
     Ok(())
@@ -449,6 +549,9 @@ async fn unregister(sender: &Sender, lease: InstanceLease) {
 fn async_byte_permits(options: &ProducerOptions) -> usize {
     (options.max_in_flight_async_bytes).clamp(MIN_ASYNC_BYTES, u32::MAX as usize)
 }
+
+/// The largest `batch_max_bytes` (Java's: 2 MiB).
+const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
 
 /// The least `max_in_flight_async_bytes` (Java's floor).
 const MIN_ASYNC_BYTES: usize = 1024 * 1024;

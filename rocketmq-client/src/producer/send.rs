@@ -191,13 +191,19 @@ impl Sender {
         }
     }
 
+    /// Puts `msg` in the namespace, checks it and gives it its UNIQ_KEY:
+    /// what a message needs before it waits in an automatic batch.
+    pub(crate) fn ready(&self, msg: &mut Message) -> Result<()> {
+        self.to_namespace(msg);
+        self.check_message(msg)?;
+        self.assign_uniq_key(msg)
+    }
+
     /// Validates `msg` and makes it ready: the topic in the namespace,
     /// UNIQ_KEY, compression, retry fields. Fails before any request when
     /// it is too large.
     pub(crate) fn prepare(&self, mut msg: Message) -> Result<Outgoing> {
-        self.to_namespace(&mut msg);
-        self.check_message(&msg)?;
-        self.assign_uniq_key(&mut msg)?;
+        self.ready(&mut msg)?;
         self.name_instance(&mut msg.properties)?;
         let (reconsume_times, max_reconsume_times) = take_retry_fields(&mut msg);
         let (body, mut sys_flag) = wire_body(&msg.body, &self.options)?;
@@ -220,9 +226,7 @@ impl Sender {
     /// encodes it; batches are never compressed.
     pub(crate) fn prepare_batch(&self, mut msgs: Vec<Message>) -> Result<Outgoing> {
         for msg in &mut msgs {
-            self.to_namespace(msg);
-            self.check_message(msg)?;
-            self.assign_uniq_key(msg)?;
+            self.ready(msg)?;
         }
         let ids: Vec<&str> = msgs
             .iter()

@@ -45,6 +45,12 @@ pub fn validate_batch(messages: &[Message]) -> Result<()> {
     Ok(())
 }
 
+/// The bytes `message` takes in an encoded batch: its body and properties
+/// and 22 bytes of lengths and flags.
+pub fn batch_entry_len(message: &Message) -> usize {
+    FIXED_LEN + message.body.len() + message.properties.encoded_len()
+}
+
 /// Validates the batch ([`validate_batch`]) and encodes its body.
 ///
 /// Bodies are written as given (Java never compresses batches), and nothing is
@@ -165,6 +171,7 @@ mod tests {
         let mut m = msg("t", "abc");
         m.flag = 9;
         m.properties.insert("k", "v").unwrap();
+        assert_eq!(batch_entry_len(&m), 29);
         let bytes = encode_batch(&[m]).unwrap();
         let expected: Vec<u8> = [
             &[0, 0, 0, 29][..], // TOTALSIZE = 22 + 3 + 4

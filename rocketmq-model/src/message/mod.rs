@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-pub use batch::{decode_batch, encode_batch, validate_batch};
+pub use batch::{batch_entry_len, decode_batch, encode_batch, validate_batch};
 pub use builder::{MessageBuilder, TOPIC_MAX_LEN, has_topic_or_group_chars, validate_topic};
 pub use compression::CompressionType;
 pub use ext::MessageExt;
