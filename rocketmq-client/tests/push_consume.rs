@@ -348,3 +348,64 @@ async fn topics_can_be_subscribed_and_unsubscribed_while_running() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+/// A broker filters a group's pulls with the subscription of the highest
+/// version any member sent it (ROCKETMQ-175). A member whose queues a
+/// rebalance changed gives its subscription a new version and heartbeats at
+/// once, as Java's `messageQueueChanged` does, so a member that left does
+/// not go on filtering for those that stay: here the B messages would be
+/// filtered out by the broker, and lost, for as long as the group lives.
+#[tokio::test(start_paused = true)]
+async fn a_rebalance_makes_the_remaining_members_subscription_the_brokers() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    let tagged = |selector: &str, seen: &Seen| {
+        let seen = seen.clone();
+        PushConsumer::builder("cg", config(&cluster, &unique("tagged")))
+            .subscribe("T", selector)
+            .consume_concurrently(move |msgs: Vec<MessageExt>, _ctx: ConcurrentContext| {
+                let seen = seen.clone();
+                async move {
+                    seen.push(&msgs);
+                    ConcurrentResult::Success
+                }
+            })
+    };
+    let seen = Seen::default();
+    let wide = tagged("A || B", &seen).build().await.unwrap();
+    wait_assigned(&wide, 4).await;
+    // Made later, the narrower subscription has the higher version.
+    let narrow = tagged("A", &Seen::default()).build().await.unwrap();
+    wait_assigned(&narrow, 2).await;
+    wait_assigned(&wide, 2).await;
+    narrow.shutdown().await;
+    wait_assigned(&wide, 4).await;
+    let brokers_subscription = || {
+        cluster
+            .broker(0)
+            .groups()
+            .consumers
+            .into_iter()
+            .find(|g| g.group == "cg")
+            .and_then(|g| g.subscriptions.into_iter().find(|s| s.topic == "T"))
+            .map(|s| s.sub_string)
+    };
+    wait_until(
+        "the broker filters with the remaining member's subscription",
+        Duration::from_secs(10),
+        || brokers_subscription().as_deref() == Some("A || B"),
+    )
+    .await;
+    let producer = producer(&cluster).await;
+    for i in 0..8 {
+        producer
+            .send(msg("T", &format!("B-{i}"), "B"))
+            .await
+            .unwrap();
+    }
+    wait_until("every B message", Duration::from_secs(60), || {
+        seen.len() == 8
+    })
+    .await;
+    wide.shutdown().await;
+    producer.shutdown().await;
+}

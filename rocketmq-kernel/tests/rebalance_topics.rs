@@ -154,3 +154,52 @@ async fn a_strategy_that_panics_skips_a_round_not_every_round() {
         "the next round allocates"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_listener_hears_of_each_topic_whose_queues_a_round_changed() {
+    let cluster = Cluster::new();
+    let ns = FakeNameServer::with(&[(TOPIC, route(2)), ("U", route(1))]);
+    cluster.set_clients(&["c1"]);
+    let heard: Arc<std::sync::Mutex<Vec<Vec<String>>>> = Arc::default();
+    let listener = {
+        let heard = Arc::clone(&heard);
+        Arc::new(move |topics: &[String]| heard.lock().unwrap().push(topics.to_vec()))
+    };
+    let c1 = start_client_with(
+        &cluster,
+        &ns,
+        "c1",
+        options(),
+        stalled(),
+        &[sub_all(TOPIC), sub_all("U")],
+        |builder| builder.on_assignment_change(listener),
+    );
+    c1.rebalancer.rebalance().await;
+    assert_eq!(c1.rebalancer.assigned().len(), 6);
+    let taken =
+        |heard: &std::sync::Mutex<Vec<Vec<String>>>| std::mem::take(&mut *heard.lock().unwrap());
+    assert_eq!(taken(&heard), [vec![TOPIC.to_owned(), "U".to_owned()]]);
+
+    // Nothing changed: nothing heard.
+    c1.rebalancer.rebalance().await;
+    assert!(taken(&heard).is_empty());
+
+    // A second client takes half of each topic's queues.
+    cluster.set_clients(&["c1", "c2"]);
+    c1.rebalancer.rebalance().await;
+    assert_eq!(c1.rebalancer.assigned().len(), 3);
+    assert_eq!(taken(&heard), [vec![TOPIC.to_owned(), "U".to_owned()]]);
+
+    // Only U's queues change: only U is told.
+    ns.set("U", route(2));
+    c1.routes.refresh("U").await.unwrap();
+    c1.rebalancer.rebalance().await;
+    assert_eq!(c1.rebalancer.assigned().len(), 4);
+    assert_eq!(taken(&heard), [vec!["U".to_owned()]]);
+
+    // An unsubscribed topic's queues go without a word.
+    c1.rebalancer.unsubscribe("U");
+    c1.rebalancer.rebalance().await;
+    assert_eq!(c1.rebalancer.assigned().len(), 2);
+    assert!(taken(&heard).is_empty());
+}

@@ -67,6 +67,28 @@ impl Subscriptions {
             .insert(subscription.topic.clone(), subscription);
     }
 
+    /// Adds or replaces the subscription to its topic, with a new version
+    /// given under the table's lock: above every version this table held
+    /// or gave before, whatever [`renew_versions`](Self::renew_versions)
+    /// did since the subscription was made.
+    pub(crate) fn insert_latest(&self, mut subscription: SubscriptionData) {
+        let mut table = self.write();
+        subscription.renew_version();
+        table.insert(subscription.topic.clone(), subscription);
+    }
+
+    /// Gives the subscriptions of `topics` new versions (those still
+    /// subscribed), in place: a subscription replaced meanwhile keeps its
+    /// expression. Java's `RebalancePushImpl#messageQueueChanged`.
+    pub(crate) fn renew_versions(&self, topics: &[String]) {
+        let mut table = self.write();
+        for topic in topics {
+            if let Some(subscription) = table.get_mut(topic) {
+                subscription.renew_version();
+            }
+        }
+    }
+
     /// Removes the subscription to `topic`.
     pub(crate) fn remove(&self, topic: &str) {
         self.write().remove(topic);
@@ -108,5 +130,30 @@ mod tests {
         let data = table.consumer_data(&ConsumerOptions::new("cg"), ConsumeType::ConsumePassively);
         assert_eq!(data.group_name, "cg");
         assert_eq!(data.subscription_data_set.len(), 1);
+    }
+
+    #[test]
+    fn renewed_versions_keep_the_expressions() {
+        let selectors = [
+            ("T".to_owned(), MessageSelector::tag("A")),
+            ("U".to_owned(), MessageSelector::all()),
+        ];
+        let table = Subscriptions::from_selectors(&selectors).unwrap();
+        let before = table.list();
+        table.renew_versions(&["T".to_owned(), "gone".to_owned()]);
+        let t = table.get("T").unwrap();
+        assert!(t.sub_version > before[0].sub_version);
+        assert_eq!(t.sub_string, "A");
+        assert_eq!(table.get("U").unwrap(), before[1]);
+        assert_eq!(table.topics(), ["T", "U"]);
+
+        // A subscription made before a renewal goes in above it.
+        let made_before = MessageSelector::tag("B").subscription("T").unwrap();
+        table.renew_versions(&["T".to_owned()]);
+        let renewed = table.get("T").unwrap().sub_version;
+        table.insert_latest(made_before);
+        let t = table.get("T").unwrap();
+        assert_eq!(t.sub_string, "B");
+        assert!(t.sub_version > renewed);
     }
 }

@@ -313,6 +313,13 @@ impl ClientInstance {
         self.inner.signals.request_rebalance(group);
     }
 
+    /// Asks the heartbeat task to send a heartbeat to every broker now,
+    /// without waiting for it (requests made while one is sent are served
+    /// by one more).
+    pub fn heartbeat_soon(&self) {
+        self.inner.signals.heartbeat.notify_one();
+    }
+
     /// Sends a heartbeat to every broker of every known route now.
     pub async fn send_heartbeat(&self) {
         heartbeat::send_to_all(self).await;

@@ -4,7 +4,8 @@
 //! - route refresh every `poll_name_server_interval` and on demand (a
 //!   route found new or changed, by this task or any other lookup,
 //!   rebalances the consumers of its topic);
-//! - heartbeat every `heartbeat_broker_interval`, the first right away;
+//! - heartbeat every `heartbeat_broker_interval`, the first right away, and
+//!   on demand (a rebalance that changed a push consumer's queues);
 //! - rebalance every `rebalance_interval` and on request
 //!   (NOTIFY_CONSUMER_IDS_CHANGED, a new consumer);
 //! - offset persistence every `persist_consumer_offset_interval`.
@@ -28,6 +29,7 @@ use super::{ClientInstance, GroupSet, Inner, heartbeat, lock};
 #[derive(Debug, Default)]
 pub(crate) struct Signals {
     pub(super) route_refresh: Notify,
+    pub(super) heartbeat: Notify,
     rebalance: Notify,
     /// Groups to rebalance; `None` inside means every group.
     rebalance_pending: Mutex<Pending>,
@@ -62,9 +64,11 @@ impl Signals {
 pub(super) fn spawn_all(instance: &ClientInstance) {
     let config = instance.config().clone();
     let now = Instant::now();
-    let routes = Schedule::new(now, config.poll_name_server_interval).on_demand();
+    let routes =
+        Schedule::new(now, config.poll_name_server_interval).on_demand(|s| &s.route_refresh);
     spawn_periodic(instance, "route refresh", routes, refresh_routes);
-    let heartbeat = Schedule::new(now, config.heartbeat_broker_interval);
+    let heartbeat =
+        Schedule::new(now, config.heartbeat_broker_interval).on_demand(|s| &s.heartbeat);
     spawn_periodic(instance, "heartbeat", heartbeat, |i| async move {
         heartbeat::send_to_all(&i).await;
     });
@@ -96,8 +100,8 @@ pub(super) fn spawn_all(instance: &ClientInstance) {
 struct Schedule {
     start: Instant,
     period: Duration,
-    /// Also run when the route-refresh signal fires.
-    on_demand: bool,
+    /// Also run when this signal fires.
+    on_demand: Option<fn(&Signals) -> &Notify>,
 }
 
 impl Schedule {
@@ -105,12 +109,12 @@ impl Schedule {
         Schedule {
             start,
             period: wait::period(period),
-            on_demand: false,
+            on_demand: None,
         }
     }
 
-    fn on_demand(mut self) -> Self {
-        self.on_demand = true;
+    fn on_demand(mut self, signal: fn(&Signals) -> &Notify) -> Self {
+        self.on_demand = Some(signal);
         self
     }
 }
@@ -128,10 +132,9 @@ where
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let woken = async {
-                if schedule.on_demand {
-                    me.inner().signals.route_refresh.notified().await;
-                } else {
-                    std::future::pending::<()>().await;
+                match schedule.on_demand {
+                    Some(signal) => signal(&me.inner().signals).notified().await,
+                    None => std::future::pending::<()>().await,
                 }
             };
             tokio::select! {

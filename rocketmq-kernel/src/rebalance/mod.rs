@@ -21,6 +21,11 @@
 //!   skipped until the next round, which then comes after 1 s (Java 5's
 //!   `minInterval` for a round that left the assignment short).
 //!
+//! A round that changed the queues of some topics tells the
+//! [`AssignmentListener`] which (Java's `messageQueueChanged`): the client
+//! gives those subscriptions a new version and heartbeats at once, so that
+//! the brokers take this client's subscription as the group's.
+//!
 //! Rounds run one at a time: on a timer (20 s), on [`Rebalancer::trigger`]
 //! (NOTIFY_CONSUMER_IDS_CHANGED), after a route change
 //! ([`Rebalancer::refresh_routes`]) and on [`Rebalancer::resume`]; requests
@@ -64,6 +69,11 @@ pub use self::start_offset::start_offset;
 /// `rocketmq.client.rebalance.waitInterval`).
 pub const REBALANCE_INTERVAL: Duration = Duration::from_secs(20);
 
+/// Told, at the end of a round, of the subscribed topics whose queues the
+/// round changed (some added or removed), sorted; called on the rebalance
+/// task, so it must not block. See [`RebalancerBuilder::on_assignment_change`].
+pub type AssignmentListener = Arc<dyn Fn(&[String]) + Send + Sync>;
+
 /// What a consumer's rebalance and pull tasks work with.
 #[derive(Clone)]
 pub struct ConsumerParts {
@@ -94,6 +104,7 @@ pub struct RebalancerBuilder {
     strategy: Arc<dyn AllocateStrategy>,
     interval: Duration,
     subscriptions: BTreeMap<String, SubscriptionData>,
+    on_change: Option<AssignmentListener>,
 }
 
 impl fmt::Debug for RebalancerBuilder {
@@ -117,6 +128,16 @@ impl RebalancerBuilder {
     /// How often a round runs unasked (default [`REBALANCE_INTERVAL`]).
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
+        self
+    }
+
+    /// Calls `listener` after each round that changed the queues of some
+    /// subscribed topics, with those topics (Java's `messageQueueChanged`,
+    /// on which a push consumer renews the subscriptions' versions and
+    /// heartbeats). Queues let go because their topic was unsubscribed are
+    /// not reported.
+    pub fn on_assignment_change(mut self, listener: AssignmentListener) -> Self {
+        self.on_change = Some(listener);
         self
     }
 
@@ -144,6 +165,7 @@ impl RebalancerBuilder {
             add_failures: AddFailures::default(),
             paused: watch::Sender::new(false),
             changes: watch::Sender::new(0),
+            on_change: self.on_change,
             trigger: Trigger::default(),
             run_lock: tokio::sync::Mutex::new(()),
             pull_tasks: TaskTracker::new(),
@@ -294,6 +316,7 @@ impl Rebalancer {
             strategy: Arc::new(Averagely),
             interval: REBALANCE_INTERVAL,
             subscriptions: BTreeMap::new(),
+            on_change: None,
         }
     }
 

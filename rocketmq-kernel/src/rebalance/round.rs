@@ -47,6 +47,7 @@ pub(crate) struct RoundOutcome {
 /// rebalance lock.
 pub(crate) async fn run(shared: &Arc<Shared>) -> RoundOutcome {
     let mut changed = false;
+    let mut changed_topics = Vec::new();
     let mut outcome = RoundOutcome {
         all_locked: true,
         all_added: true,
@@ -56,7 +57,10 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> RoundOutcome {
         match allocation(shared, topic).await {
             Ok(allocated) => {
                 let (topic_changed, topic_outcome) = apply(shared, topic, &allocated).await;
-                changed |= topic_changed;
+                if topic_changed {
+                    changed = true;
+                    changed_topics.push(topic.clone());
+                }
                 outcome.all_locked &= topic_outcome.all_locked;
                 outcome.all_added &= topic_outcome.all_added;
             }
@@ -77,6 +81,10 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> RoundOutcome {
     }
     if changed {
         shared.assignment_changed();
+    }
+    if let (Some(listener), false) = (&shared.on_change, changed_topics.is_empty()) {
+        tracing::info!(group = %shared.options.group, topics = ?changed_topics, "rebalance changed the queues");
+        listener(&changed_topics);
     }
     outcome
 }

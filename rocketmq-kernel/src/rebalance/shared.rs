@@ -10,6 +10,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::AssignmentListener;
 use super::add_failures::AddFailures;
 use super::assignment::Assignment;
 use crate::allocate::AllocateStrategy;
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) paused: watch::Sender<bool>,
     /// Bumped whenever a round changed the assignment.
     pub(crate) changes: watch::Sender<u64>,
+    /// Told of the topics whose queues a round changed.
+    pub(crate) on_change: Option<AssignmentListener>,
     pub(crate) trigger: Trigger,
     /// Held by a rebalance round and by lock renewal: one at a time.
     pub(crate) run_lock: tokio::sync::Mutex<()>,

@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use rocketmq_kernel::api::{BrokerApi, CallMode, NameServerApi};
 use rocketmq_kernel::consume::{ConsumeRequest, ConsumeService};
 use rocketmq_kernel::offset::{OffsetRemote, OffsetStore, RemoteOffsetStore};
-use rocketmq_kernel::rebalance::{ConsumerParts, Rebalancer};
+use rocketmq_kernel::rebalance::{ConsumerParts, Rebalancer, RebalancerBuilder};
 use rocketmq_kernel::route::Routes;
 use rocketmq_kernel::{ConsumerOptions, KernelError, Result};
 use rocketmq_model::body::{ExpressionType, LockBatchRequestBody, UnlockBatchRequestBody};
@@ -520,6 +520,31 @@ pub fn start_client_with_strategy(
     subscriptions: &[SubscriptionData],
     strategy: Option<Arc<dyn rocketmq_kernel::AllocateStrategy>>,
 ) -> Client {
+    start_client_with(
+        cluster,
+        ns,
+        id,
+        options,
+        consume,
+        subscriptions,
+        |builder| match strategy {
+            Some(strategy) => builder.strategy(strategy),
+            None => builder,
+        },
+    )
+}
+
+/// [`start_client`] with the rebalancer's builder set up further by
+/// `configure`.
+pub fn start_client_with(
+    cluster: &Arc<Cluster>,
+    ns: &Arc<FakeNameServer>,
+    id: &str,
+    options: ConsumerOptions,
+    consume: impl FnOnce(Arc<RemoteOffsetStore>) -> Arc<dyn ConsumeService>,
+    subscriptions: &[SubscriptionData],
+    configure: impl FnOnce(RebalancerBuilder) -> RebalancerBuilder,
+) -> Client {
     let store = Arc::new(RemoteOffsetStore::new(GROUP, cluster.clone()));
     let routes = Routes::new(ns.clone());
     let parts = ConsumerParts {
@@ -531,10 +556,8 @@ pub fn start_client_with_strategy(
         store: store.clone(),
         consume: consume(store.clone()),
     };
-    let mut builder = Rebalancer::builder(id, options, parts).interval(Duration::from_secs(86_400));
-    if let Some(strategy) = strategy {
-        builder = builder.strategy(strategy);
-    }
+    let mut builder =
+        configure(Rebalancer::builder(id, options, parts).interval(Duration::from_secs(86_400)));
     for subscription in subscriptions {
         builder = builder.subscribe(subscription.clone());
     }

@@ -149,6 +149,15 @@ impl SubscriptionData {
     pub fn is_sub_all(&self) -> bool {
         self.expression_type == ExpressionType::Tag && self.sub_string == SUB_ALL
     }
+
+    /// Gives the subscription a new version (now, and above every earlier
+    /// one of this process), as Java's push consumer does when a rebalance
+    /// changed its queues of the topic: a broker keeps the group's
+    /// subscription of the highest version, so the next heartbeat makes
+    /// this one the broker's.
+    pub fn renew_version(&mut self) {
+        self.sub_version = next_sub_version();
+    }
 }
 
 /// Java's `subString.split("\\|\\|")` (which drops trailing empty pieces),
@@ -303,6 +312,16 @@ pub(crate) mod tests {
         // UTF-16 code units, not bytes or chars: U+1F600 is a surrogate pair.
         assert_eq!(java_string_hash("é"), 233);
         assert_eq!(java_string_hash("\u{1F600}"), 0xD83D * 31 + 0xDE00);
+    }
+
+    #[test]
+    fn a_renewed_version_is_above_every_earlier_one() {
+        let mut data = SubscriptionData::from_expression("T", "A", ExpressionType::Tag).unwrap();
+        let before = data.sub_version;
+        let later = SubscriptionData::from_expression("T", "B", ExpressionType::Tag).unwrap();
+        data.renew_version();
+        assert!(data.sub_version > later.sub_version && later.sub_version > before);
+        assert_eq!(data.sub_string, "A");
     }
 
     #[test]

@@ -387,7 +387,8 @@ impl PushConsumerBuilder {
         };
         let mut rebalancer = Rebalancer::builder(instance.client_id(), (*options).clone(), parts)
             .strategy(Arc::clone(&self.strategy))
-            .interval(self.config.rebalance_interval);
+            .interval(self.config.rebalance_interval)
+            .on_assignment_change(PushCore::on_assignment_change(&core));
         for subscription in subscribed {
             rebalancer = rebalancer.subscribe(subscription);
         }

@@ -14,6 +14,7 @@ use rocketmq_kernel::consume::{
     ShutdownReport as ConsumeShutdown, restore_retry_topic,
 };
 use rocketmq_kernel::offset::{OffsetStore, PersistLog, ReadOffsetType};
+use rocketmq_kernel::rebalance::AssignmentListener;
 use rocketmq_kernel::{
     ConcurrentService, ConsumerOptions, ExpiryCleaner, OrderlyService, Rebalancer, Routes,
 };
@@ -111,11 +112,42 @@ impl PushCore {
         let _ = self.expiry.set(cleaner);
     }
 
+    /// What the rebalancer calls when a round changed the queues of
+    /// `topics` (Java's `RebalancePushImpl#messageQueueChanged`): their
+    /// subscriptions get new versions and every broker a heartbeat at once,
+    /// so that the brokers filter the group's messages with this client's
+    /// subscription rather than with one a member that has left sent with
+    /// a higher version (ROCKETMQ-175: messages the broker filtered out
+    /// are lost to the queues' new owner).
+    ///
+    /// Only the heartbeats carry the new version; pulls keep carrying the
+    /// version the subscription was made with, never above what the brokers
+    /// have, so none is refused SUBSCRIPTION_NOT_LATEST while the heartbeat
+    /// is on its way (Java's pulls carry the new version, and its new
+    /// queues wait 500 ms for the heartbeat to get there first).
+    pub(crate) fn on_assignment_change(core: &Arc<Self>) -> AssignmentListener {
+        let core = Arc::downgrade(core);
+        Arc::new(move |topics: &[String]| {
+            let Some(core) = core.upgrade() else {
+                return;
+            };
+            core.subscriptions.renew_versions(topics);
+            core.instance.heartbeat_soon();
+        })
+    }
+
+    /// Subscribes to (or replaces the subscription of) a topic while
+    /// running. The heartbeats' copy is versioned anew as it goes in:
+    /// above every version a rebalance gave the topic meanwhile (the
+    /// subscription was made before waiting for an offset reset, whose
+    /// rebalance renews the old one's version), or the brokers would keep
+    /// the old subscription as the newer. The pulls' copy keeps its lower
+    /// version.
     pub(crate) fn set_subscription(&self, subscription: SubscriptionData) {
         if let Some(rebalancer) = self.rebalancer() {
             rebalancer.subscribe(subscription.clone());
         }
-        self.subscriptions.insert(subscription);
+        self.subscriptions.insert_latest(subscription);
     }
 
     pub(crate) fn remove_subscription(&self, topic: &str) {
