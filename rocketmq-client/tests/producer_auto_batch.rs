@@ -250,3 +250,24 @@ async fn batch_settings_out_of_javas_ranges_are_refused() {
         assert!(matches!(err, ClientError::Config(_)), "{err}");
     }
 }
+
+/// A producer dropped without `shutdown` releases its client instance at
+/// once, so what it still had to send fails (as an async send in flight
+/// does); what waited in a batch is answered then too, not after the
+/// batch's delay.
+#[tokio::test(start_paused = true)]
+async fn a_producer_dropped_unshut_answers_what_waits_at_once() {
+    let cluster = cluster().await;
+    let producer = producer(&cluster, "drop_flush", |b| {
+        b.batch_max_delay(Duration::from_secs(30))
+    })
+    .await;
+    let started = Instant::now();
+    let handle = producer.send_async(to_t("left")).await.unwrap();
+    drop(producer);
+    let result = handle.await;
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "answered at the drop: {result:?}"
+    );
+}

@@ -19,6 +19,7 @@ use rocketmq_model::message::{batch_entry_len, property};
 use rocketmq_model::resource::is_retry_topic;
 use rocketmq_model::{Message, MessageQueue};
 use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -59,6 +60,9 @@ struct Open {
     waiters: Vec<Waiter>,
     /// The encoded size of the batch so far.
     bytes: usize,
+    /// Its timer, stopped when the batch closes by size (with a long
+    /// `batch_max_delay`, timers of closed batches would pile up).
+    timer: AbortHandle,
 }
 
 /// What [`Accumulator::hold`] did with a message.
@@ -162,12 +166,12 @@ impl Accumulator {
         }
         let batch = open.entry(key.clone()).or_insert_with(|| {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            self.close_after_delay(key.clone(), id);
             Open {
                 id,
                 messages: Vec::new(),
                 waiters: Vec::new(),
                 bytes: 0,
+                timer: self.close_after_delay(key.clone(), id),
             }
         });
         batch.messages.push(msg);
@@ -193,9 +197,9 @@ impl Accumulator {
 
     /// Closes batch `id` of `key` once it is `max_delay` old, unless it was
     /// closed by size before (or the accumulator closes first).
-    fn close_after_delay(self: &Arc<Self>, key: Key, id: u64) {
+    fn close_after_delay(self: &Arc<Self>, key: Key, id: u64) -> AbortHandle {
         let this = Arc::clone(self);
-        self.tasks.spawn(async move {
+        let timer = self.tasks.spawn(async move {
             tokio::select! {
                 () = this.closing.cancelled() => return,
                 () = tokio::time::sleep(this.max_delay) => {}
@@ -211,9 +215,13 @@ impl Accumulator {
                 this.send(key, batch).await;
             }
         });
+        timer.abort_handle()
     }
 
+    /// Sends a batch closed by size (or by the accumulator's close) on a
+    /// task of its own, its timer stopped.
     fn send_later(self: &Arc<Self>, key: Key, batch: Open) {
+        batch.timer.abort();
         let this = Arc::clone(self);
         self.tasks.spawn(async move { this.send(key, batch).await });
     }
@@ -264,14 +272,20 @@ impl Accumulator {
         self.held.fetch_sub(bytes, Ordering::AcqRel);
     }
 
-    /// Sends every open batch now and waits until all batches are sent
-    /// (the producer's shutdown).
-    pub(crate) async fn close(self: &Arc<Self>) {
+    /// Sends every open batch now, without waiting for their delays (the
+    /// producer's drop, when it was not shut down).
+    pub(crate) fn send_all_now(self: &Arc<Self>) {
         self.closing.cancel();
         let open: Vec<(Key, Open)> = self.open().drain().collect();
         for (key, batch) in open {
             self.send_later(key, batch);
         }
+    }
+
+    /// Sends every open batch now and waits until all batches are sent
+    /// (the producer's shutdown).
+    pub(crate) async fn close(self: &Arc<Self>) {
+        self.send_all_now();
         self.tasks.close();
         self.tasks.wait().await;
     }
@@ -316,9 +330,67 @@ fn split(result: &SendResult, count: usize) -> Vec<SendResult> {
 #[cfg(test)]
 mod tests {
     use rocketmq_model::header::DEFAULT_REGION;
+    use rocketmq_model::{Namespace, RequestCode};
+    use rocketmq_testkit::TestCluster;
 
     use super::*;
-    use crate::producer::SendStatus;
+    use crate::config::ClientConfig;
+    use crate::instance::ClientInstance;
+    use crate::producer::{ProducerOptions, SendStatus};
+
+    /// Batches closed by size stop their timers: with a long delay and
+    /// many batches, the timers would otherwise pile up, one a batch, each
+    /// for the whole delay.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_closed_by_size_stops_its_timer() {
+        let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+        // The batches' sends stay in flight while the tasks are counted.
+        cluster.delay_requests(RequestCode::SEND_BATCH_MESSAGE, Duration::from_secs(3600));
+        let mut config = ClientConfig::new(cluster.namesrv_addrs());
+        config.instance_name = "size_closed_timers".into();
+        config.client_ip = Some("10.0.0.2".parse().unwrap());
+        config.transport = Some(cluster.transport());
+        let lease = ClientInstance::acquire(config).unwrap();
+        let mut sample = Message::new("T", "m");
+        let options = ProducerOptions {
+            auto_batch: true,
+            batch_max_delay: Duration::from_secs(30),
+            ..ProducerOptions::default()
+        };
+        let sender = Sender::new(
+            options,
+            lease.instance(),
+            Vec::new(),
+            false,
+            Namespace::none(),
+        );
+        sender.ready(&mut sample).unwrap();
+        let mut sender = sender;
+        // Two messages fill a batch.
+        sender.options.batch_max_bytes = 2 * batch_entry_len(&sample);
+        let accumulator = Accumulator::for_sender(&Arc::new(sender)).unwrap();
+        let batches = 5;
+        let mut results = Vec::new();
+        for _ in 0..2 * batches {
+            match accumulator
+                .hold(Message::new("T", "m"), None, Mode::Sync)
+                .unwrap()
+            {
+                Held::Waiting(result) => results.push(result),
+                Held::Declined(_) => panic!("declined"),
+            }
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            accumulator.tasks.len(),
+            batches,
+            "one send a batch, no timer"
+        );
+        drop(results);
+        lease.release().await;
+    }
 
     fn batch_result(ids: &str, offset_ids: &str) -> SendResult {
         SendResult {

@@ -404,6 +404,13 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         if self.lease.is_some() {
+            // Not shut down: what waits in a batch goes now rather than
+            // after its delay (an async send's handle may outlive the
+            // producer); with the instance released it fails, as async
+            // sends in flight do.
+            if let (Some(batches), Ok(_)) = (&self.batches, tokio::runtime::Handle::try_current()) {
+                batches.send_all_now();
+            }
             self.sender
                 .instance
                 .unregister_producer(self.sender.group());
