@@ -110,6 +110,8 @@ async fn sends_store_offsets_properties_and_ids() {
     );
     assert_eq!(sent1.header.queue_id, 2);
     assert_eq!(sent1.region(), "DefaultRegion");
+    // Java answers every send with its UNIQ_KEY as transaction id.
+    assert_eq!(sent2.header.transaction_id.as_deref(), Some("UNIQ-two"));
 
     let stored = cluster.broker(0).messages("T", 2);
     assert_eq!(stored.len(), 2);
@@ -150,6 +152,16 @@ async fn batch_sends_get_consecutive_offsets_and_joined_ids() {
         .unwrap();
     assert_eq!(sent.header.queue_offset, 0);
     assert_eq!(sent.header.msg_id.split(',').count(), 3);
+    // A batch's transaction id is its header's UNIQ_KEY, when it has one.
+    assert_eq!(sent.header.transaction_id.as_deref(), Some("UNIQ-m0"));
+    let mut bare = send_header(&messages[0], 2);
+    bare.properties = None;
+    let body = encode_batch(&messages).unwrap();
+    let sent_bare = client
+        .call("broker-a:10911", SendBatch { header: bare, body })
+        .await
+        .unwrap();
+    assert_eq!(sent_bare.header.transaction_id, None);
     let stored = cluster.broker(0).messages("T", 1);
     assert_eq!(bodies(&stored), ["m0", "m1", "m2"]);
     assert_eq!(stored[2].queue_offset, 2);

@@ -105,6 +105,9 @@ fn store_sent(
     }
     let mut topic = header.topic.to_string();
     let mut properties = Properties::parse(header.properties.as_deref().unwrap_or_default());
+    let batch_uniq_key = (batch)
+        .then(|| properties.get(property::UNIQ_KEY).map(str::to_owned))
+        .flatten();
     let reconsume_times = header.reconsume_times.unwrap_or(0);
     if let Some(group) = topic.strip_prefix(RETRY_PREFIX).map(str::to_owned) {
         if batch {
@@ -177,10 +180,13 @@ fn store_sent(
         };
         vec![store_one(core, new(message))?]
     };
-    let transaction_id = stored
-        .first()
-        .filter(|m| m.ext.message.topic == transaction::HALF_TOPIC)
-        .and_then(|m| m.ext.message.uniq_key().map(str::to_owned));
+    // Java answers a send with its message's UNIQ_KEY as transactionId,
+    // transactional or not (`handlePutMessageResult`); a batch with the
+    // batch's own, which its header has only from some clients.
+    let transaction_id = match batch {
+        true => batch_uniq_key,
+        false => (stored.first()).and_then(|m| m.ext.message.uniq_key().map(str::to_owned)),
+    };
     let recall_handle = (stored.first()).and_then(|m| recall::handle_for_send(core, request, m));
     Ok(Sent {
         queue_id,
