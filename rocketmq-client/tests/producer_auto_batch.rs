@@ -271,3 +271,65 @@ async fn a_producer_dropped_unshut_answers_what_waits_at_once() {
         "answered at the drop: {result:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_message_whose_properties_a_batch_cannot_carry_goes_alone() {
+    let cluster = cluster().await;
+    // Batches big enough to take a message with 40 KB of properties, more
+    // than a batch entry's 16-bit properties length can say.
+    let producer = producer(&cluster, "long_properties", |b| {
+        b.batch_max_bytes(1024 * 1024)
+    })
+    .await;
+    let long = Message::builder("T")
+        .body("long")
+        .property("note", "n".repeat(40_000))
+        .build()
+        .unwrap();
+    let (plain, long) = tokio::join!(producer.send(to_t("plain")), producer.send(long));
+    plain.unwrap();
+    // Whatever the broker makes of it, it is the message's own answer.
+    if let Err(err) = long {
+        assert!(!matches!(err, ClientError::BatchFailed(_)), "{err}");
+    }
+    assert_eq!(requests(&cluster, RequestCode::SEND_BATCH_MESSAGE), 0);
+    producer.shutdown().await;
+}
+
+/// Panics in its first `before_send`.
+#[derive(Default)]
+struct PanicsOnce(std::sync::atomic::AtomicBool);
+
+impl rocketmq_client::producer::SendHook for PanicsOnce {
+    fn before_send(&self, _ctx: &rocketmq_client::producer::SendContext<'_>) {
+        if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("a send hook that panics (on purpose)");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_whose_send_panicked_gives_its_bytes_back() {
+    let cluster = cluster().await;
+    // Room for two messages: with those two held, the next goes alone.
+    let mut sample = to_t("1");
+    (sample.properties)
+        .insert(property::UNIQ_KEY, "0".repeat(32))
+        .unwrap();
+    let two = 2 * batch_entry_len(&sample);
+    let producer = producer(&cluster, "panicked_batch", |b| {
+        b.total_batch_max_bytes(two)
+            .send_hook(PanicsOnce::default())
+    })
+    .await;
+    let lost = join_all(["1", "2"].map(|body| producer.send(to_t(body)))).await;
+    assert!(lost.iter().all(Result::is_err), "{lost:?}");
+    let sent = join_all(["3", "4"].map(|body| producer.send(to_t(body)))).await;
+    assert!(sent.iter().all(Result::is_ok), "{sent:?}");
+    assert_eq!(
+        requests(&cluster, RequestCode::SEND_BATCH_MESSAGE),
+        1,
+        "they batch again"
+    );
+    producer.shutdown().await;
+}

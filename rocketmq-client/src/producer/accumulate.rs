@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rocketmq_model::message::{batch_entry_len, property};
 use rocketmq_model::resource::is_retry_topic;
-use rocketmq_model::{Message, MessageQueue};
+use rocketmq_model::{Message, MessageQueue, Properties};
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
@@ -129,8 +129,10 @@ impl Accumulator {
     /// Puts `msg` (to `queue`, if chosen, in the namespace) in a batch, or
     /// declines it: a delayed, transactional or reply message, one to a
     /// retry topic, one with a sharding key and no chosen queue (its key
-    /// picks its queue), one too big for a batch of its own, and any while
-    /// `total_batch_max_bytes` are held. A message it takes is checked and
+    /// picks its queue), one too big for a batch of its own, one whose
+    /// properties a batch entry cannot carry (its 16-bit length: encoding
+    /// would fail the whole batch), and any while `total_batch_max_bytes`
+    /// are held. A message it takes is checked and
     /// given its UNIQ_KEY here; a check that fails is the send's error.
     pub(crate) fn hold(
         self: &Arc<Self>,
@@ -143,7 +145,8 @@ impl Accumulator {
         }
         self.sender.ready(&mut msg)?;
         let size = batch_entry_len(&msg);
-        if size > self.max_bytes || !self.reserve(size) {
+        let carried = msg.properties.encoded_len() <= Properties::MAX_ENCODED_LEN;
+        if size > self.max_bytes || !carried || !self.reserve(size) {
             return Ok(Held::Declined(msg));
         }
         let key = Key {
@@ -235,6 +238,13 @@ impl Accumulator {
             bytes,
             ..
         } = batch;
+        // Given back however the send ends: a send hook that panics, say,
+        // must not keep the bytes held for good (past
+        // `total_batch_max_bytes` of them nothing would batch again).
+        let _held = Release {
+            held: &self.held,
+            bytes,
+        };
         let sender = &self.sender;
         let route = match (&key.queue, key.mode) {
             (Some(mq), _) => Route::Queue(mq),
@@ -269,7 +279,6 @@ impl Accumulator {
                 }
             }
         }
-        self.held.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     /// Sends every open batch now, without waiting for their delays (the
@@ -288,6 +297,18 @@ impl Accumulator {
         self.send_all_now();
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+/// Gives a batch's bytes back to [`Accumulator::held`] when dropped.
+struct Release<'a> {
+    held: &'a AtomicUsize,
+    bytes: usize,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::AcqRel);
     }
 }
 

@@ -70,7 +70,8 @@ pub struct ProducerOptions {
     /// send then waits up to `batch_max_delay` for its batch. Not batched:
     /// delayed, transactional and reply messages, retry topics, messages
     /// with a sharding key (unless sent to a chosen queue), one too big for a
-    /// batch (sent alone, compressed if that helps), and any while
+    /// batch (sent alone, compressed if that helps), one whose properties
+    /// pass the 32,767 bytes a batch entry can carry, and any while
     /// `total_batch_max_bytes` are held. Send hooks and traces see the
     /// batch; when it fails, each of its messages fails with
     /// [`ClientError::BatchFailed`](crate::ClientError::BatchFailed). A
