@@ -61,6 +61,10 @@ struct Cli {
     /// Body size in bytes.
     #[arg(long, default_value_t = 128)]
     size: usize,
+    /// Producers batch their sends automatically (`auto_batch`); with
+    /// `--concurrency` above 1, concurrent sends share batches.
+    #[arg(long)]
+    auto_batch: bool,
     /// Messages of the clean-restart check (0 skips it).
     #[arg(long, default_value_t = 1_000)]
     restart_check: u64,
@@ -127,6 +131,7 @@ fn main() -> Result<ExitCode, BoxError> {
         producers: cli.producers,
         concurrency: cli.concurrency,
         size: cli.size,
+        auto_batch: cli.auto_batch,
         consumers: cli.consumers,
         restarts: cli.restarts,
         restart_check: cli.restart_check,

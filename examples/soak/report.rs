@@ -91,6 +91,7 @@ pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
         "soak": target,
         "messages": plan.messages,
         "producers": plan.producers,
+        "auto_batch": plan.auto_batch,
         "consumers": plan.consumers,
         "restarts": plan.restarts,
         "acked": v.acked,

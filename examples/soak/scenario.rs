@@ -56,6 +56,8 @@ pub(crate) struct Plan {
     pub(crate) concurrency: usize,
     /// Body size in bytes.
     pub(crate) size: usize,
+    /// Producers batch sends automatically.
+    pub(crate) auto_batch: bool,
     /// Push consumers taking part (one at the start, the others join).
     pub(crate) consumers: usize,
     /// Broker stop/restart cycles (0 without a broker to stop).
@@ -396,6 +398,7 @@ async fn phases(run: &Arc<Run>, faults: Option<&BrokerFaults>) -> Result<(), Box
         let producer = Producer::builder()
             .client_config(run.config(&format!("p{i}")))
             .producer_group(format!("{}-producers", run.plan.group))
+            .auto_batch(run.plan.auto_batch)
             .build()
             .await?;
         producers.push(Arc::new(producer));

@@ -418,8 +418,18 @@ async fn a_message_is_found_by_either_id_and_either_boundary() {
         .unwrap();
     let admin = producer.admin();
     for id in [&sent.offset_msg_id, &sent.msg_id] {
-        let found = admin.view_message_in(&topic, id).await.unwrap();
-        let found = found.unwrap_or_else(|| panic!("{id} not found"));
+        // A lookup by UNIQ_KEY goes through the broker's index, which it
+        // builds behind the commit log (rocketmq-broker refuses a query
+        // while its index lags): asked again until found.
+        let found = std::sync::Mutex::new(None);
+        wait_for(&format!("{id} found"), secs(20), || async {
+            let view = admin.view_message_in(&topic, id).await.ok().flatten();
+            let seen = view.is_some();
+            *found.lock().unwrap() = view;
+            seen
+        })
+        .await;
+        let found = found.into_inner().unwrap().unwrap();
         assert_eq!(&found.message.body[..], b"look me up", "{id}");
     }
     let later = std::time::SystemTime::now() + secs(3600);

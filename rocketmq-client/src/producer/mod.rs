@@ -143,12 +143,26 @@ impl Producer {
     /// With [`auto_batch`](ProducerBuilder::auto_batch), the message may
     /// wait up to `batch_max_delay` for others to go with it.
     pub async fn send(&self, msg: Message) -> Result<SendResult> {
-        let msg = match self.batch(msg, None, Mode::Sync)? {
+        if self.batches.is_some() {
+            // Boxed: the usual path's future stays as small as it was.
+            return Box::pin(self.send_batched(msg, None)).await;
+        }
+        let out = self.sender.prepare(msg)?;
+        self.sender.send(&out, self.sender.sync_route()).await
+    }
+
+    /// A sync send (to `mq`, if given) with automatic batching on: in a
+    /// batch, or alone when the message may not go in one.
+    async fn send_batched(&self, msg: Message, mq: Option<&MessageQueue>) -> Result<SendResult> {
+        let msg = match self.batch(msg, mq, Mode::Sync)? {
             Held::Waiting(result) => return batched(result).await,
             Held::Declined(msg) => msg,
         };
         let out = self.sender.prepare(msg)?;
-        self.sender.send(&out, self.sender.sync_route()).await
+        match mq {
+            Some(mq) => self.send_prepared_to_queue(&out, mq).await,
+            None => self.sender.send(&out, self.sender.sync_route()).await,
+        }
     }
 
     /// Puts `msg` in an automatic batch when the producer batches and the
@@ -281,10 +295,9 @@ impl Producer {
 
     /// Sends `msg` to `mq`, once.
     pub async fn send_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<SendResult> {
-        let msg = match self.batch(msg, Some(mq), Mode::Sync)? {
-            Held::Waiting(result) => return batched(result).await,
-            Held::Declined(msg) => msg,
-        };
+        if self.batches.is_some() {
+            return Box::pin(self.send_batched(msg, Some(mq))).await;
+        }
         let out = self.sender.prepare(msg)?;
         self.send_prepared_to_queue(&out, mq).await
     }
