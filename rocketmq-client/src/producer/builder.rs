@@ -67,7 +67,10 @@ pub struct ProducerOptions {
     /// `send_async`, `send_to_queue` and `send_async_to_queue` of one topic
     /// (and queue, and WAIT) within `batch_max_delay` of each other go as one
     /// SEND_BATCH_MESSAGE, each caller getting its own message's result. A
-    /// send then waits up to `batch_max_delay` for its batch. Not batched:
+    /// send then waits up to `batch_max_delay` for its batch: worth it with
+    /// many sends in flight at once, while a few sync senders in a loop
+    /// get about `senders / batch_max_delay` messages a second (the soak
+    /// with 8 senders: 11 s for 100,000 messages alone, 155 s batched). Not batched:
     /// delayed, transactional and reply messages, retry topics, messages
     /// with a sharding key (unless sent to a chosen queue), one too big for a
     /// batch (sent alone, compressed if that helps), one whose properties
