@@ -88,6 +88,10 @@ struct ProduceArgs {
     /// task instead of a task each: their wake-ups then stay on one thread.
     #[arg(long)]
     one_task: bool,
+    /// Let the producer batch sync and async sends automatically
+    /// (`auto_batch`, Java's `autoBatch`).
+    #[arg(long)]
+    auto_batch: bool,
 }
 
 #[derive(clap::Args)]
@@ -268,6 +272,7 @@ async fn run(command: Command, workers: usize) -> Result<(), BoxError> {
                 batch_size: args.batch_size,
                 serialize_type: send.target.serialization.into(),
                 one_task: args.one_task,
+                auto_batch: args.auto_batch,
             };
             produce::run(plan).await?.print(workers);
         }

@@ -40,6 +40,8 @@ pub(crate) struct ProducePlan {
     pub(crate) serialize_type: SerializeType,
     /// Run the senders as futures of one task instead of a task each.
     pub(crate) one_task: bool,
+    /// Batch sends automatically.
+    pub(crate) auto_batch: bool,
 }
 
 /// Counters shared by the sending tasks.
@@ -67,6 +69,7 @@ pub(crate) async fn run(plan: ProducePlan) -> Result<Report, Box<dyn std::error:
         .client_config(config)
         .producer_group("bench_producer")
         .max_in_flight_async_sends(plan.concurrency.max(1))
+        .auto_batch(plan.auto_batch)
         .build()
         .await?;
     let producer = Arc::new(producer);
