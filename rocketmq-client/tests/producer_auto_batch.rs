@@ -49,6 +49,12 @@ fn requests(cluster: &TestCluster, code: RequestCode) -> u64 {
     cluster.broker(0).requests_received(code)
 }
 
+fn bodies_of(cluster: &TestCluster, queue_id: i32) -> Vec<String> {
+    (cluster.broker(0).messages("T", queue_id).iter())
+        .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
+        .collect()
+}
+
 fn stored_at(cluster: &TestCluster, mq: &MessageQueue, offset: i64) -> MessageExt {
     let queue = cluster.broker(0).messages(&mq.topic, mq.queue_id);
     queue[usize::try_from(offset).unwrap()].clone()
@@ -191,6 +197,34 @@ async fn async_sends_and_sends_to_a_queue_batch_too() {
         .filter(|body| body.starts_with(b"q1"))
         .collect();
     assert_eq!(bodies, ["q1-a", "q1-b"], "in the order sent");
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn sends_through_a_selector_batch_to_the_queue_it_chose() {
+    let cluster = cluster().await;
+    let producer = producer(&cluster, "selector_batch", |b| b).await;
+    let pick_3 = |queues: &[MessageQueue], _: &Message| queues.iter().position(|q| q.queue_id == 3);
+    let sends = ["s1", "s2", "s3"].map(|body| producer.send_with_selector(to_t(body), &pick_3));
+    let results = join_all(sends).await;
+    for result in &results {
+        assert_eq!(result.as_ref().unwrap().message_queue.queue_id, 3);
+    }
+    let handle = producer
+        .send_async_with_selector(to_t("s4"), &pick_3)
+        .await
+        .unwrap();
+    assert_eq!(handle.await.unwrap().message_queue.queue_id, 3);
+    assert_eq!(
+        requests(&cluster, RequestCode::SEND_BATCH_MESSAGE),
+        1,
+        "s1..s3"
+    );
+    assert_eq!(
+        bodies_of(&cluster, 3),
+        ["s1", "s2", "s3", "s4"],
+        "in the order sent"
+    );
     producer.shutdown().await;
 }
 

@@ -64,7 +64,8 @@ pub struct ProducerOptions {
     /// 100 MiB, at least 1 MiB). A body larger than this goes alone.
     pub max_in_flight_async_bytes: usize,
     /// Automatic batching (Java 5.x's `autoBatch`, false): `send`,
-    /// `send_async`, `send_to_queue` and `send_async_to_queue` of one topic
+    /// `send_async`, `send_to_queue`, `send_async_to_queue` and the sends
+    /// through a selector (which chooses the queue first) of one topic
     /// (and queue, and WAIT) within `batch_max_delay` of each other go as one
     /// SEND_BATCH_MESSAGE, each caller getting its own message's result. A
     /// send then waits up to `batch_max_delay` for its batch: worth it with

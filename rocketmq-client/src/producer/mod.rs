@@ -358,9 +358,28 @@ impl Producer {
         msg: Message,
         selector: &dyn QueueSelector,
     ) -> Result<SendResult> {
+        if self.batches.is_some() {
+            return Box::pin(self.send_selected_batched(msg, selector)).await;
+        }
         let out = self.sender.prepare(msg)?;
         let selector = self.in_namespace(selector);
         self.sender.send(&out, Route::Selector(&selector)).await
+    }
+
+    /// [`send_with_selector`](Self::send_with_selector) with automatic
+    /// batching on: the queue chosen first, then the message batched to it
+    /// (as Java's `send(msg, selector, arg)` with `autoBatch`).
+    async fn send_selected_batched(
+        &self,
+        mut msg: Message,
+        selector: &dyn QueueSelector,
+    ) -> Result<SendResult> {
+        self.sender.ready(&mut msg)?;
+        let mq = self
+            .sender
+            .select(&msg, &self.in_namespace(selector))
+            .await?;
+        self.send_batched(msg, Some(&mq)).await
     }
 
     /// [`send_async`](Self::send_async) to the queue `selector` chooses,
@@ -373,10 +392,19 @@ impl Producer {
         msg: Message,
         selector: &dyn QueueSelector,
     ) -> Result<SendHandle> {
+        if self.batches.is_some() {
+            let mut msg = msg;
+            self.sender.ready(&mut msg)?;
+            let mq = self
+                .sender
+                .select(&msg, &self.in_namespace(selector))
+                .await?;
+            return self.start_async(msg, Some(&mq)).await;
+        }
         let out = self.sender.prepare(msg)?;
         let mq = self
             .sender
-            .select(&out, &self.in_namespace(selector))
+            .select(&out.message, &self.in_namespace(selector))
             .await?;
         self.start_prepared_async(out, Some(mq), None).await
     }
@@ -391,7 +419,7 @@ impl Producer {
         let out = self.sender.prepare(msg)?;
         let mq = self
             .sender
-            .select(&out, &self.in_namespace(selector))
+            .select(&out.message, &self.in_namespace(selector))
             .await?;
         self.sender.send_oneway(&out, Some(&mq)).await
     }

@@ -388,7 +388,7 @@ impl Sender {
                 self.attempt_to(out, mq, budget).await
             }
             Route::Selector(selector) => {
-                let mq = self.select_within(out, selector, budget).await?;
+                let mq = self.select_within(&out.message, selector, budget).await?;
                 self.attempt_to(out, &mq, budget).await
             }
         }
@@ -420,23 +420,25 @@ impl Sender {
     /// async and oneway sends, which choose before they start).
     pub(crate) async fn select(
         &self,
-        out: &Outgoing,
+        msg: &Message,
         selector: &dyn QueueSelector,
     ) -> Result<MessageQueue> {
         let budget = Budget::starting_now(self.options.send_msg_timeout);
-        self.select_within(out, selector, budget).await
+        self.select_within(msg, selector, budget).await
     }
 
+    /// The queue `selector` chooses for `msg` (ready: in the namespace)
+    /// among its topic's publish queues.
     async fn select_within(
         &self,
-        out: &Outgoing,
+        msg: &Message,
         selector: &dyn QueueSelector,
         budget: Budget,
     ) -> Result<MessageQueue> {
-        let info = self.publish_info(out.topic(), budget).await?;
-        let mq = select_queue(selector, info.queues(), &out.message).ok_or_else(|| {
+        let info = self.publish_info(&msg.topic, budget).await?;
+        let mq = select_queue(selector, info.queues(), msg).ok_or_else(|| {
             ClientError::NoQueueSelected {
-                topic: out.topic().to_owned(),
+                topic: msg.topic.clone(),
             }
         })?;
         Ok(mq.clone())
