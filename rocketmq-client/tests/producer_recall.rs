@@ -76,6 +76,9 @@ async fn recalls_before_due(namespace: Option<&str>, stored_topic: &str) {
 
     let msg_id = producer.recall_message("T", handle).await.unwrap();
     assert_eq!(msg_id, recalled.msg_id);
+    // The same from the send result alone (its topic as the producer
+    // names it, its handle).
+    assert_eq!(producer.recall(&recalled).await.unwrap(), recalled.msg_id);
 
     tokio::time::sleep(Duration::from_secs(61)).await;
     tokio::task::yield_now().await;
@@ -102,6 +105,8 @@ async fn plain_sends_have_no_handle_and_bad_recalls_are_refused() {
     let producer = producer(&cluster, "refused", None).await;
     let plain = producer.send(Message::new("T", "now")).await.unwrap();
     assert_eq!(plain.recall_handle, None);
+    let err = producer.recall(&plain).await.unwrap_err();
+    assert!(matches!(err, ClientError::InvalidCall(_)), "{err}");
     let timed = producer.send(in_a_minute("m")).await.unwrap();
     let handle = timed.recall_handle.unwrap();
 

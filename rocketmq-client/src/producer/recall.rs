@@ -8,7 +8,7 @@ use rocketmq_model::message::{RecallHandle, validate_topic};
 use rocketmq_model::resource::{is_dlq_topic, is_retry_topic};
 
 use super::send::Sender;
-use super::{Producer, TransactionProducer};
+use super::{Producer, SendResult, TransactionProducer};
 use crate::error::{ClientError, Result};
 
 impl Producer {
@@ -23,6 +23,19 @@ impl Producer {
     /// refused here.
     pub async fn recall_message(&self, topic: &str, recall_handle: &str) -> Result<String> {
         recall(&self.sender, topic, recall_handle).await
+    }
+
+    /// [`recall_message`](Self::recall_message) of what `sent` answered:
+    /// its topic and recall handle. A result without a handle (not a timer
+    /// message, or a broker before 5.3.1) is refused here.
+    pub async fn recall(&self, sent: &SendResult) -> Result<String> {
+        let Some(handle) = &sent.recall_handle else {
+            return Err(ClientError::InvalidCall(format!(
+                "message {} of {} has no recall handle: only a timer message a 5.3.1+ broker stored has one",
+                sent.msg_id, sent.message_queue.topic
+            )));
+        };
+        recall(&self.sender, &sent.message_queue.topic, handle).await
     }
 }
 
