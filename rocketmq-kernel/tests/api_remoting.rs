@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::BytesMut;
 use rocketmq_kernel::KernelError;
 use rocketmq_kernel::api::{ApiTimeouts, BrokerApi, CallMode, NameServerApi, RemotingBrokerApi};
-use rocketmq_model::body::LockBatchRequestBody;
+use rocketmq_model::body::{LockBatchRequestBody, UnlockBatchRequestBody};
 use rocketmq_model::header::{
     BoundaryType, PullMessageRequestHeader, QueryConsumerOffsetRequestHeader,
     SendMessageRequestHeader, UpdateConsumerOffsetRequestHeader,
@@ -97,6 +97,13 @@ async fn answer(req: RemotingCommand) -> RemotingCommand {
         RequestCode::VIEW_MESSAGE_BY_ID => ok().with_body(stored_record()),
         RequestCode::GET_CONSUMER_LIST_BY_GROUP => {
             ok().with_body(r#"{"consumerIdList":["c1","c2"]}"#)
+        }
+        RequestCode::LOCK_BATCH_MQ | RequestCode::UNLOCK_BATCH_MQ
+            if String::from_utf8_lossy(&req.body).contains("\"slow\"") =>
+        {
+            // A broker slower than a lock's 1 s, faster than a call's 3 s.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            ok()
         }
         RequestCode::LOCK_BATCH_MQ => {
             let body = LockBatchRequestBody::decode(&req.body).unwrap();
@@ -420,6 +427,33 @@ async fn group_members_and_queue_locks() {
     };
     let locked = cluster.api.lock_batch(BROKER, body).await.unwrap();
     assert_eq!(locked, BTreeSet::from([mq(0)]));
+}
+
+/// Java's `RebalanceImpl` gives queue locks and unlocks 1 s, not the 3 s of
+/// other calls.
+#[tokio::test(start_paused = true)]
+async fn queue_locks_and_unlocks_time_out_after_a_second() {
+    let cluster = cluster();
+    let lock = LockBatchRequestBody {
+        client_id: "c1".into(),
+        consumer_group: "slow".into(),
+        mq_set: [mq(0)].into(),
+        only_this_broker: false,
+    };
+    let timed_out = |err: KernelError| matches!(err, KernelError::Remoting(RemotingError::Timeout { after, .. }) if after == Duration::from_secs(1));
+    let err = cluster.api.lock_batch(BROKER, lock).await.unwrap_err();
+    assert!(timed_out(err));
+    let unlock = UnlockBatchRequestBody {
+        client_id: "c1".into(),
+        consumer_group: "slow".into(),
+        mq_set: [mq(0)].into(),
+        only_this_broker: false,
+    };
+    let err = (cluster.api)
+        .unlock_batch(BROKER, unlock, CallMode::Sync)
+        .await
+        .unwrap_err();
+    assert!(timed_out(err));
 }
 
 #[tokio::test(start_paused = true)]

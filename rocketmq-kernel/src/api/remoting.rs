@@ -54,6 +54,10 @@ pub struct ApiTimeouts {
     /// answer that late) plus [`call`](Self::call), so the broker's "nothing
     /// new" answer always arrives before the timeout (§8.6).
     pub pull: Duration,
+    /// Queue locks and unlocks of orderly consumption (Java's
+    /// `RebalanceImpl` gives them 1 s: a round that renews locks goes on
+    /// soon past a broker that does not answer).
+    pub lock: Duration,
 }
 
 impl Default for ApiTimeouts {
@@ -61,6 +65,7 @@ impl Default for ApiTimeouts {
         ApiTimeouts {
             call: Duration::from_secs(3),
             pull: Duration::from_secs(30),
+            lock: Duration::from_secs(1),
         }
     }
 }
@@ -429,7 +434,9 @@ impl BrokerApi for RemotingBrokerApi {
     ) -> Result<BTreeSet<MessageQueue>> {
         let topic = body.mq_set.first().map(|mq| mq.topic.clone());
         let span = span("lock_batch", addr, topic.as_deref(), None);
-        self.call(addr, LockBatchMq(body), span).await
+        let timeout = self.timeouts.lock;
+        self.broker_call(addr, LockBatchMq(body), timeout, span)
+            .await
     }
 
     async fn unlock_batch(
@@ -441,9 +448,10 @@ impl BrokerApi for RemotingBrokerApi {
         let topic = body.mq_set.first().map(|mq| mq.topic.clone());
         let span = span("unlock_batch", addr, topic.as_deref(), None);
         let call = UnlockBatchMq(body);
+        let timeout = self.timeouts.lock;
         match mode {
-            CallMode::Sync => self.call(addr, call, span).await,
-            CallMode::Oneway => self.call(addr, Oneway(call), span).await,
+            CallMode::Sync => self.broker_call(addr, call, timeout, span).await,
+            CallMode::Oneway => self.broker_call(addr, Oneway(call), timeout, span).await,
         }
     }
 
