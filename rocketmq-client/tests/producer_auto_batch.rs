@@ -229,6 +229,39 @@ async fn sends_through_a_selector_batch_to_the_queue_it_chose() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_namespaced_producer_batches_under_the_namespace() {
+    let cluster = TestCluster::builder().topic("ns%T").build().await.unwrap();
+    let producer = producer(&cluster, "namespaced_batch", |b| b.namespace("ns")).await;
+    let mq = MessageQueue::new("T", "broker-a", 2);
+    let sends = [producer.send(to_t("n1")), producer.send(to_t("n2"))];
+    let results = join_all(sends).await;
+    let to_queue = join_all([
+        producer.send_to_queue(to_t("q1"), &mq),
+        producer.send_to_queue(to_t("q2"), &mq),
+    ])
+    .await;
+    assert_eq!(requests(&cluster, RequestCode::SEND_BATCH_MESSAGE), 2);
+    for result in results.iter().chain(&to_queue) {
+        let result = result.as_ref().unwrap();
+        assert_eq!(
+            result.message_queue.topic, "T",
+            "named as the application names it"
+        );
+        let stored = cluster
+            .broker(0)
+            .messages("ns%T", result.message_queue.queue_id);
+        let stored = &stored[usize::try_from(result.queue_offset).unwrap()];
+        assert_eq!(stored.message.uniq_key(), Some(result.msg_id.as_str()));
+    }
+    assert!(
+        to_queue
+            .iter()
+            .all(|r| r.as_ref().unwrap().message_queue == mq)
+    );
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failed_batch_fails_each_of_its_messages() {
     let cluster = cluster().await;
     let producer = producer(&cluster, "failed_batch", |b| b).await;
