@@ -3,12 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "waiting/mod.rs"]
+#[allow(dead_code)]
+mod waiting;
+
 use std::time::Duration;
 
 use rocketmq_client::{ClientConfig, ClientError, Producer};
 use rocketmq_model::message::RecallHandle;
 use rocketmq_model::{Message, MessageExt, ResponseCode};
 use rocketmq_testkit::TestCluster;
+use waiting::wait_until;
 
 fn config(cluster: &TestCluster, instance: &str) -> ClientConfig {
     let mut config = ClientConfig::new(cluster.namesrv_addrs());
@@ -42,9 +47,13 @@ async fn producer(cluster: &TestCluster, instance: &str, namespace: Option<&str>
 }
 
 fn in_a_minute(body: &str) -> Message {
+    due_in(body, 60)
+}
+
+fn due_in(body: &str, secs: u64) -> Message {
     Message::builder("T")
         .body(body.to_owned())
-        .delay_time_sec(60)
+        .delay_time_sec(secs)
         .build()
         .unwrap()
 }
@@ -67,7 +76,9 @@ async fn recalls_before_due(namespace: Option<&str>, stored_topic: &str) {
     let instance = format!("recall_{stored_topic}");
     let producer = producer(&cluster, &instance, namespace).await;
     let recalled = producer.send(in_a_minute("recalled")).await.unwrap();
-    let kept = producer.send(in_a_minute("kept")).await.unwrap();
+    // Due after the recalled one: once it arrives, the recalled one's time
+    // has passed.
+    let kept = producer.send(due_in("kept", 90)).await.unwrap();
     let handle = recalled.recall_handle.as_deref().unwrap();
     let parsed = RecallHandle::parse(handle).unwrap();
     assert_eq!(parsed.topic(), stored_topic);
@@ -80,8 +91,10 @@ async fn recalls_before_due(namespace: Option<&str>, stored_topic: &str) {
     // names it, its handle).
     assert_eq!(producer.recall(&recalled).await.unwrap(), recalled.msg_id);
 
-    tokio::time::sleep(Duration::from_secs(61)).await;
-    tokio::task::yield_now().await;
+    wait_until("the kept message", Duration::from_secs(120), || {
+        !delivered(&cluster, stored_topic).is_empty()
+    })
+    .await;
     let bodies: Vec<_> = (delivered(&cluster, stored_topic).iter())
         .map(|m| m.message.body.clone())
         .collect();
