@@ -317,7 +317,11 @@ impl Admin {
             unique_key_query: query.unique_key,
             broker_name: None,
         };
-        let addrs: HashSet<&str> = route.broker_datas.iter().filter_map(any_addr).collect();
+        let addrs: HashSet<&str> = route
+            .broker_datas
+            .iter()
+            .filter_map(BrokerData::any_addr)
+            .collect();
         let api = self.instance.broker_api();
         let answers = futures::future::join_all(addrs.into_iter().map(|addr| {
             let header = header.clone();
@@ -363,7 +367,11 @@ impl Admin {
             topic,
             topic_list: None,
         };
-        let addrs: HashSet<&str> = route.broker_datas.iter().filter_map(any_addr).collect();
+        let addrs: HashSet<&str> = route
+            .broker_datas
+            .iter()
+            .filter_map(BrokerData::any_addr)
+            .collect();
         let answers = futures::future::join_all(
             (addrs.into_iter()).map(|addr| api.consume_stats(addr, header.clone())),
         )
@@ -417,12 +425,6 @@ fn check_perm(perm: i32) -> Result<()> {
     Err(ClientError::Config(format!(
         "topic permission {perm} is invalid: only the read (4), write (2) and inherit (1) bits may be set"
     )))
-}
-
-/// A broker's master, else its lowest-id address (Java's
-/// `BrokerData.selectBrokerAddr` prefers the master too).
-fn any_addr(broker: &BrokerData) -> Option<&str> {
-    (broker.master_addr()).or_else(|| broker.broker_addrs.values().next().map(String::as_str))
 }
 
 fn no_route(topic: &str) -> ClientError {

@@ -162,6 +162,13 @@ impl BrokerData {
         self.broker_addrs.get(&MASTER_ID).map(String::as_str)
     }
 
+    /// The master's address, else the lowest-id one (Java's
+    /// `BrokerData.selectBrokerAddr` prefers the master too): where a
+    /// request any of the broker's nodes can answer goes.
+    pub fn any_addr(&self) -> Option<&str> {
+        (self.master_addr()).or_else(|| self.broker_addrs.values().next().map(String::as_str))
+    }
+
     /// `findBrokerAddressInSubscribe` (§8.4): the suggested id; for a slave id
     /// that is absent, the next id; otherwise any address (the lowest id).
     pub fn select_pull_addr(&self, suggested_id: i64) -> Option<PullAddr> {
@@ -576,6 +583,18 @@ mod tests {
         assert_eq!(pick(&broker, 0), None);
         assert_eq!(route().select_pull_addr("nope", 0), None);
         assert_eq!(route().master_addr("broker-c"), None);
+    }
+
+    #[test]
+    fn any_address_prefers_the_master_then_the_lowest_id() {
+        let mut broker = BrokerData::default();
+        broker.broker_addrs.insert(3, "s3".into());
+        broker.broker_addrs.insert(2, "s2".into());
+        assert_eq!(broker.any_addr(), Some("s2"));
+        broker.broker_addrs.insert(0, "m".into());
+        assert_eq!(broker.any_addr(), Some("m"));
+        broker.broker_addrs.clear();
+        assert_eq!(broker.any_addr(), None);
     }
 
     #[test]

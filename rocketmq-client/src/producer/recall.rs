@@ -2,10 +2,10 @@
 //! `recallMessage`).
 
 use rocketmq_kernel::api::BrokerApi;
-use rocketmq_model::MessageQueue;
 use rocketmq_model::header::RecallMessageRequestHeader;
 use rocketmq_model::message::{RecallHandle, validate_topic};
 use rocketmq_model::resource::{is_dlq_topic, is_retry_topic};
+use rocketmq_model::{BrokerData, MessageQueue};
 
 use super::send::Sender;
 use super::{Producer, SendResult, TransactionProducer};
@@ -68,8 +68,8 @@ async fn recall(sender: &Sender, topic: &str, recall_handle: &str) -> Result<Str
 }
 
 /// Where the recall goes: the master of the broker the handle names, as
-/// the topic's route knows it, else (as Java, for a proxy in front of the
-/// brokers) a master of the topic's route.
+/// the topic's route knows it, else (as Java's `findBrokerAddrByTopic`, for
+/// a proxy in front of the brokers) a broker of the topic's route.
 async fn broker_addr(
     sender: &Sender,
     topic: &str,
@@ -81,9 +81,9 @@ async fn broker_addr(
         return Ok(addr);
     }
     let route = routes.route(topic).await?;
-    let table = routes.table();
     (route.broker_datas.iter())
-        .find_map(|broker| table.master_addr(&broker.broker_name).ok())
+        .find_map(BrokerData::any_addr)
+        .map(std::sync::Arc::from)
         .ok_or_else(|| ClientError::NoRoute {
             topic: sender.namespace.unwrap(topic).into_owned(),
         })

@@ -82,10 +82,7 @@ async fn consumer_ids(core: &PullCore, topic: &str) -> Result<Vec<String>> {
         return Err(no_route());
     }
     let broker = &route.broker_datas[rand::rng().random_range(0..route.broker_datas.len())];
-    let addr = broker
-        .master_addr()
-        .or_else(|| broker.broker_addrs.values().next().map(String::as_str))
-        .ok_or_else(no_route)?;
+    let addr = broker.any_addr().ok_or_else(no_route)?;
     // (The metered API sends the heartbeat to a broker new to the client
     // that answers without knowing the group, and asks again.)
     Ok(core.api.consumer_list(addr, core.group()).await?)
