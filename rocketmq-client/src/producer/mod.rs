@@ -143,9 +143,9 @@ impl Producer {
     /// With [`auto_batch`](ProducerBuilder::auto_batch), the message may
     /// wait up to `batch_max_delay` for others to go with it.
     pub async fn send(&self, msg: Message) -> Result<SendResult> {
-        if self.batches.is_some() {
+        if let Some(batches) = &self.batches {
             // Boxed: the usual path's future stays as small as it was.
-            return Box::pin(self.send_batched(msg, None)).await;
+            return Box::pin(self.send_batched(batches, msg, None)).await;
         }
         let out = self.sender.prepare(msg)?;
         self.sender.send(&out, self.sender.sync_route()).await
@@ -153,8 +153,13 @@ impl Producer {
 
     /// A sync send (to `mq`, if given) with automatic batching on: in a
     /// batch, or alone when the message may not go in one.
-    async fn send_batched(&self, msg: Message, mq: Option<&MessageQueue>) -> Result<SendResult> {
-        let msg = match self.batch(msg, mq, Mode::Sync)? {
+    async fn send_batched(
+        &self,
+        batches: &Arc<Accumulator>,
+        msg: Message,
+        mq: Option<&MessageQueue>,
+    ) -> Result<SendResult> {
+        let msg = match self.batch(batches, msg, mq, Mode::Sync)? {
             Held::Waiting(result) => return batched(result).await,
             Held::Declined(msg) => msg,
         };
@@ -165,12 +170,15 @@ impl Producer {
         }
     }
 
-    /// Puts `msg` in an automatic batch when the producer batches and the
-    /// message may go in one.
-    fn batch(&self, msg: Message, queue: Option<&MessageQueue>, mode: Mode) -> Result<Held> {
-        let Some(batches) = &self.batches else {
-            return Ok(Held::Declined(msg));
-        };
+    /// Puts `msg` (to `queue`, as the application names it) in an
+    /// automatic batch when it may go in one.
+    fn batch(
+        &self,
+        batches: &Arc<Accumulator>,
+        msg: Message,
+        queue: Option<&MessageQueue>,
+        mode: Mode,
+    ) -> Result<Held> {
         let queue = match queue {
             Some(mq) => Some(self.queue_for(&self.sender.namespace.wrap(&msg.topic), mq)?),
             None => None,
@@ -199,10 +207,10 @@ impl Producer {
     /// Starts the async send of `msg`, round robin or to `mq`, in an
     /// automatic batch or alone, once there is room for it.
     async fn start_async(&self, msg: Message, mq: Option<&MessageQueue>) -> Result<SendHandle> {
-        let (msg, permits) = if self.batches.is_some() {
+        let (msg, permits) = if let Some(batches) = &self.batches {
             // Room first: a message put in a batch is on its way.
             let permits = self.async_permits(msg.body.len()).await?;
-            match self.batch(msg, mq, Mode::Async)? {
+            match self.batch(batches, msg, mq, Mode::Async)? {
                 Held::Waiting(result) => return Ok(self.spawn_async(permits, batched(result))),
                 Held::Declined(msg) => (msg, Some(permits)),
             }
@@ -295,8 +303,8 @@ impl Producer {
 
     /// Sends `msg` to `mq`, once.
     pub async fn send_to_queue(&self, msg: Message, mq: &MessageQueue) -> Result<SendResult> {
-        if self.batches.is_some() {
-            return Box::pin(self.send_batched(msg, Some(mq))).await;
+        if let Some(batches) = &self.batches {
+            return Box::pin(self.send_batched(batches, msg, Some(mq))).await;
         }
         let out = self.sender.prepare(msg)?;
         self.send_prepared_to_queue(&out, mq).await
@@ -358,28 +366,32 @@ impl Producer {
         msg: Message,
         selector: &dyn QueueSelector,
     ) -> Result<SendResult> {
-        if self.batches.is_some() {
-            return Box::pin(self.send_selected_batched(msg, selector)).await;
+        if let Some(batches) = &self.batches {
+            let batched = async {
+                let (msg, mq) = self.ready_and_select(msg, selector).await?;
+                self.send_batched(batches, msg, Some(&mq)).await
+            };
+            return Box::pin(batched).await;
         }
         let out = self.sender.prepare(msg)?;
         let selector = self.in_namespace(selector);
         self.sender.send(&out, Route::Selector(&selector)).await
     }
 
-    /// [`send_with_selector`](Self::send_with_selector) with automatic
-    /// batching on: the queue chosen first, then the message batched to it
-    /// (as Java's `send(msg, selector, arg)` with `autoBatch`).
-    async fn send_selected_batched(
+    /// With automatic batching, a send through a selector chooses its
+    /// queue first, then goes in a batch to it (as Java's
+    /// `send(msg, selector, arg)` with `autoBatch`): `msg` made ready and
+    /// the queue `selector` chose (in the namespace).
+    async fn ready_and_select(
         &self,
         mut msg: Message,
         selector: &dyn QueueSelector,
-    ) -> Result<SendResult> {
+    ) -> Result<(Message, MessageQueue)> {
         self.sender.ready(&mut msg)?;
-        let mq = self
-            .sender
+        let mq = (self.sender)
             .select(&msg, &self.in_namespace(selector))
             .await?;
-        self.send_batched(msg, Some(&mq)).await
+        Ok((msg, mq))
     }
 
     /// [`send_async`](Self::send_async) to the queue `selector` chooses,
@@ -393,12 +405,7 @@ impl Producer {
         selector: &dyn QueueSelector,
     ) -> Result<SendHandle> {
         if self.batches.is_some() {
-            let mut msg = msg;
-            self.sender.ready(&mut msg)?;
-            let mq = self
-                .sender
-                .select(&msg, &self.in_namespace(selector))
-                .await?;
+            let (msg, mq) = self.ready_and_select(msg, selector).await?;
             return self.start_async(msg, Some(&mq)).await;
         }
         let out = self.sender.prepare(msg)?;
