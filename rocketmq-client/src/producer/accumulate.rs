@@ -251,31 +251,31 @@ impl Accumulator {
             (None, Mode::Sync) => sender.sync_route(),
             (None, Mode::Async) => sender.async_route(),
         };
-        if messages.len() == 1 {
-            let result = match sender.prepare(messages.swap_remove(0)) {
-                Ok(out) => sender.send(&out, route).await,
-                Err(error) => Err(error),
-            };
-            if let Some(waiter) = waiters.into_iter().next() {
-                let _ = waiter.send(result);
-            }
-        } else {
-            let count = messages.len();
-            let result = match sender.prepare_batch(messages) {
-                Ok(out) => sender.send(&out, route).await,
-                Err(error) => Err(error),
-            };
-            match result {
-                Ok(result) => {
-                    for (waiter, own) in waiters.into_iter().zip(split(&result, count)) {
-                        let _ = waiter.send(Ok(own));
-                    }
+        let count = messages.len();
+        let prepared = match count {
+            1 => sender.prepare(messages.swap_remove(0)),
+            _ => sender.prepare_batch(messages),
+        };
+        let result = match prepared {
+            Ok(out) => sender.send(&out, route).await,
+            Err(error) => Err(error),
+        };
+        match result {
+            // A message sent alone gets its answer as it is.
+            result if count == 1 => {
+                if let Some(waiter) = waiters.into_iter().next() {
+                    let _ = waiter.send(result);
                 }
-                Err(error) => {
-                    let error = Arc::new(error);
-                    for waiter in waiters {
-                        let _ = waiter.send(Err(ClientError::BatchFailed(Arc::clone(&error))));
-                    }
+            }
+            Ok(result) => {
+                for (waiter, own) in waiters.into_iter().zip(split(&result, count)) {
+                    let _ = waiter.send(Ok(own));
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for waiter in waiters {
+                    let _ = waiter.send(Err(ClientError::BatchFailed(Arc::clone(&error))));
                 }
             }
         }
@@ -316,13 +316,7 @@ impl Drop for Release<'_> {
 /// cannot carry here).
 fn batchable(msg: &Message, to_queue: bool) -> bool {
     let delayed = msg.delay_level().is_some()
-        || [
-            property::TIMER_DELIVER_MS,
-            property::TIMER_DELAY_SEC,
-            property::TIMER_DELAY_MS,
-        ]
-        .iter()
-        .any(|name| msg.properties.contains(name));
+        || (property::TIMER_REQUESTS.iter()).any(|name| msg.properties.contains(name));
     let transactional = msg.properties.contains(property::PGROUP);
     let reply = msg.property(property::MSG_TYPE) == Some(property::MSG_TYPE_REPLY);
     let keyed = !to_queue && msg.sharding_key().is_some();

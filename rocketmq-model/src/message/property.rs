@@ -93,6 +93,9 @@ pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
 pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
 /// 5.x timer: relative delay in ms (needs broker `timerWheelEnable`).
 pub const TIMER_DELAY_MS: &str = "TIMER_DELAY_MS";
+/// The properties that ask a 5.x broker for a timer delivery (Java's
+/// `HookUtils.checkIfTimerMessage` reads these three).
+pub const TIMER_REQUESTS: [&str; 3] = [TIMER_DELIVER_MS, TIMER_DELAY_SEC, TIMER_DELAY_MS];
 /// Broker-internal timer property.
 pub const TIMER_ENQUEUE_MS: &str = "TIMER_ENQUEUE_MS";
 /// Broker-internal timer property.

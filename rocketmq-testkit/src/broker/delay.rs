@@ -77,11 +77,7 @@ pub(crate) fn parking(new: &mut NewMessage) -> rocketmq_model::Result<Option<Par
     let level = new.message.delay_level();
     let properties = &mut new.message.properties;
     if let Some(level) = level {
-        for name in [
-            property::TIMER_DELIVER_MS,
-            property::TIMER_DELAY_SEC,
-            property::TIMER_DELAY_MS,
-        ] {
+        for name in property::TIMER_REQUESTS {
             properties.remove(name);
         }
         // Java's HookUtils.transformDelayLevelMessage: above the longest
