@@ -45,6 +45,16 @@ fn to_t(body: &str) -> Message {
     Message::new("T", body.to_owned())
 }
 
+/// What a one-byte message takes in a batch, encoded: its body, and
+/// properties with the 32-character UNIQ_KEY the producer gives it.
+fn entry_len_of_one_byte_body() -> usize {
+    let mut sample = to_t("1");
+    (sample.properties)
+        .insert(property::UNIQ_KEY, "0".repeat(32))
+        .unwrap();
+    batch_entry_len(&sample)
+}
+
 fn requests(cluster: &TestCluster, code: RequestCode) -> u64 {
     cluster.broker(0).requests_received(code)
 }
@@ -88,13 +98,8 @@ async fn concurrent_sends_share_one_batch_and_each_gets_its_own_result() {
 #[tokio::test(start_paused = true)]
 async fn a_batch_goes_when_full_without_waiting_for_its_delay() {
     let cluster = cluster().await;
-    // A batch exactly two messages big, encoded (bodies, and properties with
-    // the 32-character UNIQ_KEY the producer gives each).
-    let mut sample = to_t("1");
-    (sample.properties)
-        .insert(property::UNIQ_KEY, "0".repeat(32))
-        .unwrap();
-    let two = 2 * batch_entry_len(&sample);
+    // A batch exactly two messages big.
+    let two = 2 * entry_len_of_one_byte_body();
     let producer = producer(&cluster, "full_batch", |b| {
         b.batch_max_bytes(two)
             .batch_max_delay(Duration::from_secs(30))
@@ -379,11 +384,7 @@ impl rocketmq_client::producer::SendHook for PanicsOnce {
 async fn a_batch_whose_send_panicked_gives_its_bytes_back() {
     let cluster = cluster().await;
     // Room for two messages: with those two held, the next goes alone.
-    let mut sample = to_t("1");
-    (sample.properties)
-        .insert(property::UNIQ_KEY, "0".repeat(32))
-        .unwrap();
-    let two = 2 * batch_entry_len(&sample);
+    let two = 2 * entry_len_of_one_byte_body();
     let producer = producer(&cluster, "panicked_batch", |b| {
         b.total_batch_max_bytes(two)
             .send_hook(PanicsOnce::default())
