@@ -132,6 +132,16 @@ codes! {
         RECALL_MESSAGE = 370,
         /// Ask the broker which queues to pop from (5.x).
         QUERY_ASSIGNMENT = 400,
+        /// Pop messages: the broker hides what it answers from the group
+        /// until acknowledged or the invisible time passes (5.x; JSON
+        /// headers only, the code does not fit the ROCKETMQ header).
+        POP_MESSAGE = 200050,
+        /// Acknowledge one popped message.
+        ACK_MESSAGE = 200051,
+        /// Give a popped message a new invisible time, from now.
+        CHANGE_MESSAGE_INVISIBLETIME = 200053,
+        /// Acknowledge popped messages in one request (5.x).
+        BATCH_ACK_MESSAGE = 200151,
     }
 }
 

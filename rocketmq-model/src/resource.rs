@@ -61,6 +61,19 @@ pub fn is_retry_topic(topic: &str) -> bool {
     topic.starts_with(RETRY_TOPIC_PREFIX)
 }
 
+/// The pop retry topic where `group`'s unacknowledged messages of `topic`
+/// return, `%RETRY%<group>_<topic>` (Java's `buildPopRetryTopicV1`, the
+/// broker default).
+pub fn pop_retry_topic_v1(topic: &str, group: &str) -> String {
+    format!("{RETRY_TOPIC_PREFIX}{group}_{topic}")
+}
+
+/// The pop retry topic of a broker with `enableRetryTopicV2`,
+/// `%RETRY%<group>+<topic>`.
+pub fn pop_retry_topic_v2(topic: &str, group: &str) -> String {
+    format!("{RETRY_TOPIC_PREFIX}{group}+{topic}")
+}
+
 /// Whether `topic` is a consumer group's dead-letter topic.
 pub fn is_dlq_topic(topic: &str) -> bool {
     topic.starts_with(DLQ_TOPIC_PREFIX)

@@ -550,6 +550,11 @@ async fn client_sends_headers_in_its_serialize_type() {
         .build();
     let answer = client.invoke(BROKER, heartbeat("x"), SECOND).await.unwrap();
     assert_eq!(answer.remark.unwrap(), "ROCKETMQ");
+    // A code beyond the int16 of the ROCKETMQ header (the 5.x pop codes)
+    // goes as JSON instead of failing to encode.
+    let pop = RemotingCommand::request(RequestCode::POP_MESSAGE);
+    let answer = client.invoke(BROKER, pop, SECOND).await.unwrap();
+    assert_eq!(answer.remark.unwrap(), "JSON");
 }
 
 /// A transport on `net` whose connects to `dead` never complete (a host

@@ -21,6 +21,7 @@ mod client;
 mod consume;
 mod ext_fields;
 mod offset;
+mod pop;
 mod pull;
 mod recall;
 mod reply;
@@ -48,6 +49,10 @@ pub use offset::{
     GetMinOffsetResponseHeader, QueryConsumerOffsetRequestHeader,
     QueryConsumerOffsetResponseHeader, SearchOffsetRequestHeader, SearchOffsetResponseHeader,
     UpdateConsumerOffsetRequestHeader,
+};
+pub use pop::{
+    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
+    PopMessageRequestHeader, PopMessageResponseHeader,
 };
 pub use pull::{PullMessageRequestHeader, PullMessageResponseHeader};
 pub use recall::{RecallMessageRequestHeader, RecallMessageResponseHeader};

@@ -94,6 +94,11 @@ round_trip_tests! {
     reply_message: ReplyMessageRequestHeader,
     recall_message: RecallMessageRequestHeader,
     recall_message_response: RecallMessageResponseHeader,
+    pop_message: PopMessageRequestHeader,
+    pop_message_response: PopMessageResponseHeader,
+    ack_message: AckMessageRequestHeader,
+    change_invisible_time: ChangeInvisibleTimeRequestHeader,
+    change_invisible_time_response: ChangeInvisibleTimeResponseHeader,
 }
 
 proptest! {
@@ -116,5 +121,6 @@ proptest! {
         let _ = SendMessageRequestHeaderV2::from_ext_fields(&fields);
         let _ = EndTransactionRequestHeader::from_ext_fields(&fields);
         let _ = SearchOffsetRequestHeader::from_ext_fields(&fields);
+        let _ = PopMessageResponseHeader::from_ext_fields(&fields);
     }
 }

@@ -7,6 +7,7 @@ mod builder;
 pub mod compression;
 mod ext;
 mod id;
+pub mod pop;
 pub mod properties;
 pub mod property;
 mod recall;
@@ -22,6 +23,7 @@ pub use builder::{MessageBuilder, TOPIC_MAX_LEN, has_topic_or_group_chars, valid
 pub use compression::CompressionType;
 pub use ext::MessageExt;
 pub use id::{OffsetMessageId, UniqueIdGenerator};
+pub use pop::{PopTopicKind, ReceiptHandle};
 pub use properties::Properties;
 pub use recall::RecallHandle;
 pub use record::{

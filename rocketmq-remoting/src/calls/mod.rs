@@ -10,6 +10,7 @@ mod admin;
 mod client;
 mod consume;
 mod offset;
+mod pop;
 mod pull;
 mod recall;
 mod route;
@@ -23,6 +24,7 @@ pub use offset::{
     GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset, QueryConsumerOffset, SearchOffset,
     UpdateConsumerOffset,
 };
+pub use pop::{AckMessage, ChangeInvisibleTime, PopMessage, PopResponse, PopStatus};
 pub use pull::{PullMessage, PullResponse, PullStatus};
 pub use recall::RecallMessage;
 pub use route::{GetClusterInfo, GetRouteInfo};

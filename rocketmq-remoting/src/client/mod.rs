@@ -206,7 +206,13 @@ impl RemotingClient {
                 (conn, generation, Some(tokio::time::Instant::now()))
             }
         };
-        cmd.serialize_type = self.inner.serialize_type;
+        // Codes above an int16 (the 5.x pop codes) cannot travel in the
+        // ROCKETMQ header: those requests go as JSON, as a Java broker reads them.
+        cmd.serialize_type = if i16::try_from(cmd.code).is_ok() {
+            self.inner.serialize_type
+        } else {
+            SerializeType::Json
+        };
         if let Some(hook) = &self.inner.hook {
             hook.before_request(addr, &mut cmd);
         }
