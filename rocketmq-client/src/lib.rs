@@ -22,4 +22,4 @@ pub use producer::{
 
 pub mod consumer;
 
-pub use consumer::{MessageSelector, PullConsumer, PushConsumer};
+pub use consumer::{MessageSelector, PullConsumer, PushConsumer, SimpleConsumer};

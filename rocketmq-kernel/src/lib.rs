@@ -28,6 +28,7 @@ pub use fault::{FaultConfig, FaultStrategy};
 pub use route::{PublishInfo, RouteTable, Routes};
 pub use select::QueueSelector;
 
+pub mod pop;
 pub mod pull;
 pub mod rebalance;
 

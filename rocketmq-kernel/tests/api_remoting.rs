@@ -12,8 +12,8 @@ use rocketmq_kernel::KernelError;
 use rocketmq_kernel::api::{ApiTimeouts, BrokerApi, CallMode, NameServerApi, RemotingBrokerApi};
 use rocketmq_model::body::{LockBatchRequestBody, UnlockBatchRequestBody};
 use rocketmq_model::header::{
-    BoundaryType, PullMessageRequestHeader, QueryConsumerOffsetRequestHeader,
-    SendMessageRequestHeader, UpdateConsumerOffsetRequestHeader,
+    BoundaryType, PopMessageRequestHeader, PullMessageRequestHeader,
+    QueryConsumerOffsetRequestHeader, SendMessageRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use rocketmq_model::message::sysflag;
 use rocketmq_model::{Message, MessageExt, MessageQueue, RequestCode, ResponseCode, encode_record};
@@ -261,6 +261,18 @@ async fn pull_timeout_grows_with_a_long_suspend() {
         timeouts.pull_timeout(&not_suspended),
         Duration::from_secs(30)
     );
+}
+
+#[test]
+fn pop_timeout_leaves_javas_margin_over_the_poll_time() {
+    let timeouts = ApiTimeouts::default();
+    let pop = |poll_time| PopMessageRequestHeader {
+        poll_time,
+        ..PopMessageRequestHeader::default()
+    };
+    assert_eq!(timeouts.pop_timeout(&pop(20_000)), Duration::from_secs(30));
+    assert_eq!(timeouts.pop_timeout(&pop(0)), Duration::from_secs(3));
+    assert_eq!(timeouts.pop_timeout(&pop(-5)), Duration::from_secs(3));
 }
 
 #[tokio::test(start_paused = true)]

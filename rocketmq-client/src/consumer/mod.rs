@@ -1,9 +1,10 @@
 //! Consumers: [`PushConsumer`] (messages are pulled for you and handed to a
-//! listener) and [`PullConsumer`] (you poll, or read a stream), with their
-//! builders, [`MessageSelector`] and the listener traits.
+//! listener), [`PullConsumer`] (you poll, or read a stream) and
+//! [`SimpleConsumer`] (you receive and acknowledge; the broker shares the
+//! messages out), with their builders, [`MessageSelector`] and the listener traits.
 //!
-//! Both are built on the kernel's rebalance, pull, consume and offset
-//! machinery and register with the shared
+//! The first two are built on the kernel's rebalance, pull, consume and
+//! offset machinery; all three register with the shared
 //! [`ClientInstance`](crate::ClientInstance) of their client id, which
 //! sends their heartbeats, persists their offsets every 5 s and routes the
 //! brokers' requests about their group to them.
@@ -15,6 +16,7 @@ mod push;
 mod report;
 mod selector;
 mod shared;
+mod simple;
 
 pub(crate) use shared::user_queue_map;
 mod stats;
@@ -35,3 +37,7 @@ pub use rocketmq_kernel::consume::{ConsumeHook, ConsumeHookContext, ConsumeOutco
 pub use rocketmq_kernel::offset::OffsetStore;
 pub use rocketmq_model::body::{ConsumeFromWhere, MessageModel};
 pub use selector::MessageSelector;
+pub use simple::{
+    DEFAULT_AWAIT_DURATION, MAX_RECEIVE_MESSAGES, ReceivedMessage, SimpleConsumer,
+    SimpleConsumerBuilder,
+};

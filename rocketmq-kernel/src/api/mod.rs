@@ -13,16 +13,18 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use rocketmq_model::body::{CheckClientRequestBody, LockBatchRequestBody, UnlockBatchRequestBody};
 use rocketmq_model::header::{
-    BoundaryType, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
-    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader,
-    RecallMessageRequestHeader, UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+    AckMessageRequestHeader, BoundaryType, ChangeInvisibleTimeRequestHeader,
+    ChangeInvisibleTimeResponseHeader, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
+    PopMessageRequestHeader, PullMessageRequestHeader, QueryConsumerOffsetRequestHeader,
+    QueryMessageRequestHeader, RecallMessageRequestHeader, UnregisterClientRequestHeader,
+    UpdateConsumerOffsetRequestHeader,
 };
 use rocketmq_model::{
     ClusterInfo, HeartbeatData, MessageExt, MessageQueue, ResponseCode, TopicRouteData,
 };
 use rocketmq_remoting::RemotingError;
 use rocketmq_remoting::calls::{
-    EndTransaction, PullResponse, SendBatch, SendMessage, SendResponse,
+    EndTransaction, PopResponse, PullResponse, SendBatch, SendMessage, SendResponse,
 };
 
 use crate::error::{KernelError, Result};
@@ -125,6 +127,35 @@ pub trait BrokerApi: Send + Sync {
     ) -> Result<PullResponse> {
         let _ = header;
         unsupported(addr, "pull_message")
+    }
+
+    /// POP_MESSAGE: pops messages, which stay invisible to the group until
+    /// acknowledged or their invisible time passes (long polling for the
+    /// header's `pollTime`).
+    async fn pop_message(
+        &self,
+        addr: &str,
+        header: PopMessageRequestHeader,
+    ) -> Result<PopResponse> {
+        let _ = header;
+        unsupported(addr, "pop_message")
+    }
+
+    /// ACK_MESSAGE: acknowledges one popped message.
+    async fn ack_message(&self, addr: &str, header: AckMessageRequestHeader) -> Result<()> {
+        let _ = header;
+        unsupported(addr, "ack_message")
+    }
+
+    /// CHANGE_MESSAGE_INVISIBLETIME: gives a popped message a new invisible
+    /// time, from now; answers the message's new pop.
+    async fn change_invisible_time(
+        &self,
+        addr: &str,
+        header: ChangeInvisibleTimeRequestHeader,
+    ) -> Result<ChangeInvisibleTimeResponseHeader> {
+        let _ = header;
+        unsupported(addr, "change_invisible_time")
     }
 
     /// QUERY_CONSUMER_OFFSET: the group's stored offset; `None` when the

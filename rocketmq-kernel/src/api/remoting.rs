@@ -13,12 +13,13 @@ use rocketmq_model::body::{
     CheckClientRequestBody, ConsumeStats, LockBatchRequestBody, UnlockBatchRequestBody,
 };
 use rocketmq_model::header::{
-    BoundaryType, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
+    AckMessageRequestHeader, BoundaryType, ChangeInvisibleTimeRequestHeader,
+    ChangeInvisibleTimeResponseHeader, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
     GetConsumeStatsRequestHeader, GetConsumerListByGroupRequestHeader,
     GetEarliestMsgStoretimeRequestHeader, GetMaxOffsetRequestHeader, GetMinOffsetRequestHeader,
-    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader,
-    RecallMessageRequestHeader, SearchOffsetRequestHeader, UnregisterClientRequestHeader,
-    UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
+    PopMessageRequestHeader, PullMessageRequestHeader, QueryConsumerOffsetRequestHeader,
+    QueryMessageRequestHeader, RecallMessageRequestHeader, SearchOffsetRequestHeader,
+    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader, ViewMessageRequestHeader,
 };
 use rocketmq_model::message::sysflag;
 use rocketmq_model::{
@@ -26,11 +27,12 @@ use rocketmq_model::{
 };
 use rocketmq_remoting::call::{Call, Oneway, execute_at};
 use rocketmq_remoting::calls::{
-    CheckClientConfig, ConsumerSendMsgBack, CreateTopic, EndTransaction, GetClusterInfo,
-    GetConsumeStats, GetConsumerList, GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset,
-    GetRouteInfo, Heartbeat, LockBatchMq, PullMessage, PullResponse, QueryConsumerOffset,
-    QueryMessage, RecallMessage, SearchOffset, SendBatch, SendMessage, SendResponse, UnlockBatchMq,
-    Unregister, UpdateConsumerOffset, ViewMessage,
+    AckMessage, ChangeInvisibleTime, CheckClientConfig, ConsumerSendMsgBack, CreateTopic,
+    EndTransaction, GetClusterInfo, GetConsumeStats, GetConsumerList, GetEarliestMsgStoreTime,
+    GetMaxOffset, GetMinOffset, GetRouteInfo, Heartbeat, LockBatchMq, PopMessage, PopResponse,
+    PullMessage, PullResponse, QueryConsumerOffset, QueryMessage, RecallMessage, SearchOffset,
+    SendBatch, SendMessage, SendResponse, UnlockBatchMq, Unregister, UpdateConsumerOffset,
+    ViewMessage,
 };
 use rocketmq_remoting::client::NameServerService;
 use rocketmq_remoting::{RemotingClient, RemotingError};
@@ -87,7 +89,21 @@ impl ApiTimeouts {
         let answered_by = suspend.saturating_add(BROKER_HOLD_CHECK);
         self.pull.max(answered_by.saturating_add(self.call))
     }
+
+    /// The timeout of the pop `header` describes: [`call`](Self::call), or
+    /// for a long-polling pop its poll time plus 10 s, as Java's client
+    /// gives it ("fix the too earlier timeout of client when long polling").
+    pub fn pop_timeout(&self, header: &PopMessageRequestHeader) -> Duration {
+        let poll = Duration::from_millis(u64::try_from(header.poll_time).unwrap_or(0));
+        if poll.is_zero() {
+            return self.call;
+        }
+        self.call.max(poll.saturating_add(POP_POLL_MARGIN))
+    }
 }
+
+/// What Java's client adds to a pop's poll time for its timeout.
+const POP_POLL_MARGIN: Duration = Duration::from_secs(10);
 
 /// [`BrokerApi`] and [`NameServerApi`] over remoting commands.
 ///
@@ -335,6 +351,46 @@ impl BrokerApi for RemotingBrokerApi {
         let timeout = self.timeouts.pull_timeout(&header);
         self.broker_call(addr, PullMessage(header), timeout, span)
             .await
+    }
+
+    async fn pop_message(
+        &self,
+        addr: &str,
+        header: PopMessageRequestHeader,
+    ) -> Result<PopResponse> {
+        let span = span(
+            "pop_message",
+            addr,
+            Some(&header.topic),
+            Some(header.queue_id),
+        );
+        let timeout = self.timeouts.pop_timeout(&header);
+        self.broker_call(addr, PopMessage(header), timeout, span)
+            .await
+    }
+
+    async fn ack_message(&self, addr: &str, header: AckMessageRequestHeader) -> Result<()> {
+        let span = span(
+            "ack_message",
+            addr,
+            Some(&header.topic),
+            Some(header.queue_id),
+        );
+        self.call(addr, AckMessage(header), span).await
+    }
+
+    async fn change_invisible_time(
+        &self,
+        addr: &str,
+        header: ChangeInvisibleTimeRequestHeader,
+    ) -> Result<ChangeInvisibleTimeResponseHeader> {
+        let span = span(
+            "change_invisible_time",
+            addr,
+            Some(&header.topic),
+            Some(header.queue_id),
+        );
+        self.call(addr, ChangeInvisibleTime(header), span).await
     }
 
     async fn query_consumer_offset(

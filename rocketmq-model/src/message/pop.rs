@@ -202,8 +202,22 @@ pub fn parse_start_offset_info(text: &str) -> Result<HashMap<PopQueueKey, i64>> 
 
 /// Reads a POP_MESSAGE answer's `msgOffsetInfo`: the offsets answered from
 /// each queue, in the answer's order.
+///
+/// Java separates a queue's offsets with `,`; rocketmq-broker 1.0 with `;`,
+/// the entries' separator (`0 7 100;200;300`). No Java entry is a bare
+/// number, so one is read as continuing the entry before it.
 pub fn parse_msg_offset_info(text: &str) -> Result<HashMap<PopQueueKey, Vec<i64>>> {
-    parse_info("msgOffsetInfo", text, |value| {
+    let mut joined = String::with_capacity(text.len());
+    for entry in text.split(';') {
+        let continues = !joined.is_empty() && !entry.is_empty() && !entry.contains(' ');
+        if continues {
+            joined.push(',');
+        } else if !joined.is_empty() {
+            joined.push(';');
+        }
+        joined.push_str(entry);
+    }
+    parse_info("msgOffsetInfo", &joined, |value| {
         value.split(',').map(|offset| offset.parse().ok()).collect()
     })
 }
@@ -314,6 +328,12 @@ mod tests {
             assert!(parse_start_offset_info(bad).is_err(), "{bad}");
         }
         assert!(parse_msg_offset_info("0 1 5,,6").is_err());
+        // rocketmq-broker 1.0 separates a queue's offsets with `;`.
+        let rust_broker = parse_msg_offset_info("0 1 5;6;9;1 0 2;3").unwrap();
+        assert_eq!(rust_broker[&(PopTopicKind::Normal, 1)], [5, 6, 9]);
+        assert_eq!(rust_broker[&(PopTopicKind::RetryV1, 0)], [2, 3]);
+        assert!(parse_msg_offset_info("5;0 1 6").is_err());
+        assert!(parse_msg_offset_info("0 1 5;;6").is_err());
     }
 
     proptest! {

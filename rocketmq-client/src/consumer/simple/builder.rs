@@ -1,0 +1,153 @@
+//! [`SimpleConsumerBuilder`]: the settings of a simple (pop) consumer.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, SystemTime};
+
+use rocketmq_kernel::ConsumerOptions;
+use rocketmq_kernel::api::BrokerApi;
+use rocketmq_model::body::{ConsumeFromWhere, MessageModel};
+
+use super::SimpleConsumer;
+use super::core::SimpleCore;
+use crate::config::ClientConfig;
+use crate::consumer::selector::MessageSelector;
+use crate::consumer::shared::to_namespace;
+use crate::consumer::subscriptions::Subscriptions;
+use crate::error::{ClientError, Result};
+use crate::instance::{ClientInstance, ConsumerHandle, InstanceLease};
+
+/// How long a receive waits by default for messages to arrive.
+pub const DEFAULT_AWAIT_DURATION: Duration = Duration::from_secs(20);
+
+/// Builds a [`SimpleConsumer`]; see [`SimpleConsumer::builder`].
+pub struct SimpleConsumerBuilder {
+    config: ClientConfig,
+    options: ConsumerOptions,
+    subscriptions: Vec<(String, MessageSelector)>,
+    await_duration: Duration,
+}
+
+impl fmt::Debug for SimpleConsumerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimpleConsumerBuilder")
+            .field("config", &self.config)
+            .field("group", &self.options.group)
+            .field("subscriptions", &self.subscriptions)
+            .field("await_duration", &self.await_duration)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimpleConsumerBuilder {
+    pub(super) fn new(group: String, config: ClientConfig) -> Self {
+        SimpleConsumerBuilder {
+            config,
+            options: ConsumerOptions::new(group),
+            subscriptions: Vec::new(),
+            await_duration: DEFAULT_AWAIT_DURATION,
+        }
+    }
+
+    /// Subscribes to `topic`; a later selector for the same topic replaces
+    /// an earlier one. At least one subscription is needed to build.
+    pub fn subscribe(
+        mut self,
+        topic: impl Into<String>,
+        selector: impl Into<MessageSelector>,
+    ) -> Self {
+        let topic = topic.into();
+        self.subscriptions.retain(|(t, _)| *t != topic);
+        self.subscriptions.push((topic, selector.into()));
+        self
+    }
+
+    /// How long a receive waits for messages to arrive before answering
+    /// none (default 20 s; zero answers at once). The broker holds the
+    /// request that long (long polling).
+    pub fn await_duration(mut self, wait: Duration) -> Self {
+        self.await_duration = wait;
+        self
+    }
+
+    /// Where the group starts on a queue it never consumed:
+    /// [`ConsumeFromWhere::FirstOffset`] from the queue's first message,
+    /// anything else (the default) from its end, as Java's push consumer
+    /// in pop mode.
+    pub fn consume_from_where(mut self, from: ConsumeFromWhere) -> Self {
+        self.options.consume_from_where = from;
+        self
+    }
+
+    /// The namespace of the group and topics (the config's by default).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.namespace = Some(namespace.into());
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        crate::config::check_group("consumer", &self.options.group)?;
+        if self.subscriptions.is_empty() {
+            return Err(ClientError::Config("subscribe to a topic".into()));
+        }
+        if self.subscriptions.iter().any(|(topic, _)| topic.is_empty()) {
+            return Err(ClientError::Config("a topic is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// Starts the consumer: registers the group with the client instance,
+    /// which heartbeats it (as a CONSUME_POP consumer) to the brokers.
+    pub async fn build(mut self) -> Result<SimpleConsumer> {
+        self.check()?;
+        let topics = self.subscriptions.iter_mut().map(|(topic, _)| topic);
+        to_namespace(&self.config, &mut self.options, topics)?;
+        // Pop consumption is clustering only: the broker shares the messages.
+        self.options.message_model = MessageModel::Clustering;
+        let subscriptions = Subscriptions::from_selectors(&self.subscriptions)?;
+        let lease = ClientInstance::acquire(self.config.clone())?;
+        match self.start(&lease, subscriptions).await {
+            Ok(core) => Ok(SimpleConsumer {
+                core,
+                lease: Some(lease),
+            }),
+            Err(err) => {
+                lease.release().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        lease: &InstanceLease,
+        subscriptions: Subscriptions,
+    ) -> Result<Arc<SimpleCore>> {
+        let instance = lease.instance();
+        let api: Arc<dyn BrokerApi> = instance.broker_api().clone();
+        let topics = subscriptions.topics();
+        let core = Arc::new(SimpleCore {
+            options: self.options.clone(),
+            instance: instance.clone(),
+            api,
+            subscriptions,
+            await_duration: self.await_duration,
+            started_at: SystemTime::now(),
+            next_topic: AtomicUsize::new(0),
+            next_broker: std::sync::Mutex::new(HashMap::new()),
+        });
+        for topic in &topics {
+            if let Err(err) = instance.routes().refresh(topic).await {
+                tracing::warn!(group = core.group_name(), %topic, error = %err, "no route for the topic yet");
+            }
+        }
+        let registration =
+            instance.register_consumer_for_build(Arc::clone(&core) as Arc<dyn ConsumerHandle>)?;
+        instance.send_heartbeat().await;
+        registration.keep();
+        tracing::info!(group = core.group_name(), client_id = %core.client_id(), "simple consumer started");
+        Ok(core)
+    }
+}

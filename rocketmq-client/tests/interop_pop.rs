@@ -1,0 +1,145 @@
+//! Interop against a real broker: pop consumption with the
+//! [`SimpleConsumer`] — receive, acknowledge, tag filtering, and pops over a
+//! client that uses ROCKETMQ binary headers. rocketmq-broker 1.0 never
+//! redelivers an unacknowledged message and refuses every change of
+//! invisible time (docs/interop.md), so those are tested on the testkit.
+//!
+//! Skipped unless `ROCKETMQ_NAMESRV_ADDR` is set (`scripts/real-cluster.sh start`).
+
+#![allow(clippy::unwrap_used)]
+
+mod interop_support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use interop_support::{config, config_with, create_topic, msg, namesrv, producer, secs, unique};
+use rocketmq_client::consumer::{
+    ConsumeFromWhere, MessageSelector, ReceivedMessage, SimpleConsumer,
+};
+use rocketmq_model::ResponseCode;
+use rocketmq_remoting::SerializeType;
+use tokio::time::Instant;
+
+fn body(received: &ReceivedMessage) -> String {
+    String::from_utf8_lossy(&received.message().message.body).into_owned()
+}
+
+/// Receives until `want` messages arrived or `within` passed.
+async fn receive_n(
+    consumer: &SimpleConsumer,
+    want: usize,
+    invisible: Duration,
+    within: Duration,
+) -> Vec<ReceivedMessage> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < want && Instant::now() < deadline {
+        got.extend(consumer.receive(32, invisible).await.unwrap());
+    }
+    got
+}
+
+async fn consumer(ns: &str, topic: &str, selector: MessageSelector) -> SimpleConsumer {
+    SimpleConsumer::builder(unique("cg"), config(ns))
+        .subscribe(topic, selector)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .await_duration(secs(2))
+        .build()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn popped_messages_come_once_with_handles_the_broker_acknowledges() {
+    let Some(ns) = namesrv("popped_messages_come_once_with_handles_the_broker_acknowledges") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_pop");
+    create_topic(&producer, &topic, 2).await;
+    for i in 0..6 {
+        producer
+            .send(msg(&topic, &format!("m{i}"), "a"))
+            .await
+            .unwrap();
+    }
+    let consumer = consumer(&ns, &topic, MessageSelector::all()).await;
+    let got = receive_n(&consumer, 6, secs(60), secs(60)).await;
+    let bodies: BTreeSet<String> = got.iter().map(body).collect();
+    assert_eq!((got.len(), bodies.len()), (6, 6), "{bodies:?}");
+    let queues: BTreeSet<i32> = got.iter().map(|r| r.receipt_handle().queue_id).collect();
+    assert_eq!(queues.len(), 2, "both queues popped");
+    for received in &got {
+        let (message, handle) = (received.message(), received.receipt_handle());
+        assert_eq!(message.message.topic, topic);
+        assert_eq!(received.delivery_attempt(), 1);
+        assert_eq!(
+            (handle.queue_id, handle.queue_offset),
+            (message.queue_id, message.queue_offset)
+        );
+        assert_eq!(handle.invisible_time, 60_000);
+    }
+    let mut last = None;
+    for received in got {
+        consumer.ack(&received).await.unwrap();
+        last = Some(received);
+    }
+    // Invisible or acknowledged: none is answered again.
+    let again = receive_n(&consumer, 1, secs(60), secs(6)).await;
+    assert!(
+        again.is_empty(),
+        "{:?}",
+        again.iter().map(body).collect::<Vec<_>>()
+    );
+    // rocketmq-broker 1.0 refuses every change of invisible time (it writes
+    // the absolute revive time as a relative timer delay; docs/interop.md).
+    let mut last = last.unwrap();
+    match consumer
+        .change_invisible_duration(&mut last, secs(30))
+        .await
+    {
+        Ok(()) => assert_eq!(last.receipt_handle().invisible_time, 30_000),
+        Err(err) => {
+            assert_eq!(
+                err.response_code(),
+                Some(ResponseCode::SYSTEM_ERROR),
+                "{err}"
+            );
+            assert!(err.to_string().contains("WheelTimerMsgIllegal"), "{err}");
+        }
+    }
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pops_filter_by_tag_and_travel_as_json_from_a_binary_client() {
+    let Some(ns) = namesrv("pops_filter_by_tag_and_travel_as_json_from_a_binary_client") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_pop_tag");
+    create_topic(&producer, &topic, 1).await;
+    for (i, tag) in ["a", "b", "a", "c"].iter().enumerate() {
+        producer
+            .send(msg(&topic, &format!("m{i}"), tag))
+            .await
+            .unwrap();
+    }
+    let consumer = SimpleConsumer::builder(unique("cg"), config_with(&ns, SerializeType::RocketMq))
+        .subscribe(topic.as_str(), MessageSelector::tag("a || c"))
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .await_duration(secs(2))
+        .build()
+        .await
+        .unwrap();
+    let got = receive_n(&consumer, 3, secs(30), secs(60)).await;
+    let bodies: BTreeSet<String> = got.iter().map(body).collect();
+    assert_eq!(bodies, ["m0", "m2", "m3"].map(String::from).into());
+    for received in &got {
+        consumer.ack(received).await.unwrap();
+    }
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
