@@ -18,7 +18,9 @@ use crate::broker::topics::TopicConfig;
 use crate::broker::{self, BrokerCore, BrokerSettings, admin, delay, transaction};
 use crate::error::{Result, TestkitError};
 use crate::faults::{FaultChain, Faults};
-use crate::inspect::{ClientInfo, ConsumerGroupInfo, ProducerGroupInfo, RegisteredGroups};
+use crate::inspect::{
+    ClientInfo, ConsumerGroupInfo, InFlightMessage, ProducerGroupInfo, RegisteredGroups,
+};
 use crate::namesrv::NameServerState;
 use crate::tls::{SocketListener, TlsServing};
 
@@ -175,6 +177,10 @@ impl Broker {
         }
         self.core.hold_checks.restart();
         tasks.spawn(delay::run_scheduler(Arc::clone(&self.core), cancel.clone()));
+        tasks.spawn(broker::pop::run_reviver(
+            Arc::clone(&self.core),
+            cancel.clone(),
+        ));
         tasks.spawn(transaction::run_checker(
             Arc::clone(&self.core),
             cancel.clone(),
@@ -278,6 +284,34 @@ impl Broker {
         self.core
             .held_pulls
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Pops this broker holds right now (long polling, waiting for a
+    /// message or their poll time).
+    pub fn held_pops(&self) -> usize {
+        self.core.pop.held()
+    }
+
+    /// The messages `group` popped from this broker and has neither
+    /// acknowledged nor seen revived, in the order of their pops: a test
+    /// can see what a consumer holds, and what will come back.
+    pub fn in_flight_pops(&self, group: &str) -> Vec<InFlightMessage> {
+        (self.core.pop.in_flight().into_iter())
+            .filter(|ck| ck.group == group)
+            .flat_map(|ck| {
+                let visible_at_ms = ck.pop_time.saturating_add(ck.invisible_time);
+                ck.unacked()
+                    .map(|queue_offset| InFlightMessage {
+                        topic: ck.topic.clone(),
+                        queue_id: ck.queue_id,
+                        queue_offset,
+                        pop_time: ck.pop_time,
+                        visible_at_ms,
+                        revive_qid: ck.revive_qid,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// Requests with `code` this broker has received since it was built

@@ -1,4 +1,5 @@
-//! What tests can see of a broker: its clients and registered groups.
+//! What tests can see of a broker: its clients, registered groups and pops
+//! in flight.
 
 use rocketmq_model::SubscriptionData;
 use rocketmq_model::body::{ConsumeFromWhere, ConsumeType, MessageModel};
@@ -52,4 +53,23 @@ pub struct RegisteredGroups {
     pub producers: Vec<ProducerGroupInfo>,
     /// Consumer groups, by name.
     pub consumers: Vec<ConsumerGroupInfo>,
+}
+
+/// A message a group popped and has not acknowledged, and that was not
+/// revived yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlightMessage {
+    /// The topic it was read from: the subscribed topic or the group's pop
+    /// retry topic (`%RETRY%<group>_<topic>`).
+    pub topic: String,
+    /// Its queue in that topic.
+    pub queue_id: i32,
+    /// Its offset in that queue.
+    pub queue_offset: i64,
+    /// When it was popped (epoch ms), or its invisible time last changed.
+    pub pop_time: i64,
+    /// When it becomes visible again unless acknowledged (epoch ms).
+    pub visible_at_ms: i64,
+    /// The revive queue of its pop.
+    pub revive_qid: i32,
 }

@@ -16,5 +16,7 @@ pub use broker::topics::TopicConfig;
 pub use cluster::{MEMORY_NAMESRV_ADDR, TestCluster, TestClusterBuilder};
 pub use error::{Result, TestkitError};
 pub use handle::Broker;
-pub use inspect::{ClientInfo, ConsumerGroupInfo, ProducerGroupInfo, RegisteredGroups};
+pub use inspect::{
+    ClientInfo, ConsumerGroupInfo, InFlightMessage, ProducerGroupInfo, RegisteredGroups,
+};
 pub use tls::{TEST_SERVER_NAMES, TestCertificates};

@@ -29,6 +29,7 @@ pub(crate) mod groups;
 pub(crate) mod locks;
 mod lookup;
 pub(crate) mod offsets;
+pub(crate) mod pop;
 mod pull;
 mod recall;
 mod replies;
@@ -116,6 +117,8 @@ pub(crate) struct BrokerCore {
     pub(crate) held_pulls: AtomicUsize,
     /// When held pulls are checked (restarted with each run).
     pub(crate) hold_checks: pull::HoldChecks,
+    /// Pops in flight and held (over restarts, as Java's revive topic).
+    pub(crate) pop: pop::PopState,
     /// Requests received and checks sent, over restarts.
     pub(crate) counts: Counts,
 }
@@ -160,6 +163,7 @@ impl BrokerCore {
             next_conn_id: AtomicU64::new(0),
             held_pulls: AtomicUsize::new(0),
             hold_checks: pull::HoldChecks::default(),
+            pop: pop::PopState::default(),
             counts: Counts::default(),
         }
     }
@@ -328,6 +332,9 @@ async fn dispatch(ctx: &ConnCtx, request: RemotingCommand) -> RemotingCommand {
         RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE => {
             pull::handle(ctx, &request).await
         }
+        RequestCode::POP_MESSAGE => pop::handle(ctx, &request).await,
+        RequestCode::ACK_MESSAGE => pop::ack(ctx, &request),
+        RequestCode::CHANGE_MESSAGE_INVISIBLETIME => pop::change_invisible_time(ctx, &request),
         RequestCode::QUERY_CONSUMER_OFFSET => offsets::query(ctx, &request),
         RequestCode::UPDATE_CONSUMER_OFFSET => offsets::update(ctx, &request),
         RequestCode::GET_MAX_OFFSET => offsets::max(ctx, &request),

@@ -32,13 +32,13 @@ use super::{BrokerCore, ConnCtx};
 use crate::reply::{self, Rejection, header};
 
 /// Java's `maxTransferCountOnMessageInMemory`.
-const MAX_TRANSFER_COUNT: usize = 32;
+pub(crate) const MAX_TRANSFER_COUNT: usize = 32;
 /// Java's `maxTransferBytesOnMessageInMemory`.
-const MAX_TRANSFER_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_TRANSFER_BYTES: usize = 256 * 1024;
 /// Queue entries a pull scans for matches at least (Java's
 /// `maxFilterMessageSize`, 16000 bytes of consume queue at 20 bytes an
 /// entry; more when the pull asks for more messages).
-const MIN_SCAN: usize = 800;
+pub(crate) const MIN_SCAN: usize = 800;
 /// Java's `ForbiddenType.TOPIC_FORBIDDEN`, in the header of a pull refused
 /// for a topic that is not readable.
 const TOPIC_FORBIDDEN: &str = "3";
@@ -87,14 +87,14 @@ impl HoldChecks {
 /// Which messages a pull wants, by the tag hash codes the consume queue
 /// keeps.
 #[derive(Debug, Clone)]
-enum Filter {
+pub(crate) enum Filter {
     All,
     Tags(BTreeSet<i32>),
     Sql(Sql92),
 }
 
 impl Filter {
-    fn matches(&self, message: &StoredMessage) -> bool {
+    pub(crate) fn matches(&self, message: &StoredMessage) -> bool {
         match self {
             Filter::All => true,
             Filter::Tags(codes) => {

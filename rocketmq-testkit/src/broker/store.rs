@@ -233,6 +233,19 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// The message at `offset` of a queue, if there is one.
+    pub(crate) fn message_at(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+    ) -> Option<Arc<StoredMessage>> {
+        let index = usize::try_from(offset).ok()?;
+        let tables = self.tables();
+        let queue = tables.queues.get(&(topic.to_owned(), queue_id))?;
+        queue.entries.get(index).cloned()
+    }
+
     /// Overwrites the MAGICCODE of the record at `offset` of a queue, so that
     /// no client can decode it (as disk corruption would), keeping its length
     /// so the records after it stay where they are. False when there is no
