@@ -22,12 +22,18 @@ use crate::instance::{ClientInstance, ConsumerHandle, InstanceLease};
 /// How long a receive waits by default for messages to arrive.
 pub const DEFAULT_AWAIT_DURATION: Duration = Duration::from_secs(20);
 
+/// How often a message is delivered by default before it goes to the
+/// dead-letter topic: a subscription group's default `retryMaxTimes` (16)
+/// plus one, as Java's proxy gives its simple consumers.
+pub const DEFAULT_MAX_DELIVERY_ATTEMPTS: u32 = 17;
+
 /// Builds a [`SimpleConsumer`]; see [`SimpleConsumer::builder`].
 pub struct SimpleConsumerBuilder {
     config: ClientConfig,
     options: ConsumerOptions,
     subscriptions: Vec<(String, MessageSelector)>,
     await_duration: Duration,
+    max_delivery_attempts: u32,
 }
 
 impl fmt::Debug for SimpleConsumerBuilder {
@@ -37,6 +43,7 @@ impl fmt::Debug for SimpleConsumerBuilder {
             .field("group", &self.options.group)
             .field("subscriptions", &self.subscriptions)
             .field("await_duration", &self.await_duration)
+            .field("max_delivery_attempts", &self.max_delivery_attempts)
             .finish_non_exhaustive()
     }
 }
@@ -48,6 +55,7 @@ impl SimpleConsumerBuilder {
             options: ConsumerOptions::new(group),
             subscriptions: Vec::new(),
             await_duration: DEFAULT_AWAIT_DURATION,
+            max_delivery_attempts: DEFAULT_MAX_DELIVERY_ATTEMPTS,
         }
     }
 
@@ -72,6 +80,15 @@ impl SimpleConsumerBuilder {
         self
     }
 
+    /// How often a message is delivered before it goes to the group's
+    /// dead-letter topic, `%DLQ%<group>` (default 17). A message that comes
+    /// back after that many deliveries is moved there and acknowledged
+    /// instead of received again.
+    pub fn max_delivery_attempts(mut self, attempts: u32) -> Self {
+        self.max_delivery_attempts = attempts;
+        self
+    }
+
     /// Where the group starts on a queue it never consumed:
     /// [`ConsumeFromWhere::FirstOffset`] from the queue's first message,
     /// anything else (the default) from its end, as Java's push consumer
@@ -91,6 +108,11 @@ impl SimpleConsumerBuilder {
         crate::config::check_group("consumer", &self.options.group)?;
         if self.subscriptions.is_empty() {
             return Err(ClientError::Config("subscribe to a topic".into()));
+        }
+        if self.max_delivery_attempts < 1 {
+            return Err(ClientError::Config(
+                "max_delivery_attempts must be at least 1".into(),
+            ));
         }
         if self.subscriptions.iter().any(|(topic, _)| topic.is_empty()) {
             return Err(ClientError::Config("a topic is empty".into()));
@@ -134,6 +156,7 @@ impl SimpleConsumerBuilder {
             api,
             subscriptions,
             await_duration: self.await_duration,
+            max_delivery_attempts: self.max_delivery_attempts,
             started_at: SystemTime::now(),
             next_topic: AtomicUsize::new(0),
             next_broker: std::sync::Mutex::new(HashMap::new()),

@@ -16,7 +16,8 @@ use rocketmq_model::body::{
     ConsumeFromWhere, ConsumeMessageDirectlyResult, ConsumeType, ConsumerData,
 };
 use rocketmq_model::header::{
-    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, PopMessageRequestHeader,
+    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ConsumerSendMsgBackRequestHeader,
+    PopMessageRequestHeader,
 };
 use rocketmq_model::message::ReceiptHandle;
 use rocketmq_model::time::epoch_millis;
@@ -41,6 +42,8 @@ pub(super) struct SimpleCore {
     pub(super) api: Arc<dyn BrokerApi>,
     pub(super) subscriptions: Subscriptions,
     pub(super) await_duration: Duration,
+    /// Deliveries after which a message goes to the dead-letter topic.
+    pub(super) max_delivery_attempts: u32,
     pub(super) started_at: SystemTime,
     /// The subscribed topic the next receive pops from (taken in turn).
     pub(super) next_topic: AtomicUsize,
@@ -130,13 +133,54 @@ impl SimpleCore {
                 tracing::debug!(%topic, handle = %handle, error = %err, "acknowledging a filtered-out message failed");
             }
         }
-        Ok((popped.messages.into_iter())
-            .map(|popped| {
-                let mut message = popped.message;
-                self.to_user_topic(&mut message);
-                ReceivedMessage::new(message, popped.handle, topic.clone())
-            })
-            .collect())
+        let mut received = Vec::with_capacity(popped.messages.len());
+        for popped in popped.messages {
+            let attempts = u32::try_from(popped.message.reconsume_times).unwrap_or(0);
+            if attempts >= self.max_delivery_attempts {
+                self.to_dead_letters(&addr, &topic, &popped.message, &popped.handle)
+                    .await;
+                continue;
+            }
+            let mut message = popped.message;
+            self.to_user_topic(&mut message);
+            received.push(ReceivedMessage::new(message, popped.handle, topic.clone()));
+        }
+        Ok(received)
+    }
+
+    /// Moves a message delivered `max_delivery_attempts` times to the
+    /// group's dead-letter topic and acknowledges it, as Java's proxy does
+    /// for its simple consumers: a send-back with delay level -1 (straight
+    /// to `%DLQ%<group>`), then the ack. Either failing leaves the message
+    /// to come back and be tried again.
+    async fn to_dead_letters(
+        &self,
+        addr: &str,
+        topic: &str,
+        message: &MessageExt,
+        handle: &ReceiptHandle,
+    ) {
+        let header = ConsumerSendMsgBackRequestHeader {
+            offset: message.commit_log_offset,
+            group: self.options.group.clone(),
+            delay_level: -1,
+            origin_msg_id: message.message.uniq_key().map(str::to_owned),
+            origin_topic: Some(handle.kind.real_topic(topic, &self.options.group)),
+            unit_mode: false,
+            max_reconsume_times: Some(0),
+            broker_name: Some(handle.broker_name.clone()),
+        };
+        let moved = match self.api.send_back(addr, header).await {
+            Ok(()) => self.ack_handle(topic, handle).await,
+            Err(err) => Err(err.into()),
+        };
+        match moved {
+            Ok(()) => tracing::info!(group = self.group_name(), %topic,
+                id = message.message.uniq_key().unwrap_or_default(),
+                attempts = message.reconsume_times, "message moved to the dead-letter topic"),
+            Err(err) => tracing::warn!(group = self.group_name(), %topic, error = %err,
+                "moving a message to the dead-letter topic failed; it comes back"),
+        }
     }
 
     pub(super) async fn ack(&self, message: &ReceivedMessage) -> Result<()> {
@@ -258,10 +302,7 @@ impl SimpleCore {
     }
 
     fn to_user_topic(&self, message: &mut MessageExt) {
-        if let std::borrow::Cow::Owned(user) = self.options.namespace.unwrap(&message.message.topic)
-        {
-            message.message.topic = user;
-        }
+        (self.options.namespace).unwrap_in_place(&mut message.message.topic);
     }
 }
 

@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use builder::{DEFAULT_AWAIT_DURATION, SimpleConsumerBuilder};
+pub use builder::{DEFAULT_AWAIT_DURATION, DEFAULT_MAX_DELIVERY_ATTEMPTS, SimpleConsumerBuilder};
 pub use received::ReceivedMessage;
 
 use self::core::SimpleCore;

@@ -1,0 +1,341 @@
+//! The simple (pop) consumer end to end on the testkit: receive and
+//! acknowledge, a message left unacknowledged coming back through the pop
+//! retry topic, a changed invisible duration, the dead-letter topic after
+//! the last delivery, namespaces, subscriptions changed while running, and
+//! the calls it refuses.
+
+#![allow(clippy::unwrap_used)]
+
+mod consumer_support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use consumer_support::{config, msg, producer, unique};
+use rocketmq_client::consumer::{
+    ConsumeFromWhere, MessageSelector, ReceivedMessage, SimpleConsumer, SimpleConsumerBuilder,
+};
+use rocketmq_client::{ClientError, Producer};
+use rocketmq_model::body::ConsumeType;
+use rocketmq_model::message::PopTopicKind;
+use rocketmq_testkit::TestCluster;
+use tokio::time::Instant;
+
+const GROUP: &str = "sg";
+const INVISIBLE: Duration = Duration::from_secs(30);
+
+fn body(received: &ReceivedMessage) -> String {
+    String::from_utf8_lossy(&received.message().message.body).into_owned()
+}
+
+fn builder(cluster: &TestCluster, topic: &str) -> SimpleConsumerBuilder {
+    SimpleConsumer::builder(GROUP, config(cluster, &unique("simple")))
+        .subscribe(topic, MessageSelector::all())
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .await_duration(Duration::from_secs(2))
+}
+
+async fn cluster(topics: &[&str]) -> TestCluster {
+    let mut builder = TestCluster::builder();
+    for topic in topics {
+        builder = builder.topic(*topic);
+    }
+    builder.build().await.unwrap()
+}
+
+async fn send(producer: &Producer, topic: &str, bodies: &[&str]) {
+    for body in bodies {
+        producer.send(msg(topic, body, "a")).await.unwrap();
+    }
+}
+
+/// Receives (each with `invisible`) until `n` messages came, failing after
+/// `within` of tokio time.
+async fn receive_n(
+    consumer: &SimpleConsumer,
+    n: usize,
+    invisible: Duration,
+    within: Duration,
+) -> Vec<ReceivedMessage> {
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(Instant::now() < deadline, "only {} of {n}", got.len());
+        got.extend(consumer.receive(32, invisible).await.unwrap());
+    }
+    got
+}
+
+/// Receives for `span` of tokio time, answering everything that came.
+async fn receive_during(consumer: &SimpleConsumer, span: Duration) -> Vec<ReceivedMessage> {
+    let end = Instant::now() + span;
+    let mut got = Vec::new();
+    while Instant::now() < end {
+        got.extend(consumer.receive(32, INVISIBLE).await.unwrap());
+    }
+    got
+}
+
+#[tokio::test(start_paused = true)]
+async fn received_messages_are_acknowledged_and_never_come_back() {
+    let cluster = cluster(&["T"]).await;
+    let producer = producer(&cluster).await;
+    let bodies: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
+    send(
+        &producer,
+        "T",
+        &bodies.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let consumer = builder(&cluster, "T").build().await.unwrap();
+    let group = (cluster.broker(0).groups().consumers.into_iter())
+        .find(|g| g.group == GROUP)
+        .expect("the group heartbeats");
+    assert_eq!(group.consume_type, ConsumeType::ConsumePop);
+
+    let got = receive_n(&consumer, 10, INVISIBLE, Duration::from_secs(60)).await;
+    let received: BTreeSet<String> = got.iter().map(body).collect();
+    assert_eq!(received, bodies.iter().cloned().collect());
+    for message in &got {
+        assert_eq!(message.message().message.topic, "T");
+        assert_eq!(message.delivery_attempt(), 1);
+        let handle = message.receipt_handle();
+        assert_eq!(handle.kind, PopTopicKind::Normal);
+        assert_eq!(handle.queue_offset, message.message().queue_offset);
+        consumer.ack(message).await.unwrap();
+    }
+    assert!(cluster.broker(0).in_flight_pops(GROUP).is_empty());
+    // Past the invisible duration: nothing comes back.
+    let again = receive_during(&consumer, INVISIBLE * 2).await;
+    assert!(
+        again.is_empty(),
+        "{:?}",
+        again.iter().map(body).collect::<Vec<_>>()
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unacknowledged_message_comes_back_once_more() {
+    let cluster = cluster(&["T"]).await;
+    let producer = producer(&cluster).await;
+    send(&producer, "T", &["lost"]).await;
+    let consumer = builder(&cluster, "T").build().await.unwrap();
+    let first = receive_n(
+        &consumer,
+        1,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    )
+    .await;
+    let received_at = Instant::now();
+    let again = receive_n(&consumer, 1, INVISIBLE, Duration::from_secs(60)).await;
+    assert!(received_at.elapsed() >= Duration::from_secs(10));
+    let (was, now) = (&first[0], &again[0]);
+    assert_eq!(body(now), "lost");
+    assert_eq!(now.message().message.topic, "T");
+    assert_eq!(
+        now.message().message.uniq_key(),
+        was.message().message.uniq_key()
+    );
+    assert_eq!(now.delivery_attempt(), 2);
+    assert_eq!(now.receipt_handle().kind, PopTopicKind::RetryV1);
+    consumer.ack(now).await.unwrap();
+    assert!(cluster.broker(0).in_flight_pops(GROUP).is_empty());
+    let later = receive_during(&consumer, INVISIBLE * 2).await;
+    assert!(
+        later.is_empty(),
+        "{:?}",
+        later.iter().map(body).collect::<Vec<_>>()
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_invisible_duration_moves_the_return_and_renews_the_handle() {
+    let cluster = cluster(&["T"]).await;
+    let producer = producer(&cluster).await;
+    send(&producer, "T", &["sooner", "later"]).await;
+    let consumer = builder(&cluster, "T").build().await.unwrap();
+    let got = receive_n(
+        &consumer,
+        2,
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    )
+    .await;
+    let received_at = Instant::now();
+    let (mut sooner, mut later): (Vec<_>, Vec<_>) =
+        got.into_iter().partition(|m| body(m) == "sooner");
+    let (sooner, later) = (&mut sooner[0], &mut later[0]);
+    let old = sooner.receipt_handle().clone();
+    consumer
+        .change_invisible_duration(sooner, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_ne!(sooner.receipt_handle(), &old);
+    assert_eq!(sooner.receipt_handle().invisible_time, 5_000);
+    // "later" gets more time, then is acknowledged with its new handle.
+    consumer
+        .change_invisible_duration(later, Duration::from_secs(90))
+        .await
+        .unwrap();
+    consumer.ack(later).await.unwrap();
+
+    let back = receive_n(&consumer, 1, INVISIBLE, Duration::from_secs(60)).await;
+    assert_eq!(body(&back[0]), "sooner");
+    assert!(
+        received_at.elapsed() < Duration::from_secs(60),
+        "back after {:?}, not at its first invisible duration",
+        received_at.elapsed()
+    );
+    consumer.ack(&back[0]).await.unwrap();
+    let rest = receive_during(&consumer, Duration::from_secs(120)).await;
+    assert!(
+        rest.is_empty(),
+        "{:?}",
+        rest.iter().map(body).collect::<Vec<_>>()
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_delivered_too_often_goes_to_the_dead_letter_topic() {
+    let cluster = cluster(&["T"]).await;
+    let producer = producer(&cluster).await;
+    send(&producer, "T", &["poison"]).await;
+    let consumer = builder(&cluster, "T")
+        .max_delivery_attempts(2)
+        .build()
+        .await
+        .unwrap();
+    let short = Duration::from_secs(5);
+    let first = receive_n(&consumer, 1, short, Duration::from_secs(60)).await;
+    let second = receive_n(&consumer, 1, short, Duration::from_secs(60)).await;
+    assert_eq!(second[0].delivery_attempt(), 2);
+    // The third delivery is not made: the message goes to the DLQ instead.
+    let third = receive_during(&consumer, Duration::from_secs(30)).await;
+    assert!(
+        third.is_empty(),
+        "{:?}",
+        third.iter().map(body).collect::<Vec<_>>()
+    );
+    let dead = cluster.broker(0).messages(&format!("%DLQ%{GROUP}"), 0);
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].message.uniq_key(),
+        first[0].message().message.uniq_key()
+    );
+    assert!(cluster.broker(0).in_flight_pops(GROUP).is_empty());
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_namespaced_consumer_names_topics_without_the_namespace() {
+    let cluster = cluster(&["ns%T"]).await;
+    let producer = Producer::builder()
+        .client_config(config(&cluster, &unique("ns-producer")))
+        .namespace("ns")
+        .producer_group("pg")
+        .build()
+        .await
+        .unwrap();
+    send(&producer, "T", &["a", "b"]).await;
+    let consumer = builder(&cluster, "T")
+        .namespace("ns")
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(consumer.group(), GROUP);
+    assert_eq!(consumer.topics(), ["T"]);
+    let groups = cluster.broker(0).groups().consumers;
+    assert!(groups.iter().any(|g| g.group == format!("ns%{GROUP}")));
+    let got = receive_n(
+        &consumer,
+        2,
+        Duration::from_secs(5),
+        Duration::from_secs(60),
+    )
+    .await;
+    for message in &got {
+        assert_eq!(message.message().message.topic, "T");
+    }
+    consumer.ack(&got[0]).await.unwrap();
+    // The other comes back, through the namespaced group's retry topic.
+    let back = receive_n(&consumer, 1, INVISIBLE, Duration::from_secs(60)).await;
+    assert_eq!(body(&back[0]), body(&got[1]));
+    assert_eq!(back[0].message().message.topic, "T");
+    consumer.ack(&back[0]).await.unwrap();
+    assert!(
+        cluster
+            .broker(0)
+            .in_flight_pops(&format!("ns%{GROUP}"))
+            .is_empty()
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscriptions_change_while_receiving() {
+    let cluster = cluster(&["T", "U"]).await;
+    let producer = producer(&cluster).await;
+    send(&producer, "T", &["t1"]).await;
+    producer.send(msg("U", "u-no", "b")).await.unwrap();
+    producer.send(msg("U", "u-yes", "a")).await.unwrap();
+    let consumer = builder(&cluster, "T").build().await.unwrap();
+    consumer
+        .subscribe("U", MessageSelector::tag("a"))
+        .await
+        .unwrap();
+    assert_eq!(consumer.topics(), ["T", "U"]);
+    let got = receive_n(&consumer, 2, INVISIBLE, Duration::from_secs(60)).await;
+    let bodies: BTreeSet<String> = got.iter().map(body).collect();
+    assert_eq!(bodies, ["t1", "u-yes"].map(String::from).into());
+    for message in &got {
+        consumer.ack(message).await.unwrap();
+    }
+    consumer.unsubscribe("T");
+    send(&producer, "T", &["t2"]).await;
+    let rest = receive_during(&consumer, Duration::from_secs(10)).await;
+    assert!(
+        rest.is_empty(),
+        "{:?}",
+        rest.iter().map(body).collect::<Vec<_>>()
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_it_cannot_make_are_refused() {
+    let cluster = cluster(&["T"]).await;
+    let no_topic = SimpleConsumer::builder(GROUP, config(&cluster, &unique("simple")))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(no_topic, ClientError::Config(_)), "{no_topic}");
+    let no_attempts = builder(&cluster, "T")
+        .max_delivery_attempts(0)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(no_attempts, ClientError::Config(_)),
+        "{no_attempts}"
+    );
+
+    let consumer = builder(&cluster, "T").build().await.unwrap();
+    for (max, invisible) in [(0, INVISIBLE), (33, INVISIBLE), (1, Duration::ZERO)] {
+        let err = consumer.receive(max, invisible).await.unwrap_err();
+        assert!(matches!(err, ClientError::InvalidCall(_)), "{err}");
+    }
+    consumer.unsubscribe("T");
+    let err = consumer.receive(1, INVISIBLE).await.unwrap_err();
+    assert!(matches!(err, ClientError::InvalidCall(_)), "{err}");
+    consumer.shutdown().await;
+}
