@@ -117,6 +117,55 @@ async fn received_messages_are_acknowledged_and_never_come_back() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_batch_acknowledges_messages_of_several_pops_and_queues() {
+    let cluster = cluster(&["T"]).await;
+    let producer = producer(&cluster).await;
+    let bodies: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
+    send(
+        &producer,
+        "T",
+        &bodies.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let consumer = builder(&cluster, "T").build().await.unwrap();
+    // Two receives: two pops, each of several queues.
+    let mut got = consumer.receive(6, INVISIBLE).await.unwrap();
+    got.extend(
+        receive_n(
+            &consumer,
+            12 - got.len(),
+            INVISIBLE,
+            Duration::from_secs(60),
+        )
+        .await,
+    );
+    let pops: BTreeSet<i64> = got.iter().map(|m| m.receipt_handle().pop_time).collect();
+    let queues: BTreeSet<i32> = got.iter().map(|m| m.receipt_handle().queue_id).collect();
+    assert!(pops.len() >= 2 && queues.len() == 4, "{pops:?} {queues:?}");
+    // One left out of the batch comes back; the rest do not.
+    let (kept, acked) = got.split_first().unwrap();
+    consumer.ack_batch(acked).await.unwrap();
+    let in_flight = cluster.broker(0).in_flight_pops(GROUP);
+    assert_eq!(in_flight.len(), 1, "{in_flight:?}");
+    assert_eq!(
+        in_flight[0].queue_offset,
+        kept.receipt_handle().queue_offset
+    );
+    let back = receive_n(&consumer, 1, INVISIBLE, Duration::from_secs(60)).await;
+    assert_eq!(body(&back[0]), body(kept));
+    consumer.ack_batch(&back).await.unwrap();
+    assert!(cluster.broker(0).in_flight_pops(GROUP).is_empty());
+    let rest = receive_during(&consumer, INVISIBLE * 2).await;
+    assert!(
+        rest.is_empty(),
+        "{:?}",
+        rest.iter().map(body).collect::<Vec<_>>()
+    );
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_unacknowledged_message_comes_back_once_more() {
     let cluster = cluster(&["T"]).await;
     let producer = producer(&cluster).await;

@@ -11,7 +11,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use rocketmq_model::body::{CheckClientRequestBody, LockBatchRequestBody, UnlockBatchRequestBody};
+use rocketmq_model::body::{
+    BatchAckMessageRequestBody, CheckClientRequestBody, LockBatchRequestBody,
+    UnlockBatchRequestBody,
+};
 use rocketmq_model::header::{
     AckMessageRequestHeader, BoundaryType, ChangeInvisibleTimeRequestHeader,
     ChangeInvisibleTimeResponseHeader, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
@@ -145,6 +148,12 @@ pub trait BrokerApi: Send + Sync {
     async fn ack_message(&self, addr: &str, header: AckMessageRequestHeader) -> Result<()> {
         let _ = header;
         unsupported(addr, "ack_message")
+    }
+
+    /// BATCH_ACK_MESSAGE: acknowledges popped messages of one broker.
+    async fn batch_ack_message(&self, addr: &str, body: BatchAckMessageRequestBody) -> Result<()> {
+        let _ = body;
+        unsupported(addr, "batch_ack_message")
     }
 
     /// CHANGE_MESSAGE_INVISIBLETIME: gives a popped message a new invisible

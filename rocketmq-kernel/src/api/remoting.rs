@@ -10,7 +10,8 @@ use rocketmq_model::time::epoch_millis;
 
 use async_trait::async_trait;
 use rocketmq_model::body::{
-    CheckClientRequestBody, ConsumeStats, LockBatchRequestBody, UnlockBatchRequestBody,
+    BatchAckMessageRequestBody, CheckClientRequestBody, ConsumeStats, LockBatchRequestBody,
+    UnlockBatchRequestBody,
 };
 use rocketmq_model::header::{
     AckMessageRequestHeader, BoundaryType, ChangeInvisibleTimeRequestHeader,
@@ -27,12 +28,12 @@ use rocketmq_model::{
 };
 use rocketmq_remoting::call::{Call, Oneway, execute_at};
 use rocketmq_remoting::calls::{
-    AckMessage, ChangeInvisibleTime, CheckClientConfig, ConsumerSendMsgBack, CreateTopic,
-    EndTransaction, GetClusterInfo, GetConsumeStats, GetConsumerList, GetEarliestMsgStoreTime,
-    GetMaxOffset, GetMinOffset, GetRouteInfo, Heartbeat, LockBatchMq, PopMessage, PopResponse,
-    PullMessage, PullResponse, QueryConsumerOffset, QueryMessage, RecallMessage, SearchOffset,
-    SendBatch, SendMessage, SendResponse, UnlockBatchMq, Unregister, UpdateConsumerOffset,
-    ViewMessage,
+    AckMessage, BatchAckMessage, ChangeInvisibleTime, CheckClientConfig, ConsumerSendMsgBack,
+    CreateTopic, EndTransaction, GetClusterInfo, GetConsumeStats, GetConsumerList,
+    GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset, GetRouteInfo, Heartbeat, LockBatchMq,
+    PopMessage, PopResponse, PullMessage, PullResponse, QueryConsumerOffset, QueryMessage,
+    RecallMessage, SearchOffset, SendBatch, SendMessage, SendResponse, UnlockBatchMq, Unregister,
+    UpdateConsumerOffset, ViewMessage,
 };
 use rocketmq_remoting::client::NameServerService;
 use rocketmq_remoting::{RemotingClient, RemotingError};
@@ -377,6 +378,12 @@ impl BrokerApi for RemotingBrokerApi {
             Some(header.queue_id),
         );
         self.call(addr, AckMessage(header), span).await
+    }
+
+    async fn batch_ack_message(&self, addr: &str, body: BatchAckMessageRequestBody) -> Result<()> {
+        let topic = body.acks.first().map(|ack| ack.topic.clone());
+        let span = span("batch_ack_message", addr, topic.as_deref(), None);
+        self.call(addr, BatchAckMessage(body), span).await
     }
 
     async fn change_invisible_time(

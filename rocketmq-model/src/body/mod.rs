@@ -44,6 +44,7 @@ macro_rules! json_body_trait {
     };
 }
 
+mod batch_ack;
 mod check_client;
 mod consume_directly;
 mod consume_stats;
@@ -55,6 +56,7 @@ mod reset_offset;
 mod running_info;
 pub mod trace;
 
+pub use batch_ack::{AckBits, BatchAck, BatchAckMessageRequestBody};
 pub use check_client::CheckClientRequestBody;
 pub use consume_directly::{ConsumeMessageDirectlyResult, ConsumeResult};
 pub use consume_stats::{ConsumeStats, QueueOffsets};

@@ -24,7 +24,9 @@ pub use offset::{
     GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset, QueryConsumerOffset, SearchOffset,
     UpdateConsumerOffset,
 };
-pub use pop::{AckMessage, ChangeInvisibleTime, PopMessage, PopResponse, PopStatus};
+pub use pop::{
+    AckMessage, BatchAckMessage, ChangeInvisibleTime, PopMessage, PopResponse, PopStatus,
+};
 pub use pull::{PullMessage, PullResponse, PullStatus};
 pub use recall::RecallMessage;
 pub use route::{GetClusterInfo, GetRouteInfo};

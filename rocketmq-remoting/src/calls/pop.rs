@@ -4,13 +4,14 @@
 //! header's int16.
 
 use bytes::Bytes;
+use rocketmq_model::body::BatchAckMessageRequestBody;
 use rocketmq_model::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
     PopMessageRequestHeader, PopMessageResponseHeader,
 };
 use rocketmq_model::{RequestCode, ResponseCode};
 
-use crate::call::{Call, parse_success, parse_success_header, rejected};
+use crate::call::{Call, json_body, parse_success, parse_success_header, rejected};
 use crate::command::RemotingCommand;
 use crate::error::Result;
 
@@ -97,6 +98,23 @@ impl Call for AckMessage {
             RequestCode::ACK_MESSAGE,
             self.0,
         ))
+    }
+
+    fn parse_response(response: RemotingCommand) -> Result<()> {
+        parse_success(response)
+    }
+}
+
+/// Acknowledges popped messages of one broker in one request (5.x). The
+/// broker answers SUCCESS whatever it finds; NO_MESSAGE for an empty body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchAckMessage(pub BatchAckMessageRequestBody);
+
+impl Call for BatchAckMessage {
+    type Response = ();
+
+    fn into_command(self) -> Result<RemotingCommand> {
+        Ok(RemotingCommand::request(RequestCode::BATCH_ACK_MESSAGE).with_body(json_body(&self.0)?))
     }
 
     fn parse_response(response: RemotingCommand) -> Result<()> {
@@ -213,6 +231,16 @@ mod tests {
             AckMessage::parse_response(answer(ResponseCode::NO_MESSAGE)),
             ResponseCode::NO_MESSAGE,
         );
+
+        let batch = BatchAckMessage(BatchAckMessageRequestBody {
+            broker_name: "b".into(),
+            acks: Vec::new(),
+        })
+        .into_command()
+        .unwrap();
+        assert_eq!(batch.request_code(), RequestCode::BATCH_ACK_MESSAGE);
+        assert_eq!(&batch.body[..], br#"{"brokerName":"b","acks":[]}"#);
+        BatchAckMessage::parse_response(answer(ResponseCode::SUCCESS)).unwrap();
 
         let change = ChangeInvisibleTime(ChangeInvisibleTimeRequestHeader {
             consumer_group: "cg".into(),

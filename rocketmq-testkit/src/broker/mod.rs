@@ -334,6 +334,7 @@ async fn dispatch(ctx: &ConnCtx, request: RemotingCommand) -> RemotingCommand {
         }
         RequestCode::POP_MESSAGE => pop::handle(ctx, &request).await,
         RequestCode::ACK_MESSAGE => pop::ack(ctx, &request),
+        RequestCode::BATCH_ACK_MESSAGE => pop::batch_ack(ctx, &request),
         RequestCode::CHANGE_MESSAGE_INVISIBLETIME => pop::change_invisible_time(ctx, &request),
         RequestCode::QUERY_CONSUMER_OFFSET => offsets::query(ctx, &request),
         RequestCode::UPDATE_CONSUMER_OFFSET => offsets::update(ctx, &request),

@@ -42,6 +42,7 @@
 //! acknowledgements and changes of handles of revive queue 999.
 
 mod ack;
+mod batch_ack;
 mod inflight;
 mod polling;
 mod revive;
@@ -68,6 +69,7 @@ use super::{BrokerCore, ConnCtx};
 use crate::reply::{self, Rejection};
 
 pub(crate) use ack::{ack, change_invisible_time};
+pub(crate) use batch_ack::batch_ack;
 pub(crate) use inflight::{Checkpoint, PopState};
 use polling::Arrivals;
 pub(crate) use revive::run_reviver;

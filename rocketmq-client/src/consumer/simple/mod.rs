@@ -95,6 +95,15 @@ impl SimpleConsumer {
         self.core.ack(message).await
     }
 
+    /// Acknowledges `messages` in one request per broker
+    /// (BATCH_ACK_MESSAGE), where [`ack`](Self::ack) makes one per message.
+    /// A Java broker answers it SUCCESS whatever it finds, so unlike `ack`
+    /// it does not tell of receipts the broker no longer knows. Every broker
+    /// is tried; the first failure is returned.
+    pub async fn ack_batch(&self, messages: &[ReceivedMessage]) -> Result<()> {
+        self.core.ack_batch(messages).await
+    }
+
     /// Makes `message` invisible for `invisible_duration` from now (to
     /// take longer over it, or to have it back sooner), and gives it the
     /// new receipt handle this answers: the old one no longer acknowledges it.
