@@ -28,7 +28,7 @@ pub(crate) struct ConsumePlan {
     pub(crate) serialize_type: SerializeType,
 }
 
-fn client_config(plan: &ConsumePlan, role: &str) -> ClientConfig {
+pub(crate) fn client_config(plan: &ConsumePlan, role: &str) -> ClientConfig {
     let mut config = ClientConfig::new(plan.namesrv.split(';'));
     config.serialize_type = plan.serialize_type;
     config.instance_name = format!("bench-{role}-{}", std::process::id());
@@ -99,7 +99,7 @@ pub(crate) async fn run(plan: ConsumePlan) -> Result<Report, Box<dyn std::error:
 }
 
 /// Sends `messages` messages with batch sends (not measured).
-async fn fill(plan: &ConsumePlan) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn fill(plan: &ConsumePlan) -> Result<(), Box<dyn std::error::Error>> {
     let producer = Producer::builder()
         .client_config(client_config(plan, "filler"))
         .producer_group("bench_filler")

@@ -10,6 +10,7 @@
 //! run ends with a summary and one JSON line carrying the same figures.
 
 mod consume;
+mod pop;
 mod produce;
 mod raw;
 mod report;
@@ -41,7 +42,8 @@ enum Command {
     Raw(RawArgs),
     /// The client's producer: sync, async, oneway or batch sends.
     Produce(ProduceArgs),
-    /// A push consumer draining a topic filled beforehand.
+    /// A push consumer (or, with `--pop`, a simple consumer) draining a
+    /// topic filled beforehand.
     Consume(ConsumeArgs),
 }
 
@@ -62,6 +64,14 @@ struct ConsumeArgs {
     /// default, a repeated letter, compresses to almost nothing at 4 KiB and up).
     #[arg(long)]
     random_body: bool,
+    /// Consume with a SimpleConsumer (pop) and this many receiving tasks,
+    /// instead of a push consumer.
+    #[arg(long, value_name = "RECEIVERS")]
+    pop: Option<usize>,
+    /// With `--pop`: acknowledge each message alone instead of each answer
+    /// in one batch.
+    #[arg(long, requires = "pop")]
+    ack_each: bool,
 }
 
 #[derive(clap::Args)]
@@ -288,7 +298,11 @@ async fn run(command: Command, workers: usize) -> Result<(), BoxError> {
                 body: body(args.size, args.random_body),
                 serialize_type: args.target.serialization.into(),
             };
-            consume::run(plan).await?.print(workers);
+            let report = match args.pop {
+                Some(receivers) => pop::run(plan, receivers, args.ack_each).await?,
+                None => consume::run(plan).await?,
+            };
+            report.print(workers);
         }
     }
     Ok(())
