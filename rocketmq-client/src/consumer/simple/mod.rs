@@ -79,6 +79,10 @@ impl SimpleConsumer {
     ///
     /// A broker holding too many waiting requests answers POLLING_FULL,
     /// returned as an error so that a receiving loop backs off.
+    ///
+    /// A receive given up on (its future dropped, e.g. by a timeout) while
+    /// the broker holds it may still pop messages nobody gets: they come
+    /// back when their invisible duration passes.
     pub async fn receive(
         &self,
         max_messages: usize,
