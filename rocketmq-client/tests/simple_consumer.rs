@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use consumer_support::{config, msg, producer, unique};
 use rocketmq_client::consumer::{
-    ConsumeFromWhere, MessageSelector, ReceivedMessage, SimpleConsumer, SimpleConsumerBuilder,
+    ConsumeFromWhere, MAX_INVISIBLE_DURATION, MessageSelector, ReceivedMessage, SimpleConsumer,
+    SimpleConsumerBuilder,
 };
 use rocketmq_client::{ClientError, Producer};
 use rocketmq_model::body::ConsumeType;
@@ -220,6 +221,12 @@ async fn a_changed_invisible_duration_moves_the_return_and_renews_the_handle() {
         got.into_iter().partition(|m| body(m) == "sooner");
     let (sooner, later) = (&mut sooner[0], &mut later[0]);
     let old = sooner.receipt_handle().clone();
+    let too_long = MAX_INVISIBLE_DURATION + Duration::from_millis(1);
+    let err = (consumer.change_invisible_duration(sooner, too_long))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::InvalidCall(_)), "{err}");
+    assert_eq!(sooner.receipt_handle(), &old);
     consumer
         .change_invisible_duration(sooner, Duration::from_secs(5))
         .await
@@ -368,6 +375,12 @@ async fn calls_it_cannot_make_are_refused() {
         .await
         .unwrap_err();
     assert!(matches!(no_topic, ClientError::Config(_)), "{no_topic}");
+    let endless = builder(&cluster, "T")
+        .await_duration(Duration::MAX)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(endless, ClientError::Config(_)), "{endless}");
     let no_attempts = builder(&cluster, "T")
         .max_delivery_attempts(0)
         .build()
@@ -379,10 +392,21 @@ async fn calls_it_cannot_make_are_refused() {
     );
 
     let consumer = builder(&cluster, "T").build().await.unwrap();
-    for (max, invisible) in [(0, INVISIBLE), (33, INVISIBLE), (1, Duration::ZERO)] {
+    // Past 12 hours (Java's proxy's most) a Java broker's revive time would
+    // be the pop time plus up to `i64::MAX` ms: wrapped, so the message
+    // came back at once.
+    let too_long = MAX_INVISIBLE_DURATION + Duration::from_millis(1);
+    for (max, invisible) in [
+        (0, INVISIBLE),
+        (33, INVISIBLE),
+        (1, Duration::ZERO),
+        (1, too_long),
+        (1, Duration::MAX),
+    ] {
         let err = consumer.receive(max, invisible).await.unwrap_err();
         assert!(matches!(err, ClientError::InvalidCall(_)), "{err}");
     }
+    assert!(cluster.broker(0).in_flight_pops(GROUP).is_empty());
     consumer.unsubscribe("T");
     let err = consumer.receive(1, INVISIBLE).await.unwrap_err();
     assert!(matches!(err, ClientError::InvalidCall(_)), "{err}");

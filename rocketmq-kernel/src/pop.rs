@@ -79,7 +79,7 @@ pub fn popped_messages(
         starts,
         offsets,
     };
-    let mut seen: HashMap<PopQueueKey, Vec<i64>> = HashMap::new();
+    let sorted = sort_map(&decoded.messages)?;
     let mut first_offsets: HashMap<PopQueueKey, i64> = HashMap::new();
     let mut popped = Popped::default();
     for mut message in decoded.messages {
@@ -97,17 +97,10 @@ pub fn popped_messages(
                     PopTopicKind::of_topic(&message.message.topic),
                     message.queue_id,
                 );
-                let index = {
-                    let queue = seen.entry(key).or_default();
-                    // Java's `indexOf`: the first answer of this offset.
-                    match queue.iter().position(|&o| o == message.queue_offset) {
-                        Some(index) => index,
-                        None => {
-                            queue.push(message.queue_offset);
-                            queue.len() - 1
-                        }
-                    }
-                };
+                // Java's `indexOf`: the first answer of this offset.
+                let index = (sorted.get(&key))
+                    .and_then(|queue| queue.iter().position(|&o| o == message.queue_offset))
+                    .unwrap_or_default();
                 let first = *first_offsets.entry(key).or_insert(message.queue_offset);
                 let handle = handles.build(key, index, first, message.queue_offset)?;
                 message
@@ -136,6 +129,26 @@ pub fn popped_messages(
         }
     }
     Ok(popped)
+}
+
+/// Java's `buildQueueOffsetSortedMap`: the offsets answered per queue, in
+/// the answer's order, every message counted, under the kind its `POP_CK`
+/// names when it has one (the broker answers a redelivered message with
+/// the subscribed topic, so only the handle tells it came from the retry
+/// topic), else under its topic's. A message's place in its queue's list is
+/// its place in `msgOffsetInfo`: a message with a handle of its own (one a
+/// producer left on it, say) still takes up its place, so the handles of the
+/// messages after it are not shifted onto their neighbours' offsets.
+fn sort_map(messages: &[MessageExt]) -> Result<HashMap<PopQueueKey, Vec<i64>>> {
+    let mut sorted: HashMap<PopQueueKey, Vec<i64>> = HashMap::new();
+    for message in messages {
+        let kind = match message.message.property(property::POP_CK) {
+            Some(own) => ReceiptHandle::parse(own)?.kind,
+            None => PopTopicKind::of_topic(&message.message.topic),
+        };
+        (sorted.entry((kind, message.queue_id)).or_default()).push(message.queue_offset);
+    }
+    Ok(sorted)
 }
 
 /// What a pop answer says of every message it holds.
@@ -298,6 +311,34 @@ mod tests {
             only.message.message.property(property::FIRST_POP_TIME),
             Some("7")
         );
+    }
+
+    #[test]
+    fn a_message_with_its_own_handle_keeps_its_place_in_the_offset_infos() {
+        // Offset 5 carries a handle a producer left on it (Java's client
+        // keeps it): it still counts in queue 1's list, as Java's
+        // `buildQueueOffsetSortedMap` counts it, so 6 and 7 keep theirs.
+        let mut stale = record("T", 1, 5, "a");
+        (stale.message.properties)
+            .insert(property::POP_CK, "0 1 60000 1 0 other 3 9")
+            .unwrap();
+        let records = [stale, record("T", 1, 6, "a"), record("T", 1, 7, "a")];
+        let response = answer(&records, "0 1 5", "0 1 5,6,7");
+        let popped = popped_messages("b", &response, &all()).unwrap();
+        let offsets: Vec<i64> = (popped.messages.iter())
+            .map(|m| m.handle.queue_offset)
+            .collect();
+        assert_eq!(offsets, [9, 6, 7]);
+        // A redelivered message sorts under its handle's kind, not under
+        // the subscribed topic it is answered with.
+        let mut retried = record("T", 0, 3, "a");
+        (retried.message.properties)
+            .insert(property::POP_CK, "3 1000 60000 2 1 b 0 3")
+            .unwrap();
+        let records = [retried, record("T", 0, 8, "a")];
+        let response = answer(&records, "1 0 3;0 0 8", "1 0 3;0 0 8");
+        let popped = popped_messages("b", &response, &all()).unwrap();
+        assert_eq!(popped.messages[1].handle.encode(), "8 1000 60000 2 0 b 0 8");
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub use rocketmq_kernel::offset::OffsetStore;
 pub use rocketmq_model::body::{ConsumeFromWhere, MessageModel};
 pub use selector::MessageSelector;
 pub use simple::{
-    DEFAULT_AWAIT_DURATION, DEFAULT_MAX_DELIVERY_ATTEMPTS, MAX_RECEIVE_MESSAGES, ReceivedMessage,
-    SimpleConsumer, SimpleConsumerBuilder,
+    DEFAULT_AWAIT_DURATION, DEFAULT_MAX_DELIVERY_ATTEMPTS, MAX_AWAIT_DURATION,
+    MAX_INVISIBLE_DURATION, MAX_RECEIVE_MESSAGES, ReceivedMessage, SimpleConsumer,
+    SimpleConsumerBuilder,
 };

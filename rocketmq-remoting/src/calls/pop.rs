@@ -85,8 +85,11 @@ impl Call for PopMessage {
 }
 
 /// Acknowledges one popped message: the broker will not deliver it again.
-/// A broker that no longer knows the pop (its invisible time passed, or it
-/// was acknowledged already) answers NO_MESSAGE or MESSAGE_ILLEGAL.
+/// A Java broker answers NO_MESSAGE only for an offset outside the queue,
+/// MESSAGE_ILLEGAL for a queue the topic does not have; it does not look
+/// whether the pop is still in flight, so an acknowledgement that comes
+/// after the invisible time (the message is delivered again) or twice is
+/// answered SUCCESS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AckMessage(pub AckMessageRequestHeader);
 

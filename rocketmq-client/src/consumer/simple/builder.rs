@@ -22,6 +22,11 @@ use crate::instance::{ClientInstance, ConsumerHandle, InstanceLease};
 /// How long a receive waits by default for messages to arrive.
 pub const DEFAULT_AWAIT_DURATION: Duration = Duration::from_secs(20);
 
+/// The longest a receive may wait for messages (a broker adds it to the
+/// receive's start in an `i64` of milliseconds; a long poll of more than an
+/// hour is a mistake anyway).
+pub const MAX_AWAIT_DURATION: Duration = Duration::from_secs(60 * 60);
+
 /// How often a message is delivered by default before it goes to the
 /// dead-letter topic: a subscription group's default `retryMaxTimes` (16)
 /// plus one, as Java's proxy gives its simple consumers.
@@ -73,8 +78,8 @@ impl SimpleConsumerBuilder {
     }
 
     /// How long a receive waits for messages to arrive before answering
-    /// none (default 20 s; zero answers at once). The broker holds the
-    /// request that long (long polling).
+    /// none (default 20 s, at most [`MAX_AWAIT_DURATION`]; zero answers at
+    /// once). The broker holds the request that long (long polling).
     pub fn await_duration(mut self, wait: Duration) -> Self {
         self.await_duration = wait;
         self
@@ -108,6 +113,12 @@ impl SimpleConsumerBuilder {
         crate::config::check_group("consumer", &self.options.group)?;
         if self.subscriptions.is_empty() {
             return Err(ClientError::Config("subscribe to a topic".into()));
+        }
+        if self.await_duration > MAX_AWAIT_DURATION {
+            return Err(ClientError::Config(format!(
+                "await_duration {:?} exceeds {MAX_AWAIT_DURATION:?}",
+                self.await_duration
+            )));
         }
         if self.max_delivery_attempts < 1 {
             return Err(ClientError::Config(

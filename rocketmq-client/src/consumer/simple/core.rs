@@ -26,8 +26,8 @@ use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue, ResponseCode
 use rocketmq_remoting::RemotingError;
 use rocketmq_remoting::calls::PopStatus;
 
-use super::MAX_RECEIVE_MESSAGES;
 use super::received::ReceivedMessage;
+use super::{MAX_INVISIBLE_DURATION, MAX_RECEIVE_MESSAGES};
 use crate::consumer::selector::MessageSelector;
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
@@ -88,12 +88,7 @@ impl SimpleCore {
                 "receive asks for {max_messages} messages; from 1 to {MAX_RECEIVE_MESSAGES}"
             )));
         }
-        let invisible_ms = millis(invisible);
-        if invisible_ms < 1 {
-            return Err(ClientError::InvalidCall(
-                "the invisible duration must be at least 1 ms".into(),
-            ));
-        }
+        let invisible_ms = invisible_millis(invisible)?;
         let topic = self.next_topic()?;
         let Some(subscription) = self.subscriptions.get(&topic) else {
             return Ok(Vec::new()); // unsubscribed meanwhile
@@ -253,12 +248,7 @@ impl SimpleCore {
         message: &mut ReceivedMessage,
         invisible: Duration,
     ) -> Result<()> {
-        let invisible_ms = millis(invisible);
-        if invisible_ms < 1 {
-            return Err(ClientError::InvalidCall(
-                "the invisible duration must be at least 1 ms".into(),
-            ));
-        }
+        let invisible_ms = invisible_millis(invisible)?;
         let handle = message.receipt_handle();
         let addr = self.broker_addr(&message.wire_topic, handle).await?;
         let header = ChangeInvisibleTimeRequestHeader {
@@ -411,6 +401,18 @@ fn init_mode(from: ConsumeFromWhere) -> i32 {
         ConsumeFromWhere::FirstOffset => INIT_MODE_MIN,
         _ => INIT_MODE_MAX,
     }
+}
+
+/// An invisible duration as the broker takes it: from 1 ms to
+/// [`MAX_INVISIBLE_DURATION`].
+fn invisible_millis(invisible: Duration) -> Result<i64> {
+    let ms = millis(invisible);
+    if ms < 1 || invisible > MAX_INVISIBLE_DURATION {
+        return Err(ClientError::InvalidCall(format!(
+            "the invisible duration is {invisible:?}; from 1 ms to {MAX_INVISIBLE_DURATION:?}"
+        )));
+    }
+    Ok(ms)
 }
 
 fn millis(duration: Duration) -> i64 {

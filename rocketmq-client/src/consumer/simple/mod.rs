@@ -15,12 +15,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use builder::{DEFAULT_AWAIT_DURATION, DEFAULT_MAX_DELIVERY_ATTEMPTS, SimpleConsumerBuilder};
+pub use builder::{
+    DEFAULT_AWAIT_DURATION, DEFAULT_MAX_DELIVERY_ATTEMPTS, MAX_AWAIT_DURATION,
+    SimpleConsumerBuilder,
+};
 pub use received::ReceivedMessage;
 
 use self::core::SimpleCore;
+use super::report::ShutdownReport;
 use super::selector::MessageSelector;
-use super::shared::leave;
+use super::shared::{leave, shut_down_fully};
 use crate::config::ClientConfig;
 use crate::error::Result;
 use crate::instance::InstanceLease;
@@ -28,6 +32,13 @@ use crate::instance::InstanceLease;
 /// The most messages one [`receive`](SimpleConsumer::receive) may ask for
 /// (a Java broker refuses more).
 pub const MAX_RECEIVE_MESSAGES: usize = 32;
+
+/// The longest invisible duration a receive or a change may give a message
+/// (Java's proxy refuses more: `maxInvisibleTimeMills`, 12 hours). A Java
+/// broker checks none: it adds the duration to the pop time, and one past
+/// the `i64` of milliseconds wraps the message's revive time into the past,
+/// so it would come back at once.
+pub const MAX_INVISIBLE_DURATION: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// A pop consumer: [`receive`](Self::receive) messages, then
 /// [`ack`](Self::ack) each one (or let it come back).
@@ -39,7 +50,7 @@ pub const MAX_RECEIVE_MESSAGES: usize = 32;
 /// use rocketmq_client::ClientConfig;
 ///
 /// # async fn run() -> rocketmq_client::Result<()> {
-/// let config = ClientConfig::new("127.0.0.1:9876");
+/// let config = ClientConfig::new(["127.0.0.1:9876"]);
 /// let consumer = SimpleConsumer::builder("orders-workers", config)
 ///     .subscribe("orders", MessageSelector::all())
 ///     .build()
@@ -74,7 +85,8 @@ impl SimpleConsumer {
 
     /// Receives up to `max_messages` (1 to [`MAX_RECEIVE_MESSAGES`]) of one
     /// subscribed topic from one of its brokers (both taken in turn), which
-    /// stay invisible to the group for `invisible_duration`. Waits up to the
+    /// stay invisible to the group for `invisible_duration` (1 ms to
+    /// [`MAX_INVISIBLE_DURATION`]). Waits up to the
     /// builder's await duration for messages to arrive; empty when none did.
     ///
     /// A broker holding too many waiting requests answers POLLING_FULL,
@@ -91,26 +103,34 @@ impl SimpleConsumer {
         self.core.receive(max_messages, invisible_duration).await
     }
 
-    /// Acknowledges `message`: the broker will not deliver it again. Fails
-    /// when the broker no longer knows this receipt (its invisible duration
-    /// passed and it was delivered again, or it was acknowledged already,
-    /// depending on the broker).
+    /// Acknowledges `message`: the broker will not deliver it again, if
+    /// the acknowledgement arrives within the message's invisible duration.
+    /// A Java broker does not look whether the pop is still in flight: an
+    /// acknowledgement after the invisible duration passed (the message
+    /// went back to the group already), or a second one, is answered
+    /// success all the same and changes nothing. Acknowledge in time, or
+    /// extend the duration with
+    /// [`change_invisible_duration`](Self::change_invisible_duration).
     pub async fn ack(&self, message: &ReceivedMessage) -> Result<()> {
         self.core.ack(message).await
     }
 
     /// Acknowledges `messages` in one request per broker
     /// (BATCH_ACK_MESSAGE), where [`ack`](Self::ack) makes one per message.
-    /// A Java broker answers it SUCCESS whatever it finds, so unlike `ack`
-    /// it does not tell of receipts the broker no longer knows. Every broker
-    /// is tried; the first failure is returned.
+    /// Like `ack`, it is answered SUCCESS for receipts the broker no longer
+    /// knows (they did nothing). Every broker is tried; the first failure is
+    /// returned.
     pub async fn ack_batch(&self, messages: &[ReceivedMessage]) -> Result<()> {
         self.core.ack_batch(messages).await
     }
 
-    /// Makes `message` invisible for `invisible_duration` from now (to
-    /// take longer over it, or to have it back sooner), and gives it the
+    /// Makes `message` invisible for `invisible_duration` from now (1 ms to
+    /// [`MAX_INVISIBLE_DURATION`]; to take longer over it, or to have it
+    /// back sooner), and gives it the
     /// new receipt handle this answers: the old one no longer acknowledges it.
+    /// As with [`ack`](Self::ack), a Java broker does not look whether the
+    /// message is still in flight: a change of a message acknowledged
+    /// already makes it come back once more when the new duration ends.
     pub async fn change_invisible_duration(
         &self,
         message: &mut ReceivedMessage,
@@ -149,12 +169,19 @@ impl SimpleConsumer {
     /// Leaves the group: unregisters from the brokers and releases the
     /// client instance. Messages received and not acknowledged come back to
     /// the group when their invisible duration passes.
+    ///
+    /// Runs to its end in a task of its own, even when the caller stops
+    /// waiting.
     pub async fn shutdown(mut self) {
         let core = Arc::clone(&self.core);
         let lease = self.lease.take();
-        let group = core.group_name().to_owned();
-        leave(core.instance(), &group, lease).await;
-        tracing::info!(%group, "simple consumer shut down");
+        shut_down_fully(async move {
+            let group = core.group_name().to_owned();
+            leave(core.instance(), &group, lease).await;
+            tracing::info!(%group, "simple consumer shut down");
+            ShutdownReport::default()
+        })
+        .await;
     }
 }
 
