@@ -6,6 +6,17 @@ use rocketmq_model::body::{ExpressionType, SUB_ALL};
 
 use crate::error::Result;
 
+/// Puts `topic`'s selector into a builder's list, replacing an earlier one
+/// for the same topic (the later call wins, as Java's `subscribe`).
+pub(crate) fn put_selector(
+    list: &mut Vec<(String, MessageSelector)>,
+    topic: String,
+    selector: MessageSelector,
+) {
+    list.retain(|(t, _)| *t != topic);
+    list.push((topic, selector));
+}
+
 /// A subscription filter: a tag expression (`*`, `"A"`, `"A || B"`) or an
 /// SQL92 condition over message properties (brokers need
 /// `enablePropertyFilter=true` for it).

@@ -24,7 +24,7 @@ use super::core::{Mode, PullCore};
 use super::rebalance;
 use crate::config::ClientConfig;
 use crate::consumer::metered::MeteredBrokerApi;
-use crate::consumer::selector::MessageSelector;
+use crate::consumer::selector::{MessageSelector, put_selector};
 use crate::consumer::shared::{
     OffsetsFileClaim, default_offset_store, shared_consumer_setters, start_tracing, to_namespace,
 };
@@ -105,9 +105,7 @@ impl PullConsumerBuilder {
         topic: impl Into<String>,
         selector: impl Into<MessageSelector>,
     ) -> Self {
-        let topic = topic.into();
-        self.subscriptions.retain(|(t, _)| *t != topic);
-        self.subscriptions.push((topic, selector.into()));
+        put_selector(&mut self.subscriptions, topic.into(), selector.into());
         self
     }
 
@@ -133,10 +131,8 @@ impl PullConsumerBuilder {
         topic: impl Into<String>,
         selector: impl Into<MessageSelector>,
     ) -> Self {
-        let topic = topic.into();
         self.assign_mode = true;
-        self.assign_selectors.retain(|(t, _)| *t != topic);
-        self.assign_selectors.push((topic, selector.into()));
+        put_selector(&mut self.assign_selectors, topic.into(), selector.into());
         self
     }
 

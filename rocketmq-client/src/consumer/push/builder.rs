@@ -31,7 +31,7 @@ use crate::consumer::listener::{
     Listener, OrderlyContext, OrderlyFn, OrderlyListener,
 };
 use crate::consumer::metered::{MeteredBrokerApi, MeteredConcurrent, MeteredOrderly};
-use crate::consumer::selector::MessageSelector;
+use crate::consumer::selector::{MessageSelector, put_selector};
 use crate::consumer::shared::{
     default_offset_store, shared_consumer_setters, start_tracing, to_namespace,
 };
@@ -101,9 +101,7 @@ impl PushConsumerBuilder {
         topic: impl Into<String>,
         selector: impl Into<MessageSelector>,
     ) -> Self {
-        let topic = topic.into();
-        self.subscriptions.retain(|(t, _)| *t != topic);
-        self.subscriptions.push((topic, selector.into()));
+        put_selector(&mut self.subscriptions, topic.into(), selector.into());
         self
     }
 

@@ -13,7 +13,7 @@ use rocketmq_model::body::{ConsumeFromWhere, MessageModel};
 use super::SimpleConsumer;
 use super::core::SimpleCore;
 use crate::config::ClientConfig;
-use crate::consumer::selector::MessageSelector;
+use crate::consumer::selector::{MessageSelector, put_selector};
 use crate::consumer::shared::to_namespace;
 use crate::consumer::subscriptions::Subscriptions;
 use crate::error::{ClientError, Result};
@@ -71,9 +71,7 @@ impl SimpleConsumerBuilder {
         topic: impl Into<String>,
         selector: impl Into<MessageSelector>,
     ) -> Self {
-        let topic = topic.into();
-        self.subscriptions.retain(|(t, _)| *t != topic);
-        self.subscriptions.push((topic, selector.into()));
+        put_selector(&mut self.subscriptions, topic.into(), selector.into());
         self
     }
 
