@@ -497,12 +497,6 @@ async fn pops_are_refused_as_java_refuses_them() {
         "{remark}"
     );
 
-    let mut orderly = pop_header(0, 32, 0);
-    orderly.order = true;
-    let (code, remark) = refused(orderly).await;
-    assert_eq!(code, ResponseCode::SYSTEM_ERROR);
-    assert_eq!(remark, "rocketmq-testkit does not serve orderly pops");
-
     for (kind, expression) in [("TAG", "||"), ("SQL92", "a = "), ("XPATH", "a")] {
         let mut bad = pop_header(0, 32, 0);
         bad.exp_type = Some(kind.into());

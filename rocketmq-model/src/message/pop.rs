@@ -222,6 +222,73 @@ pub fn parse_msg_offset_info(text: &str) -> Result<HashMap<PopQueueKey, Vec<i64>
     })
 }
 
+/// What an `orderCountInfo` entry counts for: every message answered from
+/// a queue, or one message of it (`qo<queueId>%<offset>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrderCountKey {
+    /// The queue.
+    Queue(i32),
+    /// One message of the queue, by its offset.
+    Message(i32, i64),
+}
+
+/// How often an orderly pop's messages were answered before, by
+/// `orderCountInfo` entry.
+pub type OrderCounts = HashMap<(PopTopicKind, OrderCountKey), i32>;
+
+impl OrderCountKey {
+    fn parse(text: &str) -> Option<Self> {
+        match text.strip_prefix("qo") {
+            Some(rest) => {
+                let (queue, offset) = rest.split_once('%')?;
+                Some(OrderCountKey::Message(
+                    queue.parse().ok()?,
+                    offset.parse().ok()?,
+                ))
+            }
+            None => text.parse().ok().map(OrderCountKey::Queue),
+        }
+    }
+}
+
+/// Reads an orderly POP_MESSAGE answer's `orderCountInfo`: `kind key
+/// count` entries, `;`-separated, the key a queue id or `qo<queueId>%<offset>`
+/// (Java's `buildQueueIdOrderCountInfo` and `buildQueueOffsetOrderCountInfo`).
+pub fn parse_order_count_info(text: &str) -> Result<OrderCounts> {
+    let mut counts = HashMap::new();
+    if text.is_empty() {
+        return Ok(counts);
+    }
+    for entry in text.split(';') {
+        let invalid =
+            |reason: &str| ModelError::malformed("orderCountInfo", format!("{entry:?} {reason}"));
+        let [kind, key, count] = entry.split(' ').collect::<Vec<_>>()[..] else {
+            return Err(invalid("is not three space-separated fields"));
+        };
+        let kind = PopTopicKind::parse(kind).ok_or_else(|| invalid("has no topic kind"))?;
+        let key = OrderCountKey::parse(key).ok_or_else(|| invalid("has no queue key"))?;
+        let count = count
+            .parse::<i32>()
+            .map_err(|_| invalid("has a count that is not a number"))?;
+        if counts.insert((kind, key), count).is_some() {
+            return Err(invalid("repeats a key"));
+        }
+    }
+    Ok(counts)
+}
+
+/// The reconsume times an orderly pop's answer gives the message at
+/// `offset` of queue `key` (Java's client: the message's own entry, else its
+/// queue's; none when neither is above 0).
+pub fn order_count(counts: &OrderCounts, key: PopQueueKey, offset: i64) -> Option<i32> {
+    let (kind, queue) = key;
+    counts
+        .get(&(kind, OrderCountKey::Message(queue, offset)))
+        .or_else(|| counts.get(&(kind, OrderCountKey::Queue(queue))))
+        .copied()
+        .filter(|&count| count > 0)
+}
+
 fn parse_info<T>(
     what: &'static str,
     text: &str,
@@ -264,6 +331,24 @@ pub fn write_msg_offset_info(info: &mut String, key: PopQueueKey, offsets: &[i64
         key.1,
         offsets.join(",")
     ));
+}
+
+/// Appends one message's entry to an orderly pop's `orderCountInfo` being
+/// written (Java's `ExtraInfoUtil.buildQueueOffsetOrderCountInfo`): how
+/// often the message at `offset` of the queue was answered before, as
+/// `kind qo<queueId>%<offset> count` (`0 qo1%5 2`).
+pub fn write_order_count_of_offset(info: &mut String, key: PopQueueKey, offset: i64, count: i32) {
+    separate(info);
+    info.push_str(&format!("{} qo{}%{offset} {count}", key.0.as_str(), key.1));
+}
+
+/// Appends one queue's entry to an orderly pop's `orderCountInfo` being
+/// written (Java's `ExtraInfoUtil.buildQueueIdOrderCountInfo`): the count a
+/// client without a message's own entry reads for it, as `kind queueId
+/// count` (`0 1 0`).
+pub fn write_order_count_of_queue(info: &mut String, key: PopQueueKey, count: i32) {
+    separate(info);
+    info.push_str(&format!("{} {} {count}", key.0.as_str(), key.1));
 }
 
 fn separate(info: &mut String) {
@@ -336,9 +421,32 @@ mod tests {
         assert!(parse_msg_offset_info("0 1 5;;6").is_err());
     }
 
+    #[test]
+    fn reads_order_counts_by_message_then_queue() {
+        let counts = parse_order_count_info("0 qo1%5 2;0 1 1;1 0 3").unwrap();
+        assert_eq!(order_count(&counts, (PopTopicKind::Normal, 1), 5), Some(2));
+        assert_eq!(order_count(&counts, (PopTopicKind::Normal, 1), 6), Some(1));
+        assert_eq!(order_count(&counts, (PopTopicKind::RetryV1, 0), 9), Some(3));
+        assert_eq!(order_count(&counts, (PopTopicKind::Normal, 2), 5), None);
+        let zero = parse_order_count_info("0 qo1%5 0").unwrap();
+        assert_eq!(order_count(&zero, (PopTopicKind::Normal, 1), 5), None);
+        assert!(parse_order_count_info("").unwrap().is_empty());
+        for bad in [
+            "0 qo1 2",
+            "0 qo1%x 2",
+            "0 1 x",
+            "0 1",
+            "0 1 1;0 1 2",
+            "5 1 1",
+        ] {
+            assert!(parse_order_count_info(bad).is_err(), "{bad}");
+        }
+    }
+
     proptest! {
         #[test]
         fn parsers_never_panic(text in ".*") {
+            let _ = parse_order_count_info(&text);
             let _ = ReceiptHandle::parse(&text);
             let _ = parse_start_offset_info(&text);
             let _ = parse_msg_offset_info(&text);

@@ -37,13 +37,43 @@
 //! Java, an arrival in the retry topic (v1) wakes no held pop. Java's
 //! checks run again at each wake-up; here only the reading does.
 //!
-//! Orderly pops (`order`, Java's `ConsumerOrderInfoManager`) are not
-//! modelled: they are refused with SYSTEM_ERROR after Java's checks, as are
-//! acknowledgements and changes of handles of revive queue 999.
+//! An orderly pop (`order`) is served as Java's `isOrder` paths with
+//! `enableNotifyAfterPopOrderLockRelease` (the default), its bookkeeping
+//! kept as `ConsumerOrderInfoManager` keeps it ([`orderly`]): it reads the
+//! topic alone (never the retry topic), in revive queue 999, and makes no
+//! checkpoint, so nothing of it is revived. A queue whose last orderly pop
+//! has a message neither acknowledged nor visible again is blocked: the pop
+//! reads nothing from it, nor counts its backlog in `restNum`, unless it
+//! repeats that pop's `attemptId` (Java's `needBlock`). A queue read commits
+//! the group's offset where the read began (Java's `commitOffset` of
+//! `finalOffset`), so what an acknowledgement did not commit past is read
+//! again once visible, each message answered before counted in the answer's
+//! `orderCountInfo`: `0 qo<queueId>%<offset> <count>` per such message, in
+//! offset order, then `0 <queueId> <least count>` per queue read (0 when a
+//! message is new), `;`-separated (`0 qo1%0 1;0 qo1%1 1;0 1 1`); a Java
+//! client reads a message's reconsume times from its own entry, else from
+//! its queue's. An orderly pop's answer always has `orderCountInfo` (empty
+//! when nothing was read). Acknowledgements and changes of invisible time of
+//! its handles are [`ack`]'s.
+//!
+//! Where orderly pops deviate from Java: times are measured on tokio's
+//! clock, not the wall clock, as the revive times are. A held orderly pop
+//! also wakes when the order state of its topic and group changes (an
+//! acknowledgement or a change of invisible time) and when a queue blocking
+//! it frees (at the latest visible time of its unacknowledged messages);
+//! Java notifies one held pop of the acknowledged queue when the ack
+//! unblocks it, and on `ConsumerOrderInfoLockManager`'s 100 ms timer at the
+//! first unacknowledged message's visible time, waking a pop of every queue
+//! first. Java's `HashMap` writes the per-message `orderCountInfo` entries
+//! in hash order (offset order for offsets below its table size); a client
+//! reads them into a map. After OFFSET_TOO_SMALL the read and its
+//! `startOffsetInfo` begin at the store's offset, where Java keeps the
+//! stale one (as the non-orderly path here does too).
 
 mod ack;
 mod batch_ack;
 mod inflight;
+mod orderly;
 mod polling;
 mod revive;
 
@@ -53,7 +83,8 @@ use bytes::{Bytes, BytesMut};
 use rocketmq_model::body::ExpressionType;
 use rocketmq_model::header::{PopMessageRequestHeader, PopMessageResponseHeader};
 use rocketmq_model::message::pop::{
-    PopTopicKind, ReceiptHandle, write_msg_offset_info, write_start_offset_info,
+    ORDERLY_REVIVE_QUEUE, PopTopicKind, ReceiptHandle, write_msg_offset_info,
+    write_start_offset_info,
 };
 use rocketmq_model::message::property;
 use rocketmq_model::resource::{RETRY_TOPIC_PREFIX, pop_retry_topic_v1};
@@ -99,6 +130,8 @@ pub(crate) async fn handle(ctx: &ConnCtx, request: &RemotingCommand) -> Remoting
     let mut deadline = None;
     loop {
         let mut arrivals = Arrivals::subscribe(core, &header, read_queue_nums);
+        let mut order_changes = (header.order)
+            .then(|| (core.pop.orders).subscribe(&header.topic, &header.consumer_group));
         let popped = Pop::run(core, &header, &filter);
         if popped.found() {
             return popped.respond(ResponseCode::SUCCESS);
@@ -125,7 +158,44 @@ pub(crate) async fn handle(ctx: &ConnCtx, request: &RemotingCommand) -> Remoting
         else {
             return popped.respond(ResponseCode::POLLING_FULL);
         };
-        arrivals.wait(core, &filter, deadline).await;
+        let wake_at = blocked_until(core, &header, read_queue_nums)
+            .map_or(deadline, |free| free.min(deadline));
+        tokio::select! {
+            () = arrivals.wait(core, &filter, wake_at) => {}
+            () = changed(order_changes.as_mut()) => {}
+        }
+    }
+}
+
+/// When the first queue blocking an orderly pop frees, if one does.
+fn blocked_until(
+    core: &BrokerCore,
+    header: &PopMessageRequestHeader,
+    read_queue_nums: i32,
+) -> Option<Instant> {
+    if !header.order {
+        return None;
+    }
+    let queues = if header.queue_id < 0 {
+        0..read_queue_nums
+    } else {
+        header.queue_id..header.queue_id + 1
+    };
+    let attempt_id = header.attempt_id.as_deref();
+    let (topic, group) = (&header.topic, &header.consumer_group);
+    (queues
+        .filter_map(|queue_id| (core.pop.orders).blocked_until(attempt_id, topic, group, queue_id)))
+    .min()
+}
+
+/// Returns when the order state watched changes; never without one.
+async fn changed(changes: Option<&mut tokio::sync::watch::Receiver<u64>>) {
+    let open = match changes {
+        Some(changes) => changes.changed().await.is_ok(),
+        None => false,
+    };
+    if !open {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -190,9 +260,6 @@ fn check(ctx: &ConnCtx, header: &PopMessageRequestHeader) -> Result<(Filter, i32
         ));
     }
     let filter = filter_for(header)?;
-    if header.order {
-        return Err(Rejection::from(ack::orderly_not_served()));
-    }
     Ok((filter, config.read_queue_nums))
 }
 
@@ -246,6 +313,7 @@ struct Pop<'a> {
     body: BytesMut,
     start_offset_info: String,
     msg_offset_info: String,
+    order_count_info: String,
 }
 
 impl<'a> Pop<'a> {
@@ -257,13 +325,26 @@ impl<'a> Pop<'a> {
             filter,
             round,
             pop_time: core.pop.next_pop_time(),
-            revive_qid: core.pop.next_revive_qid(),
+            revive_qid: if header.order {
+                ORDERLY_REVIVE_QUEUE
+            } else {
+                core.pop.next_revive_qid()
+            },
             count: 0,
             rest: 0,
             body: BytesMut::new(),
             start_offset_info: String::new(),
             msg_offset_info: String::new(),
+            order_count_info: String::new(),
         };
+        if header.order {
+            if header.queue_id < 0 {
+                pop.topic(&header.topic);
+            } else {
+                pop.queue(&header.topic, header.queue_id);
+            }
+            return pop;
+        }
         let retry_topic = pop_retry_topic_v1(&header.topic, &header.consumer_group);
         let retry_first = round % RETRY_FIRST_EVERY == RETRY_FIRST_EVERY - 1;
         if retry_first {
@@ -302,6 +383,18 @@ impl<'a> Pop<'a> {
         let core = self.core;
         let group = &self.header.consumer_group;
         let mut offset = self.offset(topic, queue_id);
+        let header = self.header;
+        if header.order
+            && (core.pop.orders).check_block(
+                header.attempt_id.as_deref(),
+                topic,
+                group,
+                queue_id,
+                header.invisible_time,
+            )
+        {
+            return;
+        }
         let wanted = i64::from(self.header.max_msg_nums) - self.count;
         if wanted <= 0 {
             self.rest += core.store.max_offset(topic, queue_id) - offset;
@@ -363,32 +456,30 @@ impl<'a> Pop<'a> {
         (self.core.store).read(topic, queue_id, offset, limits, |m| filter.matches(m))
     }
 
-    /// Adds what a queue answered: its checkpoint, offset infos and records.
+    /// Adds what a queue answered: its checkpoint (its order state, for an
+    /// orderly pop), offset infos and records.
     fn answer(&mut self, topic: &str, queue_id: i32, start: i64, result: &ReadResult) {
         let core = self.core;
         let header = self.header;
+        let group = &header.consumer_group;
         let offsets: Vec<i64> = (result.messages.iter())
             .map(|m| m.ext.queue_offset)
             .collect();
-        let checkpoint = Checkpoint {
-            group: header.consumer_group.clone(),
-            topic: topic.to_owned(),
-            queue_id,
-            start_offset: start,
-            pop_time: self.pop_time,
-            invisible_time: header.invisible_time,
-            revive_qid: self.revive_qid,
-            broker_name: core.name().to_owned(),
-            offsets: offsets.iter().map(|&o| (o, false)).collect(),
-        };
-        let invisible = Duration::from_millis(u64::try_from(header.invisible_time).unwrap_or(0));
-        core.pop.add(Instant::now() + invisible, checkpoint);
-        (core.offsets).commit(
-            &header.consumer_group,
-            topic,
-            queue_id,
-            result.next_begin_offset,
-        );
+        if header.order {
+            (core.pop.orders).update(
+                header.attempt_id.as_deref(),
+                topic,
+                group,
+                queue_id,
+                self.pop_time,
+                header.invisible_time,
+                &offsets,
+                &mut self.order_count_info,
+            );
+            core.offsets.commit(group, topic, queue_id, start);
+        } else {
+            self.checkpoint(topic, queue_id, start, &offsets, result.next_begin_offset);
+        }
         let kind = PopTopicKind::of_topic(topic);
         write_start_offset_info(&mut self.start_offset_info, (kind, queue_id), start);
         write_msg_offset_info(&mut self.msg_offset_info, (kind, queue_id), &offsets);
@@ -418,6 +509,27 @@ impl<'a> Pop<'a> {
         }
     }
 
+    /// A non-orderly pop's checkpoint of a queue read, and its offset
+    /// committed past what was read.
+    fn checkpoint(&self, topic: &str, queue_id: i32, start: i64, offsets: &[i64], next_begin: i64) {
+        let core = self.core;
+        let header = self.header;
+        let checkpoint = Checkpoint {
+            group: header.consumer_group.clone(),
+            topic: topic.to_owned(),
+            queue_id,
+            start_offset: start,
+            pop_time: self.pop_time,
+            invisible_time: header.invisible_time,
+            revive_qid: self.revive_qid,
+            broker_name: core.name().to_owned(),
+            offsets: offsets.iter().map(|&o| (o, false)).collect(),
+        };
+        let invisible = Duration::from_millis(u64::try_from(header.invisible_time).unwrap_or(0));
+        core.pop.add(Instant::now() + invisible, checkpoint);
+        (core.offsets).commit(&header.consumer_group, topic, queue_id, next_begin);
+    }
+
     /// The answer with `code`: Java's header in every case; the records and
     /// "FOUND" when messages were found, else "NO_MESSAGE_IN_QUEUE".
     fn respond(self, code: ResponseCode) -> RemotingCommand {
@@ -428,7 +540,7 @@ impl<'a> Pop<'a> {
             rest_num: self.rest,
             start_offset_info: Some(self.start_offset_info),
             msg_offset_info: Some(self.msg_offset_info),
-            order_count_info: None,
+            order_count_info: self.header.order.then_some(self.order_count_info),
         };
         let found = code == ResponseCode::SUCCESS;
         let status = if found {

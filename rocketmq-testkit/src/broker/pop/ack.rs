@@ -14,6 +14,23 @@
 //! Java does not look whether the old pop is still in flight: a change of a
 //! message already acknowledged or revived makes it come back once more when
 //! the new invisible time ends. So it does here.
+//!
+//! A handle of an orderly pop (revive queue 999) is Java's `ackOrderly` and
+//! `processChangeInvisibleTimeForOrder`, on the order state of
+//! [`super::orderly`]. An offset below the group's committed one is
+//! answered SUCCESS and does nothing (a change answers no header then, as
+//! Java's). An acknowledgement marks the offset in the queue's last orderly
+//! pop, if the handle's pop time is that pop's (else it does nothing), and
+//! commits the offset up to that pop's first unacknowledged message; one
+//! the pop did not answer is MESSAGE_ILLEGAL, and one of a queue without an
+//! orderly pop commits the offset past itself, as Java's `commitAndNext`
+//! answers. When the queue no longer blocks, the orderly pops held for it
+//! wake. A change sets the message's next visible time to now plus the new
+//! invisible time (if the handle's pop is the queue's last) and answers the
+//! handle's pop time, revive queue 999, and the invisible time counted from
+//! that pop; the client keeps its handle. Java measures that from the wall
+//! clock; here from the pop's time on tokio's clock when the pop is the
+//! queue's last one, else from the wall clock.
 
 use std::time::Duration;
 
@@ -26,8 +43,10 @@ use rocketmq_remoting::RemotingCommand;
 use tokio::time::Instant;
 
 use super::super::pull::FAQ;
+use super::super::store::now_millis;
 use super::super::{BrokerCore, ConnCtx};
 use super::inflight::{Ack, Checkpoint};
+use super::orderly;
 use crate::reply::{self, Rejection, header};
 
 /// Answers ACK_MESSAGE.
@@ -53,15 +72,31 @@ pub(crate) fn ack(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
         let revive_qid = info.revive_qid()?;
         let start_offset = info.ck_queue_offset()?;
         let pop_time = info.pop_time()?;
-        info.invisible_time()?;
-        Ok::<_, String>((broker_name, revive_qid, start_offset, pop_time))
+        let invisible_time = info.invisible_time()?;
+        Ok::<_, String>((
+            broker_name,
+            revive_qid,
+            start_offset,
+            pop_time,
+            invisible_time,
+        ))
     })();
-    let (broker_name, revive_qid, start_offset, pop_time) = match parsed {
+    let (broker_name, revive_qid, start_offset, pop_time, invisible_time) = match parsed {
         Ok(parsed) => parsed,
         Err(error) => return reply::error(ResponseCode::SYSTEM_ERROR, error),
     };
     if revive_qid == ORDERLY_REVIVE_QUEUE {
-        return orderly_not_served();
+        let ack = OrderlyAck {
+            group: &header.consumer_group,
+            topic: &header.topic,
+            queue_id: header.queue_id,
+            pop_time,
+            invisible_time,
+        };
+        return match ack_orderly(ctx, &ack, header.offset) {
+            Ok(()) => reply::ok(),
+            Err(remark) => reply::error(ResponseCode::MESSAGE_ILLEGAL, remark),
+        };
     }
     core.pop.ack(&Ack {
         group: &header.consumer_group,
@@ -92,17 +127,17 @@ pub(crate) fn change_invisible_time(ctx: &ConnCtx, request: &RemotingCommand) ->
     let parsed = (|| {
         let revive_qid = info.revive_qid()?;
         if revive_qid == ORDERLY_REVIVE_QUEUE {
-            return Ok(None);
+            return Ok(Err(info.pop_time()?));
         }
         let broker_name = info.broker_name()?;
         let start_offset = info.ck_queue_offset()?;
         let pop_time = info.pop_time()?;
         info.invisible_time()?;
-        Ok::<_, String>(Some((revive_qid, broker_name, start_offset, pop_time)))
+        Ok::<_, String>(Ok((revive_qid, broker_name, start_offset, pop_time)))
     })();
     let (revive_qid, broker_name, start_offset, pop_time) = match parsed {
-        Ok(Some(parsed)) => parsed,
-        Ok(None) => return orderly_not_served(),
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(pop_time)) => return change_orderly(core, &header, pop_time),
         Err(error) => return reply::error(ResponseCode::SYSTEM_ERROR, error),
     };
     let now = core.pop.next_pop_time();
@@ -136,12 +171,77 @@ pub(crate) fn change_invisible_time(ctx: &ConnCtx, request: &RemotingCommand) ->
     })
 }
 
-/// Orderly pops (revive queue 999) are not modelled.
-pub(super) fn orderly_not_served() -> RemotingCommand {
-    reply::error(
-        ResponseCode::SYSTEM_ERROR,
-        "rocketmq-testkit does not serve orderly pops",
-    )
+/// An acknowledgement of a handle of an orderly pop, but its offset.
+pub(super) struct OrderlyAck<'a> {
+    pub(super) group: &'a str,
+    pub(super) topic: &'a str,
+    pub(super) queue_id: i32,
+    pub(super) pop_time: i64,
+    pub(super) invisible_time: i64,
+}
+
+/// Java's `ackOrderly` of `offset`: the remark of MESSAGE_ILLEGAL when the
+/// queue's last orderly pop did not answer it.
+pub(super) fn ack_orderly(ctx: &ConnCtx, ack: &OrderlyAck<'_>, offset: i64) -> Result<(), String> {
+    let core = &ctx.core;
+    let OrderlyAck {
+        group,
+        topic,
+        queue_id,
+        ..
+    } = *ack;
+    let old = (core.offsets.get(group, topic, queue_id)).unwrap_or(-1);
+    if offset < old {
+        return Ok(());
+    }
+    let orders = &core.pop.orders;
+    let next = orders.commit_and_next(topic, group, queue_id, offset, ack.pop_time);
+    if next > -1 {
+        core.offsets.commit(group, topic, queue_id, next);
+        if !orders.check_block(None, topic, group, queue_id, ack.invisible_time) {
+            orders.notify(topic, group);
+        }
+    } else if next == orderly::ILLEGAL {
+        return Err(format!(
+            "offset is illegal, key:{topic}@{group}@{queue_id}, old:{old}, commit:{offset}, next:{next}, /{}",
+            ctx.peer
+        ));
+    }
+    Ok(())
+}
+
+/// Java's `processChangeInvisibleTimeForOrder`.
+fn change_orderly(
+    core: &BrokerCore,
+    header: &ChangeInvisibleTimeRequestHeader,
+    pop_time: i64,
+) -> RemotingCommand {
+    let (group, topic, queue_id) = (&header.consumer_group, &header.topic, header.queue_id);
+    let old = (core.offsets.get(group, topic, queue_id)).unwrap_or(-1);
+    if header.offset < old {
+        return reply::ok();
+    }
+    let invisible = Duration::from_millis(u64::try_from(header.invisible_time).unwrap_or(0));
+    let orders = &core.pop.orders;
+    let since_pop = orders
+        .update_next_visible(
+            topic,
+            group,
+            queue_id,
+            header.offset,
+            pop_time,
+            Instant::now() + invisible,
+        )
+        .map_or_else(
+            || now_millis().saturating_sub(pop_time),
+            |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX),
+        );
+    orders.notify(topic, group);
+    reply::ok_with(&ChangeInvisibleTimeResponseHeader {
+        pop_time,
+        invisible_time: since_pop.saturating_add(header.invisible_time),
+        revive_qid: ORDERLY_REVIVE_QUEUE,
+    })
 }
 
 /// The topic must exist and have the queue: TOPIC_NOT_EXIST, else

@@ -5,6 +5,12 @@
 //! an entry of a topic the broker does not have is skipped, as are offsets
 //! outside the queue, and an offset that matches nothing in flight does
 //! nothing (as a single ack of it).
+//!
+//! An entry of an orderly pop (revive queue 999) acknowledges each offset
+//! as a single ACK_MESSAGE of it would ([`super::ack`]); when one is
+//! MESSAGE_ILLEGAL, the answer is, with the last such remark, after every
+//! entry was gone through (Java sets the code on the one response and goes
+//! on).
 
 use rocketmq_model::ResponseCode;
 use rocketmq_model::body::BatchAckMessageRequestBody;
@@ -13,6 +19,7 @@ use rocketmq_model::resource::{pop_retry_topic_v1, pop_retry_topic_v2};
 use rocketmq_remoting::RemotingCommand;
 
 use super::super::ConnCtx;
+use super::ack::{OrderlyAck, ack_orderly};
 use super::inflight::Ack;
 use crate::reply;
 
@@ -30,6 +37,7 @@ pub(crate) fn batch_ack(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCom
     let Some(body) = body.filter(|body| !body.acks.is_empty()) else {
         return RemotingCommand::response(ResponseCode::NO_MESSAGE, 0);
     };
+    let mut illegal = None;
     for entry in &body.acks {
         let group = &entry.consumer_group;
         // Java's `ExtraInfoUtil.getRealTopic(topic, group, retry)`.
@@ -38,14 +46,27 @@ pub(crate) fn batch_ack(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCom
             "2" => pop_retry_topic_v2(&entry.topic, group),
             _ => entry.topic.clone(),
         };
-        if core.topics.get(&topic).is_none() || entry.revive_queue_id == ORDERLY_REVIVE_QUEUE {
+        if core.topics.get(&topic).is_none() {
             continue;
         }
+        let orderly = (entry.revive_queue_id == ORDERLY_REVIVE_QUEUE).then(|| OrderlyAck {
+            group,
+            topic: &topic,
+            queue_id: entry.queue_id,
+            pop_time: entry.pop_time,
+            invisible_time: entry.invisible_time,
+        });
         let min = core.store.min_offset(&topic, entry.queue_id);
         let max = core.store.max_offset(&topic, entry.queue_id);
         for bit in entry.bits.iter() {
             let offset = entry.start_offset.saturating_add(i64::from(bit));
             if offset < min || offset > max {
+                continue;
+            }
+            if let Some(orderly) = &orderly {
+                if let Err(remark) = ack_orderly(ctx, orderly, offset) {
+                    illegal = Some(remark);
+                }
                 continue;
             }
             core.pop.ack(&Ack {
@@ -60,5 +81,8 @@ pub(crate) fn batch_ack(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCom
             });
         }
     }
-    reply::ok()
+    match illegal {
+        Some(remark) => reply::error(ResponseCode::MESSAGE_ILLEGAL, remark),
+        None => reply::ok(),
+    }
 }

@@ -4,7 +4,8 @@
 //! there against them), the counters Java turns into revive queues and
 //! random choices, and the pops held by long polling.
 //!
-//! Like the revive topic, the checkpoints outlive a broker's restart.
+//! Like the revive topic, the checkpoints outlive a broker's restart, and so
+//! do the orderly pops ([`Orders`]), as Java's `consumerOrderInfo.json`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::super::store::now_millis;
+use super::orderly::Orders;
 
 /// Java's `reviveQueueNum`: a non-orderly pop's revive queue is the
 /// broker's pop counter modulo this.
@@ -102,6 +104,8 @@ pub(crate) struct PopState {
     held_total: AtomicUsize,
     /// The last pop time handed out (epoch ms).
     last_pop_time: AtomicI64,
+    /// The orderly pops (Java's `ConsumerOrderInfoManager`).
+    pub(crate) orders: Orders,
 }
 
 impl PopState {
