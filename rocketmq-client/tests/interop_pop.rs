@@ -143,3 +143,50 @@ async fn pops_filter_by_tag_and_travel_as_json_from_a_binary_client() {
     consumer.shutdown().await;
     producer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orderly_pop_holds_a_queue_until_its_batch_is_acknowledged() {
+    let Some(ns) = namesrv("an_orderly_pop_holds_a_queue_until_its_batch_is_acknowledged") else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_pop_fifo");
+    create_topic(&producer, &topic, 1).await;
+    for body in ["a", "b", "c", "d", "e", "f"] {
+        producer.send(msg(&topic, body, "x")).await.unwrap();
+    }
+    let consumer = SimpleConsumer::builder(unique("cg"), config(&ns))
+        .subscribe(topic.as_str(), MessageSelector::all())
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .await_duration(secs(2))
+        .orderly(true)
+        .build()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + secs(60);
+    let mut first = Vec::new();
+    while first.is_empty() && Instant::now() < deadline {
+        first = consumer.receive(3, secs(60)).await.unwrap();
+    }
+    let bodies: Vec<String> = first.iter().map(body).collect();
+    assert_eq!(bodies, ["a", "b", "c"]);
+    assert!(first.iter().all(|m| m.receipt_handle().is_orderly()));
+    // The queue's next messages wait for this batch.
+    let blocked = consumer.receive(3, secs(60)).await.unwrap();
+    assert!(
+        blocked.is_empty(),
+        "{:?}",
+        blocked.iter().map(body).collect::<Vec<_>>()
+    );
+    for received in &first {
+        consumer.ack(received).await.unwrap();
+    }
+    let next = receive_n(&consumer, 3, secs(60), secs(60)).await;
+    let bodies: Vec<String> = next.iter().map(body).collect();
+    assert_eq!(bodies, ["d", "e", "f"]);
+    for received in &next {
+        consumer.ack(received).await.unwrap();
+    }
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}

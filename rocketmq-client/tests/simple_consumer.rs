@@ -19,7 +19,7 @@ use rocketmq_client::consumer::{
 use rocketmq_client::{ClientError, Producer};
 use rocketmq_model::body::ConsumeType;
 use rocketmq_model::message::PopTopicKind;
-use rocketmq_testkit::TestCluster;
+use rocketmq_testkit::{TestCluster, TopicConfig};
 use tokio::time::Instant;
 
 const GROUP: &str = "sg";
@@ -411,4 +411,77 @@ async fn calls_it_cannot_make_are_refused() {
     let err = consumer.receive(1, INVISIBLE).await.unwrap_err();
     assert!(matches!(err, ClientError::InvalidCall(_)), "{err}");
     consumer.shutdown().await;
+}
+
+/// A cluster whose topic "O" has one queue, so that its order is the
+/// topic's.
+async fn one_queue_cluster() -> TestCluster {
+    TestCluster::builder()
+        .topic_with("O", TopicConfig::new(1, 1))
+        .build()
+        .await
+        .unwrap()
+}
+
+fn bodies_of(messages: &[ReceivedMessage]) -> Vec<String> {
+    messages.iter().map(body).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_orderly_consumer_gets_a_queue_batch_by_batch_in_order() {
+    let cluster = one_queue_cluster().await;
+    let producer = producer(&cluster).await;
+    let bodies: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    send(
+        &producer,
+        "O",
+        &bodies.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let consumer = builder(&cluster, "O").orderly(true).build().await.unwrap();
+    let first = consumer.receive(4, INVISIBLE).await.unwrap();
+    assert_eq!(bodies_of(&first), ["m0", "m1", "m2", "m3"]);
+    assert!(first.iter().all(|m| m.receipt_handle().is_orderly()));
+    // The queue waits for this batch.
+    let blocked = receive_during(&consumer, Duration::from_secs(5)).await;
+    assert!(blocked.is_empty(), "{:?}", bodies_of(&blocked));
+    consumer.ack_batch(&first[..2]).await.unwrap();
+    for message in &first[2..] {
+        consumer.ack(message).await.unwrap();
+    }
+    let next = receive_n(&consumer, 4, INVISIBLE, Duration::from_secs(60)).await;
+    assert_eq!(bodies_of(&next), ["m4", "m5", "m6", "m7"]);
+    assert!(next.iter().all(|m| m.delivery_attempt() == 1));
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unacknowledged_orderly_batch_comes_back_whole_and_in_order() {
+    let cluster = one_queue_cluster().await;
+    let producer = producer(&cluster).await;
+    send(&producer, "O", &["a", "b", "c", "d"]).await;
+    let consumer = builder(&cluster, "O").orderly(true).build().await.unwrap();
+    let first = consumer.receive(3, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(bodies_of(&first), ["a", "b", "c"]);
+    // Past the invisible duration the pop reads the queue again from the
+    // batch's start: the batch again, then what follows (Java's re-read).
+    let mut again = receive_n(&consumer, 4, INVISIBLE, Duration::from_secs(60)).await;
+    assert_eq!(bodies_of(&again), ["a", "b", "c", "d"]);
+    let attempts: Vec<u32> = again
+        .iter()
+        .map(ReceivedMessage::delivery_attempt)
+        .collect();
+    assert_eq!(attempts, [2, 2, 2, 1]);
+    // A changed invisible duration of an orderly message, then the batch
+    // acknowledged: nothing is left.
+    consumer
+        .change_invisible_duration(&mut again[0], Duration::from_secs(60))
+        .await
+        .unwrap();
+    consumer.ack_batch(&again).await.unwrap();
+    let rest = receive_during(&consumer, INVISIBLE * 2).await;
+    assert!(rest.is_empty(), "{:?}", bodies_of(&rest));
+    consumer.shutdown().await;
+    producer.shutdown().await;
 }

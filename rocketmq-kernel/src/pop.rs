@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use compact_str::ToCompactString;
 use rocketmq_model::message::pop::{
-    PopQueueKey, PopTopicKind, ReceiptHandle, parse_msg_offset_info, parse_start_offset_info,
+    PopQueueKey, PopTopicKind, ReceiptHandle, order_count, parse_msg_offset_info,
+    parse_order_count_info, parse_start_offset_info,
 };
 use rocketmq_model::message::{decode_records_prefix, sysflag};
 use rocketmq_model::{MessageExt, ModelError, SubscriptionData, property};
@@ -47,6 +48,8 @@ pub struct Popped {
 ///   redelivered message, else built from the answer's `startOffsetInfo`
 ///   and `msgOffsetInfo` (or, from a broker that sends neither, from the
 ///   first offset of each queue answered, as Java's client does);
+/// - for an orderly pop, given the reconsume times its `orderCountInfo`
+///   names (the message's entry, else its queue's), as Java's client;
 /// - re-filtered by tag *string* when the subscription names tags.
 ///
 /// A message whose queue the offset infos do not name is an error: no
@@ -71,6 +74,7 @@ pub fn popped_messages(
     }
     let starts = parse_start_offset_info(header.start_offset_info.as_deref().unwrap_or(""))?;
     let offsets = parse_msg_offset_info(header.msg_offset_info.as_deref().unwrap_or(""))?;
+    let order_counts = parse_order_count_info(header.order_count_info.as_deref().unwrap_or(""))?;
     let handles = Handles {
         broker_name,
         pop_time: header.pop_time,
@@ -103,6 +107,10 @@ pub fn popped_messages(
                     .unwrap_or_default();
                 let first = *first_offsets.entry(key).or_insert(message.queue_offset);
                 let handle = handles.build(key, index, first, message.queue_offset)?;
+                if let Some(count) = order_count(&order_counts, key, message.queue_offset) {
+                    // An orderly pop answering a message again.
+                    message.reconsume_times = count;
+                }
                 message
                     .message
                     .properties
@@ -339,6 +347,25 @@ mod tests {
         let response = answer(&records, "1 0 3;0 0 8", "1 0 3;0 0 8");
         let popped = popped_messages("b", &response, &all()).unwrap();
         assert_eq!(popped.messages[1].handle.encode(), "8 1000 60000 2 0 b 0 8");
+    }
+
+    #[test]
+    fn an_orderly_pop_gives_its_order_counts_as_reconsume_times() {
+        let records = [
+            record("T", 1, 5, "a"),
+            record("T", 1, 6, "a"),
+            record("T", 2, 0, "a"),
+        ];
+        let mut response = answer(&records, "0 1 5;0 2 0", "0 1 5,6;0 2 0");
+        let header = response.header.as_mut().unwrap();
+        header.revive_qid = 999;
+        header.order_count_info = Some("0 qo1%5 2;0 1 1".into());
+        let popped = popped_messages("b", &response, &all()).unwrap();
+        let counts: Vec<i32> = (popped.messages.iter())
+            .map(|m| m.message.reconsume_times)
+            .collect();
+        assert_eq!(counts, [2, 1, 0]);
+        assert!(popped.messages[0].handle.is_orderly());
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub struct SimpleConsumerBuilder {
     subscriptions: Vec<(String, MessageSelector)>,
     await_duration: Duration,
     max_delivery_attempts: u32,
+    orderly: bool,
 }
 
 impl fmt::Debug for SimpleConsumerBuilder {
@@ -49,6 +50,7 @@ impl fmt::Debug for SimpleConsumerBuilder {
             .field("subscriptions", &self.subscriptions)
             .field("await_duration", &self.await_duration)
             .field("max_delivery_attempts", &self.max_delivery_attempts)
+            .field("orderly", &self.orderly)
             .finish_non_exhaustive()
     }
 }
@@ -61,6 +63,7 @@ impl SimpleConsumerBuilder {
             subscriptions: Vec::new(),
             await_duration: DEFAULT_AWAIT_DURATION,
             max_delivery_attempts: DEFAULT_MAX_DELIVERY_ATTEMPTS,
+            orderly: false,
         }
     }
 
@@ -89,6 +92,18 @@ impl SimpleConsumerBuilder {
     /// instead of received again.
     pub fn max_delivery_attempts(mut self, attempts: u32) -> Self {
         self.max_delivery_attempts = attempts;
+        self
+    }
+
+    /// Orderly (FIFO) pops (default off): the broker answers a queue's
+    /// messages in their order and holds the queue's next messages back
+    /// until these are acknowledged, or their invisible duration passes,
+    /// when the same messages come again, in the same order (their delivery
+    /// attempt one higher). Acknowledge a queue's messages in order to keep
+    /// them in order. What a Java proxy does for a group with
+    /// `consumeMessageOrderly`; the broker must serve orderly pops (5.x).
+    pub fn orderly(mut self, orderly: bool) -> Self {
+        self.orderly = orderly;
         self
     }
 
@@ -166,6 +181,7 @@ impl SimpleConsumerBuilder {
             subscriptions,
             await_duration: self.await_duration,
             max_delivery_attempts: self.max_delivery_attempts,
+            orderly: self.orderly,
             started_at: SystemTime::now(),
             next_topic: AtomicUsize::new(0),
             next_broker: std::sync::Mutex::new(HashMap::new()),

@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::api::BrokerApi;
 use rocketmq_kernel::pop::popped_messages;
-use rocketmq_model::body::property_keys::{PROP_CONSUME_TYPE, PROP_CONSUMER_START_TIMESTAMP};
+use rocketmq_model::body::property_keys::{
+    PROP_CONSUME_ORDERLY, PROP_CONSUME_TYPE, PROP_CONSUMER_START_TIMESTAMP,
+};
 use rocketmq_model::body::{
     BatchAck, BatchAckMessageRequestBody, ConsumeFromWhere, ConsumeMessageDirectlyResult,
     ConsumeType, ConsumerData,
@@ -45,6 +47,8 @@ pub(super) struct SimpleCore {
     pub(super) await_duration: Duration,
     /// Deliveries after which a message goes to the dead-letter topic.
     pub(super) max_delivery_attempts: u32,
+    /// Orderly (FIFO) pops.
+    pub(super) orderly: bool,
     pub(super) started_at: SystemTime,
     /// The subscribed topic the next receive pops from (taken in turn).
     pub(super) next_topic: AtomicUsize,
@@ -105,7 +109,7 @@ impl SimpleCore {
             init_mode: init_mode(self.options.consume_from_where),
             exp_type: Some(subscription.expression_type.as_str().to_owned()),
             exp: Some(subscription.sub_string.clone()),
-            order: false,
+            order: self.orderly,
             attempt_id: None,
             broker_name: Some(broker_name.clone()),
         };
@@ -451,6 +455,7 @@ impl ConsumerHandle for SimpleCore {
         let mut properties = BTreeMap::new();
         properties.insert("consumerGroup".to_owned(), self.group_name().to_owned());
         properties.insert("messageModel".to_owned(), "CLUSTERING".to_owned());
+        properties.insert(PROP_CONSUME_ORDERLY.to_owned(), self.orderly.to_string());
         properties.insert(
             PROP_CONSUME_TYPE.to_owned(),
             ConsumeType::ConsumePop.as_str().to_owned(),
