@@ -382,6 +382,13 @@ impl<'a> Pop<'a> {
     fn queue(&mut self, topic: &str, queue_id: i32) {
         let core = self.core;
         let group = &self.header.consumer_group;
+        let Some(_reading) = core.pop.lock_queue(topic, group, queue_id) else {
+            // Another pop reads the queue now: skipped, its messages counted
+            // as left (Java's `popMsgFromQueue` when `tryLock` fails).
+            let committed = core.offsets.get(group, topic, queue_id).unwrap_or(0);
+            self.rest += (core.store.max_offset(topic, queue_id) - committed).max(0);
+            return;
+        };
         let mut offset = self.offset(topic, queue_id);
         let header = self.header;
         if header.order

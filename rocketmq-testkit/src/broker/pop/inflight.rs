@@ -7,7 +7,7 @@
 //! Like the revive topic, the checkpoints outlive a broker's restart, and so
 //! do the orderly pops ([`Orders`]), as Java's `consumerOrderInfo.json`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -88,6 +88,21 @@ struct Table {
     due: BTreeSet<(Instant, u64)>,
 }
 
+/// A queue a pop is reading; see [`PopState::lock_queue`].
+pub(crate) struct QueueLock<'a> {
+    state: &'a PopState,
+    key: (String, String, i32),
+}
+
+impl Drop for QueueLock<'_> {
+    fn drop(&mut self) {
+        let mut reading = (self.state.reading)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        reading.remove(&self.key);
+    }
+}
+
 /// A broker's pop bookkeeping.
 #[derive(Debug, Default)]
 pub(crate) struct PopState {
@@ -99,6 +114,9 @@ pub(crate) struct PopState {
     /// Pops per (group, topic): which queue a pop of every queue starts at,
     /// and whether it reads the retry topic first.
     rounds: Mutex<HashMap<(String, String), u64>>,
+    /// The (topic, group, queue) a pop is reading now (Java's
+    /// `QueueLockManager`).
+    reading: Mutex<HashSet<(String, String, i32)>>,
     /// Pops held per (topic, group, queue id of the request).
     held: Mutex<HashMap<(String, String, i32), usize>>,
     held_total: AtomicUsize,
@@ -132,6 +150,24 @@ impl PopState {
                 Err(current) => last = current,
             }
         }
+    }
+
+    /// Takes `queue_id` of `topic` for `group`'s pop, or `None` when
+    /// another pop is reading it: Java's `QueueLockManager.tryLock`, where a
+    /// pop skips a queue another one holds, so no two pops answer the same
+    /// offset. Released when the guard drops.
+    pub(crate) fn lock_queue<'a>(
+        &'a self,
+        topic: &str,
+        group: &str,
+        queue_id: i32,
+    ) -> Option<QueueLock<'a>> {
+        let key = (topic.to_owned(), group.to_owned(), queue_id);
+        let mut reading = self.reading.lock().unwrap_or_else(PoisonError::into_inner);
+        if !reading.insert(key.clone()) {
+            return None;
+        }
+        Some(QueueLock { state: self, key })
     }
 
     /// The revive queue of the next non-orderly pop (Java:
@@ -320,6 +356,20 @@ mod tests {
         state.add(due, checkpoint(&[5]));
         assert!(state.ack(&ack(5)));
         assert_eq!(state.next_due(), None, "all acknowledged: done");
+    }
+
+    #[test]
+    fn a_queue_is_read_by_one_pop_at_a_time() {
+        let state = PopState::default();
+        let first = state.lock_queue("T", "g", 0).expect("free");
+        assert!(
+            state.lock_queue("T", "g", 0).is_none(),
+            "held by the first pop"
+        );
+        assert!(state.lock_queue("T", "g", 1).is_some(), "another queue");
+        assert!(state.lock_queue("T", "h", 0).is_some(), "another group");
+        drop(first);
+        assert!(state.lock_queue("T", "g", 0).is_some(), "free again");
     }
 
     #[test]
