@@ -1,6 +1,7 @@
 //! The soak's books: every acknowledged send, every delivery to a listener
-//! and every fault, with the time it happened; and the verdict drawn from
-//! them (lost, duplicates and what explains each duplicate).
+//! (or receive of a pop consumer) and every fault, with the time it
+//! happened; and the verdict drawn from them (lost, duplicates and what
+//! explains each duplicate).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -22,6 +23,13 @@ struct Delivery {
     at: Duration,
     consumer: String,
     location: Location,
+    /// Delivered from the broker's retry topic (reconsume times above 0: a
+    /// pop the group did not acknowledge, revived): its location is in the
+    /// retry topic, not where the message was first stored.
+    retried: bool,
+    /// The pop that handed it out (its pop time, unique per pop on a
+    /// broker); `None` for a push consumer.
+    pop_time: Option<i64>,
 }
 
 /// Something the soak did to the system under test.
@@ -31,6 +39,19 @@ pub(crate) struct FaultEvent {
     pub(crate) at: Duration,
     /// What happened, e.g. "join c1" or "stop broker-b".
     pub(crate) what: String,
+    /// What kind of event it is, for the pop rules of [`classify`].
+    kind: FaultKind,
+}
+
+/// Kinds of [`FaultEvent`] that the pop rules of [`classify`] tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FaultKind {
+    /// A membership change or broker stop.
+    Other,
+    /// A stopped broker serves again.
+    BrokerBack,
+    /// Messages a pop consumer left unacknowledged (see [`Ledger::released`]).
+    Release,
 }
 
 #[derive(Debug, Default)]
@@ -40,12 +61,30 @@ struct Books {
     send_failures: u64,
     deliveries: HashMap<String, Vec<Delivery>>,
     faults: Vec<FaultEvent>,
+    /// UNIQ_KEY -> the release events (indices into `faults`, in order)
+    /// that left the message unacknowledged at a pop consumer.
+    releases: HashMap<String, Vec<usize>>,
+}
+
+/// How a redelivery is put down to a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attribution {
+    /// Push consumers: to the latest fault within [`FAULT_WINDOW`] before
+    /// it (queues change hands with offsets not yet committed).
+    LatestFault,
+    /// Pop consumers: only to a release of that very message; see
+    /// [`classify`].
+    Releases {
+        /// The invisible duration the members receive with.
+        invisible: Duration,
+    },
 }
 
 /// The shared books of one run.
 #[derive(Debug)]
 pub(crate) struct Ledger {
     start: Instant,
+    attribution: Attribution,
     books: Mutex<Books>,
 }
 
@@ -58,9 +97,17 @@ pub(crate) struct Duplicates {
     /// the first attempt was stored but its answer lost).
     pub(crate) stored_twice: u64,
     /// Extra deliveries of the same stored message (its offset was not yet
-    /// committed when its queue changed hands or its consumer restarted).
+    /// committed when its queue changed hands or its consumer restarted; in
+    /// pop mode: left unacknowledged, revived from the retry topic).
     pub(crate) redelivered: u64,
-    /// Redeliveries within [`FAULT_WINDOW`] after a fault, by that fault.
+    /// Pop mode: extra deliveries of the same queue offset by another pop,
+    /// no revive between: the broker handed the offset out twice (the
+    /// broker's duplicate, as `lost_by_broker` is the broker's loss).
+    pub(crate) popped_twice: u64,
+    /// Up to ten of those, "host queue offset: consumer pop time, ...".
+    pub(crate) popped_twice_sample: Vec<String>,
+    /// Redeliveries within [`FAULT_WINDOW`] after a fault, by that fault
+    /// (in pop mode: by the release of the message that explains it).
     pub(crate) near_fault: BTreeMap<String, u64>,
     /// Redeliveries with no fault in the window before them.
     pub(crate) unexplained: u64,
@@ -90,10 +137,12 @@ pub(crate) struct Verdict {
 }
 
 impl Ledger {
-    /// Empty books; times count from now.
-    pub(crate) fn new() -> Self {
+    /// Empty books; times count from now; redeliveries are explained as
+    /// `attribution` says.
+    pub(crate) fn new(attribution: Attribution) -> Self {
         Ledger {
             start: Instant::now(),
+            attribution,
             books: Mutex::new(Books::default()),
         }
     }
@@ -120,13 +169,36 @@ impl Ledger {
 
     /// `consumer` was handed `msgs`.
     pub(crate) fn delivered(&self, consumer: &str, msgs: &[MessageExt]) {
+        self.record_deliveries(consumer, msgs.iter().map(|msg| (msg, None)));
+    }
+
+    /// Pop consumer `consumer` received `msgs`, each with the pop time of
+    /// the pop that handed it out.
+    pub(crate) fn received<'a>(
+        &self,
+        consumer: &str,
+        msgs: impl IntoIterator<Item = (&'a MessageExt, i64)>,
+    ) {
+        let msgs = msgs
+            .into_iter()
+            .map(|(msg, pop_time)| (msg, Some(pop_time)));
+        self.record_deliveries(consumer, msgs);
+    }
+
+    fn record_deliveries<'a>(
+        &self,
+        consumer: &str,
+        msgs: impl IntoIterator<Item = (&'a MessageExt, Option<i64>)>,
+    ) {
         let at = self.elapsed();
         let mut books = self.books();
-        for msg in msgs {
+        for (msg, pop_time) in msgs {
             let delivery = Delivery {
                 at,
                 consumer: consumer.to_owned(),
                 location: (msg.store_host, msg.queue_id, msg.queue_offset),
+                retried: msg.reconsume_times > 0,
+                pop_time,
             };
             books
                 .deliveries
@@ -138,13 +210,57 @@ impl Ledger {
 
     /// Records a fault (or membership change) happening now.
     pub(crate) fn fault(&self, what: impl Into<String>) {
+        self.record(what.into(), FaultKind::Other, Vec::new());
+    }
+
+    /// Records that a stopped broker serves again.
+    pub(crate) fn broker_back(&self, what: impl Into<String>) {
+        self.record(what.into(), FaultKind::BrokerBack, Vec::new());
+    }
+
+    /// Records that a pop consumer left the messages `ids` unacknowledged
+    /// (an acknowledgement or change of invisible duration failed, or a
+    /// leaving member dropped them): the broker delivers them again when
+    /// their invisible duration ends, and such a redelivery is put down to
+    /// this event ([`Attribution::Releases`]).
+    pub(crate) fn released(&self, what: impl Into<String>, ids: impl IntoIterator<Item = String>) {
+        let ids = ids.into_iter().collect();
+        self.record(what.into(), FaultKind::Release, ids);
+    }
+
+    /// Records an event happening now, a release of `ids`.
+    fn record(&self, what: String, kind: FaultKind, ids: Vec<String>) {
         let event = FaultEvent {
             at: self.elapsed(),
-            what: what.into(),
+            what,
+            kind,
         };
         // As it happens, so that a run that hangs shows how far it got.
         tracing::info!(target: "soak", at = event.at.as_secs_f64(), "{}", event.what);
-        self.books().faults.push(event);
+        let mut books = self.books();
+        let index = books.faults.len();
+        books.faults.push(event);
+        for id in ids {
+            books.releases.entry(id).or_default().push(index);
+        }
+    }
+
+    /// Released messages (see [`released`](Self::released)) not delivered
+    /// since their latest release: all of them (`within` `None`), or those
+    /// released less than `within` ago, which may still come back.
+    pub(crate) fn unreturned(&self, within: Option<Duration>) -> u64 {
+        let now = self.elapsed();
+        let books = self.books();
+        let n = (books.releases.iter())
+            .filter_map(|(id, releases)| {
+                let at = books.faults[*releases.last()?].at;
+                let back =
+                    (books.deliveries.get(id)).is_some_and(|ds| ds.iter().any(|d| d.at > at));
+                (!back).then_some(at)
+            })
+            .filter(|at| within.is_none_or(|within| now.saturating_sub(*at) < within))
+            .count();
+        count(n)
     }
 
     /// The faults so far, in order.
@@ -242,7 +358,15 @@ impl Ledger {
             if !books.acked.contains_key(id) {
                 verdict.consumed_unacked += 1;
             }
-            classify(deliveries, &books.faults, &mut verdict.duplicates);
+            let causes = match self.attribution {
+                Attribution::LatestFault => Causes::LatestFault(&books.faults),
+                Attribution::Releases { invisible } => Causes::Releases {
+                    faults: &books.faults,
+                    releases: books.releases.get(id).map_or(&[], Vec::as_slice),
+                    invisible,
+                },
+            };
+            classify(deliveries, &causes, &mut verdict.duplicates);
         }
         verdict
     }
@@ -252,34 +376,119 @@ fn count(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-/// Adds the extra deliveries of one message to `dups`: a delivery at a
-/// location seen before is a redelivery (put down to the latest fault
-/// within the window before it); a delivery at a new location after the
-/// first is a second copy of the message.
-fn classify(deliveries: &[Delivery], faults: &[FaultEvent], dups: &mut Duplicates) {
-    let mut seen: Vec<&Location> = Vec::new();
+/// What may explain the redeliveries of one message.
+enum Causes<'a> {
+    /// Any fault (push consumers).
+    LatestFault(&'a [FaultEvent]),
+    /// The releases of this message (pop consumers).
+    Releases {
+        faults: &'a [FaultEvent],
+        /// Indices into `faults`, in order.
+        releases: &'a [usize],
+        invisible: Duration,
+    },
+}
+
+impl Causes<'_> {
+    /// The fault a redelivery at `at` is put down to, if any.
+    ///
+    /// Push ([`Causes::LatestFault`]): the latest fault within
+    /// [`FAULT_WINDOW`] before it.
+    ///
+    /// Pop ([`Causes::Releases`]): the window rule, stretched by what pop
+    /// delivery takes, and narrowed to the message itself. A popped message
+    /// comes back only when its consumer did not acknowledge it (the broker
+    /// keeps no client offsets and hands out no queues, so joins, leaves and
+    /// broker stops alone redeliver nothing), and then not before its
+    /// invisible duration ends. So the cause is the latest release of this
+    /// very message ([`Ledger::released`]: a failed ack or change of
+    /// invisible duration, or its drop by a leaving member) at or before
+    /// the redelivery, if it lies within the invisible duration plus
+    /// [`FAULT_WINDOW`] before it, or if a broker served again within
+    /// [`FAULT_WINDOW`] before the redelivery and after the release (the
+    /// message waited for its stopped broker to revive it). A receive whose
+    /// answer was lost hands nobody anything: what it popped comes back as
+    /// a first delivery, or, for a released message, within the stretched
+    /// window of its release (one invisible duration more).
+    fn cause(&self, at: Duration) -> Option<&FaultEvent> {
+        let before = |f: &&FaultEvent, window: Duration| f.at <= at && at - f.at <= window;
+        match self {
+            Causes::LatestFault(faults) => faults.iter().rev().find(|f| before(f, FAULT_WINDOW)),
+            Causes::Releases {
+                faults,
+                releases,
+                invisible,
+            } => {
+                let release = (releases.iter().rev())
+                    .filter_map(|i| faults.get(*i))
+                    .find(|f| f.at <= at)?;
+                let waited = || {
+                    faults.iter().any(|f| {
+                        f.kind == FaultKind::BrokerBack
+                            && f.at >= release.at
+                            && before(&f, FAULT_WINDOW)
+                    })
+                };
+                (before(&release, *invisible + FAULT_WINDOW) || waited()).then_some(release)
+            }
+        }
+    }
+}
+
+/// Adds the extra deliveries of one message to `dups`. A delivery at a
+/// new location of the topic after the first is a second copy of the
+/// message (stored twice). One from the retry topic (a revive) is a
+/// redelivery, put down to a fault by [`Causes::cause`]; so is one at a
+/// location seen before, except in pop mode: there another pop of the same
+/// location (no revive between: revives come from the retry topic) is the
+/// broker handing the offset out twice, and the same pop twice the
+/// client's duplicate (unexplained).
+fn classify(deliveries: &[Delivery], causes: &Causes<'_>, dups: &mut Duplicates) {
+    let mut seen: Vec<&Delivery> = Vec::new();
     for (i, delivery) in deliveries.iter().enumerate() {
-        let known = seen.contains(&&delivery.location);
-        if !known {
-            seen.push(&delivery.location);
+        let earlier = (seen.iter())
+            .find(|d| d.retried == delivery.retried && d.location == delivery.location)
+            .copied();
+        if earlier.is_none() {
+            seen.push(delivery);
         }
         if i == 0 {
             continue;
         }
         dups.total += 1;
-        if !known {
+        if earlier.is_none() && !delivery.retried {
             dups.stored_twice += 1;
             continue;
         }
+        let (host, queue, offset) = delivery.location;
+        let cause = match (earlier, causes) {
+            (Some(earlier), Causes::Releases { .. }) => {
+                let same_pop = deliveries[..i].iter().any(|d| {
+                    d.retried == delivery.retried
+                        && d.location == delivery.location
+                        && d.pop_time == delivery.pop_time
+                });
+                if !same_pop {
+                    dups.popped_twice += 1;
+                    if dups.popped_twice_sample.len() < 10 {
+                        dups.popped_twice_sample.push(format!(
+                            "{host} queue {queue} offset {offset}: {} pop {:?} at {:.3}s, {} pop {:?} at {:.3}s",
+                            earlier.consumer,
+                            earlier.pop_time,
+                            earlier.at.as_secs_f64(),
+                            delivery.consumer,
+                            delivery.pop_time,
+                            delivery.at.as_secs_f64()
+                        ));
+                    }
+                    continue;
+                }
+                None
+            }
+            _ => causes.cause(delivery.at),
+        };
         dups.redelivered += 1;
-        *dups
-            .by_broker
-            .entry(delivery.location.0.to_string())
-            .or_default() += 1;
-        let cause = faults
-            .iter()
-            .rev()
-            .find(|f| f.at <= delivery.at && delivery.at - f.at <= FAULT_WINDOW);
+        *dups.by_broker.entry(host.to_string()).or_default() += 1;
         match cause {
             Some(fault) => {
                 let label = format!("{} @{:.1}s", fault.what, fault.at.as_secs_f64());
@@ -287,7 +496,18 @@ fn classify(deliveries: &[Delivery], faults: &[FaultEvent], dups: &mut Duplicate
             }
             None => {
                 dups.unexplained += 1;
-                tracing::warn!(consumer = %delivery.consumer, at = ?delivery.at, "a redelivery far from any fault");
+                let earlier: Vec<String> = (deliveries[..i].iter())
+                    .map(|d| {
+                        let (host, queue, offset) = d.location;
+                        format!(
+                            "{} at {:?} {host}#{queue}@{offset} pop {:?}",
+                            d.consumer, d.at, d.pop_time
+                        )
+                    })
+                    .collect();
+                tracing::warn!(consumer = %delivery.consumer, at = ?delivery.at, %host, queue, offset,
+                    retried = delivery.retried, pop_time = ?delivery.pop_time, ?earlier,
+                    "a redelivery far from any fault");
             }
         }
     }
@@ -302,20 +522,39 @@ mod tests {
             at: Duration::from_secs(at),
             consumer: "c".into(),
             location: (SocketAddr::from(([127, 0, 0, 1], 1)), 0, offset),
+            retried: false,
+            pop_time: None,
+        }
+    }
+
+    fn popped(at: u64, offset: i64, pop_time: i64) -> Delivery {
+        Delivery {
+            pop_time: Some(pop_time),
+            ..delivery(at, offset)
+        }
+    }
+
+    fn revived(at: u64, offset: i64) -> Delivery {
+        Delivery {
+            retried: true,
+            pop_time: Some(i64::try_from(at).unwrap_or(0) * 1000),
+            ..delivery(at, offset)
+        }
+    }
+
+    fn event(at: u64, what: &str, kind: FaultKind) -> FaultEvent {
+        FaultEvent {
+            at: Duration::from_secs(at),
+            what: what.into(),
+            kind,
         }
     }
 
     #[test]
     fn redeliveries_go_to_the_latest_fault_in_the_window() {
         let faults = vec![
-            FaultEvent {
-                at: Duration::from_secs(10),
-                what: "join c1".into(),
-            },
-            FaultEvent {
-                at: Duration::from_secs(20),
-                what: "stop broker-b".into(),
-            },
+            event(10, "join c1", FaultKind::Other),
+            event(20, "stop broker-b", FaultKind::Other),
         ];
         let mut dups = Duplicates::default();
         classify(
@@ -325,7 +564,7 @@ mod tests {
                 delivery(100, 7),
                 delivery(101, 8),
             ],
-            &faults,
+            &Causes::LatestFault(&faults),
             &mut dups,
         );
         assert_eq!(dups.total, 3);
@@ -333,5 +572,67 @@ mod tests {
         assert_eq!(dups.stored_twice, 1);
         assert_eq!(dups.unexplained, 1);
         assert_eq!(dups.near_fault.get("stop broker-b @20.0s"), Some(&1));
+    }
+
+    #[test]
+    fn pop_redeliveries_go_to_a_release_of_the_message() {
+        let faults = vec![
+            event(10, "stop broker-b", FaultKind::Other),
+            event(11, "c1 ack failed", FaultKind::Release),
+            event(60, "broker-b serves again", FaultKind::BrokerBack),
+            event(70, "join c2", FaultKind::Other),
+        ];
+        let causes = Causes::Releases {
+            faults: &faults,
+            releases: &[1],
+            invisible: Duration::from_secs(8),
+        };
+        let mut dups = Duplicates::default();
+        classify(
+            &[
+                popped(5, 7, 5000),
+                // Within the invisible duration plus the window.
+                revived(40, 0),
+                // Long after, but soon after its broker served again.
+                revived(65, 1),
+                // Nothing but a join before it: unexplained.
+                revived(100, 2),
+                // The topic's offset again, by another pop: the broker's.
+                popped(101, 7, 101_000),
+                // The same pop twice: the client's.
+                popped(102, 7, 101_000),
+                // Another offset of the topic: a second copy.
+                popped(103, 8, 103_000),
+            ],
+            &causes,
+            &mut dups,
+        );
+        assert_eq!(dups.total, 6);
+        assert_eq!(dups.redelivered, 4);
+        assert_eq!(dups.popped_twice, 1);
+        assert_eq!(dups.popped_twice_sample.len(), 1);
+        assert_eq!(dups.stored_twice, 1);
+        assert_eq!(dups.unexplained, 2);
+        assert_eq!(dups.near_fault.get("c1 ack failed @11.0s"), Some(&2));
+        // A message never released: nothing explains its redelivery.
+        let mut dups = Duplicates::default();
+        let causes = Causes::Releases {
+            faults: &faults,
+            releases: &[],
+            invisible: Duration::from_secs(8),
+        };
+        classify(&[popped(5, 7, 5000), revived(12, 0)], &causes, &mut dups);
+        assert_eq!(dups.unexplained, 1);
+    }
+
+    #[test]
+    fn unreturned_counts_releases_not_delivered_since() {
+        let ledger = Ledger::new(Attribution::Releases {
+            invisible: Duration::from_secs(8),
+        });
+        ledger.released("c0 leaves", ["a".to_owned(), "b".to_owned()]);
+        assert_eq!(ledger.unreturned(None), 2);
+        assert_eq!(ledger.unreturned(Some(Duration::from_secs(60))), 2);
+        assert_eq!(ledger.unreturned(Some(Duration::ZERO)), 0);
     }
 }

@@ -1,11 +1,12 @@
-//! The soak: many messages through producers and push consumers while
-//! consumers join and leave and a broker is stopped and restarted; it
-//! checks that nothing acknowledged is lost, explains every duplicate by
-//! the faults around it, samples resident memory and counts the tasks left
-//! after shutdown.
+//! The soak: many messages through producers and push consumers (or, with
+//! `--pop`, simple consumers: pop consumption) while consumers join and
+//! leave and a broker is stopped and restarted; it checks that nothing
+//! acknowledged is lost, explains every duplicate by the faults around it,
+//! samples resident memory and counts the tasks left after shutdown.
 //!
 //! ```sh
 //! cargo run --release -p rocketmq-examples --example soak
+//! cargo run --release -p rocketmq-examples --example soak -- --pop
 //! cargo run --release -p rocketmq-examples --example soak -- --messages 5000 --namesrv 127.0.0.1:9876
 //! ```
 //!
@@ -16,11 +17,13 @@
 //! `--broker-start-cmd` (e.g. `scripts/real-cluster.sh stop-broker broker-b
 //! KILL`), and skips the broker faults without them. It ends with a summary and one JSON line, and
 //! exits non-zero when a message was lost, a task outlived shutdown, a
-//! restarted consumer got a message twice or something hung.
+//! restarted consumer got a message twice or something hung (with `--pop`
+//! also when a duplicate is unexplained).
 
 mod faults;
 mod ledger;
 mod memory;
+mod pop;
 mod report;
 mod scenario;
 
@@ -44,9 +47,15 @@ struct Cli {
     /// Producers sending them.
     #[arg(long, default_value_t = 2)]
     producers: usize,
-    /// Push consumers of the group (one at the start, the others join).
+    /// Consumers of the group (one at the start, the others join).
     #[arg(long, default_value_t = 3)]
     consumers: usize,
+    /// The group's members are simple consumers (pop consumption: receive,
+    /// ack, change invisible duration) instead of push consumers; every
+    /// other leaving member drops what it holds unacknowledged, and every
+    /// duplicate must be explained.
+    #[arg(long)]
+    pop: bool,
     /// Stop/restart cycles of the second broker (of a real cluster: with
     /// `--broker-stop-cmd` and `--broker-start-cmd`).
     #[arg(long, default_value_t = 2)]
@@ -133,6 +142,7 @@ fn main() -> Result<ExitCode, BoxError> {
         size: cli.size,
         auto_batch: cli.auto_batch,
         consumers: cli.consumers,
+        pop: cli.pop,
         restarts: cli.restarts,
         restart_check: cli.restart_check,
         time_limit: Duration::from_secs(cli.time_limit),

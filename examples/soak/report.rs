@@ -11,8 +11,12 @@ pub(crate) fn print(plan: &Plan, target: &str, outcome: &Outcome) {
     let d = &v.duplicates;
     let send_secs = outcome.send_time.as_secs_f64().max(f64::EPSILON);
     println!(
-        "soak against {target}: {} messages, {} producers, {} consumers, {} broker restarts",
-        plan.messages, plan.producers, plan.consumers, plan.restarts
+        "soak against {target}: {} messages, {} producers, {} {} consumers, {} broker restarts",
+        plan.messages,
+        plan.producers,
+        plan.consumers,
+        mode(plan),
+        plan.restarts
     );
     println!(
         "  sends acknowledged   {:>9}  ({} failed; {:.0} msg/s)",
@@ -34,6 +38,15 @@ pub(crate) fn print(plan: &Plan, target: &str, outcome: &Outcome) {
         "  duplicates           {:>9}  ({} redelivered, {} stored twice, {} unexplained)",
         d.total, d.redelivered, d.stored_twice, d.unexplained
     );
+    if outcome.pop.is_some() {
+        println!(
+            "    popped twice by the broker {} (the broker's; the same queue offset in two pops)",
+            d.popped_twice
+        );
+        for sample in &d.popped_twice_sample {
+            println!("      {sample}");
+        }
+    }
     for (broker, n) in &d.by_broker {
         println!("    {n:>7} from the queues of {broker}");
     }
@@ -41,6 +54,22 @@ pub(crate) fn print(plan: &Plan, target: &str, outcome: &Outcome) {
         println!("    {n:>7} after {fault}");
     }
     println!("  consumed, send failed {:>8}", v.consumed_unacked);
+    if let Some(p) = &outcome.pop {
+        println!(
+            "  pop: {} receives ({} empty, {} failed), {} messages; {} batch acks, {} single acks, {} changes",
+            p.receives,
+            p.empty_receives,
+            p.receive_failures,
+            p.received,
+            p.batch_acks,
+            p.single_acks,
+            p.changes
+        );
+        println!(
+            "    left unacknowledged: {} acks failed, {} changes failed, {} dropped by leaving members; {} never came back",
+            p.ack_failures, p.change_failures, p.dropped, p.released_not_returned
+        );
+    }
     println!(
         "  clean-restart redeliveries {:>3}",
         outcome.restart_redeliveries
@@ -93,6 +122,20 @@ pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
         "producers": plan.producers,
         "auto_batch": plan.auto_batch,
         "consumers": plan.consumers,
+        "consumer_mode": mode(plan),
+        "pop": outcome.pop.map(|p| json!({
+            "receives": p.receives,
+            "empty_receives": p.empty_receives,
+            "receive_failures": p.receive_failures,
+            "received": p.received,
+            "batch_acks": p.batch_acks,
+            "single_acks": p.single_acks,
+            "changes": p.changes,
+            "ack_failures": p.ack_failures,
+            "change_failures": p.change_failures,
+            "dropped": p.dropped,
+            "released_not_returned": p.released_not_returned,
+        })),
         "restarts": plan.restarts,
         "acked": v.acked,
         "send_failures": v.send_failures,
@@ -104,6 +147,7 @@ pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
         "duplicates": d.total,
         "duplicates_redelivered": d.redelivered,
         "duplicates_stored_twice": d.stored_twice,
+        "duplicates_popped_twice": d.popped_twice,
         "duplicates_unexplained": d.unexplained,
         "duplicates_near_fault": d.near_fault,
         "duplicates_by_broker": d.by_broker,
@@ -125,4 +169,9 @@ pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
             .collect::<Vec<_>>(),
         "passed": outcome.passed(),
     })
+}
+
+/// How the group consumes: "push" or "pop".
+fn mode(plan: &Plan) -> &'static str {
+    if plan.pop { "pop" } else { "push" }
 }

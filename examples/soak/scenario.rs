@@ -2,6 +2,8 @@
 //! broker is stopped and restarted, at points spread over the sends; then
 //! every acknowledged message must have been consumed, a cleanly restarted
 //! consumer must consume nothing twice, and no task may outlive shutdown.
+//! The consumers are push consumers, or with `--pop` simple (pop) consumers
+//! ([`crate::pop`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,8 +21,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::faults::BrokerFaults;
-use crate::ledger::{FaultEvent, Ledger, Verdict};
+use crate::ledger::{Attribution, FAULT_WINDOW, FaultEvent, Ledger, Verdict};
 use crate::memory::{MemorySampler, status_kib};
+use crate::pop::{self, OnLeave, PopCounters, PopFigures, PopMember};
 
 /// The shortest time a stopped broker stays down.
 const MIN_DOWNTIME: Duration = Duration::from_secs(3);
@@ -58,8 +61,10 @@ pub(crate) struct Plan {
     pub(crate) size: usize,
     /// Producers batch sends automatically.
     pub(crate) auto_batch: bool,
-    /// Push consumers taking part (one at the start, the others join).
+    /// Consumers taking part (one at the start, the others join).
     pub(crate) consumers: usize,
+    /// The consumers are simple (pop) consumers, not push consumers.
+    pub(crate) pop: bool,
     /// Broker stop/restart cycles (0 without a broker to stop).
     pub(crate) restarts: usize,
     /// Messages of the clean-restart check.
@@ -86,6 +91,8 @@ pub(crate) struct Outcome {
     pub(crate) restart_redeliveries: u64,
     /// Consumer shutdowns that left messages or errors behind.
     pub(crate) unclean_shutdowns: Vec<String>,
+    /// What the pop consumers did (pop mode only).
+    pub(crate) pop: Option<PopFigures>,
     /// Peak `VmRSS` sampled during the run, KiB.
     pub(crate) peak_rss_kib: u64,
     /// `VmHWM` at the end, KiB.
@@ -104,6 +111,9 @@ pub(crate) struct Outcome {
     /// in its store (looked up by UNIQ_KEY), or stored but not at the queue
     /// offset they were acknowledged with. The broker's loss.
     pub(crate) lost_by_broker: u64,
+    /// Whether the brokers are the embedded testkit's: a queue offset it
+    /// hands out in two pops is a testkit bug, and fails the run.
+    pub(crate) embedded_brokers: bool,
     /// Whether the time limit ran out (something hung or was lost).
     pub(crate) timed_out: bool,
     /// Shutdowns that did not end within their limit.
@@ -114,13 +124,21 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     /// Whether the run passed: nothing lost, nothing redelivered to the
-    /// restarted consumer, no task left, nothing hung.
+    /// restarted consumer, no task left, nothing hung; in pop mode also
+    /// every duplicate explained: by a release of the message itself (see
+    /// [`Attribution::Releases`]), or, of a real broker, as the broker's: a
+    /// queue offset it handed out in two pops (`popped_twice`, reported
+    /// apart as the broker's loss is). The embedded testkit must never do
+    /// that (it reads a queue for one pop at a time, as Java's broker).
     pub(crate) fn passed(&self) -> bool {
+        let dups = &self.verdict.duplicates;
         self.client_lost() == 0
             && self.restart_redeliveries == 0
             && self.tasks_alive == 0
             && !self.timed_out
             && self.hangs.is_empty()
+            && (self.pop.is_none() || dups.unexplained == 0)
+            && !(self.embedded_brokers && dups.popped_twice > 0)
     }
 }
 
@@ -159,10 +177,18 @@ fn schedule(consumers: usize, restarts: usize) -> Vec<Step> {
     steps
 }
 
+/// A member of the group.
+enum Member {
+    Push(PushConsumer),
+    Pop(PopMember),
+}
+
 /// The state the run shares with its producers and consumers.
 struct Run {
     plan: Plan,
     ledger: Arc<Ledger>,
+    /// What the pop members did (pop mode).
+    pop: Arc<PopCounters>,
     /// Main-phase sends finished (acknowledged or failed).
     progress: AtomicU64,
     /// Cancelled when the time limit runs out.
@@ -270,8 +296,21 @@ impl Run {
         }
     }
 
-    async fn start_consumer(&self, index: usize) -> rocketmq_client::Result<PushConsumer> {
+    async fn start_consumer(&self, index: usize) -> rocketmq_client::Result<Member> {
         let name = format!("c{index}");
+        if self.plan.pop {
+            let config = self.config(&name);
+            return PopMember::start(
+                name,
+                self.plan.group.clone(),
+                self.plan.topic.clone(),
+                config,
+                Arc::clone(&self.ledger),
+                Arc::clone(&self.pop),
+            )
+            .await
+            .map(Member::Pop);
+        }
         let ledger = Arc::clone(&self.ledger);
         let listener_name = name.clone();
         PushConsumer::builder(self.plan.group.clone(), self.config(&name))
@@ -287,13 +326,24 @@ impl Run {
             })
             .build()
             .await
+            .map(Member::Push)
     }
 
-    async fn stop_consumer(&self, index: usize, consumer: PushConsumer) {
-        match tokio::time::timeout(SHUTDOWN_LIMIT, consumer.shutdown()).await {
-            Ok(report) if report.is_clean() => {}
-            Ok(report) => self.note_unclean(format!("c{index}: {report:?}")),
-            Err(_) => self.note_hang(format!("shutdown of consumer c{index}")),
+    /// Stops a member; a pop member does `on_leave` with what it holds.
+    async fn stop_consumer(&self, index: usize, member: Member, on_leave: OnLeave) {
+        match member {
+            Member::Push(consumer) => {
+                match tokio::time::timeout(SHUTDOWN_LIMIT, consumer.shutdown()).await {
+                    Ok(report) if report.is_clean() => {}
+                    Ok(report) => self.note_unclean(format!("c{index}: {report:?}")),
+                    Err(_) => self.note_hang(format!("shutdown of consumer c{index}")),
+                }
+            }
+            Member::Pop(member) => {
+                if let Err(err) = member.stop(on_leave, SHUTDOWN_LIMIT).await {
+                    self.note_hang(format!("shutdown of pop consumer c{index}: {err}"));
+                }
+            }
         }
     }
 
@@ -327,8 +377,16 @@ impl Run {
 /// and answers what it found.
 pub(crate) async fn run(plan: Plan, faults: Option<BrokerFaults>) -> Outcome {
     let sampler = MemorySampler::start();
+    let attribution = if plan.pop {
+        Attribution::Releases {
+            invisible: pop::INVISIBLE,
+        }
+    } else {
+        Attribution::LatestFault
+    };
     let run = Arc::new(Run {
-        ledger: Arc::new(Ledger::new()),
+        ledger: Arc::new(Ledger::new(attribution)),
+        pop: Arc::new(PopCounters::default()),
         progress: AtomicU64::new(0),
         deadline: CancellationToken::new(),
         started: Instant::now(),
@@ -365,12 +423,16 @@ pub(crate) async fn run(plan: Plan, faults: Option<BrokerFaults>) -> Outcome {
         .map(|mut o| std::mem::take(&mut *o))
         .unwrap_or_default();
     outcome.verdict = run.ledger.verdict();
+    if run.plan.pop {
+        outcome.pop = Some(run.pop.figures(run.ledger.unreturned(None)));
+    }
     outcome.faults = run.ledger.faults();
     outcome.timed_out = timed_out;
     outcome.peak_rss_kib = peak_rss_kib;
     outcome.hwm_kib = status_kib("VmHWM");
     outcome.tasks_alive = tasks_alive;
     outcome.run_time = run.started.elapsed();
+    outcome.embedded_brokers = run.plan.cluster.is_none();
     if faults.is_none() && run.plan.restarts > 0 {
         outcome
             .notes
@@ -409,7 +471,7 @@ async fn phases(run: &Arc<Run>, faults: Option<&BrokerFaults>) -> Result<(), Box
     // The first send creates the topic on a real cluster if it is not there
     // yet (auto-creation), so that consumers find its route when they start.
     run.send(&producers[0], u64::MAX).await;
-    let mut members: Vec<Option<PushConsumer>> = (0..run.plan.consumers).map(|_| None).collect();
+    let mut members: Vec<Option<Member>> = (0..run.plan.consumers).map(|_| None).collect();
     if let Some(first) = members.first_mut() {
         run.ledger.fault("join c0");
         *first = Some(run.start_consumer(0).await?);
@@ -430,11 +492,16 @@ async fn phases(run: &Arc<Run>, faults: Option<&BrokerFaults>) -> Result<(), Box
         outcome.send_time = send_time;
     }
     wait_for_missing(run, &producers[0], &members).await;
+    if run.plan.pop {
+        // What was left unacknowledged comes back before the members go.
+        run.wait_for(|| run.ledger.unreturned(Some(pop::INVISIBLE + FAULT_WINDOW)) == 0)
+            .await;
+    }
     run.settle().await;
     for (index, member) in members.iter_mut().enumerate() {
         if let Some(consumer) = member.take() {
             run.ledger.fault(format!("leave c{index}"));
-            run.stop_consumer(index, consumer).await;
+            run.stop_consumer(index, consumer, OnLeave::Ack).await;
         }
     }
     restart_check(run, &producers[0]).await?;
@@ -506,7 +573,7 @@ async fn create_topic(run: &Run, producer: &Producer, cluster: &str) {
 /// Every [`STUCK_REPORT`] it says which queues each consumer holds, and
 /// looks the missing messages up in the brokers' stores: when none of them
 /// is stored any more, the broker lost them and waiting longer is no use.
-async fn wait_for_missing(run: &Run, producer: &Producer, members: &[Option<PushConsumer>]) {
+async fn wait_for_missing(run: &Run, producer: &Producer, members: &[Option<Member>]) {
     loop {
         let next_check = Instant::now() + STUCK_REPORT;
         run.wait_for(|| run.ledger.missing() == 0 || Instant::now() >= next_check)
@@ -516,6 +583,10 @@ async fn wait_for_missing(run: &Run, producer: &Producer, members: &[Option<Push
             return;
         }
         report_assignments(members, missing);
+        if run.plan.pop {
+            let pop = run.pop.figures(run.ledger.unreturned(None));
+            tracing::info!(target: "soak", missing, ?pop, "still waiting");
+        }
         let ids = run.ledger.missing_ids(STORE_LOOKUPS);
         if u64::try_from(ids.len()).unwrap_or(u64::MAX) == missing {
             let absent = absent_from_store(run, producer, &ids).await;
@@ -592,11 +663,11 @@ async fn held_at(run: &Run, producer: &Producer, msg: &MessageExt) -> Option<Str
     held
 }
 
-/// Logs the queues each running consumer holds, while `missing` messages
-/// wait to be consumed.
-fn report_assignments(members: &[Option<PushConsumer>], missing: u64) {
+/// Logs the queues each running push consumer holds, while `missing`
+/// messages wait to be consumed (pop consumers hold no queues).
+fn report_assignments(members: &[Option<Member>], missing: u64) {
     for (index, member) in members.iter().enumerate() {
-        if let Some(consumer) = member {
+        if let Some(Member::Push(consumer)) = member {
             let mut queues: Vec<String> = consumer
                 .assigned()
                 .iter()
@@ -626,8 +697,10 @@ async fn produce(run: Arc<Run>, producer: Arc<Producer>, index: usize) {
         .await;
 }
 
-/// Runs the fault plan, each step when its share of the sends is done.
-async fn drive(run: &Run, faults: Option<&BrokerFaults>, members: &mut [Option<PushConsumer>]) {
+/// Runs the fault plan, each step when its share of the sends is done. In
+/// pop mode every other leaving member (the first, the third, ...) drops
+/// what it holds unacknowledged.
+async fn drive(run: &Run, faults: Option<&BrokerFaults>, members: &mut [Option<Member>]) {
     let restarts = if faults.is_some() {
         run.plan.restarts
     } else {
@@ -642,6 +715,7 @@ async fn drive(run: &Run, faults: Option<&BrokerFaults>, members: &mut [Option<P
     // stopped again, so that each restart is seen serving.
     let mut restarted_at: Option<Instant> = None;
     let mut cycle = 0;
+    let mut leaves = 0;
     for (i, step) in steps.into_iter().enumerate() {
         let threshold = run.plan.messages * (u64::try_from(i).unwrap_or(0) + 1) / total;
         let restarting = step == Step::RestartBroker;
@@ -660,8 +734,16 @@ async fn drive(run: &Run, faults: Option<&BrokerFaults>, members: &mut [Option<P
             }
             (Step::Leave(c), _) => {
                 if let Some(consumer) = members[c].take() {
-                    run.ledger.fault(format!("leave c{c}"));
-                    run.stop_consumer(c, consumer).await;
+                    let on_leave = if run.plan.pop && leaves % 2 == 0 {
+                        run.ledger
+                            .fault(format!("leave c{c} (dropping what it holds)"));
+                        OnLeave::Drop
+                    } else {
+                        run.ledger.fault(format!("leave c{c}"));
+                        OnLeave::Ack
+                    };
+                    leaves += 1;
+                    run.stop_consumer(c, consumer, on_leave).await;
                 }
             }
             (Step::StopBroker, Some(faults)) => {
@@ -681,7 +763,8 @@ async fn drive(run: &Run, faults: Option<&BrokerFaults>, members: &mut [Option<P
                 run.ledger.fault(format!("restart {}", faults.name()));
                 match faults.restart().await {
                     Ok(()) => {
-                        run.ledger.fault(format!("{} serves again", faults.name()));
+                        run.ledger
+                            .broker_back(format!("{} serves again", faults.name()));
                         run.await_recovery(faults.name());
                         restarted_at = Some(Instant::now());
                     }
@@ -698,7 +781,10 @@ async fn drive(run: &Run, faults: Option<&BrokerFaults>, members: &mut [Option<P
 
 /// A consumer shut down cleanly and started again consumes nothing twice:
 /// with every consumer down, sends a few more messages, starts consumer 0
-/// again, and counts redeliveries of what was consumed before.
+/// again, and counts redeliveries of what was consumed before. In pop mode
+/// (no client offsets) this checks that the brokers kept the
+/// acknowledgements: the new member receives on for an invisible duration
+/// more, by when anything popped and not acknowledged would be back.
 async fn restart_check(run: &Run, producer: &Producer) -> Result<(), BoxError> {
     if run.plan.restart_check == 0 || run.plan.consumers == 0 {
         return Ok(());
@@ -711,6 +797,12 @@ async fn restart_check(run: &Run, producer: &Producer) -> Result<(), BoxError> {
     run.ledger.fault("restart c0 (clean-restart check)");
     let consumer = run.start_consumer(0).await?;
     wait_for_missing(run, producer, &[]).await;
+    if run.plan.pop {
+        tokio::select! {
+            () = tokio::time::sleep(pop::INVISIBLE + QUIET) => {}
+            () = run.deadline.cancelled() => {}
+        }
+    }
     run.settle().await;
     let redeliveries = run.ledger.redelivered_after(mark);
     if redeliveries > 0 {
@@ -724,7 +816,7 @@ async fn restart_check(run: &Run, producer: &Producer) -> Result<(), BoxError> {
         outcome.restart_redeliveries = redeliveries;
     }
     run.ledger.fault("leave c0");
-    run.stop_consumer(0, consumer).await;
+    run.stop_consumer(0, consumer, OnLeave::Ack).await;
     Ok(())
 }
 
