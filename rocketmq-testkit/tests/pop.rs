@@ -5,162 +5,22 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod pop_support;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
-use rocketmq_model::header::{
-    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, PopMessageRequestHeader,
-    QueryConsumerOffsetRequestHeader,
-};
+use pop_support::*;
+use rocketmq_model::header::PopMessageRequestHeader;
 use rocketmq_model::message::pop::{
     PopTopicKind, ReceiptHandle, parse_msg_offset_info, parse_start_offset_info,
 };
 use rocketmq_model::message::property;
 use rocketmq_model::route::perm;
-use rocketmq_model::{MessageExt, RequestCode, ResponseCode, decode_records};
-use rocketmq_remoting::calls::{
-    AckMessage, ChangeInvisibleTime, PopMessage, PopResponse, PopStatus, QueryConsumerOffset,
-};
-use rocketmq_remoting::{Call, RemotingError};
+use rocketmq_model::{RequestCode, ResponseCode};
+use rocketmq_remoting::Call;
+use rocketmq_remoting::calls::{PopMessage, PopStatus};
 use rocketmq_testkit::{TestCluster, TopicConfig};
-
-const ADDR: &str = "broker-a:10911";
-const GROUP: &str = "cg";
-const RETRY: &str = "%RETRY%cg_T";
-const INVISIBLE: Duration = Duration::from_secs(30);
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
-
-fn pop_header(queue_id: i32, max: i32, poll_ms: i64) -> PopMessageRequestHeader {
-    PopMessageRequestHeader {
-        consumer_group: GROUP.into(),
-        topic: "T".into(),
-        queue_id,
-        max_msg_nums: max,
-        invisible_time: i64::try_from(INVISIBLE.as_millis()).unwrap(),
-        poll_time: poll_ms,
-        born_time: now_ms(),
-        init_mode: 0,
-        exp_type: Some("TAG".into()),
-        exp: Some("*".into()),
-        ..PopMessageRequestHeader::default()
-    }
-}
-
-/// A pop's answer, its messages, and each message's receipt handle as a
-/// client builds it (from the offset infos, or the POP_CK a redelivered
-/// message carries).
-struct Popped {
-    response: PopResponse,
-    messages: Vec<MessageExt>,
-    handles: Vec<ReceiptHandle>,
-}
-
-async fn pop(client: &TestClient, header: PopMessageRequestHeader) -> Popped {
-    let response = client.call(ADDR, PopMessage(header)).await.unwrap();
-    let messages = if response.status == PopStatus::Found {
-        decode_records(response.body.clone()).unwrap()
-    } else {
-        Vec::new()
-    };
-    let handles = match &response.header {
-        Some(header) if !messages.is_empty() => {
-            let starts =
-                parse_start_offset_info(header.start_offset_info.as_deref().unwrap()).unwrap();
-            (messages.iter())
-                .map(|m| match m.message.property(property::POP_CK) {
-                    Some(ck) => ReceiptHandle::parse(ck).unwrap(),
-                    None => ReceiptHandle {
-                        ck_queue_offset: starts[&(PopTopicKind::Normal, m.queue_id)],
-                        pop_time: header.pop_time,
-                        invisible_time: header.invisible_time,
-                        revive_qid: header.revive_qid,
-                        kind: PopTopicKind::Normal,
-                        broker_name: "broker-a".into(),
-                        queue_id: m.queue_id,
-                        queue_offset: m.queue_offset,
-                    },
-                })
-                .collect()
-        }
-        _ => Vec::new(),
-    };
-    Popped {
-        response,
-        messages,
-        handles,
-    }
-}
-
-fn ack_call(handle: &ReceiptHandle) -> AckMessage {
-    AckMessage(AckMessageRequestHeader {
-        consumer_group: GROUP.into(),
-        topic: handle.kind.real_topic("T", GROUP),
-        queue_id: handle.queue_id,
-        extra_info: handle.encode(),
-        offset: handle.queue_offset,
-        broker_name: Some("broker-a".into()),
-    })
-}
-
-fn change_call(handle: &ReceiptHandle, invisible: Duration) -> ChangeInvisibleTime {
-    ChangeInvisibleTime(ChangeInvisibleTimeRequestHeader {
-        consumer_group: GROUP.into(),
-        topic: handle.kind.real_topic("T", GROUP),
-        queue_id: handle.queue_id,
-        extra_info: handle.encode(),
-        offset: handle.queue_offset,
-        invisible_time: i64::try_from(invisible.as_millis()).unwrap(),
-        broker_name: Some("broker-a".into()),
-    })
-}
-
-/// The code and remark a refused call answered.
-fn refusal<T: std::fmt::Debug>(result: Result<T, RemotingError>) -> (ResponseCode, String) {
-    match result {
-        Err(RemotingError::Response { code, remark, .. }) => (code, remark),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-}
-
-async fn committed(client: &TestClient, topic: &str, queue_id: i32) -> i64 {
-    let header = QueryConsumerOffsetRequestHeader {
-        consumer_group: GROUP.into(),
-        topic: topic.into(),
-        queue_id,
-        set_zero_if_not_found: Some(false),
-        ..QueryConsumerOffsetRequestHeader::default()
-    };
-    client
-        .call(ADDR, QueryConsumerOffset(header))
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-/// Waits until the retry topic holds `n` messages.
-async fn revived(cluster: &TestCluster, n: usize) {
-    let broker = cluster.broker(0);
-    within(async {
-        while broker.messages(RETRY, 0).len() < n {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-}
-
-async fn cluster() -> TestCluster {
-    TestCluster::builder().topic("T").build().await.unwrap()
-}
 
 #[tokio::test(start_paused = true)]
 async fn a_pop_answers_messages_once_with_their_offsets() {

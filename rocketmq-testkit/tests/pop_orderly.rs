@@ -6,171 +6,23 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod pop_support;
 
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
+use pop_support::*;
+use rocketmq_model::ResponseCode;
 use rocketmq_model::body::{BatchAck, BatchAckMessageRequestBody};
-use rocketmq_model::header::{
-    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, PopMessageRequestHeader,
-    PopMessageResponseHeader, QueryConsumerOffsetRequestHeader,
-};
+use rocketmq_model::header::PopMessageRequestHeader;
 use rocketmq_model::message::pop::{ORDERLY_REVIVE_QUEUE, PopTopicKind, ReceiptHandle};
 use rocketmq_model::message::pop::{parse_msg_offset_info, parse_start_offset_info};
-use rocketmq_model::{MessageExt, ResponseCode, decode_records};
-use rocketmq_remoting::calls::{
-    AckMessage, BatchAckMessage, ChangeInvisibleTime, PopMessage, PopResponse, PopStatus,
-    QueryConsumerOffset,
-};
+use rocketmq_remoting::calls::{BatchAckMessage, PopStatus};
 use rocketmq_remoting::{Call, RemotingError};
-use rocketmq_testkit::TestCluster;
-
-const ADDR: &str = "broker-a:10911";
-const GROUP: &str = "cg";
-const RETRY: &str = "%RETRY%cg_T";
-const INVISIBLE: Duration = Duration::from_secs(30);
-
-fn now_ms() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
-
-/// An orderly pop of `queue_id` (-1: every queue).
-fn orderly(queue_id: i32, max: i32, poll_ms: i64) -> PopMessageRequestHeader {
-    PopMessageRequestHeader {
-        consumer_group: GROUP.into(),
-        topic: "T".into(),
-        queue_id,
-        max_msg_nums: max,
-        invisible_time: i64::try_from(INVISIBLE.as_millis()).unwrap(),
-        poll_time: poll_ms,
-        born_time: now_ms(),
-        init_mode: 0,
-        exp_type: Some("TAG".into()),
-        exp: Some("*".into()),
-        order: true,
-        ..PopMessageRequestHeader::default()
-    }
-}
 
 fn with_attempt(mut header: PopMessageRequestHeader, attempt: &str) -> PopMessageRequestHeader {
     header.attempt_id = Some(attempt.into());
     header
-}
-
-/// A pop's answer, its messages, each message's receipt handle and
-/// reconsume times as a Java client builds them.
-struct Popped {
-    response: PopResponse,
-    messages: Vec<MessageExt>,
-    handles: Vec<ReceiptHandle>,
-    reconsume_times: Vec<i32>,
-}
-
-impl Popped {
-    fn header(&self) -> &PopMessageResponseHeader {
-        self.response.header.as_ref().unwrap()
-    }
-
-    fn order_count_info(&self) -> &str {
-        self.header().order_count_info.as_deref().unwrap()
-    }
-}
-
-/// Java's `ExtraInfoUtil.parseOrderCountInfo`: `kind@key` to count.
-fn parse_order_count_info(text: &str) -> HashMap<String, i32> {
-    let mut counts = HashMap::new();
-    if text.is_empty() {
-        return counts;
-    }
-    for entry in text.split(';') {
-        let [kind, key, count] = entry.split(' ').collect::<Vec<_>>()[..] else {
-            panic!("parse orderCountInfo error, {text}");
-        };
-        let previous = counts.insert(format!("{kind}@{key}"), count.parse().unwrap());
-        assert!(previous.is_none(), "duplicate, {text}");
-    }
-    counts
-}
-
-/// The reconsume times Java's `MQClientAPIImpl.processPopResponse` gives an
-/// orderly pop's message: its own `qo<queueId>%<offset>` count, else its
-/// queue's, when above 0.
-fn java_reconsume_times(counts: &HashMap<String, i32>, message: &MessageExt) -> i32 {
-    let own = format!("0@qo{}%{}", message.queue_id, message.queue_offset);
-    let queue = format!("0@{}", message.queue_id);
-    match counts.get(&own).or_else(|| counts.get(&queue)) {
-        Some(&count) if count > 0 => count,
-        _ => message.reconsume_times,
-    }
-}
-
-async fn pop(client: &TestClient, header: PopMessageRequestHeader) -> Popped {
-    let response = client.call(ADDR, PopMessage(header)).await.unwrap();
-    let messages = if response.status == PopStatus::Found {
-        decode_records(response.body.clone()).unwrap()
-    } else {
-        Vec::new()
-    };
-    let (handles, reconsume_times) = match &response.header {
-        Some(header) if !messages.is_empty() => {
-            let starts =
-                parse_start_offset_info(header.start_offset_info.as_deref().unwrap()).unwrap();
-            let counts = parse_order_count_info(header.order_count_info.as_deref().unwrap());
-            let handles = (messages.iter())
-                .map(|m| ReceiptHandle {
-                    ck_queue_offset: starts[&(PopTopicKind::Normal, m.queue_id)],
-                    pop_time: header.pop_time,
-                    invisible_time: header.invisible_time,
-                    revive_qid: header.revive_qid,
-                    kind: PopTopicKind::Normal,
-                    broker_name: "broker-a".into(),
-                    queue_id: m.queue_id,
-                    queue_offset: m.queue_offset,
-                })
-                .collect();
-            let times = (messages.iter())
-                .map(|m| java_reconsume_times(&counts, m))
-                .collect();
-            (handles, times)
-        }
-        _ => (Vec::new(), Vec::new()),
-    };
-    Popped {
-        response,
-        messages,
-        handles,
-        reconsume_times,
-    }
-}
-
-fn ack_call(handle: &ReceiptHandle) -> AckMessage {
-    AckMessage(AckMessageRequestHeader {
-        consumer_group: GROUP.into(),
-        topic: "T".into(),
-        queue_id: handle.queue_id,
-        extra_info: handle.encode(),
-        offset: handle.queue_offset,
-        broker_name: Some("broker-a".into()),
-    })
-}
-
-fn change_call(handle: &ReceiptHandle, invisible: Duration) -> ChangeInvisibleTime {
-    ChangeInvisibleTime(ChangeInvisibleTimeRequestHeader {
-        consumer_group: GROUP.into(),
-        topic: "T".into(),
-        queue_id: handle.queue_id,
-        extra_info: handle.encode(),
-        offset: handle.queue_offset,
-        invisible_time: i64::try_from(invisible.as_millis()).unwrap(),
-        broker_name: Some("broker-a".into()),
-    })
 }
 
 /// A batch entry acknowledging `bits` (distances from the pop's start) of
@@ -196,31 +48,6 @@ fn batch(acks: Vec<BatchAck>) -> BatchAckMessage {
     })
 }
 
-async fn committed(client: &TestClient, queue_id: i32) -> i64 {
-    let header = QueryConsumerOffsetRequestHeader {
-        consumer_group: GROUP.into(),
-        topic: "T".into(),
-        queue_id,
-        set_zero_if_not_found: Some(false),
-        ..QueryConsumerOffsetRequestHeader::default()
-    };
-    client
-        .call(ADDR, QueryConsumerOffset(header))
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-async fn cluster() -> TestCluster {
-    TestCluster::builder().topic("T").build().await.unwrap()
-}
-
-async fn send_all(client: &TestClient, queue_id: i32, bodies: &[&str]) {
-    for body in bodies {
-        client.send(ADDR, &message("T", body, "a"), queue_id).await;
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_queue_answers_in_order_and_its_next_messages_wait_for_the_batch() {
     let cluster = cluster().await;
@@ -240,7 +67,11 @@ async fn a_queue_answers_in_order_and_its_next_messages_wait_for_the_batch() {
     );
     assert_eq!(first.reconsume_times, [0, 0]);
     assert_eq!(header.rest_num, 2);
-    assert_eq!(committed(&client, 1).await, 0, "committed where it began");
+    assert_eq!(
+        committed(&client, "T", 1).await,
+        0,
+        "committed where it began"
+    );
     assert!(
         cluster.broker(0).in_flight_pops(GROUP).is_empty(),
         "no checkpoint"
@@ -260,7 +91,7 @@ async fn a_queue_answers_in_order_and_its_next_messages_wait_for_the_batch() {
         .call(ADDR, ack_call(&first.handles[0]))
         .await
         .unwrap();
-    assert_eq!(committed(&client, 1).await, 1);
+    assert_eq!(committed(&client, "T", 1).await, 1);
     let still = pop(&client, orderly(1, 32, 0)).await;
     assert_eq!(
         still.response.status,
@@ -272,7 +103,7 @@ async fn a_queue_answers_in_order_and_its_next_messages_wait_for_the_batch() {
         .call(ADDR, ack_call(&first.handles[1]))
         .await
         .unwrap();
-    assert_eq!(committed(&client, 1).await, 2);
+    assert_eq!(committed(&client, "T", 1).await, 2);
     let next = pop(&client, orderly(1, 32, 0)).await;
     assert_eq!(bodies(&next.messages), ["m2", "m3"]);
     assert_eq!(next.reconsume_times, [0, 0]);
@@ -282,7 +113,7 @@ async fn a_queue_answers_in_order_and_its_next_messages_wait_for_the_batch() {
         .call(ADDR, ack_call(&first.handles[0]))
         .await
         .unwrap();
-    assert_eq!(committed(&client, 1).await, 2);
+    assert_eq!(committed(&client, "T", 1).await, 2);
     let mut stranger = next.handles[0].clone();
     stranger.queue_offset = 4;
     client.send(ADDR, &message("T", "m4", "a"), 1).await;
@@ -332,7 +163,7 @@ async fn an_unacknowledged_batch_comes_back_whole_with_its_order_counts() {
         .call(ADDR, ack_call(&first.handles[0]))
         .await
         .unwrap();
-    assert_eq!(committed(&client, 1).await, 0);
+    assert_eq!(committed(&client, "T", 1).await, 0);
 
     tokio::time::advance(INVISIBLE).await;
     let third = pop(&client, orderly(1, 32, 0)).await;
@@ -357,7 +188,11 @@ async fn a_partial_acknowledgement_commits_up_to_the_first_unacknowledged_messag
         .call(ADDR, ack_call(&first.handles[2]))
         .await
         .unwrap();
-    assert_eq!(committed(&client, 1).await, 1, "m1 is not acknowledged");
+    assert_eq!(
+        committed(&client, "T", 1).await,
+        1,
+        "m1 is not acknowledged"
+    );
 
     tokio::time::advance(INVISIBLE).await;
     let again = pop(&client, orderly(1, 32, 0)).await;
@@ -369,7 +204,7 @@ async fn a_partial_acknowledgement_commits_up_to_the_first_unacknowledged_messag
     for handle in &again.handles {
         client.call(ADDR, ack_call(handle)).await.unwrap();
     }
-    assert_eq!(committed(&client, 1).await, 4);
+    assert_eq!(committed(&client, "T", 1).await, 4);
     client.send(ADDR, &message("T", "m4", "a"), 1).await;
     let next = pop(&client, orderly(1, 32, 0)).await;
     assert_eq!(bodies(&next.messages), ["m4"]);
@@ -505,12 +340,12 @@ async fn a_batch_ack_of_orderly_entries_acknowledges_each_offset() {
         .call(ADDR, batch(vec![batch_entry(&first.handles[0], &[0, 2])]))
         .await
         .unwrap();
-    assert_eq!(committed(&client, 1).await, 1);
+    assert_eq!(committed(&client, "T", 1).await, 1);
     client
         .call(ADDR, batch(vec![batch_entry(&first.handles[0], &[1])]))
         .await
         .unwrap();
-    assert_eq!(committed(&client, 1).await, 3);
+    assert_eq!(committed(&client, "T", 1).await, 3);
 
     let second = pop(&client, orderly(1, 1, 0)).await;
     assert_eq!(bodies(&second.messages), ["m3"]);
@@ -529,7 +364,7 @@ async fn a_batch_ack_of_orderly_entries_acknowledges_each_offset() {
         }
         other => panic!("expected MESSAGE_ILLEGAL, got {other:?}"),
     }
-    assert_eq!(committed(&client, 1).await, 4);
+    assert_eq!(committed(&client, "T", 1).await, 4);
     let third = pop(&client, orderly(1, 32, 0)).await;
     assert_eq!(bodies(&third.messages), ["m4"]);
 }
@@ -559,11 +394,11 @@ async fn a_pop_repeating_the_attempt_id_reads_the_blocked_batch_again() {
         .call(ADDR, ack_call(&first.handles[0]))
         .await
         .unwrap();
-    assert_eq!(committed(&client, 1).await, 0);
+    assert_eq!(committed(&client, "T", 1).await, 0);
     for handle in &retried.handles {
         client.call(ADDR, ack_call(handle)).await.unwrap();
     }
-    assert_eq!(committed(&client, 1).await, 2);
+    assert_eq!(committed(&client, "T", 1).await, 2);
 }
 
 #[tokio::test(start_paused = true)]
