@@ -130,8 +130,11 @@ codes! {
         /// Take back a timer message before it is due, by the recall handle
         /// its send answered (5.3.1+).
         RECALL_MESSAGE = 370,
-        /// Ask the broker which queues to pop from (5.x).
+        /// Ask a broker which queues of a topic to consume, and whether to
+        /// pull or pop them (5.x broker-side rebalance).
         QUERY_ASSIGNMENT = 400,
+        /// Set whether a group's clients pull or pop a topic (5.x admin).
+        SET_MESSAGE_REQUEST_MODE = 401,
         /// Pop messages: the broker hides what it answers from the group
         /// until acknowledged or the invisible time passes (5.x; JSON
         /// headers only, the code does not fit the ROCKETMQ header).

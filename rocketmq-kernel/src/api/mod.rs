@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use rocketmq_model::body::{
     BatchAckMessageRequestBody, CheckClientRequestBody, LockBatchRequestBody,
+    MessageQueueAssignment, QueryAssignmentRequestBody, SetMessageRequestModeRequestBody,
     UnlockBatchRequestBody,
 };
 use rocketmq_model::header::{
@@ -210,6 +211,29 @@ pub trait BrokerApi: Send + Sync {
     async fn consumer_list(&self, addr: &str, group: &str) -> Result<Vec<String>> {
         let _ = group;
         unsupported(addr, "consumer_list")
+    }
+
+    /// QUERY_ASSIGNMENT: the queues of a topic the broker assigns this
+    /// client, and whether to pull or pop each; `None` when the broker could
+    /// not tell (the client keeps what it has).
+    async fn query_assignment(
+        &self,
+        addr: &str,
+        body: QueryAssignmentRequestBody,
+    ) -> Result<Option<Vec<MessageQueueAssignment>>> {
+        let _ = body;
+        unsupported(addr, "query_assignment")
+    }
+
+    /// SET_MESSAGE_REQUEST_MODE: whether a group's clients pull or pop a
+    /// topic (an administrator's request).
+    async fn set_message_request_mode(
+        &self,
+        addr: &str,
+        body: SetMessageRequestModeRequestBody,
+    ) -> Result<()> {
+        let _ = body;
+        unsupported(addr, "set_message_request_mode")
     }
 
     /// CHECK_CLIENT_CONFIG: whether the broker can serve a subscription

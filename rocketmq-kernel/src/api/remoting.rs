@@ -11,6 +11,7 @@ use rocketmq_model::time::epoch_millis;
 use async_trait::async_trait;
 use rocketmq_model::body::{
     BatchAckMessageRequestBody, CheckClientRequestBody, ConsumeStats, LockBatchRequestBody,
+    MessageQueueAssignment, QueryAssignmentRequestBody, SetMessageRequestModeRequestBody,
     UnlockBatchRequestBody,
 };
 use rocketmq_model::header::{
@@ -31,9 +32,9 @@ use rocketmq_remoting::calls::{
     AckMessage, BatchAckMessage, ChangeInvisibleTime, CheckClientConfig, ConsumerSendMsgBack,
     CreateTopic, EndTransaction, GetClusterInfo, GetConsumeStats, GetConsumerList,
     GetEarliestMsgStoreTime, GetMaxOffset, GetMinOffset, GetRouteInfo, Heartbeat, LockBatchMq,
-    PopMessage, PopResponse, PullMessage, PullResponse, QueryConsumerOffset, QueryMessage,
-    RecallMessage, SearchOffset, SendBatch, SendMessage, SendResponse, UnlockBatchMq, Unregister,
-    UpdateConsumerOffset, ViewMessage,
+    PopMessage, PopResponse, PullMessage, PullResponse, QueryAssignment, QueryConsumerOffset,
+    QueryMessage, RecallMessage, SearchOffset, SendBatch, SendMessage, SendResponse,
+    SetMessageRequestMode, UnlockBatchMq, Unregister, UpdateConsumerOffset, ViewMessage,
 };
 use rocketmq_remoting::client::NameServerService;
 use rocketmq_remoting::{RemotingClient, RemotingError};
@@ -458,6 +459,24 @@ impl BrokerApi for RemotingBrokerApi {
         };
         let span = span("consumer_list", addr, None, None);
         self.call(addr, GetConsumerList(header), span).await
+    }
+
+    async fn query_assignment(
+        &self,
+        addr: &str,
+        body: QueryAssignmentRequestBody,
+    ) -> Result<Option<Vec<MessageQueueAssignment>>> {
+        let span = span("query_assignment", addr, Some(&body.topic), None);
+        self.call(addr, QueryAssignment(body), span).await
+    }
+
+    async fn set_message_request_mode(
+        &self,
+        addr: &str,
+        body: SetMessageRequestModeRequestBody,
+    ) -> Result<()> {
+        let span = span("set_message_request_mode", addr, Some(&body.topic), None);
+        self.call(addr, SetMessageRequestMode(body), span).await
     }
 
     async fn check_client_config(&self, addr: &str, body: CheckClientRequestBody) -> Result<()> {

@@ -44,6 +44,7 @@ macro_rules! json_body_trait {
     };
 }
 
+mod assignment;
 mod batch_ack;
 mod check_client;
 mod consume_directly;
@@ -56,6 +57,10 @@ mod reset_offset;
 mod running_info;
 pub mod trace;
 
+pub use assignment::{
+    MessageQueueAssignment, MessageRequestMode, QueryAssignmentRequestBody,
+    QueryAssignmentResponseBody, SetMessageRequestModeRequestBody,
+};
 pub use batch_ack::{AckBits, BatchAck, BatchAckMessageRequestBody};
 pub use check_client::CheckClientRequestBody;
 pub use consume_directly::{ConsumeMessageDirectlyResult, ConsumeResult};

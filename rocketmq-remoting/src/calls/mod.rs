@@ -7,6 +7,7 @@
 //! wrapped in [`Oneway`](crate::call::Oneway).
 
 mod admin;
+mod assignment;
 mod client;
 mod consume;
 mod offset;
@@ -18,6 +19,7 @@ mod send;
 mod transaction;
 
 pub use admin::{CreateTopic, GetConsumeStats, QueryMessage, QueryMessageResponse, ViewMessage};
+pub use assignment::{QueryAssignment, SetMessageRequestMode};
 pub use client::{CheckClientConfig, GetConsumerList, Heartbeat, Unregister};
 pub use consume::{ConsumerSendMsgBack, LockBatchMq, UnlockBatchMq};
 pub use offset::{
