@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rocketmq_kernel::BrokerApi;
 use rocketmq_kernel::api::NameServerApi;
-use rocketmq_model::body::ConsumeStats;
+use rocketmq_model::body::{ConsumeStats, MessageRequestMode, SetMessageRequestModeRequestBody};
 use rocketmq_model::header::{
     BoundaryType, CreateTopicRequestHeader, GetConsumeStatsRequestHeader, QueryMessageRequestHeader,
 };
@@ -193,6 +193,49 @@ impl Admin {
             .cached_publish_info(&topic)
             .ok_or_else(|| no_route(&topic))?;
         Ok(self.user_queues(info.queues()))
+    }
+
+    /// Tells the brokers of `topic` whether the clients of `group` that leave
+    /// rebalancing to them (a push consumer with
+    /// [`client_rebalance(false)`](crate::consumer::PushConsumerBuilder::client_rebalance))
+    /// pull its queues or pop them (SET_MESSAGE_REQUEST_MODE on every
+    /// master of the topic's route; Java's `mqadmin setConsumeMode`). In pop
+    /// mode with `pop_share_queue_num` 0 every client pops every queue;
+    /// with n, each pops its own share and those of the n clients after it.
+    /// The clients follow at their next rebalance (within 20 s). A broker
+    /// refuses a retry topic, an unknown topic or an unknown group; any
+    /// broker's refusal fails the call (the others may have taken it).
+    pub async fn set_message_request_mode(
+        &self,
+        topic: &str,
+        group: &str,
+        mode: MessageRequestMode,
+        pop_share_queue_num: i32,
+    ) -> Result<()> {
+        let topic = self.namespace.wrap(topic).into_owned();
+        let group = self.namespace.wrap(group).into_owned();
+        self.refresh(&topic).await?;
+        let route = self.instance.routes().route(&topic).await?;
+        let masters: Vec<&str> = (route.broker_datas.iter())
+            .filter_map(|broker| broker.master_addr())
+            .collect();
+        if masters.is_empty() {
+            return Err(no_route(&topic));
+        }
+        let body = SetMessageRequestModeRequestBody {
+            consumer_group: group,
+            mode,
+            pop_share_queue_num,
+            topic,
+        };
+        let api = self.instance.broker_api();
+        let answers = futures::future::join_all(
+            (masters.into_iter()).map(|addr| api.set_message_request_mode(addr, body.clone())),
+        )
+        .await;
+        answers
+            .into_iter()
+            .try_for_each(|answer| answer.map_err(ClientError::from))
     }
 
     /// Asks the nameserver for `topic`'s route now; a topic it has no route

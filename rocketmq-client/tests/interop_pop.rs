@@ -1,6 +1,7 @@
 //! Interop against a real broker: pop consumption with the
 //! [`SimpleConsumer`] — receive, acknowledge, tag filtering, and pops over a
-//! client that uses ROCKETMQ binary headers. rocketmq-broker 1.0 never
+//! client that uses ROCKETMQ binary headers — and a push consumer that
+//! takes its queues from the broker, in pull and in pop mode. rocketmq-broker 1.0 never
 //! redelivers an unacknowledged message and refuses every change of
 //! invisible time (docs/interop.md), so those are tested on the testkit.
 //!
@@ -13,9 +14,12 @@ mod interop_support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use interop_support::{config, config_with, create_topic, msg, namesrv, producer, secs, unique};
+use interop_support::{
+    Seen, config, config_with, create_topic, msg, namesrv, owned, producer, recording, secs,
+    unique, wait_until,
+};
 use rocketmq_client::consumer::{
-    ConsumeFromWhere, MessageSelector, ReceivedMessage, SimpleConsumer,
+    ConsumeFromWhere, MessageRequestMode, MessageSelector, ReceivedMessage, SimpleConsumer,
 };
 use rocketmq_model::ResponseCode;
 use rocketmq_remoting::SerializeType;
@@ -191,6 +195,81 @@ async fn an_orderly_pop_holds_a_queue_until_its_batch_is_acknowledged() {
     for received in &next {
         consumer.ack(received).await.unwrap();
     }
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+/// A push consumer that leaves rebalancing to the broker
+/// (`client_rebalance(false)`): the broker's default mode pulls, and after
+/// SET_MESSAGE_REQUEST_MODE the consumer pops every queue of the broker
+/// (queue -1) and acknowledges what it consumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_consumer_takes_the_brokers_assignment_in_pull_and_pop_mode() {
+    let Some(ns) = namesrv("a_push_consumer_takes_the_brokers_assignment_in_pull_and_pop_mode")
+    else {
+        return;
+    };
+    let producer = producer(&ns).await;
+    let topic = unique("it_assign");
+    create_topic(&producer, &topic, 4).await;
+    let group = unique("cg");
+    let seen = Seen::default();
+    let consumer = recording(config(&ns), &group, &topic, &seen)
+        .client_rebalance(false)
+        .build()
+        .await
+        .unwrap();
+    wait_until("the broker assigns the 4 queues to pull", secs(30), || {
+        let queues = owned(&consumer);
+        queues.len() == 4 && queues.iter().all(|mq| mq.queue_id >= 0)
+    })
+    .await;
+    for i in 0..8 {
+        producer
+            .send(msg(&topic, &format!("pulled{i}"), "a"))
+            .await
+            .unwrap();
+    }
+    wait_until("8 pulled", secs(30), || seen.len() >= 8).await;
+
+    producer
+        .admin()
+        .set_message_request_mode(&topic, &group, MessageRequestMode::Pop, 0)
+        .await
+        .unwrap();
+    // The next rebalance (every 20 s) takes the new mode.
+    wait_until("the broker's one queue -1 to pop", secs(60), || {
+        let queues = owned(&consumer);
+        queues.len() == 1 && queues[0].queue_id == -1
+    })
+    .await;
+    for i in 0..8 {
+        producer
+            .send(msg(&topic, &format!("popped{i}"), "a"))
+            .await
+            .unwrap();
+    }
+    wait_until("8 popped", secs(30), || {
+        seen.bodies()
+            .iter()
+            .filter(|b| b.starts_with("popped"))
+            .count()
+            >= 8
+    })
+    .await;
+    let popped = seen.all();
+    let popped: Vec<_> = popped
+        .iter()
+        .filter(|m| String::from_utf8_lossy(&m.message.body).starts_with("popped"))
+        .collect();
+    assert!(
+        popped
+            .iter()
+            .all(|m| m.message.property("POP_CK").is_some()),
+        "popped messages carry their handles"
+    );
+    let counts = seen.counts();
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
     consumer.shutdown().await;
     producer.shutdown().await;
 }

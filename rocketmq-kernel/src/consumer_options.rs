@@ -66,6 +66,19 @@ pub struct ConsumerOptions {
     /// here are as the broker knows them, already in it); the listener is
     /// given topics out of it.
     pub namespace: Namespace,
+    /// Whether the client allocates queues itself (`clientRebalance`, true).
+    /// False leaves it to the brokers (QUERY_ASSIGNMENT), which may also tell
+    /// the client to pop its queues rather than pull them; orderly and
+    /// broadcasting consumers always allocate themselves, as Java's.
+    pub client_rebalance: bool,
+    /// Pop mode: how long popped messages stay hidden from the group while
+    /// they are consumed (`popInvisibleTime`, 60 s).
+    pub pop_invisible_time: Duration,
+    /// Pop mode: the most messages one pop asks for (`popBatchNums`, 32).
+    pub pop_batch_nums: i32,
+    /// Pop mode: a queue pops no more while this many of its messages wait
+    /// for their acknowledgement (`popThresholdForQueue`, 96).
+    pub pop_threshold_for_queue: usize,
 }
 
 impl ConsumerOptions {
@@ -94,6 +107,10 @@ impl ConsumerOptions {
             consume_timeout: Duration::from_secs(15 * 60),
             post_subscription_when_pull: false,
             namespace: Namespace::none(),
+            client_rebalance: true,
+            pop_invisible_time: Duration::from_secs(60),
+            pop_batch_nums: 32,
+            pop_threshold_for_queue: 96,
         }
     }
 

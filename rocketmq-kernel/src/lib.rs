@@ -41,6 +41,6 @@ pub mod wait;
 
 pub use consume::{
     ConcurrentListener, ConcurrentService, ConsumeEnv, ConsumeRequest, ConsumeService,
-    OrderlyListener, OrderlyService,
+    OrderlyListener, OrderlyService, PoppedRequest,
 };
 pub use expire::ExpiryCleaner;

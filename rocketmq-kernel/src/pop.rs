@@ -1,7 +1,10 @@
 //! What a FOUND pop answer holds, post-processed as Java's
 //! `MQClientAPIImpl#processPopResponse` and the push consumer's
 //! `processPopResult` do: each message with the receipt handle that
-//! acknowledges it.
+//! acknowledges it; and, for a push consumer the brokers tell to pop its
+//! queues, the pop task of each such queue (`pop/task.rs`), the acknowledgements
+//! and retries of what it consumed ([`PopAcks`], [`settle`]) and the count
+//! that holds its pops back ([`PopQueue`]).
 
 use std::collections::HashMap;
 
@@ -15,6 +18,15 @@ use rocketmq_model::{MessageExt, ModelError, SubscriptionData, property};
 use rocketmq_remoting::calls::PopResponse;
 
 use crate::error::Result;
+
+mod acks;
+mod queue;
+mod settle;
+pub(crate) mod task;
+
+pub use self::acks::PopAcks;
+pub use self::queue::PopQueue;
+pub use self::settle::{POP_DELAY_SECONDS, Settling, retry_delay, settle};
 
 /// A popped message and what acknowledges it.
 #[derive(Debug, Clone)]

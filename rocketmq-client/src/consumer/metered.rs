@@ -12,15 +12,21 @@ use async_trait::async_trait;
 use rocketmq_kernel::Result;
 use rocketmq_kernel::api::{BrokerApi, CallMode, QueryMessageResult};
 use rocketmq_kernel::consume::acked_count;
-use rocketmq_model::body::{CheckClientRequestBody, LockBatchRequestBody, UnlockBatchRequestBody};
+use rocketmq_model::body::{
+    BatchAckMessageRequestBody, CheckClientRequestBody, LockBatchRequestBody,
+    MessageQueueAssignment, QueryAssignmentRequestBody, SetMessageRequestModeRequestBody,
+    UnlockBatchRequestBody,
+};
 use rocketmq_model::header::{
-    BoundaryType, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
-    PullMessageRequestHeader, QueryConsumerOffsetRequestHeader, QueryMessageRequestHeader,
-    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+    AckMessageRequestHeader, BoundaryType, ChangeInvisibleTimeRequestHeader,
+    ChangeInvisibleTimeResponseHeader, ConsumerSendMsgBackRequestHeader, CreateTopicRequestHeader,
+    PopMessageRequestHeader, PullMessageRequestHeader, QueryConsumerOffsetRequestHeader,
+    QueryMessageRequestHeader, RecallMessageRequestHeader, UnregisterClientRequestHeader,
+    UpdateConsumerOffsetRequestHeader,
 };
 use rocketmq_model::{HeartbeatData, MessageExt, MessageQueue};
 use rocketmq_remoting::calls::{
-    EndTransaction, PullResponse, PullStatus, SendBatch, SendMessage, SendResponse,
+    EndTransaction, PopResponse, PullResponse, PullStatus, SendBatch, SendMessage, SendResponse,
 };
 use tokio::time::Instant;
 
@@ -33,7 +39,8 @@ use crate::instance::ClientInstance;
 use crate::metrics::ConsumeSeries;
 
 /// A [`BrokerApi`] that records every pull in [`PullStats`] and the pull
-/// latency metric, and passes every call on.
+/// latency metric, and passes every call on (every one: a method left to
+/// the trait's default would answer "unsupported").
 pub(crate) struct MeteredBrokerApi {
     inner: Arc<dyn BrokerApi>,
     group: String,
@@ -163,6 +170,63 @@ impl BrokerApi for MeteredBrokerApi {
             }
             answer => answer,
         }
+    }
+
+    async fn query_assignment(
+        &self,
+        addr: &str,
+        body: QueryAssignmentRequestBody,
+    ) -> Result<Option<Vec<MessageQueueAssignment>>> {
+        let known = self.instance.heartbeated(addr);
+        match self.inner.query_assignment(addr, body.clone()).await {
+            // As for the consumer list: a broker that has not had this
+            // client's heartbeat cannot assign it anything yet.
+            Ok(None) if !known => {
+                self.instance.ensure_heartbeat(addr).await;
+                self.inner.query_assignment(addr, body).await
+            }
+            answer => answer,
+        }
+    }
+
+    async fn set_message_request_mode(
+        &self,
+        addr: &str,
+        body: SetMessageRequestModeRequestBody,
+    ) -> Result<()> {
+        self.inner.set_message_request_mode(addr, body).await
+    }
+
+    async fn pop_message(
+        &self,
+        addr: &str,
+        header: PopMessageRequestHeader,
+    ) -> Result<PopResponse> {
+        self.inner.pop_message(addr, header).await
+    }
+
+    async fn ack_message(&self, addr: &str, header: AckMessageRequestHeader) -> Result<()> {
+        self.inner.ack_message(addr, header).await
+    }
+
+    async fn batch_ack_message(&self, addr: &str, body: BatchAckMessageRequestBody) -> Result<()> {
+        self.inner.batch_ack_message(addr, body).await
+    }
+
+    async fn change_invisible_time(
+        &self,
+        addr: &str,
+        header: ChangeInvisibleTimeRequestHeader,
+    ) -> Result<ChangeInvisibleTimeResponseHeader> {
+        self.inner.change_invisible_time(addr, header).await
+    }
+
+    async fn recall_message(
+        &self,
+        addr: &str,
+        header: RecallMessageRequestHeader,
+    ) -> Result<String> {
+        self.inner.recall_message(addr, header).await
     }
 
     async fn check_client_config(&self, addr: &str, body: CheckClientRequestBody) -> Result<()> {

@@ -35,7 +35,7 @@ pub use report::ShutdownReport;
 pub use rocketmq_kernel::allocate::AllocateStrategy;
 pub use rocketmq_kernel::consume::{ConsumeHook, ConsumeHookContext, ConsumeOutcome, ConsumeSpan};
 pub use rocketmq_kernel::offset::OffsetStore;
-pub use rocketmq_model::body::{ConsumeFromWhere, MessageModel};
+pub use rocketmq_model::body::{ConsumeFromWhere, MessageModel, MessageRequestMode};
 pub use selector::MessageSelector;
 pub use simple::{
     DEFAULT_AWAIT_DURATION, DEFAULT_MAX_DELIVERY_ATTEMPTS, MAX_AWAIT_DURATION,

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use futures::FutureExt;
 use rocketmq_model::body::MessageModel;
+use rocketmq_model::message::ReceiptHandle;
 use rocketmq_model::{MessageExt, MessageQueue};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
@@ -21,8 +22,9 @@ use super::listener::{ConcurrentContext, ConcurrentListener, ConcurrentResult};
 use super::retry::DelayedQueue;
 use super::send_back::SendBack;
 use super::view::ListenerView;
-use super::{ConsumeEnv, ConsumeRequest, ConsumeService, ShutdownReport};
+use super::{ConsumeEnv, ConsumeRequest, ConsumeService, PoppedRequest, ShutdownReport};
 use crate::ProcessQueue;
+use crate::pop::{PopAcks, PopQueue, Settling, settle};
 
 /// How long a message whose send-back failed waits before it is consumed
 /// again locally (Java's `submitConsumeRequestLater`).
@@ -37,12 +39,37 @@ const QUEUED_BATCHES_PER_WORKER: usize = 2;
 struct Batch {
     /// Shared by the batches of one request (a clone is two strings).
     mq: Arc<MessageQueue>,
-    pq: Arc<ProcessQueue>,
+    origin: Origin,
     msgs: Vec<Arc<MessageExt>>,
     /// Whether the batch holds a submit-queue slot, given back when a
     /// worker takes it; not for the rest of a submit given up on (see
     /// [`Unqueued`]).
     slotted: bool,
+}
+
+/// Where a batch's messages came from, which decides what becomes of them
+/// once consumed.
+#[derive(Debug)]
+enum Origin {
+    /// Pulled: they are in this process queue, and the offset store gets
+    /// the offset past them.
+    Pulled(Arc<ProcessQueue>),
+    /// Popped: each is settled with its broker by its receipt handle
+    /// (`handles`, in the order of the messages).
+    Popped {
+        queue: Arc<PopQueue>,
+        handles: Vec<ReceiptHandle>,
+    },
+}
+
+/// What a listener call gave.
+struct Listened {
+    /// How many of the batch's messages, from the first, it acknowledged.
+    acked: usize,
+    /// Its context, as it left it (the delay level of a retry).
+    ctx: ConcurrentContext,
+    /// When the call began (the consume start time it was shown).
+    wall_now: SystemTime,
 }
 
 /// Consumes messages concurrently: `consume_thread_max` workers take
@@ -58,6 +85,12 @@ struct Batch {
 /// a message that is neither. In broadcasting mode failed messages are only
 /// logged (as Java does). A dropped queue's messages are neither consumed nor
 /// committed.
+///
+/// Popped messages (pop mode) are consumed the same way, then settled with
+/// their broker: acknowledged, or hidden until their retry is due, or
+/// dead-lettered after the last retry ([`crate::pop::settle`]). They are
+/// consumed even when their queue was dropped meanwhile: they are this
+/// client's until their invisible time passes.
 pub struct ConcurrentService {
     shared: Arc<Shared>,
     tasks: TaskTracker,
@@ -70,6 +103,7 @@ pub struct ConcurrentService {
 struct Shared {
     env: ConsumeEnv,
     send_back: SendBack,
+    pop_acks: PopAcks,
     view: ListenerView,
     listener: Arc<dyn ConcurrentListener>,
     /// The submit queue. Its bound is `slots`: a submit waits for a slot per
@@ -100,6 +134,11 @@ impl ConcurrentService {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             send_back: env.send_back(),
+            pop_acks: PopAcks::new(
+                Arc::clone(&env.api),
+                env.routes.clone(),
+                env.options.group.clone(),
+            ),
             view: ListenerView::new(&env.options),
             env,
             listener,
@@ -200,22 +239,63 @@ impl ConsumeService for ConcurrentService {
     /// safe: dropped before it finished, it queues the rest without slots
     /// (see `Unqueued`).
     async fn submit(&self, request: ConsumeRequest) {
-        let size = self
-            .shared
-            .env
-            .options
-            .consume_message_batch_max_size
-            .max(1);
+        let size = self.batch_size();
         let mq = Arc::new(request.mq);
         let batches = request.msgs.chunks(size).map(|chunk| Batch {
             mq: Arc::clone(&mq),
-            pq: Arc::clone(&request.pq),
+            origin: Origin::Pulled(Arc::clone(&request.pq)),
             msgs: chunk.to_vec(),
             slotted: false,
         });
+        self.queue_batches(batches.collect()).await;
+    }
+
+    /// Queues the request's batches as [`submit`](Self::submit) does.
+    async fn submit_popped(&self, request: PoppedRequest) {
+        let size = self.batch_size();
+        let mq = Arc::new(request.mq);
+        let mut batches = std::collections::VecDeque::new();
+        let mut messages = request.messages.into_iter().peekable();
+        while messages.peek().is_some() {
+            let (msgs, handles) = messages
+                .by_ref()
+                .take(size)
+                .map(|popped| (Arc::new(popped.message), popped.handle))
+                .unzip();
+            batches.push_back(Batch {
+                mq: Arc::clone(&mq),
+                origin: Origin::Popped {
+                    queue: Arc::clone(&request.queue),
+                    handles,
+                },
+                msgs,
+                slotted: false,
+            });
+        }
+        self.queue_batches(batches).await;
+    }
+
+    fn is_orderly(&self) -> bool {
+        false
+    }
+}
+
+impl ConcurrentService {
+    /// Messages per listener call.
+    fn batch_size(&self) -> usize {
+        self.shared
+            .env
+            .options
+            .consume_message_batch_max_size
+            .max(1)
+    }
+
+    /// Queues `batches`, waiting for a slot for each (see `Unqueued` for a
+    /// wait given up on).
+    async fn queue_batches(&self, batches: std::collections::VecDeque<Batch>) {
         let mut unqueued = Unqueued {
             service: self,
-            batches: batches.collect(),
+            batches,
         };
         while !unqueued.batches.is_empty() {
             if !self.shared.take_slot(&self.closing).await {
@@ -229,10 +309,6 @@ impl ConsumeService for ConcurrentService {
                 return;
             }
         }
-    }
-
-    fn is_orderly(&self) -> bool {
-        false
     }
 }
 
@@ -312,7 +388,7 @@ impl Shared {
                 () = closing.cancelled() => return,
                 batch = self.retries.next_due() => batch,
             };
-            if batch.pq.is_dropped() {
+            if matches!(&batch.origin, Origin::Pulled(pq) if pq.is_dropped()) {
                 continue;
             }
             if !self.take_slot(&closing).await {
@@ -334,18 +410,95 @@ impl Shared {
     }
 
     async fn consume(&self, batch: Batch) {
-        let Batch { mq, pq, msgs, .. } = batch;
+        let Batch {
+            mq, origin, msgs, ..
+        } = batch;
+        match origin {
+            Origin::Pulled(pq) => self.consume_pulled(mq, pq, msgs).await,
+            Origin::Popped { queue, handles } => {
+                self.consume_popped(&mq, &queue, &msgs, &handles).await;
+            }
+        }
+    }
+
+    async fn consume_pulled(
+        &self,
+        mq: Arc<MessageQueue>,
+        pq: Arc<ProcessQueue>,
+        msgs: Vec<Arc<MessageExt>>,
+    ) {
         if pq.is_dropped() {
             tracing::debug!(%mq, "queue dropped; not consuming its batch");
             return;
         }
         let offsets: Vec<i64> = msgs.iter().map(|msg| msg.queue_offset).collect();
         pq.mark_consume_started(&offsets, Instant::now());
+        let listened = self.call_listener(&mq, &msgs).await;
+        if pq.is_dropped() {
+            tracing::debug!(%mq, "queue dropped while consuming; result ignored");
+            return;
+        }
+        let Listened {
+            acked,
+            ctx,
+            wall_now,
+        } = listened;
+        // The listener kept its batch: the failed messages go back as it
+        // saw them (same original topic, same start time), named as the
+        // broker names them.
+        let returned = |msg: &Arc<MessageExt>| self.view.returned(msg, wall_now);
+        let failed_copies: Vec<MessageExt> = msgs[acked..].iter().map(returned).collect();
+        let failed = self.return_failed(&mq, &pq, &failed_copies, &ctx).await;
+        let done: Vec<i64> = offsets
+            .into_iter()
+            .filter(|offset| !failed.iter().any(|msg| msg.queue_offset == *offset))
+            .collect();
+        let commit = pq.remove(&done, Instant::now());
+        self.env.commit(&mq, &pq, commit);
+        if !failed.is_empty() {
+            let retry = Batch {
+                mq,
+                origin: Origin::Pulled(pq),
+                msgs: failed,
+                slotted: false,
+            };
+            self.retries.push(Instant::now() + LOCAL_RETRY_DELAY, retry);
+        }
+    }
+
+    async fn consume_popped(
+        &self,
+        mq: &Arc<MessageQueue>,
+        queue: &PopQueue,
+        msgs: &[Arc<MessageExt>],
+        handles: &[ReceiptHandle],
+    ) {
+        let listened = self.call_listener(mq, msgs).await;
+        let settling: Vec<Settling<'_>> = msgs
+            .iter()
+            .zip(handles)
+            .map(|(message, handle)| Settling { message, handle })
+            .collect();
+        settle(
+            &self.pop_acks,
+            &mq.topic,
+            &settling,
+            listened.acked,
+            listened.ctx.delay_level_when_next_consume,
+            self.env.options.concurrent_max_reconsume_times(),
+        )
+        .await;
+        queue.settled(msgs.len());
+    }
+
+    /// Calls the listener with its own copies of `msgs`, around the consume
+    /// hooks, and counts the outcome; a panic counts as retry-later.
+    async fn call_listener(&self, mq: &Arc<MessageQueue>, msgs: &[Arc<MessageExt>]) -> Listened {
         let wall_now = SystemTime::now();
         let view = |msg: &Arc<MessageExt>| self.view.message(msg, wall_now);
         let count = msgs.len();
         let views: Vec<MessageExt> = msgs.iter().map(view).collect();
-        let mut ctx = ConcurrentContext::new(self.view.queue(&mq));
+        let mut ctx = ConcurrentContext::new(self.view.queue(mq));
         let spans = self.env.hooks.before(&ConsumeHookContext {
             group: &self.env.options.group,
             mq: &ctx.mq,
@@ -367,35 +520,14 @@ impl Shared {
         };
         let elapsed = started.elapsed();
         spans.after(outcome, elapsed);
-        if pq.is_dropped() {
-            tracing::debug!(%mq, "queue dropped while consuming; result ignored");
-            return;
-        }
         let acked = acked_count(result, ctx.ack_index, count);
-        let failed_count = count - acked;
         self.env
             .stats
-            .record(&mq.topic, elapsed, acked, failed_count);
-        // The listener kept its batch: the failed messages go back as it
-        // saw them (same original topic, same start time), named as the
-        // broker names them.
-        let returned = |msg: &Arc<MessageExt>| self.view.returned(msg, wall_now);
-        let failed_copies: Vec<MessageExt> = msgs[acked..].iter().map(returned).collect();
-        let failed = self.return_failed(&mq, &pq, &failed_copies, &ctx).await;
-        let done: Vec<i64> = offsets
-            .into_iter()
-            .filter(|offset| !failed.iter().any(|msg| msg.queue_offset == *offset))
-            .collect();
-        let commit = pq.remove(&done, Instant::now());
-        self.env.commit(&mq, &pq, commit);
-        if !failed.is_empty() {
-            let retry = Batch {
-                mq,
-                pq,
-                msgs: failed,
-                slotted: false,
-            };
-            self.retries.push(Instant::now() + LOCAL_RETRY_DELAY, retry);
+            .record(&mq.topic, elapsed, acked, count - acked);
+        Listened {
+            acked,
+            ctx,
+            wall_now,
         }
     }
 

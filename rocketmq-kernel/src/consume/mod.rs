@@ -98,6 +98,7 @@ use rocketmq_model::{MessageExt, MessageQueue};
 
 use crate::api::BrokerApi;
 use crate::offset::OffsetStore;
+use crate::pop::{PopQueue, PoppedMessage};
 use crate::route::Routes;
 use crate::{ConsumerOptions, ProcessQueue};
 
@@ -130,6 +131,20 @@ pub struct ConsumeRequest {
     pub dispatch: bool,
 }
 
+/// One answer's worth of popped messages for the consume side (a queue the
+/// brokers assigned in pop mode).
+#[derive(Debug)]
+pub struct PoppedRequest {
+    /// The assigned queue (a queue id of -1 stands for every queue of its
+    /// broker).
+    pub mq: MessageQueue,
+    /// Its count of messages waiting to be settled, which already includes
+    /// these; the consume side lowers it as it settles them.
+    pub queue: Arc<PopQueue>,
+    /// The messages, each with what acknowledges it.
+    pub messages: Vec<PoppedMessage>,
+}
+
 /// Where the pull loop hands messages; implemented by the concurrent and the
 /// orderly consume services (and by fakes in tests).
 #[async_trait]
@@ -142,6 +157,17 @@ pub trait ConsumeService: Send + Sync {
     /// services of this crate do): a pull task stopped while it waited must
     /// not leave them behind for a shutdown's drain to miss.
     async fn submit(&self, request: ConsumeRequest);
+    /// Takes a batch of popped messages (pop mode), waiting as
+    /// [`submit`](Self::submit) does. Once consumed, each is acknowledged,
+    /// or retried later by a new invisible time, or dead-lettered. Only the
+    /// concurrent service consumes popped messages (Java pops for
+    /// concurrent consumers only); this default leaves them to come back
+    /// when their invisible time passes.
+    async fn submit_popped(&self, request: PoppedRequest) {
+        tracing::warn!(mq = %request.mq, messages = request.messages.len(),
+            "this consume service does not consume popped messages; they come back after their invisible time");
+        request.queue.settled(request.messages.len());
+    }
     /// Whether this service consumes orderly: the pull side then pulls a queue
     /// (in clustering mode) only while its process queue holds the broker lock,
     /// and rebalance locks queues before pulling them and unlocks dropped ones.

@@ -38,7 +38,7 @@ mod flow;
 mod poison;
 mod request;
 mod result;
-mod task;
+pub(crate) mod task;
 
 pub use self::failures::FailureLog;
 pub use self::poison::{PoisonStep, UNDECODABLE_RETRIES, Undecodable};

@@ -54,6 +54,15 @@ const FLOW_CONTROL_LOG_EVERY: u64 = 1000;
 /// once (the lite consumer's fetch task waits as long).
 const MIN_WAIT: Duration = Duration::from_millis(1);
 
+/// Waits `delay` (at least [`MIN_WAIT`]) unless `cancel` comes first;
+/// false when it did. The pull and the pop tasks wait so between steps.
+pub(crate) async fn pause(delay: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(delay.max(MIN_WAIT)) => true,
+    }
+}
+
 /// Starts the pull task of `mq` at `offset`, owned by the returned handle.
 pub(crate) fn spawn(
     shared: &Arc<Shared>,
@@ -86,8 +95,8 @@ pub(crate) fn spawn(
     PullHandle::new(cancel, handle)
 }
 
-/// What the loop does after a step.
-enum Next {
+/// What the loop does after a step (the pop task's too).
+pub(crate) enum Next {
     Now,
     After(Duration),
     Stop,
@@ -117,9 +126,8 @@ impl PullTask {
             match self.step().await {
                 Next::Now => {}
                 Next::After(delay) => {
-                    tokio::select! {
-                        () = self.cancel.cancelled() => break,
-                        () = tokio::time::sleep(delay.max(MIN_WAIT)) => {}
+                    if !pause(delay, &self.cancel).await {
+                        break;
                     }
                 }
                 Next::Stop => break,

@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rocketmq_model::MessageQueue;
+use rocketmq_model::body::MessageRequestMode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::pop::PopQueue;
 use crate::process_queue::ProcessQueue;
 
 /// The running pull task of one queue.
@@ -45,9 +47,22 @@ pub(crate) struct Owned {
     pub(crate) pq: Arc<ProcessQueue>,
     /// `None` once stopped (a dropped orderly queue waiting for its unlock).
     pub(crate) pull: Option<PullHandle>,
+    /// A queue the brokers assigned in pop mode: its count of popped
+    /// messages waiting (its task pops; its process queue only says whether
+    /// it was dropped). `None` for a pulled queue.
+    pub(crate) popped: Option<Arc<PopQueue>>,
 }
 
 impl Owned {
+    /// Whether the queue is pulled or popped.
+    pub(crate) fn mode(&self) -> MessageRequestMode {
+        if self.popped.is_some() {
+            MessageRequestMode::Pop
+        } else {
+            MessageRequestMode::Pull
+        }
+    }
+
     /// Whether the queue must leave the table although it is still
     /// allocated here: it was dropped (OFFSET_ILLEGAL, or an orderly unlock
     /// that must be retried) and its task is done, or its task ended
@@ -83,7 +98,19 @@ impl Assignment {
     pub(crate) fn process_queues(&self) -> Vec<(MessageQueue, Arc<ProcessQueue>)> {
         self.entries()
             .iter()
+            .filter(|(_, owned)| owned.popped.is_none())
             .map(|(mq, owned)| (mq.clone(), Arc::clone(&owned.pq)))
+            .collect()
+    }
+
+    /// The popped queues, each with its count and whether it was dropped.
+    pub(crate) fn pop_queues(&self) -> Vec<(MessageQueue, Arc<PopQueue>, bool)> {
+        self.entries()
+            .iter()
+            .filter_map(|(mq, owned)| {
+                let popped = owned.popped.as_ref()?;
+                Some((mq.clone(), Arc::clone(popped), owned.pq.is_dropped()))
+            })
             .collect()
     }
 
@@ -128,18 +155,19 @@ impl Assignment {
     }
 
     /// The queues of `topic` to remove in a round whose allocation for the
-    /// topic is `allocated`: those no longer allocated, and stale ones (see
+    /// topic is `allocated`: those no longer allocated (or to be read in
+    /// another mode), and stale ones (see
     /// [`Owned::is_stale`]). A dropped queue whose task still runs (it is
     /// fixing an OFFSET_ILLEGAL) is left alone while still allocated.
     pub(crate) fn to_remove(
         &self,
         topic: &str,
-        allocated: &BTreeSet<MessageQueue>,
+        allocated: &BTreeMap<MessageQueue, MessageRequestMode>,
     ) -> Vec<MessageQueue> {
         self.entries()
             .iter()
             .filter(|(mq, owned)| {
-                mq.topic == topic && (!allocated.contains(*mq) || owned.is_stale())
+                mq.topic == topic && (allocated.get(*mq) != Some(&owned.mode()) || owned.is_stale())
             })
             .map(|(mq, _)| mq.clone())
             .collect()

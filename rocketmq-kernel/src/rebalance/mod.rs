@@ -21,6 +21,17 @@
 //!   skipped until the next round, which then comes after 1 s (Java 5's
 //!   `minInterval` for a round that left the assignment short).
 //!
+//! A clustering, concurrent consumer with `client_rebalance` off does not
+//! allocate: each round asks a random broker of the topic which queues are
+//! its own (QUERY_ASSIGNMENT, Java 5's broker-side rebalance). The broker
+//! also says how to read each: *pull* (as above) or *pop* (an
+//! administrator's choice: the queue, or every queue of a broker as queue
+//! -1, gets a pop task ([`crate::pop`]) instead of a pull task and no
+//! offset; several clients may pop it). A queue whose mode changes is
+//! dropped and added again in the new mode. A broker that cannot tell yet
+//! (it has not had this client's heartbeat) leaves the queues as they are
+//! and the next round comes within a second.
+//!
 //! A round that changed the queues of some topics tells the
 //! [`AssignmentListener`] which (Java's `messageQueueChanged`): the client
 //! gives those subscriptions a new version and heartbeats at once, so that
@@ -46,6 +57,7 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use rocketmq_model::body::PopProcessQueueInfo;
 use rocketmq_model::{MessageQueue, SubscriptionData};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -403,11 +415,20 @@ impl Rebalancer {
         self.shared.assignment.assigned()
     }
 
-    /// The process queue table: every owned queue with its process queue
+    /// The process queue table: every owned pulled queue with its process queue
     /// (for the running-info report and the expiry scan). A dropped queue
     /// whose removal is pending is listed with its dropped process queue.
     pub fn process_queues(&self) -> Vec<(MessageQueue, Arc<ProcessQueue>)> {
         self.shared.assignment.process_queues()
+    }
+
+    /// The queues the brokers assigned in pop mode, as GET_CONSUMER_RUNNING_INFO
+    /// reports them (Java's `mqPopTable`); [`process_queues`](Self::process_queues)
+    /// lists the pulled ones.
+    pub fn pop_queues(&self) -> Vec<(MessageQueue, PopProcessQueueInfo)> {
+        (self.shared.assignment.pop_queues().into_iter())
+            .map(|(mq, queue, dropped)| (mq, queue.info(dropped)))
+            .collect()
     }
 
     /// The process queue of `mq`, if owned.
@@ -495,8 +516,8 @@ impl Rebalancer {
             self.shared.assignment.insert(
                 mq,
                 assignment::Owned {
-                    pq: owned.pq,
                     pull: None,
+                    ..owned
                 },
             );
         }

@@ -2,13 +2,13 @@
 //! group's client ids, allocate, and apply the difference to the
 //! assignment (Java's `RebalanceImpl#doRebalance`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 use rocketmq_model::MessageQueue;
-use rocketmq_model::body::MessageModel;
+use rocketmq_model::body::{MessageModel, MessageRequestMode, QueryAssignmentRequestBody};
 use tokio::time::Instant;
 
 use super::add_failures::AddFailure;
@@ -20,6 +20,7 @@ use crate::allocate::allocate_caught;
 use crate::api::CallMode;
 use crate::consumer_options::RETRY_TOPIC_PREFIX;
 use crate::error::{KernelError, Result};
+use crate::pop::PopQueue;
 use crate::process_queue::ProcessQueue;
 
 /// How long removing a dropped orderly queue waits for its consume lock
@@ -54,8 +55,20 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> RoundOutcome {
     };
     let topics = shared.topics();
     for topic in &topics {
-        match allocation(shared, topic).await {
-            Ok(allocated) => {
+        let allocation = if shared.broker_rebalances() {
+            broker_assignment(shared, topic).await
+        } else {
+            allocation(shared, topic).await.map(Some)
+        };
+        match allocation {
+            // The broker could not tell (it may not know this client yet):
+            // the queues stay as they are, and the next round comes soon.
+            Ok(None) => {
+                tracing::debug!(group = %shared.options.group, %topic, "no assignment from the broker yet");
+                // A retry topic may not exist yet; its next round can wait.
+                outcome.all_added &= topic.starts_with(RETRY_TOPIC_PREFIX);
+            }
+            Ok(Some(allocated)) => {
                 let (topic_changed, topic_outcome) = apply(shared, topic, &allocated).await;
                 if topic_changed {
                     changed = true;
@@ -89,12 +102,16 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> RoundOutcome {
     outcome
 }
 
-/// The queues of `topic` this client should own: all of them when
-/// broadcasting, its share by the allocation strategy when clustering.
-async fn allocation(shared: &Shared, topic: &str) -> Result<BTreeSet<MessageQueue>> {
+/// What the client reads of each queue it owns.
+type Allocated = BTreeMap<MessageQueue, MessageRequestMode>;
+
+/// The queues of `topic` this client should own, all pulled: all of them
+/// when broadcasting, its share by the allocation strategy when clustering.
+async fn allocation(shared: &Shared, topic: &str) -> Result<Allocated> {
+    let pulled = |mq: &MessageQueue| (mq.clone(), MessageRequestMode::Pull);
     let queues = subscribe_queues(shared, topic).await?;
     if shared.options.message_model == MessageModel::Broadcasting {
-        return Ok(queues.iter().cloned().collect());
+        return Ok(queues.iter().map(pulled).collect());
     }
     let client_ids = consumer_ids(shared, topic).await?;
     // A panicking strategy skips the topic this round; its queues are kept.
@@ -114,7 +131,39 @@ async fn allocation(shared: &Shared, topic: &str) -> Result<BTreeSet<MessageQueu
         allocated = own.len(),
         "allocated"
     );
-    Ok(own.into_iter().collect())
+    Ok(own.iter().map(pulled).collect())
+}
+
+/// The queues of `topic` a broker of it assigns this client, and whether to
+/// pull or pop each (QUERY_ASSIGNMENT, Java's `getRebalanceResultFromBroker`);
+/// `None` when the broker could not tell. Assignments of another topic are
+/// left out.
+async fn broker_assignment(shared: &Shared, topic: &str) -> Result<Option<Allocated>> {
+    let addr = any_broker_addr(shared, topic).await?;
+    let body = QueryAssignmentRequestBody {
+        client_id: shared.client_id.clone(),
+        consumer_group: shared.options.group.clone(),
+        message_model: shared.options.message_model,
+        strategy_name: shared.strategy.name().to_owned(),
+        topic: topic.to_owned(),
+    };
+    let Some(assignments) = shared.broker.query_assignment(&addr, body).await? else {
+        return Ok(None);
+    };
+    let allocated: Allocated = assignments
+        .into_iter()
+        .filter_map(|assignment| Some((assignment.message_queue?, assignment.mode)))
+        .filter(|(mq, _)| mq.topic == topic)
+        .collect();
+    tracing::debug!(
+        group = %shared.options.group,
+        %topic,
+        %addr,
+        pulled = allocated.values().filter(|mode| **mode == MessageRequestMode::Pull).count(),
+        popped = allocated.values().filter(|mode| **mode == MessageRequestMode::Pop).count(),
+        "assigned by the broker"
+    );
+    Ok(Some(allocated))
 }
 
 /// The readable queues of `topic` (§8.4), fetching its route when unknown.
@@ -133,9 +182,17 @@ async fn subscribe_queues(shared: &Shared, topic: &str) -> Result<Arc<[MessageQu
 }
 
 /// The client ids of the group, asked of a broker serving `topic` (Java's
-/// `findConsumerIdList`: a random broker of the route, its master when it
-/// has one).
+/// `findConsumerIdList`).
 async fn consumer_ids(shared: &Shared, topic: &str) -> Result<Vec<String>> {
+    let addr = any_broker_addr(shared, topic).await?;
+    shared
+        .broker
+        .consumer_list(&addr, &shared.options.group)
+        .await
+}
+
+/// A random broker of `topic`'s route, by its master when it has one.
+async fn any_broker_addr(shared: &Shared, topic: &str) -> Result<String> {
     let route = shared.routes.route(topic).await?;
     let no_route = || KernelError::NoRoute {
         topic: topic.to_owned(),
@@ -144,37 +201,35 @@ async fn consumer_ids(shared: &Shared, topic: &str) -> Result<Vec<String>> {
         return Err(no_route());
     }
     let broker = &route.broker_datas[rand::rng().random_range(0..route.broker_datas.len())];
-    let addr = broker
+    broker
         .master_addr()
         .or_else(|| broker.broker_addrs.values().next().map(String::as_str))
-        .ok_or_else(no_route)?;
-    shared
-        .broker
-        .consumer_list(addr, &shared.options.group)
-        .await
+        .map(str::to_owned)
+        .ok_or_else(no_route)
 }
 
 /// Applies the allocation of `topic`: removes what is no longer (or no
 /// longer properly) owned, adds what is new. Returns whether the assignment
 /// changed, and what was not added.
-async fn apply(
-    shared: &Arc<Shared>,
-    topic: &str,
-    allocated: &BTreeSet<MessageQueue>,
-) -> (bool, RoundOutcome) {
+async fn apply(shared: &Arc<Shared>, topic: &str, allocated: &Allocated) -> (bool, RoundOutcome) {
     let mut changed = false;
     for mq in shared.assignment.to_remove(topic, allocated) {
         changed |= remove_queue(shared, &mq).await;
     }
     shared
         .add_failures
-        .retain(|mq| mq.topic != topic || allocated.contains(mq));
+        .retain(|mq| mq.topic != topic || allocated.contains_key(mq));
     let mut outcome = RoundOutcome {
         all_locked: true,
         all_added: true,
     };
-    for mq in allocated {
+    for (mq, mode) in allocated {
         if shared.assignment.contains(mq) {
+            continue;
+        }
+        if *mode == MessageRequestMode::Pop {
+            add_popped_queue(shared, mq);
+            changed = true;
             continue;
         }
         match add_queue(shared, mq).await {
@@ -205,6 +260,7 @@ pub(crate) async fn remove_queue(shared: &Shared, mq: &MessageQueue) -> bool {
         shared,
         mq,
         pq: Some(Arc::clone(&owned.pq)),
+        popped: owned.popped.clone(),
     };
     // Without a pull task: a placeholder of a queue whose add was cut short
     // or whose lock request failed, never consumed here.
@@ -212,7 +268,10 @@ pub(crate) async fn remove_queue(shared: &Shared, mq: &MessageQueue) -> bool {
     if let Some(pull) = owned.pull {
         pull.stop().await;
     }
-    let removed = if shared.locks_queues() {
+    let removed = if owned.popped.is_some() {
+        // The broker keeps a popped queue's offset.
+        true
+    } else if shared.locks_queues() {
         release_locked(shared, mq, &owned.pq).await
     } else {
         persist_and_forget(shared, mq).await;
@@ -237,14 +296,20 @@ struct Removing<'a> {
     shared: &'a Shared,
     mq: &'a MessageQueue,
     pq: Option<Arc<ProcessQueue>>,
+    popped: Option<Arc<PopQueue>>,
 }
 
 impl Drop for Removing<'_> {
     fn drop(&mut self) {
         if let Some(pq) = self.pq.take() {
-            self.shared
-                .assignment
-                .insert(self.mq.clone(), Owned { pq, pull: None });
+            self.shared.assignment.insert(
+                self.mq.clone(),
+                Owned {
+                    pq,
+                    pull: None,
+                    popped: self.popped.take(),
+                },
+            );
         }
     }
 }
@@ -286,6 +351,25 @@ async fn release_locked(shared: &Shared, mq: &MessageQueue, pq: &ProcessQueue) -
     )
     .await;
     true
+}
+
+/// Adds `mq`, assigned by a broker in pop mode: a process queue (which
+/// only says whether it was dropped) and a pop task. Nothing to lock or to
+/// start from: the broker keeps the group's offset of a popped queue.
+fn add_popped_queue(shared: &Arc<Shared>, mq: &MessageQueue) {
+    let pq = Arc::new(ProcessQueue::new(Instant::now()));
+    let popped = Arc::new(PopQueue::new());
+    let pop = crate::pop::task::spawn(shared, mq.clone(), Arc::clone(&pq), Arc::clone(&popped));
+    shared.assignment.insert(
+        mq.clone(),
+        Owned {
+            pq,
+            pull: Some(pop),
+            popped: Some(popped),
+        },
+    );
+    shared.add_failures.added(mq);
+    tracing::info!(group = %shared.options.group, %mq, "queue added, to pop");
 }
 
 /// What adding a queue did.
@@ -369,6 +453,7 @@ async fn add_queue(shared: &Arc<Shared>, mq: &MessageQueue) -> Added {
         Owned {
             pq,
             pull: Some(pull),
+            popped: None,
         },
     );
     if let Some(locked) = locked {
@@ -409,8 +494,13 @@ impl Drop for LockedForAdding<'_> {
         }
         let pq = Arc::new(ProcessQueue::new(Instant::now()));
         pq.mark_dropped();
-        self.shared
-            .assignment
-            .insert(self.mq.clone(), Owned { pq, pull: None });
+        self.shared.assignment.insert(
+            self.mq.clone(),
+            Owned {
+                pq,
+                pull: None,
+                popped: None,
+            },
+        );
     }
 }

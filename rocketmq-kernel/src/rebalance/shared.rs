@@ -56,6 +56,16 @@ impl Shared {
     }
 
     /// The subscription of `topic`.
+    /// Whether the brokers choose this consumer's queues (QUERY_ASSIGNMENT)
+    /// rather than its strategy: only when asked for, and never for an
+    /// orderly or broadcasting consumer (Java's
+    /// `RebalancePushImpl.clientRebalance`).
+    pub(crate) fn broker_rebalances(&self) -> bool {
+        !self.options.client_rebalance
+            && !self.consume.is_orderly()
+            && self.options.message_model == MessageModel::Clustering
+    }
+
     pub(crate) fn subscription(&self, topic: &str) -> Option<SubscriptionData> {
         self.subscriptions
             .read()

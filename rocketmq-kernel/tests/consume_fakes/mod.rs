@@ -14,7 +14,10 @@ use rocketmq_kernel::consume::{ConsumeEnv, ConsumeStats};
 use rocketmq_kernel::offset::MemoryOffsetStore;
 use rocketmq_kernel::{ConsumerOptions, KernelError, ProcessQueue, Result, RouteTable, Routes};
 use rocketmq_model::body::LockBatchRequestBody;
-use rocketmq_model::header::{ConsumerSendMsgBackRequestHeader, SendMessageResponseHeader};
+use rocketmq_model::header::{
+    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
+    ConsumerSendMsgBackRequestHeader, SendMessageResponseHeader,
+};
 use rocketmq_model::{Message, MessageExt, MessageQueue, Namespace, ResponseCode, TopicRouteData};
 use rocketmq_remoting::RemotingError;
 use rocketmq_remoting::calls::{SendMessage, SendResponse, SendStatus};
@@ -34,6 +37,8 @@ pub(crate) struct FakeBroker {
     pub(crate) sent: Mutex<Vec<(String, SendMessage)>>,
     pub(crate) lock_requests: Mutex<Vec<(String, LockBatchRequestBody)>>,
     pub(crate) failed_sends: AtomicUsize,
+    pub(crate) acks: Mutex<Vec<(String, AckMessageRequestHeader)>>,
+    pub(crate) changes: Mutex<Vec<(String, ChangeInvisibleTimeRequestHeader)>>,
 }
 
 fn broker_error(addr: &str) -> KernelError {
@@ -102,6 +107,25 @@ impl BrokerApi for FakeBroker {
             status: SendStatus::SendOk,
             header,
         })
+    }
+
+    async fn ack_message(&self, addr: &str, header: AckMessageRequestHeader) -> Result<()> {
+        self.acks.lock().unwrap().push((addr.to_owned(), header));
+        Ok(())
+    }
+
+    async fn change_invisible_time(
+        &self,
+        addr: &str,
+        header: ChangeInvisibleTimeRequestHeader,
+    ) -> Result<ChangeInvisibleTimeResponseHeader> {
+        let answer = ChangeInvisibleTimeResponseHeader {
+            pop_time: 1,
+            invisible_time: header.invisible_time,
+            revive_qid: 0,
+        };
+        self.changes.lock().unwrap().push((addr.to_owned(), header));
+        Ok(answer)
     }
 
     async fn lock_batch(

@@ -22,6 +22,7 @@ use crate::namesrv::NameServerState;
 use crate::reply;
 
 pub(crate) mod admin;
+mod assignment;
 pub(crate) mod clients;
 mod counts;
 pub(crate) mod delay;
@@ -41,6 +42,7 @@ mod subscription_groups;
 pub(crate) mod topics;
 pub(crate) mod transaction;
 
+use assignment::RequestModes;
 use counts::Counts;
 use delay::Schedule;
 use groups::Groups;
@@ -119,6 +121,9 @@ pub(crate) struct BrokerCore {
     pub(crate) hold_checks: pull::HoldChecks,
     /// Pops in flight and held (over restarts, as Java's revive topic).
     pub(crate) pop: pop::PopState,
+    /// Pull or pop, per topic and group (SET_MESSAGE_REQUEST_MODE), over
+    /// restarts.
+    pub(crate) request_modes: RequestModes,
     /// Requests received and checks sent, over restarts.
     pub(crate) counts: Counts,
 }
@@ -164,6 +169,7 @@ impl BrokerCore {
             held_pulls: AtomicUsize::new(0),
             hold_checks: pull::HoldChecks::default(),
             pop: pop::PopState::default(),
+            request_modes: RequestModes::default(),
             counts: Counts::default(),
         }
     }
@@ -347,6 +353,8 @@ async fn dispatch(ctx: &ConnCtx, request: RemotingCommand) -> RemotingCommand {
         RequestCode::UNREGISTER_CLIENT => clients::unregister(ctx, &request).await,
         RequestCode::CHECK_CLIENT_CONFIG => clients::check_config(ctx, &request),
         RequestCode::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(ctx, &request),
+        RequestCode::QUERY_ASSIGNMENT => assignment::query(ctx, &request),
+        RequestCode::SET_MESSAGE_REQUEST_MODE => assignment::set_mode(ctx, &request),
         RequestCode::LOCK_BATCH_MQ => clients::lock(ctx, &request),
         RequestCode::UNLOCK_BATCH_MQ => clients::unlock(ctx, &request),
         RequestCode::CONSUMER_SEND_MSG_BACK => retry::send_back(ctx, &request),

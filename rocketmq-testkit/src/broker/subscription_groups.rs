@@ -10,6 +10,11 @@
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use rocketmq_model::message::has_topic_or_group_chars;
+
+/// Java's `TopicValidator.GROUP_MAX_LENGTH`.
+const GROUP_MAX_LEN: usize = 120;
+
 /// The groups Java's `SubscriptionGroupManager.init` creates.
 const PREDEFINED: [&str; 8] = [
     "TOOLS_CONSUMER",
@@ -53,10 +58,31 @@ impl SubscriptionGroups {
         }
     }
 
+    /// Java's `findSubscriptionGroupConfig` with auto-creation on: whether
+    /// `group` exists once looked for. A group not known yet is created
+    /// when its name is one Java's `TopicValidator.validateGroup` accepts.
+    pub(crate) fn find(&self, group: &str) -> bool {
+        let mut known = self.known();
+        if known.contains(group) {
+            return true;
+        }
+        if !valid_group_name(group) {
+            return false;
+        }
+        known.insert(group.to_owned());
+        true
+    }
+
     /// Whether `group` exists (a blank name never does).
     pub(crate) fn contains(&self, group: &str) -> bool {
         !group.trim().is_empty() && self.known().contains(group)
     }
+}
+
+/// Java's `TopicValidator.validateGroup`: not blank, only `%`, `|`, ASCII
+/// letters, digits, `_` and `-`, at most 120 characters.
+fn valid_group_name(group: &str) -> bool {
+    !group.is_empty() && group.len() <= GROUP_MAX_LEN && has_topic_or_group_chars(group)
 }
 
 #[cfg(test)]
@@ -72,5 +98,20 @@ mod tests {
         assert!(groups.contains("cg"));
         groups.note(" ");
         assert!(!groups.contains(" "));
+    }
+
+    #[test]
+    fn find_creates_groups_with_names_java_accepts() {
+        let groups = SubscriptionGroups::default();
+        assert!(groups.find("cg_1-%|x"));
+        assert!(groups.contains("cg_1-%|x"));
+        for bad in ["", " ", "a b", "a.b", "é", &"g".repeat(121)] {
+            assert!(!groups.find(bad), "{bad:?}");
+            assert!(!groups.contains(bad), "{bad:?}");
+        }
+        assert!(groups.find(&"g".repeat(120)));
+        // A group known already is found whatever its name.
+        groups.note("a.b");
+        assert!(groups.find("a.b"));
     }
 }

@@ -221,6 +221,47 @@ impl PushConsumerBuilder {
         self
     }
 
+    /// Whether this client chooses its queues itself (true, Java's
+    /// `clientRebalance`). False leaves the choice to the brokers (Java 5's
+    /// broker-side rebalance, QUERY_ASSIGNMENT): they allocate with the
+    /// [`allocate_strategy`](Self::allocate_strategy)'s name, which must be
+    /// `AVG` or `AVG_BY_CIRCLE`, the only two a broker knows, and tell the
+    /// client for each queue whether to pull it or to pop it (an
+    /// administrator switches a topic and group to pop mode with
+    /// [`Admin::set_message_request_mode`](crate::Admin::set_message_request_mode)).
+    /// Popped messages are acknowledged one by one once consumed; a failed
+    /// one comes back after Java's pop retry delay (10 s, 30 s, 1 min, …,
+    /// by reconsume count), and after `max_reconsume_times` retries goes to
+    /// the group's dead-letter topic (Java's push consumer would
+    /// acknowledge it away). In pop mode several clients may read one
+    /// queue, so a group can have more consumers than queues. Orderly and
+    /// broadcasting consumers always choose their queues themselves, as in
+    /// Java.
+    pub fn client_rebalance(mut self, client_rebalance: bool) -> Self {
+        self.options.client_rebalance = client_rebalance;
+        self
+    }
+
+    /// Pop mode: how long popped messages stay hidden from the group while
+    /// they are consumed (60 s; 5 s to 300 s, as Java's).
+    pub fn pop_invisible_time(mut self, time: Duration) -> Self {
+        self.options.pop_invisible_time = time;
+        self
+    }
+
+    /// Pop mode: the most messages one pop asks for (32; 1 to 32).
+    pub fn pop_batch_nums(mut self, n: i32) -> Self {
+        self.options.pop_batch_nums = n;
+        self
+    }
+
+    /// Pop mode: a queue pops no more while this many of its messages wait
+    /// for their acknowledgement (96; 1 to 65,535).
+    pub fn pop_threshold_for_queue(mut self, n: usize) -> Self {
+        self.options.pop_threshold_for_queue = n;
+        self
+    }
+
     fn check(&self) -> Result<()> {
         crate::config::check_group("consumer", &self.options.group)?;
         if self.subscriptions.is_empty() {
@@ -244,6 +285,15 @@ impl PushConsumerBuilder {
             return Err(ClientError::Config(
                 "consume_timeout must be positive".into(),
             ));
+        }
+        let broker_rebalances = !self.options.client_rebalance
+            && self.options.message_model == MessageModel::Clustering
+            && matches!(self.listener, Some(Listener::Concurrent(_)));
+        if broker_rebalances && !BROKER_STRATEGIES.contains(&self.strategy.name()) {
+            return Err(ClientError::Config(format!(
+                "with client_rebalance(false) the brokers allocate, and they know the strategies {BROKER_STRATEGIES:?} only, not {:?}",
+                self.strategy.name()
+            )));
         }
         Ok(())
     }
@@ -399,6 +449,9 @@ impl PushConsumerBuilder {
     }
 }
 
+/// The allocation strategies a broker knows (Java's `QueryAssignmentProcessor`).
+const BROKER_STRATEGIES: [&str; 2] = ["AVG", "AVG_BY_CIRCLE"];
+
 /// Java's ranges for the push consumer's numbers
 /// (`DefaultMQPushConsumerImpl.checkConfig`; byte thresholds, which Java
 /// gives in MiB, up to the same sizes).
@@ -444,6 +497,19 @@ fn check_ranges(options: &ConsumerOptions) -> Result<()> {
             bytes(options.pull_threshold_size_for_queue),
             1,
             1024 * MIB,
+        ),
+        (
+            "pop_invisible_time (ms)",
+            i128::try_from(options.pop_invisible_time.as_millis()).unwrap_or(i128::MAX),
+            5_000,
+            300_000,
+        ),
+        ("pop_batch_nums", i128::from(options.pop_batch_nums), 1, 32),
+        (
+            "pop_threshold_for_queue",
+            as_i128(options.pop_threshold_for_queue),
+            1,
+            65_535,
         ),
         (
             "pull_interval (ms)",

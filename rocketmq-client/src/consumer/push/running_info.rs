@@ -24,12 +24,14 @@ pub(crate) fn build(core: &PushCore) -> ConsumerRunningInfo {
     let wall_now = SystemTime::now();
     let committed = core.store.snapshot();
     let mut mq_table = BTreeMap::new();
+    let mut mq_pop_table = BTreeMap::new();
     if let Some(rebalancer) = core.rebalancer() {
         for (mq, pq) in rebalancer.process_queues() {
             let mut info = pq.info(now, wall_now);
             info.commit_offset = committed.get(&mq).copied().unwrap_or(-1);
             mq_table.insert(mq, info);
         }
+        mq_pop_table.extend(rebalancer.pop_queues());
     }
     let subscription_set = core.subscriptions.list();
     let topics: Vec<String> = subscription_set.iter().map(|s| s.topic.clone()).collect();
@@ -40,6 +42,8 @@ pub(crate) fn build(core: &PushCore) -> ConsumerRunningInfo {
         properties: properties(core),
         subscription_set,
         mq_table,
+        // Java sends the table whether or not anything is popped.
+        mq_pop_table: Some(mq_pop_table),
         status_table,
         ..ConsumerRunningInfo::default()
     }
