@@ -17,8 +17,11 @@ use rocketmq_client::consumer::{
     SimpleConsumerBuilder,
 };
 use rocketmq_client::{ClientError, Producer};
+use rocketmq_kernel::KernelError;
+use rocketmq_model::RequestCode;
 use rocketmq_model::body::ConsumeType;
 use rocketmq_model::message::PopTopicKind;
+use rocketmq_remoting::RemotingError;
 use rocketmq_testkit::{TestCluster, TopicConfig};
 use tokio::time::Instant;
 
@@ -482,6 +485,92 @@ async fn an_unacknowledged_orderly_batch_comes_back_whole_and_in_order() {
     consumer.ack_batch(&again).await.unwrap();
     let rest = receive_during(&consumer, INVISIBLE * 2).await;
     assert!(rest.is_empty(), "{:?}", bodies_of(&rest));
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+/// Whether `err` is a call that got no answer in time.
+fn timed_out(err: &ClientError) -> bool {
+    matches!(
+        err,
+        ClientError::Kernel(KernelError::Remoting(RemotingError::Timeout { .. }))
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_orderly_batch_whose_answer_was_lost_comes_with_the_next_receive() {
+    let cluster = one_queue_cluster().await;
+    let producer = producer(&cluster).await;
+    send(&producer, "O", &["a", "b", "c", "d"]).await;
+    let consumer = builder(&cluster, "O").orderly(true).build().await.unwrap();
+    // The broker pops a batch (which blocks the queue) and its answer
+    // comes too late for the receive.
+    let broker = cluster.broker(0);
+    broker.delay_responses(RequestCode::POP_MESSAGE, Duration::from_secs(300));
+    let err = consumer.receive(3, INVISIBLE).await.unwrap_err();
+    assert!(timed_out(&err), "{err}");
+    broker.clear_faults();
+
+    // The next receive repeats that pop and gets its batch, well within
+    // its invisible duration, as first delivered.
+    let again = consumer.receive(3, INVISIBLE).await.unwrap();
+    assert_eq!(bodies_of(&again), ["a", "b", "c"]);
+    assert!(again.iter().all(|m| m.delivery_attempt() == 1));
+    // That answer ends the attempt: the queue waits for the batch again.
+    let blocked = receive_during(&consumer, Duration::from_secs(5)).await;
+    assert!(blocked.is_empty(), "{:?}", bodies_of(&blocked));
+    // The repeat's handles are the batch's.
+    consumer.ack_batch(&again).await.unwrap();
+    let rest = receive_n(&consumer, 1, INVISIBLE, Duration::from_secs(60)).await;
+    assert_eq!(bodies_of(&rest), ["d"]);
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_orderly_receive_given_up_on_leaves_its_batch_to_the_next() {
+    let cluster = one_queue_cluster().await;
+    let producer = producer(&cluster).await;
+    send(&producer, "O", &["a", "b"]).await;
+    let consumer = builder(&cluster, "O").orderly(true).build().await.unwrap();
+    let broker = cluster.broker(0);
+    broker.delay_responses(RequestCode::POP_MESSAGE, Duration::from_secs(300));
+    let gave_up =
+        tokio::time::timeout(Duration::from_secs(5), consumer.receive(2, INVISIBLE)).await;
+    assert!(gave_up.is_err(), "the answer is held");
+    broker.clear_faults();
+
+    let again = consumer.receive(2, INVISIBLE).await.unwrap();
+    assert_eq!(bodies_of(&again), ["a", "b"]);
+    assert!(again.iter().all(|m| m.delivery_attempt() == 1));
+    consumer.shutdown().await;
+    producer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_orderly_batch_redelivered_keeps_its_delivery_attempt_when_repeated() {
+    let cluster = one_queue_cluster().await;
+    let producer = producer(&cluster).await;
+    send(&producer, "O", &["a", "b"]).await;
+    let consumer = builder(&cluster, "O").orderly(true).build().await.unwrap();
+    let first = consumer.receive(2, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(bodies_of(&first), ["a", "b"]);
+    // Past its invisible duration the batch comes again, and that answer
+    // is lost.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let broker = cluster.broker(0);
+    broker.delay_responses(RequestCode::POP_MESSAGE, Duration::from_secs(300));
+    let err = consumer.receive(2, INVISIBLE).await.unwrap_err();
+    assert!(timed_out(&err), "{err}");
+    broker.clear_faults();
+
+    let again = consumer.receive(2, INVISIBLE).await.unwrap();
+    assert_eq!(bodies_of(&again), ["a", "b"]);
+    let attempts: Vec<u32> = again
+        .iter()
+        .map(ReceivedMessage::delivery_attempt)
+        .collect();
+    assert_eq!(attempts, [2, 2], "a repeat is not a delivery");
     consumer.shutdown().await;
     producer.shutdown().await;
 }

@@ -415,3 +415,39 @@ async fn an_orderly_pop_survives_a_broker_restart() {
     assert_eq!(bodies(&again.messages), ["kept"]);
     assert_eq!(again.reconsume_times, [1]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_repeated_attempt_keeps_the_counts_of_a_batch_answered_again() {
+    let cluster = cluster().await;
+    let client = TestClient::new(&cluster);
+    send_all(&client, 1, &["m0", "m1"]).await;
+    let first = pop(&client, with_attempt(orderly(1, 32, 0), "a1")).await;
+    assert_eq!(first.reconsume_times, [0, 0]);
+    tokio::time::advance(INVISIBLE).await;
+
+    // Answered again under a new attempt: counted once more.
+    let again = pop(&client, with_attempt(orderly(1, 32, 0), "a2")).await;
+    assert_eq!(bodies(&again.messages), ["m0", "m1"]);
+    assert_eq!(again.order_count_info(), "0 qo1%0 1;0 qo1%1 1;0 1 1");
+    assert_eq!(again.reconsume_times, [1, 1]);
+    // Its repeat keeps those counts (Java's `mergeOffsetConsumedCount`
+    // takes the previous pop's), neither raised nor reset.
+    let repeated = pop(&client, with_attempt(orderly(1, 32, 0), "a2")).await;
+    assert_eq!(bodies(&repeated.messages), ["m0", "m1"]);
+    assert_eq!(repeated.order_count_info(), again.order_count_info());
+    assert_eq!(repeated.reconsume_times, [1, 1]);
+    // The repeat is the queue's batch now: the others still wait for it.
+    let other = pop(&client, with_attempt(orderly(1, 32, 0), "a3")).await;
+    assert_eq!(other.response.status, PopStatus::NoNewMsg);
+    let plain = pop(&client, orderly(1, 32, 0)).await;
+    assert_eq!(plain.response.status, PopStatus::NoNewMsg);
+
+    tokio::time::advance(INVISIBLE).await;
+    let third = pop(&client, orderly(1, 32, 0)).await;
+    assert_eq!(bodies(&third.messages), ["m0", "m1"]);
+    assert_eq!(third.reconsume_times, [2, 2]);
+    // A pop without an attempt id never repeats another: not even one
+    // without an id.
+    let unnamed = pop(&client, orderly(1, 32, 0)).await;
+    assert_eq!(unnamed.response.status, PopStatus::NoNewMsg);
+}

@@ -11,6 +11,7 @@ use rocketmq_kernel::api::BrokerApi;
 use rocketmq_model::body::{ConsumeFromWhere, MessageModel};
 
 use super::SimpleConsumer;
+use super::attempt::AttemptIds;
 use super::core::SimpleCore;
 use crate::config::ClientConfig;
 use crate::consumer::selector::{MessageSelector, put_selector};
@@ -102,6 +103,15 @@ impl SimpleConsumerBuilder {
     /// attempt one higher). Acknowledge a queue's messages in order to keep
     /// them in order. What a Java proxy does for a group with
     /// `consumeMessageOrderly`; the broker must serve orderly pops (5.x).
+    ///
+    /// Each pop carries an attempt id (`attemptId`). When a receive's
+    /// answer is lost (it timed out, its connection closed, or it was
+    /// dropped while the broker held it), the broker has hidden a batch
+    /// that nobody got and holds its queues back for it. The next receive
+    /// of that topic from that broker (once the broker no longer holds the
+    /// lost one) sends the same id, and the broker answers it the same
+    /// batch at once, with the same delivery attempt, rather than after
+    /// the invisible duration.
     pub fn orderly(mut self, orderly: bool) -> Self {
         self.orderly = orderly;
         self
@@ -182,6 +192,7 @@ impl SimpleConsumerBuilder {
             await_duration: self.await_duration,
             max_delivery_attempts: self.max_delivery_attempts,
             orderly: self.orderly,
+            attempt_ids: AttemptIds::default(),
             started_at: SystemTime::now(),
             next_topic: AtomicUsize::new(0),
             next_broker: std::sync::Mutex::new(HashMap::new()),

@@ -28,6 +28,7 @@ use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue, ResponseCode
 use rocketmq_remoting::RemotingError;
 use rocketmq_remoting::calls::PopStatus;
 
+use super::attempt::AttemptIds;
 use super::received::ReceivedMessage;
 use super::{MAX_INVISIBLE_DURATION, MAX_RECEIVE_MESSAGES};
 use crate::consumer::selector::MessageSelector;
@@ -49,6 +50,8 @@ pub(super) struct SimpleCore {
     pub(super) max_delivery_attempts: u32,
     /// Orderly (FIFO) pops.
     pub(super) orderly: bool,
+    /// The ids of orderly pops whose answers were lost, to repeat them.
+    pub(super) attempt_ids: AttemptIds,
     pub(super) started_at: SystemTime,
     /// The subscribed topic the next receive pops from (taken in turn).
     pub(super) next_topic: AtomicUsize,
@@ -98,6 +101,9 @@ impl SimpleCore {
             return Ok(Vec::new()); // unsubscribed meanwhile
         };
         let (broker_name, addr) = self.next_broker(&topic).await?;
+        let attempt = (self.orderly).then(|| {
+            (self.attempt_ids).begin(&topic, &broker_name, self.await_duration, invisible)
+        });
         let header = PopMessageRequestHeader {
             consumer_group: self.options.group.clone(),
             topic: topic.clone(),
@@ -110,10 +116,14 @@ impl SimpleCore {
             exp_type: Some(subscription.expression_type.as_str().to_owned()),
             exp: Some(subscription.sub_string.clone()),
             order: self.orderly,
-            attempt_id: None,
+            attempt_id: attempt.as_ref().map(|attempt| attempt.id().to_owned()),
             broker_name: Some(broker_name.clone()),
         };
-        let response = self.api.pop_message(&addr, header).await?;
+        let response = self.api.pop_message(&addr, header).await;
+        if let Some(attempt) = attempt {
+            attempt.finish(&response);
+        }
+        let response = response?;
         match response.status {
             PopStatus::Found => {}
             PopStatus::NoNewMsg => return Ok(Vec::new()),

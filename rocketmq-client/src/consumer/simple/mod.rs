@@ -7,6 +7,7 @@
 //! The remoting form of Java 5's `SimpleConsumer`, over POP_MESSAGE,
 //! ACK_MESSAGE and CHANGE_MESSAGE_INVISIBLETIME.
 
+mod attempt;
 mod builder;
 mod core;
 mod received;
@@ -94,7 +95,10 @@ impl SimpleConsumer {
     ///
     /// A receive given up on (its future dropped, e.g. by a timeout) while
     /// the broker holds it may still pop messages nobody gets: they come
-    /// back when their invisible duration passes.
+    /// back when their invisible duration passes; for an
+    /// [`orderly`](SimpleConsumerBuilder::orderly) consumer, with the first
+    /// receive of that topic from that broker after the broker stopped
+    /// holding the one given up on.
     pub async fn receive(
         &self,
         max_messages: usize,
