@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::api::BrokerApi;
+use rocketmq_kernel::pop::PopAcks;
 use rocketmq_model::body::{ConsumeFromWhere, MessageModel};
 
 use super::SimpleConsumer;
@@ -187,6 +188,11 @@ impl SimpleConsumerBuilder {
         let core = Arc::new(SimpleCore {
             options: self.options.clone(),
             instance: instance.clone(),
+            acks: PopAcks::new(
+                Arc::clone(&api),
+                instance.routes().clone(),
+                self.options.group.clone(),
+            ),
             api,
             subscriptions,
             await_duration: self.await_duration,

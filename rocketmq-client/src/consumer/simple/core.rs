@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::api::BrokerApi;
-use rocketmq_kernel::pop::popped_messages;
+use rocketmq_kernel::pop::{PopAcks, popped_messages};
 use rocketmq_model::body::property_keys::{
     PROP_CONSUME_ORDERLY, PROP_CONSUME_TYPE, PROP_CONSUMER_START_TIMESTAMP,
 };
@@ -18,10 +18,7 @@ use rocketmq_model::body::{
     BatchAck, BatchAckMessageRequestBody, ConsumeFromWhere, ConsumeMessageDirectlyResult,
     ConsumeType, ConsumerData,
 };
-use rocketmq_model::header::{
-    AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ConsumerSendMsgBackRequestHeader,
-    PopMessageRequestHeader,
-};
+use rocketmq_model::header::PopMessageRequestHeader;
 use rocketmq_model::message::ReceiptHandle;
 use rocketmq_model::time::epoch_millis;
 use rocketmq_model::{ConsumerRunningInfo, MessageExt, MessageQueue, ResponseCode, route};
@@ -50,6 +47,8 @@ pub(super) struct SimpleCore {
     pub(super) max_delivery_attempts: u32,
     /// Orderly (FIFO) pops.
     pub(super) orderly: bool,
+    /// Acknowledgements, new invisible times and dead-lettering by handle.
+    pub(super) acks: PopAcks,
     /// The ids of orderly pops whose answers were lost, to repeat them.
     pub(super) attempt_ids: AttemptIds,
     pub(super) started_at: SystemTime,
@@ -147,7 +146,7 @@ impl SimpleCore {
         for popped in popped.messages {
             let attempts = u32::try_from(popped.message.reconsume_times).unwrap_or(0);
             if attempts >= self.max_delivery_attempts {
-                self.to_dead_letters(&addr, &topic, &popped.message, &popped.handle)
+                self.to_dead_letters(&topic, &popped.message, &popped.handle)
                     .await;
                 continue;
             }
@@ -163,28 +162,8 @@ impl SimpleCore {
     /// for its simple consumers: a send-back with delay level -1 (straight
     /// to `%DLQ%<group>`), then the ack. Either failing leaves the message
     /// to come back and be tried again.
-    async fn to_dead_letters(
-        &self,
-        addr: &str,
-        topic: &str,
-        message: &MessageExt,
-        handle: &ReceiptHandle,
-    ) {
-        let header = ConsumerSendMsgBackRequestHeader {
-            offset: message.commit_log_offset,
-            group: self.options.group.clone(),
-            delay_level: -1,
-            origin_msg_id: message.message.uniq_key().map(str::to_owned),
-            origin_topic: Some(handle.kind.real_topic(topic, &self.options.group)),
-            unit_mode: false,
-            max_reconsume_times: Some(0),
-            broker_name: Some(handle.broker_name.clone()),
-        };
-        let moved = match self.api.send_back(addr, header).await {
-            Ok(()) => self.ack_handle(topic, handle).await,
-            Err(err) => Err(err.into()),
-        };
-        match moved {
+    async fn to_dead_letters(&self, topic: &str, message: &MessageExt, handle: &ReceiptHandle) {
+        match self.acks.to_dead_letters(topic, message, handle).await {
             Ok(()) => tracing::info!(group = self.group_name(), %topic,
                 id = message.message.uniq_key().unwrap_or_default(),
                 attempts = message.reconsume_times, "message moved to the dead-letter topic"),
@@ -245,16 +224,7 @@ impl SimpleCore {
     }
 
     async fn ack_handle(&self, topic: &str, handle: &ReceiptHandle) -> Result<()> {
-        let addr = self.broker_addr(topic, handle).await?;
-        let header = AckMessageRequestHeader {
-            consumer_group: self.options.group.clone(),
-            topic: handle.kind.real_topic(topic, &self.options.group),
-            queue_id: handle.queue_id,
-            extra_info: handle.encode(),
-            offset: handle.queue_offset,
-            broker_name: Some(handle.broker_name.clone()),
-        };
-        Ok(self.api.ack_message(&addr, header).await?)
+        Ok(self.acks.ack(topic, handle).await?)
     }
 
     pub(super) async fn change_invisible_duration(
@@ -262,22 +232,10 @@ impl SimpleCore {
         message: &mut ReceivedMessage,
         invisible: Duration,
     ) -> Result<()> {
-        let invisible_ms = invisible_millis(invisible)?;
-        let handle = message.receipt_handle();
-        let addr = self.broker_addr(&message.wire_topic, handle).await?;
-        let header = ChangeInvisibleTimeRequestHeader {
-            consumer_group: self.options.group.clone(),
-            topic: handle
-                .kind
-                .real_topic(&message.wire_topic, &self.options.group),
-            queue_id: handle.queue_id,
-            extra_info: handle.encode(),
-            offset: handle.queue_offset,
-            invisible_time: invisible_ms,
-            broker_name: Some(handle.broker_name.clone()),
-        };
-        let answer = self.api.change_invisible_time(&addr, header).await?;
-        let renewed = handle.renewed(answer.pop_time, answer.invisible_time, answer.revive_qid);
+        invisible_millis(invisible)?;
+        let renewed = (self.acks)
+            .change_invisible_time(&message.wire_topic, message.receipt_handle(), invisible)
+            .await?;
         message.renew(renewed);
         Ok(())
     }
