@@ -3,13 +3,18 @@
 //! group starts from the first offset, and the run is timed until it has
 //! consumed them all. Latency is store time to listener call, so it includes the
 //! backlog wait: read throughput and CPU time per message first.
+//! With `--push-pop` the group is first switched to pop mode on the topic's
+//! brokers and the consumer leaves rebalancing to them: it pops every
+//! broker's queues and acknowledges each message once consumed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rocketmq_client::consumer::{ConcurrentContext, ConcurrentResult, ConsumeFromWhere};
+use rocketmq_client::consumer::{
+    ConcurrentContext, ConcurrentResult, ConsumeFromWhere, MessageRequestMode,
+};
 use rocketmq_client::{ClientConfig, Producer, PushConsumer};
 use rocketmq_model::message::{Message, MessageExt};
 use rocketmq_remoting::SerializeType;
@@ -26,6 +31,8 @@ pub(crate) struct ConsumePlan {
     /// The body of every message.
     pub(crate) body: Bytes,
     pub(crate) serialize_type: SerializeType,
+    /// Push consumer in pop mode (`--push-pop`).
+    pub(crate) push_pop: bool,
 }
 
 pub(crate) fn client_config(plan: &ConsumePlan, role: &str) -> ClientConfig {
@@ -71,6 +78,7 @@ pub(crate) async fn run(plan: ConsumePlan) -> Result<Report, Box<dyn std::error:
     let consumer = PushConsumer::builder(plan.group.as_str(), client_config(&plan, "consumer"))
         .subscribe(plan.topic.as_str(), "*")
         .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .client_rebalance(!plan.push_pop)
         .consume_concurrently(listener)
         .build()
         .await?;
@@ -87,7 +95,12 @@ pub(crate) async fn run(plan: ConsumePlan) -> Result<Report, Box<dyn std::error:
     }
     let latency = latency.lock().await.clone();
     Ok(Report {
-        label: format!("consume ({})", plan.serialize_type.name()).to_lowercase(),
+        label: format!(
+            "consume{} ({})",
+            if plan.push_pop { ", pop mode" } else { "" },
+            plan.serialize_type.name()
+        )
+        .to_lowercase(),
         messages: consumed.load(Ordering::Relaxed),
         failures: 0,
         size: plan.body.len(),
@@ -117,6 +130,12 @@ pub(crate) async fn fill(plan: &ConsumePlan) -> Result<(), Box<dyn std::error::E
             .send_batch(vec![message.clone(); usize::try_from(n)?])
             .await?;
         left -= n;
+    }
+    if plan.push_pop {
+        // Before the consumer starts, so that its first rebalance pops.
+        (producer.admin())
+            .set_message_request_mode(&plan.topic, &plan.group, MessageRequestMode::Pop, 0)
+            .await?;
     }
     producer.shutdown().await;
     Ok(())

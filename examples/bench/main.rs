@@ -72,6 +72,11 @@ struct ConsumeArgs {
     /// in one batch.
     #[arg(long, requires = "pop")]
     ack_each: bool,
+    /// The push consumer in pop mode: the group switched to POP on the
+    /// topic's brokers and the consumer built with `client_rebalance(false)`,
+    /// so it pops every broker's queues and acknowledges each message.
+    #[arg(long, conflicts_with = "pop")]
+    push_pop: bool,
 }
 
 #[derive(clap::Args)]
@@ -297,6 +302,7 @@ async fn run(command: Command, workers: usize) -> Result<(), BoxError> {
                 messages: args.messages,
                 body: body(args.size, args.random_body),
                 serialize_type: args.target.serialization.into(),
+                push_pop: args.push_pop,
             };
             let report = match args.pop {
                 Some(receivers) => pop::run(plan, receivers, args.ack_each).await?,
