@@ -490,3 +490,27 @@ async fn faults_are_injected_on_pop_codes() {
     assert!(broker.in_flight_pops(GROUP).is_empty());
     assert_eq!(broker.requests_received(RequestCode::ACK_MESSAGE), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_sent_message_loses_a_receipt_handle_it_carried() {
+    let cluster = cluster().await;
+    let client = TestClient::new(&cluster);
+    // A popped message sent on as it was received, its handle still in it.
+    let mut forwarded = message("T", "forwarded", "a");
+    let stale = "0 1700000000000 30000 0 0 broker-a 1 0";
+    forwarded
+        .properties
+        .insert(property::POP_CK, stale)
+        .unwrap();
+    client.send(ADDR, &forwarded, 1).await;
+    let stored = cluster.broker(0).messages("T", 1);
+    assert_eq!(stored[0].message.property(property::POP_CK), None);
+    let popped = pop(&client, pop_header(1, 32, 0)).await;
+    assert_eq!(bodies(&popped.messages), ["forwarded"]);
+    assert_eq!(popped.messages[0].message.property(property::POP_CK), None);
+    // So its handle is this pop's, which acknowledges it.
+    let handle = &popped.handles[0];
+    assert_eq!(handle.pop_time, popped.header().pop_time);
+    client.call(ADDR, ack_call(handle)).await.unwrap();
+    assert!(cluster.broker(0).in_flight_pops(GROUP).is_empty());
+}

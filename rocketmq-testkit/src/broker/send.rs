@@ -105,6 +105,10 @@ fn store_sent(
     }
     let mut topic = header.topic.to_string();
     let mut properties = Properties::parse(header.properties.as_deref().unwrap_or_default());
+    // Java's `clearReservedProperties`: a popped message sent on keeps no
+    // receipt handle, which would acknowledge another pop. Only the
+    // request's own properties: a batch's messages keep theirs, as in Java.
+    properties.remove(property::POP_CK);
     let batch_uniq_key = (batch)
         .then(|| properties.get(property::UNIQ_KEY).map(str::to_owned))
         .flatten();
