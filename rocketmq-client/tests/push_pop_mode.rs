@@ -4,7 +4,9 @@
 //! administrator switches the group to it (every member popping every
 //! queue, each message consumed once and acknowledged), a failed popped
 //! message back after Java's pop retry delay, the dead-letter topic after
-//! the last retry, the switch back to pulling, and the settings the
+//! the last retry, the switch back to pulling (a message left in the pop
+//! retry topic then pulled from there), a listener that never returns
+//! holding up neither a switch nor the shutdown, and the settings the
 //! builder refuses.
 
 #![allow(clippy::unwrap_used)]
@@ -85,6 +87,13 @@ async fn in_pull_mode_the_brokers_allocation_is_taken_and_pulled() {
         (owned(&first).iter().chain(&owned(&second))).all(|mq| mq.queue_id >= 0),
         "pulled queues, not pops"
     );
+    // The settings, as Java's running info reports its consumer's fields.
+    let props = first.running_info().properties;
+    let prop = |name: &str| props.get(name).map(String::as_str);
+    assert_eq!(prop("clientRebalance"), Some("false"));
+    assert_eq!(prop("popInvisibleTime"), Some("60000"));
+    assert_eq!(prop("popBatchNums"), Some("32"));
+    assert_eq!(prop("popThresholdForQueue"), Some("96"));
     send(&cluster, 40).await;
     wait_until("40 consumed", Duration::from_secs(60), || seen.len() >= 40).await;
     let reports = [first.shutdown().await, second.shutdown().await];
@@ -138,6 +147,12 @@ async fn in_pop_mode_every_member_pops_every_broker_and_each_message_is_consumed
         counts.values().all(|&n| n == 1),
         "each consumed once and acknowledged: {counts:?}"
     );
+    // The pops count as the topic's pulls in the status table, as Java's.
+    let pull_tps: f64 = [&first, &second]
+        .iter()
+        .map(|consumer| consumer.running_info().status_table["T"].pull_tps)
+        .sum();
+    assert!(pull_tps > 0.0, "pull TPS {pull_tps}");
     for consumer in [first, second] {
         let report = consumer.shutdown().await;
         assert!(
@@ -304,4 +319,127 @@ async fn the_builder_refuses_what_a_broker_cannot_do_and_javas_ranges() {
             "{name}: {built:?}"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_failed_in_pop_mode_is_pulled_from_the_pop_retry_topic_once_pulling_again() {
+    let cluster = cluster().await;
+    set_mode(&cluster, MessageRequestMode::Pop, 0).await;
+    // Each delivery's topic (as the listener sees it) and reconsume times;
+    // the first delivery fails.
+    let deliveries: Arc<Mutex<Vec<(String, i32)>>> = Arc::default();
+    let seen = Arc::clone(&deliveries);
+    let consumer = PushConsumer::builder(GROUP, config(&cluster, &unique("retry")))
+        .subscribe("T", "*")
+        .client_rebalance(false)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .consume_concurrently(move |msgs: Vec<MessageExt>, _ctx: ConcurrentContext| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.extend(
+                    msgs.iter()
+                        .map(|m| (m.topic().to_owned(), m.reconsume_times)),
+                );
+                if msgs.iter().any(|m| m.reconsume_times == 0) {
+                    ConcurrentResult::RetryLater
+                } else {
+                    ConcurrentResult::Success
+                }
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    wait_until("pops assigned", Duration::from_secs(60), || {
+        owned(&consumer).len() == 2
+    })
+    .await;
+    send(&cluster, 1).await;
+    wait_until("the first delivery", Duration::from_secs(60), || {
+        !deliveries.lock().unwrap().is_empty()
+    })
+    .await;
+    // Back to pulling before the failed message's retry is due (10 s): it
+    // is revived into the pop retry topic, which nothing pops any more.
+    set_mode(&cluster, MessageRequestMode::Pull, 0).await;
+    consumer.rebalance().await;
+    assert!(
+        owned(&consumer).iter().all(|mq| mq.queue_id >= 0),
+        "pulling: {:?}",
+        owned(&consumer)
+    );
+    wait_until("the retry consumed", Duration::from_secs(300), || {
+        deliveries.lock().unwrap().len() >= 2
+    })
+    .await;
+    let got = deliveries.lock().unwrap().clone();
+    // A pop still long-polling on the broker when its task stopped may
+    // take the revived message once more (hidden for its invisible time,
+    // then revived again): reconsumed once or twice.
+    assert!(
+        got.len() == 2 && got[0] == ("T".to_owned(), 0) && got[1].0 == "T" && got[1].1 >= 1,
+        "pulled from %RETRY%{GROUP}_T, shown under the topic it was sent to: {got:?}"
+    );
+    let retry_topic = format!("%RETRY%{GROUP}_T");
+    let assigned = consumer.assigned();
+    assert!(
+        assigned.iter().any(|mq| mq.topic == retry_topic),
+        "{assigned:?}"
+    );
+    let follows_retry_topic =
+        || (consumer.running_info().subscription_set.iter()).any(|s| s.topic == retry_topic);
+    assert!(
+        follows_retry_topic(),
+        "the brokers are told of the pop retry subscription"
+    );
+    // Popping again, the pops read the pop retry topic themselves.
+    set_mode(&cluster, MessageRequestMode::Pop, 0).await;
+    consumer.rebalance().await;
+    assert!(!follows_retry_topic());
+    set_mode(&cluster, MessageRequestMode::Pull, 0).await;
+    consumer.rebalance().await;
+    assert!(follows_retry_topic());
+    // It goes with the topic.
+    consumer.unsubscribe("T").await;
+    assert!(!follows_retry_topic());
+    consumer.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_listener_that_never_returns_holds_up_neither_a_switch_to_pulling_nor_the_shutdown() {
+    let cluster = cluster().await;
+    set_mode(&cluster, MessageRequestMode::Pop, 0).await;
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let calls = Arc::clone(&started);
+    let consumer = PushConsumer::builder(GROUP, config(&cluster, &unique("stuck")))
+        .subscribe("T", "*")
+        .client_rebalance(false)
+        .consume_from_where(ConsumeFromWhere::FirstOffset)
+        .consume_thread_max(1)
+        .shutdown_drain_timeout(Duration::from_secs(1))
+        .consume_concurrently(move |_msgs: Vec<MessageExt>, _ctx: ConcurrentContext| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            std::future::pending::<ConcurrentResult>()
+        })
+        .build()
+        .await
+        .unwrap();
+    wait_until("pops assigned", Duration::from_secs(60), || {
+        owned(&consumer).len() == 2
+    })
+    .await;
+    // One listener call never ends; the consume queue fills up, and each
+    // pop task waits for room to hand over the rest of its answer.
+    send(&cluster, 20).await;
+    wait_until("the listener stuck", Duration::from_secs(60), || {
+        started.load(std::sync::atomic::Ordering::Acquire) == 1
+    })
+    .await;
+    set_mode(&cluster, MessageRequestMode::Pull, 0).await;
+    let round = tokio::time::timeout(Duration::from_secs(60), consumer.rebalance()).await;
+    assert!(round.is_ok(), "a round that drops the popped queues ends");
+    assert!(owned(&consumer).iter().all(|mq| mq.queue_id >= 0));
+    let shutdown = tokio::time::timeout(Duration::from_secs(60), consumer.shutdown()).await;
+    assert!(shutdown.is_ok(), "the shutdown ends");
 }

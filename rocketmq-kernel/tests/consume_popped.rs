@@ -1,14 +1,16 @@
 //! The concurrent consume service given popped messages (pop mode), against
 //! a fake broker, in paused tokio time: what the listener acknowledged is
 //! acknowledged by handle, a failure is hidden for Java's pop retry delay,
-//! a message out of retries is dead-lettered and acknowledged, and the
-//! queue's count of messages waiting is settled.
+//! a message out of retries is dead-lettered and acknowledged, the
+//! queue's count of messages waiting is settled, and messages whose
+//! invisible time is over are neither consumed nor retried.
 
 #![allow(clippy::unwrap_used)]
 
 mod consume_fakes;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -20,6 +22,7 @@ use rocketmq_kernel::pop::{PopQueue, PoppedMessage};
 use rocketmq_kernel::{ConsumeService, PoppedRequest};
 use rocketmq_model::message::{PopTopicKind, ReceiptHandle};
 use rocketmq_model::{MessageExt, MessageQueue};
+use tokio::time::Instant;
 
 /// Acknowledges up to `ack_index` and asks for `delay_level`.
 struct AckUpTo {
@@ -72,27 +75,42 @@ fn popped(offsets: &[(i64, i32)]) -> Vec<PoppedMessage> {
         .collect()
 }
 
-async fn consume(
-    listener: AckUpTo,
+/// Consumes `messages` with `listener`, their invisible time ending
+/// `invisible_for` from now, until all are settled.
+async fn consume_invisible_for(
+    listener: Arc<dyn ConcurrentListener>,
     batch_size: usize,
     messages: Vec<PoppedMessage>,
+    invisible_for: Duration,
 ) -> (consume_fakes::Fixture, Arc<PopQueue>) {
     let mut options = options();
     options.consume_message_batch_max_size = batch_size;
     let fx = fixture(options);
-    let service = ConcurrentService::start(fx.env.clone(), Arc::new(listener));
+    let service = ConcurrentService::start(fx.env.clone(), listener);
     let queue = Arc::new(PopQueue::new());
     queue.popped(messages.len());
-    let count = messages.len();
     service
         .submit_popped(PoppedRequest {
             mq: MessageQueue::new("T", "broker-a", -1),
             queue: Arc::clone(&queue),
             messages,
+            invisible_until: Instant::now() + invisible_for,
         })
         .await;
     until(|| queue.waiting() == 0).await;
     service.shutdown(Duration::from_secs(1)).await;
+    (fx, queue)
+}
+
+async fn consume(
+    listener: AckUpTo,
+    batch_size: usize,
+    messages: Vec<PoppedMessage>,
+) -> (consume_fakes::Fixture, Arc<PopQueue>) {
+    let count = messages.len();
+    let listener = Arc::new(listener);
+    let (fx, queue) =
+        consume_invisible_for(listener, batch_size, messages, Duration::from_secs(60)).await;
     assert_eq!(
         fx.stats.snapshot().len(),
         1,
@@ -176,4 +194,77 @@ async fn delay_level_minus_one_dead_letters_at_once() {
     assert!(fx.broker.changes.lock().unwrap().is_empty());
     assert_eq!(fx.broker.sent_back_count(), 2);
     assert_eq!(fx.broker.acks.lock().unwrap().len(), 2);
+}
+
+/// Takes `took` over each call, acknowledges the first message of each
+/// batch and fails the rest; counts its calls.
+struct Slow {
+    took: Duration,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl ConcurrentListener for Slow {
+    async fn consume(&self, _: Vec<MessageExt>, ctx: &mut ConcurrentContext) -> ConcurrentResult {
+        self.calls.fetch_add(1, Ordering::AcqRel);
+        tokio::time::sleep(self.took).await;
+        ctx.ack_index = 0;
+        ConcurrentResult::Success
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_whose_invisible_time_is_over_are_not_consumed() {
+    let listener = Arc::new(Slow {
+        took: Duration::ZERO,
+        calls: AtomicUsize::new(0),
+    });
+    let (fx, queue) = consume_invisible_for(
+        Arc::clone(&listener) as _,
+        2,
+        popped(&[(0, 0), (1, 0)]),
+        Duration::ZERO,
+    )
+    .await;
+    assert_eq!(
+        listener.calls.load(Ordering::Acquire),
+        0,
+        "another consumer may have them by now"
+    );
+    assert!(fx.broker.acks.lock().unwrap().is_empty());
+    assert!(fx.broker.changes.lock().unwrap().is_empty());
+    assert_eq!(queue.waiting(), 0, "settled all the same");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_past_the_invisible_time_are_not_retried_but_acks_still_go() {
+    // The listener outlasts the invisible time: the broker revives the
+    // batch meanwhile, so a new invisible time for the failed message
+    // would make it come back twice.
+    let listener = Arc::new(Slow {
+        took: Duration::from_secs(61),
+        calls: AtomicUsize::new(0),
+    });
+    let (fx, queue) = consume_invisible_for(
+        Arc::clone(&listener) as _,
+        2,
+        popped(&[(0, 0), (1, 0)]),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(listener.calls.load(Ordering::Acquire), 1);
+    let acked: Vec<i64> = (fx.broker.acks.lock().unwrap().iter())
+        .map(|(_, header)| header.offset)
+        .collect();
+    assert_eq!(
+        acked,
+        [0],
+        "an acknowledgement does no harm, and may spare a redelivery"
+    );
+    assert!(
+        fx.broker.changes.lock().unwrap().is_empty(),
+        "no new invisible time past the old one"
+    );
+    assert_eq!(fx.broker.sent_back_count(), 0);
+    assert_eq!(queue.waiting(), 0);
 }

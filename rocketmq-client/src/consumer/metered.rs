@@ -26,7 +26,8 @@ use rocketmq_model::header::{
 };
 use rocketmq_model::{HeartbeatData, MessageExt, MessageQueue};
 use rocketmq_remoting::calls::{
-    EndTransaction, PopResponse, PullResponse, PullStatus, SendBatch, SendMessage, SendResponse,
+    EndTransaction, PopResponse, PopStatus, PullResponse, PullStatus, SendBatch, SendMessage,
+    SendResponse,
 };
 use tokio::time::Instant;
 
@@ -65,7 +66,11 @@ fn count_records(response: &PullResponse) -> u64 {
     if response.status != PullStatus::Found {
         return 0;
     }
-    let body = &response.body;
+    count_in(&response.body)
+}
+
+/// How many records `body` holds.
+fn count_in(body: &[u8]) -> u64 {
     let mut count = 0;
     let mut at = 0usize;
     while let Some(size) = body.get(at..at + 4) {
@@ -197,12 +202,26 @@ impl BrokerApi for MeteredBrokerApi {
         self.inner.set_message_request_mode(addr, body).await
     }
 
+    /// Counted as a pull of its topic (Java's `popMessage` counts pull
+    /// times and messages as its pulls do).
     async fn pop_message(
         &self,
         addr: &str,
         header: PopMessageRequestHeader,
     ) -> Result<PopResponse> {
-        self.inner.pop_message(addr, header).await
+        let topic = header.topic.clone();
+        let started = Instant::now();
+        let response = self.inner.pop_message(addr, header).await;
+        let elapsed = started.elapsed();
+        stats::record_pull(&self.group, &topic, response.is_ok(), elapsed);
+        if let Ok(response) = &response {
+            let found = match response.status {
+                PopStatus::Found => count_in(&response.body),
+                PopStatus::NoNewMsg | PopStatus::PollingFull => 0,
+            };
+            self.stats.record_topic(&topic, elapsed, found);
+        }
+        response
     }
 
     async fn ack_message(&self, addr: &str, header: AckMessageRequestHeader) -> Result<()> {

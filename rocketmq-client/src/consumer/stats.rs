@@ -49,13 +49,7 @@ struct QueuePulls {
 impl PullStats {
     /// Records one pull answer of `mq`.
     pub(crate) fn record(&self, mq: &MessageQueue, elapsed: Duration, found: u64, max: i64) {
-        {
-            let mut topics = lock(&self.topics);
-            let stats = topics.entry(mq.topic.clone()).or_default();
-            stats.pulls += 1;
-            stats.messages += found;
-            stats.pull_time += elapsed;
-        }
+        self.record_topic(&mq.topic, elapsed, found);
         lock(&self.queues).insert(
             mq.clone(),
             QueuePulls {
@@ -63,6 +57,16 @@ impl PullStats {
                 failing_since: None,
             },
         );
+    }
+
+    /// Records one answer of `topic` in the topic's counters only (a pop's,
+    /// which says nothing of a queue's offsets).
+    pub(crate) fn record_topic(&self, topic: &str, elapsed: Duration, found: u64) {
+        let mut topics = lock(&self.topics);
+        let stats = topics.entry(topic.to_owned()).or_default();
+        stats.pulls += 1;
+        stats.messages += found;
+        stats.pull_time += elapsed;
     }
 
     /// Records a failed pull of `mq` at `now`.

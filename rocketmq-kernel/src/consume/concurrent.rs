@@ -55,10 +55,12 @@ enum Origin {
     /// the offset past them.
     Pulled(Arc<ProcessQueue>),
     /// Popped: each is settled with its broker by its receipt handle
-    /// (`handles`, in the order of the messages).
+    /// (`handles`, in the order of the messages), unless their invisible
+    /// time ends first.
     Popped {
         queue: Arc<PopQueue>,
         handles: Vec<ReceiptHandle>,
+        invisible_until: Instant,
     },
 }
 
@@ -90,7 +92,8 @@ struct Listened {
 /// their broker: acknowledged, or hidden until their retry is due, or
 /// dead-lettered after the last retry ([`crate::pop::settle`]). They are
 /// consumed even when their queue was dropped meanwhile: they are this
-/// client's until their invisible time passes.
+/// client's until their invisible time passes, and not after it (see
+/// `consume_popped`).
 pub struct ConcurrentService {
     shared: Arc<Shared>,
     tasks: TaskTracker,
@@ -267,6 +270,7 @@ impl ConsumeService for ConcurrentService {
                 origin: Origin::Popped {
                     queue: Arc::clone(&request.queue),
                     handles,
+                    invisible_until: request.invisible_until,
                 },
                 msgs,
                 slotted: false,
@@ -415,8 +419,13 @@ impl Shared {
         } = batch;
         match origin {
             Origin::Pulled(pq) => self.consume_pulled(mq, pq, msgs).await,
-            Origin::Popped { queue, handles } => {
-                self.consume_popped(&mq, &queue, &msgs, &handles).await;
+            Origin::Popped {
+                queue,
+                handles,
+                invisible_until,
+            } => {
+                self.consume_popped(&mq, &queue, &msgs, &handles, invisible_until)
+                    .await;
             }
         }
     }
@@ -466,23 +475,43 @@ impl Shared {
         }
     }
 
+    /// Consumes popped messages and settles them, unless their invisible
+    /// time ends first (Java's `isPopTimeout`): the broker hands them out
+    /// again then, so they are not consumed, and once consumed the failed
+    /// ones are left to come back (a new invisible time would add a second
+    /// checkpoint, revived once more); the acknowledgements still go, as
+    /// one that reaches the broker before it revives spares a redelivery.
     async fn consume_popped(
         &self,
         mq: &Arc<MessageQueue>,
         queue: &PopQueue,
         msgs: &[Arc<MessageExt>],
         handles: &[ReceiptHandle],
+        invisible_until: Instant,
     ) {
+        if Instant::now() >= invisible_until {
+            tracing::info!(%mq, messages = msgs.len(),
+                "popped messages not consumed: their invisible time is over, the broker hands them out again");
+            queue.settled(msgs.len());
+            return;
+        }
         let listened = self.call_listener(mq, msgs).await;
         let settling: Vec<Settling<'_>> = msgs
             .iter()
             .zip(handles)
             .map(|(message, handle)| Settling { message, handle })
             .collect();
+        let settling = if Instant::now() >= invisible_until {
+            tracing::info!(%mq, failed = msgs.len().saturating_sub(listened.acked),
+                "popped messages consumed past their invisible time: the failed ones come back as they are");
+            &settling[..listened.acked.min(settling.len())]
+        } else {
+            &settling[..]
+        };
         settle(
             &self.pop_acks,
             &mq.topic,
-            &settling,
+            settling,
             listened.acked,
             listened.ctx.delay_level_when_next_consume,
             self.env.options.concurrent_max_reconsume_times(),

@@ -95,6 +95,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rocketmq_model::{MessageExt, MessageQueue};
+use tokio::time::Instant;
 
 use crate::api::BrokerApi;
 use crate::offset::OffsetStore;
@@ -143,6 +144,10 @@ pub struct PoppedRequest {
     pub queue: Arc<PopQueue>,
     /// The messages, each with what acknowledges it.
     pub messages: Vec<PoppedMessage>,
+    /// When their invisible time ends (on tokio's clock): after it the
+    /// broker hands them out again, so they are no longer consumed here,
+    /// nor given a new invisible time (Java's `isPopTimeout`).
+    pub invisible_until: Instant,
 }
 
 /// Where the pull loop hands messages; implemented by the concurrent and the

@@ -11,15 +11,24 @@ use rocketmq_model::{MessageExt, MessageQueue, Namespace, property};
 use crate::ConsumerOptions;
 
 /// Restores the original topic of a message redelivered from the group's
-/// retry topic (the first half of Java's `resetRetryAndNamespace`): a
-/// message whose topic is `retry_topic` and that carries RETRY_TOPIC gets
-/// that topic back.
+/// retry topic `retry_topic` (`%RETRY%<group>`): a message of that topic
+/// that carries RETRY_TOPIC gets that topic back (the first half of Java's
+/// `resetRetryAndNamespace`), and one pulled from the group's pop retry
+/// topic of a topic, `%RETRY%<group>_<topic>`, gets `<topic>` (Java's
+/// `tryResetPopRetryTopic`; also when it came by way of the retry topic,
+/// where Java, which looks at the pop retry topic first, would leave it).
 pub fn restore_retry_topic(msg: &mut MessageExt, retry_topic: &str) {
-    if msg.message.topic != retry_topic {
-        return;
+    if msg.message.topic == retry_topic {
+        if let Some(original) = msg.property(property::RETRY_TOPIC).map(str::to_owned) {
+            msg.message.topic = original;
+        }
     }
-    if let Some(original) = msg.property(property::RETRY_TOPIC).map(str::to_owned) {
-        msg.message.topic = original;
+    let popped_from = (msg.message.topic.strip_prefix(retry_topic))
+        .and_then(|rest| rest.strip_prefix('_'))
+        .filter(|topic| !topic.is_empty())
+        .map(str::to_owned);
+    if let Some(topic) = popped_from {
+        msg.message.topic = topic;
     }
 }
 
@@ -109,6 +118,29 @@ mod tests {
         let seen = view.message(&retried("%RETRY%cg", "T"), UNIX_EPOCH);
         assert_eq!(seen.topic(), "T");
         assert_eq!(seen.property(property::CONSUME_START_TIME), Some("0"));
+    }
+
+    #[test]
+    fn restores_the_topic_of_a_pop_retry_topic() {
+        let view = ListenerView::new(&ConsumerOptions::new("cg"));
+        let pulled = MessageExt::from(Message::new("%RETRY%cg_T", "body"));
+        assert_eq!(view.message(&pulled, UNIX_EPOCH).topic(), "T");
+        // Sent back from there, it names the topic it was popped from.
+        assert_eq!(view.returned(&pulled, UNIX_EPOCH).topic(), "T");
+        // Back from the retry topic, which the broker told where it came from.
+        let again = retried("%RETRY%cg", "%RETRY%cg_T");
+        assert_eq!(view.message(&again, UNIX_EPOCH).topic(), "T");
+        // Another group's, and a topic merely alike, are left alone.
+        for topic in ["%RETRY%other_T", "%RETRY%cgx_T", "%RETRY%cg_"] {
+            let msg = MessageExt::from(Message::new(topic, "body"));
+            assert_eq!(view.message(&msg, UNIX_EPOCH).topic(), topic);
+        }
+        let mut options = ConsumerOptions::new("ns%cg");
+        options.namespace = Namespace::new("ns").unwrap();
+        let view = ListenerView::new(&options);
+        let pulled = MessageExt::from(Message::new("%RETRY%ns%cg_ns%T", "body"));
+        assert_eq!(view.message(&pulled, UNIX_EPOCH).topic(), "T");
+        assert_eq!(view.returned(&pulled, UNIX_EPOCH).topic(), "ns%T");
     }
 
     #[test]

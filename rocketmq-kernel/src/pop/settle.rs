@@ -4,8 +4,8 @@
 //! the delay of its retry (Java's pop delay table) and comes back then,
 //! unless it has been retried `max_reconsume_times` times already (or the
 //! listener asked for delay level -1), when it goes to the group's
-//! dead-letter topic (Java's push consumer drops it; Java's proxy
-//! dead-letters it, and so does this client).
+//! dead-letter topic (Java's push consumer retries it for some hours, then
+//! drops it; Java's proxy dead-letters it, and so does this client).
 
 use std::time::Duration;
 

@@ -8,7 +8,9 @@
 //! long polling (`broker_suspend_max_time`), hidden for
 //! `pop_invisible_time`; hands what it found to the consume service
 //! ([`ConsumeService::submit_popped`](crate::consume::ConsumeService::submit_popped)),
-//! which waits when the consume side is full. Messages of a tag whose hash
+//! which waits when the consume side is full (a stop of the task does not
+//! wait for it), with the time their invisible time ends, reckoned from the
+//! answer's arrival. Messages of a tag whose hash
 //! collides with a subscribed one's are acknowledged, as Java does; one
 //! retried more than `max_reconsume_times` already goes to the dead-letter
 //! topic without being consumed (Java acknowledges it away). A failed
@@ -23,6 +25,7 @@ use rocketmq_model::header::PopMessageRequestHeader;
 use rocketmq_model::time::epoch_millis;
 use rocketmq_model::{MessageQueue, SubscriptionData};
 use rocketmq_remoting::calls::{PopResponse, PopStatus};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -138,7 +141,7 @@ impl PopTask {
             }
         };
         match response.status {
-            PopStatus::Found => self.found(&response, &subscription).await,
+            PopStatus::Found => self.found(&response, &subscription, Instant::now()).await,
             PopStatus::NoNewMsg => Next::Now,
             PopStatus::PollingFull => Next::After(options.pull_time_delay_when_exception),
         }
@@ -168,7 +171,14 @@ impl PopTask {
         self.shared.broker.pop_message(&addr, header).await
     }
 
-    async fn found(&mut self, response: &PopResponse, subscription: &SubscriptionData) -> Next {
+    /// Hands the messages of a FOUND answer, received at `answered`, to
+    /// the consume service.
+    async fn found(
+        &mut self,
+        response: &PopResponse,
+        subscription: &SubscriptionData,
+        answered: Instant,
+    ) -> Next {
         let options = &self.shared.options;
         let popped = match popped_messages(&self.mq.broker_name, response, subscription) {
             Ok(popped) => popped,
@@ -213,8 +223,18 @@ impl PopTask {
             mq: self.mq.clone(),
             queue: Arc::clone(&self.queue),
             messages,
+            invisible_until: answered + self.shared.options.pop_invisible_time,
         };
-        self.shared.consume.submit_popped(request).await;
+        let consume = Arc::clone(&self.shared.consume);
+        // As the pull task's hand-off: a stop (the queue removed, a
+        // shutdown) does not wait for room in the consume service, which a
+        // slow listener may not make for long; a submit already polled
+        // queues what it had not queued yet when dropped.
+        tokio::select! {
+            biased;
+            () = consume.submit_popped(request) => {}
+            () = self.cancel.cancelled() => return Next::Stop,
+        }
         if options.pull_interval.is_zero() {
             Next::Now
         } else {

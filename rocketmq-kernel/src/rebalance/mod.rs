@@ -28,9 +28,11 @@
 //! administrator's choice: the queue, or every queue of a broker as queue
 //! -1, gets a pop task ([`crate::pop`]) instead of a pull task and no
 //! offset; several clients may pop it). A queue whose mode changes is
-//! dropped and added again in the new mode. A broker that cannot tell yet
-//! (it has not had this client's heartbeat) leaves the queues as they are
-//! and the next round comes within a second.
+//! dropped and added again in the new mode. A topic whose queues are all
+//! pulled again also gets its pop retry topic subscribed, so the messages
+//! pop mode left there are pulled (`pop_retry.rs`). A broker that cannot
+//! tell yet (it has not had this client's heartbeat) leaves the queues as
+//! they are and the next round comes within a second.
 //!
 //! A round that changed the queues of some topics tells the
 //! [`AssignmentListener`] which (Java's `messageQueueChanged`): the client
@@ -48,6 +50,7 @@ mod add_failures;
 pub(crate) mod assignment;
 mod driver;
 mod lock;
+mod pop_retry;
 mod round;
 pub(crate) mod shared;
 mod start_offset;
@@ -58,6 +61,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use rocketmq_model::body::PopProcessQueueInfo;
+use rocketmq_model::resource::pop_retry_topic_v1;
 use rocketmq_model::{MessageQueue, SubscriptionData};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -390,16 +394,20 @@ impl Rebalancer {
             .insert(subscription.topic.clone(), subscription);
     }
 
-    /// Unsubscribes from `topic`; its queues are dropped in the next round.
+    /// Unsubscribes from `topic` (and from the pop retry topic a round may
+    /// have subscribed to for it); its queues are dropped in the next round.
     pub fn unsubscribe(&self, topic: &str) {
-        self.shared
+        let mut subscriptions = self
+            .shared
             .subscriptions
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(topic);
+            .unwrap_or_else(PoisonError::into_inner);
+        subscriptions.remove(topic);
+        subscriptions.remove(&pop_retry_topic_v1(topic, &self.shared.options.group));
     }
 
-    /// The current subscriptions (for heartbeats).
+    /// The current subscriptions (for heartbeats), pop retry topics
+    /// included.
     pub fn subscriptions(&self) -> Vec<SubscriptionData> {
         self.shared
             .subscriptions

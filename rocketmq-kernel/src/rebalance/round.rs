@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::add_failures::AddFailure;
 use super::assignment::Owned;
 use super::lock;
+use super::pop_retry;
 use super::shared::Shared;
 use super::start_offset::start_offset;
 use crate::allocate::allocate_caught;
@@ -69,6 +70,9 @@ pub(crate) async fn run(shared: &Arc<Shared>) -> RoundOutcome {
                 outcome.all_added &= topic.starts_with(RETRY_TOPIC_PREFIX);
             }
             Ok(Some(allocated)) => {
+                if pop_retry::follow(shared, topic, &allocated) {
+                    shared.trigger.request();
+                }
                 let (topic_changed, topic_outcome) = apply(shared, topic, &allocated).await;
                 if topic_changed {
                     changed = true;

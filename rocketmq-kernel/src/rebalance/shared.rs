@@ -55,7 +55,6 @@ impl Shared {
         self.consume.is_orderly() && self.options.message_model == MessageModel::Clustering
     }
 
-    /// The subscription of `topic`.
     /// Whether the brokers choose this consumer's queues (QUERY_ASSIGNMENT)
     /// rather than its strategy: only when asked for, and never for an
     /// orderly or broadcasting consumer (Java's
@@ -66,6 +65,7 @@ impl Shared {
             && self.options.message_model == MessageModel::Clustering
     }
 
+    /// The subscription of `topic`.
     pub(crate) fn subscription(&self, topic: &str) -> Option<SubscriptionData> {
         self.subscriptions
             .read()

@@ -232,9 +232,10 @@ impl PushConsumerBuilder {
     /// Popped messages are acknowledged one by one once consumed; a failed
     /// one comes back after Java's pop retry delay (10 s, 30 s, 1 min, …,
     /// by reconsume count), and after `max_reconsume_times` retries goes to
-    /// the group's dead-letter topic (Java's push consumer would
-    /// acknowledge it away). In pop mode several clients may read one
-    /// queue, so a group can have more consumers than queues. Orderly and
+    /// the group's dead-letter topic (Java's push consumer would go on
+    /// retrying it for about four hours after it was born, then acknowledge
+    /// it away). In pop mode several clients may read one queue, so a group
+    /// can have more consumers than queues. Orderly and
     /// broadcasting consumers always choose their queues themselves, as in
     /// Java.
     pub fn client_rebalance(mut self, client_rebalance: bool) -> Self {

@@ -150,6 +150,28 @@ impl PushCore {
         self.subscriptions.insert_latest(subscription);
     }
 
+    /// The subscriptions to pop retry topics that the rebalancer added of
+    /// its own (a topic the brokers switched back from pop to pull mode,
+    /// see the kernel's `rebalance` docs): the brokers are told of them
+    /// with the consumer's own (Java's `subscriptionInner` holds both).
+    pub(crate) fn pop_retry_subscriptions(&self) -> Vec<SubscriptionData> {
+        let Some(rebalancer) = self.rebalancer() else {
+            return Vec::new();
+        };
+        let prefix = format!("{}_", self.options.retry_topic());
+        (rebalancer.subscriptions().into_iter())
+            .filter(|s| s.topic.starts_with(&prefix) && self.subscriptions.get(&s.topic).is_none())
+            .collect()
+    }
+
+    /// Every subscription the brokers are told of: the consumer's and the
+    /// [pop retry topics'](Self::pop_retry_subscriptions).
+    pub(crate) fn all_subscriptions(&self) -> Vec<SubscriptionData> {
+        let mut all = self.subscriptions.list();
+        all.extend(self.pop_retry_subscriptions());
+        all
+    }
+
     pub(crate) fn remove_subscription(&self, topic: &str) {
         if let Some(rebalancer) = self.rebalancer() {
             rebalancer.unsubscribe(topic);
@@ -364,12 +386,17 @@ impl ConsumerHandle for PushCore {
     }
 
     fn heartbeat_data(&self) -> ConsumerData {
-        self.subscriptions
-            .consumer_data(&self.options, ConsumeType::ConsumePassively)
+        let mut data = self
+            .subscriptions
+            .consumer_data(&self.options, ConsumeType::ConsumePassively);
+        (data.subscription_data_set).extend(self.pop_retry_subscriptions());
+        data
     }
 
     fn subscribed_topics(&self) -> Vec<String> {
-        self.subscriptions.topics()
+        let mut topics = self.subscriptions.topics();
+        topics.extend(self.pop_retry_subscriptions().into_iter().map(|s| s.topic));
+        topics
     }
 
     async fn rebalance(&self) {

@@ -33,7 +33,7 @@ pub(crate) fn build(core: &PushCore) -> ConsumerRunningInfo {
         }
         mq_pop_table.extend(rebalancer.pop_queues());
     }
-    let subscription_set = core.subscriptions.list();
+    let subscription_set = core.all_subscriptions();
     let topics: Vec<String> = subscription_set.iter().map(|s| s.topic.clone()).collect();
     let status_table = core
         .status
@@ -120,6 +120,13 @@ fn properties(core: &PushCore) -> BTreeMap<String, String> {
             options.post_subscription_when_pull.to_string(),
         ),
         ("unitMode", "false".to_owned()),
+        ("clientRebalance", options.client_rebalance.to_string()),
+        ("popInvisibleTime", millis(options.pop_invisible_time)),
+        ("popBatchNums", options.pop_batch_nums.to_string()),
+        (
+            "popThresholdForQueue",
+            options.pop_threshold_for_queue.to_string(),
+        ),
         (PROP_CONSUME_ORDERLY, orderly.to_string()),
         (
             PROP_CONSUME_TYPE,
