@@ -13,6 +13,9 @@ use tokio::time::Instant;
 
 /// A duplicate delivered within this long after a fault is put down to it.
 pub(crate) const FAULT_WINDOW: Duration = Duration::from_secs(30);
+/// Releases of the same text within this long of the first are one event
+/// (a broker stop fails the acknowledgements of many messages, one by one).
+const RELEASE_MERGE: Duration = Duration::from_secs(1);
 
 /// Where a message was stored: the broker's store host, queue and offset.
 pub(crate) type Location = (SocketAddr, i32, i64);
@@ -130,6 +133,10 @@ pub(crate) struct Verdict {
     pub(crate) lost_sample: Vec<String>,
     /// Messages consumed whose send reported failure (stored after all).
     pub(crate) consumed_unacked: u64,
+    /// Messages first delivered from the retry topic: popped, and nobody
+    /// got that pop's answer (a pop cut short by a leave or a broker stop);
+    /// revived, not duplicated.
+    pub(crate) first_revived: u64,
     /// Every delivery, duplicates included.
     pub(crate) deliveries: u64,
     /// Extra deliveries and their causes.
@@ -169,7 +176,8 @@ impl Ledger {
 
     /// `consumer` was handed `msgs`.
     pub(crate) fn delivered(&self, consumer: &str, msgs: &[MessageExt]) {
-        self.record_deliveries(consumer, msgs.iter().map(|msg| (msg, None)));
+        let at = self.elapsed();
+        self.record_deliveries(at, consumer, msgs.iter().map(|msg| (msg, None)));
     }
 
     /// Pop consumer `consumer` received `msgs`, each with the pop time of
@@ -179,18 +187,35 @@ impl Ledger {
         consumer: &str,
         msgs: impl IntoIterator<Item = (&'a MessageExt, i64)>,
     ) {
+        self.received_releasing(consumer, msgs, String::new(), Vec::new());
+    }
+
+    /// As [`received`](Self::received), and releases `late` among them,
+    /// as `what`, at the same instant: they may come back although the
+    /// consumer acknowledges them (see [`released`](Self::released)).
+    pub(crate) fn received_releasing<'a>(
+        &self,
+        consumer: &str,
+        msgs: impl IntoIterator<Item = (&'a MessageExt, i64)>,
+        what: String,
+        late: Vec<String>,
+    ) {
+        let at = self.elapsed();
+        if !late.is_empty() {
+            self.record(at, what, FaultKind::Release, late);
+        }
         let msgs = msgs
             .into_iter()
             .map(|(msg, pop_time)| (msg, Some(pop_time)));
-        self.record_deliveries(consumer, msgs);
+        self.record_deliveries(at, consumer, msgs);
     }
 
     fn record_deliveries<'a>(
         &self,
+        at: Duration,
         consumer: &str,
         msgs: impl IntoIterator<Item = (&'a MessageExt, Option<i64>)>,
     ) {
-        let at = self.elapsed();
         let mut books = self.books();
         for (msg, pop_time) in msgs {
             let delivery = Delivery {
@@ -210,12 +235,17 @@ impl Ledger {
 
     /// Records a fault (or membership change) happening now.
     pub(crate) fn fault(&self, what: impl Into<String>) {
-        self.record(what.into(), FaultKind::Other, Vec::new());
+        self.record(self.elapsed(), what.into(), FaultKind::Other, Vec::new());
     }
 
     /// Records that a stopped broker serves again.
     pub(crate) fn broker_back(&self, what: impl Into<String>) {
-        self.record(what.into(), FaultKind::BrokerBack, Vec::new());
+        self.record(
+            self.elapsed(),
+            what.into(),
+            FaultKind::BrokerBack,
+            Vec::new(),
+        );
     }
 
     /// Records that a pop consumer left the messages `ids` unacknowledged
@@ -225,16 +255,30 @@ impl Ledger {
     /// this event ([`Attribution::Releases`]).
     pub(crate) fn released(&self, what: impl Into<String>, ids: impl IntoIterator<Item = String>) {
         let ids = ids.into_iter().collect();
-        self.record(what.into(), FaultKind::Release, ids);
+        self.record(self.elapsed(), what.into(), FaultKind::Release, ids);
     }
 
-    /// Records an event happening now, a release of `ids`.
-    fn record(&self, what: String, kind: FaultKind, ids: Vec<String>) {
-        let event = FaultEvent {
-            at: self.elapsed(),
-            what,
-            kind,
-        };
+    /// Records an event happening at `at` (now), a release of `ids`; a
+    /// release is added to one of the same text less than
+    /// [`RELEASE_MERGE`] old.
+    fn record(&self, at: Duration, what: String, kind: FaultKind, ids: Vec<String>) {
+        if kind == FaultKind::Release {
+            let mut books = self.books();
+            let merge = (books.faults.iter().enumerate().rev())
+                .take_while(|(_, f)| at.saturating_sub(f.at) < RELEASE_MERGE)
+                .find(|(_, f)| f.kind == kind && f.what == what)
+                .map(|(index, _)| index);
+            if let Some(index) = merge {
+                for id in ids {
+                    let releases = books.releases.entry(id).or_default();
+                    releases.push(index);
+                    releases.sort_unstable();
+                    releases.dedup();
+                }
+                return;
+            }
+        }
+        let event = FaultEvent { at, what, kind };
         // As it happens, so that a run that hangs shows how far it got.
         tracing::info!(target: "soak", at = event.at.as_secs_f64(), "{}", event.what);
         let mut books = self.books();
@@ -261,6 +305,15 @@ impl Ledger {
             .filter(|at| within.is_none_or(|within| now.saturating_sub(*at) < within))
             .count();
         count(n)
+    }
+
+    /// The messages `consumer` was handed at or after `since`.
+    pub(crate) fn delivered_since(&self, consumer: &str, since: Duration) -> Vec<String> {
+        let books = self.books();
+        (books.deliveries.iter())
+            .filter(|(_, ds)| (ds.iter()).any(|d| d.consumer == consumer && d.at >= since))
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The faults so far, in order.
@@ -358,6 +411,11 @@ impl Ledger {
             if !books.acked.contains_key(id) {
                 verdict.consumed_unacked += 1;
             }
+            if let Some(first) = deliveries.first().filter(|d| d.retried) {
+                verdict.first_revived += 1;
+                tracing::debug!(target: "soak", %id, acked = ?books.acked.get(id),
+                    at = ?first.at, consumer = %first.consumer, "first delivered revived");
+            }
             let causes = match self.attribution {
                 Attribution::LatestFault => Causes::LatestFault(&books.faults),
                 Attribution::Releases { invisible } => Causes::Releases {
@@ -436,13 +494,14 @@ impl Causes<'_> {
 }
 
 /// Adds the extra deliveries of one message to `dups`. A delivery at a
-/// new location of the topic after the first is a second copy of the
+/// new location of the topic after one at another is a second copy of the
 /// message (stored twice). One from the retry topic (a revive) is a
 /// redelivery, put down to a fault by [`Causes::cause`]; so is one at a
 /// location seen before, except in pop mode: there another pop of the same
 /// location (no revive between: revives come from the retry topic) is the
 /// broker handing the offset out twice, and the same pop twice the
-/// client's duplicate (unexplained).
+/// client's duplicate (unexplained); and so is the first delivery from the
+/// topic after revives only (a pop consumed late, after its revive was).
 fn classify(deliveries: &[Delivery], causes: &Causes<'_>, dups: &mut Duplicates) {
     let mut seen: Vec<&Delivery> = Vec::new();
     for (i, delivery) in deliveries.iter().enumerate() {
@@ -456,7 +515,8 @@ fn classify(deliveries: &[Delivery], causes: &Causes<'_>, dups: &mut Duplicates)
             continue;
         }
         dups.total += 1;
-        if earlier.is_none() && !delivery.retried {
+        let from_the_topic_before = || deliveries[..i].iter().any(|d| !d.retried);
+        if earlier.is_none() && !delivery.retried && from_the_topic_before() {
             dups.stored_twice += 1;
             continue;
         }
@@ -623,6 +683,33 @@ mod tests {
         };
         classify(&[popped(5, 7, 5000), revived(12, 0)], &causes, &mut dups);
         assert_eq!(dups.unexplained, 1);
+    }
+
+    #[test]
+    fn a_pop_consumed_after_its_revive_is_a_redelivery() {
+        let faults = vec![event(20, "c1 got messages late", FaultKind::Release)];
+        let causes = Causes::Releases {
+            faults: &faults,
+            releases: &[0],
+            invisible: Duration::from_secs(10),
+        };
+        let mut dups = Duplicates::default();
+        // Revived and consumed by c2 while c1 still held its pop.
+        classify(&[revived(19, 0), popped(20, 7, 5000)], &causes, &mut dups);
+        assert_eq!((dups.redelivered, dups.stored_twice), (1, 0));
+        assert_eq!(dups.unexplained, 0);
+    }
+
+    #[test]
+    fn releases_of_one_text_within_a_second_are_one_event() {
+        let ledger = Ledger::new(Attribution::Releases {
+            invisible: Duration::from_secs(8),
+        });
+        ledger.released("ack failed", ["a".to_owned()]);
+        ledger.released("ack failed", ["b".to_owned()]);
+        ledger.released("other", ["a".to_owned()]);
+        assert_eq!(ledger.faults().len(), 2);
+        assert_eq!(ledger.unreturned(None), 2);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The soak: many messages through producers and push consumers (or, with
-//! `--pop`, simple consumers: pop consumption) while consumers join and
-//! leave and a broker is stopped and restarted; it checks that nothing
-//! acknowledged is lost, explains every duplicate by the faults around it,
-//! samples resident memory and counts the tasks left after shutdown.
+//! `--pop`, simple consumers: pop consumption; with `--push-pop`, push
+//! consumers the brokers tell to pop) while consumers join and leave and a
+//! broker is stopped and restarted; it checks that nothing acknowledged is
+//! lost, explains every duplicate by the faults around it, samples
+//! resident memory and counts the tasks left after shutdown.
 //!
 //! ```sh
 //! cargo run --release -p rocketmq-examples --example soak
 //! cargo run --release -p rocketmq-examples --example soak -- --pop
+//! cargo run --release -p rocketmq-examples --example soak -- --push-pop
 //! cargo run --release -p rocketmq-examples --example soak -- --messages 5000 --namesrv 127.0.0.1:9876
 //! ```
 //!
@@ -17,13 +19,17 @@
 //! `--broker-start-cmd` (e.g. `scripts/real-cluster.sh stop-broker broker-b
 //! KILL`), and skips the broker faults without them. It ends with a summary and one JSON line, and
 //! exits non-zero when a message was lost, a task outlived shutdown, a
-//! restarted consumer got a message twice or something hung (with `--pop`
-//! also when a duplicate is unexplained).
+//! restarted consumer got a message twice, something hung or the run broke
+//! off (with `--pop` or `--push-pop` also when a duplicate is
+//! unexplained).
 
 mod faults;
 mod ledger;
 mod memory;
+mod mode;
+mod outcome;
 mod pop;
+mod push_pop;
 mod report;
 mod scenario;
 
@@ -34,8 +40,13 @@ use std::time::Duration;
 use clap::Parser;
 use rocketmq_testkit::TestCluster;
 use tokio::runtime::{Builder, Runtime};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use faults::BrokerFaults;
+use mode::ConsumerMode;
+use push_pop::KernelWarnings;
 use scenario::Plan;
 
 #[derive(Parser)]
@@ -54,8 +65,14 @@ struct Cli {
     /// ack, change invisible duration) instead of push consumers; every
     /// other leaving member drops what it holds unacknowledged, and every
     /// duplicate must be explained.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "push_pop")]
     pop: bool,
+    /// The group's members are push consumers that leave rebalancing to
+    /// the brokers (`client_rebalance(false)`), the group switched to pop
+    /// mode on the topic first (every member pops every broker); every
+    /// duplicate must be explained.
+    #[arg(long)]
+    push_pop: bool,
     /// Stop/restart cycles of the second broker (of a real cluster: with
     /// `--broker-stop-cmd` and `--broker-start-cmd`).
     #[arg(long, default_value_t = 2)]
@@ -113,11 +130,15 @@ fn runtime(workers: usize) -> std::io::Result<Runtime> {
 }
 
 fn main() -> Result<ExitCode, BoxError> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let warnings = Arc::new(KernelWarnings::default());
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
         )
+        .with(warnings.layer())
         .init();
     let mut cli = Cli::parse();
     if cli.namesrv.is_none() {
@@ -142,7 +163,13 @@ fn main() -> Result<ExitCode, BoxError> {
         size: cli.size,
         auto_batch: cli.auto_batch,
         consumers: cli.consumers,
-        pop: cli.pop,
+        mode: if cli.pop {
+            ConsumerMode::Pop
+        } else if cli.push_pop {
+            ConsumerMode::PushPop
+        } else {
+            ConsumerMode::Push
+        },
         restarts: cli.restarts,
         restart_check: cli.restart_check,
         time_limit: Duration::from_secs(cli.time_limit),
@@ -162,7 +189,7 @@ fn main() -> Result<ExitCode, BoxError> {
                     stop: std::mem::take(&mut cli.broker_stop_cmd),
                     start,
                 });
-            let outcome = client_runtime.block_on(scenario::run(plan.clone(), faults));
+            let outcome = client_runtime.block_on(scenario::run(plan.clone(), faults, &warnings));
             (outcome, format!("cluster at {namesrv}"))
         }
         None => {
@@ -180,7 +207,8 @@ fn main() -> Result<ExitCode, BoxError> {
                 runtime: cluster_runtime.handle().clone(),
                 index: 1,
             };
-            let outcome = client_runtime.block_on(scenario::run(plan.clone(), Some(faults)));
+            let outcome =
+                client_runtime.block_on(scenario::run(plan.clone(), Some(faults), &warnings));
             match Arc::try_unwrap(cluster) {
                 Ok(cluster) => cluster_runtime.block_on(cluster.shutdown()),
                 Err(_) => eprintln!("the embedded cluster is still shared; not shut down"),

@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::scenario::{Outcome, Plan};
+use crate::outcome::Outcome;
+use crate::scenario::Plan;
 
 /// Prints the summary and the JSON line to stdout.
 pub(crate) fn print(plan: &Plan, target: &str, outcome: &Outcome) {
@@ -15,7 +16,7 @@ pub(crate) fn print(plan: &Plan, target: &str, outcome: &Outcome) {
         plan.messages,
         plan.producers,
         plan.consumers,
-        mode(plan),
+        plan.mode.name(),
         plan.restarts
     );
     println!(
@@ -38,7 +39,7 @@ pub(crate) fn print(plan: &Plan, target: &str, outcome: &Outcome) {
         "  duplicates           {:>9}  ({} redelivered, {} stored twice, {} unexplained)",
         d.total, d.redelivered, d.stored_twice, d.unexplained
     );
-    if outcome.pop.is_some() {
+    if outcome.mode.pops() {
         println!(
             "    popped twice by the broker {} (the broker's; the same queue offset in two pops)",
             d.popped_twice
@@ -54,6 +55,12 @@ pub(crate) fn print(plan: &Plan, target: &str, outcome: &Outcome) {
         println!("    {n:>7} after {fault}");
     }
     println!("  consumed, send failed {:>8}", v.consumed_unacked);
+    if outcome.mode.pops() {
+        println!(
+            "  first delivered revived {:>6}  (popped, the pop's answer lost to a leave or a broker stop)",
+            v.first_revived
+        );
+    }
     if let Some(p) = &outcome.pop {
         println!(
             "  pop: {} receives ({} empty, {} failed), {} messages; {} batch acks, {} single acks, {} changes",
@@ -68,6 +75,21 @@ pub(crate) fn print(plan: &Plan, target: &str, outcome: &Outcome) {
         println!(
             "    left unacknowledged: {} acks failed, {} changes failed, {} dropped by leaving members; {} never came back",
             p.ack_failures, p.change_failures, p.dropped, p.released_not_returned
+        );
+    }
+    if let Some(p) = &outcome.push_pop {
+        println!(
+            "  push pop: released {} on the kernel's warnings ({} naming unknown handles), {} that came late, {} left unsettled by {} leaving members; {} never came back",
+            p.kernel_releases,
+            p.unknown_handles,
+            p.late,
+            p.unsettled_released,
+            p.unsettled_leaves,
+            p.released_not_returned
+        );
+        println!(
+            "    consumed without a receipt handle (pulled) {}",
+            p.without_handle
         );
     }
     println!(
@@ -122,7 +144,7 @@ pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
         "producers": plan.producers,
         "auto_batch": plan.auto_batch,
         "consumers": plan.consumers,
-        "consumer_mode": mode(plan),
+        "consumer_mode": plan.mode.name(),
         "pop": outcome.pop.map(|p| json!({
             "receives": p.receives,
             "empty_receives": p.empty_receives,
@@ -134,6 +156,15 @@ pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
             "ack_failures": p.ack_failures,
             "change_failures": p.change_failures,
             "dropped": p.dropped,
+            "released_not_returned": p.released_not_returned,
+        })),
+        "push_pop": outcome.push_pop.map(|p| json!({
+            "kernel_releases": p.kernel_releases,
+            "unknown_handles": p.unknown_handles,
+            "late": p.late,
+            "unsettled_leaves": p.unsettled_leaves,
+            "unsettled_released": p.unsettled_released,
+            "without_handle": p.without_handle,
             "released_not_returned": p.released_not_returned,
         })),
         "restarts": plan.restarts,
@@ -152,6 +183,7 @@ pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
         "duplicates_near_fault": d.near_fault,
         "duplicates_by_broker": d.by_broker,
         "consumed_unacked": v.consumed_unacked,
+        "first_revived": v.first_revived,
         "restart_redeliveries": outcome.restart_redeliveries,
         "unclean_shutdowns": outcome.unclean_shutdowns.len(),
         "hangs": outcome.hangs.len(),
@@ -161,6 +193,7 @@ pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
         "send_seconds": outcome.send_time.as_secs_f64(),
         "run_seconds": outcome.run_time.as_secs_f64(),
         "timed_out": outcome.timed_out,
+        "aborted": outcome.aborted,
         "send_recovery_seconds": outcome.send_recoveries.iter()
             .map(|(broker, took)| json!({"broker": broker, "seconds": took.map(|t| t.as_secs_f64())}))
             .collect::<Vec<_>>(),
@@ -169,9 +202,4 @@ pub(crate) fn json_line(plan: &Plan, target: &str, outcome: &Outcome) -> Value {
             .collect::<Vec<_>>(),
         "passed": outcome.passed(),
     })
-}
-
-/// How the group consumes: "push" or "pop".
-fn mode(plan: &Plan) -> &'static str {
-    if plan.pop { "pop" } else { "push" }
 }

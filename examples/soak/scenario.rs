@@ -2,8 +2,9 @@
 //! broker is stopped and restarted, at points spread over the sends; then
 //! every acknowledged message must have been consumed, a cleanly restarted
 //! consumer must consume nothing twice, and no task may outlive shutdown.
-//! The consumers are push consumers, or with `--pop` simple (pop) consumers
-//! ([`crate::pop`]).
+//! The consumers are push consumers, with `--pop` simple (pop) consumers
+//! ([`crate::pop`]), or with `--push-pop` push consumers the brokers tell
+//! to pop ([`crate::push_pop`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,9 +22,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::faults::BrokerFaults;
-use crate::ledger::{Attribution, FAULT_WINDOW, FaultEvent, Ledger, Verdict};
+use crate::ledger::{Attribution, FAULT_WINDOW, Ledger};
 use crate::memory::{MemorySampler, status_kib};
-use crate::pop::{self, OnLeave, PopCounters, PopFigures, PopMember};
+use crate::mode::ConsumerMode;
+use crate::outcome::Outcome;
+use crate::pop::{OnLeave, PopCounters, PopMember};
+use crate::push_pop::{self, KernelWarnings, PushPopBooks};
 
 /// The shortest time a stopped broker stays down.
 const MIN_DOWNTIME: Duration = Duration::from_secs(3);
@@ -63,8 +67,8 @@ pub(crate) struct Plan {
     pub(crate) auto_batch: bool,
     /// Consumers taking part (one at the start, the others join).
     pub(crate) consumers: usize,
-    /// The consumers are simple (pop) consumers, not push consumers.
-    pub(crate) pop: bool,
+    /// The kind of consumers the group's members are.
+    pub(crate) mode: ConsumerMode,
     /// Broker stop/restart cycles (0 without a broker to stop).
     pub(crate) restarts: usize,
     /// Messages of the clean-restart check.
@@ -77,78 +81,6 @@ pub(crate) struct Plan {
     /// The shortest time a stopped broker stays down (at least
     /// [`MIN_DOWNTIME`]).
     pub(crate) min_downtime: Duration,
-}
-
-/// What a run found.
-#[derive(Debug, Default)]
-pub(crate) struct Outcome {
-    /// Lost, consumed, duplicates.
-    pub(crate) verdict: Verdict,
-    /// Faults and membership changes, in order.
-    pub(crate) faults: Vec<FaultEvent>,
-    /// Redeliveries, to the cleanly restarted consumer, of messages
-    /// consumed before its restart: must be 0.
-    pub(crate) restart_redeliveries: u64,
-    /// Consumer shutdowns that left messages or errors behind.
-    pub(crate) unclean_shutdowns: Vec<String>,
-    /// What the pop consumers did (pop mode only).
-    pub(crate) pop: Option<PopFigures>,
-    /// Peak `VmRSS` sampled during the run, KiB.
-    pub(crate) peak_rss_kib: u64,
-    /// `VmHWM` at the end, KiB.
-    pub(crate) hwm_kib: u64,
-    /// Tasks alive on the client runtime after everything shut down.
-    pub(crate) tasks_alive: usize,
-    /// Time spent sending the main phase.
-    pub(crate) send_time: Duration,
-    /// The whole run.
-    pub(crate) run_time: Duration,
-    /// For each broker restart, how long after it served again (its start
-    /// returned) the first send to one of its queues was acknowledged; `None`
-    /// when none was.
-    pub(crate) send_recoveries: Vec<(String, Option<Duration>)>,
-    /// Acknowledged messages never consumed that no broker can deliver: not
-    /// in its store (looked up by UNIQ_KEY), or stored but not at the queue
-    /// offset they were acknowledged with. The broker's loss.
-    pub(crate) lost_by_broker: u64,
-    /// Whether the brokers are the embedded testkit's: a queue offset it
-    /// hands out in two pops is a testkit bug, and fails the run.
-    pub(crate) embedded_brokers: bool,
-    /// Whether the time limit ran out (something hung or was lost).
-    pub(crate) timed_out: bool,
-    /// Shutdowns that did not end within their limit.
-    pub(crate) hangs: Vec<String>,
-    /// What the run could not do.
-    pub(crate) notes: Vec<String>,
-}
-
-impl Outcome {
-    /// Whether the run passed: nothing lost, nothing redelivered to the
-    /// restarted consumer, no task left, nothing hung; in pop mode also
-    /// every duplicate explained: by a release of the message itself (see
-    /// [`Attribution::Releases`]), or, of a real broker, as the broker's: a
-    /// queue offset it handed out in two pops (`popped_twice`, reported
-    /// apart as the broker's loss is). The embedded testkit must never do
-    /// that (it reads a queue for one pop at a time, as Java's broker).
-    pub(crate) fn passed(&self) -> bool {
-        let dups = &self.verdict.duplicates;
-        self.client_lost() == 0
-            && self.restart_redeliveries == 0
-            && self.tasks_alive == 0
-            && !self.timed_out
-            && self.hangs.is_empty()
-            && (self.pop.is_none() || dups.unexplained == 0)
-            && !(self.embedded_brokers && dups.popped_twice > 0)
-    }
-}
-
-impl Outcome {
-    /// Lost messages the brokers still store: the client's loss. A message a
-    /// broker acknowledged and then lost (a SIGKILL before its store was
-    /// flushed) is the broker's, and reported apart.
-    pub(crate) fn client_lost(&self) -> u64 {
-        self.verdict.lost.saturating_sub(self.lost_by_broker)
-    }
 }
 
 /// One step of the fault plan.
@@ -189,6 +121,8 @@ struct Run {
     ledger: Arc<Ledger>,
     /// What the pop members did (pop mode).
     pop: Arc<PopCounters>,
+    /// The push pop members' books (push pop mode).
+    push_pop: Option<Arc<PushPopBooks>>,
     /// Main-phase sends finished (acknowledged or failed).
     progress: AtomicU64,
     /// Cancelled when the time limit runs out.
@@ -298,12 +232,18 @@ impl Run {
 
     async fn start_consumer(&self, index: usize) -> rocketmq_client::Result<Member> {
         let name = format!("c{index}");
-        if self.plan.pop {
-            let config = self.config(&name);
+        let config = self.config(&name);
+        let (group, topic) = (self.plan.group.clone(), self.plan.topic.clone());
+        if let Some(books) = &self.push_pop {
+            return push_pop::start(name, group, topic, config, Arc::clone(books))
+                .await
+                .map(Member::Push);
+        }
+        if self.plan.mode == ConsumerMode::Pop {
             return PopMember::start(
                 name,
-                self.plan.group.clone(),
-                self.plan.topic.clone(),
+                group,
+                topic,
                 config,
                 Arc::clone(&self.ledger),
                 Arc::clone(&self.pop),
@@ -313,8 +253,8 @@ impl Run {
         }
         let ledger = Arc::clone(&self.ledger);
         let listener_name = name.clone();
-        PushConsumer::builder(self.plan.group.clone(), self.config(&name))
-            .subscribe(self.plan.topic.clone(), "*")
+        PushConsumer::builder(group, config)
+            .subscribe(topic, "*")
             .consume_from_where(ConsumeFromWhere::FirstOffset)
             .consume_concurrently(move |msgs: Vec<MessageExt>, _ctx: ConcurrentContext| {
                 let ledger = Arc::clone(&ledger);
@@ -329,13 +269,20 @@ impl Run {
             .map(Member::Push)
     }
 
-    /// Stops a member; a pop member does `on_leave` with what it holds.
+    /// Stops a member; a pop member does `on_leave` with what it holds; a
+    /// push pop member's report tells its books what it left unsettled.
     async fn stop_consumer(&self, index: usize, member: Member, on_leave: OnLeave) {
         match member {
             Member::Push(consumer) => {
+                let since = self.ledger.elapsed();
                 match tokio::time::timeout(SHUTDOWN_LIMIT, consumer.shutdown()).await {
                     Ok(report) if report.is_clean() => {}
-                    Ok(report) => self.note_unclean(format!("c{index}: {report:?}")),
+                    Ok(report) => {
+                        if let Some(books) = &self.push_pop {
+                            books.left(&format!("c{index}"), since, &report);
+                        }
+                        self.note_unclean(format!("c{index}: {report:?}"));
+                    }
                     Err(_) => self.note_hang(format!("shutdown of consumer c{index}")),
                 }
             }
@@ -374,19 +321,26 @@ impl Run {
 }
 
 /// Runs the soak on the current runtime (which should hold nothing else)
-/// and answers what it found.
-pub(crate) async fn run(plan: Plan, faults: Option<BrokerFaults>) -> Outcome {
+/// and answers what it found; in push pop mode the kernel's `warnings`
+/// go to the run's books meanwhile.
+pub(crate) async fn run(
+    plan: Plan,
+    faults: Option<BrokerFaults>,
+    warnings: &KernelWarnings,
+) -> Outcome {
     let sampler = MemorySampler::start();
-    let attribution = if plan.pop {
-        Attribution::Releases {
-            invisible: pop::INVISIBLE,
-        }
-    } else {
-        Attribution::LatestFault
+    let attribution = match plan.mode.invisible() {
+        Some(invisible) => Attribution::Releases { invisible },
+        None => Attribution::LatestFault,
     };
+    let ledger = Arc::new(Ledger::new(attribution));
+    let push_pop = (plan.mode == ConsumerMode::PushPop)
+        .then(|| Arc::new(PushPopBooks::new(Arc::clone(&ledger))));
+    warnings.attach(push_pop.clone());
     let run = Arc::new(Run {
-        ledger: Arc::new(Ledger::new(attribution)),
+        ledger,
         pop: Arc::new(PopCounters::default()),
+        push_pop,
         progress: AtomicU64::new(0),
         deadline: CancellationToken::new(),
         started: Instant::now(),
@@ -407,6 +361,7 @@ pub(crate) async fn run(plan: Plan, faults: Option<BrokerFaults>) -> Outcome {
         tracing::error!(error = %err, "the soak could not run");
         if let Ok(mut outcome) = run.outcome.lock() {
             outcome.notes.push(format!("aborted: {err}"));
+            outcome.aborted = true;
         }
     }
     run.note_recovery_missed();
@@ -423,9 +378,12 @@ pub(crate) async fn run(plan: Plan, faults: Option<BrokerFaults>) -> Outcome {
         .map(|mut o| std::mem::take(&mut *o))
         .unwrap_or_default();
     outcome.verdict = run.ledger.verdict();
-    if run.plan.pop {
+    warnings.attach(None);
+    if run.plan.mode == ConsumerMode::Pop {
         outcome.pop = Some(run.pop.figures(run.ledger.unreturned(None)));
     }
+    outcome.push_pop = run.push_pop.as_ref().map(|books| books.figures());
+    outcome.mode = run.plan.mode;
     outcome.faults = run.ledger.faults();
     outcome.timed_out = timed_out;
     outcome.peak_rss_kib = peak_rss_kib;
@@ -471,6 +429,9 @@ async fn phases(run: &Arc<Run>, faults: Option<&BrokerFaults>) -> Result<(), Box
     // The first send creates the topic on a real cluster if it is not there
     // yet (auto-creation), so that consumers find its route when they start.
     run.send(&producers[0], u64::MAX).await;
+    if run.plan.mode == ConsumerMode::PushPop {
+        push_pop::switch_to_pop(&producers[0], &run.plan.topic, &run.plan.group).await?;
+    }
     let mut members: Vec<Option<Member>> = (0..run.plan.consumers).map(|_| None).collect();
     if let Some(first) = members.first_mut() {
         run.ledger.fault("join c0");
@@ -492,9 +453,9 @@ async fn phases(run: &Arc<Run>, faults: Option<&BrokerFaults>) -> Result<(), Box
         outcome.send_time = send_time;
     }
     wait_for_missing(run, &producers[0], &members).await;
-    if run.plan.pop {
+    if let Some(invisible) = run.plan.mode.invisible() {
         // What was left unacknowledged comes back before the members go.
-        run.wait_for(|| run.ledger.unreturned(Some(pop::INVISIBLE + FAULT_WINDOW)) == 0)
+        run.wait_for(|| run.ledger.unreturned(Some(invisible + FAULT_WINDOW)) == 0)
             .await;
     }
     run.settle().await;
@@ -583,9 +544,13 @@ async fn wait_for_missing(run: &Run, producer: &Producer, members: &[Option<Memb
             return;
         }
         report_assignments(members, missing);
-        if run.plan.pop {
+        if run.plan.mode == ConsumerMode::Pop {
             let pop = run.pop.figures(run.ledger.unreturned(None));
             tracing::info!(target: "soak", missing, ?pop, "still waiting");
+        }
+        if let Some(books) = &run.push_pop {
+            let push_pop = books.figures();
+            tracing::info!(target: "soak", missing, ?push_pop, "still waiting");
         }
         let ids = run.ledger.missing_ids(STORE_LOOKUPS);
         if u64::try_from(ids.len()).unwrap_or(u64::MAX) == missing {
@@ -734,7 +699,7 @@ async fn drive(run: &Run, faults: Option<&BrokerFaults>, members: &mut [Option<M
             }
             (Step::Leave(c), _) => {
                 if let Some(consumer) = members[c].take() {
-                    let on_leave = if run.plan.pop && leaves % 2 == 0 {
+                    let on_leave = if run.plan.mode == ConsumerMode::Pop && leaves % 2 == 0 {
                         run.ledger
                             .fault(format!("leave c{c} (dropping what it holds)"));
                         OnLeave::Drop
@@ -781,9 +746,9 @@ async fn drive(run: &Run, faults: Option<&BrokerFaults>, members: &mut [Option<M
 
 /// A consumer shut down cleanly and started again consumes nothing twice:
 /// with every consumer down, sends a few more messages, starts consumer 0
-/// again, and counts redeliveries of what was consumed before. In pop mode
-/// (no client offsets) this checks that the brokers kept the
-/// acknowledgements: the new member receives on for an invisible duration
+/// again, and counts redeliveries of what was consumed before. When the
+/// members pop (no client offsets) this checks that the brokers kept the
+/// acknowledgements: the new member consumes on for an invisible duration
 /// more, by when anything popped and not acknowledged would be back.
 async fn restart_check(run: &Run, producer: &Producer) -> Result<(), BoxError> {
     if run.plan.restart_check == 0 || run.plan.consumers == 0 {
@@ -797,9 +762,9 @@ async fn restart_check(run: &Run, producer: &Producer) -> Result<(), BoxError> {
     run.ledger.fault("restart c0 (clean-restart check)");
     let consumer = run.start_consumer(0).await?;
     wait_for_missing(run, producer, &[]).await;
-    if run.plan.pop {
+    if let Some(invisible) = run.plan.mode.invisible() {
         tokio::select! {
-            () = tokio::time::sleep(pop::INVISIBLE + QUIET) => {}
+            () = tokio::time::sleep(invisible + QUIET) => {}
             () = run.deadline.cancelled() => {}
         }
     }
