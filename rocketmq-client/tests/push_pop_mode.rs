@@ -48,6 +48,16 @@ async fn set_mode(cluster: &TestCluster, mode: MessageRequestMode, share: i32) {
     producer.shutdown().await;
 }
 
+/// Waits until `consumer` pops the topic's queue -1 on each of the two
+/// brokers.
+async fn wait_popping(consumer: &PushConsumer) {
+    wait_until("pops assigned", Duration::from_secs(60), || {
+        let queues = owned(consumer);
+        queues.len() == 2 && queues.iter().all(|mq| mq.queue_id == -1)
+    })
+    .await;
+}
+
 async fn consumer(cluster: &TestCluster, seen: &Seen) -> PushConsumer {
     recording(cluster, &unique("pop"), GROUP, "T", seen)
         .client_rebalance(false)
@@ -202,10 +212,7 @@ async fn a_failed_popped_message_comes_back_after_javas_pop_delay() {
     set_mode(&cluster, MessageRequestMode::Pop, 0).await;
     let deliveries = Deliveries::default();
     let consumer = failing(&cluster, 2, &deliveries).build().await.unwrap();
-    wait_until("pops assigned", Duration::from_secs(60), || {
-        owned(&consumer).len() == 2
-    })
-    .await;
+    wait_popping(&consumer).await;
     send(&cluster, 1).await;
     wait_until("three deliveries", Duration::from_secs(300), || {
         deliveries.lock().unwrap().len() >= 3
@@ -234,10 +241,7 @@ async fn a_message_out_of_retries_goes_to_the_dead_letter_topic() {
         .build()
         .await
         .unwrap();
-    wait_until("pops assigned", Duration::from_secs(60), || {
-        owned(&consumer).len() == 2
-    })
-    .await;
+    wait_popping(&consumer).await;
     send(&cluster, 1).await;
     let dead = || {
         cluster
@@ -260,10 +264,7 @@ async fn switched_back_to_pull_mode_the_members_pull_again() {
     set_mode(&cluster, MessageRequestMode::Pop, 0).await;
     let seen = Seen::default();
     let consumer = consumer(&cluster, &seen).await;
-    wait_until("pops assigned", Duration::from_secs(60), || {
-        owned(&consumer).iter().all(|mq| mq.queue_id == -1) && owned(&consumer).len() == 2
-    })
-    .await;
+    wait_popping(&consumer).await;
     set_mode(&cluster, MessageRequestMode::Pull, 0).await;
     wait_until("pulling the 8 queues", Duration::from_secs(60), || {
         let queues = owned(&consumer);
@@ -351,10 +352,7 @@ async fn a_message_failed_in_pop_mode_is_pulled_from_the_pop_retry_topic_once_pu
         .build()
         .await
         .unwrap();
-    wait_until("pops assigned", Duration::from_secs(60), || {
-        owned(&consumer).len() == 2
-    })
-    .await;
+    wait_popping(&consumer).await;
     send(&cluster, 1).await;
     wait_until("the first delivery", Duration::from_secs(60), || {
         !deliveries.lock().unwrap().is_empty()
@@ -425,10 +423,7 @@ async fn a_listener_that_never_returns_holds_up_neither_a_switch_to_pulling_nor_
         .build()
         .await
         .unwrap();
-    wait_until("pops assigned", Duration::from_secs(60), || {
-        owned(&consumer).len() == 2
-    })
-    .await;
+    wait_popping(&consumer).await;
     // One listener call never ends; the consume queue fills up, and each
     // pop task waits for room to hand over the rest of its answer.
     send(&cluster, 20).await;
