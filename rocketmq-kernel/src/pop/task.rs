@@ -35,7 +35,7 @@ use super::queue::PopQueue;
 use crate::consume::PoppedRequest;
 use crate::error::Result;
 use crate::process_queue::ProcessQueue;
-use crate::pull::task::{Next, pause};
+use crate::pull::task::{Next, Steps, drive};
 use crate::pull::{BROKER_FLOW_CONTROL_DELAY, FailureLog, retry_soon};
 use crate::rebalance::assignment::PullHandle;
 use crate::rebalance::shared::Shared;
@@ -90,18 +90,18 @@ struct PopTask {
 impl PopTask {
     async fn run(mut self) {
         tracing::debug!("pop task started");
-        while !self.cancel.is_cancelled() && !self.pq.is_dropped() {
-            match self.step().await {
-                Next::Now => {}
-                Next::After(delay) => {
-                    if !pause(delay, &self.cancel).await {
-                        break;
-                    }
-                }
-                Next::Stop => break,
-            }
-        }
+        drive(&mut self).await;
         tracing::debug!("pop task stopped");
+    }
+}
+
+impl Steps for PopTask {
+    fn process_queue(&self) -> &ProcessQueue {
+        &self.pq
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     async fn step(&mut self) -> Next {
@@ -146,7 +146,9 @@ impl PopTask {
             PopStatus::PollingFull => Next::After(options.pull_time_delay_when_exception),
         }
     }
+}
 
+impl PopTask {
     async fn pop(&self, subscription: &SubscriptionData) -> Result<PopResponse> {
         let options = &self.shared.options;
         let addr = self.shared.routes.master_addr(&self.mq).await?;

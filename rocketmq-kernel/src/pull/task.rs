@@ -95,6 +95,32 @@ pub(crate) fn spawn(
     PullHandle::new(cancel, handle)
 }
 
+/// A queue's task, run a step at a time until its queue is dropped or it
+/// is cancelled: the pull task, and the pop task of a popped queue.
+pub(crate) trait Steps {
+    /// The queue's process queue (the task ends once it is dropped).
+    fn process_queue(&self) -> &ProcessQueue;
+    /// Cancelled to stop the task.
+    fn cancel(&self) -> &CancellationToken;
+    /// One step, and what to do next.
+    async fn step(&mut self) -> Next;
+}
+
+/// Runs `task`'s steps, waiting between them as each asks.
+pub(crate) async fn drive(task: &mut impl Steps) {
+    while !task.cancel().is_cancelled() && !task.process_queue().is_dropped() {
+        match task.step().await {
+            Next::Now => {}
+            Next::After(delay) => {
+                if !pause(delay, task.cancel()).await {
+                    break;
+                }
+            }
+            Next::Stop => break,
+        }
+    }
+}
+
 /// What the loop does after a step (the pop task's too).
 pub(crate) enum Next {
     Now,
@@ -122,22 +148,22 @@ struct PullTask {
 impl PullTask {
     async fn run(mut self) {
         tracing::debug!(offset = self.next_offset, "pull task started");
-        while !self.cancel.is_cancelled() && !self.pq.is_dropped() {
-            match self.step().await {
-                Next::Now => {}
-                Next::After(delay) => {
-                    if !pause(delay, &self.cancel).await {
-                        break;
-                    }
-                }
-                Next::Stop => break,
-            }
-        }
+        drive(&mut self).await;
         tracing::debug!(offset = self.next_offset, "pull task stopped");
     }
 
     fn exception_delay(&self) -> Next {
         Next::After(self.shared.options.pull_time_delay_when_exception)
+    }
+}
+
+impl Steps for PullTask {
+    fn process_queue(&self) -> &ProcessQueue {
+        &self.pq
+    }
+
+    fn cancel(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     async fn step(&mut self) -> Next {
@@ -203,7 +229,9 @@ impl PullTask {
             Err(err) => self.on_error(&err),
         }
     }
+}
 
+impl PullTask {
     async fn wait_resumed(&self) -> Next {
         let mut paused = self.shared.paused.subscribe();
         tokio::select! {
