@@ -53,6 +53,16 @@ async fn send(producer: &Producer, topic: &str, bodies: &[&str]) {
     }
 }
 
+/// Sends `n` messages to `topic`, bodies "m0" to "m<n-1>", and answers the
+/// bodies.
+async fn send_numbered(producer: &Producer, topic: &str, n: usize) -> Vec<String> {
+    let bodies: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    for body in &bodies {
+        producer.send(msg(topic, body, "a")).await.unwrap();
+    }
+    bodies
+}
+
 /// Receives (each with `invisible`) until `n` messages came, failing after
 /// `within` of tokio time.
 async fn receive_n(
@@ -84,13 +94,7 @@ async fn receive_during(consumer: &SimpleConsumer, span: Duration) -> Vec<Receiv
 async fn received_messages_are_acknowledged_and_never_come_back() {
     let cluster = cluster(&["T"]).await;
     let producer = producer(&cluster).await;
-    let bodies: Vec<String> = (0..10).map(|i| format!("m{i}")).collect();
-    send(
-        &producer,
-        "T",
-        &bodies.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
+    let bodies = send_numbered(&producer, "T", 10).await;
     let consumer = builder(&cluster, "T").build().await.unwrap();
     let group = (cluster.broker(0).groups().consumers.into_iter())
         .find(|g| g.group == GROUP)
@@ -124,13 +128,7 @@ async fn received_messages_are_acknowledged_and_never_come_back() {
 async fn a_batch_acknowledges_messages_of_several_pops_and_queues() {
     let cluster = cluster(&["T"]).await;
     let producer = producer(&cluster).await;
-    let bodies: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
-    send(
-        &producer,
-        "T",
-        &bodies.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
+    send_numbered(&producer, "T", 12).await;
     let consumer = builder(&cluster, "T").build().await.unwrap();
     // Two receives: two pops, each of several queues.
     let mut got = consumer.receive(6, INVISIBLE).await.unwrap();
@@ -426,6 +424,16 @@ async fn one_queue_cluster() -> TestCluster {
         .unwrap()
 }
 
+/// A one-queue topic "O" holding `bodies`, in order, and an orderly
+/// consumer of it (with the producer that sent them).
+async fn orderly_queue(bodies: &[&str]) -> (TestCluster, Producer, SimpleConsumer) {
+    let cluster = one_queue_cluster().await;
+    let producer = producer(&cluster).await;
+    send(&producer, "O", bodies).await;
+    let consumer = builder(&cluster, "O").orderly(true).build().await.unwrap();
+    (cluster, producer, consumer)
+}
+
 fn bodies_of(messages: &[ReceivedMessage]) -> Vec<String> {
     messages.iter().map(body).collect()
 }
@@ -434,13 +442,7 @@ fn bodies_of(messages: &[ReceivedMessage]) -> Vec<String> {
 async fn an_orderly_consumer_gets_a_queue_batch_by_batch_in_order() {
     let cluster = one_queue_cluster().await;
     let producer = producer(&cluster).await;
-    let bodies: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
-    send(
-        &producer,
-        "O",
-        &bodies.iter().map(String::as_str).collect::<Vec<_>>(),
-    )
-    .await;
+    send_numbered(&producer, "O", 8).await;
     let consumer = builder(&cluster, "O").orderly(true).build().await.unwrap();
     let first = consumer.receive(4, INVISIBLE).await.unwrap();
     assert_eq!(bodies_of(&first), ["m0", "m1", "m2", "m3"]);
@@ -461,10 +463,7 @@ async fn an_orderly_consumer_gets_a_queue_batch_by_batch_in_order() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unacknowledged_orderly_batch_comes_back_whole_and_in_order() {
-    let cluster = one_queue_cluster().await;
-    let producer = producer(&cluster).await;
-    send(&producer, "O", &["a", "b", "c", "d"]).await;
-    let consumer = builder(&cluster, "O").orderly(true).build().await.unwrap();
+    let (_cluster, producer, consumer) = orderly_queue(&["a", "b", "c", "d"]).await;
     let first = consumer.receive(3, Duration::from_secs(10)).await.unwrap();
     assert_eq!(bodies_of(&first), ["a", "b", "c"]);
     // Past the invisible duration the pop reads the queue again from the
@@ -499,10 +498,7 @@ fn timed_out(err: &ClientError) -> bool {
 
 #[tokio::test(start_paused = true)]
 async fn an_orderly_batch_whose_answer_was_lost_comes_with_the_next_receive() {
-    let cluster = one_queue_cluster().await;
-    let producer = producer(&cluster).await;
-    send(&producer, "O", &["a", "b", "c", "d"]).await;
-    let consumer = builder(&cluster, "O").orderly(true).build().await.unwrap();
+    let (cluster, producer, consumer) = orderly_queue(&["a", "b", "c", "d"]).await;
     // The broker pops a batch (which blocks the queue) and its answer
     // comes too late for the receive.
     let broker = cluster.broker(0);
@@ -529,10 +525,7 @@ async fn an_orderly_batch_whose_answer_was_lost_comes_with_the_next_receive() {
 
 #[tokio::test(start_paused = true)]
 async fn an_orderly_receive_given_up_on_leaves_its_batch_to_the_next() {
-    let cluster = one_queue_cluster().await;
-    let producer = producer(&cluster).await;
-    send(&producer, "O", &["a", "b"]).await;
-    let consumer = builder(&cluster, "O").orderly(true).build().await.unwrap();
+    let (cluster, producer, consumer) = orderly_queue(&["a", "b"]).await;
     let broker = cluster.broker(0);
     broker.delay_responses(RequestCode::POP_MESSAGE, Duration::from_secs(300));
     let gave_up =
@@ -549,10 +542,7 @@ async fn an_orderly_receive_given_up_on_leaves_its_batch_to_the_next() {
 
 #[tokio::test(start_paused = true)]
 async fn a_lost_orderly_batch_redelivered_keeps_its_delivery_attempt_when_repeated() {
-    let cluster = one_queue_cluster().await;
-    let producer = producer(&cluster).await;
-    send(&producer, "O", &["a", "b"]).await;
-    let consumer = builder(&cluster, "O").orderly(true).build().await.unwrap();
+    let (cluster, producer, consumer) = orderly_queue(&["a", "b"]).await;
     let first = consumer.receive(2, Duration::from_secs(10)).await.unwrap();
     assert_eq!(bodies_of(&first), ["a", "b"]);
     // Past its invisible duration the batch comes again, and that answer
