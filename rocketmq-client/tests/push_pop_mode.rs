@@ -23,7 +23,7 @@ use rocketmq_client::consumer::{
 };
 use rocketmq_client::{ClientError, PushConsumer};
 use rocketmq_kernel::allocate::ConsistentHash;
-use rocketmq_model::{MessageExt, MessageQueue};
+use rocketmq_model::{MessageExt, MessageQueue, RequestCode};
 use rocketmq_testkit::TestCluster;
 use tokio::time::Instant;
 
@@ -170,6 +170,44 @@ async fn in_pop_mode_every_member_pops_every_broker_and_each_message_is_consumed
             "popped queues keep no offsets in the client: {report:?}"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn acknowledgements_that_come_while_one_is_on_its_way_go_in_one_batch() {
+    let cluster = cluster().await;
+    set_mode(&cluster, MessageRequestMode::Pop, 0).await;
+    send(&cluster, 100).await;
+    let seen = Seen::default();
+    let consumer = consumer(&cluster, &seen).await;
+    wait_until("100 consumed", Duration::from_secs(120), || {
+        seen.len() >= 100
+    })
+    .await;
+    // Past the invisible time (60 s) and the first retry delay: a message
+    // left unacknowledged would have come back by then.
+    tokio::time::sleep(Duration::from_secs(180)).await;
+    let counts = seen.counts();
+    assert_eq!(counts.len(), 100, "every message");
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "each consumed once and acknowledged: {counts:?}"
+    );
+    // Popped 32 at a time and consumed together, most were acknowledged
+    // while another acknowledgement was on its way: with it, in a batch.
+    let received = |code| -> u64 {
+        (cluster.brokers().iter())
+            .map(|broker| broker.requests_received(code))
+            .sum()
+    };
+    let (single, batched) = (
+        received(RequestCode::ACK_MESSAGE),
+        received(RequestCode::BATCH_ACK_MESSAGE),
+    );
+    assert!(
+        batched > 0 && single + batched < 50,
+        "{single} ACK_MESSAGE and {batched} BATCH_ACK_MESSAGE for 100 messages"
+    );
+    consumer.shutdown().await;
 }
 
 /// Each delivery: the body, its reconsume times, when it came.

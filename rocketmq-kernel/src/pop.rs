@@ -20,11 +20,14 @@ use rocketmq_remoting::calls::PopResponse;
 use crate::error::Result;
 
 mod acks;
+mod batch_body;
+mod coalesce;
 mod queue;
 mod settle;
 pub(crate) mod task;
 
-pub use self::acks::PopAcks;
+pub use self::acks::{AckTarget, PopAcks};
+pub use self::coalesce::CoalescedAcks;
 pub use self::queue::PopQueue;
 pub use self::settle::{POP_DELAY_SECONDS, Settling, retry_delay, settle};
 

@@ -24,7 +24,7 @@ use super::send_back::SendBack;
 use super::view::ListenerView;
 use super::{ConsumeEnv, ConsumeRequest, ConsumeService, PoppedRequest, ShutdownReport};
 use crate::ProcessQueue;
-use crate::pop::{PopAcks, PopQueue, Settling, settle};
+use crate::pop::{CoalescedAcks, PopAcks, PopQueue, Settling, settle};
 
 /// How long a message whose send-back failed waits before it is consumed
 /// again locally (Java's `submitConsumeRequestLater`).
@@ -106,7 +106,7 @@ pub struct ConcurrentService {
 struct Shared {
     env: ConsumeEnv,
     send_back: SendBack,
-    pop_acks: PopAcks,
+    pop_acks: CoalescedAcks,
     view: ListenerView,
     listener: Arc<dyn ConcurrentListener>,
     /// The submit queue. Its bound is `slots`: a submit waits for a slot per
@@ -137,11 +137,11 @@ impl ConcurrentService {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             send_back: env.send_back(),
-            pop_acks: PopAcks::new(
+            pop_acks: CoalescedAcks::new(PopAcks::new(
                 Arc::clone(&env.api),
                 env.routes.clone(),
                 env.options.group.clone(),
-            ),
+            )),
             view: ListenerView::new(&env.options),
             env,
             listener,

@@ -1,21 +1,36 @@
-//! What a consumer sends back about popped messages: acknowledgements, new
-//! invisible times, and the move of a message delivered too often to the
-//! group's dead-letter topic. Each goes to the master of the broker that
-//! popped the message, named by its receipt handle.
+//! What a consumer sends back about popped messages: acknowledgements (one
+//! by one, or many in one request), new invisible times, and the move of a
+//! message delivered too often to the group's dead-letter topic. Each goes
+//! to the master of the broker that popped the message, named by its
+//! receipt handle.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::time::Instant;
 
 use rocketmq_model::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ConsumerSendMsgBackRequestHeader,
 };
 use rocketmq_model::message::ReceiptHandle;
 use rocketmq_model::{MessageExt, MessageQueue};
+use rocketmq_remoting::RemotingError;
 
+use super::batch_body::{BatchBody, ack_bit};
 use crate::api::BrokerApi;
-use crate::error::Result;
+use crate::error::{KernelError, Result};
 use crate::route::Routes;
+
+/// How long acknowledgements to a broker that refused a batch of them go one
+/// by one before a batch is tried again (the broker may be upgraded).
+const BATCH_REFUSAL_KEPT: Duration = Duration::from_secs(600);
+
+/// A message to acknowledge: the topic it was popped from (the subscribed
+/// topic as the broker knows it) and its receipt handle.
+pub type AckTarget<'a> = (&'a str, &'a ReceiptHandle);
 
 /// The broker calls about popped messages of one consumer group.
 #[derive(Clone)]
@@ -23,6 +38,9 @@ pub struct PopAcks {
     api: Arc<dyn BrokerApi>,
     routes: Routes,
     group: String,
+    /// Brokers that answered a batch of acknowledgements with an error, yet
+    /// took the same acknowledgements one by one: since when.
+    batch_refused: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl fmt::Debug for PopAcks {
@@ -41,6 +59,7 @@ impl PopAcks {
             api,
             routes,
             group: group.into(),
+            batch_refused: Arc::default(),
         }
     }
 
@@ -57,6 +76,125 @@ impl PopAcks {
             broker_name: Some(handle.broker_name.clone()),
         };
         self.api.ack_message(&addr, header).await
+    }
+
+    /// Acknowledges every message of `targets`, answering one outcome each,
+    /// in order: with one BATCH_ACK_MESSAGE a broker, and one ACK_MESSAGE for
+    /// a message alone at its broker or too far from its pop's start to be a
+    /// bit of it. A batch that fails is sent again one by one, each with its
+    /// own outcome (acknowledging twice does no harm); a broker that fails
+    /// batches but takes single acknowledgements (older than
+    /// BATCH_ACK_MESSAGE, or reading it differently) gets single ones only
+    /// for a while.
+    pub async fn ack_batch(&self, targets: &[AckTarget<'_>]) -> Vec<Result<()>> {
+        let mut by_broker: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (index, (_, handle)) in targets.iter().enumerate() {
+            by_broker
+                .entry(handle.broker_name.as_str())
+                .or_default()
+                .push(index);
+        }
+        let mut outcomes: Vec<Option<Result<()>>> = targets.iter().map(|_| None).collect();
+        let brokers = by_broker.into_iter().map(|(broker, indexes)| async move {
+            let outcome = self.ack_at_broker(broker, targets, &indexes).await;
+            (indexes, outcome)
+        });
+        for (indexes, outcome) in join_all(brokers).await {
+            for (index, result) in indexes.into_iter().zip(outcome) {
+                outcomes[index] = Some(result);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or(Ok(())))
+            .collect()
+    }
+
+    /// [`ack_batch`](Self::ack_batch) for the `indexes` of `targets`, all
+    /// popped from `broker`.
+    async fn ack_at_broker(
+        &self,
+        broker: &str,
+        targets: &[AckTarget<'_>],
+        indexes: &[usize],
+    ) -> Vec<Result<()>> {
+        let mut body = BatchBody::default();
+        let (mut bits, mut alone) = (Vec::new(), Vec::new());
+        for (at, &index) in indexes.iter().enumerate() {
+            let (topic, handle) = targets[index];
+            match ack_bit(handle) {
+                Some(bit) => {
+                    body.add(topic, handle, bit);
+                    bits.push(at);
+                }
+                None => alone.push(at),
+            }
+        }
+        if bits.len() < 2 || self.refuses_batches(broker) {
+            return self.ack_each(targets, indexes).await;
+        }
+        let (topic, first) = targets[indexes[bits[0]]];
+        let batch = async {
+            let addr = self.broker_addr(topic, first).await?;
+            let body = body.into_body(broker, &self.group);
+            self.api.batch_ack_message(&addr, body).await
+        };
+        let alone_indexes: Vec<usize> = alone.iter().map(|&at| indexes[at]).collect();
+        let (batched, singles) = tokio::join!(batch, self.ack_each(targets, &alone_indexes));
+        let mut outcome: Vec<Result<()>> = indexes.iter().map(|_| Ok(())).collect();
+        for (at, single) in alone.into_iter().zip(singles) {
+            outcome[at] = single;
+        }
+        let Err(err) = batched else {
+            return outcome;
+        };
+        let bit_indexes: Vec<usize> = bits.iter().map(|&at| indexes[at]).collect();
+        let again = self.ack_each(targets, &bit_indexes).await;
+        let taken = again.iter().all(Result::is_ok);
+        for (at, single) in bits.into_iter().zip(again) {
+            outcome[at] = single;
+        }
+        let answered = matches!(err, KernelError::Remoting(RemotingError::Response { .. }));
+        if answered && taken {
+            tracing::warn!(broker, error = %err,
+                "the broker refuses batches of acknowledgements but takes them one by one; \
+                 acknowledging one by one there for the next {} s", BATCH_REFUSAL_KEPT.as_secs());
+            self.remember_refusal(broker);
+        } else {
+            tracing::debug!(broker, error = %err, "a batch of acknowledgements failed; sent one by one");
+        }
+        outcome
+    }
+
+    /// One ACK_MESSAGE for each of the `indexes` of `targets`, together.
+    async fn ack_each(&self, targets: &[AckTarget<'_>], indexes: &[usize]) -> Vec<Result<()>> {
+        join_all(indexes.iter().map(|&index| {
+            let (topic, handle) = targets[index];
+            self.ack(topic, handle)
+        }))
+        .await
+    }
+
+    fn refuses_batches(&self, broker: &str) -> bool {
+        let mut refused = self
+            .batch_refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match refused.get(broker) {
+            Some(since) if since.elapsed() < BATCH_REFUSAL_KEPT => true,
+            Some(_) => {
+                refused.remove(broker);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember_refusal(&self, broker: &str) {
+        self.batch_refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(broker.to_owned(), Instant::now());
     }
 
     /// Hides the message `handle` names for `invisible` from now on, and

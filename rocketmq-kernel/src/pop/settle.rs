@@ -13,7 +13,7 @@ use futures::future::join_all;
 use rocketmq_model::MessageExt;
 use rocketmq_model::message::ReceiptHandle;
 
-use super::acks::PopAcks;
+use super::coalesce::CoalescedAcks;
 
 /// Seconds a failed popped message stays hidden, by delay level (Java's
 /// `popDelayLevel`); a level past the end takes the last.
@@ -48,10 +48,11 @@ pub struct Settling<'a> {
 
 /// Settles a listener call's messages, popped from `topic` (the subscribed
 /// topic as the broker knows it): the first `acked` are acknowledged, the
-/// rest retried later or dead-lettered. The calls run together; a failed
-/// one is logged and its message comes back when its invisible time passes.
+/// rest retried later or dead-lettered. The calls run together (the
+/// acknowledgements gathered with others of their broker); a failed one is
+/// logged and its message comes back when its invisible time passes.
 pub async fn settle(
-    acks: &PopAcks,
+    acks: &CoalescedAcks,
     topic: &str,
     messages: &[Settling<'_>],
     acked: usize,
@@ -69,7 +70,7 @@ pub async fn settle(
                     acks.ack(topic, handle).await,
                 )
             } else if delay_level < 0 || message.reconsume_times >= max_reconsume_times {
-                let moved = acks.to_dead_letters(topic, message, handle).await;
+                let moved = acks.acks().to_dead_letters(topic, message, handle).await;
                 if moved.is_ok() {
                     tracing::info!(%topic, id = message.message.uniq_key().unwrap_or_default(),
                     reconsume_times = message.reconsume_times,
@@ -78,7 +79,10 @@ pub async fn settle(
                 ("moving a message to the dead-letter topic", moved)
             } else {
                 let delay = retry_delay(delay_level, message.reconsume_times);
-                let changed = acks.change_invisible_time(topic, handle, delay).await;
+                let changed = acks
+                    .acks()
+                    .change_invisible_time(topic, handle, delay)
+                    .await;
                 ("delaying a failed message's retry", changed.map(|_| ()))
             };
             if let Err(err) = result {

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::acks::PopAcks;
+use super::acks::{AckTarget, PopAcks};
 use super::popped_messages;
 use super::queue::PopQueue;
 use crate::consume::PoppedRequest;
@@ -196,8 +196,12 @@ impl PopTask {
                 return Next::After(options.pull_time_delay_when_exception);
             }
         };
-        for handle in &popped.filtered_out {
-            if let Err(err) = self.acks.ack(&self.mq.topic, handle).await {
+        let filtered_out: Vec<AckTarget<'_>> = (popped.filtered_out.iter())
+            .map(|handle| (self.mq.topic.as_str(), handle))
+            .collect();
+        let outcomes = self.acks.ack_batch(&filtered_out).await;
+        for ((_, handle), outcome) in filtered_out.iter().zip(outcomes) {
+            if let Err(err) = outcome {
                 tracing::debug!(handle = %handle, error = %err, "acknowledging a filtered-out message failed");
             }
         }

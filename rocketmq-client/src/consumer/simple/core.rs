@@ -10,13 +10,12 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use rocketmq_kernel::ConsumerOptions;
 use rocketmq_kernel::api::BrokerApi;
-use rocketmq_kernel::pop::{PopAcks, popped_messages};
+use rocketmq_kernel::pop::{AckTarget, PopAcks, popped_messages};
 use rocketmq_model::body::property_keys::{
     PROP_CONSUME_ORDERLY, PROP_CONSUME_TYPE, PROP_CONSUMER_START_TIMESTAMP,
 };
 use rocketmq_model::body::{
-    BatchAck, BatchAckMessageRequestBody, ConsumeFromWhere, ConsumeMessageDirectlyResult,
-    ConsumeType, ConsumerData,
+    ConsumeFromWhere, ConsumeMessageDirectlyResult, ConsumeType, ConsumerData,
 };
 use rocketmq_model::header::PopMessageRequestHeader;
 use rocketmq_model::message::ReceiptHandle;
@@ -178,49 +177,17 @@ impl SimpleCore {
     }
 
     pub(super) async fn ack_batch(&self, messages: &[ReceivedMessage]) -> Result<()> {
-        let mut by_broker: BTreeMap<&str, BatchAcks<'_>> = BTreeMap::new();
-        let mut alone = Vec::new();
-        for message in messages {
-            let handle = message.receipt_handle();
-            let bit = (handle.queue_offset)
-                .checked_sub(handle.ck_queue_offset)
-                .and_then(|distance| u32::try_from(distance).ok())
-                .filter(|&distance| distance <= MAX_ACK_BIT);
-            match bit {
-                Some(bit) => by_broker.entry(&handle.broker_name).or_default().add(
-                    &message.wire_topic,
-                    handle,
-                    bit,
-                ),
-                // Not a bit of its pop (Java could not send it either).
-                None => alone.push(message),
+        let targets: Vec<AckTarget<'_>> = (messages.iter())
+            .map(|message| (message.wire_topic.as_str(), message.receipt_handle()))
+            .collect();
+        let outcomes = self.acks.ack_batch(&targets).await;
+        match outcomes.into_iter().find_map(Result::err) {
+            Some(err) => {
+                tracing::warn!(group = self.group_name(), error = %err, "a batch acknowledgement failed");
+                Err(err.into())
             }
+            None => Ok(()),
         }
-        let mut outcome = Ok(());
-        for (broker_name, acks) in by_broker {
-            let Some((topic, first)) = acks.first else {
-                continue;
-            };
-            let body = acks.into_body(broker_name, &self.options.group);
-            let sent = match self.broker_addr(topic, first).await {
-                Ok(addr) => self
-                    .api
-                    .batch_ack_message(&addr, body)
-                    .await
-                    .map_err(ClientError::from),
-                Err(err) => Err(err),
-            };
-            if let Err(err) = sent {
-                tracing::warn!(group = self.group_name(), broker = broker_name, error = %err, "a batch acknowledgement failed");
-                outcome = outcome.and(Err(err));
-            }
-        }
-        for message in alone {
-            if let Err(err) = self.ack(message).await {
-                outcome = outcome.and(Err(err));
-            }
-        }
-        outcome
     }
 
     async fn ack_handle(&self, topic: &str, handle: &ReceiptHandle) -> Result<()> {
@@ -303,66 +270,8 @@ impl SimpleCore {
         Ok((name.to_owned(), Arc::from(addr)))
     }
 
-    /// The master of the broker that popped `handle`'s message (refreshing
-    /// `topic`'s route once when it is unknown).
-    async fn broker_addr(&self, topic: &str, handle: &ReceiptHandle) -> Result<Arc<str>> {
-        let mq = MessageQueue::new(topic, handle.broker_name.as_str(), handle.queue_id);
-        Ok(self.instance.routes().master_addr(&mq).await?)
-    }
-
     fn to_user_topic(&self, message: &mut MessageExt) {
         (self.options.namespace).unwrap_in_place(&mut message.message.topic);
-    }
-}
-
-/// The farthest a message may lie from its pop's start to be acknowledged
-/// in a batch: the bit set travels whole, one bit per offset between.
-const MAX_ACK_BIT: u32 = 1 << 16;
-
-/// One broker's acknowledgements, one entry per pop of a queue (Java's
-/// `batchAckMessageAsync` merge key: topic kind, queue, checkpoint offset,
-/// pop time), plus the topic of each entry.
-#[derive(Default)]
-struct BatchAcks<'a> {
-    /// A message of the batch: which topic's route names the broker.
-    first: Option<(&'a str, &'a ReceiptHandle)>,
-    entries: BTreeMap<(&'a str, &'static str, i32, i64, i64), BatchAck>,
-}
-
-impl<'a> BatchAcks<'a> {
-    fn add(&mut self, topic: &'a str, handle: &'a ReceiptHandle, bit: u32) {
-        self.first.get_or_insert((topic, handle));
-        let kind = handle.kind.as_str();
-        let key = (
-            topic,
-            kind,
-            handle.queue_id,
-            handle.ck_queue_offset,
-            handle.pop_time,
-        );
-        let entry = self.entries.entry(key).or_insert_with(|| BatchAck {
-            topic: topic.to_owned(),
-            retry: kind.to_owned(),
-            start_offset: handle.ck_queue_offset,
-            queue_id: handle.queue_id,
-            revive_queue_id: handle.revive_qid,
-            pop_time: handle.pop_time,
-            invisible_time: handle.invisible_time,
-            ..BatchAck::default()
-        });
-        entry.bits.insert(bit);
-    }
-
-    fn into_body(self, broker_name: &str, group: &str) -> BatchAckMessageRequestBody {
-        BatchAckMessageRequestBody {
-            broker_name: broker_name.to_owned(),
-            acks: (self.entries.into_values())
-                .map(|ack| BatchAck {
-                    consumer_group: group.to_owned(),
-                    ..ack
-                })
-                .collect(),
-        }
     }
 }
 
