@@ -5,7 +5,8 @@
 //! backlog wait: read throughput and CPU time per message first.
 //! With `--push-pop` the group is first switched to pop mode on the topic's
 //! brokers and the consumer leaves rebalancing to them: it pops every
-//! broker's queues and acknowledges each message once consumed.
+//! broker's queues and acknowledges each message once consumed (those
+//! consumed while an acknowledgement is on its way together, in a batch).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -74,7 +74,8 @@ struct ConsumeArgs {
     ack_each: bool,
     /// The push consumer in pop mode: the group switched to POP on the
     /// topic's brokers and the consumer built with `client_rebalance(false)`,
-    /// so it pops every broker's queues and acknowledges each message.
+    /// so it pops every broker's queues and acknowledges each message once
+    /// consumed (with others consumed meanwhile, in one BATCH_ACK_MESSAGE).
     #[arg(long, conflicts_with = "pop")]
     push_pop: bool,
 }

@@ -4,8 +4,9 @@
 //! a message, half of what consuming in pop mode costs. Here, at most one
 //! request a broker is on its way; the acknowledgements that come while it
 //! is go together in the next one (a BATCH_ACK_MESSAGE, [`PopAcks::ack_batch`]).
-//! No acknowledgement waits for a timer: alone, it is sent at once, as an
-//! ACK_MESSAGE.
+//! No acknowledgement waits for a timer: a sender lets the tasks that are
+//! ready in the same turn of the scheduler (listener calls ending together)
+//! join it, then sends; an acknowledgement alone goes as an ACK_MESSAGE.
 //!
 //! There is no task: the first caller to find a broker's lane idle sends,
 //! the others wait in the lane; when its answer is in, the sender hands the
@@ -119,6 +120,9 @@ impl CoalescedAcks {
             coalesced: self,
             broker,
         };
+        // Let the tasks that are ready now (other listener calls ending in
+        // the same turn of the scheduler) join this request.
+        tokio::task::yield_now().await;
         let taken = (self.lock().get_mut(broker))
             .map(|lane| std::mem::take(&mut lane.waiting))
             .unwrap_or_default();
