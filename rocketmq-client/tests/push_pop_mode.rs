@@ -476,3 +476,53 @@ async fn a_listener_that_never_returns_holds_up_neither_a_switch_to_pulling_nor_
     let shutdown = tokio::time::timeout(Duration::from_secs(60), consumer.shutdown()).await;
     assert!(shutdown.is_ok(), "the shutdown ends");
 }
+
+/// A broker's RESET_CONSUMER_CLIENT_OFFSET names every queue of the topic,
+/// those a member pops too (with `popShareQueueNum` 1 and three members the
+/// brokers assign popped queues by their ids). Java's `resetOffset`
+/// restarts only pulled queues; a popped queue keeps no offset in the
+/// client. Restarting one wrote the reset offset to the broker after
+/// other members had popped from it again, so messages came a third time.
+#[tokio::test(start_paused = true)]
+async fn an_offset_reset_leaves_popped_queues_alone() {
+    let cluster = TestCluster::builder().topic("T").build().await.unwrap();
+    set_mode(&cluster, MessageRequestMode::Pop, 1).await;
+    send(&cluster, 12).await;
+    let seen = Seen::default();
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        members.push(consumer(&cluster, &seen).await);
+    }
+    wait_until("queues popped by id", Duration::from_secs(60), || {
+        members.iter().all(|member| {
+            let queues = owned(member);
+            !queues.is_empty() && queues.iter().all(|mq| mq.queue_id >= 0)
+        })
+    })
+    .await;
+    wait_until("12 consumed", Duration::from_secs(60), || seen.len() >= 12).await;
+
+    let pushed = cluster
+        .broker(0)
+        .reset_offset(GROUP, "T", 0, true)
+        .await
+        .unwrap();
+    assert_eq!(pushed.len(), 4, "the reset names each queue");
+    // Past the invisible time (60 s) and the offset persistence (5 s):
+    // nothing comes again.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    let counts = seen.counts();
+    assert!(
+        counts.len() == 12 && counts.values().all(|&n| n == 1),
+        "each message once: {counts:?}"
+    );
+    for member in members {
+        let popped = member.running_info().mq_pop_table.unwrap_or_default();
+        assert!(!popped.is_empty(), "still popping");
+        let report = member.shutdown().await;
+        assert!(
+            report.offsets_committed.keys().all(|mq| mq.topic != "T"),
+            "popped queues keep no offsets in the client: {report:?}"
+        );
+    }
+}

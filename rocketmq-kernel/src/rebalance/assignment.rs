@@ -119,6 +119,11 @@ impl Assignment {
         self.entries().get(mq).map(|owned| Arc::clone(&owned.pq))
     }
 
+    /// Whether `mq` has an entry (dropped or not) and is pulled, not popped.
+    pub(crate) fn is_pulled(&self, mq: &MessageQueue) -> bool {
+        (self.entries().get(mq)).is_some_and(|owned| owned.popped.is_none())
+    }
+
     /// Whether `mq` has an entry (dropped or not).
     pub(crate) fn contains(&self, mq: &MessageQueue) -> bool {
         self.entries().contains_key(mq)

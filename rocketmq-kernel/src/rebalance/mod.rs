@@ -471,7 +471,10 @@ impl Rebalancer {
     /// and forgotten, orderly: unlocked), runs `write` with them while no
     /// round can add them back, then rebalances, which adds them again from
     /// the offsets `write` left in the store. Other queues, of the same
-    /// topic included, are not touched (Java's `resetOffset`). An orderly
+    /// topic included, are not touched (Java's `resetOffset`), nor are
+    /// popped ones: the client keeps no offset of those, and the broker's
+    /// reset already moved where they are popped from (writing its offset
+    /// back later would undo the pops made since). An orderly
     /// queue still consuming a batch is dropped but stays in the table
     /// until the batch ends (a dropped batch commits nothing), and is reset
     /// all the same: a later round removes it and adds it back from the
@@ -485,7 +488,7 @@ impl Rebalancer {
             let _no_round = self.shared.run_lock.lock().await;
             let mut removed = Vec::new();
             for mq in mqs {
-                if !self.shared.assignment.contains(mq) {
+                if !self.shared.assignment.is_pulled(mq) {
                     continue;
                 }
                 if !round::remove_queue(&self.shared, mq).await {
