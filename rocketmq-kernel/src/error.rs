@@ -1,5 +1,7 @@
 //! The one error type of this crate.
 
+use std::sync::Arc;
+
 use rocketmq_model::ModelError;
 use rocketmq_remoting::RemotingError;
 
@@ -40,6 +42,10 @@ pub enum KernelError {
     /// The component was shut down.
     #[error("{0} is shut down")]
     Shutdown(&'static str),
+    /// The failure of one request made for several callers (a batch of
+    /// acknowledgements), as each of them sees it.
+    #[error(transparent)]
+    Shared(Arc<KernelError>),
 }
 
 impl KernelError {
@@ -48,6 +54,7 @@ impl KernelError {
         match self {
             KernelError::Remoting(err) => err.is_retriable(),
             KernelError::NoRoute { .. } | KernelError::NoBrokerAddress { .. } => true,
+            KernelError::Shared(err) => err.is_retriable(),
             _ => false,
         }
     }

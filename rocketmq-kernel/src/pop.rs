@@ -21,6 +21,7 @@ use crate::error::Result;
 
 mod acks;
 mod batch_body;
+mod batch_refusals;
 mod coalesce;
 mod queue;
 mod settle;

@@ -37,6 +37,8 @@ enum Batches {
     Taken,
     /// Answered with an error (a broker that cannot read them).
     Refused,
+    /// Answered SYSTEM_BUSY (a Java broker's ack pool is full).
+    Busy,
     /// No answer (the call timed out).
     Lost,
 }
@@ -132,6 +134,11 @@ impl BrokerApi for Broker {
                 addr: addr.to_owned(),
                 code: ResponseCode::SYSTEM_ERROR,
                 remark: "invalid type: string, expected a sequence".to_owned(),
+            })),
+            Batches::Busy => Err(KernelError::Remoting(RemotingError::Response {
+                addr: addr.to_owned(),
+                code: ResponseCode::SYSTEM_BUSY,
+                remark: "too many requests and system thread pool busy".to_owned(),
             })),
             Batches::Lost => Err(KernelError::Remoting(RemotingError::Timeout {
                 addr: addr.to_owned(),
@@ -231,53 +238,81 @@ async fn a_single_message_at_a_broker_is_acknowledged_alone() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_broker_that_refuses_batches_gets_single_acks_for_a_while() {
+async fn a_broker_that_refuses_two_batches_in_a_row_gets_single_acks_for_a_while() {
     let broker = Broker::new(Batches::Refused);
     let acks = acks(&broker);
+    broker.failing.lock().unwrap().push(101);
     let handles = [handle("broker-a", 100), handle("broker-a", 101)];
     let outcomes = acks.ack_batch(&targets(&handles)).await;
-    assert!(outcomes.iter().all(Result::is_ok), "taken one by one");
-    assert_eq!(broker.single_offsets(), [100, 101]);
+    assert!(outcomes[0].is_ok(), "taken one by one");
+    assert!(outcomes[1].is_err(), "its own outcome: {:?}", outcomes[1]);
+    assert_eq!(broker.single_offsets(), [100]);
+    broker.failing.lock().unwrap().clear();
 
-    // Remembered: the next ones go one by one without a batch first, even
-    // though the broker would take a batch now.
+    // A refusal whose single acknowledgements failed too says nothing; the
+    // first refusal that the broker then takes one by one may be chance.
+    for first in [102, 104] {
+        let handles = [handle("broker-a", first), handle("broker-a", first + 1)];
+        let outcomes = acks.ack_batch(&targets(&handles)).await;
+        assert!(outcomes.iter().all(Result::is_ok), "taken one by one");
+    }
+    assert_eq!(broker.batch_calls.load(Ordering::SeqCst), 3);
+
+    // Two in a row: the next ones go one by one without a batch first,
+    // even though the broker would take a batch now.
     *broker.batches.lock().unwrap() = Batches::Taken;
-    let handles = [handle("broker-a", 102), handle("broker-a", 103)];
+    let handles = [handle("broker-a", 106), handle("broker-a", 107)];
     acks.ack_batch(&targets(&handles)).await;
-    assert!(broker.batches().is_empty());
-    assert_eq!(broker.single_offsets(), [100, 101, 102, 103]);
+    assert_eq!(broker.batch_calls.load(Ordering::SeqCst), 3);
+    assert_eq!(broker.single_offsets(), [100, 102, 103, 104, 105, 106, 107]);
 
     // Ten minutes later (the broker may have been upgraded), a batch again.
     tokio::time::advance(Duration::from_secs(601)).await;
-    let handles = [handle("broker-a", 104), handle("broker-a", 105)];
+    let handles = [handle("broker-a", 108), handle("broker-a", 109)];
     acks.ack_batch(&targets(&handles)).await;
     assert_eq!(
         broker.batches(),
-        [(MASTER_A.to_owned(), vec![vec![104, 105]])]
+        [(MASTER_A.to_owned(), vec![vec![108, 109]])]
     );
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_lost_batch_is_sent_again_one_by_one_and_batches_go_on() {
+async fn a_busy_broker_keeps_getting_batches() {
+    let broker = Broker::new(Batches::Busy);
+    let acks = acks(&broker);
+    for first in [100, 102, 104] {
+        let handles = [handle("broker-a", first), handle("broker-a", first + 1)];
+        let outcomes = acks.ack_batch(&targets(&handles)).await;
+        assert!(outcomes.iter().all(Result::is_ok), "taken one by one");
+    }
+    assert_eq!(broker.batch_calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_without_an_answer_fails_for_each_message_and_is_not_sent_again() {
     let broker = Broker::new(Batches::Lost);
     let acks = acks(&broker);
-    broker.failing.lock().unwrap().push(101);
     let handles = [
         handle("broker-a", 100),
         handle("broker-a", 101),
-        handle("broker-a", 102),
+        handle("broker-a", 99), // no bit: alone, and taken
     ];
     let outcomes = acks.ack_batch(&targets(&handles)).await;
-    assert!(outcomes[0].is_ok() && outcomes[2].is_ok());
-    assert!(
-        matches!(
-            outcomes[1],
-            Err(KernelError::Remoting(RemotingError::Timeout { .. }))
-        ),
-        "each message its own outcome: {:?}",
-        outcomes[1]
+    for outcome in &outcomes[..2] {
+        match outcome {
+            Err(KernelError::Shared(err)) => assert!(
+                matches!(**err, KernelError::Remoting(RemotingError::Timeout { .. })),
+                "{err}"
+            ),
+            other => panic!("the batch's failure: {other:?}"),
+        }
+    }
+    assert!(outcomes[2].is_ok());
+    assert_eq!(
+        broker.single_offsets(),
+        [99],
+        "single ones would most likely time out too"
     );
-    assert_eq!(broker.single_offsets(), [100, 102]);
 
     *broker.batches.lock().unwrap() = Batches::Taken;
     let handles = [handle("broker-a", 103), handle("broker-a", 104)];
@@ -332,6 +367,25 @@ async fn acknowledgements_that_come_while_one_is_on_its_way_go_together() {
     broker.gated.store(false, Ordering::SeqCst);
     answered(spawn_ack(&coalesced, 104)).await.unwrap();
     assert_eq!(broker.single_offsets(), [100, 104]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn acknowledgements_made_in_the_same_turn_go_together_from_the_first() {
+    let broker = Broker::new(Batches::Taken);
+    let coalesced = CoalescedAcks::new(acks(&broker));
+    // Listener calls ending together: none of the three has run yet when
+    // the last is made.
+    let acks: Vec<_> = (100..=102)
+        .map(|offset| spawn_ack(&coalesced, offset))
+        .collect();
+    for ack in acks {
+        answered(ack).await.unwrap();
+    }
+    assert!(broker.single_offsets().is_empty());
+    assert_eq!(
+        broker.batches(),
+        [(MASTER_A.to_owned(), vec![vec![100, 101, 102]])]
+    );
 }
 
 #[tokio::test(start_paused = true)]

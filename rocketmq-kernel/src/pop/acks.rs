@@ -4,13 +4,12 @@
 //! to the master of the broker that popped the message, named by its
 //! receipt handle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use tokio::time::Instant;
 
 use rocketmq_model::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ConsumerSendMsgBackRequestHeader,
@@ -20,13 +19,10 @@ use rocketmq_model::{MessageExt, MessageQueue};
 use rocketmq_remoting::RemotingError;
 
 use super::batch_body::{BatchBody, ack_bit};
+use super::batch_refusals::{self, BatchRefusals};
 use crate::api::BrokerApi;
 use crate::error::{KernelError, Result};
 use crate::route::Routes;
-
-/// How long acknowledgements to a broker that refused a batch of them go one
-/// by one before a batch is tried again (the broker may be upgraded).
-const BATCH_REFUSAL_KEPT: Duration = Duration::from_secs(600);
 
 /// A message to acknowledge: the topic it was popped from (the subscribed
 /// topic as the broker knows it) and its receipt handle.
@@ -38,9 +34,8 @@ pub struct PopAcks {
     api: Arc<dyn BrokerApi>,
     routes: Routes,
     group: String,
-    /// Brokers that answered a batch of acknowledgements with an error, yet
-    /// took the same acknowledgements one by one: since when.
-    batch_refused: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Brokers that cannot take batches of acknowledgements.
+    refusals: Arc<BatchRefusals>,
 }
 
 impl fmt::Debug for PopAcks {
@@ -59,7 +54,7 @@ impl PopAcks {
             api,
             routes,
             group: group.into(),
-            batch_refused: Arc::default(),
+            refusals: Arc::default(),
         }
     }
 
@@ -81,11 +76,13 @@ impl PopAcks {
     /// Acknowledges every message of `targets`, answering one outcome each,
     /// in order: with one BATCH_ACK_MESSAGE a broker, and one ACK_MESSAGE for
     /// a message alone at its broker or too far from its pop's start to be a
-    /// bit of it. A batch that fails is sent again one by one, each with its
-    /// own outcome (acknowledging twice does no harm); a broker that fails
-    /// batches but takes single acknowledgements (older than
+    /// bit of it. A batch the broker answers with an error is sent again one
+    /// by one, each message with its own outcome (acknowledging twice does no
+    /// harm); a broker that cannot take batches (older than
     /// BATCH_ACK_MESSAGE, or reading it differently) gets single ones only
-    /// for a while.
+    /// for a while. A batch without an answer (a timeout, a closed
+    /// connection) is not sent again: each of its messages fails with
+    /// [`KernelError::Shared`], and comes back if the broker did not take it.
     pub async fn ack_batch(&self, targets: &[AckTarget<'_>]) -> Vec<Result<()>> {
         let mut by_broker: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (index, (_, handle)) in targets.iter().enumerate() {
@@ -130,7 +127,7 @@ impl PopAcks {
                 None => alone.push(at),
             }
         }
-        if bits.len() < 2 || self.refuses_batches(broker) {
+        if bits.len() < 2 || self.refusals.refuses(broker) {
             return self.ack_each(targets, indexes).await;
         }
         let (topic, first) = targets[indexes[bits[0]]];
@@ -145,8 +142,22 @@ impl PopAcks {
         for (at, single) in alone.into_iter().zip(singles) {
             outcome[at] = single;
         }
-        let Err(err) = batched else {
-            return outcome;
+        let err = match batched {
+            Ok(()) => {
+                self.refusals.accepted(broker);
+                return outcome;
+            }
+            Err(KernelError::Remoting(RemotingError::Response { code, .. })) => code,
+            Err(err) => {
+                // No answer (a timeout, a closed connection): single ones
+                // would most likely fare the same, and the batch may have
+                // been taken. The messages come back if it was not.
+                let err = Arc::new(err);
+                for at in bits {
+                    outcome[at] = Err(KernelError::Shared(Arc::clone(&err)));
+                }
+                return outcome;
+            }
         };
         let bit_indexes: Vec<usize> = bits.iter().map(|&at| indexes[at]).collect();
         let again = self.ack_each(targets, &bit_indexes).await;
@@ -154,14 +165,12 @@ impl PopAcks {
         for (at, single) in bits.into_iter().zip(again) {
             outcome[at] = single;
         }
-        let answered = matches!(err, KernelError::Remoting(RemotingError::Response { .. }));
-        if answered && taken {
-            tracing::warn!(broker, error = %err,
+        if self.refusals.answered(broker, err, taken) {
+            tracing::warn!(broker, code = %err,
                 "the broker refuses batches of acknowledgements but takes them one by one; \
-                 acknowledging one by one there for the next {} s", BATCH_REFUSAL_KEPT.as_secs());
-            self.remember_refusal(broker);
+                 acknowledging one by one there for the next {} s", batch_refusals::KEPT.as_secs());
         } else {
-            tracing::debug!(broker, error = %err, "a batch of acknowledgements failed; sent one by one");
+            tracing::debug!(broker, code = %err, "a batch of acknowledgements was refused; sent one by one");
         }
         outcome
     }
@@ -173,28 +182,6 @@ impl PopAcks {
             self.ack(topic, handle)
         }))
         .await
-    }
-
-    fn refuses_batches(&self, broker: &str) -> bool {
-        let mut refused = self
-            .batch_refused
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match refused.get(broker) {
-            Some(since) if since.elapsed() < BATCH_REFUSAL_KEPT => true,
-            Some(_) => {
-                refused.remove(broker);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn remember_refusal(&self, broker: &str) {
-        self.batch_refused
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(broker.to_owned(), Instant::now());
     }
 
     /// Hides the message `handle` names for `invisible` from now on, and

@@ -119,6 +119,30 @@ mod tests {
     }
 
     #[test]
+    fn redelivered_messages_name_the_subscribed_topic_and_their_kind() {
+        // Java's client writes `t` as the topic subscribed and `r` as the
+        // kind of topic the message was popped from; the broker puts the
+        // pop retry topic's name together from them.
+        let mut body = BatchBody::default();
+        for kind in [
+            PopTopicKind::Normal,
+            PopTopicKind::RetryV1,
+            PopTopicKind::RetryV2,
+        ] {
+            let handle = ReceiptHandle {
+                kind,
+                ..handle(1, 100, 101, 7)
+            };
+            body.add("T", &handle, 1);
+        }
+        let body = body.into_body("broker-a", "G");
+        let entries: Vec<(&str, &str)> = (body.acks.iter())
+            .map(|ack| (ack.topic.as_str(), ack.retry.as_str()))
+            .collect();
+        assert_eq!(entries, [("T", "0"), ("T", "1"), ("T", "2")]);
+    }
+
+    #[test]
     fn a_message_before_its_pop_or_too_far_from_it_has_no_bit() {
         assert_eq!(ack_bit(&handle(1, 100, 99, 7)), None);
         assert_eq!(ack_bit(&handle(1, 0, i64::from(MAX_ACK_BIT) + 1, 7)), None);

@@ -181,6 +181,10 @@ struct WaitingTurn<'a> {
 
 impl Drop for WaitingTurn<'_> {
     fn drop(&mut self) {
+        // Closed first: a lane handed on from another thread from now on
+        // fails to reach this caller and goes to the next; one handed
+        // before is read here.
+        self.turn.close();
         if let Ok(Turn::Send) = self.turn.try_recv() {
             self.coalesced.hand_on(self.broker);
         }

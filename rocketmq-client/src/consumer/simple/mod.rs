@@ -122,10 +122,11 @@ impl SimpleConsumer {
     /// Acknowledges `messages` in one request per broker
     /// (BATCH_ACK_MESSAGE), where [`ack`](Self::ack) makes one per message.
     /// Like `ack`, it is answered SUCCESS for receipts the broker no longer
-    /// knows (they did nothing). A batch that fails is sent again as single
-    /// acknowledgements, and a broker that cannot take batches (older than
-    /// BATCH_ACK_MESSAGE) gets single ones for the next ten minutes. Every
-    /// message is tried; the first failure is returned.
+    /// knows (they did nothing). A batch the broker answers with an error is
+    /// sent again as single acknowledgements, and a broker that cannot take
+    /// batches (older than BATCH_ACK_MESSAGE) gets single ones for ten
+    /// minutes; a batch without an answer is not sent again. Every broker is
+    /// tried; the first failure is returned.
     pub async fn ack_batch(&self, messages: &[ReceivedMessage]) -> Result<()> {
         self.core.ack_batch(messages).await
     }
