@@ -78,6 +78,21 @@ async fn send(cluster: &TestCluster, n: usize) {
     producer.shutdown().await;
 }
 
+/// Waits until `n` messages were consumed, then moves paused time past the
+/// invisible time (60 s), the first retry delay and the offset persistence:
+/// a message left unacknowledged, or popped again from an offset written
+/// back, would have come again by then. Each must have come once.
+async fn consumed_once_each(seen: &Seen, n: usize) {
+    wait_until("all consumed", Duration::from_secs(120), || seen.len() >= n).await;
+    tokio::time::sleep(Duration::from_secs(180)).await;
+    let counts = seen.counts();
+    assert_eq!(counts.len(), n, "every message");
+    assert!(
+        counts.values().all(|&count| count == 1),
+        "each consumed once and acknowledged: {counts:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn in_pull_mode_the_brokers_allocation_is_taken_and_pulled() {
     let cluster = cluster().await;
@@ -144,19 +159,7 @@ async fn in_pop_mode_every_member_pops_every_broker_and_each_message_is_consumed
     )
     .await;
     send(&cluster, 100).await;
-    wait_until("100 consumed", Duration::from_secs(120), || {
-        seen.len() >= 100
-    })
-    .await;
-    // Paused time moved past the invisible time (60 s) and the first retry
-    // delay: a message left unacknowledged would have come back by then.
-    tokio::time::sleep(Duration::from_secs(180)).await;
-    let counts = seen.counts();
-    assert_eq!(counts.len(), 100, "every message");
-    assert!(
-        counts.values().all(|&n| n == 1),
-        "each consumed once and acknowledged: {counts:?}"
-    );
+    consumed_once_each(&seen, 100).await;
     // The pops count as the topic's pulls in the status table, as Java's.
     let pull_tps: f64 = [&first, &second]
         .iter()
@@ -179,19 +182,7 @@ async fn acknowledgements_that_come_while_one_is_on_its_way_go_in_one_batch() {
     send(&cluster, 100).await;
     let seen = Seen::default();
     let consumer = consumer(&cluster, &seen).await;
-    wait_until("100 consumed", Duration::from_secs(120), || {
-        seen.len() >= 100
-    })
-    .await;
-    // Past the invisible time (60 s) and the first retry delay: a message
-    // left unacknowledged would have come back by then.
-    tokio::time::sleep(Duration::from_secs(180)).await;
-    let counts = seen.counts();
-    assert_eq!(counts.len(), 100, "every message");
-    assert!(
-        counts.values().all(|&n| n == 1),
-        "each consumed once and acknowledged: {counts:?}"
-    );
+    consumed_once_each(&seen, 100).await;
     // Popped 32 at a time and consumed together, most were acknowledged
     // while another acknowledgement was on its way: with it, in a batch.
     let received = |code| -> u64 {
@@ -508,14 +499,7 @@ async fn an_offset_reset_leaves_popped_queues_alone() {
         .await
         .unwrap();
     assert_eq!(pushed.len(), 4, "the reset names each queue");
-    // Past the invisible time (60 s) and the offset persistence (5 s):
-    // nothing comes again.
-    tokio::time::sleep(Duration::from_secs(70)).await;
-    let counts = seen.counts();
-    assert!(
-        counts.len() == 12 && counts.values().all(|&n| n == 1),
-        "each message once: {counts:?}"
-    );
+    consumed_once_each(&seen, 12).await;
     for member in members {
         let popped = member.running_info().mq_pop_table.unwrap_or_default();
         assert!(!popped.is_empty(), "still popping");

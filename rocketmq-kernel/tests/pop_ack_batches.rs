@@ -16,15 +16,15 @@ use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use consume_fakes::until;
+use consume_fakes::{routes_for, until};
 use futures::poll;
-use rocketmq_kernel::api::{BrokerApi, NameServerApi};
+use rocketmq_kernel::api::BrokerApi;
 use rocketmq_kernel::pop::{AckTarget, CoalescedAcks, PopAcks};
-use rocketmq_kernel::{KernelError, Result, RouteTable, Routes};
+use rocketmq_kernel::{KernelError, Result, Routes};
+use rocketmq_model::ResponseCode;
 use rocketmq_model::body::BatchAckMessageRequestBody;
 use rocketmq_model::header::AckMessageRequestHeader;
 use rocketmq_model::message::{PopTopicKind, ReceiptHandle};
-use rocketmq_model::{ResponseCode, TopicRouteData};
 use rocketmq_remoting::RemotingError;
 use tokio::sync::Semaphore;
 
@@ -148,25 +148,9 @@ impl BrokerApi for Broker {
     }
 }
 
-struct NoNameServer;
-
-#[async_trait]
-impl NameServerApi for NoNameServer {
-    async fn topic_route(&self, topic: &str) -> Result<TopicRouteData> {
-        Err(KernelError::NoRoute {
-            topic: topic.to_owned(),
-        })
-    }
-}
-
 /// Topic "T" on broker-a and broker-b.
 fn routes() -> Routes {
-    let json = format!(
-        r#"{{"brokerDatas":[{{"brokerAddrs":{{0:"{MASTER_A}"}},"brokerName":"broker-a","cluster":"c"}},{{"brokerAddrs":{{0:"{MASTER_B}"}},"brokerName":"broker-b","cluster":"c"}}],"queueDatas":[{{"brokerName":"broker-a","perm":6,"readQueueNums":4,"writeQueueNums":4}},{{"brokerName":"broker-b","perm":6,"readQueueNums":4,"writeQueueNums":4}}]}}"#
-    );
-    let table = Arc::new(RouteTable::new());
-    table.update("T", TopicRouteData::decode(json.as_bytes()).unwrap());
-    Routes::with_table(table, Arc::new(NoNameServer))
+    routes_for("T", &[("broker-a", MASTER_A), ("broker-b", MASTER_B)])
 }
 
 fn acks(broker: &Arc<Broker>) -> PopAcks {

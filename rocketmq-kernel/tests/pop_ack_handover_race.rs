@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod consume_fakes;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,10 +18,9 @@ use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use futures::task::noop_waker;
-use rocketmq_kernel::api::{BrokerApi, NameServerApi};
+use rocketmq_kernel::Result;
+use rocketmq_kernel::api::BrokerApi;
 use rocketmq_kernel::pop::{CoalescedAcks, PopAcks};
-use rocketmq_kernel::{KernelError, Result, RouteTable, Routes};
-use rocketmq_model::TopicRouteData;
 use rocketmq_model::body::BatchAckMessageRequestBody;
 use rocketmq_model::header::AckMessageRequestHeader;
 use rocketmq_model::message::{PopTopicKind, ReceiptHandle};
@@ -44,24 +45,6 @@ impl BrokerApi for Broker {
     async fn batch_ack_message(&self, _: &str, _: BatchAckMessageRequestBody) -> Result<()> {
         Ok(())
     }
-}
-
-struct NoNameServer;
-
-#[async_trait]
-impl NameServerApi for NoNameServer {
-    async fn topic_route(&self, topic: &str) -> Result<TopicRouteData> {
-        Err(KernelError::NoRoute {
-            topic: topic.to_owned(),
-        })
-    }
-}
-
-fn routes() -> Routes {
-    let json = r#"{"brokerDatas":[{"brokerAddrs":{0:"10.0.0.1:10911"},"brokerName":"broker-a","cluster":"c"}],"queueDatas":[{"brokerName":"broker-a","perm":6,"readQueueNums":4,"writeQueueNums":4}]}"#;
-    let table = Arc::new(RouteTable::new());
-    table.update("T", TopicRouteData::decode(json.as_bytes()).unwrap());
-    Routes::with_table(table, Arc::new(NoNameServer))
 }
 
 fn handle(offset: i64) -> ReceiptHandle {
@@ -144,7 +127,7 @@ fn a_waiter_dropped_as_the_lane_is_handed_to_it_from_another_thread_leaves_it_us
             singles: AtomicUsize::new(0),
         });
         let api: Arc<dyn BrokerApi> = broker.clone();
-        let coalesced = CoalescedAcks::new(PopAcks::new(api, routes(), "cg"));
+        let coalesced = CoalescedAcks::new(PopAcks::new(api, consume_fakes::routes(), "cg"));
 
         // 100 on its way (held at the gate), 101 waiting in the lane.
         let mut first = ack(&coalesced, 100);

@@ -147,7 +147,7 @@ impl BrokerApi for FakeBroker {
 }
 
 /// A nameserver that knows nothing (the table is filled up front).
-struct NoNameServer;
+pub(crate) struct NoNameServer;
 
 #[async_trait]
 impl NameServerApi for NoNameServer {
@@ -158,11 +158,35 @@ impl NameServerApi for NoNameServer {
     }
 }
 
-fn route() -> TopicRouteData {
+/// A route over `brokers` (name, master address), four queues each.
+pub(crate) fn route_of(brokers: &[(&str, &str)]) -> TopicRouteData {
+    let broker_datas: Vec<String> = (brokers.iter())
+        .map(|(name, addr)| {
+            format!(r#"{{"brokerAddrs":{{0:"{addr}"}},"brokerName":"{name}","cluster":"c"}}"#)
+        })
+        .collect();
+    let queue_datas: Vec<String> = (brokers.iter())
+        .map(|(name, _)| {
+            format!(r#"{{"brokerName":"{name}","perm":6,"readQueueNums":4,"writeQueueNums":4}}"#)
+        })
+        .collect();
     let json = format!(
-        r#"{{"brokerDatas":[{{"brokerAddrs":{{0:"{MASTER}"}},"brokerName":"broker-a","cluster":"c"}}],"queueDatas":[{{"brokerName":"broker-a","perm":6,"readQueueNums":4,"writeQueueNums":4}}]}}"#
+        r#"{{"brokerDatas":[{}],"queueDatas":[{}]}}"#,
+        broker_datas.join(","),
+        queue_datas.join(",")
     );
     TopicRouteData::decode(json.as_bytes()).unwrap()
+}
+
+fn route() -> TopicRouteData {
+    route_of(&[("broker-a", MASTER)])
+}
+
+/// Routes knowing only `topic`, over `brokers` (name, master address).
+pub(crate) fn routes_for(topic: &str, brokers: &[(&str, &str)]) -> Routes {
+    let table = Arc::new(RouteTable::new());
+    table.update(topic, route_of(brokers));
+    Routes::with_table(table, Arc::new(NoNameServer))
 }
 
 /// Routes knowing topic "T" and "%RETRY%cg" on broker-a, and their names
