@@ -46,6 +46,14 @@ pub enum TestkitError {
         /// The queue.
         queue_id: i32,
     },
+    /// The broker does not know the subscription group (Java's
+    /// SUBSCRIPTION_GROUP_NOT_EXIST).
+    #[error("subscription group {0} does not exist")]
+    SubscriptionGroupNotFound(String),
+    /// A server-side offset reset was refused (Java's SYSTEM_ERROR, with
+    /// its remark).
+    #[error("offset reset refused: {0}")]
+    ResetRefused(String),
     /// The topic is unknown to the broker.
     #[error("topic {0} does not exist")]
     TopicNotFound(String),

@@ -14,6 +14,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
+use crate::broker::server_reset::{self, ResetTarget};
 use crate::broker::topics::TopicConfig;
 use crate::broker::{self, BrokerCore, BrokerSettings, admin, delay, transaction};
 use crate::error::{Result, TestkitError};
@@ -220,7 +221,9 @@ impl Broker {
     /// broker that flushed them: a Java broker killed without a clean
     /// shutdown can lose up to 5 s of committed offsets
     /// (`flushConsumerOffsetInterval`) and redeliver those messages, which
-    /// this does not model. Stopping a stopped broker does nothing.
+    /// this does not model. Server-side offset resets not yet taken are
+    /// forgotten, as Java keeps them in memory only. Stopping a stopped
+    /// broker does nothing.
     pub async fn stop(&self) {
         let Some(running) = self.running.lock().await.take() else {
             return;
@@ -233,6 +236,7 @@ impl Broker {
         running.tasks.wait().await;
         self.core.groups.clear();
         self.core.locks.clear();
+        self.core.resets.clear();
         self.core.unregister();
     }
 
@@ -265,6 +269,13 @@ impl Broker {
     /// The offset a consumer group committed for a queue of this broker.
     pub fn committed_offset(&self, group: &str, mq: &MessageQueue) -> Option<i64> {
         self.core.offsets.get(group, &mq.topic, mq.queue_id)
+    }
+
+    /// The offset of a server-side reset of a group's queue that no pull or
+    /// pop of the group has taken yet (see
+    /// [`reset_offset_server_side`](Self::reset_offset_server_side)).
+    pub fn pending_offset_reset(&self, group: &str, mq: &MessageQueue) -> Option<i64> {
+        self.core.resets.get(&mq.topic, group, mq.queue_id)
     }
 
     /// A topic's configuration on this broker.
@@ -431,10 +442,11 @@ impl Broker {
         admin::consumer_status(&self.core, group, topic).await
     }
 
-    /// Pushes RESET_CONSUMER_CLIENT_OFFSET to every consumer of a group:
-    /// each queue of `topic` goes to its offset at `timestamp_ms` (-1: the
-    /// max offset) when `force` or when that is behind the committed offset.
-    /// Answers the offsets pushed.
+    /// Pushes RESET_CONSUMER_CLIENT_OFFSET to every consumer of a group
+    /// (Java's `Broker2Client.resetOffset`, the path of a broker with
+    /// `useServerSideResetOffset` off): each queue of `topic` goes to its
+    /// offset at `timestamp_ms` (-1: the max offset) when `force` or when
+    /// that is behind the committed offset. Answers the offsets pushed.
     pub async fn reset_offset(
         &self,
         group: &str,
@@ -443,6 +455,41 @@ impl Broker {
         force: bool,
     ) -> Result<BTreeMap<MessageQueue, i64>> {
         admin::reset_offset(&self.core, group, topic, timestamp_ms, force).await
+    }
+
+    /// Resets a group's offsets of `topic` on the broker, as a Java 5 broker
+    /// does by default (`useServerSideResetOffset`): each readable queue to
+    /// its offset at `timestamp_ms` (negative: its max offset), committed at
+    /// once and pending until the group's next pull of the queue, answered
+    /// PULL_OFFSET_MOVED with that offset, or its next pop, which starts
+    /// there; meanwhile UPDATE_CONSUMER_OFFSET of the queue is ignored. No
+    /// request goes to the clients. Answers the offsets set. Errors for a
+    /// topic or subscription group the broker does not have.
+    pub fn reset_offset_server_side(
+        &self,
+        group: &str,
+        topic: &str,
+        timestamp_ms: i64,
+    ) -> Result<BTreeMap<MessageQueue, i64>> {
+        let target = ResetTarget::AllAt(timestamp_ms);
+        server_reset::reset_offset(&self.core, group, topic, target)
+    }
+
+    /// [`reset_offset_server_side`](Self::reset_offset_server_side) of one
+    /// queue to `offset`, which must lie between the queue's min offset and
+    /// one past its max offset (Java's check), else
+    /// [`TestkitError::ResetRefused`].
+    pub fn reset_queue_offset_server_side(
+        &self,
+        group: &str,
+        mq: &MessageQueue,
+        offset: i64,
+    ) -> Result<BTreeMap<MessageQueue, i64>> {
+        let target = ResetTarget::QueueTo {
+            queue_id: mq.queue_id,
+            offset,
+        };
+        server_reset::reset_offset(&self.core, group, &mq.topic, target)
     }
 
     /// Asks a consumer to consume the message with offset message id

@@ -36,6 +36,7 @@ mod recall;
 mod replies;
 mod retry;
 mod send;
+pub(crate) mod server_reset;
 mod sql92;
 pub(crate) mod store;
 mod subscription_groups;
@@ -48,6 +49,7 @@ use delay::Schedule;
 use groups::Groups;
 use locks::Locks;
 use offsets::Offsets;
+use server_reset::PendingResets;
 use store::{NewMessage, Store, StoredMessage};
 use subscription_groups::SubscriptionGroups;
 use topics::{Lookup, TopicConfig, Topics};
@@ -105,6 +107,9 @@ pub(crate) struct BrokerCore {
     pub(crate) topics: Topics,
     pub(crate) store: Store,
     pub(crate) offsets: Offsets,
+    /// Server-side offset resets not yet taken by a pull or a pop (not
+    /// kept over restarts, as Java's).
+    pub(crate) resets: PendingResets,
     pub(crate) groups: Groups,
     /// The subscription groups known, which survive restarts.
     pub(crate) subscription_groups: SubscriptionGroups,
@@ -158,6 +163,7 @@ impl BrokerCore {
             topics,
             store: Store::new(store_host),
             offsets: Offsets::default(),
+            resets: PendingResets::default(),
             groups: Groups::default(),
             subscription_groups: SubscriptionGroups::default(),
             locks: Locks::default(),

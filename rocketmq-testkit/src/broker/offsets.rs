@@ -16,7 +16,7 @@ use rocketmq_model::header::{
 use rocketmq_model::{MessageQueue, ResponseCode};
 use rocketmq_remoting::RemotingCommand;
 
-use super::ConnCtx;
+use super::{ConnCtx, server_reset};
 use crate::reply::{self, header};
 
 /// Committed offsets.
@@ -59,7 +59,8 @@ impl Offsets {
 /// GET_CONSUME_STATS (Java's `AdminBrokerProcessor.getConsumeStats`): for
 /// each topic asked (`topicList`, else `topic`, else every topic the group
 /// has offsets of) that the broker has, each readable queue's max offset,
-/// the group's committed offset (0 without one), and the store time of the
+/// the group's offset (`queryOffset`: a pending server-side reset's, else
+/// the committed one, 0 without one), and the store time of the
 /// last message consumed. The testkit counts no rates (consumeTps 0) and
 /// keeps no pull offsets apart (the committed one stands for it).
 pub(crate) fn consume_stats(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
@@ -82,9 +83,7 @@ pub(crate) fn consume_stats(ctx: &ConnCtx, request: &RemotingCommand) -> Remotin
             continue;
         };
         for queue_id in 0..config.read_queue_nums {
-            let consumer_offset = core
-                .offsets
-                .get(group, &topic, queue_id)
+            let consumer_offset = server_reset::query_offset(core, group, &topic, queue_id)
                 .unwrap_or(0)
                 .max(0);
             let last_timestamp = (core.store)
@@ -106,7 +105,8 @@ pub(crate) fn consume_stats(ctx: &ConnCtx, request: &RemotingCommand) -> Remotin
     }
 }
 
-/// QUERY_CONSUMER_OFFSET (Java 5.x): the committed offset; without one (or
+/// QUERY_CONSUMER_OFFSET (Java 5.x): the offset of a server-side reset
+/// pending for the queue, else the committed offset; without one (or
 /// with a negative one), QUERY_NOT_FOUND when `setZeroIfNotFound` is false,
 /// else 0 while the queue's first message is still held in memory (always
 /// here: nothing is ever deleted), else QUERY_NOT_FOUND (an empty queue).
@@ -115,9 +115,8 @@ pub(crate) fn query(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand
     let core = &ctx.core;
     // Java's `queryOffset` answers -1 for none, so a negative offset
     // committed is taken for none too.
-    if let Some(offset) = core
-        .offsets
-        .get(&header.consumer_group, &header.topic, header.queue_id)
+    let (group, topic) = (&header.consumer_group, &header.topic);
+    if let Some(offset) = server_reset::query_offset(core, group, topic, header.queue_id)
         .filter(|&offset| offset >= 0)
     {
         return reply::ok_with(&QueryConsumerOffsetResponseHeader { offset });
@@ -143,6 +142,8 @@ pub(crate) fn query(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand
 /// UPDATE_CONSUMER_OFFSET; SUBSCRIPTION_GROUP_NOT_EXIST for a group the
 /// broker has never seen a consumer of, then TOPIC_NOT_EXIST for a topic it
 /// does not have, as Java's `ConsumerManageProcessor.updateConsumerOffset`.
+/// While a server-side reset of the queue is pending, the update is
+/// answered SUCCESS and ignored (Java 5's `hasOffsetReset` check).
 pub(crate) fn update(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingCommand {
     let header = header!(request, UpdateConsumerOffsetRequestHeader);
     let group = &header.consumer_group;
@@ -157,6 +158,9 @@ pub(crate) fn update(ctx: &ConnCtx, request: &RemotingCommand) -> RemotingComman
             ResponseCode::TOPIC_NOT_EXIST,
             format!("Topic {} not exist!", header.topic),
         );
+    }
+    if (ctx.core.resets).has(&header.topic, group, header.queue_id) {
+        return reply::ok().with_remark("Offset has been previously reset");
     }
     ctx.core.offsets.commit(
         &header.consumer_group,

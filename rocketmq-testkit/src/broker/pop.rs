@@ -22,7 +22,10 @@
 //! not popped again, and each message answered stays in flight
 //! ([`inflight`]) until acknowledged or, at its pop time plus its invisible
 //! time, revived into the retry topic ([`revive`]). Messages the filter
-//! rejects move the offset on too.
+//! rejects move the offset on too. A server-side offset reset pending for
+//! the queue ([`super::server_reset`]) is taken by the group's next pop that
+//! reads the queue, which starts there (Java's `resetPopOffset`: the
+//! queue's orderly pop forgotten, the reset offset committed).
 //!
 //! Messages read from the retry topic are answered as Java does with
 //! `popResponseReturnActualRetryTopic` false: re-encoded with the original
@@ -94,6 +97,7 @@ use rocketmq_remoting::RemotingCommand;
 use tokio::time::Instant;
 
 use super::pull::{FAQ, Filter, MAX_TRANSFER_BYTES, MAX_TRANSFER_COUNT, MIN_SCAN};
+use super::server_reset;
 use super::sql92::Sql92;
 use super::store::{ReadLimits, ReadResult, ReadStatus, StoredMessage, now_millis};
 use super::{BrokerCore, ConnCtx};
@@ -385,7 +389,7 @@ impl<'a> Pop<'a> {
         let Some(_reading) = core.pop.lock_queue(topic, group, queue_id) else {
             // Another pop reads the queue now: skipped, its messages counted
             // as left (Java's `popMsgFromQueue` when `tryLock` fails).
-            let committed = core.offsets.get(group, topic, queue_id).unwrap_or(0);
+            let committed = server_reset::query_offset(core, group, topic, queue_id).unwrap_or(0);
             self.rest += (core.store.max_offset(topic, queue_id) - committed).max(0);
             return;
         };
@@ -429,11 +433,16 @@ impl<'a> Pop<'a> {
         self.rest += result.max_offset - result.next_begin_offset;
     }
 
-    /// Where the group's pop of a queue starts (Java's `getPopOffset`),
+    /// Where the group's pop of a queue starts (Java's `getPopOffset` with
+    /// `checkResetOffset`): at a server-side reset pending for the queue,
+    /// which it takes (`resetPopOffset`), else at the committed offset,
     /// committing a new group's start (`getInitOffset` with `init`).
     fn offset(&self, topic: &str, queue_id: i32) -> i64 {
         let core = self.core;
         let group = &self.header.consumer_group;
+        if let Some(offset) = server_reset::take_for_pop(core, group, topic, queue_id) {
+            return offset;
+        }
         if let Some(offset) = (core.offsets.get(group, topic, queue_id)).filter(|&o| o >= 0) {
             return offset;
         }

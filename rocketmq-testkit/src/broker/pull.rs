@@ -10,6 +10,13 @@
 //! after its time is up, up to 5 s late, as Java's
 //! `PullRequestHoldService` does. Once woken it is answered as a fresh pull
 //! that may not suspend again.
+//!
+//! A pull of a queue whose offset was reset server-side ([`super::server_reset`])
+//! takes the reset, fresh or once woken, before it reads: it is answered
+//! PULL_OFFSET_MOVED with remark OFFSET_RESET and the reset offset as
+//! `nextBeginOffset` (Java's `PullMessageProcessor` with
+//! `useServerSideResetOffset`); its commit-offset flag still commits, after
+//! the reset was taken, as Java's `tryCommitOffset` does.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -118,6 +125,7 @@ pub(crate) async fn handle(ctx: &ConnCtx, request: &RemotingCommand) -> Remoting
         Ok(filter) => filter,
         Err(rejection) => return rejection.into_response(),
     };
+    let reset = reset_read(core, &header);
     if header.sys_flag & pull_flags::COMMIT_OFFSET != 0 {
         core.offsets.commit(
             &header.consumer_group,
@@ -125,6 +133,9 @@ pub(crate) async fn handle(ctx: &ConnCtx, request: &RemotingCommand) -> Remoting
             header.queue_id,
             header.commit_offset,
         );
+    }
+    if let Some(reset) = reset {
+        return respond(reset, &header, topic);
     }
     let mut arrivals = core.store.arrivals(&header.topic, header.queue_id);
     let first = read(core, &header, &filter);
@@ -136,9 +147,26 @@ pub(crate) async fn handle(ctx: &ConnCtx, request: &RemotingCommand) -> Remoting
     // Java runs the request again once woken, with the group's subscription
     // as it is then: a heartbeat that changed the selector meanwhile counts.
     match filter_for(core, &header) {
-        Ok(now) => respond(read(core, &header, &now), &header, topic),
+        Ok(now) => {
+            let result = reset_read(core, &header).unwrap_or_else(|| read(core, &header, &now));
+            respond(result, &header, topic)
+        }
         Err(rejection) => rejection.into_response(),
     }
+}
+
+/// The answer to a pull of a queue with a pending server-side reset, which
+/// it takes (Java's `queryThenEraseResetOffset` and `OFFSET_RESET`).
+fn reset_read(core: &BrokerCore, header: &PullMessageRequestHeader) -> Option<ReadResult> {
+    let (topic, queue_id) = (&header.topic, header.queue_id);
+    let offset = (core.resets).take(topic, &header.consumer_group, queue_id)?;
+    Some(ReadResult {
+        status: ReadStatus::OffsetReset,
+        next_begin_offset: offset,
+        min_offset: core.store.min_offset(topic, queue_id),
+        max_offset: core.store.max_offset(topic, queue_id),
+        messages: Vec::new(),
+    })
 }
 
 /// Holds a pull until a matching message arrives or a check finds any new
@@ -324,7 +352,7 @@ fn response_code(result: &ReadResult, header: &PullMessageRequestHeader) -> Resp
         ReadStatus::NoMessageInQueue | ReadStatus::OffsetOverflowOne => {
             ResponseCode::PULL_NOT_FOUND
         }
-        ReadStatus::OffsetOverflowBadly | ReadStatus::OffsetTooSmall => {
+        ReadStatus::OffsetOverflowBadly | ReadStatus::OffsetTooSmall | ReadStatus::OffsetReset => {
             ResponseCode::PULL_OFFSET_MOVED
         }
     }

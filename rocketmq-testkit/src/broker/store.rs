@@ -52,6 +52,9 @@ pub(crate) enum ReadStatus {
     OffsetTooSmall,
     OffsetOverflowOne,
     OffsetOverflowBadly,
+    /// Never a read's: the queue's offset was reset server-side, and the
+    /// pull is told where to continue (see `server_reset`).
+    OffsetReset,
 }
 
 impl ReadStatus {
@@ -65,6 +68,7 @@ impl ReadStatus {
             ReadStatus::OffsetTooSmall => "OFFSET_TOO_SMALL",
             ReadStatus::OffsetOverflowOne => "OFFSET_OVERFLOW_ONE",
             ReadStatus::OffsetOverflowBadly => "OFFSET_OVERFLOW_BADLY",
+            ReadStatus::OffsetReset => "OFFSET_RESET",
         }
     }
 }

@@ -21,7 +21,10 @@
 //! answered SUCCESS and does nothing (a change answers no header then, as
 //! Java's). An acknowledgement marks the offset in the queue's last orderly
 //! pop, if the handle's pop time is that pop's (else it does nothing), and
-//! commits the offset up to that pop's first unacknowledged message; one
+//! commits the offset up to that pop's first unacknowledged message (not
+//! while a server-side reset of the queue is pending, whose offset also
+//! stands for the committed one then: Java's `hasOffsetReset` and
+//! `queryOffset`); one
 //! the pop did not answer is MESSAGE_ILLEGAL, and one of a queue without an
 //! orderly pop commits the offset past itself, as Java's `commitAndNext`
 //! answers. When the queue no longer blocks, the orderly pops held for it
@@ -43,6 +46,7 @@ use rocketmq_remoting::RemotingCommand;
 use tokio::time::Instant;
 
 use super::super::pull::FAQ;
+use super::super::server_reset;
 use super::super::store::now_millis;
 use super::super::{BrokerCore, ConnCtx};
 use super::inflight::{Ack, Checkpoint};
@@ -190,14 +194,16 @@ pub(super) fn ack_orderly(ctx: &ConnCtx, ack: &OrderlyAck<'_>, offset: i64) -> R
         queue_id,
         ..
     } = *ack;
-    let old = (core.offsets.get(group, topic, queue_id)).unwrap_or(-1);
+    let old = server_reset::query_offset(core, group, topic, queue_id).unwrap_or(-1);
     if offset < old {
         return Ok(());
     }
     let orders = &core.pop.orders;
     let next = orders.commit_and_next(topic, group, queue_id, offset, ack.pop_time);
     if next > -1 {
-        core.offsets.commit(group, topic, queue_id, next);
+        if !core.resets.has(topic, group, queue_id) {
+            core.offsets.commit(group, topic, queue_id, next);
+        }
         if !orders.check_block(None, topic, group, queue_id, ack.invisible_time) {
             orders.notify(topic, group);
         }
@@ -217,7 +223,7 @@ fn change_orderly(
     pop_time: i64,
 ) -> RemotingCommand {
     let (group, topic, queue_id) = (&header.consumer_group, &header.topic, header.queue_id);
-    let old = (core.offsets.get(group, topic, queue_id)).unwrap_or(-1);
+    let old = server_reset::query_offset(core, group, topic, queue_id).unwrap_or(-1);
     if header.offset < old {
         return reply::ok();
     }

@@ -154,6 +154,15 @@ impl Orders {
         .flatten()
     }
 
+    /// Java's `clearBlock`: forgets the queue's last orderly pop, so that
+    /// nothing blocks the queue and its acknowledgements commit past
+    /// themselves (an offset reset taken by a pop).
+    pub(crate) fn clear_block(&self, topic: &str, group: &str, queue_id: i32) {
+        if let Some(queues) = self.table().get_mut(&key(topic, group)) {
+            queues.remove(&queue_id);
+        }
+    }
+
     /// Java's `update`: records the pop of `offsets` from the queue, counting
     /// how often each was answered before (not again for a pop repeating the
     /// last one's `attemptId`), and appends its `orderCountInfo` entries: one
