@@ -123,6 +123,15 @@ pub enum ClientError {
     /// batch's error.
     #[error("the batch the message was sent in failed: {0}")]
     BatchFailed(Arc<ClientError>),
+    /// Code run for the call on a task of the client's panicked (a send
+    /// hook, say): the call's outcome is unknown.
+    #[error("{what} panicked: {message}")]
+    Panicked {
+        /// What was running.
+        what: &'static str,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl ClientError {

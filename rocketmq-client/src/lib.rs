@@ -8,6 +8,7 @@ pub mod error;
 pub mod instance;
 mod local_ip;
 pub mod metrics;
+mod panic_text;
 pub mod producer;
 mod trace;
 

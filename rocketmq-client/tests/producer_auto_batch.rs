@@ -391,7 +391,17 @@ async fn a_batch_whose_send_panicked_gives_its_bytes_back() {
     })
     .await;
     let lost = join_all(["1", "2"].map(|body| producer.send(to_t(body)))).await;
-    assert!(lost.iter().all(Result::is_err), "{lost:?}");
+    for result in &lost {
+        // Each message is told: the batch's send panicked.
+        let Err(ClientError::BatchFailed(err)) = result else {
+            panic!("{result:?}");
+        };
+        assert!(
+            matches!(&**err, ClientError::Panicked { message, .. }
+                if message == "a send hook that panics (on purpose)"),
+            "{err}"
+        );
+    }
     let sent = join_all(["3", "4"].map(|body| producer.send(to_t(body)))).await;
     assert!(sent.iter().all(Result::is_ok), "{sent:?}");
     assert_eq!(

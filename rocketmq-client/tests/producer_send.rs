@@ -1365,3 +1365,36 @@ async fn an_added_retry_code_sends_on_to_another_broker() {
     retrying.shutdown().await;
     cluster.shutdown().await;
 }
+
+/// Panics in every `before_send`.
+struct Panics;
+
+impl SendHook for Panics {
+    fn before_send(&self, _ctx: &SendContext<'_>) {
+        panic!("a send hook that panics (on purpose)");
+    }
+}
+
+/// An asynchronous send runs on a task of the producer's: a panic there
+/// (a send hook's) reaches the caller as `Panicked` with its message. It
+/// used to read "asynchronous send is shut down".
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_an_asynchronous_send_is_reported_as_one() {
+    let cluster = cluster_with_topic_t(1).await;
+    let producer = Producer::builder()
+        .client_config(config(&cluster, "panicking_hook"))
+        .producer_group("pg")
+        .send_hook(Panics)
+        .build()
+        .await
+        .unwrap();
+    let handle = producer.send_async(to_t("m")).await.unwrap();
+    match handle.await {
+        Err(ClientError::Panicked { what, message }) => {
+            assert_eq!(what, "an asynchronous send");
+            assert_eq!(message, "a send hook that panics (on purpose)");
+        }
+        other => panic!("{other:?}"),
+    }
+    producer.shutdown().await;
+}

@@ -11,10 +11,12 @@
 //! waits for them.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use rocketmq_model::message::{batch_entry_len, property};
 use rocketmq_model::resource::is_retry_topic;
 use rocketmq_model::{Message, MessageQueue, Properties};
@@ -26,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use super::result::SendResult;
 use super::send::{Route, Sender};
 use crate::error::{ClientError, Result};
+use crate::panic_text::panic_text;
 
 /// How a batch is sent, after the send its messages came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -245,21 +248,30 @@ impl Accumulator {
             held: &self.held,
             bytes,
         };
-        let sender = &self.sender;
-        let route = match (&key.queue, key.mode) {
-            (Some(mq), _) => Route::Queue(mq),
-            (None, Mode::Sync) => sender.sync_route(),
-            (None, Mode::Async) => sender.async_route(),
-        };
         let count = messages.len();
-        let prepared = match count {
-            1 => sender.prepare(messages.swap_remove(0)),
-            _ => sender.prepare_batch(messages),
+        let sending = async {
+            let sender = &self.sender;
+            let route = match (&key.queue, key.mode) {
+                (Some(mq), _) => Route::Queue(mq),
+                (None, Mode::Sync) => sender.sync_route(),
+                (None, Mode::Async) => sender.async_route(),
+            };
+            let prepared = match count {
+                1 => sender.prepare(messages.swap_remove(0)),
+                _ => sender.prepare_batch(messages),
+            };
+            match prepared {
+                Ok(out) => sender.send(&out, route).await,
+                Err(error) => Err(error),
+            }
         };
-        let result = match prepared {
-            Ok(out) => sender.send(&out, route).await,
-            Err(error) => Err(error),
-        };
+        // A panic (in a send hook, say) still answers every message.
+        let result = (AssertUnwindSafe(sending).catch_unwind().await).unwrap_or_else(|panic| {
+            Err(ClientError::Panicked {
+                what: "a send",
+                message: panic_text(&*panic),
+            })
+        });
         match result {
             // A message sent alone gets its answer as it is.
             result if count == 1 => {

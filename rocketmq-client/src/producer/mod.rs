@@ -39,6 +39,7 @@ use send::{InNamespace, Outgoing, Route, Sender};
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, InstanceLease, ProducerHandle};
+use crate::panic_text::panic_text;
 use crate::trace::{Side, TraceSendHook, Tracer};
 
 /// Sends messages. Built started by [`Producer::builder`]; every send takes
@@ -489,7 +490,14 @@ impl Future for SendHandle {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.task)
             .poll(cx)
-            .map(|joined| joined.unwrap_or(Err(ClientError::Shutdown("asynchronous send"))))
+            .map(|joined| match joined {
+                Ok(result) => result,
+                Err(err) if err.is_panic() => Err(ClientError::Panicked {
+                    what: "an asynchronous send",
+                    message: panic_text(&*err.into_panic()),
+                }),
+                Err(_) => Err(ClientError::Shutdown("asynchronous send")),
+            })
     }
 }
 

@@ -22,6 +22,7 @@ use super::{ProducerBuilder, SendResult, SendStatus, register, unregister, valid
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
 use crate::instance::{ClientInstance, InstanceLease, ProducerHandle};
+use crate::panic_text::panic_text;
 use crate::trace::EndTransactionTrace;
 
 /// The outcome of a local transaction (Java's `LocalTransactionState`).
@@ -220,14 +221,7 @@ async fn run_listener(
 ) -> (LocalTransactionState, Option<String>) {
     match AssertUnwindSafe(call).catch_unwind().await {
         Ok(state) => (state, None),
-        Err(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_owned());
-            (LocalTransactionState::Unknown, Some(text))
-        }
+        Err(panic) => (LocalTransactionState::Unknown, Some(panic_text(&*panic))),
     }
 }
 
