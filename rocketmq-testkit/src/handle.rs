@@ -478,7 +478,8 @@ impl Broker {
     /// [`reset_offset_server_side`](Self::reset_offset_server_side) of one
     /// queue to `offset`, which must lie between the queue's min offset and
     /// one past its max offset (Java's check), else
-    /// [`TestkitError::ResetRefused`].
+    /// [`TestkitError::ResetRefused`]; refused too for a queue id the topic
+    /// does not have (Java resets every queue by time for a negative one).
     pub fn reset_queue_offset_server_side(
         &self,
         group: &str,

@@ -260,10 +260,20 @@ async fn a_reset_is_refused_as_javas_and_forgotten_by_a_restart() {
     let table = broker.reset_offset_server_side(GROUP, "T", -1).unwrap();
     assert_eq!(table[&mq(1)], 4);
     assert_eq!(table[&mq(0)], 0);
+    // A queue the topic does not have.
+    assert!(matches!(
+        broker.reset_queue_offset_server_side(GROUP, &mq(-1), 0),
+        Err(TestkitError::ResetRefused(_))
+    ));
 
+    // The last reset, pending at the restart: the restart forgets that it
+    // is pending, and keeps what it committed.
+    broker
+        .reset_queue_offset_server_side(GROUP, &mq(1), 5)
+        .unwrap();
     broker.restart().await.unwrap();
     assert_eq!(broker.pending_offset_reset(GROUP, &mq(1)), None);
-    assert_eq!(broker.committed_offset(GROUP, &mq(1)), Some(4), "kept");
+    assert_eq!(broker.committed_offset(GROUP, &mq(1)), Some(5), "kept");
     client.call(ADDR, update(1, 2)).await.unwrap();
     assert_eq!(broker.committed_offset(GROUP, &mq(1)), Some(2));
     cluster.shutdown().await;

@@ -472,9 +472,9 @@ impl Rebalancer {
     /// round can add them back, then rebalances, which adds them again from
     /// the offsets `write` left in the store. Other queues, of the same
     /// topic included, are not touched (Java's `resetOffset`), nor are
-    /// popped ones: the client keeps no offset of those, and the broker's
-    /// reset already moved where they are popped from (writing its offset
-    /// back later would undo the pops made since). An orderly
+    /// popped ones: the client keeps no offset of those (Java's walks its
+    /// process queue table only), and writing the reset offset to the
+    /// broker would undo the pops other members made since. An orderly
     /// queue still consuming a batch is dropped but stays in the table
     /// until the batch ends (a dropped batch commits nothing), and is reset
     /// all the same: a later round removes it and adds it back from the

@@ -164,6 +164,13 @@ pub(crate) fn reset_offset(
             }
         }
         ResetTarget::QueueTo { queue_id, offset } => {
+            if queue_id < 0 || queue_id >= config.read_queue_nums {
+                // Java resets every queue by time for a negative id; this
+                // call names one queue by offset, so it refuses instead.
+                return Err(TestkitError::ResetRefused(format!(
+                    "queue {queue_id} is not a queue of {topic}"
+                )));
+            }
             let min = store.min_offset(topic, queue_id);
             let max = store.max_offset(topic, queue_id);
             // Java's check, `max + 1` included.

@@ -303,7 +303,12 @@ impl PushCore {
                 }
             })
             .await;
-        tracing::info!(group = self.group(), %topic, queues = reset.len(), "offsets reset");
+        if reset.is_empty() {
+            tracing::info!(group = self.group(), %topic,
+                "the offset reset names only queues this client pops, which keep no offset here (as Java's)");
+        } else {
+            tracing::info!(group = self.group(), %topic, queues = reset.len(), "offsets reset");
+        }
     }
 
     /// Writes `offset` for the removed queue `mq` through the store:
