@@ -91,6 +91,25 @@ async fn a_push_consumer_pulling_what_the_broker_assigns_consumes_everything_aga
     pulling_consumes_everything_again_once(false).await;
 }
 
+/// Waits until every message was consumed and the queue ends committed,
+/// resets group "cg" to the first offsets on the broker, and waits until
+/// every message came again.
+async fn consume_reset_and_again(cluster: &TestCluster, seen: &Seen) {
+    wait_until("every message", Duration::from_secs(60), || {
+        seen.len() == MESSAGES
+    })
+    .await;
+    wait_until("the ends committed", Duration::from_secs(60), || {
+        committed_at_ends(cluster, "cg")
+    })
+    .await;
+    reset_to_first(cluster, "cg");
+    wait_until("everything again", Duration::from_secs(120), || {
+        seen.len() == 2 * MESSAGES
+    })
+    .await;
+}
+
 async fn pulling_consumes_everything_again_once(client_rebalance: bool) {
     let (cluster, producer) = cluster_with_messages().await;
     let seen = Seen::default();
@@ -100,20 +119,7 @@ async fn pulling_consumes_everything_again_once(client_rebalance: bool) {
         .build()
         .await
         .unwrap();
-    wait_until("every message", Duration::from_secs(60), || {
-        seen.len() == MESSAGES
-    })
-    .await;
-    wait_until("the ends committed", Duration::from_secs(60), || {
-        committed_at_ends(&cluster, "cg")
-    })
-    .await;
-
-    reset_to_first(&cluster, "cg");
-    wait_until("everything again", Duration::from_secs(120), || {
-        seen.len() == 2 * MESSAGES
-    })
-    .await;
+    consume_reset_and_again(&cluster, &seen).await;
     assert!(
         resets_taken(&cluster, "cg"),
         "each queue's pull took its reset"
@@ -154,20 +160,7 @@ async fn an_orderly_push_consumer_consumes_each_queue_again_in_order() {
         .build()
         .await
         .unwrap();
-    wait_until("every message", Duration::from_secs(60), || {
-        seen.len() == MESSAGES
-    })
-    .await;
-    wait_until("the ends committed", Duration::from_secs(60), || {
-        committed_at_ends(&cluster, "cg")
-    })
-    .await;
-
-    reset_to_first(&cluster, "cg");
-    wait_until("everything again", Duration::from_secs(120), || {
-        seen.len() == 2 * MESSAGES
-    })
-    .await;
+    consume_reset_and_again(&cluster, &seen).await;
     tokio::time::sleep(SETTLE).await;
     assert_each_twice(&seen.counts());
     let mut by_queue: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
