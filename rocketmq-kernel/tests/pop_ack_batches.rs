@@ -16,7 +16,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use consume_fakes::{routes_for, until};
+use consume_fakes::{popped_handle as handle, routes_for, until};
 use futures::poll;
 use rocketmq_kernel::api::BrokerApi;
 use rocketmq_kernel::pop::{AckTarget, CoalescedAcks, PopAcks};
@@ -24,7 +24,7 @@ use rocketmq_kernel::{KernelError, Result, Routes};
 use rocketmq_model::ResponseCode;
 use rocketmq_model::body::BatchAckMessageRequestBody;
 use rocketmq_model::header::AckMessageRequestHeader;
-use rocketmq_model::message::{PopTopicKind, ReceiptHandle};
+use rocketmq_model::message::ReceiptHandle;
 use rocketmq_remoting::RemotingError;
 use tokio::sync::Semaphore;
 
@@ -155,20 +155,6 @@ fn routes() -> Routes {
 
 fn acks(broker: &Arc<Broker>) -> PopAcks {
     PopAcks::new(Arc::clone(broker) as Arc<dyn BrokerApi>, routes(), "cg")
-}
-
-/// Message `offset` of queue 1 of `broker_name`, popped from offset 100.
-fn handle(broker_name: &str, offset: i64) -> ReceiptHandle {
-    ReceiptHandle {
-        ck_queue_offset: 100,
-        pop_time: 1_700_000_000_000,
-        invisible_time: 60_000,
-        revive_qid: 3,
-        kind: PopTopicKind::Normal,
-        broker_name: broker_name.to_owned(),
-        queue_id: 1,
-        queue_offset: offset,
-    }
 }
 
 fn targets(handles: &[ReceiptHandle]) -> Vec<AckTarget<'_>> {

@@ -23,7 +23,6 @@ use rocketmq_kernel::api::BrokerApi;
 use rocketmq_kernel::pop::{CoalescedAcks, PopAcks};
 use rocketmq_model::body::BatchAckMessageRequestBody;
 use rocketmq_model::header::AckMessageRequestHeader;
-use rocketmq_model::message::{PopTopicKind, ReceiptHandle};
 use tokio::sync::Semaphore;
 
 struct Broker {
@@ -47,24 +46,15 @@ impl BrokerApi for Broker {
     }
 }
 
-fn handle(offset: i64) -> ReceiptHandle {
-    ReceiptHandle {
-        ck_queue_offset: 100,
-        pop_time: 1_700_000_000_000,
-        invisible_time: 60_000,
-        revive_qid: 3,
-        kind: PopTopicKind::Normal,
-        broker_name: "broker-a".to_owned(),
-        queue_id: 1,
-        queue_offset: offset,
-    }
-}
-
 type Ack = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
 fn ack(coalesced: &CoalescedAcks, offset: i64) -> Ack {
     let coalesced = coalesced.clone();
-    Box::pin(async move { coalesced.ack("T", &handle(offset)).await })
+    Box::pin(async move {
+        coalesced
+            .ack("T", &consume_fakes::popped_handle("broker-a", offset))
+            .await
+    })
 }
 
 fn poll(fut: &mut Ack) -> Poll<Result<()>> {

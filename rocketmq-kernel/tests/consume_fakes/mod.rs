@@ -18,6 +18,7 @@ use rocketmq_model::header::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
     ConsumerSendMsgBackRequestHeader, SendMessageResponseHeader,
 };
+use rocketmq_model::message::{PopTopicKind, ReceiptHandle};
 use rocketmq_model::{Message, MessageExt, MessageQueue, Namespace, ResponseCode, TopicRouteData};
 use rocketmq_remoting::RemotingError;
 use rocketmq_remoting::calls::{SendMessage, SendResponse, SendStatus};
@@ -155,6 +156,20 @@ impl NameServerApi for NoNameServer {
         Err(KernelError::NoRoute {
             topic: topic.to_owned(),
         })
+    }
+}
+
+/// Message `offset` of queue 1 of `broker_name`, popped from offset 100.
+pub(crate) fn popped_handle(broker_name: &str, offset: i64) -> ReceiptHandle {
+    ReceiptHandle {
+        ck_queue_offset: 100,
+        pop_time: 1_700_000_000_000,
+        invisible_time: 60_000,
+        revive_qid: 3,
+        kind: PopTopicKind::Normal,
+        broker_name: broker_name.to_owned(),
+        queue_id: 1,
+        queue_offset: offset,
     }
 }
 
