@@ -14,7 +14,6 @@
 //! sender dropped before its answer hands the lane on all the same, and the
 //! callers it carried acknowledge their own messages.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -28,7 +27,7 @@ use crate::error::Result;
 #[derive(Clone)]
 pub struct CoalescedAcks {
     acks: PopAcks,
-    lanes: Arc<Mutex<HashMap<String, Lane>>>,
+    lanes: Arc<Mutex<Lanes>>,
 }
 
 impl fmt::Debug for CoalescedAcks {
@@ -36,6 +35,30 @@ impl fmt::Debug for CoalescedAcks {
         f.debug_struct("CoalescedAcks")
             .field("acks", &self.acks)
             .finish_non_exhaustive()
+    }
+}
+
+/// The lanes by broker name: a few, looked up by name on every
+/// acknowledgement (no key to allocate, unlike a map's entry).
+#[derive(Default)]
+struct Lanes(Vec<(String, Lane)>);
+
+impl Lanes {
+    fn get_mut(&mut self, broker: &str) -> Option<&mut Lane> {
+        (self.0.iter_mut())
+            .find(|(name, _)| name == broker)
+            .map(|(_, lane)| lane)
+    }
+
+    fn get_or_add(&mut self, broker: &str) -> &mut Lane {
+        let at = match self.0.iter().position(|(name, _)| name == broker) {
+            Some(at) => at,
+            None => {
+                self.0.push((broker.to_owned(), Lane::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
     }
 }
 
@@ -84,7 +107,7 @@ impl CoalescedAcks {
         let broker = handle.broker_name.as_str();
         let waiting = {
             let mut lanes = self.lock();
-            let lane = lanes.entry(broker.to_owned()).or_default();
+            let lane = lanes.get_or_add(broker);
             if lane.sending {
                 let (turn, waiting) = oneshot::channel();
                 lane.waiting.push(Waiting {
@@ -154,7 +177,7 @@ impl CoalescedAcks {
         lane.sending = false;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lane>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lanes> {
         self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
