@@ -207,6 +207,32 @@ impl RemotingBrokerApi {
             .await
     }
 
+    /// [`BrokerApi::send_message`] without the box the trait puts its
+    /// future in: what a producer calls for every message.
+    pub async fn send_message(
+        &self,
+        addr: &str,
+        request: SendMessage,
+        timeout: Duration,
+    ) -> Result<SendResponse> {
+        let h = &request.header;
+        let span = span("send_message", addr, Some(&h.topic), Some(h.queue_id));
+        self.broker_call(addr, request, timeout, span).await
+    }
+
+    /// [`BrokerApi::send_batch`], unboxed as
+    /// [`send_message`](Self::send_message) is.
+    pub async fn send_batch(
+        &self,
+        addr: &str,
+        request: SendBatch,
+        timeout: Duration,
+    ) -> Result<SendResponse> {
+        let h = &request.header;
+        let span = span("send_batch", addr, Some(&h.topic), Some(h.queue_id));
+        self.broker_call(addr, request, timeout, span).await
+    }
+
     /// Runs `call` against the broker at `addr` within `timeout`.
     async fn broker_call<C>(
         &self,
@@ -323,9 +349,7 @@ impl BrokerApi for RemotingBrokerApi {
         request: SendMessage,
         timeout: Duration,
     ) -> Result<SendResponse> {
-        let h = &request.header;
-        let span = span("send_message", addr, Some(&h.topic), Some(h.queue_id));
-        self.broker_call(addr, request, timeout, span).await
+        RemotingBrokerApi::send_message(self, addr, request, timeout).await
     }
 
     async fn send_batch(
@@ -334,9 +358,7 @@ impl BrokerApi for RemotingBrokerApi {
         request: SendBatch,
         timeout: Duration,
     ) -> Result<SendResponse> {
-        let h = &request.header;
-        let span = span("send_batch", addr, Some(&h.topic), Some(h.queue_id));
-        self.broker_call(addr, request, timeout, span).await
+        RemotingBrokerApi::send_batch(self, addr, request, timeout).await
     }
 
     async fn pull_message(
