@@ -42,8 +42,17 @@ macro_rules! command_header {
             }
 
             fn read_fields(fields: &$crate::header::FieldReader<'_>) -> $crate::Result<Self> {
+                // One pass over the map, each key matched against the
+                // header's keys, rather than a search of the map per field.
+                $(let mut $field = None;)*
+                for (key, text) in fields.present() {
+                    match key {
+                        $($key => $field = Some(text),)*
+                        _ => {}
+                    }
+                }
                 Ok($name {
-                    $($field: command_header!(@read $kind $(($default))?, fields, $ty, $key),)*
+                    $($field: command_header!(@read $kind $(($default))?, fields, $ty, $key, $field),)*
                 })
             }
         }
@@ -79,14 +88,14 @@ macro_rules! command_header {
         $crate::header::value::FieldValue::write($value, $fields, $key)
     };
 
-    (@read req, $fields:ident, $ty:ty, $key:literal) => {
-        $crate::header::value::required::<$ty>($fields, $key)?
+    (@read req, $fields:ident, $ty:ty, $key:literal, $text:ident) => {
+        $crate::header::value::parse_required::<$ty>($fields, $key, $text)?
     };
-    (@read opt, $fields:ident, $ty:ty, $key:literal) => {
-        <$ty as $crate::header::value::FieldValue>::read($fields, $key)?
+    (@read opt, $fields:ident, $ty:ty, $key:literal, $text:ident) => {
+        <$ty as $crate::header::value::FieldValue>::parse($fields, $key, $text)?
     };
-    (@read default($value:expr), $fields:ident, $ty:ty, $key:literal) => {
-        <$ty as $crate::header::value::FieldValue>::read($fields, $key)?.unwrap_or($value)
+    (@read default($value:expr), $fields:ident, $ty:ty, $key:literal, $text:ident) => {
+        <$ty as $crate::header::value::FieldValue>::parse($fields, $key, $text)?.unwrap_or($value)
     };
 }
 

@@ -187,6 +187,12 @@ impl<'a> FieldReader<'a> {
         self.map.get(key).filter(|v| !v.is_empty())
     }
 
+    /// Every field, as (key, text) pairs; empty text reads as absent (see
+    /// [`raw`](Self::raw)).
+    pub fn present(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        self.map.iter().filter(|(_, value)| !value.is_empty())
+    }
+
     /// The "required field is missing" error for `field` of this header.
     pub fn missing(&self, field: &'static str) -> ModelError {
         ModelError::MissingField {
@@ -233,7 +239,17 @@ impl<'a> FieldReader<'a> {
 
     /// An optional number: absent is `None`, unparsable is an error.
     pub fn opt_number<T: FromStr + NumberKind>(&self, key: &'static str) -> Result<Option<T>> {
-        match self.raw(key) {
+        self.parse_number(key, self.raw(key))
+    }
+
+    /// The number in `text`, the text of field `key` as [`raw`](Self::raw)
+    /// gives it: `None` is `None`, unparsable is an error.
+    pub fn parse_number<T: FromStr + NumberKind>(
+        &self,
+        key: &'static str,
+        text: Option<&str>,
+    ) -> Result<Option<T>> {
+        match text {
             None => Ok(None),
             Some(text) => text
                 .trim()
@@ -251,7 +267,12 @@ impl<'a> FieldReader<'a> {
     /// An optional boolean with Java's rule: "true" in any case is true, any other
     /// text is false.
     pub fn opt_bool(&self, key: &str) -> Option<bool> {
-        self.raw(key).map(|v| v.trim().eq_ignore_ascii_case("true"))
+        self.raw(key).map(Self::parse_bool)
+    }
+
+    /// A boolean's text read with Java's rule (see [`opt_bool`](Self::opt_bool)).
+    pub fn parse_bool(text: &str) -> bool {
+        text.trim().eq_ignore_ascii_case("true")
     }
 
     /// A required boolean (Java's parsing rule).
@@ -309,6 +330,41 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "PullMessageRequestHeader: required field `topic` is missing"
+        );
+    }
+
+    #[test]
+    fn a_declared_header_reads_its_fields_with_javas_rules() {
+        // Unknown keys are passed over, empty text is absent, a defaulted
+        // field takes its default, booleans and numbers read as Java reads them.
+        let m = map(&[
+            ("isForce", "TRUE"),
+            ("unknown", "x"),
+            ("group", "G"),
+            ("topic", "T"),
+            ("queueId", ""),
+            ("timestamp", " 7 "),
+            ("bname", ""),
+        ]);
+        let h = ResetOffsetRequestHeader::from_ext_fields(&m).unwrap();
+        assert_eq!((h.group.as_str(), h.topic.as_str()), ("G", "T"));
+        assert_eq!((h.queue_id, h.offset, h.timestamp), (-1, None, 7));
+        assert!(h.is_force);
+        assert_eq!(h.broker_name, None);
+        let bad = |pairs: &[(&str, &str)]| {
+            let mut m = m.clone();
+            m.extend(pairs.iter().copied());
+            ResetOffsetRequestHeader::from_ext_fields(&m)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            bad(&[("topic", "")]),
+            "ResetOffsetRequestHeader: required field `topic` is missing"
+        );
+        assert_eq!(
+            bad(&[("offset", "1x")]),
+            "ResetOffsetRequestHeader: field `offset` has invalid value \"1x\": expected a 64-bit integer"
         );
     }
 

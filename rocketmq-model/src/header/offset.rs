@@ -171,8 +171,8 @@ impl fmt::Display for BoundaryType {
 }
 
 impl FieldValue for BoundaryType {
-    fn read(fields: &FieldReader<'_>, key: &'static str) -> Result<Option<Self>> {
-        Ok(fields.raw(key).map(BoundaryType::from_wire))
+    fn parse(_: &FieldReader<'_>, _: &'static str, text: Option<&str>) -> Result<Option<Self>> {
+        Ok(text.map(BoundaryType::from_wire))
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {

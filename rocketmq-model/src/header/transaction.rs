@@ -94,8 +94,12 @@ impl fmt::Display for TransactionResolution {
 const RESOLUTION_EXPECTED: &str = "0 (unknown), 8 (commit) or 12 (rollback)";
 
 impl FieldValue for TransactionResolution {
-    fn read(fields: &FieldReader<'_>, key: &'static str) -> Result<Option<Self>> {
-        let Some(code) = fields.opt_number::<i32>(key)? else {
+    fn parse(
+        fields: &FieldReader<'_>,
+        key: &'static str,
+        text: Option<&str>,
+    ) -> Result<Option<Self>> {
+        let Some(code) = fields.parse_number::<i32>(key, text)? else {
             return Ok(None);
         };
         match TransactionResolution::from_code(code) {

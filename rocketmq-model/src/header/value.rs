@@ -7,20 +7,30 @@ use crate::error::Result;
 
 /// A type that can be the value of one header field.
 ///
-/// `read` returns `Ok(None)` when the key is absent (or empty, which Java reads
-/// as null); the header macro turns that into a missing-field error for
+/// Reading returns `Ok(None)` when the key is absent (or empty, which Java
+/// reads as null); the header macro turns that into a missing-field error for
 /// required fields or a default for defaulted ones.
 pub(crate) trait FieldValue: Sized {
-    /// Reads the field, or `None` when absent.
-    fn read(fields: &FieldReader<'_>, key: &'static str) -> Result<Option<Self>>;
+    /// Parses the field from its text, `None` when absent or empty; `fields`
+    /// and `key` name it in errors.
+    fn parse(
+        fields: &FieldReader<'_>,
+        key: &'static str,
+        text: Option<&str>,
+    ) -> Result<Option<Self>>;
+
+    /// Looks the field up by `key` and parses it.
+    fn read(fields: &FieldReader<'_>, key: &'static str) -> Result<Option<Self>> {
+        Self::parse(fields, key, fields.raw(key))
+    }
 
     /// Writes the field.
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str);
 }
 
 impl FieldValue for String {
-    fn read(fields: &FieldReader<'_>, key: &'static str) -> Result<Option<Self>> {
-        Ok(fields.opt_string(key))
+    fn parse(_: &FieldReader<'_>, _: &'static str, text: Option<&str>) -> Result<Option<Self>> {
+        Ok(text.map(str::to_owned))
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
@@ -29,8 +39,8 @@ impl FieldValue for String {
 }
 
 impl FieldValue for CompactString {
-    fn read(fields: &FieldReader<'_>, key: &'static str) -> Result<Option<Self>> {
-        Ok(fields.raw(key).map(CompactString::from))
+    fn parse(_: &FieldReader<'_>, _: &'static str, text: Option<&str>) -> Result<Option<Self>> {
+        Ok(text.map(CompactString::from))
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
@@ -39,8 +49,8 @@ impl FieldValue for CompactString {
 }
 
 impl FieldValue for i32 {
-    fn read(fields: &FieldReader<'_>, key: &'static str) -> Result<Option<Self>> {
-        fields.opt_number(key)
+    fn parse(f: &FieldReader<'_>, key: &'static str, text: Option<&str>) -> Result<Option<Self>> {
+        f.parse_number(key, text)
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
@@ -49,8 +59,8 @@ impl FieldValue for i32 {
 }
 
 impl FieldValue for i64 {
-    fn read(fields: &FieldReader<'_>, key: &'static str) -> Result<Option<Self>> {
-        fields.opt_number(key)
+    fn parse(f: &FieldReader<'_>, key: &'static str, text: Option<&str>) -> Result<Option<Self>> {
+        f.parse_number(key, text)
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
@@ -59,8 +69,8 @@ impl FieldValue for i64 {
 }
 
 impl FieldValue for bool {
-    fn read(fields: &FieldReader<'_>, key: &'static str) -> Result<Option<Self>> {
-        Ok(fields.opt_bool(key))
+    fn parse(_: &FieldReader<'_>, _: &'static str, text: Option<&str>) -> Result<Option<Self>> {
+        Ok(text.map(FieldReader::parse_bool))
     }
 
     fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
@@ -70,7 +80,16 @@ impl FieldValue for bool {
 
 /// Reads a field the protocol requires.
 pub(crate) fn required<T: FieldValue>(fields: &FieldReader<'_>, key: &'static str) -> Result<T> {
-    T::read(fields, key)?.ok_or_else(|| fields.missing(key))
+    parse_required(fields, key, fields.raw(key))
+}
+
+/// Parses a field the protocol requires from its text.
+pub(crate) fn parse_required<T: FieldValue>(
+    fields: &FieldReader<'_>,
+    key: &'static str,
+    text: Option<&str>,
+) -> Result<T> {
+    T::parse(fields, key, text)?.ok_or_else(|| fields.missing(key))
 }
 
 /// Strategies for property tests: any value that survives an `extFields` round
