@@ -70,10 +70,17 @@ impl JsonFields<'_> {
     /// value will need.
     fn open(&mut self, key: &str, room: usize) {
         self.dst.reserve(key.len() + room + 8);
-        self.dst
-            .put_slice(if self.written == 0 { b"\"" } else { b",\"" });
+        if self.written != 0 {
+            self.dst.put_u8(b',');
+        }
         self.written += 1;
-        put_text(self.dst, key);
+        self.dst.put_u8(b'"');
+        // Keys are short: looked at byte by byte, not a word at a time.
+        let key = key.as_bytes();
+        match key.iter().position(|&b| special::is_special(b)) {
+            None => self.dst.put_slice(key),
+            Some(at) => put_escaped(self.dst, key, at),
+        }
         self.dst.put_slice(b"\":\"");
     }
 }
@@ -104,12 +111,24 @@ fn put_str(dst: &mut BytesMut, text: &str) {
     dst.put_u8(b'"');
 }
 
-/// Writes the inside of a JSON string (see [`put_str`]).
+/// Writes the inside of a JSON string (see [`put_str`]). Small enough to
+/// inline: header text (keys above all) rarely needs an escape.
+#[inline]
 fn put_text(dst: &mut BytesMut, text: &str) {
-    let mut rest = text.as_bytes();
-    while let Some(at) = special::find(rest) {
-        dst.put_slice(&rest[..at]);
-        let byte = rest[at];
+    let bytes = text.as_bytes();
+    match special::find(bytes) {
+        None => dst.put_slice(bytes),
+        Some(at) => put_escaped(dst, bytes, at),
+    }
+}
+
+/// Writes `bytes`, whose first byte to escape is at `at`, escaping every
+/// such byte.
+#[inline(never)]
+fn put_escaped(dst: &mut BytesMut, mut bytes: &[u8], mut at: usize) {
+    loop {
+        dst.put_slice(&bytes[..at]);
+        let byte = bytes[at];
         match byte {
             b'"' => dst.put_slice(b"\\\""),
             b'\\' => dst.put_slice(b"\\\\"),
@@ -127,9 +146,13 @@ fn put_text(dst: &mut BytesMut, text: &str) {
                 HEX[usize::from(byte & 0x0F)],
             ]),
         }
-        rest = &rest[at + 1..];
+        bytes = &bytes[at + 1..];
+        match special::find(bytes) {
+            Some(next) => at = next,
+            None => break,
+        }
     }
-    dst.put_slice(rest);
+    dst.put_slice(bytes);
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
