@@ -563,7 +563,7 @@ impl Sender {
         if let Some(ctx) = &ctx {
             self.hooks.iter().for_each(|hook| hook.before_send(ctx));
         }
-        let result = self.attempt_call(out, mq, &addr, budget).await;
+        let result = self.attempt_call(out, mq, &addr, budget, began).await;
         let result = match result {
             // The call had what was left of the budget, and used it up.
             Err(error) if timed_out(&error) && Instant::now() >= budget.deadline => {
@@ -611,16 +611,18 @@ impl Sender {
             .master_addr(&mq.broker_name)?)
     }
 
-    /// The request of one attempt, within what is left of the budget at
-    /// `deadline` (Java passes `timeout - costTime` to each call): one timer
-    /// bounds it, the API's.
+    /// The request of one attempt begun at `began`, within what was left of
+    /// the budget then (Java passes `timeout - costTime` to each call, its
+    /// cost counted to the attempt's start): one timer bounds it, the API's.
     async fn attempt_call(
         &self,
         out: &Outgoing,
         mq: &MessageQueue,
         addr: &str,
         budget: Budget,
+        began: Instant,
     ) -> Result<SendResult> {
+        let mut now = began;
         if self.heartbeat_first {
             let heartbeat = self.instance.ensure_heartbeat(addr);
             if tokio::time::timeout_at(budget.deadline, heartbeat)
@@ -632,8 +634,9 @@ impl Sender {
                     after: budget.after,
                 }));
             }
+            now = Instant::now();
         }
-        let remaining = budget.deadline.saturating_duration_since(Instant::now());
+        let remaining = budget.deadline.saturating_duration_since(now);
         let header = self.header(out, mq);
         let api = self.instance.broker_api();
         let response: SendResponse = if out.batch {

@@ -251,8 +251,7 @@ impl<'a> FieldReader<'a> {
     ) -> Result<Option<T>> {
         match text {
             None => Ok(None),
-            Some(text) => text
-                .trim()
+            Some(text) => trimmed(text)
                 .parse()
                 .map(Some)
                 .map_err(|_| ModelError::InvalidField {
@@ -272,7 +271,7 @@ impl<'a> FieldReader<'a> {
 
     /// A boolean's text read with Java's rule (see [`opt_bool`](Self::opt_bool)).
     pub fn parse_bool(text: &str) -> bool {
-        text.trim().eq_ignore_ascii_case("true")
+        trimmed(text).eq_ignore_ascii_case("true")
     }
 
     /// A required boolean (Java's parsing rule).
@@ -281,6 +280,16 @@ impl<'a> FieldReader<'a> {
             header: self.header,
             field: key,
         })
+    }
+}
+
+/// `text` without surrounding whitespace. Field text nearly always has
+/// none: a look at its ends spares `str::trim`'s walk through Unicode.
+fn trimmed(text: &str) -> &str {
+    let plain = |b: &u8| b.is_ascii() && !b.is_ascii_whitespace();
+    match (text.as_bytes().first(), text.as_bytes().last()) {
+        (Some(first), Some(last)) if plain(first) && plain(last) => text,
+        _ => text.trim(),
     }
 }
 
@@ -366,6 +375,22 @@ mod tests {
             bad(&[("offset", "1x")]),
             "ResetOffsetRequestHeader: field `offset` has invalid value \"1x\": expected a 64-bit integer"
         );
+    }
+
+    #[test]
+    fn field_text_is_read_without_surrounding_whitespace() {
+        for (text, want) in [
+            ("7", "7"),
+            (" 7", "7"),
+            ("7\t", "7"),
+            ("\u{a0}7\u{2003}", "7"),
+            ("7 7", "7 7"),
+            ("", ""),
+            (" ", ""),
+            ("ü", "ü"),
+        ] {
+            assert_eq!(trimmed(text), want, "{text:?}");
+        }
     }
 
     #[test]

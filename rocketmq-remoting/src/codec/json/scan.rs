@@ -149,6 +149,30 @@ impl Seen {
     }
 }
 
+/// Whether `rest` starts with `quoted`, a quoted key of 4 to 32 bytes,
+/// compared a word at a time: a call to `memcmp` costs more than these
+/// short comparisons do.
+fn starts_with_key(rest: &[u8], quoted: &[u8]) -> bool {
+    let Some(head) = rest.get(..quoted.len()) else {
+        return false;
+    };
+    let len = quoted.len();
+    let word =
+        |text: &[u8], at: usize| -> Option<[u8; 4]> { text.get(at..at + 4)?.try_into().ok() };
+    let mut at = 0;
+    // Four bytes at a time, the last four overlapping the ones before.
+    while at + 4 < len {
+        if word(head, at) != word(quoted, at) {
+            return false;
+        }
+        at += 4;
+    }
+    match len.checked_sub(4) {
+        Some(last) => word(head, last) == word(quoted, last),
+        None => head == quoted,
+    }
+}
+
 struct Scanner<'a> {
     /// The header; `bytes` is the same, as bytes.
     text: &'a str,
@@ -199,7 +223,7 @@ impl<'a> Scanner<'a> {
             .enumerate()
             .skip(*expected)
             .take(2)
-            .find(|(_, (quoted, _))| rest.starts_with(quoted))?;
+            .find(|(_, (quoted, _))| starts_with_key(rest, quoted))?;
         self.pos += quoted.len();
         *expected = at + 1;
         Some(key)
@@ -325,24 +349,28 @@ impl<'a> Scanner<'a> {
     /// An integer in JSON's form that fits an `i32`.
     fn int(&mut self) -> Option<i32> {
         self.skip_space();
-        let negative = self.bytes.get(self.pos) == Some(&b'-');
+        let bytes = self.bytes;
+        let negative = bytes.get(self.pos) == Some(&b'-');
         let start = self.pos + usize::from(negative);
-        let digits = self.bytes[start..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        // No leading zeros, and at most 10 digits; a fraction or exponent next
-        // would make it another number.
-        if digits == 0 || digits > 10 || (digits > 1 && self.bytes[start] == b'0') {
+        let mut end = start;
+        let mut magnitude = 0i64;
+        // At most 10 digits (more cannot fit), read as they are counted.
+        while let Some(&digit) = bytes.get(end).filter(|b| b.is_ascii_digit()) {
+            if end - start == 10 {
+                return None;
+            }
+            magnitude = magnitude * 10 + i64::from(digit - b'0');
+            end += 1;
+        }
+        // No leading zeros; a fraction or exponent next would make it
+        // another number.
+        let digits = end - start;
+        if digits == 0 || (digits > 1 && bytes[start] == b'0') {
             return None;
         }
-        let end = start + digits;
-        if let Some(b'.' | b'e' | b'E') = self.bytes.get(end) {
+        if let Some(b'.' | b'e' | b'E') = bytes.get(end) {
             return None;
         }
-        let magnitude = self.bytes[start..end]
-            .iter()
-            .fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
         // serde_json reads `-0` as a float, which no integer field takes.
         if negative && magnitude == 0 {
             return None;
@@ -553,6 +581,28 @@ mod tests {
             for (key, value) in slow.ext_fields.iter() {
                 prop_assert_eq!(fast.ext_fields.get(key), Some(value));
                 prop_assert_eq!(fast.ext_fields[key].as_str(), value);
+            }
+        }
+
+        /// Key matching agrees with `starts_with`, whatever follows and
+        /// whatever is damaged.
+        #[test]
+        fn matches_keys_as_starts_with_does(
+            key in 0..KEYS_IN_ORDER.len(),
+            rest in proptest::collection::vec(any::<u8>(), 0..40),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+            damage in any::<bool>(),
+        ) {
+            let quoted = KEYS_IN_ORDER[key].0;
+            let mut text = quoted.to_vec();
+            text.extend_from_slice(&rest);
+            if damage {
+                text[at.index(quoted.len())] = byte;
+            }
+            for cut in [0, 1, quoted.len() - 1, quoted.len(), text.len()] {
+                let text = &text[..cut.min(text.len())];
+                prop_assert_eq!(starts_with_key(text, quoted), text.starts_with(quoted));
             }
         }
 
