@@ -145,6 +145,9 @@ pub struct FieldsInText<'a> {
     text: &'a str,
     spans: Vec<Span>,
     keys_seen: u64,
+    /// The stretch of text the spans lie in: the least start and the
+    /// greatest end pushed.
+    bounds: (u32, u32),
     /// Every field as owned text, once one could not stay in place.
     owned: Option<ExtFields>,
 }
@@ -156,6 +159,7 @@ impl<'a> FieldsInText<'a> {
             text,
             spans: Vec::new(),
             keys_seen: 0,
+            bounds: (u32::MAX, 0),
             owned: None,
         }
     }
@@ -188,6 +192,9 @@ impl<'a> FieldsInText<'a> {
     /// Adds a span whose key is `key`, replacing the value of an earlier
     /// one with the same key, as a map does.
     fn push_span(&mut self, span: Span, key: &str) {
+        let (start, end) = &mut self.bounds;
+        *start = (*start).min(span.key.0.min(span.value.0));
+        *end = (*end).max(span.key.1.max(span.value.1));
         let earlier = position(self.text, &self.spans, self.keys_seen, key);
         if let Some(earlier) = earlier.and_then(|at| self.spans.get_mut(at)) {
             earlier.value = span.value;
@@ -220,11 +227,10 @@ impl<'a> FieldsInText<'a> {
         if let Some(owned) = self.owned {
             return owned;
         }
-        let start = self.spans.iter().map(|s| s.key.0.min(s.value.0)).min();
-        let end = self.spans.iter().map(|s| s.key.1.max(s.value.1)).max();
-        let (Some(start), Some(end)) = (start, end) else {
+        if self.spans.is_empty() {
             return ExtFields::new();
-        };
+        }
+        let (start, end) = self.bounds;
         // Span ends are character boundaries, so this slice is whole text.
         let text: Arc<str> = Arc::from(slice(self.text, (start, end)));
         let spans = self
