@@ -41,7 +41,18 @@ fn slice(text: &str, (start, end): (u32, u32)) -> &str {
 /// Where the field `key` is among `spans` of `text`, given the key filter
 /// of the spans' keys.
 fn position(text: &str, spans: &[Span], keys_seen: u64, key: &str) -> Option<usize> {
-    if keys_seen & key_bit(key) == 0 {
+    position_with_bit(text, spans, keys_seen, key_bit(key), key)
+}
+
+/// [`position`], given `key`'s bit.
+fn position_with_bit(
+    text: &str,
+    spans: &[Span],
+    keys_seen: u64,
+    bit: u64,
+    key: &str,
+) -> Option<usize> {
+    if keys_seen & bit == 0 {
         return None;
     }
     let bytes = text.as_bytes();
@@ -195,12 +206,13 @@ impl<'a> FieldsInText<'a> {
         let (start, end) = &mut self.bounds;
         *start = (*start).min(span.key.0.min(span.value.0));
         *end = (*end).max(span.key.1.max(span.value.1));
-        let earlier = position(self.text, &self.spans, self.keys_seen, key);
+        let bit = key_bit(key);
+        let earlier = position_with_bit(self.text, &self.spans, self.keys_seen, bit, key);
         if let Some(earlier) = earlier.and_then(|at| self.spans.get_mut(at)) {
             earlier.value = span.value;
             return;
         }
-        self.keys_seen |= key_bit(key);
+        self.keys_seen |= bit;
         if self.spans.is_empty() {
             self.spans.reserve(8);
         }
