@@ -81,11 +81,11 @@ macro_rules! command_header {
 
     (@write opt, $fields:ident, $value:expr, $key:literal) => {
         if let Some(value) = $value {
-            $crate::header::value::FieldValue::write(value, $fields, $key);
+            $crate::header::value::FieldValue::write(value, $fields, $crate::field_key!($key));
         }
     };
     (@write $kind:ident, $fields:ident, $value:expr, $key:literal) => {
-        $crate::header::value::FieldValue::write($value, $fields, $key)
+        $crate::header::value::FieldValue::write($value, $fields, $crate::field_key!($key))
     };
 
     (@read req, $fields:ident, $ty:ty, $key:literal, $text:ident) => {

@@ -20,6 +20,7 @@ mod admin;
 mod client;
 mod consume;
 mod ext_fields;
+mod key;
 mod offset;
 mod pop;
 mod pull;
@@ -66,6 +67,7 @@ pub use transaction::{
 };
 
 pub use ext_fields::{CompactString, ExtFields, FieldsInText, Iter as ExtFieldsIter};
+pub use key::FieldKey;
 pub use sink::{DynHeader, FieldSink};
 
 /// A typed command header: a struct whose fields travel as `extFields` entries.
@@ -153,6 +155,24 @@ impl<'a> FieldWriter<'a> {
     /// Writes a string field without formatting machinery.
     pub fn put_str(&mut self, key: &str, value: &str) {
         self.sink.put_str(key, value);
+    }
+
+    /// Writes a string field under a key known at compile time
+    /// ([`field_key!`](crate::field_key)).
+    pub fn put_str_at(&mut self, key: FieldKey, value: &str) {
+        self.sink.put_str_at(key, value);
+    }
+
+    /// Writes an integer field under a key known at compile time.
+    pub fn put_int_at(&mut self, key: FieldKey, value: impl Into<i64>) {
+        self.sink.put_int_at(key, value.into());
+    }
+
+    /// Writes a boolean field (as [`put_bool`](Self::put_bool)) under a key
+    /// known at compile time.
+    pub fn put_bool_at(&mut self, key: FieldKey, value: bool) {
+        self.sink
+            .put_str_at(key, if value { "true" } else { "false" });
     }
 
     /// Writes a text field the caller no longer needs, keeping its buffer.

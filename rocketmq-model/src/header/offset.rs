@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::value::FieldValue;
-use super::{FieldReader, FieldWriter};
+use super::{FieldKey, FieldReader, FieldWriter};
 use crate::error::Result;
 
 command_header! {
@@ -175,8 +175,8 @@ impl FieldValue for BoundaryType {
         Ok(text.map(BoundaryType::from_wire))
     }
 
-    fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        fields.put_str(key, self.as_str());
+    fn write(&self, fields: &mut FieldWriter<'_>, key: FieldKey) {
+        fields.put_str_at(key, self.as_str());
     }
 }
 

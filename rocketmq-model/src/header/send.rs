@@ -5,8 +5,9 @@
 use compact_str::CompactString;
 
 use super::value::{FieldValue, required};
-use super::{CommandHeader, FieldReader, FieldWriter};
+use super::{CommandHeader, FieldKey, FieldReader, FieldWriter};
 use crate::error::Result;
+use crate::field_key;
 
 /// SEND_MESSAGE request header (v1 keys). [`SendMessageRequestHeaderV2`]
 /// carries the same fields under the short keys.
@@ -49,57 +50,57 @@ pub struct SendMessageRequestHeaderV2(pub SendMessageRequestHeader);
 
 /// The wire keys of one key set.
 struct SendKeys {
-    producer_group: &'static str,
-    topic: &'static str,
-    default_topic: &'static str,
-    default_topic_queue_nums: &'static str,
-    queue_id: &'static str,
-    sys_flag: &'static str,
-    born_timestamp: &'static str,
-    flag: &'static str,
-    properties: &'static str,
-    reconsume_times: &'static str,
-    unit_mode: &'static str,
-    max_reconsume_times: &'static str,
-    batch: &'static str,
-    broker_name: &'static str,
+    producer_group: FieldKey,
+    topic: FieldKey,
+    default_topic: FieldKey,
+    default_topic_queue_nums: FieldKey,
+    queue_id: FieldKey,
+    sys_flag: FieldKey,
+    born_timestamp: FieldKey,
+    flag: FieldKey,
+    properties: FieldKey,
+    reconsume_times: FieldKey,
+    unit_mode: FieldKey,
+    max_reconsume_times: FieldKey,
+    batch: FieldKey,
+    broker_name: FieldKey,
 }
 
 const V1_KEYS: SendKeys = SendKeys {
-    producer_group: "producerGroup",
-    topic: "topic",
-    default_topic: "defaultTopic",
-    default_topic_queue_nums: "defaultTopicQueueNums",
-    queue_id: "queueId",
-    sys_flag: "sysFlag",
-    born_timestamp: "bornTimestamp",
-    flag: "flag",
-    properties: "properties",
-    reconsume_times: "reconsumeTimes",
-    unit_mode: "unitMode",
-    max_reconsume_times: "maxReconsumeTimes",
-    batch: "batch",
-    broker_name: "bname",
+    producer_group: field_key!("producerGroup"),
+    topic: field_key!("topic"),
+    default_topic: field_key!("defaultTopic"),
+    default_topic_queue_nums: field_key!("defaultTopicQueueNums"),
+    queue_id: field_key!("queueId"),
+    sys_flag: field_key!("sysFlag"),
+    born_timestamp: field_key!("bornTimestamp"),
+    flag: field_key!("flag"),
+    properties: field_key!("properties"),
+    reconsume_times: field_key!("reconsumeTimes"),
+    unit_mode: field_key!("unitMode"),
+    max_reconsume_times: field_key!("maxReconsumeTimes"),
+    batch: field_key!("batch"),
+    broker_name: field_key!("bname"),
 };
 
 const V2_KEYS: SendKeys = SendKeys {
-    producer_group: "a",
-    topic: "b",
-    default_topic: "c",
-    default_topic_queue_nums: "d",
-    queue_id: "e",
-    sys_flag: "f",
-    born_timestamp: "g",
-    flag: "h",
-    properties: "i",
-    reconsume_times: "j",
-    unit_mode: "k",
-    max_reconsume_times: "l",
-    batch: "m",
-    broker_name: "n",
+    producer_group: field_key!("a"),
+    topic: field_key!("b"),
+    default_topic: field_key!("c"),
+    default_topic_queue_nums: field_key!("d"),
+    queue_id: field_key!("e"),
+    sys_flag: field_key!("f"),
+    born_timestamp: field_key!("g"),
+    flag: field_key!("h"),
+    properties: field_key!("i"),
+    reconsume_times: field_key!("j"),
+    unit_mode: field_key!("k"),
+    max_reconsume_times: field_key!("l"),
+    batch: field_key!("m"),
+    broker_name: field_key!("n"),
 };
 
-fn put_opt<T: FieldValue>(fields: &mut FieldWriter<'_>, key: &str, value: &Option<T>) {
+fn put_opt<T: FieldValue>(fields: &mut FieldWriter<'_>, key: FieldKey, value: &Option<T>) {
     if let Some(value) = value {
         value.write(fields, key);
     }
@@ -107,14 +108,14 @@ fn put_opt<T: FieldValue>(fields: &mut FieldWriter<'_>, key: &str, value: &Optio
 
 impl SendMessageRequestHeader {
     fn write_with(&self, keys: &SendKeys, fields: &mut FieldWriter<'_>) {
-        fields.put_str(keys.producer_group, &self.producer_group);
-        fields.put_str(keys.topic, &self.topic);
-        fields.put_str(keys.default_topic, &self.default_topic);
-        fields.put_int(keys.default_topic_queue_nums, self.default_topic_queue_nums);
-        fields.put_int(keys.queue_id, self.queue_id);
-        fields.put_int(keys.sys_flag, self.sys_flag);
-        fields.put_int(keys.born_timestamp, self.born_timestamp);
-        fields.put_int(keys.flag, self.flag);
+        fields.put_str_at(keys.producer_group, &self.producer_group);
+        fields.put_str_at(keys.topic, &self.topic);
+        fields.put_str_at(keys.default_topic, &self.default_topic);
+        fields.put_int_at(keys.default_topic_queue_nums, self.default_topic_queue_nums);
+        fields.put_int_at(keys.queue_id, self.queue_id);
+        fields.put_int_at(keys.sys_flag, self.sys_flag);
+        fields.put_int_at(keys.born_timestamp, self.born_timestamp);
+        fields.put_int_at(keys.flag, self.flag);
         put_opt(fields, keys.properties, &self.properties);
         put_opt(fields, keys.reconsume_times, &self.reconsume_times);
         put_opt(fields, keys.unit_mode, &self.unit_mode);
@@ -125,20 +126,20 @@ impl SendMessageRequestHeader {
 
     fn read_with(keys: &SendKeys, fields: &FieldReader<'_>) -> Result<Self> {
         Ok(SendMessageRequestHeader {
-            producer_group: required(fields, keys.producer_group)?,
-            topic: required(fields, keys.topic)?,
-            default_topic: required(fields, keys.default_topic)?,
-            default_topic_queue_nums: required(fields, keys.default_topic_queue_nums)?,
-            queue_id: required(fields, keys.queue_id)?,
-            sys_flag: required(fields, keys.sys_flag)?,
-            born_timestamp: required(fields, keys.born_timestamp)?,
-            flag: required(fields, keys.flag)?,
-            properties: FieldValue::read(fields, keys.properties)?,
-            reconsume_times: FieldValue::read(fields, keys.reconsume_times)?,
-            unit_mode: FieldValue::read(fields, keys.unit_mode)?,
-            max_reconsume_times: FieldValue::read(fields, keys.max_reconsume_times)?,
-            batch: FieldValue::read(fields, keys.batch)?,
-            broker_name: FieldValue::read(fields, keys.broker_name)?,
+            producer_group: required(fields, keys.producer_group.name())?,
+            topic: required(fields, keys.topic.name())?,
+            default_topic: required(fields, keys.default_topic.name())?,
+            default_topic_queue_nums: required(fields, keys.default_topic_queue_nums.name())?,
+            queue_id: required(fields, keys.queue_id.name())?,
+            sys_flag: required(fields, keys.sys_flag.name())?,
+            born_timestamp: required(fields, keys.born_timestamp.name())?,
+            flag: required(fields, keys.flag.name())?,
+            properties: FieldValue::read(fields, keys.properties.name())?,
+            reconsume_times: FieldValue::read(fields, keys.reconsume_times.name())?,
+            unit_mode: FieldValue::read(fields, keys.unit_mode.name())?,
+            max_reconsume_times: FieldValue::read(fields, keys.max_reconsume_times.name())?,
+            batch: FieldValue::read(fields, keys.batch.name())?,
+            broker_name: FieldValue::read(fields, keys.broker_name.name())?,
         })
     }
 }

@@ -9,7 +9,7 @@ use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use compact_str::{CompactString, ToCompactString};
 
-use super::{CommandHeader, ExtFields, FieldWriter};
+use super::{CommandHeader, ExtFields, FieldKey, FieldWriter};
 
 /// Receives a header's fields, keyed as on the wire. Numbers come as numbers,
 /// for the sink to format (Java writes them in decimal).
@@ -24,6 +24,17 @@ pub trait FieldSink {
 
     /// An integer field.
     fn put_int(&mut self, key: &str, value: i64);
+
+    /// A text field under a key known at compile time, which a sink may
+    /// write from what the key has prepared ([`FieldKey::json_intro`]).
+    fn put_str_at(&mut self, key: FieldKey, value: &str) {
+        self.put_str(key.name(), value);
+    }
+
+    /// An integer field under a key known at compile time.
+    fn put_int_at(&mut self, key: FieldKey, value: i64) {
+        self.put_int(key.name(), value);
+    }
 }
 
 impl FieldSink for ExtFields {

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::value::FieldValue;
-use super::{FieldReader, FieldWriter};
+use super::{FieldKey, FieldReader, FieldWriter};
 use crate::error::Result;
 
 command_header! {
@@ -108,8 +108,8 @@ impl FieldValue for TransactionResolution {
         }
     }
 
-    fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        fields.put_int(key, self.code());
+    fn write(&self, fields: &mut FieldWriter<'_>, key: FieldKey) {
+        fields.put_int_at(key, self.code());
     }
 }
 

@@ -2,7 +2,7 @@
 
 use compact_str::CompactString;
 
-use super::{FieldReader, FieldWriter};
+use super::{FieldKey, FieldReader, FieldWriter};
 use crate::error::Result;
 
 /// A type that can be the value of one header field.
@@ -25,7 +25,7 @@ pub(crate) trait FieldValue: Sized {
     }
 
     /// Writes the field.
-    fn write(&self, fields: &mut FieldWriter<'_>, key: &str);
+    fn write(&self, fields: &mut FieldWriter<'_>, key: FieldKey);
 }
 
 impl FieldValue for String {
@@ -33,8 +33,8 @@ impl FieldValue for String {
         Ok(text.map(str::to_owned))
     }
 
-    fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        fields.put_str(key, self);
+    fn write(&self, fields: &mut FieldWriter<'_>, key: FieldKey) {
+        fields.put_str_at(key, self);
     }
 }
 
@@ -43,8 +43,8 @@ impl FieldValue for CompactString {
         Ok(text.map(CompactString::from))
     }
 
-    fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        fields.put_str(key, self);
+    fn write(&self, fields: &mut FieldWriter<'_>, key: FieldKey) {
+        fields.put_str_at(key, self);
     }
 }
 
@@ -53,8 +53,8 @@ impl FieldValue for i32 {
         f.parse_number(key, text)
     }
 
-    fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        fields.put_int(key, *self);
+    fn write(&self, fields: &mut FieldWriter<'_>, key: FieldKey) {
+        fields.put_int_at(key, *self);
     }
 }
 
@@ -63,8 +63,8 @@ impl FieldValue for i64 {
         f.parse_number(key, text)
     }
 
-    fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        fields.put_int(key, *self);
+    fn write(&self, fields: &mut FieldWriter<'_>, key: FieldKey) {
+        fields.put_int_at(key, *self);
     }
 }
 
@@ -73,8 +73,8 @@ impl FieldValue for bool {
         Ok(text.map(FieldReader::parse_bool))
     }
 
-    fn write(&self, fields: &mut FieldWriter<'_>, key: &str) {
-        fields.put_bool(key, *self);
+    fn write(&self, fields: &mut FieldWriter<'_>, key: FieldKey) {
+        fields.put_bool_at(key, *self);
     }
 }
 

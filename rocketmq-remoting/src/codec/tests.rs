@@ -378,3 +378,60 @@ proptest! {
         prop_assert_eq!(back.ext_fields, expected.ext_fields);
     }
 }
+
+/// Keys known at compile time, as headers declare them.
+const KEYED: [rocketmq_model::header::FieldKey; 4] = [
+    rocketmq_model::field_key!("a"),
+    rocketmq_model::field_key!("queueId"),
+    rocketmq_model::field_key!("MSG_REGION"),
+    rocketmq_model::field_key!("ü-key"),
+];
+
+/// A header writing its fields under [`KEYED`] keys.
+#[derive(Debug, Clone)]
+struct KeyedHeader(Vec<(usize, Result<String, i64>)>);
+
+impl rocketmq_model::CommandHeader for KeyedHeader {
+    const NAME: &'static str = "KeyedHeader";
+
+    fn write_fields(&self, fields: &mut rocketmq_model::header::FieldWriter<'_>) {
+        for (key, value) in &self.0 {
+            match value {
+                Ok(text) => fields.put_str_at(KEYED[*key], text),
+                Err(number) => fields.put_int_at(KEYED[*key], *number),
+            }
+        }
+    }
+
+    fn read_fields(_: &rocketmq_model::header::FieldReader<'_>) -> rocketmq_model::Result<Self> {
+        Ok(KeyedHeader(Vec::new()))
+    }
+}
+
+proptest! {
+    /// Fields under keys made at compile time go on the wire as the same
+    /// fields written as text do, first or not, in both serializations.
+    #[test]
+    fn keys_made_at_compile_time_encode_as_text_keys(
+        fields in proptest::collection::hash_map(
+            0..KEYED.len(),
+            prop_oneof!["\\PC{0,40}".prop_map(Ok), any::<i64>().prop_map(Err)],
+            0..=KEYED.len(),
+        ),
+        binary in any::<bool>(),
+    ) {
+        let serialize_type = if binary { SerializeType::RocketMq } else { SerializeType::Json };
+        let header = KeyedHeader(fields.into_iter().collect());
+        let typed = RemotingCommand::request_from_header(RequestCode::SEND_MESSAGE_V2, header.clone())
+            .with_serialize_type(serialize_type);
+        let text = RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE_V2, &header)
+            .with_serialize_type(serialize_type);
+        let (mut typed_frame, mut text_frame) = (BytesMut::new(), BytesMut::new());
+        encode(&typed, &mut typed_frame).unwrap();
+        encode(&text, &mut text_frame).unwrap();
+        prop_assert_eq!(&typed_frame, &text_frame);
+        let back = decode(&mut typed_frame, DEFAULT_MAX_FRAME_LEN).unwrap().unwrap();
+        let expected = if binary { as_binary_reads_it(text) } else { text };
+        prop_assert_eq!(back.ext_fields, expected.ext_fields);
+    }
+}

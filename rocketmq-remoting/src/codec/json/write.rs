@@ -5,7 +5,7 @@
 //! gives them, never made into a map first.
 
 use bytes::{BufMut, BytesMut};
-use rocketmq_model::header::FieldSink;
+use rocketmq_model::header::{FieldKey, FieldSink};
 
 use super::special;
 use crate::command::{RemotingCommand, SerializeType};
@@ -85,6 +85,17 @@ impl JsonFields<'_> {
     }
 }
 
+impl JsonFields<'_> {
+    /// [`open`](Self::open) for a key known at compile time: its comma,
+    /// quoted name and colon are one run of text, checked when it was made.
+    fn open_at(&mut self, key: FieldKey, room: usize) {
+        let intro = key.json_intro(self.written == 0).as_bytes();
+        self.written += 1;
+        self.dst.reserve(intro.len() + room + 2);
+        self.dst.put_slice(intro);
+    }
+}
+
 impl FieldSink for JsonFields<'_> {
     fn put_str(&mut self, key: &str, value: &str) {
         self.open(key, value.len());
@@ -96,6 +107,20 @@ impl FieldSink for JsonFields<'_> {
         let mut digits = itoa::Buffer::new();
         let digits = digits.format(value).as_bytes();
         self.open(key, digits.len());
+        self.dst.put_slice(digits);
+        self.dst.put_u8(b'"');
+    }
+
+    fn put_str_at(&mut self, key: FieldKey, value: &str) {
+        self.open_at(key, value.len());
+        put_text(self.dst, value);
+        self.dst.put_u8(b'"');
+    }
+
+    fn put_int_at(&mut self, key: FieldKey, value: i64) {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(value).as_bytes();
+        self.open_at(key, digits.len());
         self.dst.put_slice(digits);
         self.dst.put_u8(b'"');
     }
