@@ -361,22 +361,44 @@ proptest! {
         ),
         binary in any::<bool>(),
     ) {
-        let serialize_type = if binary { SerializeType::RocketMq } else { SerializeType::Json };
-        let header = AnyHeader(fields.into_iter().collect());
-        let typed = RemotingCommand::request_from_header(RequestCode::SEND_MESSAGE_V2, header.clone())
-            .with_serialize_type(serialize_type);
-        let text = RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE_V2, &header)
-            .with_serialize_type(serialize_type);
-        prop_assert!(typed.ext_fields.header().is_some() && text.ext_fields.header().is_none());
-        let (mut typed_frame, mut text_frame) = (BytesMut::new(), BytesMut::new());
-        encode(&typed, &mut typed_frame).unwrap();
-        prop_assert!(typed.ext_fields.header().is_some(), "encoding keeps the header typed");
-        encode(&text, &mut text_frame).unwrap();
-        prop_assert_eq!(&typed_frame, &text_frame);
-        let back = decode(&mut typed_frame, DEFAULT_MAX_FRAME_LEN).unwrap().unwrap();
-        let expected = if binary { as_binary_reads_it(text) } else { text };
-        prop_assert_eq!(back.ext_fields, expected.ext_fields);
+        encodes_as_its_text_fields(AnyHeader(fields.into_iter().collect()), binary)?;
     }
+}
+
+/// Checks that `header`, kept typed until the codec writes it, goes on the
+/// wire exactly as its fields written out as text do, and reads back as them.
+fn encodes_as_its_text_fields<H>(header: H, binary: bool) -> Result<(), TestCaseError>
+where
+    H: rocketmq_model::CommandHeader + rocketmq_model::header::DynHeader,
+{
+    let serialize_type = if binary {
+        SerializeType::RocketMq
+    } else {
+        SerializeType::Json
+    };
+    let text = RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE_V2, &header)
+        .with_serialize_type(serialize_type);
+    let typed = RemotingCommand::request_from_header(RequestCode::SEND_MESSAGE_V2, header)
+        .with_serialize_type(serialize_type);
+    prop_assert!(typed.ext_fields.header().is_some() && text.ext_fields.header().is_none());
+    let (mut typed_frame, mut text_frame) = (BytesMut::new(), BytesMut::new());
+    encode(&typed, &mut typed_frame).unwrap();
+    prop_assert!(
+        typed.ext_fields.header().is_some(),
+        "encoding keeps the header typed"
+    );
+    encode(&text, &mut text_frame).unwrap();
+    prop_assert_eq!(&typed_frame, &text_frame);
+    let back = decode(&mut typed_frame, DEFAULT_MAX_FRAME_LEN)
+        .unwrap()
+        .unwrap();
+    let expected = if binary {
+        as_binary_reads_it(text)
+    } else {
+        text
+    };
+    prop_assert_eq!(back.ext_fields, expected.ext_fields);
+    Ok(())
 }
 
 /// Keys known at compile time, as headers declare them.
@@ -420,18 +442,6 @@ proptest! {
         ),
         binary in any::<bool>(),
     ) {
-        let serialize_type = if binary { SerializeType::RocketMq } else { SerializeType::Json };
-        let header = KeyedHeader(fields.into_iter().collect());
-        let typed = RemotingCommand::request_from_header(RequestCode::SEND_MESSAGE_V2, header.clone())
-            .with_serialize_type(serialize_type);
-        let text = RemotingCommand::request_with_header(RequestCode::SEND_MESSAGE_V2, &header)
-            .with_serialize_type(serialize_type);
-        let (mut typed_frame, mut text_frame) = (BytesMut::new(), BytesMut::new());
-        encode(&typed, &mut typed_frame).unwrap();
-        encode(&text, &mut text_frame).unwrap();
-        prop_assert_eq!(&typed_frame, &text_frame);
-        let back = decode(&mut typed_frame, DEFAULT_MAX_FRAME_LEN).unwrap().unwrap();
-        let expected = if binary { as_binary_reads_it(text) } else { text };
-        prop_assert_eq!(back.ext_fields, expected.ext_fields);
+        encodes_as_its_text_fields(KeyedHeader(fields.into_iter().collect()), binary)?;
     }
 }
