@@ -13,7 +13,7 @@ use rocketmq_kernel::fault::FaultConfig;
 use rocketmq_kernel::route::PublishInfo;
 use rocketmq_kernel::select::{SelectByShardingKey, select_queue};
 use rocketmq_kernel::wait::deadline_after;
-use rocketmq_kernel::{BrokerApi, FaultStrategy, KernelError, QueueSelector};
+use rocketmq_kernel::{FaultStrategy, KernelError, QueueSelector};
 use rocketmq_model::header::SendMessageRequestHeader;
 use rocketmq_model::message::{property, sysflag, validate_topic};
 use rocketmq_model::route::AUTO_CREATE_TOPIC;
