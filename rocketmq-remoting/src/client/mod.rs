@@ -14,7 +14,7 @@ use tower::Service;
 
 use crate::call::{self, Call};
 use crate::command::{RemotingCommand, SerializeType};
-use crate::connection::{Connection, ConnectionConfig, InboundFactory, InboundService};
+use crate::connection::{Connection, ConnectionConfig, Due, InboundFactory, InboundService};
 use crate::error::{RemotingError, Result};
 use crate::hook::RpcHook;
 use crate::transport::{TcpTransport, Transport};
@@ -131,15 +131,24 @@ impl RemotingClient {
             return self.invoke_without_timeout(addr, cmd).await;
         };
         let mut waiting = None;
-        let call = self.invoke_tracked(addr, cmd, &mut waiting);
-        match tokio::time::timeout_at(deadline, call).await {
-            Ok(answer) => answer,
-            Err(_elapsed) => {
+        let due = Due {
+            at: deadline,
+            after: timeout,
+        };
+        // No timer of the call's own: the connection's pending table fails
+        // the call at `deadline` (a dial or a wait for room in the write
+        // queue, both rare, take a timer for that).
+        match self
+            .invoke_tracked(addr, cmd, Some(due), &mut waiting)
+            .await
+        {
+            Err(RemotingError::Timeout { .. }) if tokio::time::Instant::now() >= deadline => {
                 if let Some(waiting) = waiting {
                     self.close_unanswered(addr, waiting, deadline, timeout, whole);
                 }
                 Err(timed_out())
             }
+            answer => answer,
         }
     }
 
@@ -148,7 +157,7 @@ impl RemotingClient {
         addr: &str,
         cmd: RemotingCommand,
     ) -> Result<RemotingCommand> {
-        self.invoke_tracked(addr, cmd, &mut None).await
+        self.invoke_tracked(addr, cmd, None, &mut None).await
     }
 
     /// Closes the connection of a request that timed out, if it had time
@@ -181,8 +190,32 @@ impl RemotingClient {
         }
     }
 
-    /// Sends `cmd`; once a request is written, `waiting` says on which
-    /// connection it waits for its answer, and since when.
+    /// A new connection to `addr`, failing with a timeout at `due`. Boxed:
+    /// a dial is rare, and its future (and timer) would otherwise make every
+    /// call's future larger.
+    fn dial<'a>(
+        &'a self,
+        addr: &'a str,
+        due: Option<Due>,
+    ) -> BoxFuture<'a, Result<(Connection, Generation)>> {
+        let dialed = self.inner.cache.dialed(addr);
+        match due {
+            Some(due) => async move {
+                tokio::time::timeout_at(due.at, dialed).await.map_err(|_| {
+                    RemotingError::Timeout {
+                        addr: addr.to_owned(),
+                        after: due.after,
+                    }
+                })?
+            }
+            .boxed(),
+            None => dialed.boxed(),
+        }
+    }
+
+    /// Sends `cmd`, failing with a timeout at `due`; once a request is
+    /// written, `waiting` says on which connection it waits for its answer,
+    /// and since when.
     ///
     /// A request answered GO_AWAY (a server shutting down gracefully, or a
     /// proxy about to) retires its connection: it takes no new calls and
@@ -195,6 +228,7 @@ impl RemotingClient {
         &self,
         addr: &str,
         mut cmd: RemotingCommand,
+        due: Option<Due>,
         waiting: &mut Option<Waiting>,
     ) -> Result<RemotingCommand> {
         // The clock is read only when a dial came first: a call on an open
@@ -202,7 +236,7 @@ impl RemotingClient {
         let (conn, generation, since) = match self.inner.cache.open(addr)? {
             Some((conn, generation)) => (conn, generation, None),
             None => {
-                let (conn, generation) = self.inner.cache.dialed(addr).await?;
+                let (conn, generation) = self.dial(addr, due).await?;
                 (conn, generation, Some(tokio::time::Instant::now()))
             }
         };
@@ -217,7 +251,7 @@ impl RemotingClient {
             hook.before_request(addr, &mut cmd);
         }
         let oneway = cmd.is_oneway();
-        let answer = match conn.start(cmd) {
+        let answer = match conn.start(cmd, due) {
             Ok(started) => {
                 if !oneway {
                     let frames_read = conn.frames_read();
@@ -532,8 +566,10 @@ mod tests {
     /// Every call's future is moved (into a task, a box, a timer) several
     /// times, and an async send keeps one per message in flight. Nested
     /// `async fn`s, each holding the command again, made it 2.1 KB (2.7 KB
-    /// for a typed call); 1.1 KB now. The bound leaves room for compiler
-    /// changes, not for another layer holding the command.
+    /// for a typed call); 1.3 KB now (1.2 KB with a timer of the call's own
+    /// around it, before the pending table kept the deadlines). The bound
+    /// leaves room for compiler changes, not for another layer holding the
+    /// command.
     #[test]
     fn a_call_is_a_small_future() {
         // Made outside a runtime: nothing of tokio's is touched before a poll.

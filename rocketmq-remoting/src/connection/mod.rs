@@ -36,6 +36,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use pending::Due;
 use pending::PendingTable;
 use writer::Outbound;
 
@@ -111,6 +112,19 @@ struct Shared {
 }
 
 impl Shared {
+    /// `work`'s outcome, or a timeout if it is not done by `due`.
+    async fn within<F: Future>(&self, due: Option<Due>, work: F) -> Result<F::Output> {
+        let Some(due) = due else {
+            return Ok(work.await);
+        };
+        tokio::time::timeout_at(due.at, work)
+            .await
+            .map_err(|_| RemotingError::Timeout {
+                addr: self.peer.to_string(),
+                after: due.after,
+            })
+    }
+
     /// Ends the connection: fails every pending call with `reason` and stops
     /// both tasks. Only the first reason counts.
     fn shut_down(&self, reason: &str) {
@@ -320,15 +334,17 @@ impl Connection {
     /// [`send`](Self::send) for a caller that holds the connection while it
     /// waits: nothing to clone or box.
     pub(crate) async fn exchange(&self, cmd: RemotingCommand) -> Result<RemotingCommand> {
-        self.start(cmd)?.answer().await
+        self.start(cmd, None)?.answer().await
     }
 
     /// Queues `cmd` for the writer (assigning its opaque; a two-way request
     /// is registered to wait for its response) and returns what to await
     /// for the answer. Done at once rather than in a future, so that the
     /// future awaiting the answer does not hold the command too: every call
-    /// moves that future around.
-    pub(crate) fn start(&self, mut cmd: RemotingCommand) -> Result<Started<'_>> {
+    /// moves that future around. A two-way request not answered by `due`
+    /// fails with a timeout; so does any request still waiting then for room
+    /// in the writer's queue (or, oneway, to be written).
+    pub(crate) fn start(&self, mut cmd: RemotingCommand, due: Option<Due>) -> Result<Started<'_>> {
         let shared = self.shared();
         if self.is_closed() {
             return Err(shared.closed_error());
@@ -341,15 +357,17 @@ impl Connection {
             return Ok(Started {
                 shared,
                 wait,
+                due,
                 answer: Answer::Oneway { opaque, done },
             });
         }
-        let call = shared.pending.register()?;
+        let call = shared.pending.register(due)?;
         cmd.opaque = call.opaque();
         let wait = shared.queue(Outbound::Request(cmd))?;
         Ok(Started {
             shared,
             wait,
+            due,
             answer: Answer::TwoWay(call),
         })
     }
@@ -361,6 +379,8 @@ pub(crate) struct Started<'a> {
     shared: &'a Shared,
     /// Queues the frame once the writer's queue has room, when it had none.
     wait: Option<BoxFuture<'a, Result<()>>>,
+    /// When the request times out.
+    due: Option<Due>,
     answer: Answer,
 }
 
@@ -379,17 +399,24 @@ impl Started<'_> {
     /// The answer: the peer's response, or for a oneway request a synthetic
     /// SUCCESS once the frame was written.
     pub(crate) async fn answer(self) -> Result<RemotingCommand> {
+        // The timed waits are boxed: rare (a full queue) or light (a
+        // oneway request), they would otherwise make every call's future
+        // larger by a timer.
         if let Some(wait) = self.wait {
-            wait.await?;
+            Box::pin(self.shared.within(self.due, wait)).await??;
         }
         match self.answer {
+            // The pending table fails the call when it comes due: no timer
+            // of its own.
             Answer::TwoWay(call) => call.response().await,
-            Answer::Oneway { opaque, done } => match done.await {
-                Ok(result) => {
-                    result.map(|()| RemotingCommand::response(ResponseCode::SUCCESS, opaque))
+            Answer::Oneway { opaque, done } => {
+                match Box::pin(self.shared.within(self.due, done)).await? {
+                    Ok(result) => {
+                        result.map(|()| RemotingCommand::response(ResponseCode::SUCCESS, opaque))
+                    }
+                    Err(_) => Err(self.shared.closed_error()),
                 }
-                Err(_) => Err(self.shared.closed_error()),
-            },
+            }
         }
     }
 }

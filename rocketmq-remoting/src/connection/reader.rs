@@ -19,6 +19,7 @@ use tokio::sync::mpsc::error::{SendError, TrySendError};
 use tokio_util::codec::FramedRead;
 use tower::ServiceExt;
 
+use super::pending;
 use super::writer::Outbound;
 use super::{InboundService, Shared};
 use crate::codec::RemotingCodec;
@@ -32,8 +33,25 @@ type Frames = FramedRead<ReadHalf<BoxedIo>, RemotingCodec>;
 type Handling = BoxFuture<'static, Option<RemotingCommand>>;
 type Room = Result<OwnedPermit<Outbound>, SendError<()>>;
 
+/// Why the connection closed when its reader stopped without saying why
+/// (it unwound).
+pub(crate) const READER_STOPPED: &str = "the connection's reader stopped";
+
+/// Shuts the connection down when the reader ends, however it ends: the
+/// reader also fails calls at their deadlines, so a reader gone without a
+/// word would leave its calls waiting for ever.
+struct ShutDownOnExit<'a>(&'a Shared);
+
+impl Drop for ShutDownOnExit<'_> {
+    fn drop(&mut self) {
+        // A no-op after the reader's own shut-down: the first reason counts.
+        self.0.shut_down(READER_STOPPED);
+    }
+}
+
 /// Reads frames until the connection ends, then closes it (failing every
-/// pending call).
+/// pending call). Meanwhile fails each call that comes due unanswered
+/// ([`pending::watch_deadlines`]).
 pub(crate) async fn run(
     shared: Arc<Shared>,
     frames: Frames,
@@ -41,6 +59,7 @@ pub(crate) async fn run(
     max_in_flight: usize,
     max_idle: Option<Duration>,
 ) {
+    let _shut_down = ShutDownOnExit(&shared);
     let cancel = shared.cancel.clone();
     let idle = OptionFuture::from(max_idle.map(|max_idle| shared.activity.idle_for(max_idle)));
     let reason = tokio::select! {
@@ -48,6 +67,7 @@ pub(crate) async fn run(
         () = cancel.cancelled() => super::CLOSED_LOCALLY.to_owned(),
         Some(idle) = idle => format!("closed after {idle:?} without reading or writing"),
         reason = read_loop(&shared, frames, handler, max_in_flight) => reason,
+        never = pending::watch_deadlines(&shared.pending) => match never {},
     };
     tracing::debug!(peer = %shared.peer, %reason, "connection closed");
     shared.shut_down(&reason);

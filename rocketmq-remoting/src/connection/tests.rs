@@ -139,6 +139,96 @@ async fn timeout_removes_the_pending_entry() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_call_unanswered_by_its_deadline_times_out_then_and_the_connection_goes_on() {
+    let (conn, mut peer) = pair(&ConnectionConfig::default());
+    let after = Duration::from_secs(3);
+    let start = Instant::now();
+    let due = Due {
+        at: start + after,
+        after,
+    };
+    let call = async {
+        conn.start(request(RequestCode::HEART_BEAT), Some(due))?
+            .answer()
+            .await
+    };
+    let (result, req) = tokio::join!(call, peer.recv());
+    assert_eq!(start.elapsed(), after);
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, RemotingError::Timeout { addr, after: waited } if addr == "peer:1" && *waited == after),
+        "{err}"
+    );
+    assert_eq!(conn.pending_count(), 0);
+    // The late answer is dropped; the connection stays usable.
+    peer.send(reply(&req, "late")).await;
+    let next = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    let req = peer.recv().await;
+    peer.send(reply(&req, "fresh")).await;
+    assert_eq!(next.await.unwrap().unwrap().remark.unwrap(), "fresh");
+}
+
+/// A stream whose reads panic.
+struct PanickingReads;
+
+impl tokio::io::AsyncRead for PanickingReads {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        panic!("a read that panics");
+    }
+}
+
+impl tokio::io::AsyncWrite for PanickingReads {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reader_that_unwinds_closes_the_connection_and_fails_its_calls() {
+    let conn = Connection::new(
+        Box::new(PanickingReads),
+        "peer:1",
+        &ConnectionConfig::default(),
+    );
+    // The reader panics at its first read; the calls it would have answered,
+    // or timed out, fail instead of waiting for ever.
+    let call = async {
+        conn.closed().await;
+        conn.send(request(RequestCode::HEART_BEAT)).await
+    };
+    let err = tokio::time::timeout(Duration::from_secs(60), call)
+        .await
+        .expect("the connection must close and the call fail, not hang")
+        .unwrap_err();
+    assert!(
+        matches!(&err, RemotingError::ConnectionClosed { reason, .. } if reason == reader::READER_STOPPED),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn dropping_a_call_future_removes_its_entry() {
     let (conn, mut peer) = pair(&ConnectionConfig::default());
     let mut call = conn.send(request(RequestCode::HEART_BEAT));
