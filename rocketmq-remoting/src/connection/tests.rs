@@ -120,6 +120,21 @@ async fn hang_up_fails_every_pending_call_at_once() {
     assert!(later.to_string().contains("peer closed"), "{later}");
 }
 
+/// After a call to `req` timed out: its entry is gone, its late answer is
+/// dropped, and the connection takes the next call.
+async fn late_answer_is_dropped_and_the_connection_goes_on(
+    conn: &Connection,
+    peer: &mut FakePeer,
+    req: &RemotingCommand,
+) {
+    assert_eq!(conn.pending_count(), 0);
+    peer.send(reply(req, "late")).await;
+    let next = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
+    let req = peer.recv().await;
+    peer.send(reply(&req, "fresh")).await;
+    assert_eq!(next.await.unwrap().unwrap().remark.unwrap(), "fresh");
+}
+
 #[tokio::test(start_paused = true)]
 async fn timeout_removes_the_pending_entry() {
     let (conn, mut peer) = pair(&ConnectionConfig::default());
@@ -129,13 +144,7 @@ async fn timeout_removes_the_pending_entry() {
     );
     let (result, req) = tokio::join!(call, peer.recv());
     assert!(result.is_err(), "the call must time out");
-    assert_eq!(conn.pending_count(), 0);
-    // The late answer is dropped; the connection stays usable.
-    peer.send(reply(&req, "late")).await;
-    let next = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
-    let req = peer.recv().await;
-    peer.send(reply(&req, "fresh")).await;
-    assert_eq!(next.await.unwrap().unwrap().remark.unwrap(), "fresh");
+    late_answer_is_dropped_and_the_connection_goes_on(&conn, &mut peer, &req).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -159,13 +168,7 @@ async fn a_call_unanswered_by_its_deadline_times_out_then_and_the_connection_goe
         matches!(&err, RemotingError::Timeout { addr, after: waited } if addr == "peer:1" && *waited == after),
         "{err}"
     );
-    assert_eq!(conn.pending_count(), 0);
-    // The late answer is dropped; the connection stays usable.
-    peer.send(reply(&req, "late")).await;
-    let next = tokio::spawn(conn.send(request(RequestCode::HEART_BEAT)));
-    let req = peer.recv().await;
-    peer.send(reply(&req, "fresh")).await;
-    assert_eq!(next.await.unwrap().unwrap().remark.unwrap(), "fresh");
+    late_answer_is_dropped_and_the_connection_goes_on(&conn, &mut peer, &req).await;
 }
 
 /// A stream whose reads panic.
