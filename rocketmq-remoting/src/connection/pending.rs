@@ -312,14 +312,19 @@ mod tests {
         Arc::new(PendingTable::new("peer:1".into(), limit))
     }
 
+    /// Answers `call` through `table`; the caller gets that very response.
+    async fn answer(table: &PendingTable, call: PendingCall) {
+        let response = RemotingCommand::response(ResponseCode::SUCCESS, call.opaque());
+        assert!(table.complete(response.clone()).is_none());
+        assert_eq!(call.response().await.unwrap(), response);
+    }
+
     #[tokio::test]
     async fn response_reaches_its_caller_and_clears_the_entry() {
         let table = table(8);
         let call = table.register(None).unwrap();
         assert_eq!(table.len(), 1);
-        let response = RemotingCommand::response(ResponseCode::SUCCESS, call.opaque());
-        assert!(table.complete(response.clone()).is_none());
-        assert_eq!(call.response().await.unwrap(), response);
+        answer(&table, call).await;
         assert_eq!(table.len(), 0);
     }
 
@@ -410,9 +415,7 @@ mod tests {
         let table = watched(8);
         for _ in 0..3 {
             let call = table.register(due_in(3)).unwrap();
-            let response = RemotingCommand::response(ResponseCode::SUCCESS, call.opaque());
-            assert!(table.complete(response).is_none());
-            assert!(call.response().await.is_ok());
+            answer(&table, call).await;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         // The watch wakes at the first call's deadline, finds nothing due,
@@ -431,9 +434,7 @@ mod tests {
         assert!(timed_out_after(&outcome(due).await.1, 1));
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert_eq!(table.len(), 1);
-        let response = RemotingCommand::response(ResponseCode::SUCCESS, call.opaque());
-        assert!(table.complete(response).is_none());
-        assert!(call.response().await.is_ok());
+        answer(&table, call).await;
     }
 
     #[tokio::test]
